@@ -1,0 +1,88 @@
+// @ts-check
+import js from '@eslint/js';
+import prettier from 'eslint-config-prettier';
+import tseslint from 'typescript-eslint';
+
+/** Packages each package may import; core, layers, remote, layout and registry never import each other. */
+const boundaries = {
+  core: [],
+  layers: ['core'],
+  remote: ['core'],
+  layout: ['core'],
+  registry: ['core'],
+  testing: ['core'],
+};
+const all = ['core', 'layers', 'remote', 'layout', 'registry', 'testing', 'cli'];
+
+// eslint-disable-next-line no-restricted-syntax -- ESLint loads the default export
+export default tseslint.config(
+  {
+    ignores: [
+      '**/dist/**',
+      '**/node_modules/**',
+      '**/coverage/**',
+      'bench/corpus/**',
+      'bench/.work/**',
+    ],
+  },
+  { linterOptions: { reportUnusedDisableDirectives: 'error' } },
+  js.configs.recommended,
+  ...tseslint.configs.strictTypeChecked,
+  ...tseslint.configs.stylisticTypeChecked,
+  {
+    languageOptions: {
+      parserOptions: {
+        projectService: {
+          allowDefaultProject: ['*.config.ts', '*.config.js'],
+          defaultProject: 'tsconfig.base.json',
+        },
+        tsconfigRootDir: import.meta.dirname,
+      },
+    },
+    rules: {
+      '@typescript-eslint/consistent-type-imports': 'error',
+      // Wire types are plain `type`s named after the spec (STYLE §5).
+      '@typescript-eslint/consistent-type-definitions': 'off',
+      '@typescript-eslint/consistent-type-exports': 'error',
+      '@typescript-eslint/explicit-module-boundary-types': 'error',
+      '@typescript-eslint/restrict-template-expressions': ['error', { allowNumber: true }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_' },
+      ],
+      'no-restricted-syntax': [
+        'error',
+        { selector: 'ExportDefaultDeclaration', message: 'Use named exports.' },
+        { selector: 'TSEnumDeclaration', message: 'Use an as-const object and a union type.' },
+      ],
+    },
+  },
+  ...Object.entries(boundaries).map(([pkg, allowed]) => ({
+    files: [`packages/${pkg}/src/**/*.ts`],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: all
+            .filter((p) => p !== pkg && !allowed.includes(p))
+            .map((p) => ({
+              group: [`@lading/${p}`, `@lading/${p}/*`],
+              message: `${pkg} must not depend on ${p} (DESIGN §2).`,
+            })),
+        },
+      ],
+    },
+  })),
+  {
+    files: ['**/test/**/*.ts', 'bench/**/*.ts'],
+    rules: {
+      '@typescript-eslint/no-non-null-assertion': 'off',
+      '@typescript-eslint/explicit-module-boundary-types': 'off',
+    },
+  },
+  {
+    files: ['**/*.js'],
+    ...tseslint.configs.disableTypeChecked,
+  },
+  prettier,
+);

@@ -1,0 +1,135 @@
+/**
+ * ErrorCode is every code a lading error can carry. Callers branch on the
+ * code, never on the message.
+ */
+export const ErrorCode = {
+  InvalidReference: 'INVALID_REFERENCE',
+  InvalidDigest: 'INVALID_DIGEST',
+  DigestMismatch: 'DIGEST_MISMATCH',
+  SizeMismatch: 'SIZE_MISMATCH',
+  LayerConsumed: 'LAYER_CONSUMED',
+  InvalidManifest: 'INVALID_MANIFEST',
+  InvalidConfig: 'INVALID_CONFIG',
+  ManifestTooLarge: 'MANIFEST_TOO_LARGE',
+  UnsupportedMediaType: 'UNSUPPORTED_MEDIA_TYPE',
+  InvalidArgument: 'INVALID_ARGUMENT',
+  Unauthorized: 'UNAUTHORIZED',
+  Denied: 'DENIED',
+  NotFound: 'NOT_FOUND',
+  Registry: 'REGISTRY_ERROR',
+  Network: 'NETWORK',
+  Timeout: 'TIMEOUT',
+  Aborted: 'ABORTED',
+  UploadFailed: 'UPLOAD_FAILED',
+  UnsafePath: 'UNSAFE_PATH',
+  Unsupported: 'UNSUPPORTED',
+  Conflict: 'CONFLICT',
+  Io: 'IO',
+} as const;
+
+/** ErrorCode is the union of every lading error code. */
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+const brand = Symbol.for('lading.error');
+
+/** LadingErrorOptions are the optional parts of every lading error. */
+export interface LadingErrorOptions {
+  readonly cause?: unknown;
+}
+
+/**
+ * LadingError is the base of every error lading throws. It carries a stable
+ * `code`, a native `cause`, and a `Symbol.for` brand so that
+ * {@link isLadingError} works across two installed copies of the package.
+ */
+export class LadingError extends Error {
+  readonly code: ErrorCode;
+  override name = 'LadingError';
+
+  constructor(code: ErrorCode, message: string, options?: LadingErrorOptions) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    Object.defineProperty(this, brand, { value: true });
+  }
+}
+
+/**
+ * isLadingError tells whether `err` is a lading error (from any installed
+ * copy of @lading/core), optionally with the given code.
+ */
+export function isLadingError(err: unknown, code?: ErrorCode): err is LadingError {
+  if (typeof err !== 'object' || err === null) return false;
+  if ((err as Record<symbol, unknown>)[brand] !== true) return false;
+  return code === undefined || (err as { code?: unknown }).code === code;
+}
+
+/** InvalidReferenceError reports an image reference that does not parse. */
+export class InvalidReferenceError extends LadingError {
+  override name = 'InvalidReferenceError';
+  readonly input: string;
+  constructor(input: string, reason: string) {
+    super(ErrorCode.InvalidReference, `invalid reference ${JSON.stringify(input)}: ${reason}`);
+    this.input = input;
+  }
+}
+
+/** InvalidDigestError reports a digest string that does not validate. */
+export class InvalidDigestError extends LadingError {
+  override name = 'InvalidDigestError';
+  constructor(input: string, reason: string) {
+    super(
+      ErrorCode.InvalidDigest,
+      `invalid digest ${JSON.stringify(input.slice(0, 200))}: ${reason}`,
+    );
+  }
+}
+
+/** DigestMismatchError reports content whose digest is not the one expected. */
+export class DigestMismatchError extends LadingError {
+  override name = 'DigestMismatchError';
+  readonly expected: string;
+  readonly actual: string;
+  constructor(expected: string, actual: string, what = 'content') {
+    super(ErrorCode.DigestMismatch, `${what} digest mismatch: expected ${expected}, got ${actual}`);
+    this.expected = expected;
+    this.actual = actual;
+  }
+}
+
+/** SizeMismatchError reports content whose length is not the one expected. */
+export class SizeMismatchError extends LadingError {
+  override name = 'SizeMismatchError';
+  readonly expected: number;
+  readonly actual: number;
+  constructor(expected: number, actual: number, what = 'content') {
+    super(
+      ErrorCode.SizeMismatch,
+      `${what} size mismatch: expected ${expected} bytes, got ${actual}`,
+    );
+    this.expected = expected;
+    this.actual = actual;
+  }
+}
+
+/** LayerConsumedError is thrown when a single-pass layer is read twice. */
+export class LayerConsumedError extends LadingError {
+  override name = 'LayerConsumedError';
+  constructor(
+    message = 'this stream layer has already been consumed; single-pass layers can be read once',
+  ) {
+    super(ErrorCode.LayerConsumed, message);
+  }
+}
+
+/** AbortedError reports an operation cancelled through its AbortSignal. */
+export class AbortedError extends LadingError {
+  override name = 'AbortedError';
+  constructor(reason?: unknown) {
+    super(ErrorCode.Aborted, 'the operation was aborted', { cause: reason });
+  }
+}
+
+/** throwIfAborted throws an {@link AbortedError} when `signal` has fired. */
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted === true) throw new AbortedError(signal.reason);
+}

@@ -1,0 +1,54 @@
+import type { Digest } from './digest.js';
+import type { Layer } from './layer.js';
+import type { MediaTypeString } from './media-types.js';
+import type { ConfigFile, Descriptor, ImageManifest, IndexManifest, Platform } from './wire.js';
+
+/**
+ * Image is a lazy container image. Every accessor is async: for images over
+ * stream layers, `configFile()` waits on the layers' diffIds and `manifest()`
+ * on their digests and sizes.
+ * @see ../../../shared/DESIGN.md §3.2
+ */
+export interface Image {
+  /** mediaType of the image manifest (OCI or Docker). */
+  readonly mediaType: MediaTypeString;
+  manifest(): Promise<ImageManifest>;
+  rawManifest(): Promise<Uint8Array>;
+  configFile(): Promise<ConfigFile>;
+  rawConfig(): Promise<Uint8Array>;
+  /** configDescriptor waits only on diffIds (not on layer digests). */
+  configDescriptor(): Promise<Descriptor>;
+  digest(): Promise<Digest>;
+  size(): Promise<number>;
+  layers(): Promise<readonly Layer[]>;
+}
+
+/** IndexChild is one entry of an index, resolved to what it points at. */
+export type IndexChild =
+  | { readonly kind: 'image'; readonly descriptor: Descriptor; readonly image: Image }
+  | { readonly kind: 'index'; readonly descriptor: Descriptor; readonly index: ImageIndex };
+
+/** ImageIndex is a lazy multi-platform index (or Docker manifest list). */
+export interface ImageIndex {
+  readonly mediaType: MediaTypeString;
+  indexManifest(): Promise<IndexManifest>;
+  rawManifest(): Promise<Uint8Array>;
+  digest(): Promise<Digest>;
+  size(): Promise<number>;
+  /** children lists the entries with the image or index each points at. */
+  children(): Promise<readonly IndexChild[]>;
+  image(digest: Digest): Promise<Image>;
+  imageIndex(digest: Digest): Promise<ImageIndex>;
+}
+
+/** isImageIndex tells an index from an image. */
+export function isImageIndex(value: Image | ImageIndex): value is ImageIndex {
+  return typeof (value as Partial<ImageIndex>).indexManifest === 'function';
+}
+
+/** IndexEntryInput is one platform image given to `imageIndex()`. */
+export type IndexEntryInput = {
+  readonly image: Image | ImageIndex;
+  readonly platform?: Platform;
+  readonly annotations?: Readonly<Record<string, string>>;
+};

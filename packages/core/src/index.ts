@@ -1,0 +1,54 @@
+export {
+  ErrorCode,
+  LadingError,
+  isLadingError,
+  InvalidReferenceError,
+  InvalidDigestError,
+  DigestMismatchError,
+  SizeMismatchError,
+  LayerConsumedError,
+  AbortedError,
+  throwIfAborted,
+} from './errors.js';
+export type { LadingErrorOptions } from './errors.js';
+export {
+  parseDigest,
+  isDigest,
+  toDigest,
+  digestAlgorithm,
+  digestHex,
+  createHasher,
+  digestOf,
+  HashingStream,
+  VerifyingStream,
+} from './digest.js';
+export type { Digest, DigestAlgorithm, Hasher } from './digest.js';
+export {
+  MediaType,
+  isIndexMediaType,
+  isImageManifestMediaType,
+  isManifestMediaType,
+  isDockerMediaType,
+  isGzipLayerMediaType,
+  manifestAccept,
+} from './media-types.js';
+export type { KnownMediaType, MediaTypeString } from './media-types.js';
+export type {
+  Platform,
+  Descriptor,
+  ImageManifest,
+  IndexManifest,
+  Manifest,
+  History,
+  RootFs,
+  ContainerConfig,
+  ConfigFile,
+} from './wire.js';
+export { BytesLayer, layerFromBytes } from './layer.js';
+export type { Layer, BlobSource, LayerBytesOptions } from './layer.js';
+export { isImageIndex } from './image.js';
+export type { Image, ImageIndex, IndexChild, IndexEntryInput } from './image.js';
+export { ProgressEmitter } from './progress.js';
+export type { ProgressEvent, ProgressEvents, BlobKind } from './progress.js';
+export { isMounter } from './target.js';
+export type { Target, Mounter, IoOptions } from './target.js';

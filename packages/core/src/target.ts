@@ -1,0 +1,38 @@
+import type { Readable } from 'node:stream';
+import type { Descriptor } from './wire.js';
+
+/** IoOptions are what every I/O call accepts. */
+export interface IoOptions {
+  readonly signal?: AbortSignal | undefined;
+}
+
+/**
+ * Target is somewhere content lives: a registry repository, an OCI layout, a
+ * docker archive or memory. `copy()` moves graphs between any two.
+ * @see ../../../shared/DESIGN.md §3.5
+ */
+export interface Target {
+  /** resolve maps a tag (or digest) to the root descriptor. @throws NOT_FOUND */
+  resolve(ref: string, options?: IoOptions): Promise<Descriptor>;
+  /** fetch streams content; the stream fails with DIGEST_MISMATCH if it is not what `desc` says. @throws NOT_FOUND */
+  fetch(desc: Descriptor, options?: IoOptions): Promise<Readable>;
+  exists(desc: Descriptor, options?: IoOptions): Promise<boolean>;
+  /** push stores content, verifying it against `desc`. */
+  push(desc: Descriptor, content: Readable, options?: IoOptions): Promise<void>;
+  /** tag points `ref` at an already-pushed manifest. */
+  tag(desc: Descriptor, ref: string, options?: IoOptions): Promise<void>;
+}
+
+/** Mounter is a target that can link a blob from another repository of the same registry. */
+export interface Mounter {
+  /** mount links `desc` from `fromRepository`; resolves false when the registry declined. */
+  mount(desc: Descriptor, fromRepository: string, options?: IoOptions): Promise<boolean>;
+  /** registryHost identifies the registry, so copy() mounts only within one. */
+  readonly registryHost: string;
+  readonly repository: string;
+}
+
+/** isMounter tells whether a target supports cross-repository mounts. */
+export function isMounter(target: Target): target is Target & Mounter {
+  return typeof (target as Partial<Mounter>).mount === 'function';
+}
