@@ -1,0 +1,134 @@
+import { createServer, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+/** RecordedRequest is one request seen by a {@link RecordingProxy}. */
+export interface RecordedRequest {
+  /** index is the request's position in arrival order. */
+  readonly index: number;
+  readonly method: string;
+  /** path is the path with its query string. */
+  readonly path: string;
+  readonly headers: IncomingHttpHeaders;
+  /** startTick is a global sequence number taken when the request arrived. */
+  readonly startTick: number;
+  /** firstByteTick is the tick of the first request body byte (undefined: no body). */
+  firstByteTick: number | undefined;
+  /** endTick is the tick at which the request body ended. */
+  endTick: number | undefined;
+  /** responseTick is the tick at which the upstream answered. */
+  responseTick: number | undefined;
+  /** bodyBytes counts request body bytes. */
+  bodyBytes: number;
+  /** status is the upstream's answer. */
+  status: number | undefined;
+  /** responseHeaders are the upstream's response headers. */
+  responseHeaders: IncomingHttpHeaders | undefined;
+  /** responseBytes counts response body bytes. */
+  responseBytes: number;
+  /** startTime is Date.now() at arrival (for logs, not for assertions). */
+  readonly startTime: number;
+}
+
+/** RecordingProxy is a forwarding HTTP proxy that records everything it sees. */
+export interface RecordingProxy {
+  /** url is `http://127.0.0.1:<port>`. */
+  readonly url: string;
+  /** host is `127.0.0.1:<port>`. */
+  readonly host: string;
+  readonly port: number;
+  /** requests in arrival order. */
+  readonly requests: RecordedRequest[];
+  /** clear forgets what was recorded. */
+  clear(): void;
+  close(): Promise<void>;
+}
+
+/**
+ * recordingProxy forwards every request to `upstreamUrl` (keeping the Host
+ * header the client sent, so the upstream's absolute Locations point back at
+ * the proxy) and records method, path, headers, byte counts and a global
+ * tick sequence so tests can assert the order of events without timing.
+ */
+export async function recordingProxy(upstreamUrl: string): Promise<RecordingProxy> {
+  const upstream = new URL(upstreamUrl);
+  const requests: RecordedRequest[] = [];
+  let tick = 0;
+  const server = createServer((req, res) => {
+    const rec: RecordedRequest = {
+      index: requests.length,
+      method: req.method ?? 'GET',
+      path: req.url ?? '/',
+      headers: { ...req.headers },
+      startTick: ++tick,
+      firstByteTick: undefined,
+      endTick: undefined,
+      responseTick: undefined,
+      bodyBytes: 0,
+      status: undefined,
+      responseHeaders: undefined,
+      responseBytes: 0,
+      startTime: Date.now(),
+    };
+    requests.push(rec);
+    const out = httpRequest(
+      {
+        host: upstream.hostname,
+        port: upstream.port,
+        method: req.method,
+        path: req.url,
+        headers: req.headers,
+      },
+      (upRes) => {
+        rec.responseTick = ++tick;
+        rec.status = upRes.statusCode;
+        rec.responseHeaders = { ...upRes.headers };
+        res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+        upRes.on('data', (b: Buffer) => {
+          rec.responseBytes += b.length;
+          res.write(b);
+        });
+        upRes.on('end', () => {
+          res.end();
+        });
+        upRes.on('error', () => res.destroy());
+      },
+    );
+    out.on('error', () => {
+      if (!res.headersSent) res.writeHead(502);
+      res.end();
+    });
+    req.on('data', (b: Buffer) => {
+      if (b.length > 0 && rec.firstByteTick === undefined) rec.firstByteTick = ++tick;
+      rec.bodyBytes += b.length;
+      out.write(b);
+    });
+    req.on('end', () => {
+      rec.endTick = ++tick;
+      out.end();
+    });
+    req.on('error', () => out.destroy());
+    res.on('close', () => {
+      if (!res.writableFinished) out.destroy();
+    });
+  });
+  server.keepAliveTimeout = 1000;
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    host: `127.0.0.1:${port}`,
+    port,
+    requests,
+    clear(): void {
+      requests.length = 0;
+    },
+    close(): Promise<void> {
+      return new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => {
+          resolve();
+        });
+      });
+    },
+  };
+}
