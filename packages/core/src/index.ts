@@ -52,3 +52,14 @@ export { ProgressEmitter } from './progress.js';
 export type { ProgressEvent, ProgressEvents, BlobKind } from './progress.js';
 export { isMounter } from './target.js';
 export type { Target, Mounter, IoOptions } from './target.js';
+export {
+  parseReference,
+  isValidReference,
+  formatReference,
+  withTag,
+  withDigest,
+  DOCKER_HUB,
+  DOCKER_HUB_API,
+  NAME_TOTAL_LENGTH_MAX,
+} from './reference.js';
+export type { Reference, ParseReferenceOptions } from './reference.js';
