@@ -63,3 +63,12 @@ export {
   NAME_TOTAL_LENGTH_MAX,
 } from './reference.js';
 export type { Reference, ParseReferenceOptions } from './reference.js';
+export {
+  MAX_MANIFEST_SIZE,
+  parseImageManifest,
+  parseIndexManifest,
+  parseManifest,
+  parseConfigFile,
+  readCapped,
+} from './parse.js';
+export type { ParsedManifest } from './parse.js';
