@@ -1,0 +1,219 @@
+import { spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { AuthError } from './errors.js';
+
+/**
+ * Credentials authenticate against a registry: a username and password
+ * (basic, or exchanged for a bearer token), an OAuth2 identity (refresh)
+ * token, or a ready-made registry bearer token.
+ */
+export type Credentials =
+  | { readonly username: string; readonly password: string }
+  | { readonly identityToken: string; readonly username?: string }
+  | { readonly registryToken: string };
+
+/** CredentialLookupOptions say where {@link resolveCredentials} looks. */
+export interface CredentialLookupOptions {
+  /** env replaces process.env (DOCKER_CONFIG, REGISTRY_AUTH_FILE, XDG_RUNTIME_DIR, HOME). */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  readonly signal?: AbortSignal | undefined;
+}
+
+type AuthEntry = {
+  auth?: string;
+  username?: string;
+  password?: string;
+  identitytoken?: string;
+  registrytoken?: string;
+};
+
+type ConfigFileShape = {
+  auths?: Record<string, AuthEntry>;
+  credsStore?: string;
+  credHelpers?: Record<string, string>;
+};
+
+async function readJson(path: string): Promise<ConfigFileShape | undefined> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+  try {
+    const parsed: unknown = JSON.parse(text);
+    return typeof parsed === 'object' && parsed !== null ? parsed : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** hub names: docker stores Docker Hub credentials under its v1 index URL. */
+const hubKeys = [
+  'https://index.docker.io/v1/',
+  'index.docker.io',
+  'docker.io',
+  'registry-1.docker.io',
+];
+
+function keysFor(registry: string): string[] {
+  if (hubKeys.includes(registry)) return hubKeys;
+  return [registry];
+}
+
+function normaliseKey(key: string): string {
+  let k = key.replace(/^https?:\/\//, '');
+  const slash = k.indexOf('/');
+  if (slash >= 0) k = k.slice(0, slash);
+  return k;
+}
+
+function fromEntry(entry: AuthEntry): Credentials | undefined {
+  if (entry.registrytoken !== undefined && entry.registrytoken !== '') {
+    return { registryToken: entry.registrytoken };
+  }
+  let username = entry.username;
+  let password = entry.password;
+  if (entry.auth !== undefined && entry.auth !== '') {
+    const decoded = Buffer.from(entry.auth, 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    if (colon > 0) {
+      username = decoded.slice(0, colon);
+      password = decoded.slice(colon + 1);
+    }
+  }
+  if (entry.identitytoken !== undefined && entry.identitytoken !== '') {
+    return username === undefined
+      ? { identityToken: entry.identitytoken }
+      : { identityToken: entry.identitytoken, username };
+  }
+  if (username !== undefined && password !== undefined && username !== '') {
+    return { username, password };
+  }
+  return undefined;
+}
+
+/**
+ * runCredentialHelper runs `docker-credential-<name> get` with the server
+ * URL on stdin and reads `{ Username, Secret }`; a `<token>` username means
+ * the secret is an identity token. Resolves undefined when the helper knows
+ * no credentials for the server.
+ * @throws UNAUTHORIZED when the helper cannot be run or answers garbage.
+ */
+export async function runCredentialHelper(
+  name: string,
+  server: string,
+  options: CredentialLookupOptions = {},
+): Promise<Credentials | undefined> {
+  const env = { ...process.env, ...options.env };
+  const program = `docker-credential-${name}`;
+  const out = await new Promise<{ code: number | null; stdout: string; stderr: string }>(
+    (resolve, reject) => {
+      const child = spawn(program, ['get'], {
+        stdio: ['pipe', 'pipe', 'pipe'],
+        env,
+        signal: options.signal,
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (b: Buffer) => (stdout += b.toString('utf8')));
+      child.stderr.on('data', (b: Buffer) => (stderr += b.toString('utf8')));
+      child.once('error', reject);
+      child.once('close', (code) => {
+        resolve({ code, stdout, stderr });
+      });
+      child.stdin.end(server);
+    },
+  ).catch((err: unknown) => {
+    throw new AuthError('UNAUTHORIZED', `credential helper ${program} could not be run`, err);
+  });
+  if (out.code !== 0) {
+    if (/credentials not found/i.test(out.stdout + out.stderr)) return undefined;
+    throw new AuthError(
+      'UNAUTHORIZED',
+      `credential helper ${program} failed with exit code ${String(out.code)}`,
+    );
+  }
+  let parsed: { Username?: unknown; Secret?: unknown };
+  try {
+    parsed = JSON.parse(out.stdout) as { Username?: unknown; Secret?: unknown };
+  } catch (err) {
+    throw new AuthError('UNAUTHORIZED', `credential helper ${program} printed invalid JSON`, err);
+  }
+  if (typeof parsed.Secret !== 'string' || parsed.Secret === '') return undefined;
+  const username = typeof parsed.Username === 'string' ? parsed.Username : '';
+  if (username === '<token>') return { identityToken: parsed.Secret };
+  return { username, password: parsed.Secret };
+}
+
+async function fromFile(
+  path: string,
+  registry: string,
+  options: CredentialLookupOptions,
+  helpers: boolean,
+): Promise<Credentials | undefined> {
+  const file = await readJson(path);
+  if (file === undefined) return undefined;
+  const keys = keysFor(registry);
+  if (helpers && file.credHelpers !== undefined) {
+    for (const k of keys) {
+      const helper = file.credHelpers[k];
+      if (helper !== undefined && helper !== '') {
+        return runCredentialHelper(
+          helper,
+          k === 'index.docker.io' || k === 'docker.io' ? (hubKeys[0] ?? k) : k,
+          options,
+        );
+      }
+    }
+  }
+  if (file.auths !== undefined) {
+    for (const [key, entry] of Object.entries(file.auths)) {
+      if (!keys.includes(key) && !keys.includes(normaliseKey(key))) continue;
+      const creds = fromEntry(entry);
+      if (creds !== undefined) return creds;
+    }
+  }
+  if (helpers && file.credsStore !== undefined && file.credsStore !== '') {
+    return runCredentialHelper(
+      file.credsStore,
+      hubKeys.includes(registry) ? (hubKeys[0] ?? registry) : registry,
+      options,
+    );
+  }
+  return undefined;
+}
+
+/**
+ * resolveCredentials finds stored credentials for a registry host the way
+ * docker and podman do, first match wins: `$REGISTRY_AUTH_FILE`, then
+ * `${XDG_RUNTIME_DIR}/containers/auth.json` (podman), then
+ * `$DOCKER_CONFIG/config.json` or `~/.docker/config.json` (with
+ * `credHelpers`, `auths` — `auth`, `username`/`password`, `identitytoken` —
+ * and `credsStore`).
+ */
+export async function resolveCredentials(
+  registry: string,
+  options: CredentialLookupOptions = {},
+): Promise<Credentials | undefined> {
+  const env = options.env ?? process.env;
+  const files: [string, boolean][] = [];
+  if (env.REGISTRY_AUTH_FILE !== undefined && env.REGISTRY_AUTH_FILE !== '') {
+    files.push([env.REGISTRY_AUTH_FILE, true]);
+  }
+  if (env.XDG_RUNTIME_DIR !== undefined && env.XDG_RUNTIME_DIR !== '') {
+    files.push([join(env.XDG_RUNTIME_DIR, 'containers', 'auth.json'), true]);
+  }
+  const dockerDir =
+    env.DOCKER_CONFIG !== undefined && env.DOCKER_CONFIG !== ''
+      ? env.DOCKER_CONFIG
+      : join(env.HOME ?? homedir(), '.docker');
+  files.push([join(dockerDir, 'config.json'), true]);
+  for (const [path, helpers] of files) {
+    const creds = await fromFile(path, registry, options, helpers);
+    if (creds !== undefined) return creds;
+  }
+  return undefined;
+}

@@ -1,0 +1,401 @@
+import type { Readable } from 'node:stream';
+import { Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import {
+  DigestMismatchError,
+  HashingStream,
+  createHasher,
+  isLadingError,
+  type Digest,
+  type IoOptions,
+} from '@lading/core';
+import { RegistryError, UploadError } from './errors.js';
+import {
+  drain,
+  errorFromResponse,
+  header,
+  type SendResponse,
+  type Transport,
+} from './internal/transport.js';
+
+/** UploadMode picks how blob bytes travel. @see ../README.md */
+export type UploadMode = 'stream' | 'chunked' | 'monolithic';
+
+/** DEFAULT_CHUNK_SIZE is the chunk size of chunked uploads unless the registry asks for more. */
+export const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
+
+/** UploadResult is what a committed upload stored. */
+export type UploadResult = { readonly digest: Digest; readonly size: number };
+
+function parseRangeEnd(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const m = /^(?:bytes=)?(\d+)-(\d+)$/.exec(value.trim());
+  if (m === null) return undefined;
+  return Number(m[2]) + 1;
+}
+
+class Counter extends Transform {
+  #n = 0;
+  readonly #on: (n: number) => void;
+  constructor(on: (n: number) => void) {
+    super();
+    this.#on = on;
+  }
+  override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
+    this.#n += chunk.length;
+    this.#on(this.#n);
+    cb(null, chunk);
+  }
+}
+
+/**
+ * UploadSession is one open blob upload (distribution-spec "push"): it
+ * always uses the latest `Location` the registry returned (relative ones
+ * resolved against the previous URL, query strings kept), and sends
+ * credentials only when that location is on the registry's own origin.
+ * @see https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pushing-blobs
+ */
+export class UploadSession {
+  readonly repository: string;
+  /** minChunkLength is the registry's `OCI-Chunk-Min-Length`, when it sent one. */
+  readonly minChunkLength: number | undefined;
+  readonly #transport: Transport;
+  #location: URL;
+  #offset = 0;
+  #closed = false;
+
+  /** @internal built by {@link RegistryClient.startUpload}. */
+  constructor(
+    transport: Transport,
+    repository: string,
+    location: URL,
+    minChunkLength: number | undefined,
+  ) {
+    this.#transport = transport;
+    this.repository = repository;
+    this.#location = location;
+    this.minChunkLength = minChunkLength;
+  }
+
+  /** location is the URL the next request goes to. */
+  get location(): string {
+    return this.#location.toString();
+  }
+
+  /** offset is how many bytes the registry has acknowledged. */
+  get offset(): number {
+    return this.#offset;
+  }
+
+  /** closed says the session was committed or cancelled. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  get #scopes(): string[] {
+    return [`repository:${this.repository}:pull,push`];
+  }
+
+  #advance(res: SendResponse): void {
+    const loc = header(res.headers, 'location');
+    if (loc !== undefined && loc !== '') this.#location = new URL(loc, this.#location);
+    const end = parseRangeEnd(header(res.headers, 'range'));
+    if (end !== undefined) this.#offset = end;
+  }
+
+  async #expect(res: SendResponse, method: string, ok: readonly number[]): Promise<void> {
+    if (ok.includes(res.status)) {
+      this.#advance(res);
+      await drain(res.body);
+      return;
+    }
+    throw await errorFromResponse(method, res);
+  }
+
+  /**
+   * write sends one chunk as a `Content-Range` PATCH at the current offset.
+   * @throws REGISTRY_ERROR (status 416 when the registry disagrees on the offset), NETWORK
+   */
+  async write(chunk: Uint8Array, options: IoOptions = {}): Promise<void> {
+    const start = this.#offset;
+    const res = await this.#transport.send({
+      method: 'PATCH',
+      url: this.#location,
+      headers: {
+        'content-type': 'application/octet-stream',
+        'content-range': `${start}-${start + chunk.length - 1}`,
+        'content-length': String(chunk.length),
+      },
+      body: chunk,
+      scopes: this.#scopes,
+      signal: options.signal,
+    });
+    await this.#expect(res, 'PATCH', [202, 204]);
+    if (parseRangeEnd(header(res.headers, 'range')) === undefined)
+      this.#offset = start + chunk.length;
+  }
+
+  /**
+   * writeStream sends a whole stream as one PATCH with chunked transfer
+   * encoding; resolves the byte count.
+   * @throws REGISTRY_ERROR, NETWORK
+   */
+  async writeStream(source: Readable, options: IoOptions = {}): Promise<number> {
+    let sent = 0;
+    const counter = new Counter((n) => (sent = n));
+    const piped = pipeline(source, counter);
+    piped.catch(() => undefined);
+    const start = this.#offset;
+    let res: SendResponse;
+    try {
+      res = await this.#transport.send({
+        method: 'PATCH',
+        url: this.#location,
+        headers: { 'content-type': 'application/octet-stream' },
+        body: counter,
+        scopes: this.#scopes,
+        signal: options.signal,
+      });
+    } catch (err) {
+      counter.destroy();
+      await piped.catch(() => undefined);
+      throw err;
+    }
+    await piped.catch(async (err: unknown) => {
+      await drain(res.body);
+      throw err;
+    });
+    await this.#expect(res, 'PATCH', [202, 204]);
+    if (parseRangeEnd(header(res.headers, 'range')) === undefined) this.#offset = start + sent;
+    return sent;
+  }
+
+  /**
+   * status asks the registry how far the upload got (`GET` on the
+   * location) and updates `offset` and `location`.
+   */
+  async status(options: IoOptions = {}): Promise<number> {
+    const res = await this.#transport.send({
+      method: 'GET',
+      url: this.#location,
+      scopes: this.#scopes,
+      signal: options.signal,
+    });
+    if (res.status === 204 || res.status === 202 || res.status === 200) {
+      const loc = header(res.headers, 'location');
+      if (loc !== undefined && loc !== '') this.#location = new URL(loc, this.#location);
+      this.#offset = parseRangeEnd(header(res.headers, 'range')) ?? 0;
+      await drain(res.body);
+      return this.#offset;
+    }
+    throw await errorFromResponse('GET', res);
+  }
+
+  /** resume continues a session from a location saved earlier; resolves the acknowledged offset. */
+  async resume(location: string, options: IoOptions = {}): Promise<number> {
+    this.#location = new URL(location, this.#location);
+    this.#closed = false;
+    return this.status(options);
+  }
+
+  /**
+   * commit closes the session with `PUT <location>?digest=` (the digest is
+   * added with URLSearchParams, keeping any query the registry put there),
+   * optionally carrying the final bytes.
+   * @throws REGISTRY_ERROR (e.g. DIGEST_INVALID), NETWORK
+   */
+  async commit(
+    digest: Digest,
+    options: IoOptions & { body?: Uint8Array | Readable; length?: number } = {},
+  ): Promise<string | undefined> {
+    const url = new URL(this.#location);
+    url.searchParams.set('digest', digest);
+    const headers: Record<string, string> = { 'content-type': 'application/octet-stream' };
+    if (options.body === undefined) headers['content-length'] = '0';
+    else if (options.length !== undefined) headers['content-length'] = String(options.length);
+    else if (options.body instanceof Uint8Array)
+      headers['content-length'] = String(options.body.length);
+    const res = await this.#transport.send({
+      method: 'PUT',
+      url,
+      headers,
+      body: options.body ?? null,
+      scopes: this.#scopes,
+      signal: options.signal,
+    });
+    if (res.status !== 201 && res.status !== 204 && res.status !== 202)
+      throw await errorFromResponse('PUT', res);
+    const stored = header(res.headers, 'docker-content-digest');
+    await drain(res.body);
+    if (stored !== undefined && stored !== digest)
+      throw new DigestMismatchError(digest, stored, 'committed blob');
+    this.#closed = true;
+    return header(res.headers, 'location');
+  }
+
+  /** cancel deletes the session; errors are swallowed (it is cleanup). */
+  async cancel(options: IoOptions = {}): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      const res = await this.#transport.send({
+        method: 'DELETE',
+        url: this.#location,
+        scopes: this.#scopes,
+        signal: options.signal,
+      });
+      await drain(res.body);
+    } catch {
+      // best effort
+    }
+  }
+
+  /**
+   * upload sends `source` through this session in one pass and commits it:
+   * `stream` (one chunked PATCH, then PUT ?digest=), `chunked`
+   * (Content-Range PATCHes of at least OCI-Chunk-Min-Length; a 416 or a
+   * dropped connection is resumed from the acknowledged offset while the
+   * current chunk is still held) or `monolithic` (PUT with the body; needs
+   * `size` and `digest`). The digest is computed while the bytes flow and
+   * checked against `expected.digest` when given.
+   * @throws DIGEST_MISMATCH, SIZE_MISMATCH, UPLOAD_FAILED, REGISTRY_ERROR, NETWORK
+   */
+  async upload(
+    source: Readable,
+    options: IoOptions & {
+      mode?: UploadMode;
+      chunkSize?: number;
+      expected?: { digest?: Digest | undefined; size?: number | undefined };
+      onProgress?: (bytes: number) => void;
+    } = {},
+  ): Promise<UploadResult> {
+    const mode = options.mode ?? 'stream';
+    const expected = options.expected ?? {};
+    if (mode === 'monolithic' && expected.digest !== undefined && expected.size !== undefined) {
+      const counter = new Counter((n) => options.onProgress?.(n));
+      const piped = pipeline(source, counter);
+      piped.catch(() => undefined);
+      try {
+        await this.commit(expected.digest, {
+          body: counter,
+          length: expected.size,
+          signal: options.signal,
+        });
+      } finally {
+        counter.destroy();
+      }
+      await piped.catch((err: unknown) => {
+        if (!isLadingError(err)) return;
+        throw err;
+      });
+      return { digest: expected.digest, size: expected.size };
+    }
+    if (mode === 'chunked') return this.#uploadChunked(source, options, expected);
+    const hashing = new HashingStream();
+    const counter = new Counter((n) => options.onProgress?.(n));
+    const piped = pipeline(source, hashing, counter);
+    piped.catch(() => undefined);
+    let size: number;
+    try {
+      size = await this.writeStream(counter, options);
+    } finally {
+      hashing.destroy();
+    }
+    await piped.catch(() => undefined);
+    const digest = hashing.digest;
+    if (digest === undefined || hashing.size !== size) {
+      throw new UploadError(`upload to ${this.repository} ended before the source did`);
+    }
+    if (expected.digest !== undefined && expected.digest !== digest) {
+      throw new DigestMismatchError(expected.digest, digest, 'uploaded blob');
+    }
+    await this.commit(digest, options);
+    return { digest, size };
+  }
+
+  async #uploadChunked(
+    source: Readable,
+    options: IoOptions & { chunkSize?: number; onProgress?: (bytes: number) => void },
+    expected: { digest?: Digest | undefined },
+  ): Promise<UploadResult> {
+    const chunkSize = Math.max(
+      options.chunkSize ?? DEFAULT_CHUNK_SIZE,
+      this.minChunkLength ?? 0,
+      1,
+    );
+    const hasher = createHasher();
+    let size = 0;
+    let pending: Buffer[] = [];
+    let pendingLength = 0;
+    const flush = async (): Promise<void> => {
+      if (pendingLength === 0) return;
+      const chunk = Buffer.concat(pending, pendingLength);
+      pending = [];
+      pendingLength = 0;
+      await this.#sendChunkResuming(chunk, options.signal);
+      options.onProgress?.(this.#offset);
+    };
+    for await (const part of source) {
+      const b = part as Buffer;
+      hasher.update(b);
+      size += b.length;
+      let rest = b;
+      while (pendingLength + rest.length >= chunkSize) {
+        const take = chunkSize - pendingLength;
+        pending.push(rest.subarray(0, take));
+        pendingLength += take;
+        rest = rest.subarray(take);
+        await flush();
+      }
+      if (rest.length > 0) {
+        pending.push(rest);
+        pendingLength += rest.length;
+      }
+    }
+    await flush();
+    const digest = hasher.digest();
+    if (expected.digest !== undefined && expected.digest !== digest) {
+      throw new DigestMismatchError(expected.digest, digest, 'uploaded blob');
+    }
+    await this.commit(digest, options);
+    return { digest, size };
+  }
+
+  /**
+   * sendChunkResuming PATCHes one chunk; on a 416 or a dropped connection it
+   * asks for the upload's status and resends the unacknowledged tail of the
+   * chunk, which is still held here.
+   */
+  async #sendChunkResuming(chunk: Buffer, signal: AbortSignal | undefined): Promise<void> {
+    const chunkStart = this.#offset;
+    for (let attempt = 0; ; attempt++) {
+      const done = this.#offset - chunkStart;
+      try {
+        await this.write(chunk.subarray(done), { signal });
+        return;
+      } catch (err) {
+        const resumable =
+          err instanceof RegistryError &&
+          (err.status === 416 || err.status === undefined) &&
+          err.code !== 'ABORTED';
+        if (!resumable || attempt >= 3 || signal?.aborted === true) throw err;
+        let acked: number;
+        try {
+          acked = await this.status({ signal });
+        } catch (statusErr) {
+          throw new UploadError(
+            `upload to ${this.repository} cannot be resumed: the status request failed`,
+            statusErr,
+          );
+        }
+        if (acked < chunkStart || acked > chunkStart + chunk.length) {
+          throw new UploadError(
+            `upload to ${this.repository} cannot be resumed: the registry acknowledged ${acked} bytes, the chunk held here covers ${chunkStart}-${chunkStart + chunk.length}`,
+            err,
+          );
+        }
+        if (acked === chunkStart + chunk.length) return;
+      }
+    }
+  }
+}
