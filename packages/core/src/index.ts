@@ -50,8 +50,8 @@ export { isImageIndex } from './image.js';
 export type { Image, ImageIndex, IndexChild, IndexEntryInput } from './image.js';
 export { ProgressEmitter } from './progress.js';
 export type { ProgressEvent, ProgressEvents, BlobKind } from './progress.js';
-export { isMounter } from './target.js';
-export type { Target, Mounter, IoOptions } from './target.js';
+export { isMounter, isBlobWriter } from './target.js';
+export type { Target, Mounter, BlobWriter, IoOptions } from './target.js';
 export {
   parseReference,
   isValidReference,
@@ -72,3 +72,16 @@ export {
   readCapped,
 } from './parse.js';
 export type { ParsedManifest } from './parse.js';
+export { MemoryTarget, memoryTarget } from './memory-target.js';
+export {
+  copy,
+  successors,
+  successorsOf,
+  parsePlatform,
+  platformMatches,
+  fetchVerified,
+  maxManifestBytes,
+} from './copy.js';
+export type { CopyOptions, CopyHookResult } from './copy.js';
+export { writeImage, writeIndex } from './write-image.js';
+export type { WriteImageOptions } from './write-image.js';

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import type { MediaTypeString } from './media-types.js';
 import type { Descriptor } from './wire.js';
 
 /** IoOptions are what every I/O call accepts. */
@@ -35,4 +36,24 @@ export interface Mounter {
 /** isMounter tells whether a target supports cross-repository mounts. */
 export function isMounter(target: Target): target is Target & Mounter {
   return typeof (target as Partial<Mounter>).mount === 'function';
+}
+
+/**
+ * BlobWriter is a target that can store a blob whose digest is not known
+ * before its bytes have flowed (a single-pass stream layer): it hashes while
+ * writing and reports the descriptor at the end. `writeImage()` uses it for
+ * layers without a `knownDescriptor()`.
+ */
+export interface BlobWriter {
+  /** pushUnknown stores `content`, hashing it on the way, and resolves with its descriptor. */
+  pushUnknown(
+    content: Readable,
+    mediaType: MediaTypeString,
+    options?: IoOptions,
+  ): Promise<Descriptor>;
+}
+
+/** isBlobWriter tells whether a target can store blobs of unknown digest. */
+export function isBlobWriter(target: Target): target is Target & BlobWriter {
+  return typeof (target as Partial<BlobWriter>).pushUnknown === 'function';
 }

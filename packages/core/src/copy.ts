@@ -1,0 +1,531 @@
+import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { VerifyingStream, digestOf, isDigest, parseDigest } from './digest.js';
+import { ErrorCode, LadingError, throwIfAborted } from './errors.js';
+import { isImageManifestMediaType, isIndexMediaType, isManifestMediaType } from './media-types.js';
+import type { BlobKind, ProgressEmitter } from './progress.js';
+import { isMounter, type IoOptions, type Target } from './target.js';
+import type { Descriptor, Platform } from './wire.js';
+
+/** The cap on manifests and configs read into memory (DESIGN §3.4). */
+export const maxManifestBytes = 4 * 1024 * 1024;
+
+/** CopyHookResult is what a `preCopy` hook may answer: `'skip'` leaves the node (and its sub-graph) out. */
+export type CopyHookResult = 'skip' | undefined;
+
+/**
+ * CopyOptions configure {@link copy}. Hooks run on the copy's own path (they
+ * are awaited), so a slow hook slows the copy down; exceptions thrown by a
+ * hook fail the copy.
+ */
+export interface CopyOptions extends IoOptions {
+  /** concurrency bounds the transfers in flight (fetch+push of one node); default 4. */
+  readonly concurrency?: number;
+  /** platform copies one platform out of an index: `'linux/arm64'`, `'linux/arm/v7'` or a Platform. */
+  readonly platform?: string | Platform;
+  /** progress receives blob-start/-progress/-done/-skipped/-mounted and manifest-done events. */
+  readonly progress?: ProgressEmitter;
+  /** preCopy runs before a node is looked at; return `'skip'` to leave it out. */
+  readonly preCopy?: (desc: Descriptor) => CopyHookResult | Promise<CopyHookResult>;
+  /** postCopy runs once a node has been pushed to the destination (children first). */
+  readonly postCopy?: (desc: Descriptor) => unknown;
+  /** onSkipped runs for a node the destination already had (its sub-graph is not visited). */
+  readonly onSkipped?: (desc: Descriptor) => unknown;
+  /** onMounted runs for a blob mounted from another repository of the same registry. */
+  readonly onMounted?: (desc: Descriptor, fromRepository: string) => unknown;
+  /**
+   * copyForeignLayers copies layers that carry `urls` and a foreign or
+   * non-distributable media type; by default they are left out, like
+   * go-containerregistry and skopeo do.
+   */
+  readonly copyForeignLayers?: boolean;
+}
+
+/** A counting semaphore bounding concurrent work. */
+export class Limiter {
+  #active = 0;
+  readonly #queue: (() => void)[] = [];
+  readonly #max: number;
+
+  constructor(max: number) {
+    if (!Number.isInteger(max) || max < 1) {
+      throw new LadingError(ErrorCode.InvalidArgument, `concurrency must be ≥ 1, got ${max}`);
+    }
+    this.#max = max;
+  }
+
+  /** run waits for a free slot, then runs `fn` holding it. */
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#active >= this.#max) {
+      // The releasing task hands its slot over: #active stays the same.
+      await new Promise<void>((resolve) => this.#queue.push(resolve));
+    } else {
+      this.#active++;
+    }
+    try {
+      return await fn();
+    } finally {
+      const next = this.#queue.shift();
+      if (next === undefined) this.#active--;
+      else next();
+    }
+  }
+}
+
+/** readCapped reads a whole stream, failing with MANIFEST_TOO_LARGE beyond `max` bytes. */
+export async function readCapped(
+  stream: Readable,
+  max: number = maxManifestBytes,
+  options: IoOptions = {},
+): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of stream) {
+      throwIfAborted(options.signal);
+      const b = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array);
+      size += b.length;
+      if (size > max) {
+        throw new LadingError(
+          ErrorCode.ManifestTooLarge,
+          `content exceeds the ${max}-byte cap for manifests and configs`,
+        );
+      }
+      chunks.push(b);
+    }
+  } finally {
+    stream.destroy();
+  }
+  return Buffer.concat(chunks);
+}
+
+/**
+ * fetchVerified reads a small blob (manifest or config) from `target`,
+ * capped at 4 MiB and checked against the descriptor's digest and size.
+ * @throws MANIFEST_TOO_LARGE, DIGEST_MISMATCH, SIZE_MISMATCH, NOT_FOUND
+ */
+export async function fetchVerified(
+  target: Target,
+  desc: Descriptor,
+  options: IoOptions = {},
+): Promise<Buffer> {
+  if (desc.size > maxManifestBytes) {
+    throw new LadingError(
+      ErrorCode.ManifestTooLarge,
+      `${desc.digest} is ${desc.size} bytes, over the ${maxManifestBytes}-byte cap`,
+    );
+  }
+  const stream = await target.fetch(desc, options);
+  const verifier = new VerifyingStream(desc, desc.mediaType);
+  const feeding = pipeline(stream, verifier, { signal: options.signal });
+  feeding.catch(() => undefined);
+  const bytes = await readCapped(verifier, maxManifestBytes, options);
+  await feeding;
+  return bytes;
+}
+
+function invalid(desc: Descriptor, why: string): LadingError {
+  return new LadingError(ErrorCode.InvalidManifest, `manifest ${desc.digest}: ${why}`);
+}
+
+function asDescriptor(value: unknown, owner: Descriptor, where: string): Descriptor {
+  if (typeof value !== 'object' || value === null)
+    throw invalid(owner, `${where} is not an object`);
+  const v = value as Partial<Record<keyof Descriptor, unknown>>;
+  if (typeof v.mediaType !== 'string') throw invalid(owner, `${where}.mediaType is missing`);
+  if (typeof v.digest !== 'string' || !isDigest(v.digest)) {
+    throw invalid(owner, `${where}.digest is not a valid digest`);
+  }
+  if (typeof v.size !== 'number' || !Number.isSafeInteger(v.size) || v.size < 0) {
+    throw invalid(owner, `${where}.size is not a non-negative integer`);
+  }
+  return value as Descriptor;
+}
+
+/**
+ * successorsOf lists the children of a manifest given its bytes: the
+ * manifests of an index, the config and layers of an image manifest, and the
+ * `subject` of either. Other media types have no children.
+ * @throws INVALID_MANIFEST
+ */
+export function successorsOf(bytes: Uint8Array, desc: Descriptor): Descriptor[] {
+  if (!isManifestMediaType(desc.mediaType)) return [];
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(bytes).toString('utf8'));
+  } catch (err) {
+    throw new LadingError(ErrorCode.InvalidManifest, `manifest ${desc.digest} is not JSON`, {
+      cause: err,
+    });
+  }
+  if (typeof parsed !== 'object' || parsed === null) throw invalid(desc, 'not a JSON object');
+  const m = parsed as Record<string, unknown>;
+  const out: Descriptor[] = [];
+  if (isIndexMediaType(desc.mediaType)) {
+    if (!Array.isArray(m.manifests)) throw invalid(desc, 'an index needs a manifests array');
+    m.manifests.forEach((d, i) => out.push(asDescriptor(d, desc, `manifests[${i}]`)));
+  } else {
+    out.push(asDescriptor(m.config, desc, 'config'));
+    if (!Array.isArray(m.layers)) throw invalid(desc, 'an image manifest needs a layers array');
+    m.layers.forEach((d, i) => out.push(asDescriptor(d, desc, `layers[${i}]`)));
+  }
+  if (m.subject !== undefined) out.push(asDescriptor(m.subject, desc, 'subject'));
+  return out;
+}
+
+/**
+ * successors lists a node's children in `target`: what copy() visits below
+ * `desc`. Blobs have none.
+ * @throws NOT_FOUND, INVALID_MANIFEST, DIGEST_MISMATCH
+ */
+export async function successors(
+  target: Target,
+  desc: Descriptor,
+  options: IoOptions = {},
+): Promise<Descriptor[]> {
+  if (!isManifestMediaType(desc.mediaType)) return [];
+  return successorsOf(await fetchVerified(target, desc, options), desc);
+}
+
+/**
+ * parsePlatform reads `os/arch[/variant]` (e.g. `linux/arm64/v8`).
+ * @throws INVALID_ARGUMENT
+ */
+export function parsePlatform(text: string): Platform {
+  const parts = text.split('/');
+  const [os, architecture, variant] = parts;
+  if (
+    parts.length > 3 ||
+    os === undefined ||
+    os === '' ||
+    architecture === undefined ||
+    architecture === ''
+  ) {
+    throw new LadingError(
+      ErrorCode.InvalidArgument,
+      `platform ${JSON.stringify(text)} is not os/arch[/variant]`,
+    );
+  }
+  const p: Platform = { os, architecture };
+  if (variant !== undefined && variant !== '') p.variant = variant;
+  return p;
+}
+
+function defaultVariant(arch: string): string | undefined {
+  if (arch === 'arm64') return 'v8';
+  if (arch === 'arm') return 'v7';
+  return undefined;
+}
+
+/**
+ * platformMatches tells whether `have` satisfies `want`: same os and
+ * architecture, and the same variant when `want` names one (arm64 without a
+ * variant counts as v8, arm as v7).
+ */
+export function platformMatches(want: Platform, have: Platform | undefined): boolean {
+  if (have === undefined) return false;
+  if (want.os !== have.os || want.architecture !== have.architecture) return false;
+  if (want.variant === undefined) return true;
+  return (have.variant ?? defaultVariant(have.architecture)) === want.variant;
+}
+
+async function selectPlatform(
+  src: Target,
+  root: Descriptor,
+  want: Platform,
+  options: IoOptions,
+): Promise<Descriptor> {
+  const label = `${want.os}/${want.architecture}${want.variant === undefined ? '' : `/${want.variant}`}`;
+  if (isIndexMediaType(root.mediaType)) {
+    const children = successorsOf(await fetchVerified(src, root, options), root);
+    const hit = children.find(
+      (c) => isManifestMediaType(c.mediaType) && platformMatches(want, c.platform),
+    );
+    if (hit === undefined) {
+      throw new LadingError(
+        ErrorCode.NotFound,
+        `no manifest for platform ${label} in ${root.digest}`,
+      );
+    }
+    return selectPlatform(src, hit, want, options);
+  }
+  if (isImageManifestMediaType(root.mediaType)) {
+    const [config] = successorsOf(await fetchVerified(src, root, options), root);
+    if (config === undefined) throw invalid(root, 'no config');
+    const parsed = JSON.parse(
+      (await fetchVerified(src, config, options)).toString('utf8'),
+    ) as Partial<Platform>;
+    const have =
+      typeof parsed.os === 'string' && typeof parsed.architecture === 'string'
+        ? (parsed as Platform)
+        : undefined;
+    if (!platformMatches(want, have)) {
+      throw new LadingError(
+        ErrorCode.NotFound,
+        `image ${root.digest} is not for platform ${label}`,
+      );
+    }
+  }
+  return root;
+}
+
+function isForeign(desc: Descriptor): boolean {
+  return (
+    (desc.urls?.length ?? 0) > 0 &&
+    (desc.mediaType.includes('.nondistributable.') || desc.mediaType.includes('.foreign.'))
+  );
+}
+
+function kindOf(desc: Descriptor, parentKinds: Map<string, BlobKind>): BlobKind {
+  if (isManifestMediaType(desc.mediaType)) return 'manifest';
+  return parentKinds.get(desc.digest) ?? 'blob';
+}
+
+class CountingStream extends Transform {
+  #bytes = 0;
+  readonly #emit: (bytes: number) => void;
+  constructor(emit: (bytes: number) => void) {
+    super();
+    this.#emit = emit;
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
+    this.#bytes += chunk.length;
+    this.#emit(this.#bytes);
+    callback(null, chunk);
+  }
+}
+
+/**
+ * pushStream feeds `source` through a digest verifier into `dst.push`, and
+ * cleans both up whichever side fails first.
+ */
+export async function pushVerified(
+  dst: Target,
+  desc: Descriptor,
+  source: Readable,
+  options: IoOptions & { onBytes?: (bytes: number) => void } = {},
+): Promise<void> {
+  const verifier = new VerifyingStream(desc, desc.mediaType);
+  const stages: (Readable | Transform)[] = [source, verifier];
+  let tail: Transform = verifier;
+  if (options.onBytes !== undefined) {
+    tail = new CountingStream(options.onBytes);
+    stages.push(tail);
+  }
+  const feeding = pipeline(stages, { signal: options.signal });
+  feeding.catch(() => undefined);
+  try {
+    await dst.push(desc, tail, { signal: options.signal });
+  } catch (err) {
+    source.destroy();
+    tail.destroy();
+    await feeding.catch(() => undefined);
+    throw err;
+  }
+  await feeding;
+}
+
+class CopyRun {
+  readonly #src: Target;
+  readonly #dst: Target;
+  readonly #options: CopyOptions;
+  readonly #limiter: Limiter;
+  readonly #nodes = new Map<string, Promise<void>>();
+  readonly #kinds = new Map<string, BlobKind>();
+  readonly #controller = new AbortController();
+  readonly #signal: AbortSignal;
+  readonly #mountFrom: string | undefined;
+  #firstError: { error: unknown } | undefined;
+
+  constructor(src: Target, dst: Target, options: CopyOptions) {
+    this.#src = src;
+    this.#dst = dst;
+    this.#options = options;
+    this.#limiter = new Limiter(options.concurrency ?? 4);
+    this.#signal =
+      options.signal === undefined
+        ? this.#controller.signal
+        : AbortSignal.any([options.signal, this.#controller.signal]);
+    this.#mountFrom =
+      isMounter(src) &&
+      isMounter(dst) &&
+      src.registryHost === dst.registryHost &&
+      src.repository !== dst.repository
+        ? src.repository
+        : undefined;
+  }
+
+  /** run copies the graph under `root`; on the first failure it cancels the rest and waits for it. */
+  async run(root: Descriptor): Promise<void> {
+    try {
+      await this.#node(root);
+    } catch (err) {
+      this.#controller.abort(err);
+      await Promise.allSettled([...this.#nodes.values()]);
+      throwIfAborted(this.#options.signal);
+      // The first failure in time is the cause; later ones are its cancellations.
+      throw this.#firstError === undefined ? err : this.#firstError.error;
+    }
+  }
+
+  #node(desc: Descriptor): Promise<void> {
+    let p = this.#nodes.get(desc.digest);
+    if (p === undefined) {
+      p = this.#visit(desc);
+      // Siblings may fail first; the rejection is reported through run().
+      p.catch((error: unknown) => {
+        this.#firstError ??= { error };
+        this.#controller.abort(error);
+      });
+      this.#nodes.set(desc.digest, p);
+    }
+    return p;
+  }
+
+  #emitSkipped(desc: Descriptor): void {
+    this.#options.progress?.emit('progress', {
+      type: 'blob-skipped',
+      id: desc.digest,
+      digest: desc.digest,
+      size: desc.size,
+      kind: kindOf(desc, this.#kinds),
+    });
+  }
+
+  async #visit(desc: Descriptor): Promise<void> {
+    const io = { signal: this.#signal };
+    throwIfAborted(this.#signal);
+    const o = this.#options;
+    if ((await o.preCopy?.(desc)) === 'skip') return;
+    if (!o.copyForeignLayers && isForeign(desc)) {
+      this.#emitSkipped(desc);
+      await o.onSkipped?.(desc);
+      return;
+    }
+    if (await this.#limiter.run(() => this.#dst.exists(desc, io))) {
+      // A manifest present at the destination has its whole sub-graph there:
+      // every writer pushes children before parents.
+      this.#emitSkipped(desc);
+      await o.onSkipped?.(desc);
+      return;
+    }
+    if (isManifestMediaType(desc.mediaType)) {
+      const bytes = await this.#limiter.run(() => fetchVerified(this.#src, desc, io));
+      const children = successorsOf(bytes, desc);
+      if (isImageManifestMediaType(desc.mediaType)) {
+        children.forEach((c, i) => {
+          if (!this.#kinds.has(c.digest)) this.#kinds.set(c.digest, i === 0 ? 'config' : 'layer');
+        });
+      }
+      const settled = await Promise.allSettled(children.map((c) => this.#node(c)));
+      const failed = settled.find((s) => s.status === 'rejected');
+      if (failed !== undefined) throw failed.reason;
+      throwIfAborted(this.#signal);
+      await this.#limiter.run(() =>
+        this.#dst.push(desc, Readable.from([bytes], { objectMode: false }), io),
+      );
+      o.progress?.emit('progress', { type: 'manifest-done', digest: desc.digest, size: desc.size });
+      await o.postCopy?.(desc);
+      return;
+    }
+    const from = this.#mountFrom;
+    if (from !== undefined && isMounter(this.#dst)) {
+      const dst = this.#dst;
+      if (await this.#limiter.run(() => dst.mount(desc, from, io))) {
+        o.progress?.emit('progress', {
+          type: 'blob-mounted',
+          id: desc.digest,
+          digest: desc.digest,
+          size: desc.size,
+          from,
+        });
+        await o.onMounted?.(desc, from);
+        return;
+      }
+    }
+    await this.#limiter.run(() => this.#transfer(desc));
+    await o.postCopy?.(desc);
+  }
+
+  async #transfer(desc: Descriptor): Promise<void> {
+    const io = { signal: this.#signal };
+    const progress = this.#options.progress;
+    const kind = kindOf(desc, this.#kinds);
+    progress?.emit('progress', {
+      type: 'blob-start',
+      id: desc.digest,
+      digest: desc.digest,
+      total: desc.size,
+      kind,
+    });
+    const source = await this.#src.fetch(desc, io);
+    await pushVerified(this.#dst, desc, source, {
+      ...io,
+      ...(progress === undefined
+        ? {}
+        : {
+            onBytes: (bytes: number) =>
+              progress.emit('progress', {
+                type: 'blob-progress',
+                id: desc.digest,
+                bytes,
+                total: desc.size,
+                kind,
+              }),
+          }),
+    });
+    progress?.emit('progress', {
+      type: 'blob-done',
+      id: desc.digest,
+      digest: desc.digest,
+      size: desc.size,
+      kind,
+    });
+  }
+}
+
+/**
+ * copy copies the graph `srcRef` names in `src` into `dst` and tags it
+ * `dstRef` there, returning the root descriptor. Children are pushed before
+ * their parents (layers and config before a manifest, manifests before their
+ * index), so an interrupted copy never leaves a parent pointing at a missing
+ * child and re-running it finishes the job: what `dst` already has is skipped
+ * (a manifest hit skips its whole sub-graph). Blobs are mounted instead of
+ * copied between two repositories of one registry. Every byte is verified
+ * against its digest on the way. `dstRef` is applied only after the root is
+ * pushed; pass `undefined` (or a digest) to copy without tagging.
+ * @throws NOT_FOUND (unknown ref, or no manifest for the requested platform),
+ *   DIGEST_MISMATCH, SIZE_MISMATCH, INVALID_MANIFEST, MANIFEST_TOO_LARGE,
+ *   ABORTED, and whatever the targets throw.
+ * @see ../../../shared/DESIGN.md §3.5
+ */
+export async function copy(
+  src: Target,
+  srcRef: string,
+  dst: Target,
+  dstRef: string | undefined,
+  options: CopyOptions = {},
+): Promise<Descriptor> {
+  const io = { signal: options.signal };
+  throwIfAborted(options.signal);
+  let root = await src.resolve(srcRef, io);
+  if (options.platform !== undefined) {
+    const want =
+      typeof options.platform === 'string' ? parsePlatform(options.platform) : options.platform;
+    root = await selectPlatform(src, root, want, io);
+  }
+  await new CopyRun(src, dst, options).run(root);
+  throwIfAborted(options.signal);
+  if (dstRef !== undefined && dstRef !== '' && !isDigest(dstRef)) {
+    await dst.tag(root, dstRef, io);
+  }
+  const { mediaType, digest, size } = root;
+  const out: Descriptor = { mediaType, digest: parseDigest(digest), size };
+  if (root.platform !== undefined) out.platform = root.platform;
+  return out;
+}
+
+/** descriptorOf describes bytes already in memory. */
+export function descriptorOf(bytes: Uint8Array, mediaType: string): Descriptor {
+  return { mediaType, digest: digestOf(bytes), size: bytes.length };
+}

@@ -1,0 +1,214 @@
+import { Readable } from 'node:stream';
+import { isDigest } from './digest.js';
+import {
+  DigestMismatchError,
+  ErrorCode,
+  LadingError,
+  SizeMismatchError,
+  throwIfAborted,
+} from './errors.js';
+import type { Image, ImageIndex } from './image.js';
+import type { Layer } from './layer.js';
+import type { ProgressEmitter } from './progress.js';
+import { Limiter, pushVerified } from './copy.js';
+import { isBlobWriter, isMounter, type IoOptions, type Target } from './target.js';
+import type { Descriptor } from './wire.js';
+
+/** WriteImageOptions configure {@link writeImage} and {@link writeIndex}. */
+export interface WriteImageOptions extends IoOptions {
+  /** concurrency bounds the layers written at once; default 4. */
+  readonly concurrency?: number;
+  /** progress receives blob and manifest events. */
+  readonly progress?: ProgressEmitter;
+}
+
+interface LayerContext extends IoOptions {
+  readonly progress: ProgressEmitter | undefined;
+}
+
+async function writeLayer(
+  target: Target,
+  layer: Layer,
+  index: number,
+  ctx: LayerContext,
+): Promise<void> {
+  const io = { signal: ctx.signal };
+  const id = `layer-${index}`;
+  const known = layer.knownDescriptor?.();
+  if (known !== undefined) {
+    if (await target.exists(known, io)) {
+      ctx.progress?.emit('progress', {
+        type: 'blob-skipped',
+        id,
+        digest: known.digest,
+        size: known.size,
+        kind: 'layer',
+      });
+      return;
+    }
+    const source = layer.source;
+    if (
+      source !== undefined &&
+      isMounter(target) &&
+      source.registry === target.registryHost &&
+      source.repository !== target.repository &&
+      (await target.mount(known, source.repository, io))
+    ) {
+      ctx.progress?.emit('progress', {
+        type: 'blob-mounted',
+        id,
+        digest: known.digest,
+        size: known.size,
+        from: source.repository,
+      });
+      return;
+    }
+    ctx.progress?.emit('progress', {
+      type: 'blob-start',
+      id,
+      digest: known.digest,
+      total: known.size,
+      kind: 'layer',
+    });
+    await pushVerified(target, known, layer.compressed(), io);
+    ctx.progress?.emit('progress', {
+      type: 'blob-done',
+      id,
+      digest: known.digest,
+      size: known.size,
+      kind: 'layer',
+    });
+    return;
+  }
+  if (!isBlobWriter(target)) {
+    // Awaiting digest() first would never settle for a single-pass layer.
+    throw new LadingError(
+      ErrorCode.Unsupported,
+      'this target needs a digest before the bytes; layers of unknown digest need a target implementing BlobWriter',
+    );
+  }
+  ctx.progress?.emit('progress', { type: 'blob-start', id, kind: 'layer' });
+  const pushed = await target.pushUnknown(layer.compressed(), layer.mediaType, io);
+  const [digest, size] = await Promise.all([layer.digest(), layer.size()]);
+  if (pushed.digest !== digest) throw new DigestMismatchError(digest, pushed.digest, 'layer');
+  if (pushed.size !== size) throw new SizeMismatchError(size, pushed.size, 'layer');
+  ctx.progress?.emit('progress', { type: 'blob-done', id, digest, size, kind: 'layer' });
+}
+
+async function pushSmall(
+  target: Target,
+  desc: Descriptor,
+  bytes: Uint8Array,
+  options: IoOptions,
+): Promise<void> {
+  if (await target.exists(desc, options)) return;
+  await pushVerified(
+    target,
+    desc,
+    Readable.from([Buffer.from(bytes)], { objectMode: false }),
+    options,
+  );
+}
+
+function withSignal(options: IoOptions, controller: AbortController): AbortSignal {
+  return options.signal === undefined
+    ? controller.signal
+    : AbortSignal.any([options.signal, controller.signal]);
+}
+
+/**
+ * writeImage writes an Image (stream layers included) into any target in
+ * the order remote `write()` uses: layers (concurrently, bounded, each
+ * `compressed()` read once), then the config once every layer has settled,
+ * then the manifest, then the tag. A layer without a known descriptor goes
+ * through the target's `pushUnknown` ({@link BlobWriter}) and its digest is
+ * checked against `layer.digest()` afterwards. If a layer fails, the others
+ * are cancelled and neither config nor manifest is written.
+ * @throws UNSUPPORTED (unknown-digest layer, target without BlobWriter),
+ *   DIGEST_MISMATCH, SIZE_MISMATCH, ABORTED, and whatever the target throws.
+ */
+export async function writeImage(
+  target: Target,
+  ref: string | undefined,
+  image: Image,
+  options: WriteImageOptions = {},
+): Promise<Descriptor> {
+  throwIfAborted(options.signal);
+  const controller = new AbortController();
+  const signal = withSignal(options, controller);
+  const limiter = new Limiter(options.concurrency ?? 4);
+  const layers = await image.layers();
+  const ctx: LayerContext = { signal, progress: options.progress };
+  let first: { error: unknown } | undefined;
+  await Promise.allSettled(
+    layers.map((layer, i) =>
+      limiter
+        .run(() => writeLayer(target, layer, i, ctx))
+        .catch((error: unknown) => {
+          // The first failure is the cause; the others are its cancellations.
+          first ??= { error };
+          controller.abort(error);
+        }),
+    ),
+  );
+  throwIfAborted(options.signal);
+  if (first !== undefined) throw first.error;
+  throwIfAborted(signal);
+  const io = { signal };
+  const [configDesc, rawConfig] = await Promise.all([image.configDescriptor(), image.rawConfig()]);
+  await pushSmall(target, configDesc, rawConfig, io);
+  const rawManifest = await image.rawManifest();
+  const desc: Descriptor = {
+    mediaType: image.mediaType,
+    digest: await image.digest(),
+    size: rawManifest.length,
+  };
+  await pushSmall(target, desc, rawManifest, io);
+  options.progress?.emit('progress', {
+    type: 'manifest-done',
+    digest: desc.digest,
+    size: desc.size,
+    ...(ref === undefined ? {} : { reference: ref }),
+  });
+  if (ref !== undefined && ref !== '' && !isDigest(ref)) await target.tag(desc, ref, io);
+  return desc;
+}
+
+/**
+ * writeIndex writes every child of an index (images with {@link writeImage},
+ * nested indexes recursively), then the index manifest, then the tag.
+ * @throws DIGEST_MISMATCH when a child's written digest is not the one the index lists.
+ */
+export async function writeIndex(
+  target: Target,
+  ref: string | undefined,
+  index: ImageIndex,
+  options: WriteImageOptions = {},
+): Promise<Descriptor> {
+  throwIfAborted(options.signal);
+  for (const child of await index.children()) {
+    const written =
+      child.kind === 'image'
+        ? await writeImage(target, undefined, child.image, options)
+        : await writeIndex(target, undefined, child.index, options);
+    if (written.digest !== child.descriptor.digest) {
+      throw new DigestMismatchError(child.descriptor.digest, written.digest, 'index child');
+    }
+  }
+  const io = { signal: options.signal };
+  const raw = await index.rawManifest();
+  const desc: Descriptor = {
+    mediaType: index.mediaType,
+    digest: await index.digest(),
+    size: raw.length,
+  };
+  await pushSmall(target, desc, raw, io);
+  options.progress?.emit('progress', {
+    type: 'manifest-done',
+    digest: desc.digest,
+    size: desc.size,
+    ...(ref === undefined ? {} : { reference: ref }),
+  });
+  if (ref !== undefined && ref !== '' && !isDigest(ref)) await target.tag(desc, ref, io);
+  return desc;
+}
