@@ -1,1 +1,31 @@
-export {};
+export { createRegistry } from './registry.js';
+export type { Registry, RegistryOptions, ListenOptions } from './registry.js';
+export { Authenticator, parseHtpasswd } from './auth.js';
+export type {
+  Action,
+  AccessNeed,
+  GrantFunction,
+  RegistryAuth,
+  NoAuth,
+  BasicAuth,
+  TokenAuth,
+} from './auth.js';
+export { HttpError, SpecErrorCode } from './errors.js';
+export { isRepositoryName, isTag, repositoryNamePattern, tagPattern } from './names.js';
+export { memoryStorage } from './storage/memory.js';
+export type {
+  BlobReadOptions,
+  BlobStat,
+  BlobStore,
+  CompletionResponse,
+  ManifestRecord,
+  MetadataStore,
+  RegistryHooks,
+  RegistryStorage,
+  StorageOptions,
+  StoredManifest,
+  UploadCreateOptions,
+  UploadSession,
+  UploadStatus,
+  UploadStore,
+} from './storage/types.js';

@@ -1,0 +1,440 @@
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import bcrypt from 'bcryptjs';
+import { HttpError, SpecErrorCode } from './errors.js';
+
+/** Action is a permission on a repository. */
+export type Action = 'pull' | 'push' | 'delete';
+
+/**
+ * GrantFunction answers which actions `user` (undefined: anonymous) may take
+ * on `repository`. The default grants authenticated users everything.
+ */
+export type GrantFunction = (user: string | undefined, repository: string) => readonly Action[];
+
+/** NoAuth serves everyone. */
+export interface NoAuth {
+  readonly type: 'none';
+}
+
+/** BasicAuth checks HTTP Basic credentials against an htpasswd (bcrypt) file. */
+export interface BasicAuth {
+  readonly type: 'basic';
+  /** htpasswd is the file's contents (`user:$2y$…` lines). */
+  readonly htpasswd?: string | undefined;
+  /** htpasswdFile is a path to read instead of `htpasswd`. */
+  readonly htpasswdFile?: string | undefined;
+  readonly realm?: string | undefined;
+  readonly grants?: GrantFunction | undefined;
+}
+
+/**
+ * TokenAuth serves Bearer tokens from a built-in `/token` endpoint (Docker
+ * token GET and OAuth2 POST), signed with HMAC-SHA256 (JWT HS256 shape).
+ */
+export interface TokenAuth {
+  readonly type: 'token';
+  /** users is an htpasswd (bcrypt) file's contents; `usersFile` a path to it. */
+  readonly users?: string | undefined;
+  readonly usersFile?: string | undefined;
+  /** issuer is the `iss` claim (default "lading-registry"). */
+  readonly issuer?: string | undefined;
+  /** service is the `service` challenge parameter and `aud` claim (default "lading-registry"). */
+  readonly service?: string | undefined;
+  /** realm is the token endpoint URL (default: `http://<Host>/token` of each request). */
+  readonly realm?: string | undefined;
+  /** anonymousPull lets anyone obtain pull tokens without credentials. */
+  readonly anonymousPull?: boolean | undefined;
+  readonly grants?: GrantFunction | undefined;
+  /** secret signs tokens (default: 32 random bytes, so tokens die with the process). */
+  readonly secret?: string | Uint8Array | undefined;
+  /** expiresIn is the access token lifetime in seconds (default 300). */
+  readonly expiresIn?: number | undefined;
+}
+
+/** RegistryAuth selects how the registry authenticates. */
+export type RegistryAuth = NoAuth | BasicAuth | TokenAuth;
+
+/** AccessNeed is what a request needs. */
+export type AccessNeed =
+  | { readonly kind: 'ping' }
+  | { readonly kind: 'catalog' }
+  | { readonly kind: 'repository'; readonly name: string; readonly actions: readonly Action[] };
+
+const allActions: readonly Action[] = ['pull', 'push', 'delete'];
+const defaultGrants: GrantFunction = (user) => (user === undefined ? [] : allActions);
+
+/** parseHtpasswd reads `user:hash` lines; comments and blank lines are skipped. */
+export function parseHtpasswd(text: string): Map<string, string> {
+  const users = new Map<string, string>();
+  for (const raw of text.split(/\r?\n/)) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    const colon = line.indexOf(':');
+    if (colon <= 0) continue;
+    users.set(line.slice(0, colon), line.slice(colon + 1));
+  }
+  return users;
+}
+
+function b64url(data: Buffer | string): string {
+  return Buffer.from(data).toString('base64url');
+}
+
+interface TokenClaims {
+  iss: string;
+  sub?: string | undefined;
+  aud: string;
+  exp: number;
+  iat: number;
+  jti: string;
+  typ?: 'refresh';
+  access?: { type: string; name: string; actions: string[] }[];
+}
+
+function parseBasic(header: string | undefined): { user: string; password: string } | undefined {
+  if (header?.toLowerCase().startsWith('basic ') !== true) return undefined;
+  const decoded = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon < 0) return undefined;
+  return { user: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+}
+
+function scopeString(need: AccessNeed): string | undefined {
+  if (need.kind === 'catalog') return 'registry:catalog:*';
+  if (need.kind === 'repository') return `repository:${need.name}:${need.actions.join(',')}`;
+  return undefined;
+}
+
+function quote(v: string): string {
+  return `"${v.replace(/["\\]/g, '')}"`;
+}
+
+/**
+ * Authenticator enforces a {@link RegistryAuth} on registry requests and
+ * serves the token endpoint.
+ */
+export class Authenticator {
+  readonly #auth: RegistryAuth;
+  readonly #users: Map<string, string>;
+  readonly #secret: Buffer;
+  readonly #grants: GrantFunction;
+  // bcrypt costs ~50-100 ms in JS and clients send credentials on every
+  // request: remember successful checks by a hash of the pair.
+  readonly #verified = new Set<string>();
+
+  constructor(auth: RegistryAuth) {
+    this.#auth = auth;
+    let text = '';
+    if (auth.type === 'basic') text = auth.htpasswd ?? readIf(auth.htpasswdFile);
+    if (auth.type === 'token') text = auth.users ?? readIf(auth.usersFile);
+    this.#users = parseHtpasswd(text);
+    const secret = auth.type === 'token' ? auth.secret : undefined;
+    this.#secret =
+      secret === undefined
+        ? randomBytes(32)
+        : typeof secret === 'string'
+          ? Buffer.from(secret)
+          : Buffer.from(secret);
+    this.#grants = auth.type === 'none' ? defaultGrants : (auth.grants ?? defaultGrants);
+  }
+
+  /** enabled tells whether requests need credentials at all. */
+  get enabled(): boolean {
+    return this.#auth.type !== 'none';
+  }
+
+  /** tokenEndpoint tells whether `/token` is served. */
+  get tokenEndpoint(): boolean {
+    return this.#auth.type === 'token';
+  }
+
+  async #checkPassword(user: string, password: string): Promise<boolean> {
+    const hash = this.#users.get(user);
+    if (hash === undefined) return false;
+    const key = createHash('sha256').update(`${user}\0${password}\0${hash}`).digest('hex');
+    if (this.#verified.has(key)) return true;
+    if (!/^\$2[aby]?\$/.test(hash)) return false; // only bcrypt entries are accepted
+    const ok = await bcrypt.compare(password, hash);
+    if (ok) {
+      if (this.#verified.size > 10_000) this.#verified.clear();
+      this.#verified.add(key);
+    }
+    return ok;
+  }
+
+  #allowed(user: string | undefined, repository: string): readonly Action[] {
+    if (user === undefined) {
+      const anon = this.#auth.type === 'token' && this.#auth.anonymousPull === true;
+      const granted =
+        this.#auth.type === 'none' ? [] : (this.#auth.grants?.(undefined, repository) ?? []);
+      return anon ? [...new Set<Action>(['pull', ...granted])] : granted;
+    }
+    return this.#grants(user, repository);
+  }
+
+  #service(): string {
+    return this.#auth.type === 'token' ? (this.#auth.service ?? 'lading-registry') : '';
+  }
+
+  #issuer(): string {
+    return this.#auth.type === 'token' ? (this.#auth.issuer ?? 'lading-registry') : '';
+  }
+
+  #realm(req: IncomingMessage): string {
+    if (this.#auth.type === 'token') {
+      return this.#auth.realm ?? `http://${req.headers.host ?? '127.0.0.1'}/token`;
+    }
+    if (this.#auth.type === 'basic') return this.#auth.realm ?? 'lading registry';
+    return '';
+  }
+
+  #challenge(req: IncomingMessage, need: AccessNeed, error?: string): Record<string, string> {
+    if (this.#auth.type === 'basic') {
+      return { 'WWW-Authenticate': `Basic realm=${quote(this.#realm(req))},charset="UTF-8"` };
+    }
+    let value = `Bearer realm=${quote(this.#realm(req))},service=${quote(this.#service())}`;
+    const scope = scopeString(need);
+    if (scope !== undefined) value += `,scope=${quote(scope)}`;
+    if (error !== undefined) value += `,error=${quote(error)}`;
+    return { 'WWW-Authenticate': value };
+  }
+
+  /**
+   * authorize checks that `req` may do `need`.
+   * @throws HttpError 401 UNAUTHORIZED (with a challenge) or 403 DENIED
+   */
+  async authorize(req: IncomingMessage, need: AccessNeed): Promise<void> {
+    if (this.#auth.type === 'none') return;
+    const header = req.headers.authorization;
+    if (this.#auth.type === 'basic') {
+      const creds = parseBasic(header);
+      if (creds === undefined || !(await this.#checkPassword(creds.user, creds.password))) {
+        throw new HttpError(401, SpecErrorCode.Unauthorized, undefined, undefined, {
+          ...this.#challenge(req, need),
+        });
+      }
+      if (need.kind === 'repository') {
+        const allowed = this.#grants(creds.user, need.name);
+        const missing = need.actions.filter((a) => !allowed.includes(a));
+        if (missing.length > 0) {
+          throw new HttpError(403, SpecErrorCode.Denied, undefined, {
+            repository: need.name,
+            missing,
+          });
+        }
+      }
+      return;
+    }
+    // token
+    const token =
+      header?.toLowerCase().startsWith('bearer ') === true ? header.slice(7).trim() : '';
+    if (token === '') {
+      throw new HttpError(401, SpecErrorCode.Unauthorized, undefined, undefined, {
+        ...this.#challenge(req, need),
+      });
+    }
+    const claims = this.#verify(token);
+    if (claims === undefined || claims.typ === 'refresh') {
+      throw new HttpError(401, SpecErrorCode.Unauthorized, 'invalid or expired token', undefined, {
+        ...this.#challenge(req, need, 'invalid_token'),
+      });
+    }
+    if (need.kind === 'ping') return;
+    const type = need.kind === 'catalog' ? 'registry' : 'repository';
+    const name = need.kind === 'catalog' ? 'catalog' : need.name;
+    const held = new Set(
+      (claims.access ?? [])
+        .filter((a) => a.type === type && a.name === name)
+        .flatMap((a) => a.actions),
+    );
+    const wanted = need.kind === 'catalog' ? ['*'] : need.actions;
+    const missing = wanted.filter((a) => !held.has(a));
+    if (missing.length === 0) return;
+    // A user who could never get the scope is denied; one whose token merely
+    // lacks it (or an anonymous one) is told to fetch a better token.
+    if (claims.sub !== undefined && need.kind === 'repository') {
+      const allowed = this.#allowed(claims.sub, need.name);
+      if (need.actions.some((a) => !allowed.includes(a))) {
+        throw new HttpError(403, SpecErrorCode.Denied, undefined, { repository: name, missing });
+      }
+    }
+    throw new HttpError(401, SpecErrorCode.Unauthorized, 'insufficient scope', undefined, {
+      ...this.#challenge(req, need, 'insufficient_scope'),
+    });
+  }
+
+  #sign(claims: TokenClaims): string {
+    const head = b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
+    const body = b64url(JSON.stringify(claims));
+    const sig = createHmac('sha256', this.#secret).update(`${head}.${body}`).digest('base64url');
+    return `${head}.${body}.${sig}`;
+  }
+
+  #verify(token: string): TokenClaims | undefined {
+    const parts = token.split('.');
+    if (parts.length !== 3) return undefined;
+    const [head, body, sig] = parts as [string, string, string];
+    const expected = createHmac('sha256', this.#secret).update(`${head}.${body}`).digest();
+    const given = Buffer.from(sig, 'base64url');
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return undefined;
+    let claims: TokenClaims;
+    try {
+      claims = JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as TokenClaims;
+    } catch {
+      return undefined;
+    }
+    const now = Math.floor(Date.now() / 1000);
+    if (typeof claims.exp !== 'number' || claims.exp < now) return undefined;
+    if (claims.iss !== this.#issuer() || claims.aud !== this.#service()) return undefined;
+    return claims;
+  }
+
+  #grantScopes(user: string | undefined, scopes: readonly string[]): TokenClaims['access'] {
+    const access: NonNullable<TokenClaims['access']> = [];
+    for (const scope of scopes) {
+      const first = scope.indexOf(':');
+      const last = scope.lastIndexOf(':');
+      if (first < 0 || last === first) continue;
+      const type = scope.slice(0, first);
+      const name = scope.slice(first + 1, last);
+      const requested = scope.slice(last + 1).split(',');
+      if (type === 'registry' && name === 'catalog') {
+        if (user !== undefined && requested.includes('*'))
+          access.push({ type, name, actions: ['*'] });
+        continue;
+      }
+      if (type !== 'repository') continue;
+      const allowed = this.#allowed(user, name);
+      const wanted = requested.includes('*') ? allActions : requested;
+      const actions = wanted.filter((a): a is Action => allowed.includes(a as Action));
+      access.push({ type, name, actions });
+    }
+    return access;
+  }
+
+  #issue(user: string | undefined, scopes: readonly string[]) {
+    const now = Math.floor(Date.now() / 1000);
+    const expiresIn = this.#auth.type === 'token' ? (this.#auth.expiresIn ?? 300) : 300;
+    const access = this.#grantScopes(user, scopes);
+    const token = this.#sign({
+      iss: this.#issuer(),
+      sub: user,
+      aud: this.#service(),
+      iat: now,
+      exp: now + expiresIn,
+      jti: randomBytes(8).toString('hex'),
+      access,
+    });
+    return { token, expiresIn, issuedAt: new Date(now * 1000).toISOString(), access };
+  }
+
+  #refreshToken(user: string): string {
+    const now = Math.floor(Date.now() / 1000);
+    return this.#sign({
+      iss: this.#issuer(),
+      sub: user,
+      aud: this.#service(),
+      iat: now,
+      exp: now + 30 * 24 * 3600,
+      jti: randomBytes(8).toString('hex'),
+      typ: 'refresh',
+    });
+  }
+
+  /** handleToken serves GET and POST `/token`. */
+  async handleToken(
+    req: IncomingMessage,
+    res: ServerResponse,
+    query: URLSearchParams,
+  ): Promise<void> {
+    const send = (status: number, body: unknown, headers: Record<string, string> = {}): void => {
+      const text = JSON.stringify(body);
+      res.writeHead(status, {
+        'Content-Type': 'application/json',
+        'Content-Length': Buffer.byteLength(text),
+        'Cache-Control': 'no-store',
+        ...headers,
+      });
+      res.end(text);
+    };
+    if (req.method === 'GET') {
+      req.resume();
+      let user: string | undefined;
+      const creds = parseBasic(req.headers.authorization);
+      if (creds !== undefined) {
+        if (!(await this.#checkPassword(creds.user, creds.password))) {
+          const err = new HttpError(401, SpecErrorCode.Unauthorized, 'invalid credentials');
+          send(401, JSON.parse(err.body()), {
+            'WWW-Authenticate': `Basic realm=${quote(this.#realm(req))}`,
+          });
+          return;
+        }
+        user = creds.user;
+      }
+      const issued = this.#issue(user, query.getAll('scope'));
+      send(200, {
+        token: issued.token,
+        access_token: issued.token,
+        expires_in: issued.expiresIn,
+        issued_at: issued.issuedAt,
+      });
+      return;
+    }
+    if (req.method === 'POST') {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of req as AsyncIterable<Buffer>) {
+        size += chunk.length;
+        if (size > 64 * 1024) {
+          send(400, { error: 'invalid_request', error_description: 'body too large' });
+          return;
+        }
+        chunks.push(chunk);
+      }
+      const form = new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+      const grant = form.get('grant_type');
+      const scopes = (form.get('scope') ?? '').split(' ').filter((s) => s !== '');
+      let user: string;
+      if (grant === 'password') {
+        const u = form.get('username') ?? '';
+        if (!(await this.#checkPassword(u, form.get('password') ?? ''))) {
+          send(400, { error: 'invalid_grant', error_description: 'invalid credentials' });
+          return;
+        }
+        user = u;
+      } else if (grant === 'refresh_token') {
+        const claims = this.#verify(form.get('refresh_token') ?? '');
+        if (claims?.typ !== 'refresh' || claims.sub === undefined || !this.#users.has(claims.sub)) {
+          send(400, { error: 'invalid_grant', error_description: 'invalid refresh token' });
+          return;
+        }
+        user = claims.sub;
+      } else {
+        send(400, { error: 'unsupported_grant_type' });
+        return;
+      }
+      const issued = this.#issue(user, scopes);
+      send(200, {
+        access_token: issued.token,
+        token_type: 'Bearer',
+        expires_in: issued.expiresIn,
+        issued_at: issued.issuedAt,
+        refresh_token: this.#refreshToken(user),
+        scope: (issued.access ?? [])
+          .map((a) => `${a.type}:${a.name}:${a.actions.join(',')}`)
+          .join(' '),
+      });
+      return;
+    }
+    req.resume();
+    send(405, JSON.parse(new HttpError(405, SpecErrorCode.Unsupported).body()), {
+      Allow: 'GET, POST',
+    });
+  }
+}
+
+function readIf(path: string | undefined): string {
+  return path === undefined ? '' : readFileSync(path, 'utf8');
+}

@@ -1,0 +1,22 @@
+/**
+ * repositoryNamePattern is the distribution-spec `<name>` grammar, anchored.
+ * @see https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pulling-manifests
+ */
+export const repositoryNamePattern =
+  /^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$/;
+
+/** tagPattern is the distribution-spec tag grammar, anchored. */
+export const tagPattern = /^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/;
+
+/** Names longer than this are refused (clients cap host + "/" + name at 255). */
+export const maxRepositoryNameLength = 255;
+
+/** isRepositoryName tells whether `name` is a valid repository name. */
+export function isRepositoryName(name: string): boolean {
+  return name.length <= maxRepositoryNameLength && repositoryNamePattern.test(name);
+}
+
+/** isTag tells whether `tag` is a valid tag. */
+export function isTag(tag: string): boolean {
+  return tagPattern.test(tag);
+}

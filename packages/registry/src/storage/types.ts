@@ -1,0 +1,173 @@
+import type { Readable } from 'node:stream';
+import type { Descriptor, Digest } from '@lading/core';
+
+/** StorageOptions are what every storage call accepts. */
+export interface StorageOptions {
+  readonly signal?: AbortSignal | undefined;
+}
+
+/** BlobReadOptions select an inclusive byte range of a blob. */
+export interface BlobReadOptions extends StorageOptions {
+  /** start is the first byte to read (default 0). */
+  readonly start?: number | undefined;
+  /** end is the last byte to read, inclusive (default: the last byte). */
+  readonly end?: number | undefined;
+}
+
+/** BlobStat is what a blob store knows about a stored blob. */
+export interface BlobStat {
+  readonly size: number;
+}
+
+/**
+ * BlobStore holds content-addressed blobs, shared by every repository (the
+ * registry decides per repository which blobs are visible, through the
+ * metadata store's links). The registry verifies digests and sizes itself,
+ * so a store never has to hash.
+ */
+export interface BlobStore {
+  /** stat answers the size of a blob, or undefined when it is absent. */
+  stat(digest: Digest, options?: StorageOptions): Promise<BlobStat | undefined>;
+  /** get streams a blob (or the asked range), or undefined when it is absent. */
+  get(digest: Digest, options?: BlobReadOptions): Promise<Readable | undefined>;
+  /** delete removes a blob; absent on stores that never delete. */
+  delete?(digest: Digest, options?: StorageOptions): Promise<boolean>;
+  /**
+   * location answers "this blob lives at this URL" (a pre-signed object
+   * storage URL, say): the registry then answers blob GETs with a 307 to it.
+   * Undefined means "serve it through the registry".
+   */
+  location?(digest: Digest, options?: StorageOptions): Promise<string | undefined>;
+}
+
+/** UploadSession is a freshly created upload. */
+export interface UploadSession {
+  /** id is the session identifier (a UUID) used in `/v2/<name>/blobs/uploads/<id>`. */
+  readonly id: string;
+  /**
+   * location is an absolute URL on another origin where the client sends the
+   * bytes (PATCH/PUT) instead of the registry. Undefined: the registry itself.
+   */
+  readonly location?: string | undefined;
+}
+
+/** UploadCreateOptions are passed to {@link UploadStore.create}. */
+export interface UploadCreateOptions extends StorageOptions {
+  /**
+   * origin is the registry's absolute origin as the client sees it
+   * (`http://host:port`): an external upload location uses it to send the
+   * client back to `/v2/<name>/blobs/uploads/<id>` to close the session.
+   */
+  readonly origin?: string | undefined;
+}
+
+/** CompletionResponse is the HTTP answer to closing an upload. */
+export interface CompletionResponse {
+  readonly status: number;
+  readonly headers: Record<string, string>;
+  readonly body: string;
+}
+
+/**
+ * RegistryHooks are what a registry offers its upload store: `complete`
+ * verifies and commits an upload exactly as the closing `PUT ?digest=` does
+ * (an external upload location that receives the closing PUT calls it).
+ */
+export interface RegistryHooks {
+  complete(id: string, digest: string, options?: StorageOptions): Promise<CompletionResponse>;
+}
+
+/** UploadStatus is the state of an upload session. */
+export interface UploadStatus {
+  readonly repository: string;
+  /** size is the number of bytes received so far. */
+  readonly size: number;
+}
+
+/**
+ * UploadStore holds in-progress uploads. Bytes are appended in order; the
+ * registry hashes them as they flow and, on the closing PUT, checks digest
+ * and size before it calls {@link UploadStore.commit}.
+ */
+export interface UploadStore {
+  /** create opens a session for `repository`. */
+  create(repository: string, options?: UploadCreateOptions): Promise<UploadSession>;
+  /** status answers the session's state, or undefined when it is unknown. */
+  status(id: string, options?: StorageOptions): Promise<UploadStatus | undefined>;
+  /**
+   * append writes `data` at `offset`, which must equal the current size
+   * (else it rejects with code CONFLICT), and resolves with the new size.
+   * When `data` fails midway the bytes already written may stay; status()
+   * tells how many.
+   */
+  append(id: string, offset: number, data: Readable, options?: StorageOptions): Promise<number>;
+  /** read streams every byte received so far (used to verify after a restart). */
+  read(id: string, options?: StorageOptions): Promise<Readable>;
+  /** commit turns the (already verified) upload into the blob `digest` and ends the session. */
+  commit(id: string, digest: Digest, options?: StorageOptions): Promise<void>;
+  /** cancel drops a session; resolves false when it was unknown. */
+  cancel(id: string, options?: StorageOptions): Promise<boolean>;
+  /** bindRegistry is called once by createRegistry with hooks into the registry. */
+  bindRegistry?(hooks: RegistryHooks): void;
+}
+
+/** StoredManifest is a manifest exactly as pushed. */
+export interface StoredManifest {
+  readonly bytes: Buffer;
+  readonly mediaType: string;
+}
+
+/** ManifestRecord is what the registry hands the metadata store on a manifest PUT. */
+export interface ManifestRecord extends StoredManifest {
+  readonly digest: Digest;
+  /** subject is the digest of the manifest's `subject`, when it has one. */
+  readonly subject?: Digest | undefined;
+  /** referrer is the descriptor the referrers API lists for this manifest (with artifactType and annotations). */
+  readonly referrer: Descriptor;
+}
+
+/**
+ * MetadataStore holds, per repository, manifests, tags, the referrers index
+ * and the links that make blobs visible in a repository. Without the
+ * optional write methods the registry is read-only.
+ */
+export interface MetadataStore {
+  /** repositoryExists tells whether anything (manifest, tag or blob link) lives in `repository`. */
+  repositoryExists(repository: string, options?: StorageOptions): Promise<boolean>;
+  /** listRepositories answers every repository name, sorted. */
+  listRepositories(options?: StorageOptions): Promise<string[]>;
+  getManifest(
+    repository: string,
+    digest: Digest,
+    options?: StorageOptions,
+  ): Promise<StoredManifest | undefined>;
+  resolveTag(
+    repository: string,
+    tag: string,
+    options?: StorageOptions,
+  ): Promise<Digest | undefined>;
+  /** listTags answers every tag of `repository`, sorted. */
+  listTags(repository: string, options?: StorageOptions): Promise<string[]>;
+  /** hasBlob tells whether `digest` is linked into `repository`. */
+  hasBlob(repository: string, digest: Digest, options?: StorageOptions): Promise<boolean>;
+  /** referrers answers the descriptors of manifests in `repository` whose subject is `subject`. */
+  referrers(repository: string, subject: Digest, options?: StorageOptions): Promise<Descriptor[]>;
+
+  putManifest?(repository: string, record: ManifestRecord, options?: StorageOptions): Promise<void>;
+  putTag?(repository: string, tag: string, digest: Digest, options?: StorageOptions): Promise<void>;
+  /** deleteManifest removes a manifest, the tags pointing at it and its referrers entry. */
+  deleteManifest?(repository: string, digest: Digest, options?: StorageOptions): Promise<boolean>;
+  deleteTag?(repository: string, tag: string, options?: StorageOptions): Promise<boolean>;
+  linkBlob?(repository: string, digest: Digest, options?: StorageOptions): Promise<void>;
+  unlinkBlob?(repository: string, digest: Digest, options?: StorageOptions): Promise<boolean>;
+}
+
+/**
+ * RegistryStorage is everything a registry stores. Leave `uploads` out (or
+ * the metadata write methods) for a read-only registry.
+ */
+export interface RegistryStorage {
+  readonly blobs: BlobStore;
+  readonly uploads?: UploadStore | undefined;
+  readonly metadata: MetadataStore;
+}
