@@ -85,3 +85,23 @@ export {
 export type { CopyOptions, CopyHookResult } from './copy.js';
 export { writeImage, writeIndex } from './write-image.js';
 export type { WriteImageOptions } from './write-image.js';
+export { emptyImage } from './empty.js';
+export type { EmptyImageOptions } from './empty.js';
+export {
+  appendLayers,
+  withConfig,
+  withAnnotations,
+  withCreated,
+  withPlatform,
+  withMediaTypeFamily,
+  DEFAULT_CREATED_BY,
+} from './mutate/image.js';
+export type { Addendum } from './mutate/image.js';
+export type { ConfigPatch } from './mutate/config.js';
+export { familyOf, layerTypeFor } from './mutate/family.js';
+export type { MediaTypeFamily } from './mutate/family.js';
+export { encodeManifest, encodeConfig } from './mutate/serialize.js';
+export { validateImage } from './mutate/validate.js';
+export type { ValidateOptions } from './mutate/validate.js';
+export { imageIndex } from './image-index.js';
+export type { ImageIndexOptions } from './image-index.js';

@@ -1,0 +1,343 @@
+import type { Readable } from 'node:stream';
+import { digestOf, type Digest } from '../digest.js';
+import { ErrorCode, LadingError } from '../errors.js';
+import type { Image } from '../image.js';
+import type { BlobSource, Layer } from '../layer.js';
+import { isImageManifestMediaType, type MediaTypeString } from '../media-types.js';
+import type { ConfigFile, Descriptor, History, ImageManifest, Platform } from '../wire.js';
+import {
+  applyPlatform,
+  checkPlatform,
+  compileConfigPatch,
+  formatCreated,
+  type ConfigPatch,
+} from './config.js';
+import {
+  checkFamily,
+  configTypeFor,
+  familyOf,
+  layerTypeFor,
+  manifestTypeFor,
+  type MediaTypeFamily,
+} from './family.js';
+import { encodeConfig, encodeManifest } from './serialize.js';
+
+/** Addendum is a layer to append with the history entry and annotations that go with it. */
+export interface Addendum {
+  readonly layer: Layer;
+  /** history entry for the layer; `{ created_by: 'lading' }` unless given. */
+  readonly history?: History;
+  /** annotations for the layer's descriptor, over the layer's own. */
+  readonly annotations?: Readonly<Record<string, string>>;
+}
+
+/** DEFAULT_CREATED_BY is the `created_by` of history entries lading adds. */
+export const DEFAULT_CREATED_BY = 'lading';
+
+interface Changes {
+  readonly adds?: readonly Addendum[];
+  readonly config?: (cfg: ConfigFile) => void;
+  readonly annotations?: Readonly<Record<string, string>>;
+  readonly family?: MediaTypeFamily;
+}
+
+/**
+ * DescribedLayer presents a layer under the media type and annotations its
+ * manifest descriptor gives it; everything else is the wrapped layer's.
+ */
+class DescribedLayer implements Layer {
+  readonly mediaType: MediaTypeString;
+  readonly annotations?: Readonly<Record<string, string>>;
+  readonly #inner: Layer;
+
+  constructor(
+    inner: Layer,
+    mediaType: MediaTypeString,
+    annotations: Readonly<Record<string, string>> | undefined,
+  ) {
+    this.#inner = inner;
+    this.mediaType = mediaType;
+    if (annotations !== undefined) this.annotations = annotations;
+  }
+
+  get source(): BlobSource | undefined {
+    return this.#inner.source;
+  }
+  digest(): Promise<Digest> {
+    return this.#inner.digest();
+  }
+  diffId(): Promise<Digest> {
+    return this.#inner.diffId();
+  }
+  size(): Promise<number> {
+    return this.#inner.size();
+  }
+  compressed(): Readable {
+    return this.#inner.compressed();
+  }
+  uncompressed(): Readable {
+    return this.#inner.uncompressed();
+  }
+  knownDescriptor(): Descriptor | undefined {
+    const d = this.#inner.knownDescriptor?.();
+    if (d === undefined) return undefined;
+    const out: Descriptor = { ...d, mediaType: this.mediaType };
+    if (this.annotations !== undefined) out.annotations = { ...this.annotations };
+    return out;
+  }
+}
+
+function present(
+  layer: Layer,
+  mediaType: MediaTypeString,
+  annotations: Readonly<Record<string, string>> | undefined,
+): Layer {
+  if (mediaType === layer.mediaType && annotations === layer.annotations) return layer;
+  return new DescribedLayer(layer, mediaType, annotations);
+}
+
+function mergedAnnotations(a: Addendum): Readonly<Record<string, string>> | undefined {
+  if (a.annotations === undefined) return a.layer.annotations;
+  return { ...(a.layer.annotations ?? {}), ...a.annotations };
+}
+
+/** memo caches a computation; a failure is forgotten so a retry can recompute. */
+function memo<T>(compute: () => Promise<T>): () => Promise<T> {
+  let cached: Promise<T> | undefined;
+  return () => {
+    cached ??= compute().catch((err: unknown) => {
+      cached = undefined;
+      throw err;
+    });
+    return cached;
+  };
+}
+
+/**
+ * MutatedImage is a base image with changes on top. Every value is computed
+ * on first use and memoized: the config waits only on the new layers'
+ * diffIds, the manifest on their digests and sizes too. Base layers are
+ * described from the base's manifest and config, never read.
+ */
+class MutatedImage implements Image {
+  readonly mediaType: MediaTypeString;
+  readonly #base: Image;
+  readonly #changes: Changes;
+  readonly #family: MediaTypeFamily;
+  readonly #configTouched: boolean;
+
+  constructor(base: Image, changes: Changes) {
+    this.#base = base;
+    this.#changes = changes;
+    this.#family = changes.family ?? familyOf(base.mediaType);
+    this.#configTouched = changes.adds !== undefined || changes.config !== undefined;
+    this.mediaType =
+      changes.family === undefined && isImageManifestMediaType(base.mediaType)
+        ? base.mediaType
+        : manifestTypeFor(this.#family);
+  }
+
+  readonly #config = memo(async (): Promise<ConfigFile> => {
+    const adds = this.#changes.adds ?? [];
+    const [base, diffIds] = await Promise.all([
+      this.#base.configFile(),
+      Promise.all(adds.map((a) => a.layer.diffId())),
+    ]);
+    const cfg = structuredClone(base);
+    if (adds.length > 0) {
+      cfg.rootfs = { type: 'layers', diff_ids: [...cfg.rootfs.diff_ids, ...diffIds] };
+      cfg.history = [
+        ...(cfg.history ?? []),
+        ...adds.map((a) => ({ ...(a.history ?? { created_by: DEFAULT_CREATED_BY }) })),
+      ];
+    }
+    this.#changes.config?.(cfg);
+    return cfg;
+  });
+
+  readonly #rawConfig = memo(async () => encodeConfig(await this.#config()));
+
+  readonly #configDescriptor = memo(async (): Promise<Descriptor> => {
+    const [base, raw] = await Promise.all([
+      this.#base.configDescriptor(),
+      this.#configTouched ? this.#rawConfig() : undefined,
+    ]);
+    const mediaType =
+      this.#changes.family === undefined
+        ? base.mediaType
+        : configTypeFor(base.mediaType, this.#family);
+    if (raw === undefined) return { ...base, mediaType };
+    return { mediaType, digest: digestOf(raw), size: raw.length };
+  });
+
+  readonly #manifest = memo(async (): Promise<ImageManifest> => {
+    const adds = this.#changes.adds ?? [];
+    const [base, config, added] = await Promise.all([
+      this.#base.manifest(),
+      this.#configDescriptor(),
+      Promise.all(adds.map((a) => this.#describe(a))),
+    ]);
+    const m = structuredClone(base);
+    m.schemaVersion = 2;
+    m.mediaType = this.mediaType;
+    m.config = config;
+    m.layers = [
+      ...(this.#changes.family === undefined
+        ? m.layers
+        : m.layers.map((d) => ({ ...d, mediaType: layerTypeFor(d.mediaType, this.#family) }))),
+      ...added,
+    ];
+    if (this.#changes.annotations !== undefined) {
+      m.annotations = { ...(m.annotations ?? {}), ...this.#changes.annotations };
+    }
+    return m;
+  });
+
+  readonly #rawManifest = memo(async () => encodeManifest(await this.#manifest()));
+
+  async #describe(a: Addendum): Promise<Descriptor> {
+    const [digest, size] = await Promise.all([a.layer.digest(), a.layer.size()]);
+    const d: Descriptor = {
+      mediaType: layerTypeFor(a.layer.mediaType, this.#family),
+      digest,
+      size,
+    };
+    const urls = a.layer.knownDescriptor?.()?.urls;
+    if (urls !== undefined) d.urls = [...urls];
+    const annotations = mergedAnnotations(a);
+    if (annotations !== undefined) d.annotations = { ...annotations };
+    return d;
+  }
+
+  async manifest(): Promise<ImageManifest> {
+    return structuredClone(await this.#manifest());
+  }
+  async rawManifest(): Promise<Uint8Array> {
+    return (await this.#rawManifest()).slice();
+  }
+  async configFile(): Promise<ConfigFile> {
+    if (!this.#configTouched) return this.#base.configFile();
+    return structuredClone(await this.#config());
+  }
+  async rawConfig(): Promise<Uint8Array> {
+    if (!this.#configTouched) return this.#base.rawConfig();
+    return (await this.#rawConfig()).slice();
+  }
+  async configDescriptor(): Promise<Descriptor> {
+    return { ...(await this.#configDescriptor()) };
+  }
+  async digest(): Promise<Digest> {
+    return digestOf(await this.#rawManifest());
+  }
+  async size(): Promise<number> {
+    return (await this.#rawManifest()).length;
+  }
+  async layers(): Promise<readonly Layer[]> {
+    const base = await this.#base.layers();
+    const family = this.#changes.family;
+    return [
+      ...(family === undefined
+        ? base
+        : base.map((l) => present(l, layerTypeFor(l.mediaType, family), l.annotations))),
+      ...(this.#changes.adds ?? []).map((a) =>
+        present(a.layer, layerTypeFor(a.layer.mediaType, this.#family), mergedAnnotations(a)),
+      ),
+    ];
+  }
+}
+
+function isLayer(item: Layer | Addendum): item is Layer {
+  return typeof (item as Partial<Layer>).digest === 'function';
+}
+
+function checkImage(image: Image): void {
+  if (typeof (image as Partial<Image> | null)?.manifest !== 'function') {
+    throw new LadingError(ErrorCode.InvalidArgument, 'expected an Image');
+  }
+}
+
+/**
+ * appendLayers returns a new lazy image: `base` with `layers` on top, each
+ * a {@link Layer} or an {@link Addendum} (layer with history and
+ * annotations). Each new layer gets a history entry. Layer descriptors take
+ * the layer's media type, mapped into the image's family (an OCI gzip layer
+ * on a Docker base is described as a Docker gzip layer).
+ * Nothing is read: `configFile()` waits on the new layers' diffIds,
+ * `manifest()` on their digests and sizes.
+ * @throws INVALID_ARGUMENT when an item is neither a Layer nor an Addendum.
+ */
+export function appendLayers(base: Image, ...layers: readonly (Layer | Addendum)[]): Image {
+  checkImage(base);
+  const adds = layers.map((item): Addendum => {
+    if (isLayer(item)) return { layer: item };
+    if (typeof (item as Partial<Addendum> | null)?.layer?.digest !== 'function') {
+      throw new LadingError(ErrorCode.InvalidArgument, 'appendLayers takes Layers or { layer }');
+    }
+    return item;
+  });
+  return new MutatedImage(base, { adds });
+}
+
+/**
+ * withConfig returns a new lazy image whose config has `patch` applied
+ * (see {@link ConfigPatch} for the merge rules).
+ * @throws INVALID_ARGUMENT for malformed env entries, ports or values.
+ */
+export function withConfig(base: Image, patch: ConfigPatch): Image {
+  checkImage(base);
+  return new MutatedImage(base, { config: compileConfigPatch(patch) });
+}
+
+/** withAnnotations returns a new lazy image whose manifest annotations include `annotations`. */
+export function withAnnotations(base: Image, annotations: Readonly<Record<string, string>>): Image {
+  checkImage(base);
+  for (const [k, v] of Object.entries(annotations)) {
+    if (typeof v !== 'string') {
+      throw new LadingError(ErrorCode.InvalidArgument, `annotation ${k} must be a string`);
+    }
+  }
+  return new MutatedImage(base, { annotations: { ...annotations } });
+}
+
+/**
+ * withCreated returns a new lazy image whose config `created` and every
+ * history entry's `created` are `date` (as ggcr's `mutate.Time` does for
+ * the config). A number is milliseconds since the epoch.
+ * @throws INVALID_ARGUMENT for an invalid date.
+ */
+export function withCreated(base: Image, date: Date | string | number): Image {
+  checkImage(base);
+  const created = formatCreated(date);
+  return new MutatedImage(base, {
+    config: (cfg) => {
+      cfg.created = created;
+      if (cfg.history !== undefined) cfg.history = cfg.history.map((h) => ({ ...h, created }));
+    },
+  });
+}
+
+/**
+ * withPlatform returns a new lazy image whose config describes `platform`
+ * (fields the platform lacks, such as a stale `variant`, are removed).
+ * @throws INVALID_ARGUMENT for a platform without architecture or os.
+ */
+export function withPlatform(base: Image, platform: Platform): Image {
+  checkImage(base);
+  const p = structuredClone(checkPlatform(platform));
+  return new MutatedImage(base, {
+    config: (cfg) => {
+      applyPlatform(cfg, p);
+    },
+  });
+}
+
+/**
+ * withMediaTypeFamily returns a new lazy image using OCI or Docker media
+ * types for its manifest, config and (gzip) layers. Blob bytes, and so
+ * layer and config digests, are unchanged.
+ * @throws INVALID_ARGUMENT for an unknown family.
+ */
+export function withMediaTypeFamily(base: Image, family: MediaTypeFamily): Image {
+  checkImage(base);
+  return new MutatedImage(base, { family: checkFamily(family) });
+}
