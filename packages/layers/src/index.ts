@@ -1,1 +1,8 @@
-export {};
+export { createGzipStream, resolveCompression, crc32, gzipBlockSize } from './compression.js';
+export type { CompressionOptions, ResolvedCompression } from './compression.js';
+export { StreamLayer, streamLayer } from './stream-layer.js';
+export type { LayerOptions, StreamLayerOptions } from './stream-layer.js';
+export { OpenerLayer, layerFromOpener, layerFromFile } from './opener-layer.js';
+export type { Opener, OpenerLayerOptions, FileLayerOptions } from './opener-layer.js';
+export { directoryTar, layerFromDirectory } from './directory.js';
+export type { DirectoryTarOptions, DirectoryLayerOptions } from './directory.js';

@@ -1,0 +1,220 @@
+import { PassThrough, Readable, Transform, Writable, type TransformCallback } from 'node:stream';
+import { finished, pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import { HashingStream, createHasher, type Digest, type Hasher } from '@lading/core';
+import { createGzipStream, type ResolvedCompression } from '../compression.js';
+
+/** PassResult is what one pass over a layer's bytes learns. */
+export interface PassResult {
+  readonly digest: Digest;
+  readonly diffId: Digest;
+  readonly size: number;
+}
+
+/** PassSource is the opened input of a pass: a tar, or an already-gzipped tar. */
+export interface PassSource {
+  readonly stream: Readable;
+  readonly gzipped: boolean;
+}
+
+/** Deferred is a promise with its settle functions, marked handled. */
+export interface Deferred<T> {
+  readonly promise: Promise<T>;
+  readonly resolve: (v: T) => void;
+  readonly reject: (e: unknown) => void;
+}
+
+/** deferred makes a promise that never raises an unhandled rejection by itself. */
+export function deferred<T>(): Deferred<T> {
+  let resolve!: (v: T) => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  // Nobody may await a layer's promises; keep the original (rejecting)
+  // promise for callers but mark it handled so the process does not crash.
+  promise.catch(noop);
+  return { promise, resolve, reject };
+}
+
+function noop(): void {
+  // intentionally empty
+}
+
+/** HashSink hashes and counts everything written to it and drops the bytes. */
+class HashSink extends Writable {
+  readonly #hasher: Hasher = createHasher('sha256');
+  #size = 0;
+  #digest: Digest | undefined;
+  get digest(): Digest | undefined {
+    return this.#digest;
+  }
+  get size(): number {
+    return this.#size;
+  }
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
+    this.#hasher.update(chunk);
+    this.#size += chunk.length;
+    cb();
+  }
+  override _final(cb: (e?: Error | null) => void): void {
+    this.#digest = this.#hasher.digest();
+    cb();
+  }
+}
+
+/**
+ * SideChannel passes its input through unchanged and also writes it to a
+ * side pipeline (a transform into a hash sink), with backpressure from both;
+ * it finishes only when the side pipeline has finished.
+ */
+class SideChannel extends Transform {
+  readonly #side: Writable;
+  readonly #done: Promise<void>;
+  #error: unknown;
+
+  constructor(transform: Transform, sink: HashSink) {
+    super({ highWaterMark: 1024 * 1024 });
+    this.#side = transform;
+    this.#done = pipeline(transform, sink);
+    this.#done.catch((err: unknown) => {
+      this.#error = err;
+      this.destroy(err as Error);
+    });
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
+    if (this.#error !== undefined) {
+      callback(this.#error as Error);
+      return;
+    }
+    if (this.#side.write(chunk)) callback(null, chunk);
+    else {
+      this.push(chunk);
+      this.#side.once('drain', () => {
+        callback();
+      });
+    }
+  }
+
+  override _flush(callback: TransformCallback): void {
+    this.#side.end();
+    this.#done.then(
+      () => {
+        callback();
+      },
+      (err: unknown) => {
+        callback(err as Error);
+      },
+    );
+  }
+
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    this.#side.destroy();
+    callback(err);
+  }
+}
+
+/** PassOutput is which side of the layer a pass hands to its consumer. */
+export type PassOutput = 'compressed' | 'uncompressed';
+
+/** Pass is one running pass: the stream the consumer reads and what it learns. */
+export interface Pass {
+  readonly stream: Readable;
+  readonly result: Promise<PassResult>;
+}
+
+/**
+ * startPass returns a stream at once and connects it to `open()` when that
+ * resolves. In one pass it computes diffId (sha256 of the tar), digest and
+ * size (sha256 and length of the blob): source → sha256 → gzip → sha256 for a
+ * tar, source → sha256 (+ gunzip → sha256 on the side) for a gzipped source.
+ * Whichever side is not handed to the consumer is computed on a side channel
+ * so that every value settles. `result` resolves only once the consumer has
+ * read the stream to its end, and rejects on any error, including the
+ * consumer destroying the stream early.
+ */
+export function startPass(
+  open: () => PassSource | Promise<PassSource>,
+  output: PassOutput,
+  compression: ResolvedCompression,
+): Pass {
+  const out = new PassThrough({ highWaterMark: 1024 * 1024 });
+  const result = deferred<PassResult>();
+  // Attach 'end'/'error' watchers before anything flows.
+  const consumed = finished(out);
+  consumed.catch(noop);
+  const run = async (): Promise<PassResult> => {
+    const src = await open();
+    if (out.destroyed) {
+      src.stream.destroy();
+      throw out.errored ?? prematureClose();
+    }
+    const blobHash = new HashingStream();
+    const tarHash = new HashingStream();
+    const none = compression.compression === 'none' && !src.gzipped;
+    const stages: Transform[] = [];
+    let blobSink: HashSink | undefined;
+    let tarSink: HashSink | undefined;
+    if (none) {
+      stages.push(tarHash);
+    } else if (!src.gzipped) {
+      stages.push(tarHash);
+      if (output === 'compressed') stages.push(createGzipStream(compression), blobHash);
+      else {
+        blobSink = new HashSink();
+        stages.push(new SideChannel(createGzipStream(compression), blobSink));
+      }
+    } else {
+      stages.push(blobHash);
+      if (output === 'compressed') {
+        tarSink = new HashSink();
+        stages.push(new SideChannel(createGunzip(), tarSink));
+      } else stages.push(createGunzip(), tarHash);
+    }
+    await Promise.all([pipeline([src.stream, ...stages, out]), consumed]);
+    const diffId = tarSink?.digest ?? tarHash.digest;
+    const digest = none ? tarHash.digest : (blobSink?.digest ?? blobHash.digest);
+    const size = none ? tarHash.size : (blobSink?.size ?? blobHash.size);
+    if (diffId === undefined || digest === undefined) {
+      throw new Error('internal: pass ended without digests');
+    }
+    return { digest, diffId, size };
+  };
+  run().then(
+    (v) => {
+      result.resolve(v);
+    },
+    (err: unknown) => {
+      if (!out.destroyed) out.destroy(err as Error);
+      result.reject(err);
+    },
+  );
+  return { stream: out, result: result.promise };
+}
+
+function prematureClose(): Error {
+  const e = new Error('the layer stream was closed before its end') as Error & { code: string };
+  e.code = 'ERR_STREAM_PREMATURE_CLOSE';
+  return e;
+}
+
+/** toReadable adapts a Readable or an async iterable of bytes to a Readable. */
+export function toReadable(source: Readable | AsyncIterable<Uint8Array>): Readable {
+  if (source instanceof Readable) return source;
+  return Readable.from(source, { objectMode: false });
+}
+
+/** drain reads a stream to its end, discarding the bytes. */
+export async function drain(stream: Readable, signal?: AbortSignal): Promise<void> {
+  await pipeline(
+    stream,
+    new Writable({
+      write(_c, _e, cb) {
+        cb();
+      },
+    }),
+    signal === undefined ? {} : { signal },
+  );
+}

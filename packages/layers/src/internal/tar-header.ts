@@ -1,0 +1,131 @@
+/** TarType is the kind of a tar entry lading writes. */
+export type TarType =
+  'file' | 'link' | 'symlink' | 'character-device' | 'block-device' | 'directory' | 'fifo';
+
+const typeFlag: Record<TarType, number> = {
+  file: 0x30,
+  link: 0x31,
+  symlink: 0x32,
+  'character-device': 0x33,
+  'block-device': 0x34,
+  directory: 0x35,
+  fifo: 0x36,
+};
+
+/** TarHeader is one entry's metadata. */
+export interface TarHeader {
+  readonly name: string;
+  readonly type: TarType;
+  readonly mode: number;
+  readonly uid: number;
+  readonly gid: number;
+  readonly size: number;
+  /** mtime in whole seconds since the epoch. */
+  readonly mtime: number;
+  readonly linkname?: string;
+  readonly devmajor?: number;
+  readonly devminor?: number;
+}
+
+const maxOctal7 = 0o7777777;
+const maxOctal11 = 0o77777777777;
+
+function writeString(buf: Buffer, s: string, off: number, len: number): void {
+  buf.write(s, off, len, 'utf8');
+}
+
+function writeOctal(buf: Buffer, n: number, off: number, len: number): void {
+  // len includes the trailing NUL.
+  const s = Math.floor(n)
+    .toString(8)
+    .padStart(len - 1, '0');
+  buf.write(s, off, len - 1, 'ascii');
+  buf[off + len - 1] = 0;
+}
+
+function ustar(h: TarHeader, name: string, linkname: string, size: number, type: number): Buffer {
+  const b = Buffer.alloc(512);
+  writeString(b, name, 0, 100);
+  writeOctal(b, h.mode & 0o7777, 100, 8);
+  writeOctal(b, Math.min(h.uid, maxOctal7), 108, 8);
+  writeOctal(b, Math.min(h.gid, maxOctal7), 116, 8);
+  writeOctal(b, size, 124, 12);
+  writeOctal(b, Math.min(Math.max(h.mtime, 0), maxOctal11), 136, 12);
+  b.fill(0x20, 148, 156);
+  b[156] = type;
+  writeString(b, linkname, 157, 100);
+  b.write('ustar\u000000', 257, 8, 'ascii');
+  writeOctal(b, h.devmajor ?? 0, 329, 8);
+  writeOctal(b, h.devminor ?? 0, 337, 8);
+  let sum = 0;
+  for (const x of b) sum += x;
+  writeOctal(b, sum, 148, 7);
+  b[155] = 0x20;
+  return b;
+}
+
+function paxRecord(key: string, value: string): string {
+  const body = ` ${key}=${value}\n`;
+  const bodyLen = Buffer.byteLength(body);
+  let len = bodyLen + String(bodyLen).length;
+  if (String(len).length + bodyLen !== len) len = bodyLen + String(len).length;
+  return `${len}${body}`;
+}
+
+function isPlainAscii(s: string, max: number): boolean {
+  return s.length <= max && /^[\x20-\x7e]*$/.test(s);
+}
+
+/**
+ * encodeHeader encodes a tar header as ustar, preceded by a PAX extended
+ * header when a field does not fit ustar (names or link targets over 100
+ * bytes or non-ASCII, sizes ≥ 8 GiB, ids over 2 097 151). The output is a
+ * pure function of its input, so archives are reproducible.
+ */
+export function encodeHeader(h: TarHeader): Buffer {
+  const pax: string[] = [];
+  const linkname = h.linkname ?? '';
+  let name = h.name;
+  if (!isPlainAscii(name, 100)) {
+    pax.push(paxRecord('path', name));
+    name = truncate(name);
+  }
+  let link = linkname;
+  if (!isPlainAscii(linkname, 100)) {
+    pax.push(paxRecord('linkpath', linkname));
+    link = truncate(linkname);
+  }
+  let size = h.size;
+  if (size > maxOctal11) {
+    pax.push(paxRecord('size', String(size)));
+    size = 0;
+  }
+  if (h.uid > maxOctal7) pax.push(paxRecord('uid', String(h.uid)));
+  if (h.gid > maxOctal7) pax.push(paxRecord('gid', String(h.gid)));
+  const main = ustar(h, name, link, size, typeFlag[h.type]);
+  if (pax.length === 0) return main;
+  const body = Buffer.from(pax.join(''), 'utf8');
+  const paxName = truncate(`PaxHeaders/${h.name.replace(/\/+$/, '').split('/').pop() ?? ''}`);
+  const paxHeader = ustar(
+    { name: paxName, type: 'file', mode: 0o644, uid: 0, gid: 0, size: 0, mtime: h.mtime },
+    paxName,
+    '',
+    body.length,
+    0x78,
+  );
+  return Buffer.concat([paxHeader, body, Buffer.alloc(padding(body.length)), main]);
+}
+
+function truncate(s: string): string {
+  // Keep the ustar fallback field plain ASCII and within 100 bytes.
+  return s.replace(/[^\x20-\x7e]/g, '_').slice(0, 100);
+}
+
+/** padding is the number of zero bytes that round `size` up to 512. */
+export function padding(size: number): number {
+  const r = size % 512;
+  return r === 0 ? 0 : 512 - r;
+}
+
+/** tarTrailer is the two zero blocks that end an archive. */
+export const tarTrailer: Buffer = Buffer.alloc(1024);

@@ -1,0 +1,198 @@
+import { describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import {
+  linkSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  statSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+  chmodSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { gunzipSync } from 'node:zlib';
+import { extract as tarExtract, type Header } from 'tar-stream';
+import { layerFromBytes } from '@lading/core';
+import { directoryTar, layerFromDirectory } from '../src/index.js';
+import { collect, pseudoRandom, run, textish } from './helpers.js';
+
+function tmp(): string {
+  return mkdtempSync(join(tmpdir(), 'lading-dir-'));
+}
+
+async function entries(tar: Buffer): Promise<{ header: Header; body: Buffer }[]> {
+  const ex = tarExtract();
+  const out: { header: Header; body: Buffer }[] = [];
+  const done = (async () => {
+    for await (const e of ex) {
+      out.push({ header: e.header, body: await collect(e as unknown as Readable) });
+    }
+  })();
+  ex.end(tar);
+  await done;
+  return out;
+}
+
+function fixture(): string {
+  const d = tmp();
+  mkdirSync(join(d, 'b/sub'), { recursive: true });
+  mkdirSync(join(d, 'a'));
+  writeFileSync(join(d, 'a/small.txt'), 'hello\n');
+  writeFileSync(join(d, 'b/sub/big.bin'), pseudoRandom(3 * 1024 * 1024 + 17));
+  writeFileSync(join(d, 'b/text.txt'), textish(200_000));
+  chmodSync(join(d, 'a/small.txt'), 0o755);
+  symlinkSync('../a/small.txt', join(d, 'b/link'));
+  linkSync(join(d, 'a/small.txt'), join(d, 'b/hard'));
+  const long = 'x'.repeat(60) + '/' + 'y'.repeat(80);
+  mkdirSync(join(d, 'x'.repeat(60)));
+  writeFileSync(join(d, long), 'long name');
+  execFileSync('mkfifo', [join(d, 'a/pipe')]);
+  return d;
+}
+
+describe('directoryTar', () => {
+  it('writes a sorted tar with dirs, symlinks, hardlinks, long names and fifos that GNU tar reads', async () => {
+    const d = fixture();
+    const tar = await collect(directoryTar(d));
+    const es = await entries(tar);
+    const names = es.map((e) => e.header.name);
+    expect(names).toEqual([
+      'a/',
+      'a/pipe',
+      'a/small.txt',
+      'b/',
+      'b/hard',
+      'b/link',
+      'b/sub/',
+      'b/sub/big.bin',
+      'b/text.txt',
+      'x'.repeat(60) + '/',
+      'x'.repeat(60) + '/' + 'y'.repeat(80),
+    ]);
+    const by = new Map(es.map((e) => [e.header.name, e]));
+    expect(by.get('a/pipe')!.header.type).toBe('fifo');
+    expect(by.get('a/small.txt')!.header.mode).toBe(0o755);
+    expect(by.get('a/small.txt')!.body.toString()).toBe('hello\n');
+    // The hardlink's first sighting is a/small.txt; b/hard links to it.
+    expect(by.get('b/hard')!.header).toMatchObject({
+      type: 'link',
+      linkname: 'a/small.txt',
+      size: 0,
+    });
+    expect(by.get('b/link')!.header).toMatchObject({ type: 'symlink', linkname: '../a/small.txt' });
+    expect(by.get('b/sub/big.bin')!.body.equals(pseudoRandom(3 * 1024 * 1024 + 17))).toBe(true);
+    for (const e of es) {
+      expect(e.header.uid).toBe(0);
+      expect(e.header.gid).toBe(0);
+      expect(e.header.uname).toBe('');
+    }
+    const t = await run('tar', ['-tvf', '-'], tar);
+    expect(t.code).toBe(0);
+    expect(t.stderr).toBe('');
+    expect(t.stdout).toContain('y'.repeat(80));
+    expect(t.stdout).toContain('b/hard link to a/small.txt');
+    expect(t.stdout).toMatch(/^p.* a\/pipe$/m);
+  });
+
+  it('places the tree under a prefix and honours filter', async () => {
+    const d = fixture();
+    const tar = await collect(
+      directoryTar(d, { prefix: '/opt/app/', filter: (p) => p !== 'b' && !p.endsWith('.txt') }),
+    );
+    const names = (await entries(tar)).map((e) => e.header.name);
+    expect(names).toEqual([
+      'opt/',
+      'opt/app/',
+      'opt/app/a/',
+      'opt/app/a/pipe',
+      'opt/app/' + 'x'.repeat(60) + '/',
+      'opt/app/' + 'x'.repeat(60) + '/' + 'y'.repeat(80),
+    ]);
+  });
+
+  it('emits whiteouts and opaque markers before their siblings', async () => {
+    const d = fixture();
+    const tar = await collect(
+      directoryTar(d, { deletions: ['b/gone', 'b/also', 'top', 'nowhere/x'], opaque: ['a'] }),
+    );
+    const names = (await entries(tar)).map((e) => e.header.name);
+    expect(names.slice(0, 5)).toEqual(['.wh.top', 'a/', 'a/.wh..wh..opq', 'a/pipe', 'a/small.txt']);
+    expect(names.slice(5, 8)).toEqual(['b/', 'b/.wh.also', 'b/.wh.gone']);
+    expect(names[names.length - 1]).toBe('nowhere/.wh.x');
+    const t = await run('tar', ['-tf', '-'], tar);
+    expect(t.code).toBe(0);
+  });
+
+  it('refuses deletions with .. components', () => {
+    expect(() => directoryTar(tmp(), { deletions: ['../etc'] })).toThrow(
+      expect.objectContaining({ code: 'UNSAFE_PATH' }),
+    );
+  });
+
+  it('keeps owners when asked', async () => {
+    const d = tmp();
+    writeFileSync(join(d, 'f'), 'x');
+    const tar = await collect(directoryTar(d, { owner: { uid: 1000, gid: 3000000 } }));
+    // gid 3000000 does not fit ustar's octal field, so it travels in a PAX header.
+    const es = await entries(tar);
+    expect(es[0]!.header.uid).toBe(1000);
+    expect(es[0]!.header.pax).toMatchObject({ gid: '3000000' });
+    const t = await run('tar', ['--numeric-owner', '-tvf', '-'], tar);
+    expect(t.stdout).toContain('1000/3000000');
+    const kept = await entries(await collect(directoryTar(d, { owner: 'keep' })));
+    expect(kept[0]!.header.uid).toBe(statSync(join(d, 'f')).uid);
+  });
+});
+
+describe('layerFromDirectory', () => {
+  it('gives the same digest for the same tree built twice and after touching every file under SOURCE_DATE_EPOCH', async () => {
+    const d = fixture();
+    const saved = process.env.SOURCE_DATE_EPOCH;
+    process.env.SOURCE_DATE_EPOCH = '1600000000';
+    try {
+      const one = layerFromDirectory(d);
+      const two = layerFromDirectory(d);
+      const d1 = await one.digest();
+      expect(await two.digest()).toBe(d1);
+      const later = new Date(Date.now() + 5000);
+      const touch = (p: string) => {
+        for (const n of readdirSync(p, { withFileTypes: true })) {
+          const full = join(p, n.name);
+          if (n.isSymbolicLink()) continue;
+          if (n.isDirectory()) touch(full);
+          utimesSync(full, later, later);
+        }
+      };
+      touch(d);
+      const three = layerFromDirectory(d);
+      expect(await three.digest()).toBe(d1);
+      expect(await three.diffId()).toBe(await one.diffId());
+      const es = await entries(await collect(three.uncompressed()));
+      for (const e of es) expect(e.header.mtime.getTime()).toBeLessThanOrEqual(1600000000 * 1000);
+    } finally {
+      if (saved === undefined) delete process.env.SOURCE_DATE_EPOCH;
+      else process.env.SOURCE_DATE_EPOCH = saved;
+    }
+  });
+
+  it('matches a bytes layer over the same tar, memoizes, and fills knownDescriptor', async () => {
+    const d = fixture();
+    const layer = layerFromDirectory(d, { mtime: 0 });
+    expect(layer.knownDescriptor()).toBeUndefined();
+    const blob = await collect(layer.compressed());
+    const tar = gunzipSync(blob);
+    const bytes = layerFromBytes(tar);
+    expect(await layer.digest()).toBe(await bytes.digest());
+    expect(await layer.diffId()).toBe(await bytes.diffId());
+    expect(await layer.size()).toBe(blob.length);
+    expect(layer.knownDescriptor()).toEqual(bytes.knownDescriptor!());
+    // Re-openable: a second read gives the same bytes.
+    expect((await collect(layer.compressed())).equals(blob)).toBe(true);
+    const g = await run('gzip', ['-t'], blob);
+    expect(g.code).toBe(0);
+  });
+});
