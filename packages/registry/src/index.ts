@@ -13,6 +13,7 @@ export type {
 export { HttpError, SpecErrorCode } from './errors.js';
 export { isRepositoryName, isTag, repositoryNamePattern, tagPattern } from './names.js';
 export { memoryStorage } from './storage/memory.js';
+export { filesystemStorage } from './storage/filesystem.js';
 export type {
   BlobReadOptions,
   BlobStat,

@@ -1,0 +1,239 @@
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRegistry, filesystemStorage, memoryStorage, type Registry } from '../src/index.js';
+import { req, sha256 } from './helpers.js';
+
+let registry: Registry;
+let base: string;
+let port: number;
+
+beforeAll(async () => {
+  registry = createRegistry({ storage: memoryStorage() });
+  ({ url: base, port } = await registry.listen());
+});
+afterAll(async () => {
+  await registry.close();
+});
+
+/** raw writes `head` + `body` on a socket, half-closes it and returns what came back. */
+function raw(head: string, body: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('error', () => {
+      resolve(Buffer.concat(chunks).toString());
+    });
+    socket.on('close', () => {
+      resolve(Buffer.concat(chunks).toString());
+    });
+    socket.on('connect', () => {
+      socket.write(head + body);
+      socket.end();
+    });
+    socket.setTimeout(5000, () => {
+      socket.destroy();
+      reject(new Error('timeout'));
+    });
+  });
+}
+
+describe('hostile input', () => {
+  it('never creates a blob from a body shorter than its Content-Length', async () => {
+    const data = 'x'.repeat(100);
+    const digest = sha256(data);
+    const reply = await raw(
+      `POST /v2/short/blobs/uploads/?digest=${digest} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n`,
+      data.slice(0, 50),
+    );
+    // Either a 400 made it back before the socket closed, or nothing did.
+    if (reply !== '') expect(reply).toMatch(/^HTTP\/1\.1 400/);
+    expect((await req('HEAD', `${base}/v2/short/blobs/${digest}`)).status).toBe(404);
+
+    const post = await req('POST', `${base}/v2/short/blobs/uploads/`);
+    const reply2 = await raw(
+      `PUT ${String(post.headers.location)}?digest=${digest} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n`,
+      data.slice(0, 50),
+    );
+    if (reply2 !== '') expect(reply2).toMatch(/^HTTP\/1\.1 400/);
+    expect((await req('HEAD', `${base}/v2/short/blobs/${digest}`)).status).toBe(404);
+  });
+
+  it('answers SIZE_INVALID when Content-Length and Content-Range disagree', async () => {
+    const post = await req('POST', `${base}/v2/sizes/blobs/uploads/`);
+    const loc = `${base}${String(post.headers.location)}`;
+    const r = await req('PATCH', loc, { body: 'abcde', headers: { 'Content-Range': '0-9' } });
+    expect(r.status).toBe(400);
+    expect(r.code()).toBe('SIZE_INVALID');
+    const status = await req('GET', loc);
+    expect(status.headers.range).toBe('0-0');
+  });
+
+  it('answers SIZE_INVALID when a chunked body is shorter or longer than its Content-Range', async () => {
+    const post = await req('POST', `${base}/v2/sizes2/blobs/uploads/`);
+    const loc = `${base}${String(post.headers.location)}`;
+    const short = await req('PATCH', loc, {
+      body: Readable.from([Buffer.from('abc')]),
+      headers: { 'Content-Range': '0-9' },
+    });
+    expect(short.status).toBe(400);
+    expect(short.code()).toBe('SIZE_INVALID');
+    const post2 = await req('POST', `${base}/v2/sizes2/blobs/uploads/`);
+    const long = await req('PATCH', `${base}${String(post2.headers.location)}`, {
+      body: Readable.from([Buffer.from('0123456789abcdef')]),
+      headers: { 'Content-Range': '0-9' },
+    });
+    expect(long.status).toBe(400);
+    expect(long.code()).toBe('SIZE_INVALID');
+  });
+
+  it('answers BLOB_UPLOAD_INVALID for a malformed Content-Range', async () => {
+    const post = await req('POST', `${base}/v2/badrange/blobs/uploads/`);
+    const r = await req('PATCH', `${base}${String(post.headers.location)}`, {
+      body: 'abc',
+      headers: { 'Content-Range': 'nonsense' },
+    });
+    expect(r.status).toBe(400);
+    expect(r.code()).toBe('BLOB_UPLOAD_INVALID');
+  });
+
+  it('rejects bad digests wherever they appear', async () => {
+    expect(
+      (await req('POST', `${base}/v2/d/blobs/uploads/?mount=sha256:short&from=x`)).code(),
+    ).toBe('DIGEST_INVALID');
+    const post = await req('POST', `${base}/v2/d/blobs/uploads/`);
+    const noDigest = await req('PUT', `${base}${String(post.headers.location)}`, { body: 'x' });
+    expect(noDigest.status).toBe(400);
+    expect(noDigest.code()).toBe('DIGEST_INVALID');
+    expect((await req('GET', `${base}/v2/d/manifests/sha256:ABC`)).code()).toBe('DIGEST_INVALID');
+    expect((await req('POST', `${base}/v2/d/blobs/uploads/?digest-algorithm=md5`)).code()).toBe(
+      'DIGEST_INVALID',
+    );
+  });
+
+  it('verifies sha512 uploads', async () => {
+    const data = 'sha512 content';
+    const digest = `sha512:${createHash('sha512').update(data).digest('hex')}`;
+    const post = await req('POST', `${base}/v2/sha512/blobs/uploads/?digest-algorithm=sha512`);
+    await req('PATCH', `${base}${String(post.headers.location)}`, { body: data });
+    const put = await req('PUT', `${base}${String(post.headers.location)}?digest=${digest}`);
+    expect(put.status).toBe(201);
+    expect((await req('GET', `${base}/v2/sha512/blobs/${digest}`)).text).toBe(data);
+  });
+
+  it('answers 404 for unknown endpoints and 405 for wrong methods', async () => {
+    expect((await req('GET', `${base}/v1/`)).status).toBe(404);
+    expect((await req('GET', `${base}/v2/repo/unknown/thing`)).status).toBe(404);
+    const r = await req('POST', `${base}/v2/repo/manifests/latest`);
+    expect(r.status).toBe(405);
+    expect(r.code()).toBe('UNSUPPORTED');
+  });
+
+  it('refuses a second writer on a busy upload session', async () => {
+    const post = await req('POST', `${base}/v2/busy/blobs/uploads/`);
+    const loc = `${base}${String(post.headers.location)}`;
+    const body = new PassThrough();
+    const first = req('PATCH', loc, { body });
+    body.write('first bytes');
+    // Wait until the server has taken the first chunk.
+    for (;;) {
+      const s = await req('GET', loc);
+      if (s.headers.range !== '0-0') break;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const second = await req('PATCH', loc, { body: 'intruder' });
+    expect(second.status).toBe(400);
+    expect(second.code()).toBe('BLOB_UPLOAD_INVALID');
+    body.end(' and the rest');
+    const done = await first;
+    expect(done.status).toBe(202);
+    const put = await req('PUT', `${loc}?digest=${sha256('first bytes and the rest')}`);
+    expect(put.status).toBe(201);
+  });
+});
+
+describe('concurrency and size', () => {
+  it('accepts two concurrent uploads of the same blob and stores it intact', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lading-dup-'));
+    const r = createRegistry({ storage: filesystemStorage(dir) });
+    const { url } = await r.listen();
+    try {
+      const data = Buffer.alloc(4 * 1024 * 1024);
+      for (let i = 0; i < data.length; i++) data[i] = (i * 31 + 7) % 251;
+      const digest = sha256(data);
+      const upload = async (): Promise<number> => {
+        const post = await req('POST', `${url}/v2/dup/blobs/uploads/`);
+        const chunks = Array.from({ length: 16 }, (_, i) =>
+          data.subarray(i * 262144, (i + 1) * 262144),
+        );
+        const patch = await req('PATCH', `${url}${String(post.headers.location)}`, {
+          body: Readable.from(chunks),
+        });
+        expect(patch.status).toBe(202);
+        return (await req('PUT', `${url}${String(patch.headers.location)}?digest=${digest}`))
+          .status;
+      };
+      expect(await Promise.all([upload(), upload(), upload()])).toEqual([201, 201, 201]);
+      const got = await req('GET', `${url}/v2/dup/blobs/${digest}`);
+      expect(sha256(got.body)).toBe(digest);
+    } finally {
+      await r.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('streams a 256 MiB blob to disk without holding it in memory', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lading-big-'));
+    const r = createRegistry({ storage: filesystemStorage(dir) });
+    const { url } = await r.listen();
+    try {
+      const block = Buffer.alloc(1024 * 1024, 0x5a);
+      const total = 256;
+      const hash = createHash('sha256');
+      for (let i = 0; i < total; i++) hash.update(block);
+      const digest = `sha256:${hash.digest('hex')}`;
+      const post = await req('POST', `${url}/v2/big/blobs/uploads/`);
+      const before = process.memoryUsage().rss;
+      let peak = before;
+      const sampler = setInterval(() => {
+        peak = Math.max(peak, process.memoryUsage().rss);
+      }, 20);
+      let sent = 0;
+      const source = new Readable({
+        read() {
+          this.push(sent++ < total ? block : null);
+        },
+      });
+      const status = await new Promise<number>((resolve, reject) => {
+        const u = new URL(`${url}${String(post.headers.location)}`);
+        const rq = httpRequest(
+          { method: 'PATCH', host: u.hostname, port: u.port, path: u.pathname, agent: false },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          },
+        );
+        rq.on('error', reject);
+        source.pipe(rq);
+      });
+      clearInterval(sampler);
+      expect(status).toBe(202);
+      const put = await req('PUT', `${url}${String(post.headers.location)}?digest=${digest}`);
+      expect(put.status).toBe(201);
+      const head = await req('HEAD', `${url}/v2/big/blobs/${digest}`);
+      expect(head.headers['content-length']).toBe(String(total * 1024 * 1024));
+      const growthMiB = (peak - before) / 1024 / 1024;
+      console.log(`RSS growth while streaming 256 MiB: ${growthMiB.toFixed(1)} MiB`);
+      expect(growthMiB).toBeLessThan(128);
+    } finally {
+      await r.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
