@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
@@ -671,6 +672,155 @@ describe('imageIndex', () => {
   it('rejects an entry without an image with INVALID_ARGUMENT', () => {
     expect(() => imageIndex([{} as never])).toThrow(
       expect.objectContaining({ code: 'INVALID_ARGUMENT' }),
+    );
+  });
+});
+
+/** CountingLayer counts identity calls and can fail its first diffId() call. */
+class CountingLayer implements Layer {
+  readonly mediaType: string;
+  readonly calls = { digest: 0, diffId: 0, size: 0 };
+  failFirstDiffId: boolean;
+  readonly #inner: Layer;
+  constructor(bytes: string, failFirstDiffId = false) {
+    this.#inner = layerFromBytes(Buffer.from(bytes));
+    this.mediaType = this.#inner.mediaType;
+    this.failFirstDiffId = failFirstDiffId;
+  }
+  digest() {
+    this.calls.digest++;
+    return this.#inner.digest();
+  }
+  diffId() {
+    this.calls.diffId++;
+    if (this.failFirstDiffId) {
+      this.failFirstDiffId = false;
+      return Promise.reject(Object.assign(new Error('transient'), { code: 'NETWORK' }));
+    }
+    return this.#inner.diffId();
+  }
+  size() {
+    this.calls.size++;
+    return this.#inner.size();
+  }
+  compressed() {
+    return this.#inner.compressed();
+  }
+  uncompressed() {
+    return this.#inner.uncompressed();
+  }
+}
+
+describe('memoization', () => {
+  it('computes each value once per image object', async () => {
+    const layer = new CountingLayer('memo');
+    const img = appendLayers(emptyImage(), layer);
+    await Promise.all([img.digest(), img.digest(), img.manifest(), img.rawConfig(), img.size()]);
+    await img.digest();
+    expect(layer.calls).toEqual({ digest: 1, diffId: 1, size: 1 });
+    expect(await img.rawManifest()).toEqual(await img.rawManifest());
+  });
+
+  it('recomputes after a failure, so a re-openable layer can be retried', async () => {
+    const layer = new CountingLayer('retry', true);
+    const img = appendLayers(emptyImage(), layer);
+    await expect(img.configFile()).rejects.toThrow('transient');
+    expect((await img.configFile()).rootfs.diff_ids).toEqual([await layer.diffId()]);
+    await validateImage(img);
+  });
+});
+
+type Op =
+  | { op: 'append'; bytes: string; annotate: boolean }
+  | { op: 'env'; key: string; value: string }
+  | { op: 'label'; key: string; value: string }
+  | { op: 'annotate'; key: string; value: string }
+  | { op: 'created'; seconds: number }
+  | { op: 'platform'; arch: 'amd64' | 'arm64' }
+  | { op: 'family'; family: 'oci' | 'docker' };
+
+const key = fc.stringMatching(/^[A-Za-z_][A-Za-z0-9_.]{0,8}$/);
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  fc.record({
+    op: fc.constant('append' as const),
+    bytes: fc.string({ maxLength: 30 }),
+    annotate: fc.boolean(),
+  }),
+  fc.record({ op: fc.constant('env' as const), key, value: fc.string({ maxLength: 10 }) }),
+  fc.record({ op: fc.constant('label' as const), key, value: fc.string({ maxLength: 10 }) }),
+  fc.record({ op: fc.constant('annotate' as const), key, value: fc.string({ maxLength: 10 }) }),
+  fc.record({ op: fc.constant('created' as const), seconds: fc.integer({ min: 0, max: 2 ** 31 }) }),
+  fc.record({
+    op: fc.constant('platform' as const),
+    arch: fc.constantFrom('amd64' as const, 'arm64' as const),
+  }),
+  fc.record({
+    op: fc.constant('family' as const),
+    family: fc.constantFrom('oci' as const, 'docker' as const),
+  }),
+);
+
+function build(family: 'oci' | 'docker', ops: readonly Op[]): Image {
+  let img = emptyImage({ mediaTypeFamily: family });
+  for (const o of ops) {
+    switch (o.op) {
+      case 'append': {
+        const layer = layerFromBytes(Buffer.from(o.bytes));
+        img = appendLayers(img, o.annotate ? { layer, annotations: { n: o.bytes } } : layer);
+        break;
+      }
+      case 'env':
+        img = withConfig(img, { env: { [o.key]: o.value } });
+        break;
+      case 'label':
+        img = withConfig(img, { labels: { [o.key]: o.value } });
+        break;
+      case 'annotate':
+        img = withAnnotations(img, { [o.key]: o.value });
+        break;
+      case 'created':
+        img = withCreated(img, o.seconds * 1000);
+        break;
+      case 'platform':
+        img = withPlatform(img, { architecture: o.arch, os: 'linux' });
+        break;
+      case 'family':
+        img = withMediaTypeFamily(img, o.family);
+        break;
+    }
+  }
+  return img;
+}
+
+describe('mutation properties', () => {
+  it('yields valid, deterministic images for any sequence of mutations', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom('oci' as const, 'docker' as const),
+        fc.array(opArb, { maxLength: 8 }),
+        async (family, ops) => {
+          const a = build(family, ops);
+          const b = build(family, ops);
+          expect(await a.digest()).toBe(await b.digest());
+          await validateImage(a);
+          const cfg = await a.configFile();
+          const appended = ops.filter((o) => o.op === 'append').length;
+          expect(cfg.rootfs.diff_ids).toHaveLength(appended);
+          expect(cfg.history ?? []).toHaveLength(appended);
+          const m = await a.manifest();
+          const last = ops.filter((o) => o.op === 'family').at(-1);
+          const fam = last?.op === 'family' ? last.family : family;
+          expect(m.mediaType).toBe(
+            fam === 'docker' ? MediaType.DockerManifest : MediaType.OciManifest,
+          );
+          for (const l of m.layers) {
+            expect(l.mediaType).toBe(
+              fam === 'docker' ? MediaType.DockerLayerGzip : MediaType.OciLayerGzip,
+            );
+          }
+        },
+      ),
+      { numRuns: 150 },
     );
   });
 });
