@@ -1,1 +1,2 @@
-export {};
+export { OciLayout, ociLayout, refNameAnnotation } from './oci-layout.js';
+export type { OciLayoutOptions, GcResult } from './oci-layout.js';

@@ -1,0 +1,433 @@
+import { randomUUID } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import {
+  ErrorCode,
+  HashingStream,
+  LadingError,
+  MediaType,
+  VerifyingStream,
+  digestAlgorithm,
+  digestHex,
+  isDigest,
+  isManifestMediaType,
+  maxManifestBytes,
+  successorsOf,
+  throwIfAborted,
+  type BlobWriter,
+  type Descriptor,
+  type Digest,
+  type IndexManifest,
+  type IoOptions,
+  type MediaTypeString,
+  type Target,
+} from '@lading/core';
+import { withFileLock } from './internal/lock.js';
+
+/** The annotation that names a tag in an OCI layout's index.json. */
+export const refNameAnnotation = 'org.opencontainers.image.ref.name';
+
+/** The largest index.json read (a layout with very many tags). */
+const maxIndexBytes = 64 * 1024 * 1024;
+
+/** OciLayoutOptions configure {@link ociLayout}. */
+export interface OciLayoutOptions {
+  /** lockTimeoutMs bounds the wait for `index.json.lock`; default 30 s. */
+  readonly lockTimeoutMs?: number;
+  /** staleLockMs is the age after which a lock left by a dead process is broken; default 15 s. */
+  readonly staleLockMs?: number;
+}
+
+/** GcResult reports what {@link OciLayout.gc} removed. */
+export type GcResult = { readonly removed: Digest[]; readonly bytes: number };
+
+function codeOf(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null && 'code' in err ? String(err.code) : undefined;
+}
+
+function notFound(what: string, cause?: unknown): LadingError {
+  return new LadingError(ErrorCode.NotFound, `${what} not found in the OCI layout`, { cause });
+}
+
+function emptyIndex(): IndexManifest {
+  return { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [] };
+}
+
+async function readSmall(path: string, max: number): Promise<Buffer> {
+  const fh = await open(path, 'r');
+  try {
+    const { size } = await fh.stat();
+    if (size > max) {
+      throw new LadingError(ErrorCode.ManifestTooLarge, `${path} is ${size} bytes, over ${max}`);
+    }
+    return await fh.readFile();
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * OciLayout is a {@link Target} over an OCI image-layout directory: blobs in
+ * `blobs/<alg>/<hex>`, tags as `org.opencontainers.image.ref.name`
+ * annotations in `index.json`. Blobs are written to a temp file in the layout
+ * directory, verified, then renamed into place; `index.json` is rewritten
+ * atomically (temp + rename) under an `index.json.lock` file, so several
+ * processes may write one layout at once.
+ * @see https://github.com/opencontainers/image-spec/blob/main/image-layout.md
+ */
+export class OciLayout implements Target, BlobWriter {
+  /** dir is the layout directory. */
+  readonly dir: string;
+  readonly #options: OciLayoutOptions;
+  #ready: Promise<void> | undefined;
+
+  constructor(dir: string, options: OciLayoutOptions = {}) {
+    this.dir = dir;
+    this.#options = options;
+  }
+
+  #blobPath(digest: Digest): string {
+    return join(this.dir, 'blobs', digestAlgorithm(digest), digestHex(digest));
+  }
+
+  /** init creates the layout (directory, `oci-layout`, empty `index.json`) if missing. */
+  init(): Promise<void> {
+    this.#ready ??= (async () => {
+      await mkdir(join(this.dir, 'blobs', 'sha256'), { recursive: true });
+      await writeFile(
+        join(this.dir, 'oci-layout'),
+        JSON.stringify({ imageLayoutVersion: '1.0.0' }),
+        { flag: 'wx' },
+      ).catch((err: unknown) => {
+        if (codeOf(err) !== 'EEXIST') throw err;
+      });
+      await writeFile(join(this.dir, 'index.json'), JSON.stringify(emptyIndex()), {
+        flag: 'wx',
+      }).catch((err: unknown) => {
+        if (codeOf(err) !== 'EEXIST') throw err;
+      });
+    })();
+    const ready = this.#ready;
+    ready.catch(() => {
+      if (this.#ready === ready) this.#ready = undefined;
+    });
+    return ready;
+  }
+
+  /**
+   * index reads `index.json` (an empty index when the layout does not exist yet).
+   * @throws INVALID_MANIFEST when it is not an image index
+   */
+  async index(options: IoOptions = {}): Promise<IndexManifest> {
+    throwIfAborted(options.signal);
+    let bytes: Buffer;
+    try {
+      bytes = await readSmall(join(this.dir, 'index.json'), maxIndexBytes);
+    } catch (err) {
+      if (codeOf(err) === 'ENOENT') return emptyIndex();
+      throw err;
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(bytes.toString('utf8'));
+    } catch (err) {
+      throw new LadingError(ErrorCode.InvalidManifest, `${this.dir}/index.json is not JSON`, {
+        cause: err,
+      });
+    }
+    const index = parsed as Partial<IndexManifest> | null;
+    if (index === null || typeof index !== 'object' || !Array.isArray(index.manifests)) {
+      throw new LadingError(ErrorCode.InvalidManifest, `${this.dir}/index.json is not an index`);
+    }
+    // Validate every entry the way manifests are validated.
+    successorsOf(bytes, {
+      mediaType: MediaType.OciIndex,
+      digest: 'sha256:0000000000000000000000000000000000000000000000000000000000000000',
+      size: bytes.length,
+    });
+    return index as IndexManifest;
+  }
+
+  /** list returns the descriptors of `index.json`, tags included as annotations. */
+  async list(options: IoOptions = {}): Promise<Descriptor[]> {
+    return (await this.index(options)).manifests;
+  }
+
+  /** tags lists the `org.opencontainers.image.ref.name` values, sorted. */
+  async tags(options: IoOptions = {}): Promise<string[]> {
+    const names = (await this.list(options))
+      .map((d) => d.annotations?.[refNameAnnotation])
+      .filter((n): n is string => n !== undefined);
+    return [...new Set(names)].sort();
+  }
+
+  /**
+   * resolve finds a tag in `index.json` (the last entry carrying it), or a
+   * digest (listed in index.json, or any stored manifest blob).
+   * @throws NOT_FOUND
+   */
+  async resolve(ref: string, options: IoOptions = {}): Promise<Descriptor> {
+    const manifests = await this.list(options);
+    const hit = isDigest(ref)
+      ? manifests.find((d) => d.digest === ref)
+      : manifests.findLast((d) => d.annotations?.[refNameAnnotation] === ref);
+    if (hit !== undefined) {
+      const out: Descriptor = { ...hit };
+      if (hit.annotations !== undefined) {
+        const { [refNameAnnotation]: _name, ...rest } = hit.annotations;
+        if (Object.keys(rest).length > 0) out.annotations = rest;
+        else delete out.annotations;
+      }
+      return out;
+    }
+    if (isDigest(ref)) {
+      let bytes: Buffer;
+      try {
+        bytes = await readSmall(this.#blobPath(ref), maxManifestBytes);
+      } catch (err) {
+        throw notFound(`reference ${ref}`, err);
+      }
+      let mediaType: unknown;
+      try {
+        mediaType = (JSON.parse(bytes.toString('utf8')) as { mediaType?: unknown }).mediaType;
+      } catch {
+        mediaType = undefined;
+      }
+      if (typeof mediaType === 'string' && isManifestMediaType(mediaType)) {
+        return { mediaType, digest: ref, size: bytes.length };
+      }
+    }
+    throw notFound(`reference ${JSON.stringify(ref)}`);
+  }
+
+  /**
+   * fetch streams a blob, failing with DIGEST_MISMATCH or SIZE_MISMATCH at
+   * the end when the file is not what `desc` says.
+   * @throws NOT_FOUND
+   */
+  async fetch(desc: Descriptor, options: IoOptions = {}): Promise<Readable> {
+    throwIfAborted(options.signal);
+    const path = this.#blobPath(desc.digest);
+    const fh = await open(path, 'r').catch((err: unknown) => {
+      throw codeOf(err) === 'ENOENT' ? notFound(`blob ${desc.digest}`, err) : err;
+    });
+    const file = createReadStream('', { fd: fh, signal: options.signal });
+    const verifier = new VerifyingStream(desc, desc.mediaType);
+    pipeline(file, verifier).catch(() => undefined);
+    return verifier;
+  }
+
+  /** exists tells whether the blob is stored with the descriptor's size. */
+  async exists(desc: Descriptor, options: IoOptions = {}): Promise<boolean> {
+    throwIfAborted(options.signal);
+    const s = await stat(this.#blobPath(desc.digest)).catch(() => undefined);
+    return s?.isFile() === true && s.size === desc.size;
+  }
+
+  async #ingest(
+    content: Readable,
+    check: VerifyingStream | HashingStream,
+    options: IoOptions,
+    final: () => Digest,
+  ): Promise<void> {
+    await this.init();
+    const tmp = join(this.dir, `.lading-tmp-${randomUUID()}`);
+    try {
+      await pipeline(content, check, createWriteStream(tmp, { flags: 'wx' }), {
+        signal: options.signal,
+      });
+      const digest = final();
+      await mkdir(join(this.dir, 'blobs', digestAlgorithm(digest)), { recursive: true });
+      await rename(tmp, this.#blobPath(digest));
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
+  }
+
+  /**
+   * push stores a blob: it streams to a temp file, is verified against
+   * `desc`, and is renamed into `blobs/`. A blob already present is not
+   * rewritten (the content is discarded).
+   * @throws DIGEST_MISMATCH, SIZE_MISMATCH, ABORTED
+   */
+  async push(desc: Descriptor, content: Readable, options: IoOptions = {}): Promise<void> {
+    if (await this.exists(desc, options)) {
+      content.destroy();
+      return;
+    }
+    await this.#ingest(
+      content,
+      new VerifyingStream(desc, desc.mediaType),
+      options,
+      () => desc.digest,
+    );
+  }
+
+  /** pushUnknown stores a blob of unknown digest, hashing it on the way (sha256). */
+  async pushUnknown(
+    content: Readable,
+    mediaType: MediaTypeString,
+    options: IoOptions = {},
+  ): Promise<Descriptor> {
+    const hashing = new HashingStream();
+    let digest: Digest | undefined;
+    await this.#ingest(content, hashing, options, () => {
+      digest = hashing.digest;
+      if (digest === undefined) throw new LadingError(ErrorCode.Io, 'hash not computed');
+      return digest;
+    });
+    if (digest === undefined) throw new LadingError(ErrorCode.Io, 'hash not computed');
+    return { mediaType, digest, size: hashing.size };
+  }
+
+  async #updateIndex(
+    update: (index: IndexManifest) => IndexManifest,
+    options: IoOptions,
+  ): Promise<void> {
+    await this.init();
+    const indexPath = join(this.dir, 'index.json');
+    await withFileLock(
+      `${indexPath}.lock`,
+      async () => {
+        const next = update(await this.index(options));
+        const tmp = `${indexPath}.${randomUUID()}.tmp`;
+        try {
+          await writeFile(tmp, JSON.stringify(next), { flag: 'wx' });
+          await rename(tmp, indexPath);
+        } catch (err) {
+          await rm(tmp, { force: true });
+          throw err;
+        }
+      },
+      {
+        timeoutMs: this.#options.lockTimeoutMs,
+        staleMs: this.#options.staleLockMs,
+        signal: options.signal,
+      },
+    );
+  }
+
+  /**
+   * tag records `ref` in `index.json` as the `org.opencontainers.image.ref.name`
+   * of `desc`, replacing an earlier entry with that name. A digest `ref`
+   * adds an untagged entry (keeping the manifest alive through `gc()`).
+   * @throws NOT_FOUND when the manifest blob is not in the layout, TIMEOUT (lock)
+   */
+  async tag(desc: Descriptor, ref: string, options: IoOptions = {}): Promise<void> {
+    if (!(await this.exists(desc, options))) {
+      throw notFound(`manifest ${desc.digest} (push it before tagging)`);
+    }
+    const entry: Descriptor = { mediaType: desc.mediaType, digest: desc.digest, size: desc.size };
+    if (desc.platform !== undefined) entry.platform = desc.platform;
+    if (desc.artifactType !== undefined) entry.artifactType = desc.artifactType;
+    const { [refNameAnnotation]: _old, ...annotations } = desc.annotations ?? {};
+    if (!isDigest(ref)) annotations[refNameAnnotation] = ref;
+    if (Object.keys(annotations).length > 0) entry.annotations = annotations;
+    await this.#updateIndex((index) => {
+      const manifests = index.manifests.filter((d) =>
+        isDigest(ref)
+          ? !(d.digest === ref && d.annotations?.[refNameAnnotation] === undefined)
+          : d.annotations?.[refNameAnnotation] !== ref,
+      );
+      manifests.push(entry);
+      return { ...index, manifests };
+    }, options);
+  }
+
+  /** untag removes every `index.json` entry named `ref`; resolves whether one existed. */
+  async untag(ref: string, options: IoOptions = {}): Promise<boolean> {
+    let removed = false;
+    await this.#updateIndex((index) => {
+      const manifests = index.manifests.filter((d) => d.annotations?.[refNameAnnotation] !== ref);
+      removed = manifests.length !== index.manifests.length;
+      return { ...index, manifests };
+    }, options);
+    return removed;
+  }
+
+  /**
+   * gc removes every blob not reachable from `index.json` (and leftover temp
+   * files older than an hour). It holds the index lock while it runs, but a
+   * concurrent writer that has pushed blobs and not tagged them yet can lose
+   * them: run it when no copy into the layout is in flight.
+   */
+  async gc(options: IoOptions = {}): Promise<GcResult> {
+    await this.init();
+    const removed: Digest[] = [];
+    let bytes = 0;
+    await withFileLock(
+      join(this.dir, 'index.json.lock'),
+      async () => {
+        const live = new Set<string>();
+        const walk = async (desc: Descriptor): Promise<void> => {
+          if (live.has(desc.digest)) return;
+          live.add(desc.digest);
+          if (!isManifestMediaType(desc.mediaType)) return;
+          let content: Buffer;
+          try {
+            content = await readSmall(this.#blobPath(desc.digest), maxManifestBytes);
+          } catch (err) {
+            if (codeOf(err) === 'ENOENT') return; // the spec allows missing blobs
+            throw err;
+          }
+          for (const child of successorsOf(content, desc)) await walk(child);
+        };
+        for (const d of await this.list(options)) await walk(d);
+        const blobs = join(this.dir, 'blobs');
+        for (const alg of await readdir(blobs)) {
+          if (alg !== 'sha256' && alg !== 'sha512') continue;
+          for (const hex of await readdir(join(blobs, alg))) {
+            throwIfAborted(options.signal);
+            const digest = `${alg}:${hex}`;
+            if (!isDigest(digest) || live.has(digest)) continue;
+            const path = join(blobs, alg, hex);
+            const s = await stat(path);
+            await rm(path, { force: true });
+            removed.push(digest);
+            bytes += s.size;
+          }
+        }
+        for (const name of await readdir(this.dir)) {
+          if (!name.startsWith('.lading-tmp-')) continue;
+          const path = join(this.dir, name);
+          const s = await stat(path).catch(() => undefined);
+          if (s !== undefined && Date.now() - s.mtimeMs > 3_600_000)
+            await rm(path, { force: true });
+        }
+      },
+      {
+        timeoutMs: this.#options.lockTimeoutMs,
+        staleMs: this.#options.staleLockMs,
+        signal: options.signal,
+      },
+    );
+    return { removed, bytes };
+  }
+
+  /** readBlob reads a small blob (manifest or config, ≤ 4 MiB) whole. @throws NOT_FOUND */
+  async readBlob(digest: Digest): Promise<Buffer> {
+    try {
+      return await readSmall(this.#blobPath(digest), maxManifestBytes);
+    } catch (err) {
+      if (codeOf(err) === 'ENOENT') throw notFound(`blob ${digest}`, err);
+      throw err;
+    }
+  }
+
+  /** blobExists tells whether a blob file is present (any size). */
+  async blobExists(digest: Digest): Promise<boolean> {
+    return (await stat(this.#blobPath(digest)).catch(() => undefined)) !== undefined;
+  }
+}
+
+/**
+ * ociLayout opens (lazily: no I/O happens until the first call) an OCI
+ * image layout at `dir`; the first write creates it.
+ */
+export function ociLayout(dir: string, options: OciLayoutOptions = {}): OciLayout {
+  return new OciLayout(dir, options);
+}
