@@ -1,0 +1,96 @@
+import { describe, expect, it } from 'vitest';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { layerFromBytes } from '@lading/core';
+import { crc32, createGzipStream, gzipBlockSize, streamLayer } from '../src/index.js';
+import { collect, makeTar, pseudoRandom, run, textish } from './helpers.js';
+
+function corpus(): Buffer {
+  // Mixed content, not a multiple of the block size.
+  return Buffer.concat([
+    textish(2 * gzipBlockSize + 12345),
+    pseudoRandom(gzipBlockSize + 999),
+    textish(777),
+  ]);
+}
+
+function chunked(buf: Buffer, size: number): Readable {
+  const parts: Buffer[] = [];
+  for (let i = 0; i < buf.length; i += size) parts.push(buf.subarray(i, i + size));
+  return Readable.from(parts);
+}
+
+async function gz(input: Buffer, opts: Parameters<typeof createGzipStream>[0], chunk = 65536) {
+  const s = createGzipStream(opts);
+  const [out] = await Promise.all([collect(s), pipeline(chunked(input, chunk), s)]);
+  return out;
+}
+
+describe('createGzipStream', () => {
+  it('stream mode gives the same bytes as gzipSync at the same level, whatever the chunking', async () => {
+    const input = corpus();
+    for (const level of [1, 6]) {
+      const ref = gzipSync(input, { level });
+      expect((await gz(input, { level }, 1000)).equals(ref)).toBe(true);
+      expect((await gz(input, { level }, 300_000)).equals(ref)).toBe(true);
+    }
+  });
+
+  it('blocks mode gives byte-identical output for 1, 2 and 4 workers', async () => {
+    const input = corpus();
+    const one = await gz(input, { gzipMode: 'blocks', workers: 1 });
+    const two = await gz(input, { workers: 2 }, 12345);
+    const four = await gz(input, { workers: 4 }, 1 << 20);
+    expect(two.equals(one)).toBe(true);
+    expect(four.equals(one)).toBe(true);
+    expect(gunzipSync(one).equals(input)).toBe(true);
+    // It is not the single-stream encoding (blocks are flushed independently).
+    expect(one.equals(gzipSync(input, { level: 6 }))).toBe(false);
+  });
+
+  it('blocks mode output passes gzip -t, including empty input and exact block multiples', async () => {
+    for (const input of [Buffer.alloc(0), textish(gzipBlockSize * 2), textish(10)]) {
+      const out = await gz(input, { workers: 2 });
+      expect(gunzipSync(out).equals(input)).toBe(true);
+      const g = await run('gzip', ['-t'], out);
+      expect(g.code).toBe(0);
+    }
+  });
+
+  it('gives the same layer digest for workers 1 (blocks), 2 and 4, and GNU tar reads the layer', async () => {
+    const tar = await makeTar([
+      { name: 'big', body: corpus() },
+      { name: 'small', body: 'x' },
+    ]);
+    const diffId = await layerFromBytes(tar).diffId();
+    const digests: string[] = [];
+    let blob: Buffer = Buffer.alloc(0);
+    for (const o of [{ gzipMode: 'blocks' as const }, { workers: 2 }, { workers: 4 }]) {
+      const layer = streamLayer(chunked(tar, 100_000), o);
+      blob = await collect(layer.compressed());
+      digests.push(await layer.digest());
+      expect(await layer.diffId()).toBe(diffId);
+    }
+    expect(new Set(digests).size).toBe(1);
+    const t = await run('tar', ['-tzf', '-'], blob);
+    expect(t.code).toBe(0);
+    expect(t.stdout.split('\n').filter(Boolean)).toEqual(['big', 'small']);
+  });
+
+  it('crc32 matches the gzip trailer of zlib', () => {
+    const input = textish(100_000);
+    const ref = gzipSync(input);
+    expect(crc32(input)).toBe(ref.readUInt32LE(ref.length - 8));
+    expect(crc32(input.subarray(5000), crc32(input.subarray(0, 5000)))).toBe(crc32(input));
+  });
+
+  it('rejects bad options with INVALID_ARGUMENT', () => {
+    expect(() => createGzipStream({ level: 11 })).toThrow(
+      expect.objectContaining({ code: 'INVALID_ARGUMENT' }),
+    );
+    expect(() => createGzipStream({ workers: 0 })).toThrow(
+      expect.objectContaining({ code: 'INVALID_ARGUMENT' }),
+    );
+  });
+});

@@ -1,0 +1,118 @@
+import { describe, expect, it } from 'vitest';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { layerFromBytes, MediaType } from '@lading/core';
+import { layerFromFile, layerFromOpener } from '../src/index.js';
+import { collect, isPending, makeTar, pseudoRandom, textish } from './helpers.js';
+
+async function sampleTar(): Promise<Buffer> {
+  return makeTar([
+    { name: 'a.txt', body: textish(400_000) },
+    { name: 'b.bin', body: pseudoRandom(300_000) },
+  ]);
+}
+
+describe('layerFromOpener', () => {
+  it('runs its own hashing pass when digest() is awaited with no consumer, and memoizes', async () => {
+    const tar = await sampleTar();
+    let opens = 0;
+    const layer = layerFromOpener(() => {
+      opens++;
+      return Readable.from([tar]);
+    });
+    const bytes = layerFromBytes(tar);
+    expect(layer.knownDescriptor()).toBeUndefined();
+    expect(await layer.digest()).toBe(await bytes.digest());
+    expect(await layer.diffId()).toBe(await bytes.diffId());
+    expect(await layer.size()).toBe(await bytes.size());
+    expect(opens).toBe(1);
+    expect(layer.knownDescriptor()).toEqual(bytes.knownDescriptor!());
+    // Re-openable: reads again, same bytes as the bytes layer.
+    const blob = await collect(layer.compressed());
+    expect(blob.equals(await collect(bytes.compressed()))).toBe(true);
+    expect(opens).toBe(2);
+    expect((await collect(layer.uncompressed())).equals(tar)).toBe(true);
+  });
+
+  it('waits on a consumer pass in flight instead of opening again', async () => {
+    const tar = await sampleTar();
+    let opens = 0;
+    const layer = layerFromOpener(async () => {
+      opens++;
+      await Promise.resolve();
+      return Readable.from([tar]);
+    });
+    const s = layer.compressed();
+    const d = layer.digest();
+    expect(await isPending(d)).toBe(true);
+    await collect(s);
+    expect(await d).toBe(await layerFromBytes(tar).digest());
+    expect(opens).toBe(1);
+  });
+
+  it('rejects a failed pass and succeeds when retried', async () => {
+    const tar = await sampleTar();
+    let attempt = 0;
+    const layer = layerFromOpener(() => {
+      attempt++;
+      if (attempt === 1) {
+        return Readable.from(
+          (async function* () {
+            yield tar.subarray(0, 1000);
+            await Promise.resolve();
+            throw new Error('flaky source');
+          })(),
+        );
+      }
+      return Readable.from([tar]);
+    });
+    await expect(layer.digest()).rejects.toThrow('flaky source');
+    expect(layer.knownDescriptor()).toBeUndefined();
+    expect(await layer.digest()).toBe(await layerFromBytes(tar).digest());
+    expect(attempt).toBe(2);
+  });
+
+  it('fails the stream when the opener throws', async () => {
+    const layer = layerFromOpener(() => Promise.reject(new Error('cannot open')));
+    await expect(collect(layer.compressed())).rejects.toThrow('cannot open');
+  });
+
+  it('passes a compressed source through untouched', async () => {
+    const tar = await sampleTar();
+    const bytes = layerFromBytes(tar);
+    const gz = await collect(bytes.compressed());
+    const layer = layerFromOpener(() => Readable.from([gz]), { compressed: true });
+    expect((await collect(layer.compressed())).equals(gz)).toBe(true);
+    expect(await layer.diffId()).toBe(await bytes.diffId());
+  });
+});
+
+describe('layerFromFile', () => {
+  it('detects tar and tar.gz files by their magic bytes', async () => {
+    const tar = await sampleTar();
+    const bytes = layerFromBytes(tar);
+    const gz = await collect(bytes.compressed());
+    const dir = mkdtempSync(join(tmpdir(), 'lading-file-'));
+    writeFileSync(join(dir, 'l.tar'), tar);
+    writeFileSync(join(dir, 'l.tgz'), gz);
+    const a = layerFromFile(join(dir, 'l.tar'));
+    const b = layerFromFile(join(dir, 'l.tgz'));
+    expect(await a.digest()).toBe(await bytes.digest());
+    expect(await b.digest()).toBe(await bytes.digest());
+    expect(await b.diffId()).toBe(await bytes.diffId());
+    expect((await collect(b.compressed())).equals(gz)).toBe(true);
+    expect(a.mediaType).toBe(MediaType.OciLayerGzip);
+    const plain = layerFromFile(join(dir, 'l.tar'), { compression: 'none' });
+    expect(plain.mediaType).toBe(MediaType.OciLayer);
+    expect(await plain.digest()).toBe(await bytes.diffId());
+    const gzNone = layerFromFile(join(dir, 'l.tgz'), { compression: 'none' });
+    expect(gzNone.mediaType).toBe(MediaType.OciLayerGzip);
+  });
+
+  it('fails with the fs error for a missing file', async () => {
+    const layer = layerFromFile('/nonexistent/lading/layer.tar');
+    await expect(layer.digest()).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+});
