@@ -1,5 +1,4 @@
-import type { Readable } from 'node:stream';
-import { Transform, type TransformCallback } from 'node:stream';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   DigestMismatchError,
@@ -46,6 +45,30 @@ class Counter extends Transform {
     this.#on(this.#n);
     cb(null, chunk);
   }
+}
+
+/**
+ * watchSource remembers the first error a source stream reports by itself,
+ * so that a failing layer source is reported as the cause instead of the
+ * request error it provokes (which would look like a retryable network error).
+ */
+function watchSource(source: Readable): { stream: Readable; error(): unknown; stop(): void } {
+  let error: unknown;
+  async function* guarded(): AsyncGenerator<Buffer> {
+    try {
+      for await (const chunk of source) yield chunk as Buffer;
+    } catch (err) {
+      // Only the source's own failures land here; a consumer that stops
+      // early ends the generator with return(), not a throw.
+      error ??= err;
+      throw err;
+    }
+  }
+  return {
+    stream: Readable.from(guarded(), { objectMode: false }),
+    error: () => error,
+    stop: () => undefined,
+  };
 }
 
 /**
@@ -141,6 +164,17 @@ export class UploadSession {
    * @throws REGISTRY_ERROR, NETWORK
    */
   async writeStream(source: Readable, options: IoOptions = {}): Promise<number> {
+    const watch = watchSource(source);
+    try {
+      return await this.#writeStream(watch.stream, options);
+    } catch (err) {
+      throw watch.error() ?? err;
+    } finally {
+      watch.stop();
+    }
+  }
+
+  async #writeStream(source: Readable, options: IoOptions): Promise<number> {
     let sent = 0;
     const counter = new Counter((n) => (sent = n));
     const piped = pipeline(source, counter);
@@ -268,6 +302,25 @@ export class UploadSession {
       expected?: { digest?: Digest | undefined; size?: number | undefined };
       onProgress?: (bytes: number) => void;
     } = {},
+  ): Promise<UploadResult> {
+    const watch = watchSource(source);
+    try {
+      return await this.#upload(watch.stream, options);
+    } catch (err) {
+      throw watch.error() ?? err;
+    } finally {
+      watch.stop();
+    }
+  }
+
+  async #upload(
+    source: Readable,
+    options: IoOptions & {
+      mode?: UploadMode;
+      chunkSize?: number;
+      expected?: { digest?: Digest | undefined; size?: number | undefined };
+      onProgress?: (bytes: number) => void;
+    },
   ): Promise<UploadResult> {
     const mode = options.mode ?? 'stream';
     const expected = options.expected ?? {};

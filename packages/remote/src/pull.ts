@@ -1,0 +1,384 @@
+import { PassThrough, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import {
+  ErrorCode,
+  LadingError,
+  isGzipLayerMediaType,
+  parseConfigFile,
+  parseManifest,
+  parseReference,
+  type BlobSource,
+  type ConfigFile,
+  type Descriptor,
+  type Digest,
+  type Image,
+  type ImageIndex,
+  type ImageManifest,
+  type IndexChild,
+  type IndexManifest,
+  type IoOptions,
+  type Layer,
+  type MediaTypeString,
+  type Platform,
+  type Reference,
+} from '@lading/core';
+import {
+  MANIFEST_SIZE_LIMIT,
+  RegistryClient,
+  type FetchedManifest,
+  type RemoteOptions,
+} from './client.js';
+import { readCapped } from './internal/transport.js';
+
+/** PullOptions configure {@link pull}. */
+export interface PullOptions extends RemoteOptions {
+  /** platform picks one child of an index: `os/arch[/variant]` or a Platform. */
+  readonly platform?: string | Platform;
+}
+
+function toPlatform(p: string | Platform): Platform {
+  if (typeof p !== 'string') return p;
+  const [os, architecture, variant] = p.split('/');
+  if (os === undefined || os === '' || architecture === undefined || architecture === '') {
+    throw new LadingError(
+      ErrorCode.InvalidArgument,
+      `invalid platform ${JSON.stringify(p)} (want os/arch[/variant])`,
+    );
+  }
+  return variant === undefined ? { os, architecture } : { os, architecture, variant };
+}
+
+function matches(want: Platform, have: Platform | undefined): boolean {
+  if (have === undefined) return false;
+  if (want.os !== have.os || want.architecture !== have.architecture) return false;
+  if (want.variant !== undefined && want.variant !== have.variant) return false;
+  if (want['os.version'] !== undefined && want['os.version'] !== have['os.version']) return false;
+  return true;
+}
+
+/**
+ * RemoteLayer is a layer that lives in a registry: its descriptor is known
+ * without I/O, its bytes download only when `compressed()` or
+ * `uncompressed()` is called, and `source` lets writers mount it.
+ */
+export class RemoteLayer implements Layer {
+  readonly mediaType: MediaTypeString;
+  readonly source: BlobSource;
+  readonly annotations?: Readonly<Record<string, string>>;
+  readonly #client: RegistryClient;
+  readonly #descriptor: Descriptor;
+  readonly #diffId: () => Promise<Digest>;
+  readonly #signal: AbortSignal | undefined;
+
+  /** @internal */
+  constructor(
+    client: RegistryClient,
+    repository: string,
+    descriptor: Descriptor,
+    diffId: () => Promise<Digest>,
+    signal: AbortSignal | undefined,
+  ) {
+    this.#client = client;
+    this.#descriptor = descriptor;
+    this.mediaType = descriptor.mediaType;
+    this.source = { registry: client.registry, repository };
+    if (descriptor.annotations !== undefined) this.annotations = descriptor.annotations;
+    this.#diffId = diffId;
+    this.#signal = signal;
+  }
+
+  digest(): Promise<Digest> {
+    return Promise.resolve(this.#descriptor.digest);
+  }
+  size(): Promise<number> {
+    return Promise.resolve(this.#descriptor.size);
+  }
+  diffId(): Promise<Digest> {
+    return this.#diffId();
+  }
+
+  /** knownDescriptor is the descriptor as the manifest lists it. */
+  knownDescriptor(): Descriptor {
+    return { ...this.#descriptor };
+  }
+
+  /**
+   * location resolves where the blob's bytes really are (following the
+   * registry's redirects with HEAD, no data transferred).
+   */
+  location(options: IoOptions = {}): Promise<string> {
+    return this.#client.blobLocation(this.source.repository, this.#descriptor.digest, {
+      signal: options.signal ?? this.#signal,
+    });
+  }
+
+  /**
+   * descriptor is the layer's descriptor with the URL the registry
+   * redirects to in `urls` (when it redirects off its own origin).
+   */
+  async descriptor(options: IoOptions = {}): Promise<Descriptor> {
+    const where = await this.location(options);
+    const d = this.knownDescriptor();
+    if (new URL(where).origin !== this.#client.baseUrl) d.urls = [where];
+    return d;
+  }
+
+  compressed(): Readable {
+    const out = new PassThrough();
+    this.#client
+      .getBlob(this.source.repository, this.#descriptor.digest, {
+        size: this.#descriptor.size,
+        signal: this.#signal,
+      })
+      .then((body) => pipeline(body, out))
+      .catch((err: unknown) => {
+        out.destroy(err instanceof Error ? err : new Error(String(err)));
+      });
+    return out;
+  }
+
+  uncompressed(): Readable {
+    const src = this.compressed();
+    if (!isGzipLayerMediaType(this.mediaType)) return src;
+    const gunzip = createGunzip();
+    pipeline(src, gunzip).catch(() => undefined);
+    return gunzip;
+  }
+}
+
+/**
+ * RemoteImage is an image read from a registry: manifest in memory,
+ * config fetched on first use, layers {@link RemoteLayer}s.
+ */
+export class RemoteImage implements Image {
+  readonly mediaType: MediaTypeString;
+  readonly reference: string;
+  readonly #client: RegistryClient;
+  readonly #repository: string;
+  readonly #fetched: FetchedManifest;
+  readonly #manifest: ImageManifest;
+  readonly #signal: AbortSignal | undefined;
+  #config: Promise<Buffer> | undefined;
+  #layers: RemoteLayer[] | undefined;
+
+  /** @internal */
+  constructor(
+    client: RegistryClient,
+    repository: string,
+    fetched: FetchedManifest,
+    manifest: ImageManifest,
+    signal?: AbortSignal,
+  ) {
+    this.#client = client;
+    this.#repository = repository;
+    this.#fetched = fetched;
+    this.#manifest = manifest;
+    this.mediaType = fetched.mediaType;
+    this.#signal = signal;
+    this.reference = `${client.registry}/${repository}@${fetched.digest}`;
+  }
+
+  manifest(): Promise<ImageManifest> {
+    return Promise.resolve(structuredClone(this.#manifest));
+  }
+  rawManifest(): Promise<Uint8Array> {
+    return Promise.resolve(Buffer.from(this.#fetched.bytes));
+  }
+  digest(): Promise<Digest> {
+    return Promise.resolve(this.#fetched.digest);
+  }
+  size(): Promise<number> {
+    return Promise.resolve(this.#fetched.size);
+  }
+  configDescriptor(): Promise<Descriptor> {
+    return Promise.resolve({ ...this.#manifest.config });
+  }
+
+  rawConfig(): Promise<Uint8Array> {
+    const p = (this.#config ??= (async () => {
+      const c = this.#manifest.config;
+      if (c.size > MANIFEST_SIZE_LIMIT) {
+        throw new LadingError(ErrorCode.ManifestTooLarge, `config ${c.digest} is ${c.size} bytes`);
+      }
+      const body = await this.#client.getBlob(this.#repository, c.digest, {
+        size: c.size,
+        signal: this.#signal,
+      });
+      const bytes = await readCapped(body, MANIFEST_SIZE_LIMIT);
+      if (bytes === undefined)
+        throw new LadingError(ErrorCode.ManifestTooLarge, `config ${c.digest} exceeds 4 MiB`);
+      return bytes;
+    })());
+    p.catch(() => {
+      if (this.#config === p) this.#config = undefined;
+    });
+    return p.then((b) => Buffer.from(b));
+  }
+
+  async configFile(): Promise<ConfigFile> {
+    return parseConfigFile(await this.rawConfig());
+  }
+
+  layers(): Promise<readonly Layer[]> {
+    this.#layers ??= this.#manifest.layers.map(
+      (d, i) =>
+        new RemoteLayer(
+          this.#client,
+          this.#repository,
+          d,
+          async () => {
+            const id = (await this.configFile()).rootfs.diff_ids[i];
+            if (id === undefined)
+              throw new LadingError(
+                ErrorCode.InvalidConfig,
+                `config lists no diffId for layer ${i}`,
+              );
+            return id;
+          },
+          this.#signal,
+        ),
+    );
+    return Promise.resolve(this.#layers);
+  }
+}
+
+/** RemoteIndex is an index (or Docker manifest list) read from a registry. */
+export class RemoteIndex implements ImageIndex {
+  readonly mediaType: MediaTypeString;
+  readonly #client: RegistryClient;
+  readonly #repository: string;
+  readonly #fetched: FetchedManifest;
+  readonly #index: IndexManifest;
+  readonly #signal: AbortSignal | undefined;
+
+  /** @internal */
+  constructor(
+    client: RegistryClient,
+    repository: string,
+    fetched: FetchedManifest,
+    index: IndexManifest,
+    signal?: AbortSignal,
+  ) {
+    this.#client = client;
+    this.#repository = repository;
+    this.#fetched = fetched;
+    this.#index = index;
+    this.mediaType = fetched.mediaType;
+    this.#signal = signal;
+  }
+
+  indexManifest(): Promise<IndexManifest> {
+    return Promise.resolve(structuredClone(this.#index));
+  }
+  rawManifest(): Promise<Uint8Array> {
+    return Promise.resolve(Buffer.from(this.#fetched.bytes));
+  }
+  digest(): Promise<Digest> {
+    return Promise.resolve(this.#fetched.digest);
+  }
+  size(): Promise<number> {
+    return Promise.resolve(this.#fetched.size);
+  }
+
+  async children(): Promise<readonly IndexChild[]> {
+    const out: IndexChild[] = [];
+    for (const d of this.#index.manifests) {
+      const child = await loadManifest(this.#client, this.#repository, d.digest, this.#signal);
+      out.push(
+        child instanceof RemoteIndex
+          ? { kind: 'index', descriptor: d, index: child }
+          : { kind: 'image', descriptor: d, image: child },
+      );
+    }
+    return out;
+  }
+
+  async image(digest: Digest): Promise<Image> {
+    const m = await loadManifest(this.#client, this.#repository, digest, this.#signal);
+    if (m instanceof RemoteIndex)
+      throw new LadingError(ErrorCode.UnsupportedMediaType, `${digest} is an index, not an image`);
+    return m;
+  }
+
+  async imageIndex(digest: Digest): Promise<ImageIndex> {
+    const m = await loadManifest(this.#client, this.#repository, digest, this.#signal);
+    if (!(m instanceof RemoteIndex))
+      throw new LadingError(ErrorCode.UnsupportedMediaType, `${digest} is an image, not an index`);
+    return m;
+  }
+
+  /** forPlatform returns the child image matching `platform`. @throws NOT_FOUND */
+  async forPlatform(platform: string | Platform): Promise<Image> {
+    const want = toPlatform(platform);
+    const d = this.#index.manifests.find((m) => matches(want, m.platform));
+    if (d === undefined) {
+      throw new LadingError(
+        ErrorCode.NotFound,
+        `no image for ${want.os}/${want.architecture}${want.variant === undefined ? '' : `/${want.variant}`} in ${this.#client.registry}/${this.#repository}@${this.#fetched.digest}`,
+      );
+    }
+    return this.image(d.digest);
+  }
+}
+
+async function loadManifest(
+  client: RegistryClient,
+  repository: string,
+  reference: string,
+  signal: AbortSignal | undefined,
+): Promise<RemoteImage | RemoteIndex> {
+  const fetched = await client.getManifest(repository, reference, { signal });
+  const parsed = parseManifest(fetched.bytes, fetched.mediaType);
+  const f = { ...fetched, mediaType: parsed.mediaType };
+  return parsed.kind === 'index'
+    ? new RemoteIndex(client, repository, f, parsed.manifest, signal)
+    : new RemoteImage(client, repository, f, parsed.manifest, signal);
+}
+
+/**
+ * pull reads an image lazily: only the manifest is fetched; the config on
+ * first use; layer bytes when a layer is read. With `platform`, an index is
+ * resolved to its matching child; without, an index comes back as an
+ * {@link ImageIndex}. Appending to a pulled image and writing it back to
+ * the same registry skips or mounts the base layers instead of downloading
+ * them (they carry `knownDescriptor()` and `source`).
+ * @throws NOT_FOUND, UNAUTHORIZED, DIGEST_MISMATCH, MANIFEST_TOO_LARGE, NETWORK
+ */
+export async function pull(
+  ref: string | Reference,
+  options: PullOptions = {},
+): Promise<Image | ImageIndex> {
+  const r = typeof ref === 'string' ? parseReference(ref) : ref;
+  const client = new RegistryClient(r.registry, options);
+  await client.ping(options);
+  const m = await loadManifest(client, r.repository, r.digest ?? r.tag ?? 'latest', options.signal);
+  if (options.platform !== undefined && m instanceof RemoteIndex)
+    return m.forPlatform(options.platform);
+  return m;
+}
+
+/** pullImage is {@link pull} that insists on an image (an index needs `platform`). @throws UNSUPPORTED_MEDIA_TYPE */
+export async function pullImage(
+  ref: string | Reference,
+  options: PullOptions = {},
+): Promise<Image> {
+  const m = await pull(ref, options);
+  if (m instanceof RemoteIndex) {
+    throw new LadingError(
+      ErrorCode.UnsupportedMediaType,
+      `${String(ref)} is an index; pass { platform }`,
+    );
+  }
+  return m as Image;
+}
+
+/** blobLocation resolves where a blob of `ref`'s repository really lives (redirects followed with HEAD). */
+export async function blobLocation(
+  ref: string | Reference,
+  digest: Digest,
+  options: RemoteOptions = {},
+): Promise<string> {
+  const r = typeof ref === 'string' ? parseReference(ref) : ref;
+  return new RegistryClient(r.registry, options).blobLocation(r.repository, digest, options);
+}
