@@ -521,6 +521,7 @@ describe('mutating a base image from elsewhere', () => {
     const { base } = foreignBase();
     const img = withAnnotations(base, { x: 'y' });
     expect(await img.rawConfig()).toBe(base.config);
+    expect(await appendLayers(base).rawConfig()).toBe(base.config);
     expect((await img.manifest()).config).toEqual((await base.manifest()).config);
   });
 });

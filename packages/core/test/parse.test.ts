@@ -10,6 +10,7 @@ import {
   parseIndexManifest,
   parseManifest,
   readCapped,
+  encodeManifest,
 } from '../src/index.js';
 
 const h = (c: string) => `sha256:${c.repeat(64)}`;
@@ -559,5 +560,54 @@ describe('readCapped', () => {
       },
     });
     await expect(readCapped(stream, 100)).rejects.toThrow('boom');
+  });
+});
+
+describe('parse and encode agree', () => {
+  const digest = fc.stringMatching(/^[a-f0-9]{64}$/).map((h) => `sha256:${h}` as const);
+  const annotations = fc.option(
+    fc.dictionary(fc.string({ maxLength: 8 }), fc.string({ maxLength: 8 })),
+    {
+      nil: undefined,
+    },
+  );
+  const descriptor = fc
+    .record({
+      mediaType: fc.constantFrom(
+        MediaType.OciLayerGzip,
+        MediaType.DockerLayerGzip,
+        'application/x-custom',
+      ),
+      digest,
+      size: fc.nat(),
+      annotations,
+    })
+    .map((d) => {
+      if (d.annotations === undefined) delete (d as Partial<typeof d>).annotations;
+      return d;
+    });
+
+  it('parses back what encodeManifest writes, for any valid image manifest', () => {
+    fc.assert(
+      fc.property(
+        descriptor,
+        fc.array(descriptor, { maxLength: 5 }),
+        annotations,
+        (config, layers, ann) => {
+          const m = {
+            schemaVersion: 2 as const,
+            mediaType: MediaType.OciManifest,
+            config,
+            layers,
+            ...(ann === undefined ? {} : { annotations: ann }),
+          };
+          const bytes = encodeManifest(m);
+          expect(parseImageManifest(bytes, MediaType.OciManifest)).toEqual(m);
+          expect(parseManifest(bytes).kind).toBe('image');
+          expect(encodeManifest(parseImageManifest(bytes))).toEqual(bytes);
+        },
+      ),
+      { numRuns: 200 },
+    );
   });
 });

@@ -130,7 +130,7 @@ class MutatedImage implements Image {
     this.#base = base;
     this.#changes = changes;
     this.#family = changes.family ?? familyOf(base.mediaType);
-    this.#configTouched = changes.adds !== undefined || changes.config !== undefined;
+    this.#configTouched = (changes.adds?.length ?? 0) > 0 || changes.config !== undefined;
     this.mediaType =
       changes.family === undefined && isImageManifestMediaType(base.mediaType)
         ? base.mediaType
