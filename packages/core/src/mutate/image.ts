@@ -114,81 +114,98 @@ function memo<T>(compute: () => Promise<T>): () => Promise<T> {
 }
 
 /**
- * MutatedImage is a base image with changes on top. Every value is computed
- * on first use and memoized: the config waits only on the new layers'
- * diffIds, the manifest on their digests and sizes too. Base layers are
- * described from the base's manifest and config, never read.
+ * MutatedImage is a root image with a list of changes on top. Chained
+ * mutations share one flat list (a mutation of a MutatedImage extends its
+ * parent's list), so computing the result is linear in the number of
+ * changes and intermediate images are never computed. Every value is
+ * computed on first use and memoized: the config waits only on the new
+ * layers' diffIds, the manifest on their digests and sizes too. Root layers
+ * are described from the root's manifest and config, never read.
  */
 class MutatedImage implements Image {
   readonly mediaType: MediaTypeString;
-  readonly #base: Image;
-  readonly #changes: Changes;
+  readonly #root: Image;
+  readonly #steps: readonly Changes[];
   readonly #family: MediaTypeFamily;
+  /** #retyped says some step changed the family, so every media type is mapped. */
+  readonly #retyped: boolean;
   readonly #configTouched: boolean;
+  readonly #adds: readonly Addendum[];
 
-  constructor(base: Image, changes: Changes) {
-    this.#base = base;
-    this.#changes = changes;
-    this.#family = changes.family ?? familyOf(base.mediaType);
-    this.#configTouched = (changes.adds?.length ?? 0) > 0 || changes.config !== undefined;
+  constructor(base: Image, change: Changes) {
+    if (base instanceof MutatedImage) {
+      this.#root = base.#root;
+      this.#steps = [...base.#steps, change];
+    } else {
+      this.#root = base;
+      this.#steps = [change];
+    }
+    const override = this.#steps.findLast((c) => c.family !== undefined)?.family;
+    this.#retyped = override !== undefined;
+    this.#family = override ?? familyOf(this.#root.mediaType);
+    this.#adds = this.#steps.flatMap((c) => c.adds ?? []);
+    this.#configTouched = this.#adds.length > 0 || this.#steps.some((c) => c.config !== undefined);
     this.mediaType =
-      changes.family === undefined && isImageManifestMediaType(base.mediaType)
-        ? base.mediaType
+      !this.#retyped && isImageManifestMediaType(this.#root.mediaType)
+        ? this.#root.mediaType
         : manifestTypeFor(this.#family);
   }
 
   readonly #config = memo(async (): Promise<ConfigFile> => {
-    const adds = this.#changes.adds ?? [];
-    const [base, diffIds] = await Promise.all([
-      this.#base.configFile(),
-      Promise.all(adds.map((a) => a.layer.diffId())),
+    const [root, diffIds] = await Promise.all([
+      this.#root.configFile(),
+      Promise.all(this.#adds.map((a) => a.layer.diffId())),
     ]);
-    const cfg = structuredClone(base);
-    if (adds.length > 0) {
-      cfg.rootfs = { type: 'layers', diff_ids: [...cfg.rootfs.diff_ids, ...diffIds] };
-      cfg.history = [
-        ...(cfg.history ?? []),
-        ...adds.map((a) => ({ ...(a.history ?? { created_by: DEFAULT_CREATED_BY }) })),
-      ];
+    const cfg = structuredClone(root);
+    let next = 0;
+    for (const step of this.#steps) {
+      const adds = step.adds ?? [];
+      if (adds.length > 0) {
+        const ids = diffIds.slice(next, next + adds.length);
+        next += adds.length;
+        cfg.rootfs = { type: 'layers', diff_ids: [...cfg.rootfs.diff_ids, ...ids] };
+        cfg.history = [
+          ...(cfg.history ?? []),
+          ...adds.map((a) => ({ ...(a.history ?? { created_by: DEFAULT_CREATED_BY }) })),
+        ];
+      }
+      step.config?.(cfg);
     }
-    this.#changes.config?.(cfg);
     return cfg;
   });
 
   readonly #rawConfig = memo(async () => encodeConfig(await this.#config()));
 
   readonly #configDescriptor = memo(async (): Promise<Descriptor> => {
-    const [base, raw] = await Promise.all([
-      this.#base.configDescriptor(),
+    const [root, raw] = await Promise.all([
+      this.#root.configDescriptor(),
       this.#configTouched ? this.#rawConfig() : undefined,
     ]);
-    const mediaType =
-      this.#changes.family === undefined
-        ? base.mediaType
-        : configTypeFor(base.mediaType, this.#family);
-    if (raw === undefined) return { ...base, mediaType };
+    const mediaType = this.#retyped ? configTypeFor(root.mediaType, this.#family) : root.mediaType;
+    if (raw === undefined) return { ...root, mediaType };
     return { mediaType, digest: digestOf(raw), size: raw.length };
   });
 
   readonly #manifest = memo(async (): Promise<ImageManifest> => {
-    const adds = this.#changes.adds ?? [];
-    const [base, config, added] = await Promise.all([
-      this.#base.manifest(),
+    const [root, config, added] = await Promise.all([
+      this.#root.manifest(),
       this.#configDescriptor(),
-      Promise.all(adds.map((a) => this.#describe(a))),
+      Promise.all(this.#adds.map((a) => this.#describe(a))),
     ]);
-    const m = structuredClone(base);
+    const m = structuredClone(root);
     m.schemaVersion = 2;
     m.mediaType = this.mediaType;
     m.config = config;
     m.layers = [
-      ...(this.#changes.family === undefined
-        ? m.layers
-        : m.layers.map((d) => ({ ...d, mediaType: layerTypeFor(d.mediaType, this.#family) }))),
+      ...(this.#retyped
+        ? m.layers.map((d) => ({ ...d, mediaType: layerTypeFor(d.mediaType, this.#family) }))
+        : m.layers),
       ...added,
     ];
-    if (this.#changes.annotations !== undefined) {
-      m.annotations = { ...(m.annotations ?? {}), ...this.#changes.annotations };
+    for (const step of this.#steps) {
+      if (step.annotations !== undefined) {
+        m.annotations = { ...(m.annotations ?? {}), ...step.annotations };
+      }
     }
     return m;
   });
@@ -216,11 +233,11 @@ class MutatedImage implements Image {
     return (await this.#rawManifest()).slice();
   }
   async configFile(): Promise<ConfigFile> {
-    if (!this.#configTouched) return this.#base.configFile();
+    if (!this.#configTouched) return this.#root.configFile();
     return structuredClone(await this.#config());
   }
   async rawConfig(): Promise<Uint8Array> {
-    if (!this.#configTouched) return this.#base.rawConfig();
+    if (!this.#configTouched) return this.#root.rawConfig();
     return (await this.#rawConfig()).slice();
   }
   async configDescriptor(): Promise<Descriptor> {
@@ -233,13 +250,12 @@ class MutatedImage implements Image {
     return (await this.#rawManifest()).length;
   }
   async layers(): Promise<readonly Layer[]> {
-    const base = await this.#base.layers();
-    const family = this.#changes.family;
+    const root = await this.#root.layers();
     return [
-      ...(family === undefined
-        ? base
-        : base.map((l) => present(l, layerTypeFor(l.mediaType, family), l.annotations))),
-      ...(this.#changes.adds ?? []).map((a) =>
+      ...(this.#retyped
+        ? root.map((l) => present(l, layerTypeFor(l.mediaType, this.#family), l.annotations))
+        : root),
+      ...this.#adds.map((a) =>
         present(a.layer, layerTypeFor(a.layer.mediaType, this.#family), mergedAnnotations(a)),
       ),
     ];
