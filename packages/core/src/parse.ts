@@ -385,6 +385,8 @@ export function parseConfigFile(bytes: Uint8Array): ConfigFile {
   const rootfs = c.object(cfg.rootfs, '$.rootfs');
   if (rootfs.type !== 'layers')
     c.fail('$.rootfs.type', `must be "layers", got ${short(rootfs.type)}`);
+  // Go writes a nil slice as null; read it as no layers.
+  if (rootfs.diff_ids === null) rootfs.diff_ids = [];
   c.array(rootfs.diff_ids, '$.rootfs.diff_ids').forEach((d, i) => {
     c.digest(d, `$.rootfs.diff_ids[${i}]`);
   });

@@ -449,6 +449,8 @@ describe('parseConfigFile', () => {
     };
     expect(parseConfigFile(enc(c))).toEqual(c);
     expect(parseConfigFile(enc(config())).rootfs.diff_ids).toEqual([h('e')]);
+    const nil = { ...config(), rootfs: { type: 'layers', diff_ids: null } };
+    expect(parseConfigFile(enc(nil)).rootfs.diff_ids).toEqual([]);
   });
   it.each(badConfigs)('rejects %s', (_name, fn, code, path) => {
     const err = codeOf(fn);
