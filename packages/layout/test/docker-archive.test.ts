@@ -1,0 +1,311 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { gzipSync } from 'node:zlib';
+import * as tar from 'tar-stream';
+import {
+  MediaType,
+  copy,
+  digestOf,
+  isLadingError,
+  layerFromBytes,
+  memoryTarget,
+  writeImage,
+  type ConfigFile,
+  type Descriptor,
+  type ImageManifest,
+  type MemoryTarget,
+} from '@lading/core';
+import { dockerArchive, dockerLayerTar, normalizeRepoTag, ociLayout } from '../src/index.js';
+import { OnceLayer, lazyImage, run, tarOf, tempDir } from './helpers.js';
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0)) await c();
+});
+
+async function scratch(): Promise<string> {
+  const t = await tempDir();
+  cleanups.push(t.cleanup);
+  return t.dir;
+}
+
+function caught(p: Promise<unknown>): Promise<unknown> {
+  return p.then(
+    () => {
+      throw new Error('expected a rejection');
+    },
+    (err: unknown) => err,
+  );
+}
+
+async function sampleImage() {
+  return lazyImage([
+    new OnceLayer(await tarOf({ 'etc/hello.txt': 'hello\n' })),
+    layerFromBytes(await tarOf({ 'bin/tool': Buffer.alloc(10_000, 1) })),
+    new OnceLayer(await tarOf({ 'srv/data.bin': Buffer.alloc(70_000, 7) })),
+  ]);
+}
+
+function json(mem: MemoryTarget, d: Descriptor): unknown {
+  return JSON.parse(Buffer.from(mem.bytes(d.digest)!).toString('utf8'));
+}
+
+async function tarNames(file: string): Promise<string[]> {
+  const names: string[] = [];
+  const extract = tar.extract();
+  const done = (async () => {
+    for await (const entry of extract) {
+      names.push(entry.header.name);
+      entry.resume();
+    }
+  })();
+  await pipeline(createReadStream(file), extract);
+  await done;
+  return names;
+}
+
+describe('dockerArchive', () => {
+  it('writes an archive and reads back the same config and diffIds', async () => {
+    const dir = await scratch();
+    const file = join(dir, 'image.tar');
+    const image = await sampleImage();
+    const out = dockerArchive(file, { mode: 'write' });
+    await writeImage(out, 'example.com/team/app:v1', image);
+    await out.close();
+    const config = await image.configFile();
+    const configDesc = await image.configDescriptor();
+    const hexes = config.rootfs.diff_ids.map((d) => d.slice(7));
+    expect((await tarNames(file)).sort()).toEqual(
+      [
+        ...hexes.flatMap((h) => [`${h}/`, `${h}/layer.tar`]),
+        `${configDesc.digest.slice(7)}.json`,
+        'manifest.json',
+        'repositories',
+      ]
+        .map((n) => n.replace(/\/$/, ''))
+        .sort()
+        .map((n) => (hexes.includes(n) ? `${n}/` : n))
+        .sort(),
+    );
+    const back = dockerArchive(file);
+    expect(await back.images()).toEqual([
+      expect.objectContaining({ repoTags: ['example.com/team/app:v1'] }),
+    ]);
+    const mem = memoryTarget();
+    const root = await copy(back, 'example.com/team/app:v1', mem, 'x');
+    expect(root.mediaType).toBe(MediaType.DockerManifest);
+    const manifest = json(mem, root) as ImageManifest;
+    expect(manifest.config.digest).toBe(configDesc.digest);
+    expect(manifest.layers.map((l) => l.digest)).toEqual(config.rootfs.diff_ids);
+    expect(manifest.layers.every((l) => l.mediaType === dockerLayerTar)).toBe(true);
+    // the same image resolves by its short forms and by digest
+    expect((await back.resolve('', {})).digest).toBe(root.digest);
+    expect((await back.resolve(root.digest)).digest).toBe(root.digest);
+    const repos = JSON.parse(
+      Buffer.from(
+        await (async () => {
+          const chunks: Buffer[] = [];
+          const extract = tar.extract();
+          const done = (async () => {
+            for await (const e of extract) {
+              if (e.header.name === 'repositories')
+                for await (const c of e) chunks.push(c as Buffer);
+              else e.resume();
+            }
+          })();
+          await pipeline(createReadStream(file), extract);
+          await done;
+          return Buffer.concat(chunks);
+        })(),
+      ).toString(),
+    ) as Record<string, Record<string, string>>;
+    expect(repos).toEqual({ 'example.com/team/app': { v1: hexes.at(-1) } });
+  });
+
+  it('is read by skopeo inspect when written by lading', async () => {
+    const dir = await scratch();
+    const file = join(dir, 'image.tar');
+    const image = await sampleImage();
+    const out = dockerArchive(file, { mode: 'write' });
+    await writeImage(out, 'app:v1', image);
+    await out.close();
+    const { stdout } = await run('skopeo', ['inspect', `docker-archive:${file}`]);
+    const info = JSON.parse(stdout) as {
+      Layers: string[];
+      RepoTags: string[];
+      Architecture: string;
+    };
+    expect(info.Architecture).toBe('amd64');
+    const config = await image.configFile();
+    expect(info.Layers).toEqual(config.rootfs.diff_ids);
+    const raw = await run('skopeo', ['inspect', '--config', '--raw', `docker-archive:${file}`]);
+    expect(digestOf(Buffer.from(raw.stdout))).toBe((await image.configDescriptor()).digest);
+  });
+
+  it('reads an archive written by skopeo copy from a lading layout', async () => {
+    const dir = await scratch();
+    const layoutDir = join(dir, 'layout');
+    const image = await sampleImage();
+    await writeImage(ociLayout(layoutDir), 'v1', image);
+    const file = join(dir, 'skopeo.tar');
+    await run('skopeo', ['copy', `oci:${layoutDir}:v1`, `docker-archive:${file}:team/app:v1`]);
+    const back = dockerArchive(file);
+    const mem = memoryTarget();
+    const root = await copy(back, 'team/app:v1', mem, 'x');
+    const manifest = json(mem, root) as ImageManifest;
+    const config = json(mem, manifest.config) as ConfigFile;
+    expect(config.rootfs.diff_ids).toEqual((await image.configFile()).rootfs.diff_ids);
+    expect(manifest.layers.map((l) => l.digest)).toEqual(config.rootfs.diff_ids);
+    // docker.io/ normalisation: skopeo records team/app:v1
+    expect((await back.resolve('docker.io/team/app:v1')).digest).toBe(root.digest);
+  });
+
+  it('keeps diffIds and the config digest along layout → archive → memory', async () => {
+    const dir = await scratch();
+    const layout = ociLayout(join(dir, 'layout'));
+    const image = await sampleImage();
+    const original = await writeImage(layout, 'v1', image);
+    const file = join(dir, 'chain.tar');
+    const out = dockerArchive(file, { mode: 'write' });
+    await copy(layout, 'v1', out, 'chain:v1');
+    await out.close();
+    const mem = memoryTarget();
+    const root = await copy(dockerArchive(file), 'chain:v1', mem, 'v1');
+    const manifest = json(mem, root) as ImageManifest;
+    expect(manifest.config.digest).toBe((await image.configDescriptor()).digest);
+    expect((json(mem, manifest.config) as ConfigFile).rootfs.diff_ids).toEqual(
+      (await image.configFile()).rootfs.diff_ids,
+    );
+    // the manifest digest changes: the archive stores the layers uncompressed
+    expect(root.digest).not.toBe(original.digest);
+    // and the archive of the chain is one skopeo reads
+    const { stdout } = await run('skopeo', ['inspect', `docker-archive:${file}`]);
+    expect((JSON.parse(stdout) as { Layers: string[] }).Layers).toEqual(
+      (await image.configFile()).rootfs.diff_ids,
+    );
+  });
+
+  it('serves the original OCI manifest from a docker 25 style archive', async () => {
+    const dir = await scratch();
+    const layoutDir = join(dir, 'layout');
+    const layout = ociLayout(layoutDir);
+    const image = await sampleImage();
+    const desc = await writeImage(layout, 'latest', image);
+    const manifest = await image.manifest();
+    // docker 25 `save`: OCI layout + manifest.json into blobs/ + legacy symlinks
+    const pack = tar.pack();
+    const add = async (name: string, path: string) =>
+      pack.entry({ name, mtime: new Date(0) }, await readFile(path));
+    await add('oci-layout', join(layoutDir, 'oci-layout'));
+    const index = JSON.parse(await readFile(join(layoutDir, 'index.json'), 'utf8')) as {
+      manifests: Descriptor[];
+    };
+    index.manifests[0]!.annotations = {
+      'io.containerd.image.name': 'docker.io/library/app:latest',
+      'org.opencontainers.image.ref.name': 'latest',
+    };
+    pack.entry({ name: 'index.json' }, JSON.stringify(index));
+    for (const d of [desc, manifest.config, ...manifest.layers]) {
+      await add(
+        `blobs/sha256/${d.digest.slice(7)}`,
+        join(layoutDir, 'blobs/sha256', d.digest.slice(7)),
+      );
+    }
+    const legacy = manifest.layers.map((l, i) => `legacy${i}/layer.tar`);
+    manifest.layers.forEach((l, i) =>
+      pack.entry({
+        name: legacy[i]!,
+        type: 'symlink',
+        linkname: `../blobs/sha256/${l.digest.slice(7)}`,
+      }),
+    );
+    pack.entry(
+      { name: 'manifest.json' },
+      JSON.stringify([
+        {
+          Config: `blobs/sha256/${manifest.config.digest.slice(7)}`,
+          RepoTags: ['app:latest'],
+          Layers: legacy,
+        },
+      ]),
+    );
+    pack.finalize();
+    const file = join(dir, 'd25.tar');
+    await pipeline(pack, createWriteStream(file));
+    const back = dockerArchive(file);
+    expect((await back.resolve('app')).digest).toBe(desc.digest);
+    expect((await back.resolve('latest')).digest).toBe(desc.digest);
+    const mem = memoryTarget();
+    const root = await copy(back, 'docker.io/library/app:latest', mem, 'x');
+    expect(root.digest).toBe(desc.digest);
+    expect(new Set(mem.digests())).toEqual(
+      new Set([desc.digest, manifest.config.digest, ...manifest.layers.map((l) => l.digest)]),
+    );
+  });
+
+  it('refuses indexes, read-mode pushes, unknown refs and gzip archives with codes', async () => {
+    const dir = await scratch();
+    const file = join(dir, 'x.tar');
+    const out = dockerArchive(file, { mode: 'write' });
+    const index = Buffer.from(
+      JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [] }),
+    );
+    const idesc = { mediaType: MediaType.OciIndex, digest: digestOf(index), size: index.length };
+    await out.push(idesc, Readable.from([index]));
+    expect(isLadingError(await caught(out.tag(idesc, 'x:1')), 'UNSUPPORTED')).toBe(true);
+    await writeImage(out, 'ok:1', lazyImage([layerFromBytes(await tarOf({ a: 'a' }))]));
+    await out.close();
+    const back = dockerArchive(file);
+    expect(isLadingError(await caught(back.resolve('missing:1')), 'NOT_FOUND')).toBe(true);
+    expect(
+      isLadingError(await caught(back.push(idesc, Readable.from([index]))), 'UNSUPPORTED'),
+    ).toBe(true);
+    const gz = join(dir, 'x.tar.gz');
+    await writeFile(gz, gzipSync(await readFile(file)));
+    expect(isLadingError(await caught(dockerArchive(gz).resolve('ok:1')), 'UNSUPPORTED')).toBe(
+      true,
+    );
+    expect(
+      isLadingError(await caught(dockerArchive(join(dir, 'none.tar')).resolve('a')), 'NOT_FOUND'),
+    ).toBe(true);
+  });
+
+  it('fails the fetch with DIGEST_MISMATCH when a layer does not match its diffId', async () => {
+    const dir = await scratch();
+    const file = join(dir, 'bad.tar');
+    const layerTar = await tarOf({ a: 'a' });
+    const config = Buffer.from(
+      JSON.stringify({
+        architecture: 'amd64',
+        os: 'linux',
+        rootfs: { type: 'layers', diff_ids: [digestOf('something else')] },
+      }),
+    );
+    const pack = tar.pack();
+    pack.entry({ name: 'l/layer.tar' }, layerTar);
+    pack.entry({ name: 'c.json' }, config);
+    pack.entry(
+      { name: 'manifest.json' },
+      JSON.stringify([{ Config: 'c.json', RepoTags: ['bad:1'], Layers: ['l/layer.tar'] }]),
+    );
+    pack.finalize();
+    await pipeline(pack, createWriteStream(file));
+    const err = await caught(copy(dockerArchive(file), 'bad:1', memoryTarget(), 'x'));
+    expect(isLadingError(err, 'DIGEST_MISMATCH')).toBe(true);
+  });
+});
+
+describe('normalizeRepoTag', () => {
+  it.each([
+    ['busybox', 'busybox:latest'],
+    ['docker.io/library/busybox:1', 'busybox:1'],
+    ['localhost:5000/a/b', 'localhost:5000/a/b:latest'],
+    ['localhost:5000/a/b:2', 'localhost:5000/a/b:2'],
+  ])('writes %s as %s', (input, want) => {
+    expect(normalizeRepoTag(input)).toBe(want);
+  });
+});
