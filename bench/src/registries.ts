@@ -1,0 +1,107 @@
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { startDistributionRegistry } from '@lading/testing';
+import { benchDir } from './util.js';
+
+/** RegistryKind names the registries the bench talks to. */
+export type RegistryKind = 'distribution' | 'lading';
+
+export const registryLabel: Record<RegistryKind, string> = {
+  distribution: 'Debian docker-registry',
+  lading: '@lading/registry',
+};
+
+/** BenchRegistry is a registry running in its own process on 127.0.0.1. */
+export interface BenchRegistry {
+  readonly kind: RegistryKind;
+  readonly url: string;
+  /** host is `127.0.0.1:<port>`. */
+  readonly host: string;
+  /** stop ends the registry; for @lading/registry it answers the server's peak RSS (KiB). */
+  stop(): Promise<number | undefined>;
+}
+
+/** RegistryAuthSpec turns on auth with one user. */
+export interface RegistryAuthSpec {
+  readonly type: 'basic' | 'token';
+  readonly username: string;
+  readonly password: string;
+}
+
+/** startLadingRegistry runs @lading/registry in a child process (dist/serve-registry.js). */
+export function startLadingRegistry(
+  options: { storage?: 'memory' | 'filesystem'; auth?: RegistryAuthSpec } = {},
+): Promise<BenchRegistry> {
+  const child = spawn(
+    process.execPath,
+    [
+      join(benchDir, 'dist', 'serve-registry.js'),
+      JSON.stringify({ storage: options.storage ?? 'filesystem', auth: options.auth }),
+    ],
+    { stdio: ['pipe', 'pipe', 'inherit'] },
+  );
+  const lines = createInterface({ input: child.stdout });
+  let rss: ((v: number | undefined) => void) | undefined;
+  const exited = new Promise<void>((r) => {
+    child.once('exit', () => {
+      r();
+    });
+  });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error('@lading/registry did not start within 15 s'));
+    }, 15_000);
+    child.once('error', reject);
+    void exited.then(() => {
+      clearTimeout(timer);
+      rss?.(undefined);
+      reject(new Error('@lading/registry exited during start-up'));
+    });
+    lines.on('line', (line) => {
+      if (line.startsWith('READY ')) {
+        clearTimeout(timer);
+        const url = line.slice('READY '.length).trim();
+        resolve({
+          kind: 'lading',
+          url,
+          host: new URL(url).host,
+          stop: async () => {
+            const answer = new Promise<number | undefined>((r) => (rss = r));
+            child.stdin.end();
+            const kill = setTimeout(() => child.kill('SIGKILL'), 10_000);
+            const v = await answer;
+            await exited;
+            clearTimeout(kill);
+            return v;
+          },
+        });
+      } else if (line.startsWith('RSS ')) {
+        rss?.(Number(line.slice(4)));
+      }
+    });
+  });
+}
+
+/** startDebianRegistry runs the CNCF distribution registry with packages/testing's helper. */
+export async function startDebianRegistry(
+  options: { htpasswd?: { username: string; password: string } } = {},
+): Promise<BenchRegistry> {
+  const r = await startDistributionRegistry(
+    options.htpasswd === undefined ? {} : { htpasswd: options.htpasswd },
+  );
+  return {
+    kind: 'distribution',
+    url: r.url,
+    host: r.host,
+    stop: async () => {
+      await r.stop();
+      return undefined;
+    },
+  };
+}
+
+export function startRegistry(kind: RegistryKind): Promise<BenchRegistry> {
+  return kind === 'lading' ? startLadingRegistry() : startDebianRegistry();
+}

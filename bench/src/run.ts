@@ -1,0 +1,177 @@
+// The benchmark entry point: `npx -y pnpm@10 run bench [-- --quick]`.
+// Options: --quick (small corpus, 1 run), --runs=N, --corpus-mb=N,
+// --only=build,memory,copy,pull,server,auth,stages.
+import { readFile } from 'node:fs/promises';
+import { availableParallelism, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { prepareCorpus } from './corpus.js';
+import { log, type BenchConfig, type Context, type Peers } from './context.js';
+import { plain, writeResults, type Section } from './report.js';
+import {
+  authScenario,
+  buildPush,
+  cleanWork,
+  copyScenario,
+  memory,
+  pullScenario,
+  serverScenario,
+  stagesScenario,
+} from './scenarios.js';
+import { benchDir, errorMessage, fmtBytes, GiB, has, MiB, run } from './util.js';
+
+const scenarioIds = ['build', 'stages', 'memory', 'copy', 'pull', 'server', 'auth'] as const;
+
+function parseArgs(argv: readonly string[]): BenchConfig {
+  const flags = new Map<string, string>();
+  for (const a of argv) {
+    if (a === '--') continue;
+    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(a);
+    if (m === null) throw new Error(`unknown argument ${a}`);
+    flags.set(m[1] ?? '', m[2] ?? 'true');
+  }
+  const quick = flags.get('quick') === 'true';
+  const runs = Number(flags.get('runs') ?? (quick ? 1 : 3));
+  const corpusMb = Number(flags.get('corpus-mb') ?? (quick ? 48 : 512));
+  const only = flags.get('only');
+  if (!Number.isInteger(runs) || runs < 1) throw new Error('--runs must be a positive integer');
+  if (!Number.isFinite(corpusMb) || corpusMb <= 0) throw new Error('--corpus-mb must be positive');
+  const memoryMb = flags.get('memory-mb');
+  const memorySizes =
+    memoryMb !== undefined
+      ? memoryMb.split(',').map((v) => Number(v) * MiB)
+      : quick
+        ? [64 * MiB, 128 * MiB, 256 * MiB]
+        : [GiB / 2, GiB, 2 * GiB];
+  return {
+    quick,
+    runs,
+    only: only === undefined ? undefined : new Set(only.split(',')),
+    corpusBytes: Math.floor(corpusMb * MiB),
+    level: 6,
+    memorySizes,
+    memoryRuns: Number(flags.get('memory-runs') ?? runs),
+    load: quick
+      ? { count: 8, blobSize: 8 * MiB, concurrency: 4, manifestCount: 500, manifestConcurrency: 16 }
+      : {
+          count: 32,
+          blobSize: 16 * MiB,
+          concurrency: 4,
+          manifestCount: 3000,
+          manifestConcurrency: 16,
+        },
+  };
+}
+
+async function version(cmd: string, args: readonly string[]): Promise<string> {
+  try {
+    const r = await run(cmd, args);
+    return (r.stdout || r.stderr).trim().split('\n')[0] ?? 'unknown';
+  } catch {
+    return 'not installed';
+  }
+}
+
+async function machine(): Promise<{ nproc: number; cpu: string; memory: string }> {
+  let cpu = 'unknown';
+  try {
+    const info = await readFile('/proc/cpuinfo', 'utf8');
+    cpu = /^model name\s*:\s*(.*)$/m.exec(info)?.[1]?.trim() ?? cpu;
+  } catch {
+    // not Linux
+  }
+  return { nproc: availableParallelism(), cpu, memory: fmtBytes(totalmem()) };
+}
+
+async function main(): Promise<void> {
+  const config = parseArgs(process.argv.slice(2));
+  const started = new Date();
+  log(`lading bench${config.quick ? ' (quick)' : ''}: ${config.runs} run(s) per measurement`);
+  // Install the Debian peers when missing (idempotent; needs root or sudo).
+  const ensure = await run('bash', [join(benchDir, '..', 'scripts', 'ensure-peers.sh')], {
+    env: { ...process.env, LADING_BENCH_PEERS: '1' },
+  });
+  if (ensure.code !== 0)
+    log(`ensure-peers failed (${String(ensure.code)}): ${ensure.stderr.trim()}`);
+  const peers: Peers = {
+    skopeo: await has('skopeo'),
+    umoci: await has('umoci'),
+    distribution: (await has('docker-registry')) || (await has('/usr/bin/docker-registry')),
+  };
+  const pkg = JSON.parse(
+    await readFile(join(benchDir, '..', 'packages', 'core', 'package.json'), 'utf8'),
+  ) as {
+    version: string;
+  };
+  const versions = {
+    node: process.version,
+    lading: `${pkg.version} (${(await version('git', ['-C', benchDir, 'rev-parse', '--short', 'HEAD'])).trim()})`,
+    skopeo: await version('skopeo', ['--version']),
+    umoci: await version('umoci', ['--version']),
+    'docker-registry': await version('docker-registry', ['--version']),
+  };
+  const m = await machine();
+  await cleanWork();
+  log(`corpus: preparing up to ${fmtBytes(config.corpusBytes)}`);
+  const corpus = await prepareCorpus(config.corpusBytes);
+  log(`corpus: ${fmtBytes(corpus.bytes)} in ${corpus.files} files`);
+  const ctx: Context = {
+    config,
+    corpus,
+    peers,
+    tarBytes: undefined,
+    floorMs: [],
+    source: undefined,
+  };
+  const scenarios: Record<(typeof scenarioIds)[number], (c: Context) => Promise<Section>> = {
+    build: buildPush,
+    stages: stagesScenario,
+    memory,
+    copy: copyScenario,
+    pull: pullScenario,
+    server: serverScenario,
+    auth: authScenario,
+  };
+  const sections: Section[] = [];
+  for (const id of scenarioIds) {
+    if (config.only !== undefined && !config.only.has(id)) continue;
+    try {
+      const s = await scenarios[id](ctx);
+      sections.push(s);
+      process.stdout.write(plain([s]) + '\n');
+    } catch (err) {
+      log(
+        `scenario ${id} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`,
+      );
+      sections.push({
+        id,
+        title: `${id}: failed`,
+        rows: [{ name: id, value: `failed: ${errorMessage(err)}` }],
+        notes: [],
+      });
+    }
+  }
+  await ctx.source?.stop();
+  const seconds = (Date.now() - started.getTime()) / 1000;
+  const header = [
+    `Run of ${started.toISOString().replace(/\.\d+Z$/, 'Z')} (${config.quick ? 'quick' : 'full'}, ${config.runs} run(s) per measurement, took ${seconds.toFixed(0)} s).`,
+    '',
+    `- machine: ${m.nproc} cores (${m.cpu}), ${m.memory} RAM`,
+    `- versions: node ${versions.node}, lading ${versions.lading}, ${versions.skopeo}, umoci ${versions.umoci.replace(/^umoci version /, '')}, ${versions['docker-registry']}`,
+    `- corpus: ${fmtBytes(corpus.bytes)} of real files (${corpus.files} files, ${corpus.symlinks} symlinks) from /usr/lib/x86_64-linux-gnu, /usr/bin, /usr/share/doc`,
+  ].join('\n');
+  await writeResults(header, sections, {
+    date: started.toISOString(),
+    seconds,
+    machine: m,
+    versions,
+    config: { ...config, only: config.only === undefined ? undefined : [...config.only] },
+    corpus,
+    sections,
+  });
+  log(`done in ${seconds.toFixed(0)} s; wrote bench/results/latest.json and bench/RESULTS.md`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

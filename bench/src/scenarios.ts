@@ -1,0 +1,648 @@
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { log, type Context } from './context.js';
+import {
+  registryLabel,
+  startDebianRegistry,
+  startLadingRegistry,
+  startRegistry,
+  type BenchRegistry,
+  type RegistryKind,
+} from './registries.js';
+import type { Row, Section } from './report.js';
+import {
+  benchDir,
+  errorMessage,
+  fmtBytes,
+  fmtSec,
+  fmtStat,
+  MiB,
+  run,
+  runChecked,
+  runTask,
+  stat,
+  workDir,
+  type Stat,
+} from './util.js';
+
+const registryKinds: readonly RegistryKind[] = ['distribution', 'lading'];
+
+function ratioText(s: Stat): string {
+  if (Number.isNaN(s.median)) return 'n/a';
+  const f = (v: number): string => `${v.toFixed(2)}×`;
+  return s.samples.length <= 1 ? f(s.median) : `${f(s.median)} (${f(s.min)}–${f(s.max)})`;
+}
+
+function secs(s: Stat): string {
+  return fmtStat(s, fmtSec);
+}
+
+function missingRow(name: string, what: string): Row {
+  return { name, value: `n/a (missing: ${what})` };
+}
+
+/** ratios pairs samples of the same run: a[i] / b[i]. */
+function ratios(a: readonly number[], b: readonly number[]): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < Math.min(a.length, b.length); i++) {
+    const x = a[i];
+    const y = b[i];
+    if (x !== undefined && y !== undefined && y > 0) out.push(x / y);
+  }
+  return out;
+}
+
+async function withRegistry<T>(
+  start: () => Promise<BenchRegistry>,
+  fn: (r: BenchRegistry) => Promise<T>,
+): Promise<T> {
+  const r = await start();
+  try {
+    return await fn(r);
+  } finally {
+    await r.stop();
+  }
+}
+
+/** peerPush runs `umoci init/new/insert` then `skopeo copy` to the registry; answers wall ms. */
+async function peerPush(ctx: Context, host: string, repo: string): Promise<number> {
+  const layoutDir = join(workDir, 'umoci-push');
+  await rm(layoutDir, { recursive: true, force: true });
+  let ms = 0;
+  ms += (await runChecked('umoci', ['init', '--layout', layoutDir])).ms;
+  ms += (await runChecked('umoci', ['new', '--image', `${layoutDir}:bench`])).ms;
+  ms += (
+    await runChecked('umoci', [
+      'insert',
+      '--rootless',
+      '--image',
+      `${layoutDir}:bench`,
+      ctx.corpus.dir,
+      '/',
+    ])
+  ).ms;
+  ms += (
+    await runChecked('skopeo', [
+      'copy',
+      '--quiet',
+      '--dest-tls-verify=false',
+      `oci:${layoutDir}:bench`,
+      `docker://${host}/${repo}:latest`,
+    ])
+  ).ms;
+  return ms;
+}
+
+/** Scenario 1: build a directory into a layer and push it. */
+export async function buildPush(ctx: Context): Promise<Section> {
+  const { runs, level } = ctx.config;
+  const rows: Row[] = [];
+  const notes: string[] = [];
+  const floor: number[] = [];
+  const times = new Map<string, number[]>();
+  const push = (key: string, v: number): void => {
+    const a = times.get(key) ?? [];
+    a.push(v);
+    times.set(key, a);
+  };
+  const peerOk = ctx.peers.skopeo && ctx.peers.umoci;
+  for (let i = 0; i < runs; i++) {
+    log(`build+push run ${i + 1}/${runs}: gzip floor`);
+    const f = await runTask({ kind: 'floor', dir: ctx.corpus.dir, level });
+    floor.push(Number(f.ms));
+    ctx.tarBytes = Number(f.tarBytes);
+    for (const kind of registryKinds) {
+      if (kind === 'distribution' && !ctx.peers.distribution) continue;
+      for (const workers of [1, 2]) {
+        log(`build+push run ${i + 1}/${runs}: lading workers=${workers} → ${registryLabel[kind]}`);
+        await withRegistry(
+          () => startRegistry(kind),
+          async (reg) => {
+            const r = await runTask({
+              kind: 'build-push',
+              dir: ctx.corpus.dir,
+              ref: `${reg.host}/bench/build:w${workers}`,
+              level,
+              workers,
+            });
+            push(`${kind}:w${workers}`, Number(r.ms));
+            push(`${kind}:w${workers}:auth`, Number(r.authMs));
+            push(`${kind}:w${workers}:rss`, r.maxRssKiB);
+          },
+        );
+      }
+      if (peerOk) {
+        log(`build+push run ${i + 1}/${runs}: umoci + skopeo → ${registryLabel[kind]}`);
+        await withRegistry(
+          () => startRegistry(kind),
+          async (reg) => {
+            push(`${kind}:peer`, await peerPush(ctx, reg.host, 'bench/peer'));
+          },
+        );
+      }
+    }
+  }
+  ctx.floorMs = floor;
+  const floor2 = floor.map((v) => v / 2);
+  const tar = ctx.tarBytes ?? 0;
+  rows.push({
+    name: `gzip floor, 1 core (node:zlib level ${level}, ${fmtBytes(tar)} tar)`,
+    value: secs(stat(floor)),
+    data: { floorMs: floor, tarBytes: tar },
+  });
+  rows.push({ name: 'gzip floor, 2 cores (= 1 core / 2)', value: secs(stat(floor2)) });
+  for (const kind of registryKinds) {
+    const label = registryLabel[kind];
+    if (kind === 'distribution' && !ctx.peers.distribution) {
+      rows.push(missingRow(`→ ${label}`, 'docker-registry'));
+      continue;
+    }
+    for (const workers of [1, 2]) {
+      const t = times.get(`${kind}:w${workers}`) ?? [];
+      const fl = workers === 1 ? floor : floor2;
+      const r = stat(ratios(t, fl));
+      rows.push({
+        name: `lading workers=${workers} → ${label}`,
+        value: secs(stat(t)),
+        ratio: `${ratioText(r)} floor`,
+        target: '≤ 1.15× floor',
+        met: Number.isNaN(r.median) ? undefined : r.median <= 1.15,
+        data: {
+          ms: t,
+          authMs: times.get(`${kind}:w${workers}:auth`),
+          maxRssKiB: times.get(`${kind}:w${workers}:rss`),
+        },
+      });
+    }
+    if (!peerOk) {
+      rows.push(
+        missingRow(`umoci insert + skopeo copy → ${label}`, ctx.peers.umoci ? 'skopeo' : 'umoci'),
+      );
+      continue;
+    }
+    const peer = times.get(`${kind}:peer`) ?? [];
+    rows.push({
+      name: `umoci insert + skopeo copy → ${label}`,
+      value: secs(stat(peer)),
+      data: { ms: peer },
+    });
+    for (const workers of [2, 1]) {
+      const r = stat(ratios(times.get(`${kind}:w${workers}`) ?? [], peer));
+      rows.push({
+        name: `lading workers=${workers} / umoci+skopeo (${label})`,
+        value: '',
+        ratio: ratioText(r),
+        target: workers === 2 ? '≤ 0.7× peer' : undefined,
+        met: workers === 2 && !Number.isNaN(r.median) ? r.median <= 0.7 : undefined,
+      });
+    }
+  }
+  const auth = stat(times.get('distribution:w2:auth') ?? []);
+  notes.push(
+    `corpus: ${fmtBytes(ctx.corpus.bytes)} in ${ctx.corpus.files} files, ${ctx.corpus.symlinks} symlinks, ${ctx.corpus.dirs} directories (tar ${fmtBytes(tar)}); gzip level ${level}; a fresh registry for every push (so no tool can skip or mount a blob it pushed before).`,
+    `lading times are measured inside a fresh node process around write() (from the call to \`done\`); the peer's are wall times of the four commands. \`authorized\` settled after ${fmtStat(auth, (v) => `${v.toFixed(0)} ms`)} (workers=2, Debian registry).`,
+    'floor: one `zlib.gzipSync` of the tar held in memory (1 core), halved for 2 workers — the time gzip alone needs at that level and parallelism.',
+  );
+  return { id: 'build', title: '1. Build + push a directory', rows, notes };
+}
+
+/** Scenario 2: peak RSS pushing generated layers of growing size. */
+export async function memory(ctx: Context): Promise<Section> {
+  const rows: Row[] = [];
+  const client: number[] = [];
+  const sizes = ctx.config.memorySizes;
+  for (const size of sizes) {
+    const rss: number[] = [];
+    const srv: number[] = [];
+    const ms: number[] = [];
+    for (let i = 0; i < ctx.config.memoryRuns; i++) {
+      log(`memory: push ${fmtBytes(size)} generated layer, run ${i + 1}/${ctx.config.memoryRuns}`);
+      const reg = await startLadingRegistry({ storage: 'filesystem' });
+      let serverRss: number | undefined;
+      try {
+        const r = await runTask({
+          kind: 'push-generated',
+          fileSize: size,
+          ref: `${reg.host}/bench/big:latest`,
+          level: 1,
+          workers: 1,
+        });
+        rss.push(r.maxRssKiB / 1024);
+        ms.push(Number(r.ms));
+      } finally {
+        serverRss = await reg.stop();
+      }
+      if (serverRss !== undefined) srv.push(serverRss / 1024);
+    }
+    const s = stat(rss);
+    client.push(s.median);
+    const mib = (v: number): string => `${v.toFixed(0)} MiB`;
+    const throughput = stat(ms.map((v) => size / MiB / (v / 1000)));
+    rows.push({
+      name: `client peak RSS pushing a ${fmtBytes(size)} layer`,
+      value: fmtStat(s, mib),
+      ratio: fmtStat(throughput, (v) => `${v.toFixed(0)} MiB/s`),
+      target: '≤ 150 MiB',
+      met: s.median <= 150,
+      data: { rssMiB: rss, ms, serverRssMiB: srv },
+    });
+    rows.push({
+      name: `  registry (own process) peak RSS, ${fmtBytes(size)}`,
+      value: fmtStat(stat(srv), mib),
+    });
+  }
+  const first = client[0];
+  const last = client[client.length - 1];
+  if (first !== undefined && last !== undefined) {
+    const growth = last - first;
+    rows.push({
+      name: `RSS growth ${fmtBytes(sizes[0] ?? 0)} → ${fmtBytes(sizes[sizes.length - 1] ?? 0)}`,
+      value: `${growth >= 0 ? '+' : ''}${growth.toFixed(0)} MiB`,
+      target: 'flat (≤ +32 MiB)',
+      met: growth <= 32,
+    });
+  }
+  return {
+    id: 'memory',
+    title: '2. Peak memory pushing a generated layer',
+    rows,
+    notes: [
+      'The layer is a tar of one file made on the fly (a 1 MiB block of mixed text and random bytes, repeated), never on disk, pushed with `streamLayer` at gzip level 1, workers=1, to @lading/registry (filesystem storage in a temp dir) running in its own process. RSS is `process.resourceUsage().maxRSS` of a fresh client process; the ratio column is throughput (uncompressed MiB/s).',
+    ],
+  };
+}
+
+/** pushSource pushes the corpus with lading into a long-lived Debian registry, as the source of copies and pulls. */
+async function ensureSource(ctx: Context): Promise<{ host: string; ref: string }> {
+  if (ctx.source !== undefined) return ctx.source;
+  const reg = await startDebianRegistry();
+  const ref = `${reg.host}/bench/source:latest`;
+  log('copy/pull: pushing the source image (lading, workers=2)');
+  await runTask({
+    kind: 'build-push',
+    dir: ctx.corpus.dir,
+    ref,
+    level: ctx.config.level,
+    workers: 2,
+  });
+  ctx.source = { host: reg.host, ref, stop: () => reg.stop() };
+  return ctx.source;
+}
+
+/** Scenario 3: copy registry → registry and registry → OCI layout. */
+export async function copyScenario(ctx: Context): Promise<Section> {
+  const rows: Row[] = [];
+  if (!ctx.peers.distribution) {
+    return {
+      id: 'copy',
+      title: '3. Copy',
+      rows: [missingRow('copy', 'docker-registry')],
+      notes: [],
+    };
+  }
+  const src = await ensureSource(ctx);
+  const t = {
+    r2r: [] as number[],
+    r2rPeer: [] as number[],
+    oci: [] as number[],
+    ociPeer: [] as number[],
+  };
+  const ociDir = join(workDir, 'oci-copy');
+  for (let i = 0; i < ctx.config.runs; i++) {
+    log(`copy run ${i + 1}/${ctx.config.runs}`);
+    await withRegistry(
+      () => startDebianRegistry(),
+      async (dst) => {
+        const r = await runTask({
+          kind: 'copy-r2r',
+          src: src.ref,
+          dst: `${dst.host}/bench/copy:latest`,
+        });
+        t.r2r.push(Number(r.ms));
+      },
+    );
+    if (ctx.peers.skopeo) {
+      await withRegistry(
+        () => startDebianRegistry(),
+        async (dst) => {
+          const r = await runChecked('skopeo', [
+            'copy',
+            '--quiet',
+            '--src-tls-verify=false',
+            '--dest-tls-verify=false',
+            `docker://${src.ref}`,
+            `docker://${dst.host}/bench/copy:latest`,
+          ]);
+          t.r2rPeer.push(r.ms);
+        },
+      );
+    }
+    const r = await runTask({ kind: 'copy-r2oci', src: src.ref, dir: ociDir, tag: 'bench' });
+    t.oci.push(Number(r.ms));
+    if (ctx.peers.skopeo) {
+      await rm(ociDir, { recursive: true, force: true });
+      const p = await runChecked('skopeo', [
+        'copy',
+        '--quiet',
+        '--src-tls-verify=false',
+        `docker://${src.ref}`,
+        `oci:${ociDir}:bench`,
+      ]);
+      t.ociPeer.push(p.ms);
+    }
+    await rm(ociDir, { recursive: true, force: true });
+  }
+  const pair = (name: string, lading: number[], peer: number[]): void => {
+    rows.push({ name: `lading ${name}`, value: secs(stat(lading)), data: { ms: lading } });
+    if (!ctx.peers.skopeo) {
+      rows.push(missingRow(`skopeo copy ${name}`, 'skopeo'));
+      return;
+    }
+    const r = stat(ratios(lading, peer));
+    rows.push({
+      name: `skopeo copy ${name}`,
+      value: secs(stat(peer)),
+      ratio: `lading ${ratioText(r)}`,
+      target: '≤ 1× skopeo',
+      met: Number.isNaN(r.median) ? undefined : r.median <= 1,
+      data: { ms: peer },
+    });
+  };
+  pair('registry → registry', t.r2r, t.r2rPeer);
+  pair('registry → OCI layout', t.oci, t.ociPeer);
+  return {
+    id: 'copy',
+    title: '3. Copy (Debian registry → fresh Debian registry, and → OCI layout)',
+    rows,
+    notes: [
+      'lading copies with `pull()` + `write()` (layers stream from the source registry to the destination, verified on the way) and `pull()` + `writeImage(ociLayout(dir))`. The source image is the corpus layer pushed by lading. No target was given in the issue: ≤ 1× skopeo is ours.',
+    ],
+  };
+}
+
+/** Scenario 4: pull + extract vs skopeo copy + umoci unpack. */
+export async function pullScenario(ctx: Context): Promise<Section> {
+  const rows: Row[] = [];
+  const notes: string[] = [];
+  if (!ctx.peers.distribution) {
+    return {
+      id: 'pull',
+      title: '4. Pull + extract',
+      rows: [missingRow('pull', 'docker-registry')],
+      notes,
+    };
+  }
+  const src = await ensureSource(ctx);
+  const lading: number[] = [];
+  const peer: number[] = [];
+  let extracted = true;
+  const out = join(workDir, 'pull-lading');
+  const layoutDir = join(workDir, 'pull-umoci');
+  const bundle = join(workDir, 'pull-bundle');
+  for (let i = 0; i < ctx.config.runs; i++) {
+    log(`pull run ${i + 1}/${ctx.config.runs}`);
+    const r = await runTask({ kind: 'pull-extract', src: src.ref, out });
+    lading.push(Number(r.ms));
+    extracted = r.extracted === true;
+    await rm(out, { recursive: true, force: true });
+    if (ctx.peers.skopeo && ctx.peers.umoci) {
+      await rm(layoutDir, { recursive: true, force: true });
+      await rm(bundle, { recursive: true, force: true });
+      let ms = (
+        await runChecked('skopeo', [
+          'copy',
+          '--quiet',
+          '--src-tls-verify=false',
+          `docker://${src.ref}`,
+          `oci:${layoutDir}:bench`,
+        ])
+      ).ms;
+      ms += (
+        await runChecked('umoci', ['unpack', '--rootless', '--image', `${layoutDir}:bench`, bundle])
+      ).ms;
+      peer.push(ms);
+      await rm(layoutDir, { recursive: true, force: true });
+      await rm(bundle, { recursive: true, force: true });
+    }
+  }
+  if (extracted) {
+    rows.push({ name: 'lading pull + extract', value: secs(stat(lading)), data: { ms: lading } });
+  } else {
+    rows.push(missingRow('lading pull + extract', 'layer extraction in @lading/layers'));
+    rows.push({
+      name: 'lading pull + verify + gunzip to /dev/null (no extraction)',
+      value: secs(stat(lading)),
+      data: { ms: lading },
+    });
+  }
+  if (peer.length > 0) {
+    const r = stat(ratios(lading, peer));
+    rows.push({
+      name: 'skopeo copy + umoci unpack --rootless',
+      value: secs(stat(peer)),
+      ratio: extracted ? `lading ${ratioText(r)}` : `(lading partial ${ratioText(r)})`,
+      target: extracted ? '≤ 1× peer' : undefined,
+      met: extracted && !Number.isNaN(r.median) ? r.median <= 1 : undefined,
+      data: { ms: peer },
+    });
+  } else {
+    rows.push(missingRow('skopeo copy + umoci unpack', 'skopeo/umoci'));
+  }
+  notes.push(
+    'umoci unpack also writes an mtree manifest of the rootfs (it hashes every file again).',
+  );
+  return { id: 'pull', title: '4. Pull + extract', rows, notes };
+}
+
+/** Scenario 5: registry server throughput under a bounded load from another process. */
+export async function serverScenario(ctx: Context): Promise<Section> {
+  const rows: Row[] = [];
+  const l = ctx.config.load;
+  const res = new Map<RegistryKind, { up: number[]; down: number[]; rps: number[] }>();
+  for (let i = 0; i < ctx.config.runs; i++) {
+    for (const kind of registryKinds) {
+      if (kind === 'distribution' && !ctx.peers.distribution) continue;
+      log(`registry server run ${i + 1}/${ctx.config.runs}: ${registryLabel[kind]}`);
+      await withRegistry(
+        () => startRegistry(kind),
+        async (reg) => {
+          const r = await run(process.execPath, [
+            join(benchDir, 'dist', 'load.js'),
+            JSON.stringify({ url: reg.url, repo: 'bench/load', ...l }),
+          ]);
+          const line = r.stdout.split('\n').find((x) => x.startsWith('RESULT '));
+          if (r.code !== 0 || line === undefined)
+            throw new Error(`load generator failed: ${r.stderr.slice(-2000)}`);
+          const j = JSON.parse(line.slice(7)) as {
+            uploadMBps: number;
+            downloadMBps: number;
+            manifestRps: number;
+          };
+          const e = res.get(kind) ?? { up: [], down: [], rps: [] };
+          e.up.push(j.uploadMBps);
+          e.down.push(j.downloadMBps);
+          e.rps.push(j.manifestRps);
+          res.set(kind, e);
+        },
+      );
+    }
+  }
+  const mbps = (v: number): string => `${v.toFixed(0)} MB/s`;
+  const rps = (v: number): string => `${v.toFixed(0)} req/s`;
+  const lad = res.get('lading');
+  const deb = res.get('distribution');
+  const metrics: readonly [string, 'up' | 'down' | 'rps', (v: number) => string][] = [
+    [
+      `blob upload (${l.count} × ${fmtBytes(l.blobSize)}, ${l.concurrency} at once, POST + PUT)`,
+      'up',
+      mbps,
+    ],
+    [`blob download (GET, ${l.concurrency} at once)`, 'down', mbps],
+    [`manifest GET by tag (${l.manifestCount}, ${l.manifestConcurrency} at once)`, 'rps', rps],
+  ];
+  for (const [name, key, f] of metrics) {
+    for (const kind of registryKinds) {
+      const e = res.get(kind);
+      if (e === undefined) {
+        rows.push(missingRow(`${name}: ${registryLabel[kind]}`, 'docker-registry'));
+        continue;
+      }
+      const ratio =
+        kind === 'lading' && deb !== undefined && lad !== undefined
+          ? stat(ratios(lad[key], deb[key]))
+          : undefined;
+      rows.push({
+        name: `${name}: ${registryLabel[kind]}`,
+        value: fmtStat(stat(e[key]), f),
+        ...(ratio === undefined ? {} : { ratio: `${ratioText(ratio)} Debian` }),
+        data: e[key],
+      });
+    }
+  }
+  return {
+    id: 'server',
+    title: '5. Registry server (load from a second node process, undici, loopback)',
+    rows,
+    notes: [
+      'Both registries store on the filesystem (temp dir) and run in their own process; client and server share the same 2 cores, so these are whole-machine figures. Ratios > 1 mean @lading/registry is faster. No target was given.',
+    ],
+  };
+}
+
+/** Scenario 6: time from write() to the rejection of `authorized` with a wrong password. */
+export async function authScenario(ctx: Context): Promise<Section> {
+  const rows: Row[] = [];
+  const user = { username: 'bench', password: 'right-password' };
+  const cases: [string, () => Promise<BenchRegistry>][] = [
+    [
+      '@lading/registry, basic auth',
+      () => startLadingRegistry({ auth: { type: 'basic', ...user } }),
+    ],
+    [
+      '@lading/registry, token auth',
+      () => startLadingRegistry({ auth: { type: 'token', ...user } }),
+    ],
+  ];
+  if (ctx.peers.distribution) {
+    cases.push(['Debian docker-registry, htpasswd', () => startDebianRegistry({ htpasswd: user })]);
+  }
+  for (const [name, start] of cases) {
+    const ms: number[] = [];
+    const bytes: number[] = [];
+    const codes = new Set<string>();
+    const seen = { authorized: false };
+    for (let i = 0; i < ctx.config.runs; i++) {
+      log(`auth failure run ${i + 1}/${ctx.config.runs}: ${name}`);
+      await withRegistry(start, async (reg) => {
+        const r = await runTask({
+          kind: 'auth-fail',
+          ref: `${reg.host}/bench/denied:latest`,
+          username: user.username,
+          password: 'wrong-password',
+          fileSize: 1024 * MiB,
+        });
+        ms.push(Number(r.ms));
+        bytes.push(Number(r.bytesAtRejection));
+        codes.add(String(r.code));
+        if (r.authorized === true) seen.authorized = true;
+      });
+    }
+    const maxBytes = Math.max(...bytes);
+    rows.push({
+      name: `${name}: write() → \`authorized\` rejected`,
+      value: fmtStat(stat(ms), (v) => `${v.toFixed(0)} ms`),
+      ratio: [...codes].join(', '),
+      target: '0 layer bytes read',
+      met: !seen.authorized && maxBytes === 0,
+      data: { ms, bytesAtRejection: bytes, codes: [...codes] },
+    });
+    rows.push({ name: '  layer bytes read by then (max)', value: `${maxBytes} B` });
+  }
+  if (!ctx.peers.distribution)
+    rows.push(missingRow('Debian docker-registry, htpasswd', 'docker-registry'));
+  return {
+    id: 'auth',
+    title: '6. Time to auth failure (wrong password)',
+    rows,
+    notes: [
+      "The layer is a 1 GiB generated `streamLayer` whose source counts the bytes pulled from it. Times include the child process's own start of the request (ping, challenge, token or basic attempt) but not node start-up. The ratio column holds the error code `authorized` rejected with.",
+    ],
+  };
+}
+
+/** Profile: time each stage of the hot path separately on the corpus. */
+export async function stagesScenario(ctx: Context): Promise<Section> {
+  const { runs, level } = ctx.config;
+  const stages: readonly [string, Record<string, unknown>][] = [
+    ['walk + tar → /dev/null', { stage: 'tar', workers: 1 }],
+    ['walk + tar + sha256 → /dev/null', { stage: 'tar+sha256', workers: 1 }],
+    [
+      `layer: walk + tar + sha256 + gzip ${level} + sha256, workers=1`,
+      { stage: 'layer', workers: 1 },
+    ],
+    [
+      `layer: walk + tar + sha256 + gzip ${level} + sha256, workers=2`,
+      { stage: 'layer', workers: 2 },
+    ],
+  ];
+  const rows: Row[] = [];
+  let tarBytes = ctx.tarBytes;
+  const results: number[][] = stages.map(() => []);
+  for (let i = 0; i < runs; i++) {
+    for (const [j, [name, s]] of stages.entries()) {
+      log(`profile run ${i + 1}/${runs}: ${name}`);
+      const r = await runTask({ kind: 'stage', dir: ctx.corpus.dir, level, ...s });
+      results[j]?.push(Number(r.ms));
+      if (s.stage === 'tar') tarBytes = Number(r.bytes);
+    }
+  }
+  const mbps = (ms: number): string => `${((tarBytes ?? 0) / 1e6 / (ms / 1000)).toFixed(0)} MB/s`;
+  for (const [j, [name]] of stages.entries()) {
+    const t = results[j] ?? [];
+    rows.push({ name, value: secs(stat(t)), ratio: fmtStat(stat(t), mbps), data: { ms: t } });
+  }
+  if (ctx.floorMs.length > 0) {
+    rows.push({
+      name: `gzip ${level} alone, 1 core (floor, from scenario 1)`,
+      value: secs(stat(ctx.floorMs)),
+      ratio: fmtStat(stat(ctx.floorMs), mbps),
+    });
+  }
+  return {
+    id: 'stages',
+    title: '7. Where the time goes (hot path, one stage added at a time)',
+    rows,
+    notes: [
+      'Each line runs in a fresh process on the corpus (page cache warm). The ratio column is uncompressed tar MB/s. "+ HTTP" is scenario 1 (the same layer pushed).',
+    ],
+  };
+}
+
+export async function cleanWork(): Promise<void> {
+  await mkdir(workDir, { recursive: true });
+  for (const d of ['umoci-push', 'oci-copy', 'pull-lading', 'pull-umoci', 'pull-bundle']) {
+    await rm(join(workDir, d), { recursive: true, force: true });
+  }
+}
+
+export { errorMessage };
