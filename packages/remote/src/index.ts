@@ -10,3 +10,5 @@ export { write, writeIndex, writeAny, checkPushPermission, PushHandle } from './
 export type { WriteOptions, WriteResult } from './write.js';
 export { pull, pullImage, blobLocation, RemoteImage, RemoteIndex, RemoteLayer } from './pull.js';
 export type { PullOptions } from './pull.js';
+export { RegistryTarget, registryTarget } from './registry-target.js';
+export type { RegistryTargetOptions } from './registry-target.js';

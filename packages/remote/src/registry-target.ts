@@ -1,0 +1,165 @@
+import { Readable } from 'node:stream';
+import {
+  ErrorCode,
+  LadingError,
+  MAX_MANIFEST_SIZE,
+  isDigest,
+  isManifestMediaType,
+  parseReference,
+  readCapped,
+  type BlobWriter,
+  type Descriptor,
+  type IoOptions,
+  type MediaTypeString,
+  type Mounter,
+  type Reference,
+  type Target,
+} from '@lading/core';
+import { RegistryClient, type RemoteOptions } from './client.js';
+import { UploadSession, type UploadMode } from './upload.js';
+
+/** RegistryTargetOptions configure {@link registryTarget}. */
+export interface RegistryTargetOptions extends RemoteOptions {
+  /** uploadMode for blobs (default `stream`). */
+  readonly uploadMode?: UploadMode;
+  readonly chunkSize?: number;
+}
+
+/**
+ * RegistryTarget is one repository of a registry seen as a copy() target:
+ * blobs and manifests by digest, tags by name, cross-repository mounts
+ * within the same registry, and uploads of blobs whose digest is unknown.
+ */
+export class RegistryTarget implements Target, Mounter, BlobWriter {
+  readonly registryHost: string;
+  readonly repository: string;
+  readonly client: RegistryClient;
+  readonly #options: RegistryTargetOptions;
+
+  constructor(repository: string | Reference, options: RegistryTargetOptions = {}) {
+    const ref = typeof repository === 'string' ? parseReference(repository) : repository;
+    this.registryHost = ref.registry;
+    this.repository = ref.repository;
+    this.#options = options;
+    this.client = new RegistryClient(ref.registry, options);
+  }
+
+  #signal(options: IoOptions | undefined): IoOptions {
+    return { signal: options?.signal ?? this.#options.signal };
+  }
+
+  /** resolve maps a tag or digest of this repository to its manifest descriptor. @throws NOT_FOUND */
+  async resolve(ref: string, options?: IoOptions): Promise<Descriptor> {
+    const desc = await this.client.headManifest(this.repository, ref, this.#signal(options));
+    if (desc === undefined) {
+      throw new LadingError(
+        ErrorCode.NotFound,
+        `${this.registryHost}/${this.repository}:${ref} not found`,
+      );
+    }
+    return desc;
+  }
+
+  /** fetch streams a manifest or blob, verified against `desc`. @throws NOT_FOUND, DIGEST_MISMATCH */
+  async fetch(desc: Descriptor, options?: IoOptions): Promise<Readable> {
+    if (isManifestMediaType(desc.mediaType)) {
+      const m = await this.client.getManifest(this.repository, desc.digest, this.#signal(options));
+      return Readable.from([m.bytes]);
+    }
+    return this.client.getBlob(this.repository, desc.digest, {
+      ...this.#signal(options),
+      size: desc.size,
+    });
+  }
+
+  async exists(desc: Descriptor, options?: IoOptions): Promise<boolean> {
+    if (isManifestMediaType(desc.mediaType)) {
+      return (
+        (await this.client.headManifest(this.repository, desc.digest, this.#signal(options))) !==
+        undefined
+      );
+    }
+    return (
+      (await this.client.headBlob(this.repository, desc.digest, this.#signal(options))) !==
+      undefined
+    );
+  }
+
+  /** push stores a manifest (by digest) or uploads a blob in one pass, verified. */
+  async push(desc: Descriptor, content: Readable, options?: IoOptions): Promise<void> {
+    const io = this.#signal(options);
+    if (isManifestMediaType(desc.mediaType)) {
+      const bytes = await readCapped(content, MAX_MANIFEST_SIZE, io.signal);
+      await this.client.putManifest(this.repository, desc.digest, bytes, desc.mediaType, io);
+      return;
+    }
+    const session = await this.client.openUpload(this.repository, io);
+    try {
+      await session.upload(content, {
+        ...io,
+        mode: this.#options.uploadMode ?? (desc.size <= 1024 * 1024 ? 'monolithic' : 'stream'),
+        ...(this.#options.chunkSize === undefined ? {} : { chunkSize: this.#options.chunkSize }),
+        expected: { digest: desc.digest, size: desc.size },
+      });
+    } catch (err) {
+      content.destroy();
+      await session.cancel();
+      throw err;
+    }
+  }
+
+  /** pushUnknown uploads a blob whose digest is computed on the way. */
+  async pushUnknown(
+    content: Readable,
+    mediaType: MediaTypeString,
+    options?: IoOptions,
+  ): Promise<Descriptor> {
+    const io = this.#signal(options);
+    const session: UploadSession = await this.client.openUpload(this.repository, io);
+    try {
+      const r = await session.upload(content, {
+        ...io,
+        mode: this.#options.uploadMode ?? 'stream',
+      });
+      return { mediaType, digest: r.digest, size: r.size };
+    } catch (err) {
+      content.destroy();
+      await session.cancel();
+      throw err;
+    }
+  }
+
+  /** tag points `ref` (a tag of this repository) at a manifest already stored here. */
+  async tag(desc: Descriptor, ref: string, options?: IoOptions): Promise<void> {
+    const io = this.#signal(options);
+    const tag =
+      ref.includes(':') || ref.includes('/') ? (parseReference(ref).tag ?? 'latest') : ref;
+    if (isDigest(tag)) return;
+    const m = await this.client.getManifest(this.repository, desc.digest, io);
+    await this.client.putManifest(this.repository, tag, m.bytes, m.mediaType, io);
+  }
+
+  /** mount links a blob from another repository of this registry; false when the registry declined. */
+  async mount(desc: Descriptor, fromRepository: string, options?: IoOptions): Promise<boolean> {
+    const r = await this.client.startUpload(this.repository, {
+      ...this.#signal(options),
+      mount: { digest: desc.digest, from: fromRepository },
+    });
+    if (r instanceof UploadSession) {
+      await r.cancel();
+      return false;
+    }
+    return true;
+  }
+}
+
+/**
+ * registryTarget opens a repository (`host/name`, any tag or digest in the
+ * reference is ignored) as a {@link Target} for `copy()`.
+ */
+export function registryTarget(
+  repository: string | Reference,
+  options: RegistryTargetOptions = {},
+): RegistryTarget {
+  return new RegistryTarget(repository, options);
+}
