@@ -825,3 +825,19 @@ describe('mutation properties', () => {
     );
   });
 });
+
+describe('hostile keys', () => {
+  it('keeps a "__proto__" label and annotation as plain keys', async () => {
+    const img = withAnnotations(
+      withConfig(emptyImage(), {
+        labels: JSON.parse('{"__proto__":"x","a":"b"}') as Record<string, string>,
+        volumes: ['__proto__'],
+      }),
+      JSON.parse('{"__proto__":"y"}') as Record<string, string>,
+    );
+    expect(text(await img.rawConfig())).toContain('"Volumes":{"__proto__":{}}');
+    expect(text(await img.rawConfig())).toContain('"Labels":{"__proto__":"x","a":"b"}');
+    expect(text(await img.rawManifest())).toContain('"annotations":{"__proto__":"y"}');
+    await validateImage(img);
+  });
+});

@@ -1,5 +1,6 @@
 import { ErrorCode, LadingError } from '../errors.js';
 import type { ConfigFile, ContainerConfig, Platform } from '../wire.js';
+import { put } from './serialize.js';
 
 /**
  * ConfigPatch is a change to an image's execution parameters, with
@@ -134,18 +135,18 @@ export function compileConfigPatch(patch: ConfigPatch): (cfg: ConfigFile) => voi
       const merged: Record<string, string> = { ...(c.Labels ?? {}) };
       for (const [k, v] of labels) {
         if (v === null) Reflect.deleteProperty(merged, k);
-        else merged[k] = v;
+        else put(merged, k, v);
       }
       c.Labels = merged;
     }
     if (ports.length > 0) {
       const merged: Record<string, object> = { ...(c.ExposedPorts ?? {}) };
-      for (const p of ports) merged[p] = {};
+      for (const p of ports) put(merged, p, {});
       c.ExposedPorts = merged;
     }
     if (volumes.length > 0) {
       const merged: Record<string, object> = { ...(c.Volumes ?? {}) };
-      for (const v of volumes) merged[v] = {};
+      for (const v of volumes) put(merged, v, {});
       c.Volumes = merged;
     }
   };

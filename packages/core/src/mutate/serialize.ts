@@ -60,24 +60,29 @@ function isObj(v: unknown): v is Obj {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** put defines an own property, so a key named "__proto__" stays a key. */
+export function put(obj: Record<string, unknown>, key: string, value: unknown): void {
+  Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
 function sorted(v: unknown): unknown {
   if (!isObj(v)) return v;
   const out: Obj = {};
-  for (const k of Object.keys(v).sort()) out[k] = v[k];
+  for (const k of Object.keys(v).sort()) put(out, k, v[k]);
   return out;
 }
 
 function ordered(v: unknown, keys: readonly string[], fix: Fix = {}): unknown {
   if (!isObj(v)) return v;
   const out: Obj = {};
-  const put = (k: string): void => {
+  const add = (k: string): void => {
     const x = v[k];
     if (x === undefined) return;
     const f = fix[k];
-    out[k] = f === undefined ? x : f(x);
+    put(out, k, f === undefined ? x : f(x));
   };
-  for (const k of keys) put(k);
-  for (const k of Object.keys(v).sort()) if (!keys.includes(k)) put(k);
+  for (const k of keys) add(k);
+  for (const k of Object.keys(v).sort()) if (!keys.includes(k)) add(k);
   return out;
 }
 
