@@ -22,6 +22,7 @@ import { RegistryError } from './errors.js';
 import { parseLinkNext } from './internal/challenge.js';
 import {
   Transport,
+  discard,
   drain,
   errorFromResponse,
   header,
@@ -166,15 +167,33 @@ export class RegistryClient {
    * @throws NOT_FOUND, UNAUTHORIZED, NETWORK
    */
   async blobLocation(repo: string, digest: Digest, options: IoOptions = {}): Promise<string> {
-    const res = await this.#sendRetrying(
+    const path = `/v2/${repo}/blobs/${digest}`;
+    const head = await this.#sendRetrying(
       {
         method: 'HEAD',
-        url: `/v2/${repo}/blobs/${digest}`,
+        url: path,
         scopes: this.#pull(repo),
         signal: options.signal,
         followRedirects: true,
       },
       (r) => r.status === 200,
+    );
+    await drain(head.body);
+    if (head.redirected) return head.url.toString();
+    // Many registries answer HEAD themselves and redirect only GET: ask with a
+    // GET that does not follow, and stop it before any data when it is a 200.
+    const get = await this.#sendRetrying(
+      { method: 'GET', url: path, scopes: this.#pull(repo), signal: options.signal },
+      (r) => r.status === 200 || (r.status >= 300 && r.status < 400),
+    );
+    const location = header(get.headers, 'location');
+    if (get.status === 200) discard(get.body);
+    else await drain(get.body);
+    if (get.status === 200 || location === undefined) return get.url.toString();
+    const target = new URL(location, get.url);
+    const res = await this.#sendRetrying(
+      { method: 'HEAD', url: target, signal: options.signal, followRedirects: true },
+      (r) => r.status < 400,
     );
     await drain(res.body);
     return res.url.toString();
@@ -311,7 +330,7 @@ export class RegistryClient {
       if (res.status !== 200) throw await errorFromResponse('GET', res);
       const length = Number(header(res.headers, 'content-length') ?? '0');
       if (length > MANIFEST_SIZE_LIMIT) {
-        res.body.destroy();
+        discard(res.body);
         throw new LadingError(
           ErrorCode.ManifestTooLarge,
           `manifest ${repo}:${reference} is ${length} bytes (limit ${MANIFEST_SIZE_LIMIT})`,

@@ -112,6 +112,8 @@ async function runWrite(
   const repo = ref.repository;
   const sessions = new Set<UploadSession>();
   let firstError: unknown;
+  // read through a function: TypeScript cannot see callbacks assign it
+  const failure = (): unknown => firstError;
   const fail = (err: unknown): void => {
     firstError ??= err;
     auth.reject(err);
@@ -154,8 +156,12 @@ async function runWrite(
       return { kind: 'upload', session: await open(id) };
     }
 
-    // Not one layer byte before the registry has accepted a session.
+    // Not one layer byte before the registry has accepted a session; and
+    // every session is open (or the blob skipped/mounted) before data flows,
+    // so that a failure can cancel every session the registry handed out.
     await auth.promise;
+    await Promise.allSettled(prepared);
+    if (failure() !== undefined) throw failure() as Error;
 
     const limit = limiter(Math.max(1, options.jobs ?? 4));
     const results = await Promise.allSettled(
@@ -191,8 +197,8 @@ async function runWrite(
       }),
     );
     const rejected = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (rejected !== undefined) throw (firstError ?? rejected.reason) as Error;
-    if (firstError !== undefined) throw firstError as Error;
+    if (rejected !== undefined) throw (failure() ?? rejected.reason) as Error;
+    if (failure() !== undefined) throw failure() as Error;
 
     async function uploadLayer(layer: Layer, id: string, first: UploadSession): Promise<void> {
       const known = layer.knownDescriptor?.();

@@ -174,10 +174,20 @@ describe('write() against the CNCF distribution registry', () => {
       const err = await push.done.catch((e: unknown) => e);
       expect(err).toBe(boom);
       expect(proxy.requests.some((r) => r.path.includes('/manifests/'))).toBe(false);
-      const deletes = proxy.requests.filter((r) => r.method === 'DELETE');
-      // the config session and the failed layer's session are cancelled
-      expect(deletes.length).toBeGreaterThanOrEqual(2);
-      for (const d of deletes) expect(d.status).toBe(204);
+      // every session the registry opened was either committed or cancelled
+      const pathOf = (p: string): string => new URL(p, proxy.url).pathname;
+      const opened = proxy.requests
+        .filter((r) => r.method === 'POST' && r.status === 202)
+        .map((r) => new URL(r.responseHeaders!.location!).pathname);
+      const closed = proxy.requests
+        .filter(
+          (r) =>
+            (r.method === 'DELETE' && r.status === 204) || (r.method === 'PUT' && r.status === 201),
+        )
+        .map((r) => pathOf(r.path));
+      expect(opened.length).toBe(3);
+      for (const o of opened) expect(closed).toContain(o);
+      expect(proxy.requests.filter((r) => r.method === 'DELETE').length).toBeGreaterThanOrEqual(2);
     } finally {
       await proxy.close();
     }

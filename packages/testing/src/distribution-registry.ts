@@ -151,3 +151,8 @@ export async function startDistributionRegistry(
     },
   };
 }
+
+/** htpasswdEntry returns one `user:bcrypt-hash` htpasswd line (cost 4: tests only). */
+export function htpasswdEntry(username: string, password: string): string {
+  return `${username}:${bcrypt.hashSync(password, 4)}`;
+}

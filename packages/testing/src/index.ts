@@ -1,4 +1,4 @@
-export { startDistributionRegistry, freePort } from './distribution-registry.js';
+export { startDistributionRegistry, freePort, htpasswdEntry } from './distribution-registry.js';
 export type { DistributionRegistry, DistributionRegistryOptions } from './distribution-registry.js';
 export { recordingProxy } from './recording-proxy.js';
 export type { RecordedRequest, RecordingProxy } from './recording-proxy.js';

@@ -75,6 +75,12 @@ export async function drain(body: SendResponse['body']): Promise<void> {
   }
 }
 
+/** discard stops a response body without reading it. */
+export function discard(body: SendResponse['body']): void {
+  body.on('error', () => undefined);
+  body.destroy();
+}
+
 /** readCapped reads a body into memory up to `cap` bytes; undefined when longer. */
 export async function readCapped(body: Readable, cap: number): Promise<Buffer | undefined> {
   const parts: Buffer[] = [];
@@ -83,6 +89,7 @@ export async function readCapped(body: Readable, cap: number): Promise<Buffer | 
     const b = chunk as Buffer;
     total += b.length;
     if (total > cap) {
+      body.on('error', () => undefined);
       body.destroy();
       return undefined;
     }
