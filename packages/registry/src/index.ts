@@ -14,6 +14,13 @@ export { HttpError, SpecErrorCode } from './errors.js';
 export { isRepositoryName, isTag, repositoryNamePattern, tagPattern } from './names.js';
 export { memoryStorage } from './storage/memory.js';
 export { filesystemStorage } from './storage/filesystem.js';
+export { readOnlyStorage } from './storage/read-only.js';
+export { httpObjectStorage } from './examples/object-storage.js';
+export type {
+  HttpObjectStorage,
+  HttpObjectStorageOptions,
+  ObjectRequestLog,
+} from './examples/object-storage.js';
 export type {
   BlobReadOptions,
   BlobStat,
