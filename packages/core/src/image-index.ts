@@ -149,3 +149,58 @@ export function imageIndex(
         : familyOf(undefined);
   return new BuiltIndex([...entries], family, options.annotations);
 }
+
+/** AnnotatedIndex is an index with annotations merged into its manifest. */
+class AnnotatedIndex implements ImageIndex {
+  readonly mediaType: MediaTypeString;
+  readonly #base: ImageIndex;
+  readonly #annotations: Readonly<Record<string, string>>;
+  #raw: Promise<Uint8Array> | undefined;
+
+  constructor(base: ImageIndex, annotations: Readonly<Record<string, string>>) {
+    this.#base = base;
+    this.#annotations = annotations;
+    this.mediaType = base.mediaType;
+  }
+
+  async indexManifest(): Promise<IndexManifest> {
+    const m = structuredClone(await this.#base.indexManifest());
+    m.annotations = { ...(m.annotations ?? {}), ...this.#annotations };
+    return m;
+  }
+  #rawMemo(): Promise<Uint8Array> {
+    this.#raw ??= this.indexManifest()
+      .then(encodeManifest)
+      .catch((err: unknown) => {
+        this.#raw = undefined;
+        throw err;
+      });
+    return this.#raw;
+  }
+  async rawManifest(): Promise<Uint8Array> {
+    return (await this.#rawMemo()).slice();
+  }
+  async digest(): Promise<Digest> {
+    return digestOf(await this.#rawMemo());
+  }
+  async size(): Promise<number> {
+    return (await this.#rawMemo()).length;
+  }
+  children(): Promise<readonly IndexChild[]> {
+    return this.#base.children();
+  }
+  image(digest: Digest): Promise<Image> {
+    return this.#base.image(digest);
+  }
+  imageIndex(digest: Digest): Promise<ImageIndex> {
+    return this.#base.imageIndex(digest);
+  }
+}
+
+/** annotateIndex returns `base` with `annotations` merged into its index manifest. */
+export function annotateIndex(
+  base: ImageIndex,
+  annotations: Readonly<Record<string, string>>,
+): ImageIndex {
+  return new AnnotatedIndex(base, { ...annotations });
+}

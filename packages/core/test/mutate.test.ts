@@ -670,6 +670,22 @@ describe('imageIndex', () => {
     await validateImage(outer);
   });
 
+  it('annotates an index and keeps its children', async () => {
+    const amd = emptyImage();
+    const index = imageIndex([{ image: amd }], { annotations: { a: '1' } });
+    const annotated = withAnnotations(index, { b: '2', a: '3' });
+    expect(annotated.mediaType).toBe(MediaType.OciIndex);
+    const m = await annotated.indexManifest();
+    expect(m.annotations).toEqual({ a: '3', b: '2' });
+    expect(m.manifests).toEqual((await index.indexManifest()).manifests);
+    expect(await annotated.image(await amd.digest())).toBe(amd);
+    expect(await annotated.digest()).not.toBe(await index.digest());
+    await validateImage(annotated);
+    expect(() => withAnnotations(null as unknown as Image, {})).toThrow(
+      expect.objectContaining({ code: 'INVALID_ARGUMENT' }),
+    );
+  });
+
   it('rejects an entry without an image with INVALID_ARGUMENT', () => {
     expect(() => imageIndex([{} as never])).toThrow(
       expect.objectContaining({ code: 'INVALID_ARGUMENT' }),

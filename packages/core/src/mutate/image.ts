@@ -1,7 +1,8 @@
 import type { Readable } from 'node:stream';
 import { digestOf, type Digest } from '../digest.js';
 import { ErrorCode, LadingError } from '../errors.js';
-import type { Image } from '../image.js';
+import { isImageIndex, type Image, type ImageIndex } from '../image.js';
+import { annotateIndex } from '../image-index.js';
 import type { BlobSource, Layer } from '../layer.js';
 import { isImageManifestMediaType, type MediaTypeString } from '../media-types.js';
 import type { ConfigFile, Descriptor, History, ImageManifest, Platform } from '../wire.js';
@@ -304,14 +305,30 @@ export function withConfig(base: Image, patch: ConfigPatch): Image {
   return new MutatedImage(base, { config: compileConfigPatch(patch) });
 }
 
-/** withAnnotations returns a new lazy image whose manifest annotations include `annotations`. */
-export function withAnnotations(base: Image, annotations: Readonly<Record<string, string>>): Image {
-  checkImage(base);
+/**
+ * withAnnotations returns a new lazy image (or index) whose manifest
+ * annotations include `annotations`, over any existing ones.
+ * @throws INVALID_ARGUMENT for a non-string value.
+ */
+export function withAnnotations(base: Image, annotations: Readonly<Record<string, string>>): Image;
+export function withAnnotations(
+  base: ImageIndex,
+  annotations: Readonly<Record<string, string>>,
+): ImageIndex;
+export function withAnnotations(
+  base: Image | ImageIndex,
+  annotations: Readonly<Record<string, string>>,
+): Image | ImageIndex {
   for (const [k, v] of Object.entries(annotations)) {
     if (typeof v !== 'string') {
       throw new LadingError(ErrorCode.InvalidArgument, `annotation ${k} must be a string`);
     }
   }
+  if (typeof (base as unknown) !== 'object' || (base as unknown) === null) {
+    throw new LadingError(ErrorCode.InvalidArgument, 'expected an Image or ImageIndex');
+  }
+  if (isImageIndex(base)) return annotateIndex(base, annotations);
+  checkImage(base);
   return new MutatedImage(base, { annotations: { ...annotations } });
 }
 
