@@ -6,3 +6,5 @@ export { OpenerLayer, layerFromOpener, layerFromFile } from './opener-layer.js';
 export type { Opener, OpenerLayerOptions, FileLayerOptions } from './opener-layer.js';
 export { directoryTar, layerFromDirectory } from './directory.js';
 export type { DirectoryTarOptions, DirectoryLayerOptions } from './directory.js';
+export { extract, safeRelative } from './extract.js';
+export type { ExtractOptions } from './extract.js';

@@ -1,0 +1,229 @@
+import { describe, expect, it } from 'vitest';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { isLadingError, layerFromBytes, type Layer } from '@lading/core';
+import { extract, layerFromDirectory, safeRelative } from '../src/index.js';
+import { makeTar, type TarEntry } from './helpers.js';
+
+async function layer(entries: TarEntry[]): Promise<Layer> {
+  return layerFromBytes(await makeTar(entries));
+}
+
+/** sandbox makes `<tmp>/root` (the extraction target) next to `<tmp>/outside`. */
+function sandbox(): { root: string; outside: string; top: string } {
+  const top = mkdtempSync(join(tmpdir(), 'lading-x-'));
+  const root = join(top, 'root');
+  const outside = join(top, 'outside');
+  mkdirSync(root);
+  mkdirSync(outside);
+  writeFileSync(join(outside, 'secret'), 'keep me');
+  return { root, outside, top };
+}
+
+function tree(dir: string, rel = ''): string[] {
+  const out: string[] = [];
+  for (const n of readdirSync(join(dir, rel)).sort()) {
+    const r = rel === '' ? n : `${rel}/${n}`;
+    const st = lstatSync(join(dir, r));
+    out.push(st.isDirectory() ? `${r}/` : r);
+    if (st.isDirectory()) out.push(...tree(dir, r));
+  }
+  return out;
+}
+
+async function expectCode(p: Promise<unknown>, code: string): Promise<void> {
+  let caught: unknown;
+  try {
+    await p;
+  } catch (e) {
+    caught = e;
+  }
+  expect(isLadingError(caught, code as 'UNSAFE_PATH')).toBe(true);
+}
+
+describe('extract', () => {
+  it('applies layers in order with modes, symlinks, hardlinks, whiteouts and opaque directories', async () => {
+    const { root } = sandbox();
+    const base = await layer([
+      { name: 'etc/', type: 'directory' },
+      { name: 'etc/conf', body: 'v1' },
+      { name: 'bin/', type: 'directory' },
+      { name: 'bin/tool', body: '#!/bin/sh\n', mode: 0o755 },
+      { name: 'bin/old', body: 'old' },
+      { name: 'bin/sub/', type: 'directory' },
+      { name: 'bin/sub/deep', body: 'deep' },
+      { name: 'file1', body: 'f1' },
+      { name: 'keep', body: 'k' },
+      { name: 'gone/', type: 'directory' },
+      { name: 'gone/x', body: 'x' },
+    ]);
+    const upper = await layer([
+      { name: '.wh.file1', body: '' },
+      { name: '.wh.gone', body: '' },
+      { name: 'bin/', type: 'directory', mode: 0o750 },
+      { name: 'bin/.wh..wh..opq', body: '' },
+      { name: 'bin/new', body: 'new' },
+      { name: 'etc/conf', body: 'v2' },
+      { name: 'etc/link', type: 'symlink', linkname: 'conf' },
+      { name: 'etc/hard', type: 'link', linkname: 'etc/conf' },
+      { name: 'run/', type: 'directory' },
+      { name: 'run/pipe', type: 'fifo' },
+    ]);
+    await extract([base, upper], root);
+    expect(tree(root)).toEqual([
+      'bin/',
+      'bin/new',
+      'etc/',
+      'etc/conf',
+      'etc/hard',
+      'etc/link',
+      'keep',
+      'run/',
+      'run/pipe',
+    ]);
+    expect(readFileSync(join(root, 'etc/conf'), 'utf8')).toBe('v2');
+    expect(readlinkSync(join(root, 'etc/link'))).toBe('conf');
+    expect(statSync(join(root, 'etc/hard')).ino).toBe(statSync(join(root, 'etc/conf')).ino);
+    expect(statSync(join(root, 'bin')).mode & 0o7777).toBe(0o750);
+    expect(lstatSync(join(root, 'run/pipe')).isFIFO()).toBe(true);
+  });
+
+  it('keeps modes from the tar', async () => {
+    const { root } = sandbox();
+    await extract([await layer([{ name: 'x', body: 'x', mode: 0o4751 }])], root);
+    expect(statSync(join(root, 'x')).mode & 0o7777).toBe(0o4751);
+  });
+
+  it('round-trips a directory layer', async () => {
+    const src = sandbox().root;
+    mkdirSync(join(src, 'a/b'), { recursive: true });
+    writeFileSync(join(src, 'a/b/c'), randomBytes(2 * 1024 * 1024));
+    writeFileSync(join(src, 'top'), 'top');
+    const { root } = sandbox();
+    await extract([layerFromDirectory(src)], root);
+    expect(tree(root)).toEqual(tree(src));
+    expect(readFileSync(join(root, 'a/b/c')).equals(readFileSync(join(src, 'a/b/c')))).toBe(true);
+  });
+
+  it('refuses ../ entries with UNSAFE_PATH and writes nothing outside', async () => {
+    const { root, outside, top } = sandbox();
+    await expectCode(
+      extract([await layer([{ name: '../outside/evil', body: 'pwn' }])], root),
+      'UNSAFE_PATH',
+    );
+    await expectCode(
+      extract([await layer([{ name: 'a/../../evil', body: 'pwn' }])], root),
+      'UNSAFE_PATH',
+    );
+    expect(readdirSync(outside)).toEqual(['secret']);
+    expect(readdirSync(top).sort()).toEqual(['outside', 'root']);
+  });
+
+  it('takes absolute paths relative to the root', async () => {
+    const { root } = sandbox();
+    const name = `lading-abs-${randomBytes(6).toString('hex')}`;
+    await extract([await layer([{ name: `/${name}/x`, body: 'inside' }])], root);
+    expect(readFileSync(join(root, name, 'x'), 'utf8')).toBe('inside');
+    expect(existsSync(`/${name}`)).toBe(false);
+  });
+
+  it('refuses to write through a symlinked parent, in the same or a later layer', async () => {
+    const { root, outside } = sandbox();
+    await expectCode(
+      extract(
+        [
+          await layer([
+            { name: 'evil', type: 'symlink', linkname: outside },
+            { name: 'evil/pwned', body: 'pwn' },
+          ]),
+        ],
+        root,
+      ),
+      'UNSAFE_PATH',
+    );
+    const { root: root2, outside: outside2 } = sandbox();
+    await expectCode(
+      extract(
+        [
+          await layer([{ name: 'up', type: 'symlink', linkname: '../outside' }]),
+          await layer([{ name: 'up/secret', body: 'overwritten' }]),
+        ],
+        root2,
+      ),
+      'UNSAFE_PATH',
+    );
+    expect(readdirSync(outside)).toEqual(['secret']);
+    expect(readFileSync(join(outside2, 'secret'), 'utf8')).toBe('keep me');
+  });
+
+  it('replaces a symlink at an entry path instead of writing through it', async () => {
+    const { root, outside } = sandbox();
+    await extract(
+      [
+        await layer([{ name: 'f', type: 'symlink', linkname: join(outside, 'secret') }]),
+        await layer([{ name: 'f', body: 'inside' }]),
+      ],
+      root,
+    );
+    expect(lstatSync(join(root, 'f')).isFile()).toBe(true);
+    expect(readFileSync(join(root, 'f'), 'utf8')).toBe('inside');
+    expect(readFileSync(join(outside, 'secret'), 'utf8')).toBe('keep me');
+  });
+
+  it('refuses hardlinks that leave the root', async () => {
+    const { root, outside } = sandbox();
+    await expectCode(
+      extract([await layer([{ name: 'h', type: 'link', linkname: '../outside/secret' }])], root),
+      'UNSAFE_PATH',
+    );
+    // Through a symlinked directory inside the root.
+    await expectCode(
+      extract(
+        [
+          await layer([
+            { name: 's', type: 'symlink', linkname: outside },
+            { name: 'h', type: 'link', linkname: 's/secret' },
+          ]),
+        ],
+        root,
+      ),
+      'UNSAFE_PATH',
+    );
+    expect(existsSync(join(root, 'h'))).toBe(false);
+    expect(statSync(join(outside, 'secret')).nlink).toBe(1);
+  });
+
+  it('whiteouts do not remove what the same layer wrote', async () => {
+    const { root } = sandbox();
+    await extract(
+      [
+        await layer([
+          { name: 'a', body: 'a' },
+          { name: '.wh.a', body: '' },
+        ]),
+      ],
+      root,
+    );
+    expect(readFileSync(join(root, 'a'), 'utf8')).toBe('a');
+  });
+});
+
+describe('safeRelative', () => {
+  it('normalises and refuses', () => {
+    expect(safeRelative('/etc//x/./y/')).toBe('etc/x/y');
+    expect(safeRelative('./a')).toBe('a');
+    expect(() => safeRelative('a/../b')).toThrow(expect.objectContaining({ code: 'UNSAFE_PATH' }));
+  });
+});
