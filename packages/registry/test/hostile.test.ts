@@ -52,8 +52,7 @@ describe('hostile input', () => {
       `POST /v2/short/blobs/uploads/?digest=${digest} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n`,
       data.slice(0, 50),
     );
-    // Either a 400 made it back before the socket closed, or nothing did.
-    if (reply !== '') expect(reply).toMatch(/^HTTP\/1\.1 400/);
+    expect(reply).toMatch(/^HTTP\/1\.1 400/);
     expect((await req('HEAD', `${base}/v2/short/blobs/${digest}`)).status).toBe(404);
 
     const post = await req('POST', `${base}/v2/short/blobs/uploads/`);
@@ -61,7 +60,7 @@ describe('hostile input', () => {
       `PUT ${String(post.headers.location)}?digest=${digest} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n`,
       data.slice(0, 50),
     );
-    if (reply2 !== '') expect(reply2).toMatch(/^HTTP\/1\.1 400/);
+    expect(reply2).toMatch(/^HTTP\/1\.1 400/);
     expect((await req('HEAD', `${base}/v2/short/blobs/${digest}`)).status).toBe(404);
   });
 
