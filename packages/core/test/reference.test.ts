@@ -107,6 +107,26 @@ const valid: Valid[] = [
   { in: '[::1]:5000/foo:bar', registry: '[::1]:5000', repository: 'foo', tag: 'bar' },
   { in: '[2001:db8::1]:443/a/b', registry: '[2001:db8::1]:443', repository: 'a/b', tag: 'latest' },
   { in: `[fe80::AB]/x@${d}`, registry: '[fe80::AB]', repository: 'x', digest: d },
+  {
+    in: '[2001:db8:1:2:3:4:5:6]/repo:tag',
+    registry: '[2001:db8:1:2:3:4:5:6]',
+    repository: 'repo',
+    tag: 'tag',
+  },
+  {
+    in: '[2001:db8::]:5000/repo',
+    registry: '[2001:db8::]:5000',
+    repository: 'repo',
+    tag: 'latest',
+  },
+  { in: 'foo_bar.com:8080', registry: 'docker.io', repository: 'library/foo_bar.com', tag: '8080' },
+  { in: 'foo/foo_bar.com:8080', registry: 'docker.io', repository: 'foo/foo_bar.com', tag: '8080' },
+  {
+    in: 'b.gcr.io/test.example.com/my-app:test.example.com',
+    registry: 'b.gcr.io',
+    repository: 'test.example.com/my-app',
+    tag: 'test.example.com',
+  },
   // path component separators
   { in: 'r.io/a.b', registry: 'r.io', repository: 'a.b', tag: 'latest' },
   { in: 'r.io/a_b', registry: 'r.io', repository: 'a_b', tag: 'latest' },
@@ -181,6 +201,14 @@ const invalid: [string, string][] = [
   [`r.io/${'a'.repeat(251)}`, 'at most 255'],
   ['a'.repeat(247), 'at most 255'],
   ['ubuntu:tag:tag', 'invalid'],
+  ['[2001:db8::1]', 'invalid path component'],
+  ['[2001:db8::1]:5000', 'invalid path component'],
+  ['[2001:db8::1]:tag/repo', 'invalid port'],
+  ['[fe80::1%eth0]:5000/repo', 'invalid IPv6 host'],
+  ['2001:db8::1/repo', 'invalid port'],
+  ['-docker.io/docker/docker', 'invalid registry host'],
+  ['docker///docker', 'empty path component'],
+  ['docker.io/docker/Docker', 'must be lowercase'],
 ];
 
 describe('parseReference', () => {
