@@ -1,0 +1,287 @@
+import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { buffer } from 'node:stream/consumers';
+import { afterEach, describe, expect, it } from 'vitest';
+import { digestOf, isLadingError, layerFromBytes, type ProgressEvent } from '@lading/core';
+import { RegistryClient, RegistryError, write } from '../src/index.js';
+import { FakeRegistry } from './fake-registry.js';
+import { CountingSource, TestStreamLayer, testImage } from './helpers.js';
+
+const fakes: FakeRegistry[] = [];
+async function fake(ctx?: FakeRegistry['ctx']): Promise<FakeRegistry> {
+  const f = await new FakeRegistry(ctx).start();
+  fakes.push(f);
+  return f;
+}
+afterEach(async () => {
+  await Promise.all(fakes.splice(0).map((f) => f.close()));
+});
+const fast = { useStoredCredentials: false, retry: { retries: 2, minDelayMs: 1, maxDelayMs: 5 } };
+
+describe('chunked upload resume (fake registry)', () => {
+  it('resumes from the acknowledged offset when a chunk PATCH gets 416 after losing bytes', async () => {
+    const f = await fake();
+    let patches = 0;
+    f.faults.push((req, res, ctx) => {
+      if (req.method !== 'PATCH' || ++patches !== 2) return false;
+      const id = /\/upload\/(\d+)/.exec(req.url ?? '')![1]!;
+      const parts: Buffer[] = [];
+      req.on('data', (c: Buffer) => parts.push(c));
+      req.on('end', () => {
+        const body = Buffer.concat(parts);
+        const have = ctx.uploads.get(id)!;
+        ctx.uploads.set(id, Buffer.concat([have, body.subarray(0, 1000)]));
+        res.writeHead(416).end();
+      });
+      return true;
+    });
+    const client = new RegistryClient(f.host, fast);
+    const data = randomBytes(10_000);
+    const s = await client.openUpload('re/sume');
+    const r = await s.upload(Readable.from([data]), { mode: 'chunked', chunkSize: 4000 });
+    expect(r.digest).toBe(digestOf(data));
+    expect(f.ctx.blobs.get(r.digest)!.equals(data)).toBe(true);
+    const ranges = f.seen.filter((q) => q.method === 'PATCH').map((q) => q.contentRange);
+    expect(ranges).toEqual(['0-3999', '4000-7999', '5000-7999', '8000-9999']);
+    expect(f.seen.some((q) => q.method === 'GET' && q.url.startsWith('/upload/'))).toBe(true);
+  });
+
+  it('resumes after the connection drops in the middle of a chunk', async () => {
+    const f = await fake();
+    let patches = 0;
+    f.faults.push((req, _res, ctx) => {
+      if (req.method !== 'PATCH' || ++patches !== 2) return false;
+      const id = /\/upload\/(\d+)/.exec(req.url ?? '')![1]!;
+      let got = Buffer.alloc(0);
+      req.on('data', (c: Buffer) => {
+        got = Buffer.concat([got, c]);
+        if (got.length >= 1500) {
+          ctx.uploads.set(id, Buffer.concat([ctx.uploads.get(id)!, got.subarray(0, 1500)]));
+          req.socket.destroy();
+        }
+      });
+      return true;
+    });
+    const client = new RegistryClient(f.host, fast);
+    const data = randomBytes(12_000);
+    const s = await client.openUpload('drop/ped');
+    const r = await s.upload(Readable.from([data]), { mode: 'chunked', chunkSize: 5000 });
+    expect(f.ctx.blobs.get(r.digest)!.equals(data)).toBe(true);
+    const ranges = f.seen.filter((q) => q.method === 'PATCH').map((q) => q.contentRange);
+    expect(ranges).toEqual(['0-4999', '5000-9999', '6500-9999', '10000-11999']);
+  });
+});
+
+describe('write() retries (fake registry)', () => {
+  function failFirstPatch(f: FakeRegistry): void {
+    let failed = false;
+    f.faults.push((req, res) => {
+      if (req.method !== 'PATCH' || failed) return false;
+      failed = true;
+      req.resume();
+      req.on('end', () => res.writeHead(500).end());
+      return true;
+    });
+  }
+
+  it('restarts a re-openable layer with a new session after a 500 and reports the retry', async () => {
+    const f = await fake();
+    failFirstPatch(f);
+    const layer = layerFromBytes(randomBytes(3000), { compression: 'none' });
+    const push = write(`${f.host}/retry/app:1`, testImage([layer]), fast);
+    const events: ProgressEvent[] = [];
+    push.on('progress', (e) => events.push(e));
+    const result = await push.done;
+    expect(result.digest).toMatch(/^sha256:/);
+    expect(events.some((e) => e.type === 'retry')).toBe(true);
+    expect(f.ctx.blobs.has(await layer.digest())).toBe(true);
+    expect(f.seen.filter((q) => q.method === 'POST').length).toBe(3); // config + layer + layer again
+  });
+
+  it('fails a consumed stream layer clearly with UPLOAD_FAILED and the cause', async () => {
+    const f = await fake();
+    failFirstPatch(f);
+    const push = write(
+      `${f.host}/retry/app:2`,
+      testImage([new TestStreamLayer(new CountingSource(3))]),
+      fast,
+    );
+    await push.authorized;
+    const err = await push.done.catch((e: unknown) => e);
+    expect(isLadingError(err, 'UPLOAD_FAILED')).toBe(true);
+    expect((err as Error).cause).toBeInstanceOf(RegistryError);
+    expect(((err as Error).cause as RegistryError).status).toBe(500);
+    expect(f.seen.some((q) => q.url.includes('/manifests/'))).toBe(false);
+    expect(f.ctx.uploads.size).toBe(0); // every session cancelled
+  });
+});
+
+describe('transport errors and retries (fake registry)', () => {
+  it('retries a 429 honouring Retry-After and then succeeds', async () => {
+    const f = await fake();
+    f.ctx.manifests.set('a/b:1', {
+      bytes: Buffer.from('{"schemaVersion":2}'),
+      type: 'application/vnd.oci.image.manifest.v1+json',
+    });
+    let n = 0;
+    f.faults.push((req, res) => {
+      if (!req.url!.includes('/manifests/') || n++ > 0) return false;
+      res.writeHead(429, { 'retry-after': '0' }).end();
+      return true;
+    });
+    const m = await new RegistryClient(f.host, fast).getManifest('a/b', '1');
+    expect(m.bytes.toString()).toBe('{"schemaVersion":2}');
+    expect(f.seen.filter((q) => q.url.includes('/manifests/')).length).toBe(2);
+  });
+
+  it('gives up after the retries with a temporary REGISTRY_ERROR on 503', async () => {
+    const f = await fake();
+    f.faults.push((req, res) => {
+      if (!req.url!.includes('/manifests/')) return false;
+      res
+        .writeHead(503, { 'content-type': 'application/json' })
+        .end('{"errors":[{"code":"UNAVAILABLE","message":"busy"}]}');
+      return true;
+    });
+    const err = await new RegistryClient(f.host, fast)
+      .getManifest('a/b', '1')
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RegistryError);
+    const e = err as RegistryError;
+    expect(e.code).toBe('REGISTRY_ERROR');
+    expect(e.status).toBe(503);
+    expect(e.temporary).toBe(true);
+    expect(e.errors).toEqual([{ code: 'UNAVAILABLE', message: 'busy' }]);
+    expect(f.seen.filter((q) => q.url.includes('/manifests/')).length).toBe(3);
+  });
+
+  it('maps 404 to NOT_FOUND with the spec errors and reads at most 64 KiB of a huge error body', async () => {
+    const f = await fake();
+    const client = new RegistryClient(f.host, fast);
+    const err = await client.getManifest('a/b', 'missing').catch((e: unknown) => e);
+    expect(isLadingError(err, 'NOT_FOUND')).toBe(true);
+    expect((err as RegistryError).errors[0]?.code).toBe('MANIFEST_UNKNOWN');
+    expect((err as RegistryError).temporary).toBe(false);
+    f.faults.push((req, res) => {
+      if (!req.url!.includes('/manifests/')) return false;
+      res.writeHead(404, { 'content-type': 'application/json' });
+      res.end(`{"errors":[{"code":"X","message":"${'y'.repeat(1024 * 1024)}"}]}`);
+      return true;
+    });
+    const big = await client.getManifest('a/b', 'huge').catch((e: unknown) => e);
+    expect(isLadingError(big, 'NOT_FOUND')).toBe(true);
+    expect((big as RegistryError).errors).toEqual([]);
+  });
+
+  it('maps a refused connection to NETWORK', async () => {
+    const f = await fake();
+    const host = f.host;
+    await f.close();
+    fakes.splice(fakes.indexOf(f), 1);
+    const err = await new RegistryClient(host, { ...fast, retry: false })
+      .ping()
+      .catch((e: unknown) => e);
+    expect(isLadingError(err, 'NETWORK')).toBe(true);
+  });
+
+  it('redacts query values in error URLs', async () => {
+    const f = await fake();
+    f.faults.push((req, res) => {
+      if (req.method !== 'PUT') return false;
+      req.resume();
+      req.on('end', () => res.writeHead(400).end());
+      return true;
+    });
+    const s = await new RegistryClient(f.host, fast).openUpload('r/x');
+    const err = (await s
+      .commit(digestOf('x'), { body: Buffer.from('x') })
+      .catch((e: unknown) => e)) as RegistryError;
+    expect(err.url).toContain('sig=REDACTED');
+    expect(err.url).not.toContain('abc');
+    expect(err.message).not.toContain('abc');
+  });
+});
+
+describe('credentials stay on the registry origin (fake registry)', () => {
+  const basic = `Basic ${Buffer.from('u:p').toString('base64')}`;
+
+  it('sends no Authorization to an upload Location on another origin and keeps its query verbatim', async () => {
+    const reg = await fake();
+    const storage = await fake(reg.ctx);
+    reg.requireAuth = basic;
+    reg.uploadBase = storage.url;
+    const client = new RegistryClient(reg.host, {
+      ...fast,
+      auth: { username: 'u', password: 'p' },
+    });
+    const s = await client.openUpload('ext/up');
+    expect(s.location.startsWith(storage.url)).toBe(true);
+    const data = randomBytes(2000);
+    await s.upload(Readable.from([data]));
+    expect(
+      reg.seen.filter((q) => q.method === 'POST').every((q) => q.authorization === basic),
+    ).toBe(true);
+    expect(storage.seen.length).toBeGreaterThanOrEqual(2);
+    for (const q of storage.seen) expect(q.authorization).toBeUndefined();
+    const put = storage.seen.find((q) => q.method === 'PUT')!;
+    const u = new URL(put.url, storage.url);
+    expect(u.searchParams.get('sig')).toBe('abc+def');
+    expect(u.search).toContain('sig=abc%2Bdef');
+    expect(u.searchParams.get('digest')).toBe(digestOf(data));
+  });
+
+  it('follows a blob redirect to another origin without credentials', async () => {
+    const reg = await fake();
+    const cdn = await fake(reg.ctx);
+    reg.requireAuth = basic;
+    const data = randomBytes(500);
+    const digest = digestOf(data);
+    reg.ctx.blobs.set(digest, data);
+    reg.faults.push((req, res) => {
+      if (req.method !== 'GET' || !req.url!.includes('/blobs/sha256:')) return false;
+      if (req.headers.authorization !== basic) {
+        res.writeHead(401, { 'www-authenticate': 'Basic realm="fake"' }).end();
+        return true;
+      }
+      res.writeHead(307, { location: `${cdn.url}/v2/x/blobs/${digest}` }).end();
+      return true;
+    });
+    const client = new RegistryClient(reg.host, {
+      ...fast,
+      auth: { username: 'u', password: 'p' },
+    });
+    const got = await buffer(await client.getBlob('x', digest));
+    expect(got.equals(data)).toBe(true);
+    expect(cdn.seen.length).toBe(1);
+    expect(cdn.seen[0]!.authorization).toBeUndefined();
+    expect(await client.blobLocation('x', digest)).toBe(`${cdn.url}/v2/x/blobs/${digest}`);
+  });
+
+  it('follows pagination Links on the same origin only', async () => {
+    const reg = await fake();
+    const other = await fake();
+    reg.faults.push((req, res) => {
+      const u = new URL(req.url!, reg.url);
+      if (u.pathname === '/v2/same/tags/list') {
+        const last = u.searchParams.get('last');
+        if (last === null) {
+          res
+            .writeHead(200, { link: '</v2/same/tags/list?n=2&last=b>; rel="next"' })
+            .end('{"tags":["a","b"]}');
+        } else res.writeHead(200).end('{"tags":["c"]}');
+        return true;
+      }
+      if (u.pathname === '/v2/away/tags/list') {
+        res
+          .writeHead(200, { link: `<${other.url}/v2/away/tags/list?last=b>; rel="next"` })
+          .end('{"tags":["a","b"]}');
+        return true;
+      }
+      return false;
+    });
+    const client = new RegistryClient(reg.host, fast);
+    expect(await client.listTags('same', { pageSize: 2 })).toEqual(['a', 'b', 'c']);
+    expect(await client.listTags('away')).toEqual(['a', 'b']);
+    expect(other.seen).toEqual([]);
+  });
+});
