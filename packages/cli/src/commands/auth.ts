@@ -1,0 +1,107 @@
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { ErrorCode, LadingError } from '@lading/core';
+import { checkPushPermission, RegistryClient } from '@lading/remote';
+import { UsageError } from '../exit.js';
+import { positional, remoteOptions, seconds } from './common.js';
+import type { Command, CommandContext } from './types.js';
+
+const usage = `Usage: lading auth check REF
+       lading auth login REGISTRY -u USER (-p PASS | --password-stdin)
+       lading auth logout REGISTRY
+
+check opens (and cancels) an upload session on REF's repository: exit 0 when
+you may push, 3 when the registry refuses. login verifies the credentials and
+stores them in the docker config ($DOCKER_CONFIG/config.json, else
+~/.docker/config.json); logout removes them.`;
+
+function configPath(): string {
+  return join(process.env.DOCKER_CONFIG ?? join(homedir(), '.docker'), 'config.json');
+}
+
+type DockerConfig = {
+  auths?: Record<string, { auth?: string; [k: string]: unknown }>;
+  [k: string]: unknown;
+};
+
+async function readConfig(): Promise<DockerConfig> {
+  try {
+    return JSON.parse(await readFile(configPath(), 'utf8')) as DockerConfig;
+  } catch (err) {
+    if ((err as { code?: unknown }).code === 'ENOENT') return {};
+    throw new LadingError(
+      ErrorCode.InvalidConfig,
+      `cannot read ${configPath()}: ${(err as Error).message}`,
+    );
+  }
+}
+
+async function writeConfig(config: DockerConfig): Promise<void> {
+  const path = configPath();
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  const tmp = `${path}.${process.pid}.tmp`;
+  await writeFile(tmp, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
+  await rename(tmp, path);
+}
+
+async function check(ctx: CommandContext): Promise<void> {
+  const start = performance.now();
+  const ref = positional(ctx, 1, 'REF', usage);
+  await checkPushPermission(ref, await remoteOptions(ctx));
+  ctx.out.result(
+    { reference: ref, push: true, seconds: seconds(start) },
+    `push to ${ref} permitted (${seconds(start)} s)`,
+  );
+}
+
+async function login(ctx: CommandContext): Promise<void> {
+  const registry = positional(ctx, 1, 'REGISTRY', usage);
+  const options = await remoteOptions(ctx);
+  if (options.auth === undefined || !('password' in options.auth))
+    throw new UsageError('login needs --username and --password (or --password-stdin)', usage);
+  const { username, password } = options.auth;
+  // Verify before storing: a catalog-free ping with credentials.
+  await new RegistryClient(registry, { ...options, useStoredCredentials: false }).ping({
+    signal: ctx.signal,
+  });
+  const config = await readConfig();
+  config.auths = {
+    ...config.auths,
+    [registry]: { auth: Buffer.from(`${username}:${password}`).toString('base64') },
+  };
+  await writeConfig(config);
+  ctx.out.result(
+    { registry, stored: configPath() },
+    `credentials for ${registry} stored in ${configPath()}`,
+  );
+}
+
+async function logout(ctx: CommandContext): Promise<void> {
+  const registry = positional(ctx, 1, 'REGISTRY', usage);
+  const config = await readConfig();
+  if (config.auths?.[registry] === undefined)
+    throw new LadingError(ErrorCode.NotFound, `no stored credentials for ${registry}`);
+  const { [registry]: _removed, ...rest } = config.auths;
+  config.auths = rest;
+  await writeConfig(config);
+  ctx.out.result({ registry, removed: true }, `credentials for ${registry} removed`);
+}
+
+/** auth is `lading auth check|login|logout`. */
+export const auth: Command = {
+  usage,
+  options: { registry: { type: 'string' } },
+  run: async (ctx) => {
+    const sub = ctx.positionals[0];
+    if (sub === 'check') return check(ctx);
+    if (sub === 'login') return login(ctx);
+    if (sub === 'logout') return logout(ctx);
+    throw new UsageError(
+      sub === undefined
+        ? 'auth needs a subcommand'
+        : `unknown auth subcommand ${JSON.stringify(sub)}`,
+      usage,
+    );
+  },
+};

@@ -1,0 +1,144 @@
+import { ErrorCode, LadingError, parseReference, type Target } from '@lading/core';
+import { dockerArchive, ociLayout, type DockerArchive } from '@lading/layout';
+import { registryTarget, type RemoteOptions } from '@lading/remote';
+import { UsageError } from '../exit.js';
+import type { Location } from '../transports.js';
+import type { CommandContext } from './types.js';
+
+/** str reads a string option. */
+export function str(ctx: CommandContext, name: string): string | undefined {
+  const v = ctx.values[name];
+  return typeof v === 'string' ? v : undefined;
+}
+
+/** list reads a repeatable string option. */
+export function list(ctx: CommandContext, name: string): string[] {
+  const v = ctx.values[name];
+  if (v === undefined || typeof v === 'boolean') return [];
+  return Array.isArray(v) ? v : [v];
+}
+
+/** flag reads a boolean option. */
+export function flag(ctx: CommandContext, name: string): boolean {
+  return ctx.values[name] === true;
+}
+
+/** positional returns the i-th positional argument or a usage error naming it. */
+export function positional(ctx: CommandContext, i: number, what: string, usage: string): string {
+  const v = ctx.positionals[i];
+  if (v === undefined || v === '') throw new UsageError(`missing ${what}`, usage);
+  return v;
+}
+
+/** keyValues parses repeated K=V options into a record. */
+export function keyValues(items: readonly string[], option: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const item of items) {
+    const i = item.indexOf('=');
+    if (i <= 0) throw new UsageError(`--${option} wants KEY=VALUE, got ${JSON.stringify(item)}`);
+    out[item.slice(0, i)] = item.slice(i + 1);
+  }
+  return out;
+}
+
+async function readStdin(stream: NodeJS.ReadableStream): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(typeof c === 'string' ? Buffer.from(c) : c);
+  return Buffer.concat(chunks)
+    .toString('utf8')
+    .replace(/\r?\n$/, '');
+}
+
+/** remoteOptions builds the registry client options from the global flags. */
+export async function remoteOptions(ctx: CommandContext): Promise<RemoteOptions> {
+  const username = str(ctx, 'username') ?? process.env.LADING_USERNAME;
+  let password = str(ctx, 'password') ?? process.env.LADING_PASSWORD;
+  if (flag(ctx, 'password-stdin')) password = await readStdin(ctx.stdin);
+  if ((username === undefined) !== (password === undefined)) {
+    throw new UsageError(
+      '--username and --password go together',
+      'or use --password-stdin, or lading auth login',
+    );
+  }
+  return {
+    signal: ctx.signal,
+    insecure: flag(ctx, 'insecure'),
+    userAgent: 'lading-cli/0.1.0',
+    ...(username !== undefined && password !== undefined ? { auth: { username, password } } : {}),
+  };
+}
+
+/** OpenedTarget is a target plus what must happen when the command ends. */
+export type OpenedTarget = {
+  readonly target: Target;
+  /** ref is the tag or digest to resolve or tag. */
+  readonly ref: string | undefined;
+  /** finish commits (docker-archive writes its file) after a successful write. */
+  finish(): Promise<void>;
+  readonly label: string;
+};
+
+/** openTarget opens a location for reading or writing. */
+export function openTarget(
+  location: Location,
+  options: RemoteOptions,
+  mode: 'read' | 'write',
+): OpenedTarget {
+  switch (location.kind) {
+    case 'registry': {
+      const ref = parseRef(location.reference);
+      return {
+        target: registryTarget(ref.repo, options),
+        ref: ref.digest ?? ref.tag,
+        finish: () => Promise.resolve(),
+        label: location.reference,
+      };
+    }
+    case 'oci':
+      return {
+        target: ociLayout(location.dir),
+        ref: location.tag,
+        finish: () => Promise.resolve(),
+        label: `oci:${location.dir}`,
+      };
+    case 'docker-archive': {
+      const archive: DockerArchive = dockerArchive(location.file, { mode });
+      return {
+        target: archive,
+        ref: location.tag,
+        finish: () =>
+          mode === 'write' ? archive.close({ signal: options.signal }) : Promise.resolve(),
+        label: `docker-archive:${location.file}`,
+      };
+    }
+  }
+}
+
+/** parseRef splits a registry reference into repository (host/name), tag and digest. */
+export function parseRef(text: string): {
+  repo: string;
+  tag: string;
+  digest: string | undefined;
+  full: string;
+} {
+  const r = parseReference(text);
+  return {
+    repo: `${r.registry}/${r.repository}`,
+    tag: r.tag ?? 'latest',
+    digest: r.digest,
+    full: r.toString(),
+  };
+}
+
+/** requireRef insists a local location names a tag. */
+export function requireRef(opened: OpenedTarget): string {
+  if (opened.ref === undefined) {
+    throw new LadingError(ErrorCode.InvalidArgument, `${opened.label} needs a tag (…:TAG)`);
+  }
+  return opened.ref;
+}
+
+/** seconds formats elapsed time since `start` (performance.now()). */
+export function seconds(start: number): number {
+  return Math.round((performance.now() - start) / 10) / 100;
+}

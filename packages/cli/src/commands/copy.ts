@@ -1,0 +1,141 @@
+import { mkdir } from 'node:fs/promises';
+import { ProgressEmitter, copy } from '@lading/core';
+import { extract } from '@lading/layers';
+import { pullImage } from '@lading/remote';
+import { UsageError } from '../exit.js';
+import { parseLocation, type Location } from '../transports.js';
+import { flag, openTarget, positional, remoteOptions, seconds, str } from './common.js';
+import type { Command, CommandContext } from './types.js';
+
+const cpUsage = `Usage: lading cp SRC DST [--platform OS/ARCH] [--all]
+
+Copies an image (or a whole index) between locations: registry references,
+oci:DIR[:TAG] and docker-archive:FILE[:TAG]. Children are copied before
+parents; blobs the destination has are skipped; within one registry they are
+mounted. Re-running an interrupted copy finishes it.
+
+Options:
+  --platform OS/ARCH[/VARIANT]  copy one platform out of an index
+  --all                         copy every platform (the default)
+  --jobs N                      transfers in flight (default 4)`;
+
+async function copyBetween(ctx: CommandContext, srcText: string, dstText: string): Promise<void> {
+  const start = performance.now();
+  const options = await remoteOptions(ctx);
+  const src = openTarget(parseLocation(srcText), options, 'read');
+  const dstLoc: Location = parseLocation(dstText);
+  const dst = openTarget(dstLoc, options, 'write');
+  const srcRef = src.ref ?? 'latest';
+  const dstRef = dst.ref ?? srcRef;
+  const platform = str(ctx, 'platform');
+  if (platform !== undefined && flag(ctx, 'all'))
+    throw new UsageError('--platform and --all exclude each other');
+  const jobsText = str(ctx, 'jobs');
+  const jobs = jobsText === undefined ? 4 : Number(jobsText);
+  if (!Number.isInteger(jobs) || jobs < 1)
+    throw new UsageError(`--jobs wants a positive integer, got ${JSON.stringify(jobsText)}`);
+  const progress = new ProgressEmitter();
+  progress.on('progress', ctx.out.progress);
+  let skipped = 0;
+  let mounted = 0;
+  const root = await copy(src.target, srcRef, dst.target, dstRef, {
+    signal: ctx.signal,
+    concurrency: jobs,
+    progress,
+    onSkipped: () => {
+      skipped++;
+    },
+    onMounted: () => {
+      mounted++;
+    },
+    ...(platform === undefined ? {} : { platform }),
+  });
+  await dst.finish();
+  ctx.out.result(
+    {
+      source: srcText,
+      destination: dstText,
+      digest: root.digest,
+      mediaType: root.mediaType,
+      size: root.size,
+      skipped,
+      mounted,
+      seconds: seconds(start),
+    },
+    flag(ctx, 'quiet')
+      ? root.digest
+      : `${dstText}\n${root.digest} (${seconds(start)} s, ${skipped} skipped, ${mounted} mounted)`,
+  );
+}
+
+const cpOptions = {
+  platform: { type: 'string' },
+  all: { type: 'boolean' },
+  jobs: { type: 'string' },
+} as const;
+
+/** cp is `lading cp SRC DST`. */
+export const cp: Command = {
+  usage: cpUsage,
+  options: cpOptions,
+  run: (ctx) =>
+    copyBetween(ctx, positional(ctx, 0, 'SRC', cpUsage), positional(ctx, 1, 'DST', cpUsage)),
+};
+
+const pushUsage = `Usage: lading push SRC REF
+
+Pushes a local image (oci:DIR[:TAG] or docker-archive:FILE[:TAG]) to a
+registry reference. Same options as lading cp.`;
+
+/** push is `lading push SRC REF`. */
+export const push: Command = {
+  usage: pushUsage,
+  options: cpOptions,
+  run: async (ctx) => {
+    const src = positional(ctx, 0, 'SRC', pushUsage);
+    const dst = positional(ctx, 1, 'REF', pushUsage);
+    if (parseLocation(src).kind === 'registry')
+      throw new UsageError(
+        'push copies a local image; for registry to registry use lading cp',
+        pushUsage,
+      );
+    if (parseLocation(dst).kind !== 'registry')
+      throw new UsageError('push writes to a registry reference', pushUsage);
+    await copyBetween(ctx, src, dst);
+  },
+};
+
+const pullUsage = `Usage: lading pull REF DEST [--platform OS/ARCH]
+
+Pulls an image from a registry. DEST is oci:DIR[:TAG] or
+docker-archive:FILE[:TAG] to keep the image, or a plain directory to unpack
+its filesystem into (whiteouts applied, paths that escape refused).`;
+
+/** pull is `lading pull REF DEST`. */
+export const pull: Command = {
+  usage: pullUsage,
+  options: cpOptions,
+  run: async (ctx) => {
+    const ref = positional(ctx, 0, 'REF', pullUsage);
+    const dest = positional(ctx, 1, 'DEST', pullUsage);
+    if (parseLocation(ref).kind !== 'registry')
+      throw new UsageError('pull reads from a registry reference', pullUsage);
+    if (dest.startsWith('oci:') || dest.startsWith('docker-archive:')) {
+      await copyBetween(ctx, ref, dest);
+      return;
+    }
+    const start = performance.now();
+    const options = await remoteOptions(ctx);
+    const image = await pullImage(ref, {
+      ...options,
+      platform: str(ctx, 'platform') ?? 'linux/amd64',
+    });
+    await mkdir(dest, { recursive: true });
+    await extract(await image.layers(), dest, { signal: ctx.signal });
+    const digest = await image.digest();
+    ctx.out.result(
+      { reference: ref, digest, directory: dest, seconds: seconds(start) },
+      flag(ctx, 'quiet') ? digest : `${dest}\n${digest} (${seconds(start)} s)`,
+    );
+  },
+};

@@ -1,0 +1,151 @@
+import {
+  ErrorCode,
+  LadingError,
+  MAX_MANIFEST_SIZE,
+  parseConfigFile,
+  parseManifest,
+  parsePlatform,
+  platformMatches,
+  readCapped,
+  type Descriptor,
+} from '@lading/core';
+import { RegistryClient } from '@lading/remote';
+import { UsageError } from '../exit.js';
+import { parseLocation } from '../transports.js';
+import {
+  openTarget,
+  parseRef,
+  positional,
+  remoteOptions,
+  str,
+  type OpenedTarget,
+} from './common.js';
+import type { Command, CommandContext } from './types.js';
+
+async function root(
+  ctx: CommandContext,
+  usage: string,
+): Promise<{ opened: OpenedTarget; desc: Descriptor }> {
+  const text = positional(ctx, 0, 'LOCATION', usage);
+  const opened = openTarget(parseLocation(text), await remoteOptions(ctx), 'read');
+  const desc = await opened.target.resolve(opened.ref ?? 'latest', { signal: ctx.signal });
+  return { opened, desc };
+}
+
+async function readManifest(
+  opened: OpenedTarget,
+  desc: Descriptor,
+  signal: AbortSignal,
+): Promise<Buffer> {
+  return readCapped(await opened.target.fetch(desc, { signal }), MAX_MANIFEST_SIZE, signal);
+}
+
+const platformOption = { platform: { type: 'string' } } as const;
+
+const digestUsage =
+  'Usage: lading digest LOCATION\n\nPrints the digest of the manifest LOCATION points at.';
+/** digest is `lading digest`. */
+export const digest: Command = {
+  usage: digestUsage,
+  options: {},
+  run: async (ctx) => {
+    const { desc } = await root(ctx, digestUsage);
+    ctx.out.result(desc, desc.digest);
+  },
+};
+
+const manifestUsage =
+  'Usage: lading manifest LOCATION [--platform OS/ARCH]\n\nPrints the manifest (or index) as stored; with --platform, the matching image manifest of an index.';
+
+/** resolveImageManifest follows an index to one platform's manifest. */
+async function platformManifest(
+  ctx: CommandContext,
+  opened: OpenedTarget,
+  desc: Descriptor,
+  platform: string | undefined,
+): Promise<{ desc: Descriptor; bytes: Buffer }> {
+  const bytes = await readManifest(opened, desc, ctx.signal);
+  const parsed = parseManifest(bytes, desc.mediaType);
+  if (parsed.kind !== 'index' || platform === undefined) return { desc, bytes };
+  const want = parsePlatform(platform);
+  const child = parsed.manifest.manifests.find((m) => platformMatches(want, m.platform));
+  if (child === undefined)
+    throw new LadingError(ErrorCode.NotFound, `no ${platform} image in the index ${desc.digest}`);
+  return platformManifest(ctx, opened, child, undefined);
+}
+
+/** manifest is `lading manifest`. */
+export const manifest: Command = {
+  usage: manifestUsage,
+  options: platformOption,
+  run: async (ctx) => {
+    const r = await root(ctx, manifestUsage);
+    const { bytes } = await platformManifest(ctx, r.opened, r.desc, str(ctx, 'platform'));
+    const value = JSON.parse(bytes.toString('utf8')) as unknown;
+    ctx.out.result(value, JSON.stringify(value, null, 2));
+  },
+};
+
+const configUsage =
+  'Usage: lading config LOCATION [--platform OS/ARCH]\n\nPrints the image config (an index needs --platform; default linux/amd64).';
+/** config is `lading config`. */
+export const config: Command = {
+  usage: configUsage,
+  options: platformOption,
+  run: async (ctx) => {
+    const r = await root(ctx, configUsage);
+    const { desc, bytes } = await platformManifest(
+      ctx,
+      r.opened,
+      r.desc,
+      str(ctx, 'platform') ?? 'linux/amd64',
+    );
+    const parsed = parseManifest(bytes, desc.mediaType);
+    if (parsed.kind !== 'image')
+      throw new LadingError(
+        ErrorCode.UnsupportedMediaType,
+        `${desc.digest} is not an image manifest`,
+      );
+    const raw = await readCapped(
+      await r.opened.target.fetch(parsed.manifest.config, { signal: ctx.signal }),
+      MAX_MANIFEST_SIZE,
+      ctx.signal,
+    );
+    const value = parseConfigFile(raw);
+    ctx.out.result(value, JSON.stringify(value, null, 2));
+  },
+};
+
+const lsUsage =
+  'Usage: lading ls REPOSITORY\n\nLists the tags of a registry repository (host/name).';
+/** ls is `lading ls`. */
+export const ls: Command = {
+  usage: lsUsage,
+  options: {},
+  run: async (ctx) => {
+    const ref = parseRef(positional(ctx, 0, 'REPOSITORY', lsUsage));
+    const slash = ref.repo.indexOf('/');
+    const client = new RegistryClient(ref.repo.slice(0, slash), await remoteOptions(ctx));
+    const tags = await client.listTags(ref.repo.slice(slash + 1), { signal: ctx.signal });
+    ctx.out.result({ repository: ref.repo, tags }, tags.join('\n'));
+  },
+};
+
+const catalogUsage =
+  'Usage: lading catalog REGISTRY\n\nLists the repositories of a registry (host[:port]).';
+/** catalog is `lading catalog`. */
+export const catalog: Command = {
+  usage: catalogUsage,
+  options: {},
+  run: async (ctx) => {
+    const host = positional(ctx, 0, 'REGISTRY', catalogUsage);
+    if (host.includes('/'))
+      throw new UsageError(
+        `catalog wants a registry host, got ${JSON.stringify(host)}`,
+        catalogUsage,
+      );
+    const client = new RegistryClient(host, await remoteOptions(ctx));
+    const repositories = await client.catalog({ signal: ctx.signal });
+    ctx.out.result({ registry: host, repositories }, repositories.join('\n'));
+  },
+};

@@ -1,0 +1,18 @@
+import type { ParseArgsConfig } from 'node:util';
+import type { Output } from '../output.js';
+
+/** CommandContext is what every command receives. */
+export interface CommandContext {
+  readonly values: Readonly<Record<string, string | boolean | string[] | undefined>>;
+  readonly positionals: readonly string[];
+  readonly out: Output;
+  readonly signal: AbortSignal;
+  readonly stdin: NodeJS.ReadableStream;
+}
+
+/** Command is one `lading` subcommand. */
+export interface Command {
+  readonly usage: string;
+  readonly options: NonNullable<ParseArgsConfig['options']>;
+  run(ctx: CommandContext): Promise<void>;
+}

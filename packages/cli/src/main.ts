@@ -1,0 +1,124 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { ExitCode, UsageError, classify, describe } from './exit.js';
+import { Output, type OutputMode } from './output.js';
+import { commands, type CommandContext } from './commands/index.js';
+
+const globalOptions = {
+  json: { type: 'boolean' },
+  quiet: { type: 'boolean', short: 'q' },
+  debug: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  insecure: { type: 'boolean' },
+  username: { type: 'string', short: 'u' },
+  password: { type: 'string', short: 'p' },
+  'password-stdin': { type: 'boolean' },
+} as const satisfies ParseArgsConfig['options'];
+
+/** usage is the top-level help. */
+export const usage = `lading — build and move container images without a daemon
+
+Usage: lading <command> [options]
+
+Commands:
+  build DIR --dest LOCATION   build an image from a directory and write it
+  cp SRC DST                  copy an image between locations
+  push SRC REF                copy a local image (oci:/docker-archive:) to a registry
+  pull REF DST                copy an image from a registry to a local location
+  digest LOCATION             print the manifest digest
+  manifest LOCATION           print the manifest
+  config LOCATION             print the image config
+  ls REPOSITORY               list tags
+  catalog REGISTRY            list repositories
+  auth check REF              exit 0 if you may push to REF
+  auth login REGISTRY         store credentials in the docker config
+  auth logout REGISTRY        remove stored credentials
+  serve                       run the embedded registry
+
+Locations: a registry reference (host[:port]/repo[:tag]), oci:DIR[:TAG],
+docker-archive:FILE[:TAG].
+
+Global options: --json, --quiet, --debug, --insecure, -u/--username,
+-p/--password, --password-stdin, -h/--help.
+
+Exit codes: 0 ok, 1 failure, 2 usage, 3 auth, 4 not found, 5 network.`;
+
+/** main runs the CLI and returns the exit code (it never throws). */
+export async function main(
+  argv: readonly string[],
+  io: {
+    stdout?: NodeJS.WritableStream;
+    stderr?: NodeJS.WritableStream;
+    stdin?: NodeJS.ReadableStream;
+  } = {},
+): Promise<number> {
+  const stdout = io.stdout ?? process.stdout;
+  const stderr = io.stderr ?? process.stderr;
+  const debug = argv.includes('--debug');
+  const json = argv.includes('--json');
+  const quiet = argv.includes('--quiet') || argv.includes('-q');
+  const isTty = 'isTTY' in stderr && stderr.isTTY && process.env.CI === undefined;
+  const mode: OutputMode = json ? 'json' : quiet ? 'quiet' : isTty ? 'tty' : 'plain';
+  const out = new Output(mode, stdout, stderr);
+  const controller = new AbortController();
+  const onSignal = (): void => {
+    controller.abort(new Error('interrupted'));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const [name, ...rest] = argv;
+    if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+      out.result({ usage }, usage);
+      return name === undefined ? ExitCode.Usage : ExitCode.Ok;
+    }
+    if (name === '--version' || name === 'version') {
+      out.result({ version: '0.1.0' }, '0.1.0');
+      return ExitCode.Ok;
+    }
+    const command = commands[name];
+    if (command === undefined)
+      throw new UsageError(
+        `unknown command ${JSON.stringify(name)}`,
+        'lading --help lists the commands',
+      );
+    let parsed;
+    try {
+      parsed = parseArgs({
+        args: rest,
+        options: { ...globalOptions, ...command.options },
+        allowPositionals: true,
+        strict: true,
+      });
+    } catch (err) {
+      throw new UsageError(
+        `${name}: ${(err as Error).message.replace(/\. To specify.*$/s, '')}`,
+        `lading ${name} --help`,
+      );
+    }
+    if (parsed.values.help === true) {
+      out.result({ usage: command.usage }, command.usage);
+      return ExitCode.Ok;
+    }
+    const ctx: CommandContext = {
+      values: parsed.values,
+      positionals: parsed.positionals,
+      out,
+      signal: controller.signal,
+      stdin: io.stdin ?? process.stdin,
+    };
+    await command.run(ctx);
+    return ExitCode.Ok;
+  } catch (err) {
+    const { code, hint } = classify(err);
+    out.error(describe(err), hint);
+    if (debug && err instanceof Error)
+      stderr.write(
+        `${err.stack ?? ''}\n${err.cause instanceof Error ? `cause: ${err.cause.stack ?? ''}\n` : ''}`,
+      );
+    return code;
+  } finally {
+    out.stop();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
