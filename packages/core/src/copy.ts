@@ -27,8 +27,13 @@ export interface CopyOptions extends IoOptions {
   readonly progress?: ProgressEmitter;
   /** preCopy runs before a node is looked at; return `'skip'` to leave it out. */
   readonly preCopy?: (desc: Descriptor) => CopyHookResult | Promise<CopyHookResult>;
-  /** postCopy runs once a node has been pushed to the destination (children first). */
-  readonly postCopy?: (desc: Descriptor) => unknown;
+  /**
+   * postCopy runs once a node has been pushed to the destination (children
+   * first). For manifests it also receives the verified manifest bytes, so a
+   * caller can read the graph as it is copied; blobs can be read back with
+   * `dst.fetch(desc)`.
+   */
+  readonly postCopy?: (desc: Descriptor, manifest?: Uint8Array) => unknown;
   /** onSkipped runs for a node the destination already had (its sub-graph is not visited). */
   readonly onSkipped?: (desc: Descriptor) => unknown;
   /** onMounted runs for a blob mounted from another repository of the same registry. */
@@ -425,7 +430,7 @@ class CopyRun {
         this.#dst.push(desc, Readable.from([bytes], { objectMode: false }), io),
       );
       o.progress?.emit('progress', { type: 'manifest-done', digest: desc.digest, size: desc.size });
-      await o.postCopy?.(desc);
+      await o.postCopy?.(desc, bytes);
       return;
     }
     const from = this.#mountFrom;

@@ -177,6 +177,10 @@ export async function writeImage(
 /**
  * writeIndex writes every child of an index (images with {@link writeImage},
  * nested indexes recursively), then the index manifest, then the tag.
+ * `ImageIndex.children()` describes each child by digest before handing it
+ * out, so the children's layers must be able to report their digests
+ * without being pushed first (bytes, opener and remote layers): an index
+ * over single-pass stream layers cannot be written this way.
  * @throws DIGEST_MISMATCH when a child's written digest is not the one the index lists.
  */
 export async function writeIndex(

@@ -3,6 +3,11 @@ import { Readable } from 'node:stream';
 import {
   MediaType,
   ProgressEmitter,
+  appendLayers,
+  emptyImage,
+  imageIndex,
+  withPlatform,
+  writeIndex,
   copy,
   digestOf,
   isLadingError,
@@ -186,6 +191,25 @@ describe('copy', () => {
     expect(new Set(rec.pushed).size).toBe(rec.pushed.length);
   });
 
+  it('hands postCopy the verified manifest bytes so the graph can be read on the fly', async () => {
+    const { src, amd, arm, index } = await multiArch();
+    const seen = new Map<string, unknown>();
+    await copy(src, 'multi', memoryTarget(), undefined, {
+      postCopy: (d, manifest) => {
+        if (manifest !== undefined) {
+          expect(digestOf(manifest)).toBe(d.digest);
+          seen.set(d.digest, JSON.parse(Buffer.from(manifest).toString('utf8')));
+        }
+      },
+    });
+    expect([...seen.keys()].sort()).toEqual(
+      [index.digest, amd.manifest.digest, arm.manifest.digest].sort(),
+    );
+    expect(seen.get(index.digest)).toMatchObject({
+      manifests: [{ digest: amd.manifest.digest }, {}],
+    });
+  });
+
   it('leaves a node out when preCopy answers skip', async () => {
     const { src, arm } = await multiArch(false);
     const dst = memoryTarget();
@@ -335,6 +359,31 @@ describe('copy', () => {
     expect(mounted.every(([, from]) => from === 'team/a')).toBe(true);
     expect(a.fetches).toBe(1); // only the manifest was read
     expect((await b.resolve('v1')).digest).toBe(img.manifest.digest);
+  });
+});
+
+describe('writeIndex', () => {
+  it('writes every platform image, then the index, and copies one platform out', async () => {
+    const amd = withPlatform(appendLayers(emptyImage(), layerFromBytes(tarBytes('amd'))), {
+      os: 'linux',
+      architecture: 'amd64',
+    });
+    const arm = withPlatform(appendLayers(emptyImage(), layerFromBytes(tarBytes('arm', 9000))), {
+      os: 'linux',
+      architecture: 'arm64',
+    });
+    const index = imageIndex([{ image: amd }, { image: arm }]);
+    const t = memoryTarget();
+    const rec = new RecordingTarget(t);
+    const desc = await writeIndex(rec, 'v1', index);
+    expect(desc.digest).toBe(await index.digest());
+    expect(rec.pushed.at(-1)).toBe(desc.digest);
+    expect(rec.pushed).toHaveLength(7);
+    expect(await danglingChildren(t)).toEqual([]);
+    expect((await t.resolve('v1')).digest).toBe(desc.digest);
+    const dst = memoryTarget();
+    const root = await copy(t, 'v1', dst, 'arm', { platform: 'linux/arm64' });
+    expect(root.digest).toBe(await arm.digest());
   });
 });
 
