@@ -24,7 +24,7 @@ import {
   sendJson,
   splitUrl,
 } from './internal/http.js';
-import { normalizeContentType, parseManifest, referrerDescriptor } from './internal/manifest.js';
+import { parseManifest, referrerDescriptor } from './internal/manifest.js';
 import { isRepositoryName, isTag } from './names.js';
 import { memoryStorage } from './storage/memory.js';
 import type { CompletionResponse, RegistryStorage, UploadStore } from './storage/types.js';
@@ -936,7 +936,7 @@ class RegistryImpl {
     if (declared !== undefined && bytes.length !== declared) {
       throw new HttpError(400, SpecErrorCode.SizeInvalid, 'body shorter than declared');
     }
-    const parsed = parseManifest(bytes, normalizeContentType(req.headers['content-type']));
+    const parsed = parseManifest(bytes, req.headers['content-type']);
     const algorithm = refDigest === undefined ? 'sha256' : digestAlgorithm(refDigest);
     const digest = `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}` as Digest;
     if (refDigest !== undefined && refDigest !== digest) {
