@@ -126,30 +126,52 @@ function memo<T>(compute: () => Promise<T>): () => Promise<T> {
 class MutatedImage implements Image {
   readonly mediaType: MediaTypeString;
   readonly #root: Image;
-  readonly #steps: readonly Changes[];
+  readonly #parent: MutatedImage | undefined;
+  readonly #change: Changes;
+  /** #override is the family the last step that set one asked for. */
+  readonly #override: MediaTypeFamily | undefined;
   readonly #family: MediaTypeFamily;
   /** #retyped says some step changed the family, so every media type is mapped. */
   readonly #retyped: boolean;
   readonly #configTouched: boolean;
-  readonly #adds: readonly Addendum[];
+  #flat: { steps: readonly Changes[]; adds: readonly Addendum[] } | undefined;
 
   constructor(base: Image, change: Changes) {
-    if (base instanceof MutatedImage) {
-      this.#root = base.#root;
-      this.#steps = [...base.#steps, change];
-    } else {
-      this.#root = base;
-      this.#steps = [change];
-    }
-    const override = this.#steps.findLast((c) => c.family !== undefined)?.family;
-    this.#retyped = override !== undefined;
-    this.#family = override ?? familyOf(this.#root.mediaType);
-    this.#adds = this.#steps.flatMap((c) => c.adds ?? []);
-    this.#configTouched = this.#adds.length > 0 || this.#steps.some((c) => c.config !== undefined);
+    // Constant work per mutation: the step list is only walked when a value
+    // is first computed.
+    const parent = base instanceof MutatedImage ? base : undefined;
+    this.#parent = parent;
+    this.#root = parent === undefined ? base : parent.#root;
+    this.#change = change;
+    this.#override = change.family ?? (parent === undefined ? undefined : parent.#override);
+    this.#retyped = this.#override !== undefined;
+    this.#family = this.#override ?? familyOf(this.#root.mediaType);
+    this.#configTouched =
+      (parent !== undefined && parent.#configTouched) ||
+      (change.adds?.length ?? 0) > 0 ||
+      change.config !== undefined;
     this.mediaType =
       !this.#retyped && isImageManifestMediaType(this.#root.mediaType)
         ? this.#root.mediaType
         : manifestTypeFor(this.#family);
+  }
+
+  get #steps(): readonly Changes[] {
+    return this.#flatten().steps;
+  }
+
+  get #adds(): readonly Addendum[] {
+    return this.#flatten().adds;
+  }
+
+  #flatten(): { steps: readonly Changes[]; adds: readonly Addendum[] } {
+    if (this.#flat === undefined) {
+      const steps: Changes[] = [this.#change];
+      for (let at = this.#parent; at !== undefined; at = at.#parent) steps.push(at.#change);
+      steps.reverse();
+      this.#flat = { steps, adds: steps.flatMap((c) => c.adds ?? []) };
+    }
+    return this.#flat;
   }
 
   readonly #config = memo(async (): Promise<ConfigFile> => {
@@ -164,11 +186,11 @@ class MutatedImage implements Image {
       if (adds.length > 0) {
         const ids = diffIds.slice(next, next + adds.length);
         next += adds.length;
-        cfg.rootfs = { type: 'layers', diff_ids: [...cfg.rootfs.diff_ids, ...ids] };
-        cfg.history = [
-          ...(cfg.history ?? []),
+        // cfg is our own clone: push in place (spreading per step is quadratic).
+        cfg.rootfs.diff_ids.push(...ids);
+        (cfg.history ??= []).push(
           ...adds.map((a) => ({ ...(a.history ?? { created_by: DEFAULT_CREATED_BY }) })),
-        ];
+        );
       }
       step.config?.(cfg);
     }
