@@ -14,6 +14,8 @@ import {
   writeImage,
   type Descriptor,
   type IndexManifest,
+  type IoOptions,
+  type Target,
 } from '@lading/core';
 import { ociLayout, refNameAnnotation } from '../src/index.js';
 import { OnceLayer, lazyImage, run, tarOf, tempDir } from './helpers.js';
@@ -239,6 +241,61 @@ describe('ociLayout', () => {
     await utimes(lock, old, old);
     await layout.tag(desc, 'v2');
     expect(await layout.tags()).toEqual(['v1', 'v2']);
+    expect((await readdir(dir)).sort()).toEqual(['blobs', 'index.json', 'oci-layout']);
+  });
+
+  it('finishes an interrupted copy into a layout on re-run without dangling manifests', async () => {
+    const src = memoryTarget();
+    const image = await sampleImage();
+    await writeImage(src, 'v1', image);
+    const total = src.digests().length;
+    for (let ok = 0; ok < total; ok++) {
+      const dir = await scratch();
+      const layout = ociLayout(dir);
+      let pushes = 0;
+      const flaky: Target = {
+        resolve: (r, o?: IoOptions) => layout.resolve(r, o),
+        fetch: (d, o?: IoOptions) => layout.fetch(d, o),
+        exists: (d, o?: IoOptions) => layout.exists(d, o),
+        tag: (d, r, o?: IoOptions) => layout.tag(d, r, o),
+        push: async (d, c, o?: IoOptions) => {
+          if (pushes++ >= ok) {
+            c.destroy();
+            throw new Error('disk full (injected)');
+          }
+          await layout.push(d, c, o);
+        },
+      };
+      await expect(copy(src, 'v1', flaky, 'v1')).rejects.toThrow('disk full (injected)');
+      expect(await layout.tags()).toEqual([]);
+      // every manifest present has all its children
+      const manifest = await image.manifest();
+      const desc = await src.resolve('v1');
+      if (await layout.exists(desc)) {
+        for (const d of [manifest.config, ...manifest.layers])
+          expect(await layout.exists(d)).toBe(true);
+      }
+      expect((await readdir(dir)).filter((n) => n.startsWith('.lading-tmp-'))).toEqual([]);
+      await copy(src, 'v1', layout, 'v1');
+      const { stdout } = await run('skopeo', ['inspect', `oci:${dir}:v1`]);
+      expect((JSON.parse(stdout) as { Digest: string }).Digest).toBe(desc.digest);
+    }
+  });
+
+  it('removes the temp file when a push is aborted mid-stream', async () => {
+    const dir = await scratch();
+    const layout = ociLayout(dir);
+    await layout.init();
+    const ctl = new AbortController();
+    async function* slow() {
+      yield Buffer.alloc(1000, 1);
+      ctl.abort();
+      await new Promise((r) => setTimeout(r, 20));
+      yield Buffer.alloc(1000, 2);
+    }
+    const desc: Descriptor = { mediaType: 'x', digest: digestOf(Buffer.alloc(2000)), size: 2000 };
+    const err = await caught(layout.push(desc, Readable.from(slow()), { signal: ctl.signal }));
+    expect((err as Error).name).toBe('AbortError');
     expect((await readdir(dir)).sort()).toEqual(['blobs', 'index.json', 'oci-layout']);
   });
 });

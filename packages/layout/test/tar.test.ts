@@ -1,0 +1,97 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import * as tar from 'tar-stream';
+import { isLadingError } from '@lading/core';
+import { indexTar, resolveEntry, tarEnd, tarHeader, tarPadding } from '../src/internal/tar.js';
+import { tempDir } from './helpers.js';
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0)) await c();
+});
+
+async function read(file: string, start: number, size: number): Promise<string> {
+  if (size === 0) return '';
+  const chunks: Buffer[] = [];
+  for await (const c of createReadStream(file, { start, end: start + size - 1 })) {
+    chunks.push(c as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+describe('indexTar', () => {
+  it('locates entries with PAX long names, links and directories written by tar-stream', async () => {
+    const t = await tempDir();
+    cleanups.push(t.cleanup);
+    const file = join(t.dir, 'a.tar');
+    const long = `${'d'.repeat(120)}/${'f'.repeat(130)}.txt`;
+    const pack = tar.pack();
+    pack.entry({ name: 'dir/', type: 'directory' });
+    pack.entry({ name: './dir/short.txt' }, 'short');
+    pack.entry({ name: long }, 'long content');
+    pack.entry({ name: 'dir/link', type: 'symlink', linkname: '../' + long });
+    pack.entry({ name: 'hard', type: 'link', linkname: 'dir/short.txt' });
+    pack.entry({ name: 'empty' }, '');
+    pack.finalize();
+    await pipeline(pack, createWriteStream(file));
+    const entries = await indexTar(file);
+    expect([...entries.keys()].sort()).toEqual(
+      ['dir', 'dir/link', 'dir/short.txt', 'empty', 'hard', long].sort(),
+    );
+    const s = resolveEntry(entries, 'dir/short.txt')!;
+    expect(await read(file, s.offset, s.size)).toBe('short');
+    const l = resolveEntry(entries, 'dir/link')!;
+    expect(l.name).toBe(long);
+    expect(await read(file, l.offset, l.size)).toBe('long content');
+    expect(resolveEntry(entries, 'hard')?.name).toBe('dir/short.txt');
+    expect(resolveEntry(entries, 'empty')?.size).toBe(0);
+    expect(resolveEntry(entries, 'missing')).toBeUndefined();
+  });
+
+  it('writes headers tar-stream reads back', async () => {
+    const t = await tempDir();
+    cleanups.push(t.cleanup);
+    const file = join(t.dir, 'b.tar');
+    const body = Buffer.from('x'.repeat(700));
+    await writeFile(
+      file,
+      Buffer.concat([
+        tarHeader('d/', 0, 'directory'),
+        tarHeader('d/f', body.length),
+        body,
+        tarPadding(body.length),
+        tarEnd(),
+      ]),
+    );
+    const seen: [string, string, number][] = [];
+    const extract = tar.extract();
+    const done = (async () => {
+      for await (const e of extract) {
+        let n = 0;
+        for await (const c of e) n += (c as Buffer).length;
+        seen.push([e.header.name, e.header.type, n]);
+      }
+    })();
+    await pipeline(createReadStream(file), extract);
+    await done;
+    expect(seen).toEqual([
+      ['d/', 'directory', 0],
+      ['d/f', 'file', 700],
+    ]);
+  });
+
+  it('rejects a corrupt header with INVALID_ARGUMENT', async () => {
+    const t = await tempDir();
+    cleanups.push(t.cleanup);
+    const file = join(t.dir, 'c.tar');
+    const h = tarHeader('x', 0);
+    h[0] = 0x79; // breaks the checksum
+    await writeFile(file, Buffer.concat([h, tarEnd()]));
+    await expect(indexTar(file)).rejects.toSatisfy((e: unknown) =>
+      isLadingError(e, 'INVALID_ARGUMENT'),
+    );
+  });
+});
