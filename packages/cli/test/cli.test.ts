@@ -1,0 +1,287 @@
+import { execFile } from 'node:child_process';
+import {
+  chmod,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readFile,
+  readdir,
+  readlink,
+  rm,
+  symlink,
+  utimes,
+  writeFile,
+} from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRegistry, memoryStorage, type Registry } from '@lading/registry';
+import { startDistributionRegistry, freePort, type DistributionRegistry } from '@lading/testing';
+import { main } from '../src/index.js';
+
+const run = promisify(execFile);
+const bin = fileURLToPath(new URL('../bin/lading.js', import.meta.url));
+
+class Sink extends Writable {
+  text = '';
+  override _write(chunk: Buffer, _e: BufferEncoding, cb: () => void): void {
+    this.text += chunk.toString();
+    cb();
+  }
+}
+
+async function lading(
+  ...argv: string[]
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const stdout = new Sink();
+  const stderr = new Sink();
+  const code = await main(argv, { stdout, stderr });
+  return { code, stdout: stdout.text, stderr: stderr.text };
+}
+
+/** tree reads a directory as path → type:mode:content, the way an unpacked image is compared. */
+async function tree(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const walk = async (d: string): Promise<void> => {
+    for (const name of (await readdir(d)).sort()) {
+      const p = join(d, name);
+      const st = await lstat(p);
+      const key = relative(dir, p);
+      if (st.isSymbolicLink()) out[key] = `l:${await readlink(p)}`;
+      else if (st.isDirectory()) {
+        out[key] = `d:${(st.mode & 0o777).toString(8)}`;
+        await walk(p);
+      } else
+        out[key] = `f:${(st.mode & 0o777).toString(8)}:${(await readFile(p)).toString('base64')}`;
+    }
+  };
+  await walk(dir);
+  return out;
+}
+
+let work: string;
+let src: string;
+let registry: Registry;
+let host: string;
+let debian: DistributionRegistry;
+let debianAuth: DistributionRegistry;
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'lading-cli-'));
+  src = join(work, 'src');
+  await mkdir(join(src, 'bin'), { recursive: true });
+  await mkdir(join(src, 'etc', 'deep', 'er'), { recursive: true });
+  await writeFile(join(src, 'bin', 'tool'), '#!/bin/sh\necho tool\n');
+  await chmod(join(src, 'bin', 'tool'), 0o755);
+  await writeFile(join(src, 'etc', 'deep', 'er', 'conf'), 'x=1\n');
+  await writeFile(join(src, 'big.bin'), Buffer.alloc(3 * 1024 * 1024, 7));
+  await writeFile(join(src, `${'n'.repeat(120)}.txt`), 'long name');
+  await symlink('bin/tool', join(src, 'run'));
+  registry = createRegistry({ storage: memoryStorage() });
+  host = new URL((await registry.listen({ host: '127.0.0.1', port: 0 })).url).host;
+  debian = await startDistributionRegistry();
+  debianAuth = await startDistributionRegistry({
+    htpasswd: { username: 'ci', password: 'right-password' },
+  });
+});
+
+afterAll(async () => {
+  await registry.close();
+  await debian.stop();
+  await debianAuth.stop();
+  await rm(work, { recursive: true, force: true });
+});
+
+describe('lading usage errors', () => {
+  it('exits 2 with one line and a hint when the command is unknown', async () => {
+    const r = await lading('frobnicate');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^lading: unknown command "frobnicate"\nhint: /);
+  });
+
+  it('exits 2 on an unknown flag, without a stack trace', async () => {
+    const r = await lading('build', src, `${host}/x/y:1`, '--no-such-flag');
+    expect(r.code).toBe(2);
+    expect(r.stderr.split('\n').filter(Boolean)).toHaveLength(2);
+    expect(r.stderr).not.toMatch(/\bat .*\.js:\d+/);
+  });
+
+  it('exits 2 on an invalid reference and quotes it', async () => {
+    const r = await lading('build', src, `${host}/UPPER/case:1`);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('UPPER/case');
+  });
+
+  it('exits 2 on a bad --platform and a missing destination', async () => {
+    expect((await lading('build', src, `${host}/a/b:1`, '--platform', 'linux')).code).toBe(2);
+    expect((await lading('build', src)).code).toBe(2);
+  });
+
+  it('prints the stack only with --debug', async () => {
+    const r = await lading('digest', '127.0.0.1:1/none/here:v1', '--debug');
+    expect(r.code).toBe(5);
+    expect(r.stderr).toMatch(/\n\s+at /);
+  });
+});
+
+describe('lading build', () => {
+  it('pushes a directory to a registry and pulls back the same tree', async () => {
+    const r = await lading(
+      'build',
+      src,
+      `${host}/cli/app:v1`,
+      '--entrypoint',
+      '["/run"]',
+      '--env',
+      'A=1',
+      '--label',
+      'k=v',
+      '--json',
+    );
+    expect(r.code).toBe(0);
+    const result = JSON.parse(r.stdout) as { digest: string };
+    expect(result.digest).toMatch(/^sha256:[a-f0-9]{64}$/);
+    const d = await lading('digest', `${host}/cli/app:v1`);
+    expect(d.stdout.trim()).toBe(result.digest);
+    const cfg = JSON.parse((await lading('config', `${host}/cli/app:v1`, '--json')).stdout) as {
+      config: { Entrypoint: string[]; Env: string[]; Labels: Record<string, string> };
+    };
+    expect(cfg.config.Entrypoint).toEqual(['/run']);
+    expect(cfg.config.Env).toContain('A=1');
+    expect(cfg.config.Labels).toEqual({ k: 'v' });
+    const out = join(work, 'pulled');
+    expect((await lading('pull', `${host}/cli/app:v1`, out)).code).toBe(0);
+    expect(await tree(out)).toEqual(await tree(src));
+  });
+
+  it('is reproducible: the same digest after touching every file', async () => {
+    const a = (await lading('build', src, `${host}/cli/repro:a`, '-q')).stdout.trim();
+    const later = new Date(Date.now() + 60_000);
+    for (const f of ['bin/tool', 'etc/deep/er/conf', 'big.bin'])
+      await utimes(join(src, f), later, later);
+    const b = (await lading('build', src, `${host}/cli/repro:b`, '-q')).stdout.trim();
+    expect(a).toMatch(/^sha256:/);
+    expect(b).toBe(a);
+  });
+
+  it('writes an OCI layout that skopeo and umoci unpack to the source tree', async () => {
+    const layout = join(work, 'layout');
+    const r = await lading('build', src, `oci:${layout}:v1`);
+    expect(r.code).toBe(0);
+    const bundle = join(work, 'bundle');
+    await run('umoci', ['unpack', '--rootless', '--image', `${layout}:v1`, bundle]);
+    expect(await tree(join(bundle, 'rootfs'))).toEqual(await tree(src));
+  });
+
+  it('pushes from a layout to the CNCF registry, which skopeo pulls back identically', async () => {
+    const layout = join(work, 'layout2');
+    expect((await lading('build', src, `oci:${layout}:v2`)).code).toBe(0);
+    const p = await lading(
+      'push',
+      `oci:${layout}:v2`,
+      `${debian.host}/cli/from-layout:v2`,
+      '--json',
+    );
+    expect(p.code).toBe(0);
+    const pushed = JSON.parse(p.stdout) as { digest: string };
+    const { stdout } = await run('skopeo', [
+      'inspect',
+      '--tls-verify=false',
+      '--raw',
+      `docker://${debian.host}/cli/from-layout:v2`,
+    ]);
+    const { createHash } = await import('node:crypto');
+    expect(`sha256:${createHash('sha256').update(stdout).digest('hex')}`).toBe(pushed.digest);
+    const back = join(work, 'skopeo-layout');
+    await run('skopeo', [
+      'copy',
+      '--src-tls-verify=false',
+      `docker://${debian.host}/cli/from-layout:v2`,
+      `oci:${back}:v2`,
+    ]);
+    const bundle = join(work, 'bundle2');
+    await run('umoci', ['unpack', '--rootless', '--image', `${back}:v2`, bundle]);
+    expect(await tree(join(bundle, 'rootfs'))).toEqual(await tree(src));
+  });
+
+  it('writes a docker archive that skopeo reads', async () => {
+    const file = join(work, 'image.tar');
+    expect((await lading('build', src, `docker-archive:${file}:cli/app:v3`)).code).toBe(0);
+    const { stdout } = await run('skopeo', ['inspect', `docker-archive:${file}`]);
+    expect((JSON.parse(stdout) as { Layers: unknown[] }).Layers).toHaveLength(1);
+  });
+});
+
+describe('lading against failures', () => {
+  it('exits 3 on wrong credentials, leaves no tag, and never prints the password', async () => {
+    const r = await lading(
+      'build',
+      src,
+      `${debianAuth.host}/cli/denied:v1`,
+      '-u',
+      'ci',
+      '-p',
+      'wrong-password',
+    );
+    expect(r.code).toBe(3);
+    expect(r.stderr).not.toContain('wrong-password');
+    expect(r.stderr.split('\n').filter(Boolean).length).toBeLessThanOrEqual(2);
+    const ls = await lading(
+      'ls',
+      `${debianAuth.host}/cli/denied`,
+      '-u',
+      'ci',
+      '-p',
+      'right-password',
+    );
+    expect(ls.code).toBe(4);
+  });
+
+  it('auth check exits 0 with push rights and 3 without', async () => {
+    expect(
+      (
+        await lading(
+          'auth',
+          'check',
+          `${debianAuth.host}/cli/check`,
+          '-u',
+          'ci',
+          '-p',
+          'right-password',
+        )
+      ).code,
+    ).toBe(0);
+    expect(
+      (await lading('auth', 'check', `${debianAuth.host}/cli/check`, '-u', 'ci', '-p', 'nope'))
+        .code,
+    ).toBe(3);
+    expect((await lading('auth', 'check', `${debianAuth.host}/cli/check`)).code).toBe(3);
+  });
+
+  it('exits 4 for a missing image and 5 when nothing listens', async () => {
+    expect((await lading('manifest', `${host}/cli/missing:v1`)).code).toBe(4);
+    expect((await lading('digest', `oci:${join(work, 'nope')}:v1`)).code).toBe(4);
+    const port = await freePort();
+    const r = await lading('cp', `127.0.0.1:${port}/a/b:v1`, `oci:${join(work, 'x')}:v1`);
+    expect(r.code).toBe(5);
+  });
+
+  it('copies between registries and skips what is there on a re-run', async () => {
+    expect((await lading('cp', `${host}/cli/app:v1`, `${debian.host}/cli/copied:v1`)).code).toBe(0);
+    const again = JSON.parse(
+      (await lading('cp', `${host}/cli/app:v1`, `${debian.host}/cli/copied:v1`, '--json')).stdout,
+    ) as { skipped: number };
+    expect(again.skipped).toBeGreaterThan(0);
+  });
+
+  it('runs as a program with the documented exit code', async () => {
+    const err = await run(process.execPath, [bin, 'ls', `${host}/cli/never`]).catch(
+      (e: unknown) => e as { code: number; stderr: string },
+    );
+    expect(err).toMatchObject({ code: 4 });
+    expect((err as { stderr: string }).stderr).toMatch(/^lading: /);
+  });
+});
