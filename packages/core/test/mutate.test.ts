@@ -202,6 +202,15 @@ describe('appendLayers output', () => {
     expect(await emptyImage().digest()).toBe(await emptyImage().digest());
   });
 
+  it('gives the same image whether layers are appended one call at a time or all at once', async () => {
+    const layers = Array.from({ length: 200 }, (_, i) => layerFromBytes(Buffer.from(`l${i}`)));
+    let nested = emptyImage();
+    for (const l of layers) nested = appendLayers(nested, l);
+    const flat = appendLayers(emptyImage(), ...layers);
+    expect(await nested.digest()).toBe(await flat.digest());
+    expect(await nested.layers()).toEqual(layers);
+  });
+
   it('returns copies, so callers cannot corrupt the memoized values', async () => {
     const img = appendLayers(emptyImage(), layerFromBytes(Buffer.from('q')));
     const m = await img.manifest();
