@@ -1,0 +1,142 @@
+import { Readable } from 'node:stream';
+import { buffer } from 'node:stream/consumers';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  MediaType,
+  appendLayers,
+  digestOf,
+  emptyImage,
+  imageIndex,
+  isImageIndex,
+  layerFromBytes,
+  withConfig,
+  type Image,
+  type ImageIndex,
+} from '@lading/core';
+import { streamLayer } from '@lading/layers';
+import {
+  recordingProxy,
+  startDistributionRegistry,
+  type DistributionRegistry,
+} from '@lading/testing';
+import { RegistryClient, pull, write, writeIndex } from '../src/index.js';
+import { CountingSource } from './helpers.js';
+
+describe('core images, real stream layers and indexes against the CNCF registry', () => {
+  let reg: DistributionRegistry;
+  beforeAll(async () => {
+    reg = await startDistributionRegistry();
+  });
+  afterAll(async () => {
+    await reg.stop();
+  });
+
+  it('pushes an appendLayers image over streamLayer with zero bytes read before authorized, and pulls it back', async () => {
+    const source = new CountingSource(16, 32 * 1024, 5);
+    const layer = streamLayer(source);
+    const image = withConfig(appendLayers(emptyImage(), layer), {
+      env: ['A=1'],
+      cmd: ['/bin/app'],
+    });
+    const push = write(`${reg.host}/core/app:1`, image);
+    await push.authorized;
+    const result = await push.done;
+    expect(result.digest).toBe(await image.digest());
+    expect(source.bytesRead).toBe(16 * 32 * 1024);
+    const pulled = (await pull(`${reg.host}/core/app:1`)) as Image;
+    expect((await pulled.configFile()).config?.Cmd).toEqual(['/bin/app']);
+    const [l] = await pulled.layers();
+    expect(digestOf(await buffer(l!.compressed()))).toBe(await layer.digest());
+    expect(await l!.diffId()).toBe(await layer.diffId());
+  });
+
+  it('appends to a pulled base with core appendLayers and writes back without downloading base layers', async () => {
+    const base = appendLayers(
+      emptyImage(),
+      layerFromBytes(Buffer.from('base-1')),
+      layerFromBytes(Buffer.from('base-2')),
+    );
+    await write(`${reg.host}/core/base:1`, base).done;
+    const proxy = await recordingProxy(reg.url);
+    try {
+      const pulled = (await pull(`${proxy.host}/core/base:1`)) as Image;
+      const top = (): Image =>
+        appendLayers(pulled, streamLayer(Readable.from([Buffer.from('top layer')])));
+      const same = await write(`${proxy.host}/core/base:2`, top()).done;
+      const other = await write(`${proxy.host}/core/derived:1`, top()).done;
+      expect(same.digest).toBe(other.digest);
+      const baseDigests = await Promise.all((await base.layers()).map((l) => l.digest()));
+      const layerGets = proxy.requests.filter(
+        (r) => r.method === 'GET' && baseDigests.some((d) => r.path.endsWith(`/blobs/${d}`)),
+      );
+      expect(layerGets).toEqual([]);
+      const mounts = proxy.requests.filter((r) => r.method === 'POST' && r.path.includes('mount='));
+      expect(mounts.length).toBe(2);
+      expect(mounts.every((m) => m.status === 201)).toBe(true);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('writes a multi-platform index children first and pulls one platform', async () => {
+    const amd = appendLayers(
+      emptyImage({ platform: { os: 'linux', architecture: 'amd64' } }),
+      layerFromBytes(Buffer.from('amd64')),
+    );
+    const arm = appendLayers(
+      emptyImage({ platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } }),
+      layerFromBytes(Buffer.from('arm64')),
+    );
+    const index = imageIndex([
+      { image: amd, platform: { os: 'linux', architecture: 'amd64' } },
+      { image: arm, platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
+    ]);
+    const result = await writeIndex(`${reg.host}/multi/app:1`, index).done;
+    expect(result.digest).toBe(await index.digest());
+    const whole = await pull(`${reg.host}/multi/app:1`);
+    expect(isImageIndex(whole)).toBe(true);
+    expect((await (whole as ImageIndex).indexManifest()).manifests.length).toBe(2);
+    const one = (await pull(`${reg.host}/multi/app:1`, { platform: 'linux/arm64' })) as Image;
+    expect(await one.digest()).toBe(await arm.digest());
+    const missing = await pull(`${reg.host}/multi/app:1`, { platform: 'windows/amd64' }).catch(
+      (e: unknown) => e,
+    );
+    expect((missing as { code?: string }).code).toBe('NOT_FOUND');
+  });
+
+  it('falls back to the sha256-<hex> tag schema when /referrers answers 404', async () => {
+    const client = new RegistryClient(reg.host);
+    const subject = appendLayers(emptyImage(), layerFromBytes(Buffer.from('subject')));
+    const pushed = await write(`${reg.host}/refs/app:1`, subject).done;
+    const empty = Buffer.from('{}');
+    const s = await client.openUpload('refs/app');
+    await s.upload(Readable.from([empty]));
+    const artifact = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: MediaType.OciManifest,
+        artifactType: 'application/vnd.example.sig',
+        config: { mediaType: MediaType.OciEmpty, digest: digestOf(empty), size: 2 },
+        layers: [{ mediaType: MediaType.OciEmpty, digest: digestOf(empty), size: 2 }],
+        subject: { mediaType: pushed.mediaType, digest: pushed.digest, size: pushed.size },
+      }),
+    );
+    await client.putManifest('refs/app', digestOf(artifact), artifact, MediaType.OciManifest);
+    const referrer = {
+      mediaType: MediaType.OciManifest,
+      digest: digestOf(artifact),
+      size: artifact.length,
+      artifactType: 'application/vnd.example.sig',
+    };
+    const fallback = Buffer.from(
+      JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [referrer] }),
+    );
+    const tag = `sha256-${pushed.digest.slice('sha256:'.length)}`;
+    await client.putManifest('refs/app', tag, fallback, MediaType.OciIndex);
+    expect(await client.referrers('refs/app', pushed.digest)).toEqual([referrer]);
+    expect(await client.referrers('refs/app', pushed.digest, { artifactType: 'other' })).toEqual(
+      [],
+    );
+    expect(await client.referrers('refs/app', digestOf('none'))).toEqual([]);
+  });
+});
