@@ -31,7 +31,14 @@ export function req(method: string, url: string, options: ReqOptions = {}): Prom
       headers['Content-Length'] = Buffer.byteLength(body);
     }
     const r = httpRequest(
-      { method, host: u.hostname, port: u.port, path: rawPath, headers, agent: false },
+      {
+        method,
+        host: u.hostname.replace(/^\[(.*)\]$/, '$1'),
+        port: u.port,
+        path: rawPath,
+        headers,
+        agent: false,
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
