@@ -327,7 +327,11 @@ export async function pushVerified(
     await feeding.catch(() => undefined);
     throw err;
   }
-  await feeding;
+  // A target may stop reading early because it already holds the blob (a
+  // concurrent writer got there first); what it stored, it verified.
+  await feeding.catch((err: unknown) => {
+    if (!tail.destroyed || tail.errored !== null) throw err;
+  });
 }
 
 class CopyRun {

@@ -529,20 +529,26 @@ export class DockerArchive implements Target, BlobWriter {
    *   archives hold images; copy one platform)
    */
   tag(desc: Descriptor, ref: string, options: IoOptions = {}): Promise<void> {
+    try {
+      this.#tag(desc, ref, options);
+      return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  #tag(desc: Descriptor, ref: string, options: IoOptions): void {
     throwIfAborted(options.signal);
     this.#assertMode('write');
     const small = this.#small.get(desc.digest);
-    if (small === undefined) return Promise.reject(notFound(`manifest ${desc.digest}`));
+    if (small === undefined) throw notFound(`manifest ${desc.digest}`);
     if (isIndexMediaType(small.mediaType) || !isImageManifestMediaType(small.mediaType)) {
-      return Promise.reject(
-        new LadingError(
-          ErrorCode.Unsupported,
-          `docker archives hold images, not ${small.mediaType}; select a platform`,
-        ),
+      throw new LadingError(
+        ErrorCode.Unsupported,
+        `docker archives hold images, not ${small.mediaType}; select a platform`,
       );
     }
     if (!isDigest(ref)) this.#tags.set(normalizeRepoTag(ref), desc.digest);
-    return Promise.resolve();
   }
 
   /**

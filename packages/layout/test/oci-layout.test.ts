@@ -298,4 +298,22 @@ describe('ociLayout', () => {
     expect((err as Error).name).toBe('AbortError');
     expect((await readdir(dir)).sort()).toEqual(['blobs', 'index.json', 'oci-layout']);
   });
+
+  it('succeeds when another writer stored a blob between exists() and push()', async () => {
+    const dir = await scratch();
+    const layout = ociLayout(dir);
+    const src = memoryTarget();
+    await writeImage(src, 'v1', await sampleImage());
+    await copy(src, 'v1', layout, 'v1');
+    // exists() answering false reproduces the race: every push meets a stored blob
+    const racing: Target = {
+      resolve: (r, o?: IoOptions) => layout.resolve(r, o),
+      fetch: (d, o?: IoOptions) => layout.fetch(d, o),
+      exists: () => Promise.resolve(false),
+      push: (d, c, o?: IoOptions) => layout.push(d, c, o),
+      tag: (d, r, o?: IoOptions) => layout.tag(d, r, o),
+    };
+    const root = await copy(src, 'v1', racing, 'v2');
+    expect((await layout.resolve('v2')).digest).toBe(root.digest);
+  });
 });
