@@ -40,6 +40,8 @@ export interface Context {
   tarBytes: number | undefined;
   /** floorMs are the single-core gzip times, one per run, once measured. */
   floorMs: number[];
+  /** pushMs are scenario 1's lading push times to the Debian registry, by workers. */
+  pushMs: Map<number, number[]>;
   /** source is a Debian registry holding the corpus image (for copy and pull), once pushed. */
   source: { readonly host: string; readonly ref: string; stop(): Promise<unknown> } | undefined;
 }

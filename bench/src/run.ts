@@ -1,6 +1,7 @@
 // The benchmark entry point: `npx -y pnpm@10 run bench [-- --quick]`.
 // Options: --quick (small corpus, 1 run), --runs=N, --corpus-mb=N,
-// --only=build,memory,copy,pull,server,auth,stages.
+// --only=build,stages,memory,copy,pull,server,auth (none: only prepare the corpus),
+// --memory-mb=512,1024,2048, --memory-runs=N.
 import { readFile } from 'node:fs/promises';
 import { availableParallelism, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -33,6 +34,11 @@ function parseArgs(argv: readonly string[]): BenchConfig {
   const runs = Number(flags.get('runs') ?? (quick ? 1 : 3));
   const corpusMb = Number(flags.get('corpus-mb') ?? (quick ? 48 : 512));
   const only = flags.get('only');
+  for (const id of only?.split(',') ?? []) {
+    if (id !== 'none' && !(scenarioIds as readonly string[]).includes(id)) {
+      throw new Error(`--only: unknown scenario ${id} (known: ${scenarioIds.join(', ')}, none)`);
+    }
+  }
   if (!Number.isInteger(runs) || runs < 1) throw new Error('--runs must be a positive integer');
   if (!Number.isFinite(corpusMb) || corpusMb <= 0) throw new Error('--corpus-mb must be positive');
   const memoryMb = flags.get('memory-mb');
@@ -120,6 +126,7 @@ async function main(): Promise<void> {
     peers,
     tarBytes: undefined,
     floorMs: [],
+    pushMs: new Map(),
     source: undefined,
   };
   const scenarios: Record<(typeof scenarioIds)[number], (c: Context) => Promise<Section>> = {

@@ -1,6 +1,7 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { log, type Context } from './context.js';
+import { summariseMainThread } from './profile.js';
 import {
   registryLabel,
   startDebianRegistry,
@@ -143,6 +144,7 @@ export async function buildPush(ctx: Context): Promise<Section> {
     }
   }
   ctx.floorMs = floor;
+  for (const w of [1, 2]) ctx.pushMs.set(w, times.get(`distribution:w${w}`) ?? []);
   const floor2 = floor.map((v) => v / 2);
   const tar = ctx.tarBytes ?? 0;
   rows.push({
@@ -616,10 +618,37 @@ export async function stagesScenario(ctx: Context): Promise<Section> {
       if (s.stage === 'tar') tarBytes = Number(r.bytes);
     }
   }
+  // One more, untimed pass of each layer pipeline under the V8 profiler: who keeps the main thread busy.
+  const profiles: string[] = [];
+  for (const workers of [1, 2]) {
+    const dir = join(workDir, `profile-w${workers}`);
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir, { recursive: true });
+    log(`profile: CPU profile of the layer pipeline, workers=${workers}`);
+    await runTask(
+      { kind: 'stage', stage: 'layer', dir: ctx.corpus.dir, level, workers },
+      { execArgv: ['--cpu-prof', `--cpu-prof-dir=${dir}`] },
+    );
+    const s = await summariseMainThread(dir, 6);
+    if (s !== undefined) {
+      const top = s.top.map((t) => `${t.fn} ${(t.share * 100).toFixed(0)}%`).join('; ');
+      profiles.push(
+        `CPU profile, layer pipeline workers=${workers}: main thread busy ${(s.busyShare * 100).toFixed(0)}% of the wall time; its top self time: ${top}.`,
+      );
+    }
+  }
   const mbps = (ms: number): string => `${((tarBytes ?? 0) / 1e6 / (ms / 1000)).toFixed(0)} MB/s`;
   for (const [j, [name]] of stages.entries()) {
     const t = results[j] ?? [];
     rows.push({ name, value: secs(stat(t)), ratio: fmtStat(stat(t), mbps), data: { ms: t } });
+  }
+  for (const [w, t] of ctx.pushMs) {
+    if (t.length === 0) continue;
+    rows.push({
+      name: `+ HTTP: the layer pushed to the Debian registry, workers=${w} (scenario 1)`,
+      value: secs(stat(t)),
+      ratio: fmtStat(stat(t), mbps),
+    });
   }
   if (ctx.floorMs.length > 0) {
     rows.push({
@@ -634,6 +663,7 @@ export async function stagesScenario(ctx: Context): Promise<Section> {
     rows,
     notes: [
       'Each line runs in a fresh process on the corpus (page cache warm). The ratio column is uncompressed tar MB/s. "+ HTTP" is scenario 1 (the same layer pushed).',
+      ...profiles,
     ],
   };
 }

@@ -98,9 +98,14 @@ export type TaskResult = Record<string, unknown> & { readonly maxRssKiB: number 
  */
 export async function runTask(
   task: Record<string, unknown>,
-  options: { timeoutMs?: number } = {},
+  options: { timeoutMs?: number; execArgv?: readonly string[] } = {},
 ): Promise<TaskResult> {
-  const r = await run(process.execPath, [join(benchDir, 'dist', 'task.js'), JSON.stringify(task)], {
+  const args = [
+    ...(options.execArgv ?? []),
+    join(benchDir, 'dist', 'task.js'),
+    JSON.stringify(task),
+  ];
+  const r = await run(process.execPath, args, {
     timeoutMs: options.timeoutMs ?? 30 * 60_000,
   });
   const line = r.stdout
