@@ -43,6 +43,17 @@ export interface RegistryOptions {
   readonly deleteEnabled?: boolean | undefined;
   /** maxPageSize caps `n` on tags list and catalog (default 10000). */
   readonly maxPageSize?: number | undefined;
+  /**
+   * rateLimit answers 429 TOOMANYREQUESTS (with `Retry-After`) once a client
+   * address has made `requests` requests within `perSeconds` (default: no limit).
+   */
+  readonly rateLimit?: { readonly requests: number; readonly perSeconds: number } | undefined;
+  /**
+   * uploadTimeout cancels upload sessions idle for this many seconds
+   * (default 86400; 0 keeps them forever). Checked whenever a session is
+   * opened; sessions from before a restart count once they are touched.
+   */
+  readonly uploadTimeout?: number | undefined;
 }
 
 /** ListenOptions say where {@link Registry.listen} binds. */
@@ -177,6 +188,10 @@ class RegistryImpl {
   readonly #maxPage: number;
   readonly #hashes = new Map<string, SessionHash>();
   readonly #busy = new Set<string>();
+  readonly #rateLimit: RegistryOptions['rateLimit'];
+  readonly #windows = new Map<string, { start: number; count: number }>();
+  readonly #uploadTimeoutMs: number;
+  readonly #touched = new Map<string, number>();
 
   constructor(options: RegistryOptions) {
     this.#storage = options.storage ?? memoryStorage();
@@ -185,6 +200,8 @@ class RegistryImpl {
     this.#chunkMin = options.chunkMinLength ?? 0;
     this.#deleteEnabled = options.deleteEnabled ?? true;
     this.#maxPage = options.maxPageSize ?? 10_000;
+    this.#rateLimit = options.rateLimit;
+    this.#uploadTimeoutMs = (options.uploadTimeout ?? 86_400) * 1000;
     this.#storage.uploads?.bindRegistry?.({
       complete: (id, digest, opts) => this.#completeHook(id, digest, opts?.signal),
     });
@@ -228,7 +245,30 @@ class RegistryImpl {
     return { kind: 'repository', name, actions };
   }
 
+  /** throttle counts requests per client address in fixed windows. */
+  #throttle(req: IncomingMessage): void {
+    const limit = this.#rateLimit;
+    if (limit === undefined) return;
+    const now = Date.now();
+    const windowMs = limit.perSeconds * 1000;
+    const key = req.socket.remoteAddress ?? '';
+    let w = this.#windows.get(key);
+    if (w === undefined || now - w.start >= windowMs) {
+      if (this.#windows.size > 10_000) this.#windows.clear();
+      w = { start: now, count: 0 };
+      this.#windows.set(key, w);
+    }
+    w.count++;
+    if (w.count > limit.requests) {
+      const retryAfter = Math.max(1, Math.ceil((w.start + windowMs - now) / 1000));
+      throw new HttpError(429, SpecErrorCode.TooManyRequests, undefined, undefined, {
+        'Retry-After': String(retryAfter),
+      });
+    }
+  }
+
   async #dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    this.#throttle(req);
     const { path, query } = splitUrl(req.url);
     const method = req.method ?? 'GET';
     if (path === '/token' && this.#auth.tokenEndpoint) {
@@ -541,7 +581,7 @@ class RegistryImpl {
         await this.#commit(uploads, name, session.id, digest, declared);
       } catch (err) {
         await uploads.cancel(session.id).catch(() => undefined);
-        this.#hashes.delete(session.id);
+        this.#forget(session.id);
         throw err;
       }
       send(req, res, 201, {
@@ -551,7 +591,9 @@ class RegistryImpl {
       return;
     }
     req.resume();
+    await this.#expireUploads(uploads);
     const session = await uploads.create(name, { origin: originOf(req) });
+    this.#touched.set(session.id, Date.now());
     const algorithm: DigestAlgorithm = algorithmParam === 'sha512' ? 'sha512' : 'sha256';
     this.#hashes.set(session.id, { hash: createHash(algorithm), algorithm, size: 0 });
     const headers = this.#uploadHeaders(name, session.id, 0);
@@ -574,7 +616,24 @@ class RegistryImpl {
     if (status?.repository !== name) {
       throw new HttpError(404, SpecErrorCode.BlobUploadUnknown, undefined, { uuid: id });
     }
+    this.#touched.set(id, Date.now());
     return status.size;
+  }
+
+  #forget(id: string): void {
+    this.#hashes.delete(id);
+    this.#touched.delete(id);
+  }
+
+  /** expireUploads cancels sessions idle longer than uploadTimeout. */
+  async #expireUploads(uploads: UploadStore): Promise<void> {
+    if (this.#uploadTimeoutMs <= 0) return;
+    const now = Date.now();
+    for (const [id, at] of this.#touched) {
+      if (now - at <= this.#uploadTimeoutMs || this.#busy.has(id)) continue;
+      this.#forget(id);
+      await uploads.cancel(id).catch(() => undefined);
+    }
   }
 
   /**
@@ -792,14 +851,14 @@ class RegistryImpl {
     }
     if (actual !== digest) {
       await uploads.cancel(id).catch(() => undefined);
-      this.#hashes.delete(id);
+      this.#forget(id);
       throw new HttpError(400, SpecErrorCode.DigestInvalid, undefined, {
         expected: digest,
         actual,
       });
     }
     await uploads.commit(id, digest);
-    this.#hashes.delete(id);
+    this.#forget(id);
     await this.#storage.metadata.linkBlob?.(name, digest);
   }
 
@@ -860,7 +919,7 @@ class RegistryImpl {
       throw new HttpError(400, SpecErrorCode.BlobUploadInvalid, 'upload is being written');
     }
     await uploads.cancel(id);
-    this.#hashes.delete(id);
+    this.#forget(id);
     send(req, res, 204, {});
   }
 

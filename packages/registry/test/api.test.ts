@@ -86,3 +86,39 @@ describe('names', () => {
     expect(users.get('alice')).toBe('$2y$05$abc');
   });
 });
+
+describe('rate limit', () => {
+  it('answers 429 TOOMANYREQUESTS with Retry-After past the limit', async () => {
+    const registry = createRegistry({ rateLimit: { requests: 3, perSeconds: 3600 } });
+    const { url } = await registry.listen();
+    try {
+      for (let i = 0; i < 3; i++) expect((await req('GET', `${url}/v2/`)).status).toBe(200);
+      const r = await req('GET', `${url}/v2/`);
+      expect(r.status).toBe(429);
+      expect(r.code()).toBe('TOOMANYREQUESTS');
+      expect(Number(r.headers['retry-after'])).toBeGreaterThan(0);
+    } finally {
+      await registry.close();
+    }
+  });
+});
+
+describe('upload expiry', () => {
+  it('cancels idle upload sessions when new ones are opened', async () => {
+    const registry = createRegistry({ uploadTimeout: 1 });
+    const { url } = await registry.listen();
+    try {
+      const idle = await req('POST', `${url}/v2/exp/blobs/uploads/`);
+      const active = await req('POST', `${url}/v2/exp/blobs/uploads/`);
+      await new Promise((r) => setTimeout(r, 1100));
+      expect((await req('GET', `${url}${String(active.headers.location)}`)).status).toBe(204);
+      await req('POST', `${url}/v2/exp/blobs/uploads/`);
+      const gone = await req('GET', `${url}${String(idle.headers.location)}`);
+      expect(gone.status).toBe(404);
+      expect(gone.code()).toBe('BLOB_UPLOAD_UNKNOWN');
+      expect((await req('GET', `${url}${String(active.headers.location)}`)).status).toBe(204);
+    } finally {
+      await registry.close();
+    }
+  });
+});
