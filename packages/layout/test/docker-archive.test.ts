@@ -299,6 +299,43 @@ describe('dockerArchive', () => {
   });
 });
 
+describe('dockerArchive with several images', () => {
+  it('stores a shared layer once and serves every image by its tag', async () => {
+    const dir = await scratch();
+    const file = join(dir, 'two.tar');
+    const base = await tarOf({ 'etc/os-release': 'ID=lading\n' });
+    const a = lazyImage([layerFromBytes(base), layerFromBytes(await tarOf({ a: 'a' }))]);
+    const b = lazyImage(
+      [new OnceLayer(base), new OnceLayer(await tarOf({ b: 'b' }))],
+      { os: 'linux', architecture: 'amd64' },
+      MediaType.DockerManifest,
+    );
+    const out = dockerArchive(file, { mode: 'write' });
+    await writeImage(out, 'multi/a:1', a);
+    await writeImage(out, 'multi/b:1', b);
+    await out.close();
+    const names = await tarNames(file);
+    const baseHex = digestOf(base).slice(7);
+    expect(names.filter((n) => n === `${baseHex}/layer.tar`)).toHaveLength(1);
+    const back = dockerArchive(file);
+    expect((await back.images()).map((i) => i.repoTags)).toEqual([['multi/a:1'], ['multi/b:1']]);
+    for (const [tag, image] of [
+      ['multi/a:1', a],
+      ['multi/b:1', b],
+    ] as const) {
+      const mem = memoryTarget();
+      const root = await copy(back, tag, mem, 'x');
+      const manifest = json(mem, root) as ImageManifest;
+      expect(manifest.config.digest).toBe((await image.configDescriptor()).digest);
+      const { stdout } = await run('skopeo', ['inspect', `docker-archive:${file}:${tag}`]);
+      expect((JSON.parse(stdout) as { Layers: string[] }).Layers).toEqual(
+        (await image.configFile()).rootfs.diff_ids,
+      );
+    }
+    expect(isLadingError(await caught(back.resolve('')), 'NOT_FOUND')).toBe(true);
+  });
+});
+
 describe('normalizeRepoTag', () => {
   it.each([
     ['busybox', 'busybox:latest'],
