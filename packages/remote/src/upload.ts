@@ -35,6 +35,9 @@ function parseRangeEnd(value: string | undefined): number | undefined {
 
 class Counter extends Transform {
   #n = 0;
+  get count(): number {
+    return this.#n;
+  }
   readonly #on: (n: number) => void;
   constructor(on: (n: number) => void) {
     super();
@@ -165,20 +168,18 @@ export class UploadSession {
    */
   async writeStream(source: Readable, options: IoOptions = {}): Promise<number> {
     const watch = watchSource(source);
+    const counter = new Counter(() => undefined);
+    const piped = pipeline(watch.stream, counter);
+    piped.catch(() => undefined);
     try {
-      return await this.#writeStream(watch.stream, options);
+      return await this.#patchStream(counter, piped, options);
     } catch (err) {
       throw watch.error() ?? err;
-    } finally {
-      watch.stop();
     }
   }
 
-  async #writeStream(source: Readable, options: IoOptions): Promise<number> {
-    let sent = 0;
-    const counter = new Counter((n) => (sent = n));
-    const piped = pipeline(source, counter);
-    piped.catch(() => undefined);
+  /** patchStream sends `body` (the end of `piped`) as one PATCH. */
+  async #patchStream(body: Counter, piped: Promise<void>, options: IoOptions): Promise<number> {
     const start = this.#offset;
     let res: SendResponse;
     try {
@@ -186,12 +187,12 @@ export class UploadSession {
         method: 'PATCH',
         url: this.#location,
         headers: { 'content-type': 'application/octet-stream' },
-        body: counter,
+        body,
         scopes: this.#scopes,
         signal: options.signal,
       });
     } catch (err) {
-      counter.destroy();
+      body.destroy();
       await piped.catch(() => undefined);
       throw err;
     }
@@ -200,8 +201,9 @@ export class UploadSession {
       throw err;
     });
     await this.#expect(res, 'PATCH', [202, 204]);
-    if (parseRangeEnd(header(res.headers, 'range')) === undefined) this.#offset = start + sent;
-    return sent;
+    if (parseRangeEnd(header(res.headers, 'range')) === undefined)
+      this.#offset = start + body.count;
+    return body.count;
   }
 
   /**
@@ -350,7 +352,7 @@ export class UploadSession {
     piped.catch(() => undefined);
     let size: number;
     try {
-      size = await this.writeStream(counter, options);
+      size = await this.#patchStream(counter, piped, options);
     } finally {
       hashing.destroy();
     }
