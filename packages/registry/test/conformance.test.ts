@@ -391,6 +391,102 @@ describe.each(storages)('registry over %s storage', (_kind, make) => {
       expect(badTag.status).toBe(400);
     });
 
+    it('handles the empty blob: upload without a body, HEAD and GET with length 0', async () => {
+      const empty = sha256('');
+      const post = await req('POST', `${base}/v2/push/empty/blobs/uploads/`);
+      const put = await req('PUT', `${base}${String(post.headers.location)}?digest=${empty}`);
+      expect(put.status).toBe(201);
+      const head = await req('HEAD', `${base}/v2/push/empty/blobs/${empty}`);
+      expect(head.status).toBe(200);
+      expect(head.headers['content-length']).toBe('0');
+      const get = await req('GET', `${base}/v2/push/empty/blobs/${empty}`);
+      expect(get.status).toBe(200);
+      expect(get.body.length).toBe(0);
+      expect(get.headers['docker-content-digest']).toBe(empty);
+    });
+
+    it('answers 416 when the first chunk does not start at 0', async () => {
+      const post = await req('POST', `${base}/v2/push/first/blobs/uploads/`);
+      const r = await req('PATCH', `${base}${String(post.headers.location)}`, {
+        body: 'abc',
+        headers: { 'Content-Range': '1-3' },
+      });
+      expect(r.status).toBe(416);
+      expect(r.code()).toBe('BLOB_UPLOAD_INVALID');
+    });
+
+    it('drops Content-Type parameters and accepts Docker manifest lists', async () => {
+      const img = await pushImage(base, 'push/list', 'v1');
+      const put = await req('PUT', `${base}/v2/push/list/manifests/params`, {
+        body: img.manifest,
+        headers: { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json; charset=utf-8' },
+      });
+      expect(put.status).toBe(201);
+      const get = await req('HEAD', `${base}/v2/push/list/manifests/params`);
+      expect(get.headers['content-type']).toBe('application/vnd.oci.image.manifest.v1+json');
+      const list = Buffer.from(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: 'application/vnd.docker.distribution.manifest.list.v2+json',
+          manifests: [
+            {
+              mediaType: 'application/vnd.oci.image.manifest.v1+json',
+              digest: img.digest,
+              size: img.manifest.length,
+              platform: { architecture: 'amd64', os: 'linux' },
+            },
+          ],
+        }),
+      );
+      const putList = await req('PUT', `${base}/v2/push/list/manifests/list`, {
+        body: list,
+        headers: { 'Content-Type': 'application/vnd.docker.distribution.manifest.list.v2+json' },
+      });
+      expect(putList.status).toBe(201);
+      const getList = await req('GET', `${base}/v2/push/list/manifests/list`);
+      expect(getList.headers['content-type']).toBe(
+        'application/vnd.docker.distribution.manifest.list.v2+json',
+      );
+      expect(getList.body.equals(list)).toBe(true);
+      const unknown = await req('HEAD', `${base}/v2/push/list/manifests/nope`);
+      expect(unknown.status).toBe(404);
+      expect(unknown.body.length).toBe(0);
+    });
+
+    it('lists an index with a subject among referrers without an artifactType', async () => {
+      const img = await pushImage(base, 'push/idxref', 'v1');
+      const index = Buffer.from(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: 'application/vnd.oci.image.index.v1+json',
+          manifests: [],
+          subject: {
+            mediaType: 'application/vnd.oci.image.manifest.v1+json',
+            digest: img.digest,
+            size: img.manifest.length,
+          },
+          annotations: { note: 'index referrer' },
+        }),
+      );
+      const put = await req('PUT', `${base}/v2/push/idxref/manifests/${sha256(index)}`, {
+        body: index,
+        headers: { 'Content-Type': 'application/vnd.oci.image.index.v1+json' },
+      });
+      expect(put.status).toBe(201);
+      expect(put.headers['oci-subject']).toBe(img.digest);
+      const refs = (await req('GET', `${base}/v2/push/idxref/referrers/${img.digest}`)).json() as {
+        manifests: Record<string, unknown>[];
+      };
+      expect(refs.manifests).toEqual([
+        {
+          mediaType: 'application/vnd.oci.image.index.v1+json',
+          digest: sha256(index),
+          size: index.length,
+          annotations: { note: 'index referrer' },
+        },
+      ]);
+    });
+
     it('answers OCI-Subject for a manifest with a subject, even when the subject is absent', async () => {
       const subject = {
         mediaType: 'application/vnd.oci.image.manifest.v1+json',
