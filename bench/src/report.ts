@@ -21,6 +21,8 @@ export interface Section {
   readonly title: string;
   readonly rows: Row[];
   readonly notes: string[];
+  /** ranAt is when the scenario finished (ISO time). */
+  ranAt?: string;
 }
 
 function metText(r: Row): string {

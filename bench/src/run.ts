@@ -88,6 +88,45 @@ async function machine(): Promise<{ nproc: number; cpu: string; memory: string }
   return { nproc: availableParallelism(), cpu, memory: fmtBytes(totalmem()) };
 }
 
+function order(id: string): number {
+  const i = (scenarioIds as readonly string[]).indexOf(id);
+  return i < 0 ? scenarioIds.length : i;
+}
+
+/**
+ * carryOver adds, to a partial run (`--only`), the sections of the previous
+ * results that this run did not measure, when that run used the same corpus
+ * budget and mode; it answers one line per carried section.
+ */
+async function carryOver(
+  config: BenchConfig,
+  budget: number,
+  sections: Section[],
+): Promise<string[]> {
+  let previous: {
+    date?: string;
+    config?: { quick?: boolean };
+    corpus?: { budget?: number };
+    sections?: (Section & { ranAt?: string })[];
+  };
+  try {
+    previous = JSON.parse(
+      await readFile(join(benchDir, 'results', 'latest.json'), 'utf8'),
+    ) as typeof previous;
+  } catch {
+    return [];
+  }
+  if (previous.corpus?.budget !== budget || previous.config?.quick !== config.quick) return [];
+  const lines: string[] = [];
+  for (const s of previous.sections ?? []) {
+    if (sections.some((x) => x.id === s.id) || config.only?.has(s.id) === true) continue;
+    const ranAt = s.ranAt ?? previous.date ?? 'an earlier run';
+    sections.push({ ...s, ranAt });
+    lines.push(`${s.id} is carried over from the run of ${ranAt.replace(/\.\d+Z$/, 'Z')}`);
+  }
+  return lines;
+}
+
 async function main(): Promise<void> {
   const config = parseArgs(process.argv.slice(2));
   const started = new Date();
@@ -143,6 +182,7 @@ async function main(): Promise<void> {
     if (config.only !== undefined && !config.only.has(id)) continue;
     try {
       const s = await scenarios[id](ctx);
+      s.ranAt = new Date().toISOString();
       sections.push(s);
       process.stdout.write(plain([s]) + '\n');
     } catch (err) {
@@ -158,6 +198,8 @@ async function main(): Promise<void> {
     }
   }
   await ctx.source?.stop();
+  const carried = config.only === undefined ? [] : await carryOver(config, corpus.budget, sections);
+  sections.sort((a, b) => order(a.id) - order(b.id));
   const seconds = (Date.now() - started.getTime()) / 1000;
   const header = [
     `Run of ${started.toISOString().replace(/\.\d+Z$/, 'Z')} (${config.quick ? 'quick' : 'full'}, ${config.runs} run(s) per measurement, took ${seconds.toFixed(0)} s).`,
@@ -165,6 +207,11 @@ async function main(): Promise<void> {
     `- machine: ${m.nproc} cores (${m.cpu}), ${m.memory} RAM`,
     `- versions: node ${versions.node}, lading ${versions.lading}, ${versions.skopeo}, umoci ${versions.umoci.replace(/^umoci version /, '')}, ${versions['docker-registry']}`,
     `- corpus: ${fmtBytes(corpus.bytes)} of real files (${corpus.files} files, ${corpus.symlinks} symlinks) from /usr/lib/x86_64-linux-gnu, /usr/bin, /usr/share/doc`,
+    ...(carried.length > 0
+      ? [
+          `- this run measured ${config.only === undefined ? 'all' : [...config.only].join(', ')}; ${carried.join('; ')}`,
+        ]
+      : []),
   ].join('\n');
   await writeResults(header, sections, {
     date: started.toISOString(),
