@@ -21,6 +21,8 @@ export type RetryOptions = {
 export interface TransportOptions {
   readonly auth?: Credentials | undefined;
   readonly insecure?: boolean | undefined;
+  /** scheme forces `http` or `https` (default: http for loopback hosts or `insecure`, else https). */
+  readonly scheme?: 'http' | 'https' | undefined;
   readonly ca?: string | Buffer | readonly (string | Buffer)[] | undefined;
   readonly userAgent?: string | undefined;
   readonly dispatcher?: Dispatcher | undefined;
@@ -98,24 +100,27 @@ export async function readCapped(body: Readable, cap: number): Promise<Buffer | 
   return Buffer.concat(parts);
 }
 
+const temporaryCodes = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EAI_AGAIN',
+  'ECONNABORTED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+]);
+
+/** isNetworkError tells a dropped or refused connection (worth a retry) from e.g. a TLS failure. */
 function isNetworkError(err: unknown): boolean {
   if (typeof err !== 'object' || err === null) return false;
   const code = (err as { code?: unknown }).code;
-  return (
-    typeof code === 'string' &&
-    (code.startsWith('UND_ERR') ||
-      [
-        'ECONNRESET',
-        'ECONNREFUSED',
-        'EPIPE',
-        'ETIMEDOUT',
-        'ENOTFOUND',
-        'EAI_AGAIN',
-        'ECONNABORTED',
-        'EHOSTUNREACH',
-        'ENETUNREACH',
-      ].includes(code))
-  );
+  return typeof code === 'string' && temporaryCodes.has(code);
 }
 
 /**
@@ -140,7 +145,9 @@ export class Transport {
     this.registry = registry;
     const host = registry === 'docker.io' ? 'registry-1.docker.io' : registry;
     const probe = new URL(`http://${host}`);
-    const scheme = options.insecure === true || isLocalHost(probe.hostname) ? 'http' : 'https';
+    const scheme =
+      options.scheme ??
+      (options.insecure === true || isLocalHost(probe.hostname) ? 'http' : 'https');
     this.base = new URL(`${scheme}://${host}`);
     this.#options = options;
     this.userAgent = options.userAgent ?? 'lading/0.1';
@@ -242,7 +249,7 @@ export class Transport {
         method,
         url,
         cause: err,
-        temporary: isNetworkError(err) || !(err instanceof TypeError),
+        temporary: isNetworkError(err),
         message: `request failed: ${err instanceof Error ? err.message : String(err)}`,
       });
     }

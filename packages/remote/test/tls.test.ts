@@ -1,0 +1,92 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isLadingError, layerFromBytes } from '@lading/core';
+import { createRegistry, memoryStorage, type Registry } from '@lading/registry';
+import { recordingProxy } from '@lading/testing';
+import { RegistryClient, checkPushPermission, pullImage, write } from '../src/index.js';
+import { testImage } from './helpers.js';
+
+describe('TLS with a custom CA (@lading/registry behind node:https)', () => {
+  let dir: string;
+  let registry: Registry;
+  let server: Server;
+  let host: string;
+  let ca: Buffer;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'lading-tls-'));
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        join(dir, 'key.pem'),
+        '-out',
+        join(dir, 'cert.pem'),
+      ],
+      { stdio: 'ignore' },
+    );
+    ca = await readFile(join(dir, 'cert.pem'));
+    registry = createRegistry({ storage: memoryStorage() });
+    server = createServer(
+      { key: await readFile(join(dir, 'key.pem')), cert: ca },
+      registry.handler,
+    );
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+    await registry.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('pushes and pulls over https when the CA is given', async () => {
+    const options = { scheme: 'https' as const, ca, useStoredCredentials: false };
+    await checkPushPermission(`${host}/tls/app:1`, options);
+    const image = testImage([layerFromBytes(Buffer.from('over tls'))]);
+    const result = await write(`${host}/tls/app:1`, image, options).done;
+    expect(await (await pullImage(`${host}/tls/app:1`, options)).digest()).toBe(result.digest);
+  });
+
+  it('fails with a non-temporary NETWORK error when the certificate is not trusted', async () => {
+    const err = await new RegistryClient(host, { scheme: 'https', useStoredCredentials: false })
+      .ping()
+      .catch((e: unknown) => e);
+    expect(isLadingError(err, 'NETWORK')).toBe(true);
+    expect((err as { temporary?: boolean }).temporary).toBe(false);
+  });
+});
+
+describe('user agent', () => {
+  it('sends the configured User-Agent', async () => {
+    const registry = createRegistry({ storage: memoryStorage() });
+    const { url } = await registry.listen({ host: '127.0.0.1', port: 0 });
+    const proxy = await recordingProxy(url);
+    try {
+      await new RegistryClient(proxy.host, {
+        userAgent: 'my-builder/2.0',
+        useStoredCredentials: false,
+      }).ping();
+      expect(proxy.requests[0]!.headers['user-agent']).toBe('my-builder/2.0');
+    } finally {
+      await proxy.close();
+      await registry.close();
+    }
+  });
+});
