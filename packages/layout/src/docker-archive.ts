@@ -110,6 +110,15 @@ export function normalizeRepoTag(ref: string): string {
   return r;
 }
 
+/** fullName expands a RepoTag to the fully qualified name containerd records. */
+function fullName(repoTag: string): string {
+  const first = repoTag.split('/')[0] ?? '';
+  const hasHost =
+    repoTag.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost');
+  if (hasHost) return repoTag;
+  return repoTag.includes('/') ? `docker.io/${repoTag}` : `docker.io/library/${repoTag}`;
+}
+
 function isLayerMediaType(mt: string): boolean {
   return mt.includes('.layer.') || mt.includes('.rootfs.');
 }
@@ -653,6 +662,68 @@ export class DockerArchive implements Target, BlobWriter {
       yield tarHeader('manifest.json', manifest.length);
       yield manifest;
       yield tarPadding(manifest.length);
+      // The OCI layout parts docker 25+ adds, without a second copy of the
+      // data: blobs/ entries are hardlinks to the layer.tar and config files.
+      yield tarHeader('blobs/', 0, 'directory');
+      yield tarHeader('blobs/sha256/', 0, 'directory');
+      const index: IndexManifest = {
+        schemaVersion: 2,
+        mediaType: MediaType.OciIndex,
+        manifests: [],
+      };
+      const linked = new Set<string>();
+      for (const p of planned) {
+        const configHex = p.configName.slice(0, -'.json'.length);
+        for (const [hex, target] of [
+          [configHex, p.configName],
+          ...p.layers.map((l) => [digestHex(l.diffId), `${digestHex(l.diffId)}/layer.tar`]),
+        ] as const) {
+          if (linked.has(hex)) continue;
+          linked.add(hex);
+          yield tarHeader(`blobs/sha256/${hex}`, 0, 'hardlink', target);
+        }
+        const oci: ImageManifest = {
+          schemaVersion: 2,
+          mediaType: MediaType.OciManifest,
+          config: {
+            mediaType: MediaType.OciConfig,
+            digest: `sha256:${configHex}`,
+            size: p.config.length,
+          },
+          layers: p.layers.map((l) => ({
+            mediaType: MediaType.OciLayer,
+            digest: l.diffId,
+            size: l.size,
+          })),
+        };
+        const bytes = Buffer.from(JSON.stringify(oci));
+        const digest = digestOf(bytes);
+        if (!linked.has(digestHex(digest))) {
+          linked.add(digestHex(digest));
+          yield tarHeader(`blobs/sha256/${digestHex(digest)}`, bytes.length);
+          yield bytes;
+          yield tarPadding(bytes.length);
+        }
+        const desc: Descriptor = { mediaType: MediaType.OciManifest, digest, size: bytes.length };
+        if (p.tags.length === 0) index.manifests.push(desc);
+        for (const t of p.tags) {
+          index.manifests.push({
+            ...desc,
+            annotations: {
+              'io.containerd.image.name': fullName(t),
+              [refNameAnnotation]: t.slice(t.lastIndexOf(':') + 1),
+            },
+          });
+        }
+      }
+      const layoutBytes = Buffer.from(JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+      yield tarHeader('oci-layout', layoutBytes.length);
+      yield layoutBytes;
+      yield tarPadding(layoutBytes.length);
+      const indexBytes = Buffer.from(JSON.stringify(index));
+      yield tarHeader('index.json', indexBytes.length);
+      yield indexBytes;
+      yield tarPadding(indexBytes.length);
       const repositories: Record<string, Record<string, string>> = {};
       for (const p of planned) {
         const top = p.layers.at(-1);

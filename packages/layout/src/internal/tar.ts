@@ -185,29 +185,34 @@ function octal(value: number, length: number): string {
 }
 
 /**
- * tarHeader encodes a ustar header for a regular file or directory whose
- * name fits the 100-byte field (every name lading writes does).
+ * tarHeader encodes a ustar header for a regular file, a directory or a
+ * hardlink (to `linkname`, an earlier entry) whose names fit the 100-byte
+ * fields (every name lading writes does).
  */
 export function tarHeader(
   name: string,
   size: number,
-  type: 'file' | 'directory' = 'file',
-  mtime = 0,
+  type: 'file' | 'directory' | 'hardlink' = 'file',
+  linkname = '',
 ): Buffer {
   const h = Buffer.alloc(block);
   const nameBytes = Buffer.from(name, 'utf8');
-  if (nameBytes.length > 100)
+  const linkBytes = Buffer.from(linkname, 'utf8');
+  if (nameBytes.length > 100 || linkBytes.length > 100) {
     throw new LadingError(ErrorCode.InvalidArgument, `tar name too long: ${name}`);
-  if (size > 0o77777777777)
+  }
+  if (size > 0o77777777777) {
     throw new LadingError(ErrorCode.Unsupported, `entry ${name} over 8 GiB`);
+  }
   nameBytes.copy(h, 0);
   h.write(octal(type === 'directory' ? 0o755 : 0o644, 8), 100, 'ascii');
   h.write(octal(0, 8), 108, 'ascii');
   h.write(octal(0, 8), 116, 'ascii');
-  h.write(octal(size, 12), 124, 'ascii');
-  h.write(octal(mtime, 12), 136, 'ascii');
+  h.write(octal(type === 'file' ? size : 0, 12), 124, 'ascii');
+  h.write(octal(0, 12), 136, 'ascii');
   h.write('        ', 148, 'ascii');
-  h.write(type === 'directory' ? '5' : '0', 156, 'ascii');
+  h.write(type === 'directory' ? '5' : type === 'hardlink' ? '1' : '0', 156, 'ascii');
+  linkBytes.copy(h, 157);
   h.write('ustar\0', 257, 'ascii');
   h.write('00', 263, 'ascii');
   let sum = 0;
