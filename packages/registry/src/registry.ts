@@ -930,15 +930,14 @@ class RegistryImpl {
     let digest: Digest | undefined;
     if (ref.includes(':')) digest = parseDigestParam(ref);
     else if (isTag(ref)) digest = await meta.resolveTag(name, ref);
-    if (digest === undefined) throw await this.#manifestUnknown(name, ref);
+    if (digest === undefined) throw this.#manifestUnknown(name, ref);
     return digest;
   }
 
-  async #manifestUnknown(name: string, ref: string): Promise<HttpError> {
-    if (!(await this.#storage.metadata.repositoryExists(name))) {
-      return new HttpError(404, SpecErrorCode.NameUnknown, undefined, { name });
-    }
-    return new HttpError(404, SpecErrorCode.ManifestUnknown, undefined, { reference: ref });
+  // MANIFEST_UNKNOWN even for an unknown repository, as CNCF distribution
+  // answers (clients map it to "not found"; tags/list says NAME_UNKNOWN).
+  #manifestUnknown(name: string, ref: string): HttpError {
+    return new HttpError(404, SpecErrorCode.ManifestUnknown, undefined, { name, reference: ref });
   }
 
   async #getManifest(
@@ -949,7 +948,7 @@ class RegistryImpl {
   ): Promise<void> {
     const digest = await this.#resolve(name, ref);
     const m = await this.#storage.metadata.getManifest(name, digest);
-    if (m === undefined) throw await this.#manifestUnknown(name, ref);
+    if (m === undefined) throw this.#manifestUnknown(name, ref);
     send(
       req,
       res,
@@ -1078,7 +1077,7 @@ class RegistryImpl {
     let ok: boolean;
     if (ref.includes(':')) ok = await meta.deleteManifest(name, parseDigestParam(ref));
     else ok = isTag(ref) && (await meta.deleteTag(name, ref));
-    if (!ok) throw await this.#manifestUnknown(name, ref);
+    if (!ok) throw this.#manifestUnknown(name, ref);
     send(req, res, 202, {});
   }
 }

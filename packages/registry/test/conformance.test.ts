@@ -123,7 +123,7 @@ describe.each(storages)('registry over %s storage', (_kind, make) => {
       expect(md.code()).toBe('MANIFEST_UNKNOWN');
       const repo = await req('GET', `${base}/v2/no/such/repo/manifests/latest`);
       expect(repo.status).toBe(404);
-      expect(repo.code()).toBe('NAME_UNKNOWN');
+      expect(repo.code()).toBe('MANIFEST_UNKNOWN');
     });
 
     it('keeps blobs per repository: a blob pushed to one repo is unknown in another', async () => {
