@@ -6,7 +6,14 @@ export { RegistryClient, MANIFEST_SIZE_LIMIT } from './client.js';
 export type { RemoteOptions, FetchedManifest, BlobReadOptions } from './client.js';
 export { UploadSession, DEFAULT_CHUNK_SIZE } from './upload.js';
 export type { UploadMode, UploadResult } from './upload.js';
-export { write, writeIndex, writeAny, checkPushPermission, PushHandle } from './write.js';
+export {
+  write,
+  writeIndex,
+  writeAny,
+  checkPushPermission,
+  startUpload,
+  PushHandle,
+} from './write.js';
 export type { WriteOptions, WriteResult } from './write.js';
 export { pull, pullImage, blobLocation, RemoteImage, RemoteIndex, RemoteLayer } from './pull.js';
 export type { PullOptions } from './pull.js';

@@ -26,11 +26,17 @@ export const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
 /** UploadResult is what a committed upload stored. */
 export type UploadResult = { readonly digest: Digest; readonly size: number };
 
+/**
+ * parseRangeEnd reads `Range: 0-<last>` as the acknowledged length.
+ * distribution answers `0-0` both for an empty upload and for one byte, so
+ * `0-0` is treated as unknown (callers fall back to what they sent, or 0).
+ */
 function parseRangeEnd(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   const m = /^(?:bytes=)?(\d+)-(\d+)$/.exec(value.trim());
   if (m === null) return undefined;
-  return Number(m[2]) + 1;
+  const end = Number(m[2]);
+  return end === 0 ? undefined : end + 1;
 }
 
 class Counter extends Transform {

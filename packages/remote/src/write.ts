@@ -111,6 +111,7 @@ async function runWrite(
   const client = new RegistryClient(ref.registry, options);
   const repo = ref.repository;
   const sessions = new Set<UploadSession>();
+  const opening: Promise<unknown>[] = [];
   let firstError: unknown;
   // read through a function: TypeScript cannot see callbacks assign it
   const failure = (): unknown => firstError;
@@ -131,9 +132,11 @@ async function runWrite(
     await client.ping({ signal });
     const configSession = open('config');
     configSession.catch(fail);
+    opening.push(configSession);
     const layers = await image.layers();
     const prepared = layers.map((layer, i) => prepare(layer, `layer-${i}`));
     for (const p of prepared) p.catch(fail);
+    opening.push(...prepared);
 
     async function prepare(layer: Layer, id: string): Promise<Prepared> {
       const known = layer.knownDescriptor?.();
@@ -333,6 +336,9 @@ async function runWrite(
     const cause = outer?.aborted === true ? new AbortedError(outer.reason) : (firstError ?? err);
     auth.reject(cause);
     controller.abort(cause);
+    // Let session POSTs in flight settle so that every session the registry
+    // handed out is known, then cancel them all.
+    await Promise.allSettled(opening);
     await Promise.all([...sessions].map((s) => s.cancel()));
     throw cause;
   } finally {
@@ -432,4 +438,21 @@ export async function checkPushPermission(
   await client.ping(options);
   const s = await client.openUpload(r.repository, options);
   await s.cancel();
+}
+
+/**
+ * startUpload opens an upload session in the repository a reference names
+ * (`registry/repository`, tag or digest ignored): the low-level API, with
+ * `location`, `offset`, `write(chunk)`, `writeStream()`, `upload()`,
+ * `commit(digest)`, `cancel()`, `status()` and `resume(location)`.
+ * @throws UNAUTHORIZED, DENIED, NETWORK
+ */
+export async function startUpload(
+  ref: string | Reference,
+  options: RemoteOptions = {},
+): Promise<UploadSession> {
+  const r = typeof ref === 'string' ? parseReference(ref) : ref;
+  const client = new RegistryClient(r.registry, options);
+  await client.ping(options);
+  return client.openUpload(r.repository, options);
 }

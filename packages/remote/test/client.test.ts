@@ -8,7 +8,7 @@ import {
   startDistributionRegistry,
   type DistributionRegistry,
 } from '@lading/testing';
-import { RegistryClient, UploadSession } from '../src/index.js';
+import { RegistryClient, UploadSession, startUpload } from '../src/index.js';
 
 const user = { username: 'alice', password: 's3cret' };
 
@@ -101,6 +101,28 @@ describe('RegistryClient against the CNCF distribution registry', () => {
     await client.deleteManifest('man/ifest', got.digest);
     const gone = await client.getManifest('man/ifest', got.digest).catch((e: unknown) => e);
     expect(isLadingError(gone, 'NOT_FOUND')).toBe(true);
+  });
+
+  it('resumes a chunked upload from a saved location in another session object, then deletes the blob', async () => {
+    const data = randomBytes(3000);
+    const first = await startUpload(`${open.host}/low/level:ignored`, {
+      useStoredCredentials: false,
+    });
+    expect(first.offset).toBe(0);
+    // distribution answers `Range: 0-0` for an empty upload
+    expect(await first.status()).toBe(0);
+    await first.write(data.subarray(0, 1000));
+    expect(first.offset).toBe(1000);
+    const saved = first.location;
+    const other = await startUpload(`${open.host}/low/level`, { useStoredCredentials: false });
+    expect(await other.resume(saved)).toBe(1000);
+    await other.write(data.subarray(1000));
+    expect(other.offset).toBe(3000);
+    await other.commit(digestOf(data));
+    const client = new RegistryClient(open.host, { useStoredCredentials: false });
+    expect(await client.headBlob('low/level', digestOf(data))).toMatchObject({ size: 3000 });
+    await client.deleteBlob('low/level', digestOf(data));
+    expect(await client.headBlob('low/level', digestOf(data))).toBeUndefined();
   });
 
   it('mounts a blob from another repository', async () => {
