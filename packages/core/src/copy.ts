@@ -1,7 +1,7 @@
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { VerifyingStream, digestOf, isDigest, parseDigest } from './digest.js';
-import { ErrorCode, LadingError, throwIfAborted } from './errors.js';
+import { ErrorCode, LadingError, isLadingError, throwIfAborted } from './errors.js';
 import { isImageManifestMediaType, isIndexMediaType, isManifestMediaType } from './media-types.js';
 import type { BlobKind, ProgressEmitter } from './progress.js';
 import { isMounter, type IoOptions, type Target } from './target.js';
@@ -244,15 +244,29 @@ async function selectPlatform(
   if (isIndexMediaType(root.mediaType)) {
     const children = successorsOf(await fetchVerified(src, root, options), root);
     const hit = children.find(
-      (c) => isManifestMediaType(c.mediaType) && platformMatches(want, c.platform),
+      (c) => isImageManifestMediaType(c.mediaType) && platformMatches(want, c.platform),
     );
-    if (hit === undefined) {
-      throw new LadingError(
-        ErrorCode.NotFound,
-        `no manifest for platform ${label} in ${root.digest}`,
-      );
+    if (hit !== undefined) return selectPlatform(src, hit, want, options);
+    // Nested indexes: their own platform (when given at all) is only a hint
+    // on os/architecture; the variant is decided by their children.
+    for (const c of children) {
+      if (!isIndexMediaType(c.mediaType)) continue;
+      if (
+        c.platform !== undefined &&
+        (c.platform.os !== want.os || c.platform.architecture !== want.architecture)
+      ) {
+        continue;
+      }
+      try {
+        return await selectPlatform(src, c, want, options);
+      } catch (err) {
+        if (!isLadingError(err, ErrorCode.NotFound)) throw err;
+      }
     }
-    return selectPlatform(src, hit, want, options);
+    throw new LadingError(
+      ErrorCode.NotFound,
+      `no manifest for platform ${label} in ${root.digest}`,
+    );
   }
   if (isImageManifestMediaType(root.mediaType)) {
     const [config] = successorsOf(await fetchVerified(src, root, options), root);

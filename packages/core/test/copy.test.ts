@@ -138,6 +138,38 @@ describe('copy', () => {
     expect(await dst.exists(amd.layers[0]!)).toBe(false);
   });
 
+  it('walks nested indexes and Docker manifest lists and picks arm/v7 among variants', async () => {
+    const src = memoryTarget();
+    const v6 = await pushImage(src, { os: 'linux', architecture: 'arm', variant: 'v6' }, ['v6']);
+    const v7 = await pushImage(src, { os: 'linux', architecture: 'arm', variant: 'v7' }, ['v7']);
+    const amd = await pushImage(src, { os: 'linux', architecture: 'amd64' }, ['amd']);
+    const inner = await pushIndex(src, [v6, v7]);
+    const list = {
+      schemaVersion: 2,
+      mediaType: MediaType.DockerManifestList,
+      manifests: [
+        { ...amd.manifest },
+        { ...inner, platform: { os: 'linux', architecture: 'arm' } },
+      ],
+    };
+    const outer = await src.pushUnknown(
+      Readable.from([Buffer.from(JSON.stringify(list))]),
+      MediaType.DockerManifestList,
+    );
+    await src.tag(outer, 'nested');
+    const all = memoryTarget();
+    await copy(src, 'nested', all, 'nested');
+    expect(new Set(all.digests())).toEqual(new Set(src.digests()));
+    const one = memoryTarget();
+    const root = await copy(src, 'nested', one, 'v7', { platform: 'linux/arm/v7' });
+    expect(root.digest).toBe(v7.manifest.digest);
+    expect(await one.exists(v6.layers[0]!)).toBe(false);
+    expect(await one.exists(v7.layers[0]!)).toBe(true);
+    // the outer entry says linux/arm (implicitly v7), yet v6 is found inside
+    const six = await copy(src, 'nested', memoryTarget(), undefined, { platform: 'linux/arm/v6' });
+    expect(six.digest).toBe(v6.manifest.digest);
+  });
+
   it('answers NOT_FOUND when no manifest matches the platform', async () => {
     const { src } = await multiArch();
     const err = await caught(
