@@ -90,7 +90,11 @@ export async function runChecked(
 }
 
 /** TaskResult is the JSON a child task prints on its last `RESULT ` line. */
-export type TaskResult = Record<string, unknown> & { readonly maxRssKiB: number };
+export type TaskResult = Record<string, unknown> & {
+  readonly maxRssKiB: number;
+  /** wallMs is the child's whole life seen from the parent (node start-up included). */
+  readonly wallMs: number;
+};
 
 /**
  * runTask runs one lading operation in a fresh node process (dist/task.js),
@@ -117,7 +121,7 @@ export async function runTask(
       `task ${String(task.kind)} failed (exit ${String(r.code)}): ${(r.stderr || r.stdout).slice(-3000)}`,
     );
   }
-  return JSON.parse(line.slice('RESULT '.length)) as TaskResult;
+  return { ...(JSON.parse(line.slice('RESULT '.length)) as TaskResult), wallMs: r.ms };
 }
 
 /** has tells whether a program is on $PATH. */
