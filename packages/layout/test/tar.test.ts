@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -92,6 +93,44 @@ describe('indexTar', () => {
     await writeFile(file, Buffer.concat([h, tarEnd()]));
     await expect(indexTar(file)).rejects.toSatisfy((e: unknown) =>
       isLadingError(e, 'INVALID_ARGUMENT'),
+    );
+  });
+
+  it('finds every entry tar-stream wrote, whatever the names and sizes (property)', async () => {
+    const t = await tempDir();
+    cleanups.push(t.cleanup);
+    const segment = fc.stringMatching(/^[a-z0-9._-]{1,60}$/).filter((x) => x !== '.' && x !== '..');
+    const entry = fc.record({
+      path: fc.array(segment, { minLength: 1, maxLength: 4 }).map((p) => p.join('/')),
+      size: fc.integer({ min: 0, max: 3000 }),
+      seed: fc.integer({ min: 0, max: 255 }),
+    });
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.uniqueArray(entry, { selector: (e) => e.path, maxLength: 8 }),
+        async (entries) => {
+          // a file may not also be a directory prefix of another entry
+          const files = entries.filter(
+            (e) => !entries.some((o) => o.path.startsWith(`${e.path}/`)),
+          );
+          const file = join(t.dir, `p${run++}.tar`);
+          const pack = tar.pack();
+          for (const e of files) pack.entry({ name: e.path }, Buffer.alloc(e.size, e.seed));
+          pack.finalize();
+          await pipeline(pack, createWriteStream(file));
+          const index = await indexTar(file);
+          expect(index.size).toBe(files.length);
+          for (const e of files) {
+            const found = index.get(e.path)!;
+            expect(found.size).toBe(e.size);
+            expect(await read(file, found.offset, found.size)).toBe(
+              Buffer.alloc(e.size, e.seed).toString('utf8'),
+            );
+          }
+        },
+      ),
+      { numRuns: 40 },
     );
   });
 });
