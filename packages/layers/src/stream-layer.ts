@@ -73,7 +73,11 @@ export class StreamLayer implements Layer {
       this.#gzipped || (options.compression ?? 'gzip') === 'gzip',
     );
     if (options.annotations !== undefined) this.annotations = options.annotations;
-    this.#source = toReadable(source);
+    const readable = toReadable(source);
+    // An error before anyone reads must not crash the process; the pass
+    // started by compressed() still sees it (the stream is left errored).
+    readable.on('error', () => undefined);
+    this.#source = readable;
     const handled = <T>(p: Promise<T>): Promise<T> => {
       p.catch(() => undefined);
       return p;

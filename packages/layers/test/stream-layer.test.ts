@@ -114,6 +114,16 @@ describe('streamLayer', () => {
     expect(layer.knownDescriptor()).toBeUndefined();
   });
 
+  it('rejects with an error the source raised before anyone read it', async () => {
+    const src = new Readable({ read: () => undefined });
+    const boom = new Error('early failure');
+    const layer = streamLayer(src);
+    src.destroy(boom);
+    await new Promise((r) => setTimeout(r, 10));
+    await expect(collect(layer.compressed())).rejects.toBe(boom);
+    await expect(layer.digest()).rejects.toBe(boom);
+  });
+
   it('rejects when the consumer destroys the stream before its end', async () => {
     const tar = await sampleTar();
     const layer = streamLayer(chunked(tar, 16384));
