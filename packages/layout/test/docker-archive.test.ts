@@ -201,6 +201,24 @@ describe('dockerArchive', () => {
     );
   });
 
+  it('copies a skopeo-written archive into a new archive keeping config and diffIds', async () => {
+    const dir = await scratch();
+    const layoutDir = join(dir, 'layout');
+    const image = await sampleImage();
+    await writeImage(ociLayout(layoutDir), 'v1', image);
+    const first = join(dir, 'first.tar');
+    await run('skopeo', ['copy', `oci:${layoutDir}:v1`, `docker-archive:${first}:a/b:1`]);
+    const second = join(dir, 'second.tar');
+    const out = dockerArchive(second, { mode: 'write' });
+    await copy(dockerArchive(first), 'a/b:1', out, 'c/d:2');
+    await out.close();
+    const { stdout } = await run('skopeo', ['inspect', '--config', `docker-archive:${second}`]);
+    const config = JSON.parse(stdout) as ConfigFile;
+    expect(config.rootfs.diff_ids).toEqual((await image.configFile()).rootfs.diff_ids);
+    const raw = await run('skopeo', ['inspect', '--config', '--raw', `docker-archive:${second}`]);
+    expect(digestOf(Buffer.from(raw.stdout))).toBe((await image.configDescriptor()).digest);
+  });
+
   it('serves the original OCI manifest from a docker 25 style archive', async () => {
     const dir = await scratch();
     const layoutDir = join(dir, 'layout');
