@@ -3,6 +3,7 @@ import {
   DigestMismatchError,
   ErrorCode,
   ProgressEmitter,
+  childrenToWrite,
   digestOf,
   isImageIndex,
   isLadingError,
@@ -58,6 +59,14 @@ export class PushHandle extends ProgressEmitter {
     this.done = done(this);
     this.done.catch(() => undefined);
   }
+}
+
+/** byDigest marks the options of an index child: its manifest is stored under its digest only. */
+const byDigest = Symbol('lading.byDigest');
+
+function manifestReference(ref: Reference, options: WriteOptions, raw: Uint8Array): string {
+  if ((options as { [byDigest]?: boolean })[byDigest] === true) return digestOf(raw);
+  return ref.tag ?? ref.digest ?? 'latest';
 }
 
 function toRef(ref: string | Reference): Reference {
@@ -309,7 +318,7 @@ async function runWrite(
     const rawManifest = await image.rawManifest();
     const put = await client.putManifest(
       repo,
-      ref.tag ?? ref.digest ?? 'latest',
+      manifestReference(ref, options, rawManifest),
       rawManifest,
       image.mediaType,
       { signal },
@@ -361,13 +370,15 @@ export function writeIndex(
   return new PushHandle(auth.promise, async (handle) => {
     const r = toRef(ref);
     try {
-      const children = await index.children();
+      // Children are pushed by digest (no tag); for indexes built in-process
+      // they come undescribed, so stream layers get their digests by uploading.
+      const children = await childrenToWrite(index);
+      const childRef = parseReference(r.name);
       for (const child of children) {
-        const childRef = parseReference(`${r.name}@${child.descriptor.digest}`);
-        const push =
-          child.kind === 'image'
-            ? write(childRef, child.image, options)
-            : writeIndex(childRef, child.index, options);
+        const untagged = { ...options, [byDigest]: true };
+        const push = isImageIndex(child)
+          ? writeIndex(childRef, child, untagged)
+          : write(childRef, child, untagged);
         push.on('progress', (e) => {
           handle.emit('progress', e);
         });
@@ -387,7 +398,7 @@ export function writeIndex(
       const raw = await index.rawManifest();
       const put = await client.putManifest(
         r.repository,
-        r.tag ?? r.digest ?? 'latest',
+        manifestReference(r, options, raw),
         raw,
         index.mediaType,
         {
