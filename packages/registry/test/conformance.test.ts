@@ -391,6 +391,32 @@ describe.each(storages)('registry over %s storage', (_kind, make) => {
       expect(badTag.status).toBe(400);
     });
 
+    it('checks descriptor sizes, and does not require foreign layers (urls) to exist', async () => {
+      const img = await pushImage(base, 'push/sizes', 'v1');
+      const doc = JSON.parse(img.manifest.toString()) as {
+        layers: { digest: string; size: number; mediaType: string; urls?: string[] }[];
+      };
+      doc.layers[0]!.size += 1;
+      const wrongSize = await req('PUT', `${base}/v2/push/sizes/manifests/wrong`, {
+        body: JSON.stringify(doc),
+        headers: { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' },
+      });
+      expect(wrongSize.status).toBe(400);
+      expect(wrongSize.code()).toBe('MANIFEST_INVALID');
+      doc.layers[0]!.size -= 1;
+      doc.layers.push({
+        mediaType: 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip',
+        digest: sha256('foreign layer'),
+        size: 13,
+        urls: ['https://example.invalid/layer.tar.gz'],
+      });
+      const foreign = await req('PUT', `${base}/v2/push/sizes/manifests/foreign`, {
+        body: JSON.stringify(doc),
+        headers: { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' },
+      });
+      expect(foreign.status).toBe(201);
+    });
+
     it('handles the empty blob: upload without a body, HEAD and GET with length 0', async () => {
       const empty = sha256('');
       const post = await req('POST', `${base}/v2/push/empty/blobs/uploads/`);

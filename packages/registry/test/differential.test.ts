@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import bcrypt from 'bcryptjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRegistry, filesystemStorage, type Registry } from '../src/index.js';
 import { req, sha256, type Reply } from './helpers.js';
@@ -187,15 +188,13 @@ async function scenario(base: string): Promise<Step[]> {
 }
 
 let work: string;
-let child: ChildProcess | undefined;
-let distribution: string;
-let registry: Registry;
-let ours: string;
+const children: ChildProcess[] = [];
+const registries: Registry[] = [];
 
-beforeAll(async () => {
-  work = mkdtempSync(join(tmpdir(), 'lading-diff-'));
+/** startDistribution runs docker-registry with `extra` YAML lines under `http`-level config. */
+async function startDistribution(name: string, extra: string[] = []): Promise<string> {
   const port = await freePort();
-  const config = join(work, 'config.yml');
+  const config = join(work, `${name}.yml`);
   writeFileSync(
     config,
     [
@@ -204,42 +203,92 @@ beforeAll(async () => {
       '  level: error',
       'storage:',
       '  filesystem:',
-      `    rootdirectory: ${join(work, 'distribution')}`,
+      `    rootdirectory: ${join(work, name)}`,
       '  delete:',
       '    enabled: true',
       'http:',
       `  addr: 127.0.0.1:${port}`,
+      ...extra,
       '',
     ].join('\n'),
   );
-  child = spawn('/usr/bin/docker-registry', ['serve', config], { stdio: 'ignore' });
-  distribution = `http://127.0.0.1:${port}`;
+  const child = spawn('/usr/bin/docker-registry', ['serve', config], { stdio: 'ignore' });
+  children.push(child);
+  const url = `http://127.0.0.1:${port}`;
   for (let i = 0; ; i++) {
-    const ok = await req('GET', `${distribution}/v2/`).then(
-      (r) => r.status === 200,
+    const up = await req('GET', `${url}/v2/`).then(
+      () => true,
       () => false,
     );
-    if (ok) break;
+    if (up) return url;
     if (i > 200) throw new Error('docker-registry did not start');
     await new Promise((r) => setTimeout(r, 50));
   }
-  registry = createRegistry({ storage: filesystemStorage(join(work, 'lading')) });
-  ours = (await registry.listen()).url;
+}
+
+async function startOurs(options: Parameters<typeof createRegistry>[0]): Promise<string> {
+  const r = createRegistry(options);
+  registries.push(r);
+  return (await r.listen()).url;
+}
+
+beforeAll(() => {
+  work = mkdtempSync(join(tmpdir(), 'lading-diff-'));
 });
 
 afterAll(async () => {
-  await registry.close();
-  if (child?.pid !== undefined) child.kill('SIGTERM');
+  for (const r of registries) await r.close();
+  for (const c of children) c.kill('SIGTERM');
   rmSync(work, { recursive: true, force: true });
 });
 
 describe('@lading/registry vs CNCF distribution', () => {
   it('answers the same status and error code at every step', async () => {
-    const theirs = await scenario(distribution);
-    const mine = await scenario(ours);
+    const theirs = await scenario(await startDistribution('open'));
+    const mine = await scenario(
+      await startOurs({ storage: filesystemStorage(join(work, 'lading')) }),
+    );
     expect(mine.map((s) => s.step)).toEqual(theirs.map((s) => s.step));
     // Where distribution 2.8 departs from the spec (out-of-order chunks, n on
     // tags/list) the scenario avoids the case; everything else must match.
     expect(mine).toEqual(theirs);
+  });
+
+  it('answers basic auth (htpasswd) the same way', async () => {
+    const file = join(work, 'htpasswd');
+    writeFileSync(file, `ci:${bcrypt.hashSync('s3cret', 5)}\n`);
+    const theirs = await startDistribution('basic', [
+      'auth:',
+      '  htpasswd:',
+      '    realm: test-realm',
+      `    path: ${file}`,
+    ]);
+    const mine = await startOurs({
+      auth: { type: 'basic', htpasswdFile: file, realm: 'test-realm' },
+    });
+    const good = { Authorization: `Basic ${Buffer.from('ci:s3cret').toString('base64')}` };
+    const bad = { Authorization: `Basic ${Buffer.from('ci:wrong').toString('base64')}` };
+    const run = async (base: string) => {
+      const out: unknown[] = [];
+      for (const [method, path, headers] of [
+        ['GET', '/v2/', {}],
+        ['GET', '/v2/', bad],
+        ['GET', '/v2/', good],
+        ['POST', '/v2/auth/app/blobs/uploads/', {}],
+        ['POST', '/v2/auth/app/blobs/uploads/', good],
+        ['GET', '/v2/auth/app/manifests/v1', good],
+      ] as const) {
+        const r = await req(method, `${base}${path}`, { headers });
+        out.push({
+          method,
+          path,
+          status: r.status,
+          code: r.status >= 400 ? r.code() : undefined,
+          challenge: String(r.headers['www-authenticate']).split(',')[0],
+        });
+      }
+      return out;
+    };
+    expect(await run(mine)).toEqual(await run(theirs));
   });
 });
