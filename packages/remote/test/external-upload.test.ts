@@ -1,7 +1,7 @@
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Digest, type Image } from '@lading/core';
+import type { Image } from '@lading/core';
 import {
   createRegistry,
   memoryStorage,

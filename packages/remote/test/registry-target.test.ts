@@ -11,7 +11,30 @@ import {
   type Descriptor,
 } from '@lading/core';
 import { createRegistry, memoryStorage, type Registry } from '@lading/registry';
-import { RegistryClient, registryTarget, write } from '../src/index.js';
+import { streamLayer } from '@lading/layers';
+import { Readable } from 'node:stream';
+import { RegistryClient, registryTarget, write, writeIndex as pushIndex } from '../src/index.js';
+
+/** tarLayer is a single-pass stream layer over a one-file tar made by hand. */
+function tarLayer(name: string, body: string) {
+  const header = Buffer.alloc(512);
+  header.write(name, 0);
+  header.write('0000644\0', 100);
+  header.write('0000000\0', 108);
+  header.write('0000000\0', 116);
+  header.write(body.length.toString(8).padStart(11, '0') + '\0', 124);
+  header.write('00000000000\0', 136);
+  header.write('        ', 148);
+  header.write('0', 156);
+  header.write('ustar\0', 257);
+  header.write('00', 263);
+  let sum = 0;
+  for (const b of header) sum += b;
+  header.write(sum.toString(8).padStart(6, '0') + '\0 ', 148);
+  const content = Buffer.alloc(Math.ceil(body.length / 512) * 512);
+  content.write(body);
+  return streamLayer(Readable.from([header, content, Buffer.alloc(1024)]));
+}
 
 function layer(text: string) {
   return layerFromBytes(Buffer.from(text.repeat(1000)));
@@ -96,6 +119,36 @@ describe('registryTarget', () => {
     const root = await copy(mem, 'i', dst, 'arm', { platform: 'linux/arm64' });
     expect(root.digest).toBe(await arm.digest());
     expect(await dst.exists({ ...root, digest: await amd.digest() })).toBe(false);
+  });
+
+  it('writes an index over single-pass stream layers to a registry and to memory', async () => {
+    const build = () =>
+      imageIndex([
+        {
+          image: withPlatform(appendLayers(emptyImage(), tarLayer('a', 'amd')), {
+            os: 'linux',
+            architecture: 'amd64',
+          }),
+        },
+        {
+          image: withPlatform(appendLayers(emptyImage(), tarLayer('a', 'arm')), {
+            os: 'linux',
+            architecture: 'arm64',
+          }),
+        },
+      ]);
+    const remote = build();
+    const pushed = await pushIndex(`${host}/stream/index:v1`, remote).done;
+    expect(pushed.digest).toBe(await remote.digest());
+    const client = new RegistryClient(host);
+    for (const child of (await remote.indexManifest()).manifests) {
+      expect((await client.headManifest('stream/index', child.digest))?.digest).toBe(child.digest);
+    }
+    // Children are stored by digest only: the index is the one tag.
+    expect(await client.listTags('stream/index')).toEqual(['v1']);
+    const local = build();
+    const desc = await writeIndex(memoryTarget(), 'v1', local);
+    expect(desc.digest).toBe(pushed.digest);
   });
 
   it('answers NOT_FOUND for a missing tag', async () => {
