@@ -1,4 +1,5 @@
 import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { gzipSync } from 'node:zlib';
 import {
   MediaType,
@@ -232,8 +233,8 @@ export class OnceLayer implements Layer {
       },
     });
     const src = Readable.from([gz.subarray(0, 100), gz.subarray(100)]);
-    src.on('error', (e) => hashing.destroy(e));
-    return src.pipe(hashing);
+    pipeline(src, hashing).catch(() => undefined);
+    return hashing;
   }
   uncompressed(): Readable {
     return Readable.from([this.#tar]);
