@@ -59,6 +59,10 @@ class BuiltIndex implements ImageIndex {
       : { kind: 'image', descriptor, image: child };
   }
 
+  pendingChildren(): readonly (Image | ImageIndex)[] {
+    return this.#entries.map((e) => e.image);
+  }
+
   #childrenMemo(): Promise<readonly IndexChild[]> {
     this.#children ??= Promise.all(this.#entries.map((e) => this.#describe(e))).catch(
       (err: unknown) => {
@@ -186,6 +190,10 @@ class AnnotatedIndex implements ImageIndex {
   async size(): Promise<number> {
     return (await this.#rawMemo()).length;
   }
+  pendingChildren(): readonly (Image | ImageIndex)[] | undefined {
+    return this.#base.pendingChildren?.();
+  }
+
   children(): Promise<readonly IndexChild[]> {
     return this.#base.children();
   }

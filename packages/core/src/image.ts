@@ -39,6 +39,24 @@ export interface ImageIndex {
   children(): Promise<readonly IndexChild[]>;
   image(digest: Digest): Promise<Image>;
   imageIndex(digest: Digest): Promise<ImageIndex>;
+  /**
+   * pendingChildren lists the child images and indexes without describing
+   * them, for indexes built in-process: writers push these first, so a
+   * child over single-pass stream layers gets its digest from its own
+   * upload instead of a deadlock. Indexes read from elsewhere omit it.
+   */
+  pendingChildren?(): readonly (Image | ImageIndex)[] | undefined;
+}
+
+/**
+ * childrenToWrite lists what a writer must push before an index manifest:
+ * `pendingChildren()` when the index has it (nothing is awaited), else the
+ * described children.
+ */
+export async function childrenToWrite(index: ImageIndex): Promise<readonly (Image | ImageIndex)[]> {
+  const pending = index.pendingChildren?.();
+  if (pending !== undefined) return pending;
+  return (await index.children()).map((c) => (c.kind === 'image' ? c.image : c.index));
 }
 
 /** isImageIndex tells an index from an image. */

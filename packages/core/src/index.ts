@@ -46,7 +46,7 @@ export type {
 } from './wire.js';
 export { BytesLayer, layerFromBytes } from './layer.js';
 export type { Layer, BlobSource, LayerBytesOptions } from './layer.js';
-export { isImageIndex } from './image.js';
+export { isImageIndex, childrenToWrite } from './image.js';
 export type { Image, ImageIndex, IndexChild, IndexEntryInput } from './image.js';
 export { ProgressEmitter } from './progress.js';
 export type { ProgressEvent, ProgressEvents, BlobKind } from './progress.js';

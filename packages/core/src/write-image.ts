@@ -7,7 +7,7 @@ import {
   SizeMismatchError,
   throwIfAborted,
 } from './errors.js';
-import type { Image, ImageIndex } from './image.js';
+import { childrenToWrite, isImageIndex, type Image, type ImageIndex } from './image.js';
 import type { Layer } from './layer.js';
 import type { ProgressEmitter } from './progress.js';
 import { Limiter, pushVerified } from './copy.js';
@@ -177,11 +177,11 @@ export async function writeImage(
 /**
  * writeIndex writes every child of an index (images with {@link writeImage},
  * nested indexes recursively), then the index manifest, then the tag.
- * `ImageIndex.children()` describes each child by digest before handing it
- * out, so the children's layers must be able to report their digests
- * without being pushed first (bytes, opener and remote layers): an index
- * over single-pass stream layers cannot be written this way.
- * @throws DIGEST_MISMATCH when a child's written digest is not the one the index lists.
+ * Children come from `pendingChildren()` when the index has it, so children
+ * over single-pass stream layers are written (and so get their digests)
+ * before the index manifest is computed; the manifest then lists exactly
+ * what was written.
+ * @throws DIGEST_MISMATCH when the index lists a child digest that was not written.
  */
 export async function writeIndex(
   target: Target,
@@ -190,13 +190,16 @@ export async function writeIndex(
   options: WriteImageOptions = {},
 ): Promise<Descriptor> {
   throwIfAborted(options.signal);
-  for (const child of await index.children()) {
-    const written =
-      child.kind === 'image'
-        ? await writeImage(target, undefined, child.image, options)
-        : await writeIndex(target, undefined, child.index, options);
-    if (written.digest !== child.descriptor.digest) {
-      throw new DigestMismatchError(child.descriptor.digest, written.digest, 'index child');
+  const written = new Set<string>();
+  for (const child of await childrenToWrite(index)) {
+    const d = isImageIndex(child)
+      ? await writeIndex(target, undefined, child, options)
+      : await writeImage(target, undefined, child, options);
+    written.add(d.digest);
+  }
+  for (const listed of (await index.indexManifest()).manifests) {
+    if (!written.has(listed.digest)) {
+      throw new DigestMismatchError(listed.digest, [...written].join(', '), 'index child');
     }
   }
   const io = { signal: options.signal };
