@@ -21,7 +21,10 @@ export interface NoAuth {
 /** BasicAuth checks HTTP Basic credentials against an htpasswd (bcrypt) file. */
 export interface BasicAuth {
   readonly type: 'basic';
-  /** htpasswd is the file's contents (`user:$2y$…` lines). */
+  /**
+   * htpasswd is the file's contents (`user:$2y$…` lines), or a path to the
+   * file when it contains no `:` (every htpasswd line does).
+   */
   readonly htpasswd?: string | undefined;
   /** htpasswdFile is a path to read instead of `htpasswd`. */
   readonly htpasswdFile?: string | undefined;
@@ -35,7 +38,7 @@ export interface BasicAuth {
  */
 export interface TokenAuth {
   readonly type: 'token';
-  /** users is an htpasswd (bcrypt) file's contents; `usersFile` a path to it. */
+  /** users is an htpasswd (bcrypt) file's contents, or its path when it contains no `:`; or use `usersFile`. */
   readonly users?: string | undefined;
   readonly usersFile?: string | undefined;
   /** issuer is the `iss` claim (default "lading-registry"). */
@@ -127,8 +130,8 @@ export class Authenticator {
   constructor(auth: RegistryAuth) {
     this.#auth = auth;
     let text = '';
-    if (auth.type === 'basic') text = auth.htpasswd ?? readIf(auth.htpasswdFile);
-    if (auth.type === 'token') text = auth.users ?? readIf(auth.usersFile);
+    if (auth.type === 'basic') text = contentsOrPath(auth.htpasswd) ?? readIf(auth.htpasswdFile);
+    if (auth.type === 'token') text = contentsOrPath(auth.users) ?? readIf(auth.usersFile);
     this.#users = parseHtpasswd(text);
     const secret = auth.type === 'token' ? auth.secret : undefined;
     this.#secret =
@@ -433,6 +436,11 @@ export class Authenticator {
       Allow: 'GET, POST',
     });
   }
+}
+
+function contentsOrPath(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  return value.includes(':') ? value : readFileSync(value, 'utf8');
 }
 
 function readIf(path: string | undefined): string {
