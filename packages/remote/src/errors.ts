@@ -113,7 +113,10 @@ export class AuthError extends LadingError {
 /** UploadError reports a blob upload that could not be completed (UPLOAD_FAILED). */
 export class UploadError extends LadingError {
   override name = 'UploadError';
-  constructor(message: string, cause?: unknown) {
+  /** restartable says the upload may succeed from the start with a new session (re-openable layers). */
+  readonly restartable: boolean;
+  constructor(message: string, cause?: unknown, restartable = false) {
     super(ErrorCode.UploadFailed, message, { cause });
+    this.restartable = restartable;
   }
 }

@@ -447,12 +447,14 @@ export class UploadSession {
           throw new UploadError(
             `upload to ${this.repository} cannot be resumed: the status request failed`,
             statusErr,
+            true,
           );
         }
         if (acked < chunkStart || acked > chunkStart + chunk.length) {
           throw new UploadError(
             `upload to ${this.repository} cannot be resumed: the registry acknowledged ${acked} bytes, the chunk held here covers ${chunkStart}-${chunkStart + chunk.length}`,
             err,
+            true,
           );
         }
         if (acked === chunkStart + chunk.length) return;

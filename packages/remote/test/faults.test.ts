@@ -116,6 +116,54 @@ describe('write() retries (fake registry)', () => {
   });
 });
 
+describe('chunked uploads that cannot resume (fake registry)', () => {
+  // The second PATCH of the first upload loses everything the session had.
+  function loseUpload(f: FakeRegistry): void {
+    let patches = 0;
+    f.faults.push((req, res, ctx) => {
+      if (req.method !== 'PATCH' || ++patches !== 2) return false;
+      const id = /\/upload\/(\d+)/.exec(req.url ?? '')![1]!;
+      req.resume();
+      req.on('end', () => {
+        ctx.uploads.set(id, Buffer.alloc(0));
+        res.writeHead(416).end();
+      });
+      return true;
+    });
+  }
+
+  it('restarts a re-openable layer from the start with a new session', async () => {
+    const f = await fake();
+    loseUpload(f);
+    const layer = layerFromBytes(randomBytes(10_000), { compression: 'none' });
+    const push = write(`${f.host}/lost/app:1`, testImage([layer]), {
+      ...fast,
+      uploadMode: 'chunked',
+      chunkSize: 4000,
+    });
+    await push.done;
+    expect(f.ctx.blobs.has(await layer.digest())).toBe(true);
+    expect(f.seen.filter((q) => q.method === 'POST').length).toBe(3);
+  });
+
+  it('fails a stream layer with UPLOAD_FAILED', async () => {
+    const f = await fake();
+    loseUpload(f);
+    const push = write(
+      `${f.host}/lost/app:2`,
+      testImage([new TestStreamLayer(new CountingSource(4, 4096))]),
+      {
+        ...fast,
+        uploadMode: 'chunked',
+        chunkSize: 4000,
+      },
+    );
+    const err = await push.done.catch((e: unknown) => e);
+    expect(isLadingError(err, 'UPLOAD_FAILED')).toBe(true);
+    expect(f.seen.some((q) => q.url.includes('/manifests/'))).toBe(false);
+  });
+});
+
 describe('transport errors and retries (fake registry)', () => {
   it('retries a 429 honouring Retry-After and then succeeds', async () => {
     const f = await fake();

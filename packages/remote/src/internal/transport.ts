@@ -4,7 +4,7 @@ import { Agent, request, type Dispatcher } from 'undici';
 import { AbortedError, ErrorCode, isLadingError, throwIfAborted } from '@lading/core';
 import type { Credentials } from '../credentials.js';
 import { resolveCredentials } from '../credentials.js';
-import { AuthError, RegistryError, type RegistryErrorDetail } from '../errors.js';
+import { AuthError, RegistryError, UploadError, type RegistryErrorDetail } from '../errors.js';
 import { parseChallenge, parseRetryAfter, type Challenge } from './challenge.js';
 
 /** Max bytes read from an error body. */
@@ -507,7 +507,10 @@ export class Transport {
 
 /** isTemporary tells whether an error is worth retrying. */
 export function isTemporary(err: unknown): boolean {
-  return err instanceof RegistryError && err.temporary;
+  return (
+    (err instanceof RegistryError && err.temporary) ||
+    (err instanceof UploadError && err.restartable)
+  );
 }
 
 /**
