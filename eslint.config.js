@@ -81,8 +81,13 @@ export default tseslint.config(
     },
   },
   {
-    files: ['**/*.js'],
+    files: ['**/*.js', '**/*.mjs'],
     ...tseslint.configs.disableTypeChecked,
+  },
+  {
+    // Plain JS here is Node scripts; `no-undef` does not know Node's globals.
+    files: ['**/*.js', '**/*.mjs'],
+    rules: { 'no-undef': 'off', '@typescript-eslint/explicit-module-boundary-types': 'off' },
   },
   prettier,
 );
