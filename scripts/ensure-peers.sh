@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Installs the system programs the integration tests talk to: the CNCF
-# distribution registry from Debian (docker-registry). Idempotent; needs root
-# (or sudo) and Debian's package archive when something is missing.
+# Installs the system programs the integration tests talk to, from Debian:
+# the CNCF distribution registry (docker-registry), and skopeo and umoci,
+# which read, copy and unpack what lading writes. Idempotent; needs root (or
+# sudo) and Debian's package archive only when something is missing.
 set -euo pipefail
-want=(docker-registry)
-[ "${LADING_BENCH_PEERS:-0}" = 1 ] && want+=(skopeo umoci)
+want=(docker-registry skopeo umoci)
 missing=()
 for bin in "${want[@]}"; do
   command -v "$bin" >/dev/null 2>&1 || missing+=("$bin")
