@@ -221,6 +221,16 @@ describe('transport errors and retries (fake registry)', () => {
     expect((big as RegistryError).errors).toEqual([]);
   });
 
+  it('fails with a temporary NETWORK error when headers do not arrive within headersTimeout', async () => {
+    const f = await fake();
+    f.faults.push((req) => req.url!.includes('/manifests/')); // never answers
+    const err = await new RegistryClient(f.host, { ...fast, retry: false, headersTimeout: 200 })
+      .getManifest('a/b', '1')
+      .catch((e: unknown) => e);
+    expect(isLadingError(err, 'NETWORK')).toBe(true);
+    expect((err as RegistryError).temporary).toBe(true);
+  });
+
   it('maps a refused connection to NETWORK', async () => {
     const f = await fake();
     const host = f.host;

@@ -21,6 +21,14 @@ export type RetryOptions = {
 export interface TransportOptions {
   readonly auth?: Credentials | undefined;
   readonly insecure?: boolean | undefined;
+  /**
+   * headersTimeout (ms) bounds the wait for response headers, refreshed while
+   * a request body flows: a stream layer whose producer stalls longer fails
+   * its PATCH. Default 300 000; 0 disables.
+   */
+  readonly headersTimeout?: number | undefined;
+  /** bodyTimeout (ms) bounds the gap between response body chunks. Default 300 000; 0 disables. */
+  readonly bodyTimeout?: number | undefined;
   /** scheme forces `http` or `https` (default: http for loopback hosts or `insecure`, else https). */
   readonly scheme?: 'http' | 'https' | undefined;
   readonly ca?: string | Buffer | readonly (string | Buffer)[] | undefined;
@@ -234,6 +242,12 @@ export class Transport {
         body: body ?? null,
         dispatcher: this.dispatcher,
         signal: signal ?? null,
+        ...(this.#options.headersTimeout === undefined
+          ? {}
+          : { headersTimeout: this.#options.headersTimeout }),
+        ...(this.#options.bodyTimeout === undefined
+          ? {}
+          : { bodyTimeout: this.#options.bodyTimeout }),
       });
       return {
         status: res.statusCode,
