@@ -25,7 +25,7 @@ describe('examples', () => {
         timeout: 60_000,
       });
       // execFile rejects on a non-zero exit; the example also has to say what it did.
-    expect(stdout.trim().length).toBeGreaterThan(0);
+      expect(stdout.trim().length).toBeGreaterThan(0);
     },
     90_000,
   );
