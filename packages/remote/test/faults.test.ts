@@ -231,6 +231,37 @@ describe('transport errors and retries (fake registry)', () => {
     expect((err as RegistryError).temporary).toBe(true);
   });
 
+  it('refuses manifests over 4 MiB and manifests that do not match their digest', async () => {
+    const f = await fake();
+    const big = Buffer.alloc(4 * 1024 * 1024 + 1, 0x20);
+    f.ctx.manifests.set('a/b:big', {
+      bytes: big,
+      type: 'application/vnd.oci.image.manifest.v1+json',
+    });
+    const client = new RegistryClient(f.host, fast);
+    expect(
+      isLadingError(
+        await client.getManifest('a/b', 'big').catch((e: unknown) => e),
+        'MANIFEST_TOO_LARGE',
+      ),
+    ).toBe(true);
+    const put = await client
+      .putManifest('a/b', 'x', big, 'application/vnd.oci.image.manifest.v1+json')
+      .catch((e: unknown) => e);
+    expect(isLadingError(put, 'MANIFEST_TOO_LARGE')).toBe(true);
+    const liar = digestOf('something else');
+    f.ctx.manifests.set(`a/b:${liar}`, {
+      bytes: Buffer.from('{"schemaVersion":2}'),
+      type: 'application/vnd.oci.image.manifest.v1+json',
+    });
+    expect(
+      isLadingError(
+        await client.getManifest('a/b', liar).catch((e: unknown) => e),
+        'DIGEST_MISMATCH',
+      ),
+    ).toBe(true);
+  });
+
   it('maps a refused connection to NETWORK', async () => {
     const f = await fake();
     const host = f.host;
