@@ -137,6 +137,17 @@ describe('remote against @lading/registry with bearer tokens and redirecting sto
     expect(source.bytesRead).toBe(0);
   });
 
+  it('rejects authorized with UNAUTHORIZED for an anonymous push (a token without push scope)', async () => {
+    const source = new CountingSource(4);
+    const push = write(`${host}/team/app:4`, testImage([new TestStreamLayer(source)]), {
+      useStoredCredentials: false,
+    });
+    expect(isLadingError(await push.authorized.catch((e: unknown) => e), 'UNAUTHORIZED')).toBe(
+      true,
+    );
+    expect(source.bytesRead).toBe(0);
+  });
+
   it('rejects authorized with UNAUTHORIZED for a wrong password at the token endpoint', async () => {
     const source = new CountingSource(4);
     const push = write(`${host}/team/app:3`, testImage([new TestStreamLayer(source)]), {

@@ -450,8 +450,12 @@ export class Transport {
       if (res.status === 401 && own) {
         const ch = parseChallenge(res.headers['www-authenticate']);
         const err = await errorFromResponse(req.method, res);
+        // Refused scope with credentials is DENIED; without any, the caller
+        // needs to log in, which is UNAUTHORIZED.
         const denied =
-          ch?.params.error === 'insufficient_scope' || err.errors.some((e) => e.code === 'DENIED');
+          (await this.credentials()) !== undefined &&
+          (ch?.params.error === 'insufficient_scope' ||
+            err.errors.some((e) => e.code === 'DENIED'));
         throw new AuthError(
           denied ? ErrorCode.Denied : ErrorCode.Unauthorized,
           `${this.registry}: ${denied ? 'access denied' : 'unauthorized'} for ${req.method} ${err.url}`,
