@@ -25,8 +25,14 @@ export interface RecordedRequest {
   responseHeaders: IncomingHttpHeaders | undefined;
   /** responseBytes counts response body bytes. */
   responseBytes: number;
-  /** startTime is Date.now() at arrival (for logs, not for assertions). */
+  /** startTime is performance.now() at arrival (for logs and figures, not for ordering assertions). */
   readonly startTime: number;
+  /** firstByteTime is performance.now() at the first request body byte. */
+  firstByteTime: number | undefined;
+  /** endTime is performance.now() when the request body ended. */
+  endTime: number | undefined;
+  /** responseTime is performance.now() when the upstream answered. */
+  responseTime: number | undefined;
 }
 
 /** RecordingProxy is a forwarding HTTP proxy that records everything it sees. */
@@ -67,7 +73,10 @@ export async function recordingProxy(upstreamUrl: string): Promise<RecordingProx
       status: undefined,
       responseHeaders: undefined,
       responseBytes: 0,
-      startTime: Date.now(),
+      startTime: performance.now(),
+      firstByteTime: undefined,
+      endTime: undefined,
+      responseTime: undefined,
     };
     requests.push(rec);
     const out = httpRequest(
@@ -80,6 +89,7 @@ export async function recordingProxy(upstreamUrl: string): Promise<RecordingProx
       },
       (upRes) => {
         rec.responseTick = ++tick;
+        rec.responseTime = performance.now();
         rec.status = upRes.statusCode;
         rec.responseHeaders = { ...upRes.headers };
         res.writeHead(upRes.statusCode ?? 502, upRes.headers);
@@ -98,12 +108,16 @@ export async function recordingProxy(upstreamUrl: string): Promise<RecordingProx
       res.end();
     });
     req.on('data', (b: Buffer) => {
-      if (b.length > 0 && rec.firstByteTick === undefined) rec.firstByteTick = ++tick;
+      if (b.length > 0 && rec.firstByteTick === undefined) {
+        rec.firstByteTick = ++tick;
+        rec.firstByteTime = performance.now();
+      }
       rec.bodyBytes += b.length;
       out.write(b);
     });
     req.on('end', () => {
       rec.endTick = ++tick;
+      rec.endTime = performance.now();
       out.end();
     });
     req.on('error', () => out.destroy());
