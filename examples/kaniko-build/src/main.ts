@@ -54,7 +54,7 @@ const result = await push.done;
 console.log(`${ms()}  pushed ${result.reference} (${result.size} bytes of manifest)`);
 
 const back = await pullImage(ref);
-console.log(
-  `${ms()}  pulled back: ${(await back.digest()) === result.digest ? 'same digest' : 'DIFFERENT'}`,
-);
+const same = (await back.digest()) === result.digest;
+console.log(`${ms()}  pulled back: ${same ? 'same digest' : 'DIFFERENT digest'}`);
+if (!same) process.exitCode = 1;
 await registry?.close();
