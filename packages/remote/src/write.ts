@@ -25,7 +25,11 @@ import { UploadSession, type UploadMode } from './upload.js';
 export interface WriteOptions extends RemoteOptions {
   /** jobs bounds concurrent layer uploads (default 4). */
   readonly jobs?: number;
-  /** uploadMode: `stream` (default, one chunked PATCH), `chunked` or `monolithic`. */
+  /**
+   * uploadMode: `stream` (one chunked PATCH, then PUT), `chunked` or
+   * `monolithic` (needs a known descriptor). Unset: monolithic for layers
+   * whose descriptor is known and at most 1 MiB, stream otherwise.
+   */
   readonly uploadMode?: UploadMode;
   /** chunkSize of `chunked` uploads (raised to the registry's OCI-Chunk-Min-Length). */
   readonly chunkSize?: number;
@@ -60,6 +64,9 @@ export class PushHandle extends ProgressEmitter {
     this.done.catch(() => undefined);
   }
 }
+
+/** MONOLITHIC_MAX is the largest known-size layer uploaded in one PUT when no uploadMode is given. */
+const MONOLITHIC_MAX = 1024 * 1024;
 
 /** byDigest marks the options of an index child: its manifest is stored under its digest only. */
 const byDigest = Symbol('lading.byDigest');
@@ -242,7 +249,10 @@ async function runWrite(
             ...(known === undefined ? {} : { digest: known.digest, total: known.size }),
           });
           try {
-            const mode = options.uploadMode ?? 'stream';
+            // Small layers whose descriptor is known go in one PUT (one round trip less).
+            const mode =
+              options.uploadMode ??
+              (known !== undefined && known.size <= MONOLITHIC_MAX ? 'monolithic' : 'stream');
             const result = await session.upload(stream, {
               mode: mode === 'monolithic' && known === undefined ? 'stream' : mode,
               ...(options.chunkSize === undefined ? {} : { chunkSize: options.chunkSize }),

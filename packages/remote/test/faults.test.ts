@@ -88,7 +88,10 @@ describe('write() retries (fake registry)', () => {
     const f = await fake();
     failFirstPatch(f);
     const layer = layerFromBytes(randomBytes(3000), { compression: 'none' });
-    const push = write(`${f.host}/retry/app:1`, testImage([layer]), fast);
+    const push = write(`${f.host}/retry/app:1`, testImage([layer]), {
+      ...fast,
+      uploadMode: 'stream',
+    });
     const events: ProgressEvent[] = [];
     push.on('progress', (e) => events.push(e));
     const result = await push.done;

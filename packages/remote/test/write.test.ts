@@ -159,6 +159,26 @@ describe('write() against the CNCF distribution registry', () => {
     }
   });
 
+  it('uploads a small layer of known size in one PUT and a stream layer with PATCH then PUT', async () => {
+    const proxy = await recordingProxy(open.url);
+    try {
+      const small = layerFromBytes(Buffer.from('small and known'));
+      const streamed = new TestStreamLayer(new CountingSource(2));
+      await write(`${proxy.host}/modes/app:1`, testImage([small, streamed])).done;
+      const patches = proxy.requests.filter((r) => r.method === 'PATCH');
+      expect(patches.length).toBe(1);
+      const smallDigest = await small.digest();
+      const smallPut = proxy.requests.find(
+        (r) =>
+          r.method === 'PUT' &&
+          new URL(r.path, proxy.url).searchParams.get('digest') === smallDigest,
+      )!;
+      expect(smallPut.bodyBytes).toBe(await small.size());
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('writes no manifest and cancels open sessions when a layer fails', async () => {
     const proxy = await recordingProxy(open.url);
     try {
