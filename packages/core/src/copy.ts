@@ -5,10 +5,8 @@ import { ErrorCode, LadingError, isLadingError, throwIfAborted } from './errors.
 import { isImageManifestMediaType, isIndexMediaType, isManifestMediaType } from './media-types.js';
 import type { BlobKind, ProgressEmitter } from './progress.js';
 import { isMounter, type IoOptions, type Target } from './target.js';
+import { MAX_MANIFEST_SIZE, readCapped } from './parse.js';
 import type { Descriptor, Platform } from './wire.js';
-
-/** The cap on manifests and configs read into memory (DESIGN §3.4). */
-export const maxManifestBytes = 4 * 1024 * 1024;
 
 /** CopyHookResult is what a `preCopy` hook may answer: `'skip'` leaves the node (and its sub-graph) out. */
 export type CopyHookResult = 'skip' | undefined;
@@ -77,33 +75,6 @@ export class Limiter {
   }
 }
 
-/** readCapped reads a whole stream, failing with MANIFEST_TOO_LARGE beyond `max` bytes. */
-export async function readCapped(
-  stream: Readable,
-  max: number = maxManifestBytes,
-  options: IoOptions = {},
-): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  try {
-    for await (const chunk of stream) {
-      throwIfAborted(options.signal);
-      const b = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array);
-      size += b.length;
-      if (size > max) {
-        throw new LadingError(
-          ErrorCode.ManifestTooLarge,
-          `content exceeds the ${max}-byte cap for manifests and configs`,
-        );
-      }
-      chunks.push(b);
-    }
-  } finally {
-    stream.destroy();
-  }
-  return Buffer.concat(chunks);
-}
-
 /**
  * fetchVerified reads a small blob (manifest or config) from `target`,
  * capped at 4 MiB and checked against the descriptor's digest and size.
@@ -114,17 +85,17 @@ export async function fetchVerified(
   desc: Descriptor,
   options: IoOptions = {},
 ): Promise<Buffer> {
-  if (desc.size > maxManifestBytes) {
+  if (desc.size > MAX_MANIFEST_SIZE) {
     throw new LadingError(
       ErrorCode.ManifestTooLarge,
-      `${desc.digest} is ${desc.size} bytes, over the ${maxManifestBytes}-byte cap`,
+      `${desc.digest} is ${desc.size} bytes, over the ${MAX_MANIFEST_SIZE}-byte cap`,
     );
   }
   const stream = await target.fetch(desc, options);
   const verifier = new VerifyingStream(desc, desc.mediaType);
   const feeding = pipeline(stream, verifier, { signal: options.signal });
   feeding.catch(() => undefined);
-  const bytes = await readCapped(verifier, maxManifestBytes, options);
+  const bytes = await readCapped(verifier, MAX_MANIFEST_SIZE, options.signal);
   await feeding;
   return bytes;
 }

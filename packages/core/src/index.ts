@@ -80,7 +80,6 @@ export {
   parsePlatform,
   platformMatches,
   fetchVerified,
-  maxManifestBytes,
 } from './copy.js';
 export type { CopyOptions, CopyHookResult } from './copy.js';
 export { writeImage, writeIndex } from './write-image.js';

@@ -20,7 +20,7 @@ import {
   isImageManifestMediaType,
   isIndexMediaType,
   isManifestMediaType,
-  maxManifestBytes,
+  MAX_MANIFEST_SIZE,
   successorsOf,
   throwIfAborted,
   type BlobWriter,
@@ -216,10 +216,10 @@ export class DockerArchive implements Target, BlobWriter {
   }
 
   async #readEntry(entry: TarEntry, what: string): Promise<Buffer> {
-    if (entry.size > maxManifestBytes) {
+    if (entry.size > MAX_MANIFEST_SIZE) {
       throw new LadingError(
         ErrorCode.ManifestTooLarge,
-        `${what} is over ${maxManifestBytes} bytes`,
+        `${what} is over ${MAX_MANIFEST_SIZE} bytes`,
       );
     }
     return readRange(this.file, entry, entry.size);
@@ -468,10 +468,10 @@ export class DockerArchive implements Target, BlobWriter {
       async (source: AsyncIterable<Buffer>) => {
         for await (const chunk of source) {
           size += chunk.length;
-          if (size > maxManifestBytes) {
+          if (size > MAX_MANIFEST_SIZE) {
             throw new LadingError(
               ErrorCode.ManifestTooLarge,
-              `non-layer blobs are kept in memory and capped at ${maxManifestBytes} bytes`,
+              `non-layer blobs are kept in memory and capped at ${MAX_MANIFEST_SIZE} bytes`,
             );
           }
           chunks.push(chunk);

@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
@@ -14,7 +15,7 @@ import {
   digestHex,
   isDigest,
   isManifestMediaType,
-  maxManifestBytes,
+  MAX_MANIFEST_SIZE,
   successorsOf,
   throwIfAborted,
   type BlobWriter,
@@ -186,7 +187,7 @@ export class OciLayout implements Target, BlobWriter {
     if (isDigest(ref)) {
       let bytes: Buffer;
       try {
-        bytes = await readSmall(this.#blobPath(ref), maxManifestBytes);
+        bytes = await readSmall(this.#blobPath(ref), MAX_MANIFEST_SIZE);
       } catch (err) {
         throw notFound(`reference ${ref}`, err);
       }
@@ -235,14 +236,16 @@ export class OciLayout implements Target, BlobWriter {
   ): Promise<void> {
     await this.init();
     const tmp = join(this.dir, `.lading-tmp-${randomUUID()}`);
+    const out = createWriteStream(tmp, { flags: 'wx' });
     try {
-      await pipeline(content, check, createWriteStream(tmp, { flags: 'wx' }), {
-        signal: options.signal,
-      });
+      await pipeline(content, check, out, { signal: options.signal });
       const digest = final();
       await mkdir(join(this.dir, 'blobs', digestAlgorithm(digest)), { recursive: true });
       await rename(tmp, this.#blobPath(digest));
     } catch (err) {
+      // An abort can reject the pipeline while the file's open() is still in
+      // flight; wait for the stream to close so the rm below sees the file.
+      if (!out.closed) await once(out, 'close').catch(() => undefined);
       await rm(tmp, { force: true });
       throw err;
     }
@@ -369,7 +372,7 @@ export class OciLayout implements Target, BlobWriter {
           if (!isManifestMediaType(desc.mediaType)) return;
           let content: Buffer;
           try {
-            content = await readSmall(this.#blobPath(desc.digest), maxManifestBytes);
+            content = await readSmall(this.#blobPath(desc.digest), MAX_MANIFEST_SIZE);
           } catch (err) {
             if (codeOf(err) === 'ENOENT') return; // the spec allows missing blobs
             throw err;
@@ -411,7 +414,7 @@ export class OciLayout implements Target, BlobWriter {
   /** readBlob reads a small blob (manifest or config, ≤ 4 MiB) whole. @throws NOT_FOUND */
   async readBlob(digest: Digest): Promise<Buffer> {
     try {
-      return await readSmall(this.#blobPath(digest), maxManifestBytes);
+      return await readSmall(this.#blobPath(digest), MAX_MANIFEST_SIZE);
     } catch (err) {
       if (codeOf(err) === 'ENOENT') throw notFound(`blob ${digest}`, err);
       throw err;
