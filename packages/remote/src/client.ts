@@ -27,13 +27,14 @@ import {
   errorFromResponse,
   header,
   readCapped,
+  MAX_MANIFEST_SIZE,
   type SendResponse,
   type TransportOptions,
 } from './internal/transport.js';
 import { UploadSession } from './upload.js';
 
 /** MANIFEST_SIZE_LIMIT is the largest manifest lading reads or writes (4 MiB). */
-export const MANIFEST_SIZE_LIMIT = 4 * 1024 * 1024;
+export const MANIFEST_SIZE_LIMIT = MAX_MANIFEST_SIZE;
 
 /**
  * RemoteOptions configure every registry call: credentials, transport and
