@@ -5,6 +5,7 @@ import {
   DigestMismatchError,
   ErrorCode,
   LadingError,
+  MAX_MANIFEST_SIZE,
   MediaType,
   VerifyingStream,
   digestHex,
@@ -27,7 +28,6 @@ import {
   errorFromResponse,
   header,
   readCapped,
-  MAX_MANIFEST_SIZE,
   type SendResponse,
   type TransportOptions,
 } from './internal/transport.js';
