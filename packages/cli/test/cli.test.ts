@@ -277,6 +277,71 @@ describe('lading against failures', () => {
     expect(again.skipped).toBeGreaterThan(0);
   });
 
+  it('stores credentials with auth login, uses them, and forgets them on logout', async () => {
+    const config = join(work, 'docker-config');
+    const saved = process.env.DOCKER_CONFIG;
+    process.env.DOCKER_CONFIG = config;
+    try {
+      expect(
+        (await lading('auth', 'login', debianAuth.host, '-u', 'ci', '-p', 'wrong-password')).code,
+      ).toBe(3);
+      const login = await lading(
+        'auth',
+        'login',
+        debianAuth.host,
+        '-u',
+        'ci',
+        '-p',
+        'right-password',
+      );
+      expect(login.code).toBe(0);
+      const stored = JSON.parse(await readFile(join(config, 'config.json'), 'utf8')) as {
+        auths: Record<string, { auth: string }>;
+      };
+      expect(Buffer.from(stored.auths[debianAuth.host]!.auth, 'base64').toString()).toBe(
+        'ci:right-password',
+      );
+      expect((await lading('auth', 'check', `${debianAuth.host}/cli/stored`)).code).toBe(0);
+      expect((await lading('auth', 'logout', debianAuth.host)).code).toBe(0);
+      expect((await lading('auth', 'check', `${debianAuth.host}/cli/stored`)).code).toBe(3);
+      expect((await lading('auth', 'logout', debianAuth.host)).code).toBe(4);
+    } finally {
+      if (saved === undefined) delete process.env.DOCKER_CONFIG;
+      else process.env.DOCKER_CONFIG = saved;
+    }
+  });
+
+  it('exits 5 with one line and no stack when the registry dies mid-push', async () => {
+    const big = join(work, 'big');
+    await mkdir(big, { recursive: true });
+    const { randomBytes } = await import('node:crypto');
+    for (let i = 0; i < 8; i++) await writeFile(join(big, `r${i}`), randomBytes(8 * 1024 * 1024));
+    const victim = await startDistributionRegistry();
+    const child = execFile(process.execPath, [bin, 'build', big, `${victim.host}/cli/killed:v1`]);
+    const exit = new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      let stderr = '';
+      child.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
+      child.on('close', (code) => {
+        resolve({ code, stderr });
+      });
+    });
+    // Kill the registry once the upload sessions are open and bytes flow.
+    await new Promise<void>((resolve) => {
+      const onData = (c: Buffer): void => {
+        if (c.toString().includes('authorized')) {
+          child.stderr?.off('data', onData);
+          resolve();
+        }
+      };
+      child.stderr?.on('data', onData);
+    });
+    await victim.stop();
+    const { code, stderr } = await exit;
+    expect(code).toBe(5);
+    expect(stderr).toMatch(/^lading: .*\nhint: /m);
+    expect(stderr).not.toMatch(/\n\s+at /);
+  }, 60_000);
+
   it('runs as a program with the documented exit code', async () => {
     const err = await run(process.execPath, [bin, 'ls', `${host}/cli/never`]).catch(
       (e: unknown) => e as { code: number; stderr: string },

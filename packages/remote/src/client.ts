@@ -120,6 +120,21 @@ export class RegistryClient {
     await this.transport.withRetry(() => this.transport.ping(options.signal), options.signal);
   }
 
+  /**
+   * verifyCredentials GETs `/v2/` with the configured credentials (a token
+   * without repository scope where the registry issues tokens), the way
+   * `docker login` checks them.
+   * @throws UNAUTHORIZED (wrong credentials), NETWORK
+   */
+  async verifyCredentials(options: IoOptions = {}): Promise<void> {
+    await this.ping(options);
+    const res = await this.#sendRetrying(
+      { method: 'GET', url: '/v2/', scopes: [], signal: options.signal },
+      (r) => r.status === 200,
+    );
+    await drain(res.body);
+  }
+
   #pull(repo: string): string[] {
     return [`repository:${repo}:pull`];
   }

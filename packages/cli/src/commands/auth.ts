@@ -61,8 +61,11 @@ async function login(ctx: CommandContext): Promise<void> {
   if (options.auth === undefined || !('password' in options.auth))
     throw new UsageError('login needs --username and --password (or --password-stdin)', usage);
   const { username, password } = options.auth;
-  // Verify before storing: a catalog-free ping with credentials.
-  await new RegistryClient(registry, { ...options, useStoredCredentials: false }).ping({
+  // Verify before storing, as docker login does: GET /v2/ with these credentials.
+  await new RegistryClient(registry, {
+    ...options,
+    useStoredCredentials: false,
+  }).verifyCredentials({
     signal: ctx.signal,
   });
   const config = await readConfig();
