@@ -1,5 +1,5 @@
 // Throughput and memory benchmark for @lading/layers. Not a test.
-// Build and run (it imports the built package from ../dist):
+// Build and run (it imports the built package by its own name):
 //   npx tsc -b packages/layers && npx tsc -p packages/layers/bench
 //   node packages/layers/bench/dist/throughput.js [corpusDir] [--mem [--stream]]
 // Builds a ~200 MB corpus (mixed text-like and random files) under
@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createHash } from 'node:crypto';
-import { createGzipStream, directoryTar, layerFromDirectory, streamLayer } from '../dist/index.js';
-import type { CompressionOptions } from '../dist/index.js';
+import { createGzipStream, directoryTar, layerFromDirectory, streamLayer } from '@lading/layers';
+import type { CompressionOptions } from '@lading/layers';
 
 const args = process.argv.slice(2);
 const mem = args.includes('--mem');
