@@ -68,6 +68,17 @@ export class PushHandle extends ProgressEmitter {
 /** MONOLITHIC_MAX is the largest known-size layer uploaded in one PUT when no uploadMode is given. */
 const MONOLITHIC_MAX = 1024 * 1024;
 
+/** isTransportLeak tells an untyped abort or socket error from undici or node:net. */
+function isTransportLeak(err: unknown): boolean {
+  if (isLadingError(err) || !(err instanceof Error)) return false;
+  const code = (err as { code?: unknown }).code;
+  return (
+    err.name === 'AbortError' ||
+    (typeof code === 'string' &&
+      (code.startsWith('UND_ERR') || ['ECONNRESET', 'EPIPE', 'ECONNREFUSED'].includes(code)))
+  );
+}
+
 /** byDigest marks the options of an index child: its manifest is stored under its digest only. */
 const byDigest = Symbol('lading.byDigest');
 
@@ -352,7 +363,15 @@ async function runWrite(
       reference: `${ref.name}@${put.digest}`,
     };
   } catch (err) {
-    const cause = outer?.aborted === true ? new AbortedError(outer.reason) : (firstError ?? err);
+    const raw = outer?.aborted === true ? new AbortedError(outer.reason) : (firstError ?? err);
+    // An internal abort or socket error from below is wrapped in a typed
+    // error (kept as the cause); a layer source's own error passes as is.
+    const cause = !isTransportLeak(raw)
+      ? raw
+      : new UploadError(
+          `push to ${ref.toString()} failed: ${raw instanceof Error ? raw.message : String(raw)}`,
+          raw,
+        );
     auth.reject(cause);
     controller.abort(cause);
     // Let session POSTs in flight settle so that every session the registry
