@@ -91,14 +91,21 @@ export async function faultProxy(
   // Server-side credentials for the redirect origin's own fetches, keyed by path.
   const grants = new Map<string, string | undefined>();
 
-  const pick = (req: IncomingMessage): FaultAction | undefined => {
+  // A rule counts as applied when its action fires: a reset armed on a
+  // request whose body never reaches `afterBytes` does not count.
+  const pick = (req: IncomingMessage): { action: FaultAction; fired: () => void } | undefined => {
     for (const r of live) {
       if (r.method !== req.method || !r.path.test(req.url ?? '')) continue;
       r.seen++;
       const first = r.nth ?? 1;
       if (r.seen >= first && r.seen < first + (r.times ?? 1)) {
-        r.applied++;
-        return r.action;
+        if (r.action.kind !== 'reset-request') r.applied++;
+        return {
+          action: r.action,
+          fired: () => {
+            r.applied++;
+          },
+        };
       }
     }
     return undefined;
@@ -168,7 +175,8 @@ export async function faultProxy(
   });
 
   const server = createServer((req, res) => {
-    const action = pick(req);
+    const picked = pick(req);
+    const action = picked?.action;
     requests.push({
       method: req.method ?? '',
       path: req.url ?? '',
@@ -198,18 +206,25 @@ export async function faultProxy(
             );
           });
           return;
-        case 'reset-request':
+        case 'reset-request': {
+          let reset = false;
           forward(
             req,
-            () => undefined,
+            // A body that never reached the threshold is answered normally.
+            (r) => {
+              if (!reset) relay(r, res);
+            },
             (n, out) => {
-              if (n >= action.afterBytes) {
+              if (!reset && n >= action.afterBytes) {
+                reset = true;
+                picked?.fired();
                 out.destroy();
                 req.socket.destroy();
               }
             },
           );
           return;
+        }
         case 'reset-response':
         case 'truncate':
         case 'corrupt': {
