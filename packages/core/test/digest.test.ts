@@ -110,3 +110,36 @@ describe('VerifyingStream', () => {
     }
   });
 });
+
+describe('parseDigest (property)', () => {
+  it('accepts exactly the well-formed digests and throws only INVALID_DIGEST otherwise', async () => {
+    const fc = await import('fast-check');
+    const hex = (n: number) =>
+      fc.string({ unit: fc.constantFrom(...'0123456789abcdef'.split('')), minLength: n, maxLength: n });
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          hex(64).map((h) => `sha256:${h}`),
+          hex(128).map((h) => `sha512:${h}`),
+        ),
+        (d) => {
+          expect(parseDigest(d)).toBe(d);
+          expect(digestOf(Buffer.from(d)).startsWith('sha256:')).toBe(true);
+        },
+      ),
+    );
+    fc.assert(
+      fc.property(fc.string({ maxLength: 200 }), (text) => {
+        const valid = /^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/.test(text);
+        try {
+          expect(parseDigest(text)).toBe(text);
+          expect(valid).toBe(true);
+        } catch (err) {
+          expect(valid).toBe(false);
+          expect(isLadingError(err, 'INVALID_DIGEST')).toBe(true);
+        }
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});
