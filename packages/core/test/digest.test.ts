@@ -115,7 +115,11 @@ describe('parseDigest (property)', () => {
   it('accepts exactly the well-formed digests and throws only INVALID_DIGEST otherwise', async () => {
     const fc = await import('fast-check');
     const hex = (n: number) =>
-      fc.string({ unit: fc.constantFrom(...'0123456789abcdef'.split('')), minLength: n, maxLength: n });
+      fc.string({
+        unit: fc.constantFrom(...'0123456789abcdef'.split('')),
+        minLength: n,
+        maxLength: n,
+      });
     fc.assert(
       fc.property(
         fc.oneof(
