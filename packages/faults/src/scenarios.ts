@@ -21,7 +21,7 @@ import {
   write,
   type RemoteOptions,
 } from '@lading/remote';
-import { htpasswdEntry, startDistributionRegistry } from '@lading/testing';
+import { htpasswdEntry, singleFileTar, startDistributionRegistry } from '@lading/testing';
 import { faultProxy, type FaultRule } from './fault-proxy.js';
 
 /** Scenario is one fault script run against one operation. */
@@ -210,35 +210,14 @@ export type Outcome = {
   readonly ms: number;
 };
 
-function tar(bytes: number, seed: Buffer): Buffer {
-  const header = Buffer.alloc(512);
-  header.write('payload.bin', 0);
-  header.write('0000644\0', 100);
-  header.write('0000000\0', 108);
-  header.write('0000000\0', 116);
-  header.write(`${bytes.toString(8).padStart(11, '0')}\0`, 124);
-  header.write('00000000000\0', 136);
-  header.write('        ', 148);
-  header.write('0', 156);
-  header.write('ustar\0', 257);
-  header.write('00', 263);
-  let sum = 0;
-  for (const b of header) sum += b;
-  header.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
-  const body = Buffer.alloc(Math.ceil(bytes / 512) * 512);
-  for (let i = 0; i < bytes; i += seed.length)
-    seed.copy(body, i, 0, Math.min(seed.length, bytes - i));
-  return Buffer.concat([header, body, Buffer.alloc(1024)]);
-}
-
 function image(kind: 'stream' | 'opener'): Image {
   // Random content does not compress: the blob stays about 1.5 MiB.
-  const content = tar(1536 * 1024, randomBytes(1536 * 1024));
+  const content = singleFileTar('payload.bin', randomBytes(1536 * 1024));
   const big =
     kind === 'stream'
       ? streamLayer(Readable.from([content]))
       : layerFromOpener(() => Readable.from([content]));
-  const small = layerFromBytes(tar(4096, randomBytes(4096)));
+  const small = layerFromBytes(singleFileTar('small.bin', randomBytes(4096)));
   return appendLayers(emptyImage(), small, big);
 }
 

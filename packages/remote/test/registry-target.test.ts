@@ -12,28 +12,13 @@ import {
 } from '@lading/core';
 import { createRegistry, memoryStorage, type Registry } from '@lading/registry';
 import { streamLayer } from '@lading/layers';
+import { singleFileTar } from '@lading/testing';
 import { Readable } from 'node:stream';
 import { RegistryClient, registryTarget, write, writeIndex as pushIndex } from '../src/index.js';
 
-/** tarLayer is a single-pass stream layer over a one-file tar made by hand. */
+/** tarLayer is a single-pass stream layer over a one-file tar. */
 function tarLayer(name: string, body: string) {
-  const header = Buffer.alloc(512);
-  header.write(name, 0);
-  header.write('0000644\0', 100);
-  header.write('0000000\0', 108);
-  header.write('0000000\0', 116);
-  header.write(body.length.toString(8).padStart(11, '0') + '\0', 124);
-  header.write('00000000000\0', 136);
-  header.write('        ', 148);
-  header.write('0', 156);
-  header.write('ustar\0', 257);
-  header.write('00', 263);
-  let sum = 0;
-  for (const b of header) sum += b;
-  header.write(sum.toString(8).padStart(6, '0') + '\0 ', 148);
-  const content = Buffer.alloc(Math.ceil(body.length / 512) * 512);
-  content.write(body);
-  return streamLayer(Readable.from([header, content, Buffer.alloc(1024)]));
+  return streamLayer(Readable.from([singleFileTar(name, Buffer.from(body))]));
 }
 
 function layer(text: string) {
