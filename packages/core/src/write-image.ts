@@ -157,21 +157,7 @@ export async function writeImage(
   const io = { signal };
   const [configDesc, rawConfig] = await Promise.all([image.configDescriptor(), image.rawConfig()]);
   await pushSmall(target, configDesc, rawConfig, io);
-  const rawManifest = await image.rawManifest();
-  const desc: Descriptor = {
-    mediaType: image.mediaType,
-    digest: await image.digest(),
-    size: rawManifest.length,
-  };
-  await pushSmall(target, desc, rawManifest, io);
-  options.progress?.emit('progress', {
-    type: 'manifest-done',
-    digest: desc.digest,
-    size: desc.size,
-    ...(ref === undefined ? {} : { reference: ref }),
-  });
-  if (ref !== undefined && ref !== '' && !isDigest(ref)) await target.tag(desc, ref, io);
-  return desc;
+  return pushManifest(target, ref, image, options);
 }
 
 /**
@@ -202,11 +188,21 @@ export async function writeIndex(
       throw new DigestMismatchError(listed.digest, [...written].join(', '), 'index child');
     }
   }
+  return pushManifest(target, ref, index, options);
+}
+
+/** pushManifest stores an image's or index's manifest last, reports it, then tags it. */
+async function pushManifest(
+  target: Target,
+  ref: string | undefined,
+  manifest: Pick<Image | ImageIndex, 'mediaType' | 'rawManifest' | 'digest'>,
+  options: WriteImageOptions,
+): Promise<Descriptor> {
   const io = { signal: options.signal };
-  const raw = await index.rawManifest();
+  const raw = await manifest.rawManifest();
   const desc: Descriptor = {
-    mediaType: index.mediaType,
-    digest: await index.digest(),
+    mediaType: manifest.mediaType,
+    digest: await manifest.digest(),
     size: raw.length,
   };
   await pushSmall(target, desc, raw, io);
