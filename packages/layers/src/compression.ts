@@ -1,7 +1,11 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { ErrorCode, LadingError } from '@lading/core';
-import { deflatePool, type DeflatePool } from './internal/gzip-pool.js';
+import { crc32Combine } from './internal/crc32.js';
+import { adoptable, blockSize, giveBack, takeBlock } from './internal/block-pool.js';
+import { deflatePool, type DeflatePool, type DeflateResult } from './internal/gzip-pool.js';
+
+export { crc32 } from './internal/crc32.js';
 
 /**
  * CompressionOptions choose how a layer's tar becomes its blob. Every layer
@@ -33,7 +37,7 @@ export interface ResolvedCompression {
 }
 
 /** blockSize is the uncompressed size of each independent block in `blocks` mode. */
-export const gzipBlockSize = 1024 * 1024;
+export const gzipBlockSize = blockSize;
 
 /**
  * resolveCompression applies defaults and validates compression options.
@@ -61,62 +65,61 @@ export function resolveCompression(options: CompressionOptions = {}): ResolvedCo
  * following {@link CompressionOptions}.
  */
 export function createGzipStream(options: CompressionOptions = {}): Transform {
-  const c = resolveCompression(options);
-  if (c.gzipMode === 'blocks') return new BlockGzip(c.level, c.workers);
+  return gzipTransform(resolveCompression(options), false);
+}
+
+/**
+ * gzipTransform is {@link createGzipStream} for resolved options. With
+ * `adopt`, blocks mode transfers whole pooled blocks it is given to the
+ * workers instead of copying them: only for a writer whose chunks nobody
+ * else holds (the compressed side of a pass over a pooled directory walk).
+ */
+export function gzipTransform(c: ResolvedCompression, adopt: boolean): Transform {
+  if (c.gzipMode === 'blocks') return new BlockGzip(c.level, c.workers, adopt);
   // zlib runs each chunk on the libuv threadpool; a large output chunk keeps
   // the number of round trips to the main thread low. The bytes do not depend
   // on chunk sizes, so this stays identical to gzipSync at the same level.
-  return zlib.createGzip({ level: c.level, chunkSize: 256 * 1024 });
+  return zlib.createGzip({ level: c.level, chunkSize: 1024 * 1024 });
 }
 
 // A fixed header (mtime 0, no name, XFL 0, OS 3 = Unix) keeps blocks-mode
 // output identical across machines.
 const gzipHeader = Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0x00, 0x03]);
 
-type Crc32 = (data: Uint8Array, value?: number) => number;
-
-const crcTable = (() => {
-  const t = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[n] = c >>> 0;
-  }
-  return t;
-})();
-
-function tableCrc32(data: Uint8Array, value = 0): number {
-  let c = (value ^ 0xffffffff) >>> 0;
-  for (const b of data) c = (crcTable[(c ^ b) & 0xff] ?? 0) ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
+interface InFlight {
+  readonly p: Promise<DeflateResult>;
+  readonly length: number;
+  done: boolean;
 }
-
-const zlibCrc = (zlib as { crc32?: Crc32 }).crc32;
-/** crc32 is zlib.crc32 where Node has it (≥ 20.15), a table implementation otherwise. */
-export const crc32: Crc32 = typeof zlibCrc === 'function' ? zlibCrc : tableCrc32;
 
 /**
  * BlockGzip writes one standard gzip member made of independently deflated
- * fixed-size blocks (full flush between blocks, finish on the last), computed
- * on a worker pool. At most 2 × workers blocks are in flight.
+ * fixed-size blocks (full flush between blocks, finish on the last). Workers
+ * checksum and deflate the blocks; this thread only copies input into
+ * recycled block buffers, combines the CRCs and emits the outputs in order.
+ * At most 3 × workers blocks are in flight.
  */
 class BlockGzip extends Transform {
   readonly #level: number;
   readonly #pool: DeflatePool;
   readonly #maxInFlight: number;
-  #block: Buffer = Buffer.allocUnsafeSlow(gzipBlockSize);
+  readonly #adopt: boolean;
+  #block: Uint8Array;
   #filled = 0;
-  #held: Buffer | undefined;
-  #inFlight: { p: Promise<Buffer>; done: boolean; value?: Buffer }[] = [];
+  #held: Uint8Array | undefined;
+  #inFlight: InFlight[] = [];
   #crc = 0;
   #isize = 0;
   #headerSent = false;
 
-  constructor(level: number, workers: number) {
+  constructor(level: number, workers: number, adopt: boolean) {
     super({ highWaterMark: gzipBlockSize });
     this.#level = level;
     this.#pool = deflatePool(workers);
-    this.#maxInFlight = 2 * workers;
+    this.#maxInFlight = 3 * workers;
+    this.#adopt = adopt;
+    // Each block owns its whole ArrayBuffer, so it can be transferred.
+    this.#block = takeBlock();
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
@@ -142,35 +145,38 @@ class BlockGzip extends Transform {
   }
 
   async #take(chunk: Buffer): Promise<void> {
+    if (this.#adopt && this.#filled === 0 && adoptable(chunk)) {
+      // A whole pooled block at a block boundary: it is the next block.
+      const prev = this.#held;
+      this.#held = chunk;
+      if (prev !== undefined) await this.#dispatch(prev, gzipBlockSize, false);
+      return;
+    }
     let off = 0;
     while (off < chunk.length) {
       const n = Math.min(chunk.length - off, gzipBlockSize - this.#filled);
-      chunk.copy(this.#block, this.#filled, off, off + n);
+      this.#block.set(chunk.subarray(off, off + n), this.#filled);
       this.#filled += n;
       off += n;
       if (this.#filled === gzipBlockSize) {
         // A full block is held back until we know whether another follows:
         // only the last block is deflated with Z_FINISH.
-        const full = this.#block;
-        this.#block = Buffer.allocUnsafeSlow(gzipBlockSize);
-        this.#filled = 0;
         const prev = this.#held;
-        this.#held = full;
-        if (prev !== undefined) await this.#dispatch(prev, false);
+        this.#held = this.#block;
+        this.#block = takeBlock();
+        this.#filled = 0;
+        if (prev !== undefined) await this.#dispatch(prev, gzipBlockSize, false);
       }
     }
   }
 
   async #finish(): Promise<void> {
-    if (this.#filled > 0) {
-      if (this.#held !== undefined) await this.#dispatch(this.#held, false);
-      await this.#dispatch(this.#block.subarray(0, this.#filled), true);
-    } else if (this.#held !== undefined) {
-      await this.#dispatch(this.#held, true);
-    } else {
-      await this.#dispatch(Buffer.alloc(0), true);
-    }
+    const held = this.#held;
     this.#held = undefined;
+    if (held !== undefined) await this.#dispatch(held, gzipBlockSize, this.#filled === 0);
+    if (this.#filled > 0 || held === undefined) {
+      await this.#dispatch(this.#block, this.#filled, true);
+    } else giveBack(this.#block);
     while (this.#inFlight.length > 0) await this.#emitHead();
     const trailer = Buffer.allocUnsafe(8);
     trailer.writeUInt32LE(this.#crc >>> 0, 0);
@@ -178,22 +184,15 @@ class BlockGzip extends Transform {
     this.push(trailer);
   }
 
-  async #dispatch(block: Buffer, last: boolean): Promise<void> {
-    this.#crc = crc32(block, this.#crc);
-    this.#isize = (this.#isize + block.length) % 0x100000000;
-    // A subarray cannot be transferred; give the worker an exclusive copy.
-    const input =
-      block.byteOffset === 0 && block.byteLength === block.buffer.byteLength
-        ? block
-        : Buffer.from(block);
-    const entry: { p: Promise<Buffer>; done: boolean; value?: Buffer } = {
-      p: this.#pool.deflate(input, this.#level, last),
+  async #dispatch(block: Uint8Array, length: number, last: boolean): Promise<void> {
+    const entry: InFlight = {
+      p: this.#pool.deflate(block, length, this.#level, last),
+      length,
       done: false,
     };
     entry.p.then(
-      (v) => {
+      () => {
         entry.done = true;
-        entry.value = v;
       },
       () => {
         entry.done = true;
@@ -208,11 +207,14 @@ class BlockGzip extends Transform {
   async #emitHead(): Promise<void> {
     const head = this.#inFlight.shift();
     if (head === undefined) return;
-    const out = await head.p;
+    const r = await head.p;
+    this.#crc = crc32Combine(this.#crc, r.crc, head.length);
+    this.#isize = (this.#isize + head.length) % 0x100000000;
+    giveBack(r.input);
     if (!this.#headerSent) {
       this.#headerSent = true;
       this.push(gzipHeader);
     }
-    this.push(out);
+    this.push(r.output);
   }
 }

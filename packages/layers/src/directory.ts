@@ -1,15 +1,19 @@
 import {
-  createReadStream,
+  closeSync,
+  constants as fsConstants,
   lstatSync,
-  readFileSync,
+  openSync,
+  readSync,
   readdirSync,
   readlinkSync,
   type Stats,
 } from 'node:fs';
+import { open as openAsync } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { AbortedError, ErrorCode, LadingError } from '@lading/core';
 import { encodeHeader, padding, tarTrailer, type TarHeader } from './internal/tar-header.js';
+import { blockSize as chunkTarget, takeBlock } from './internal/block-pool.js';
 import { OpenerLayer } from './opener-layer.js';
 import { defaultMediaType, type LayerOptions } from './stream-layer.js';
 
@@ -48,8 +52,6 @@ export interface DirectoryTarOptions {
 export interface DirectoryLayerOptions extends DirectoryTarOptions, LayerOptions {}
 
 const smallFile = 1024 * 1024;
-const chunkTarget = 1024 * 1024;
-const readHighWaterMark = 4 * 1024 * 1024;
 
 interface Resolved {
   readonly owner: DirectoryTarOptions['owner'];
@@ -119,34 +121,108 @@ function byteOrder(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 }
 
+function checkAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted === true) throw new AbortedError(signal.reason);
+}
+
 function ioError(message: string, cause: unknown): LadingError {
   return new LadingError(ErrorCode.Io, message, { cause });
 }
 
-/** Batcher gathers small buffers into ~1 MiB chunks, so later stages see few large writes. */
-class Batcher {
-  parts: Buffer[] = [];
-  size = 0;
-  add(b: Buffer): boolean {
-    if (b.length > 0) {
-      this.parts.push(b);
-      this.size += b.length;
-    }
-    return this.size >= chunkTarget;
+/** Regular files are opened without following a symlink swapped in after lstat. */
+const openFlags = fsConstants.O_RDONLY | ((fsConstants as { O_NOFOLLOW?: number }).O_NOFOLLOW ?? 0);
+
+/**
+ * Chunker writes the tar into fixed 1 MiB chunks: headers are copied in and
+ * file contents are read straight into the chunk, so a file's bytes are
+ * never held in a buffer of their own and later stages see few large
+ * writes. Full chunks wait in `ready` until the walker yields them.
+ */
+class Chunker {
+  ready: Buffer[] = [];
+  readonly #alloc: () => Buffer;
+  #buf: Buffer;
+  #used = 0;
+
+  /** With `pooled`, chunks come from the block pool (see internal/block-pool.ts). */
+  constructor(pooled: boolean) {
+    this.#alloc = pooled ? takeBlock : () => Buffer.allocUnsafeSlow(chunkTarget);
+    this.#buf = this.#alloc();
   }
-  take(): Buffer {
-    const out =
-      this.parts.length === 1
-        ? (this.parts[0] ?? Buffer.alloc(0))
-        : Buffer.concat(this.parts, this.size);
-    this.parts = [];
-    this.size = 0;
+
+  #advance(n: number): void {
+    this.#used += n;
+    if (this.#used === chunkTarget) {
+      this.ready.push(this.#buf);
+      this.#buf = this.#alloc();
+      this.#used = 0;
+    }
+  }
+
+  /** add copies `b` in. */
+  add(b: Uint8Array): void {
+    let off = 0;
+    while (off < b.length) {
+      const n = Math.min(b.length - off, chunkTarget - this.#used);
+      this.#buf.set(b.subarray(off, off + n), this.#used);
+      off += n;
+      this.#advance(n);
+    }
+  }
+
+  /** zeros appends `n` zero bytes (a file's padding). */
+  zeros(n: number): void {
+    while (n > 0) {
+      const k = Math.min(n, chunkTarget - this.#used);
+      this.#buf.fill(0, this.#used, this.#used + k);
+      n -= k;
+      this.#advance(k);
+    }
+  }
+
+  /** readSync reads up to `size` bytes of `fd` from the start; returns how many it got. */
+  readSync(fd: number, size: number): number {
+    let got = 0;
+    while (got < size) {
+      const want = Math.min(size - got, chunkTarget - this.#used);
+      const n = readSync(fd, this.#buf, this.#used, want, got);
+      if (n === 0) break;
+      got += n;
+      this.#advance(n);
+    }
+    return got;
+  }
+
+  /** read reads once from `file` at `position`, at most `max` bytes; returns how many it got. */
+  async read(
+    file: { read: (b: Buffer, o: number, l: number, p: number) => Promise<{ bytesRead: number }> },
+    position: number,
+    max: number,
+  ): Promise<number> {
+    const want = Math.min(max, chunkTarget - this.#used);
+    const { bytesRead } = await file.read(this.#buf, this.#used, want, position);
+    this.#advance(bytesRead);
+    return bytesRead;
+  }
+
+  /** take hands out the full chunks. */
+  take(): Buffer[] {
+    const r = this.ready;
+    this.ready = [];
+    return r;
+  }
+
+  /** rest hands out the partly filled chunk (at the end of the tar). */
+  rest(): Buffer {
+    const out = this.#buf.subarray(0, this.#used);
+    this.#buf = this.#alloc();
+    this.#used = 0;
     return out;
   }
 }
 
-async function* walkTar(root: string, r: Resolved): AsyncGenerator<Buffer> {
-  const batch = new Batcher();
+async function* walkTar(root: string, r: Resolved, pooled: boolean): AsyncGenerator<Buffer> {
+  const batch = new Chunker(pooled);
   const hardlinks = new Map<string, string>();
   const synthMtime = r.fixed ?? 0;
   const ids = (st: Stats): { uid: number; gid: number } => {
@@ -228,8 +304,8 @@ async function* walkTar(root: string, r: Resolved): AsyncGenerator<Buffer> {
     const base = { mode: st.mode & 0o7777, ...ids(st), mtime: mtimeOf(st), size: 0 };
     const name2 = tarName(rel);
     if (st.isDirectory()) {
-      if (batch.add(encodeHeader({ ...base, name: `${name2}/`, type: 'directory' })))
-        yield batch.take();
+      batch.add(encodeHeader({ ...base, name: `${name2}/`, type: 'directory' }));
+      yield* batch.take();
       list(abs, rel);
       continue;
     }
@@ -240,8 +316,8 @@ async function* walkTar(root: string, r: Resolved): AsyncGenerator<Buffer> {
       } catch (e) {
         throw ioError(`cannot read link ${abs}`, e);
       }
-      if (batch.add(encodeHeader({ ...base, name: name2, type: 'symlink', linkname: target })))
-        yield batch.take();
+      batch.add(encodeHeader({ ...base, name: name2, type: 'symlink', linkname: target }));
+      yield* batch.take();
       continue;
     }
     if (st.isFIFO() || st.isCharacterDevice() || st.isBlockDevice()) {
@@ -253,7 +329,8 @@ async function* walkTar(root: string, r: Resolved): AsyncGenerator<Buffer> {
         devmajor: st.isFIFO() ? 0 : Math.floor(rdev / 256) & 0xfff,
         devminor: st.isFIFO() ? 0 : (rdev & 0xff) | (Math.floor(rdev / 4096) & 0xfff00),
       };
-      if (batch.add(encodeHeader(h))) yield batch.take();
+      batch.add(encodeHeader(h));
+      yield* batch.take();
       continue;
     }
     if (!st.isFile()) continue;
@@ -261,39 +338,51 @@ async function* walkTar(root: string, r: Resolved): AsyncGenerator<Buffer> {
       const key = `${st.dev}:${st.ino}`;
       const first = hardlinks.get(key);
       if (first !== undefined) {
-        if (batch.add(encodeHeader({ ...base, name: name2, type: 'link', linkname: first })))
-          yield batch.take();
+        batch.add(encodeHeader({ ...base, name: name2, type: 'link', linkname: first }));
+        yield* batch.take();
         continue;
       }
       hardlinks.set(key, name2);
     }
+    batch.add(encodeHeader({ ...base, name: name2, type: 'file', size: st.size }));
+    let got = 0;
     if (st.size < smallFile) {
-      let data: Buffer;
+      // Small files in one synchronous read: a round trip to the thread
+      // pool per file would cost more than the copy.
+      let fd: number | undefined;
       try {
-        data = readFileSync(abs);
+        fd = openSync(abs, openFlags);
+        got = batch.readSync(fd, st.size);
+      } catch (e) {
+        throw ioError(`cannot read ${abs}`, e);
+      } finally {
+        if (fd !== undefined) closeSync(fd);
+      }
+    } else {
+      yield* batch.take();
+      let file;
+      try {
+        file = await openAsync(abs, openFlags);
       } catch (e) {
         throw ioError(`cannot read ${abs}`, e);
       }
-      batch.add(encodeHeader({ ...base, name: name2, type: 'file', size: data.length }));
-      batch.add(data);
-      if (batch.add(Buffer.alloc(padding(data.length)))) yield batch.take();
-      continue;
-    }
-    batch.add(encodeHeader({ ...base, name: name2, type: 'file', size: st.size }));
-    if (batch.size > 0) yield batch.take();
-    let got = 0;
-    const rs = createReadStream(abs, {
-      highWaterMark: readHighWaterMark,
-      start: 0,
-      end: st.size - 1,
-    });
-    try {
-      for await (const chunk of rs as AsyncIterable<Buffer>) {
-        got += chunk.length;
-        yield chunk;
+      try {
+        while (got < st.size) {
+          // (a function call: the loop above narrowed `aborted` to false)
+          checkAborted(r.signal);
+          let n: number;
+          try {
+            n = await batch.read(file, got, st.size - got);
+          } catch (e) {
+            throw ioError(`cannot read ${abs}`, e);
+          }
+          if (n === 0) break;
+          got += n;
+          yield* batch.take();
+        }
+      } finally {
+        await file.close();
       }
-    } catch (e) {
-      throw ioError(`cannot read ${abs}`, e);
     }
     if (got !== st.size) {
       throw new LadingError(
@@ -301,13 +390,16 @@ async function* walkTar(root: string, r: Resolved): AsyncGenerator<Buffer> {
         `${abs} shrank from ${st.size} to ${got} bytes while being read`,
       );
     }
-    batch.add(Buffer.alloc(padding(st.size)));
+    batch.zeros(padding(st.size));
+    yield* batch.take();
   }
   // Whiteouts whose directory is not in the tree go last, in byte order.
   for (const dir of [...r.whiteouts.keys()].sort(byteOrder))
     for (const b of emitWhiteouts(dir)) batch.add(b);
   batch.add(tarTrailer);
-  yield batch.take();
+  yield* batch.take();
+  const rest = batch.rest();
+  if (rest.length > 0) yield rest;
 }
 
 /**
@@ -321,7 +413,7 @@ async function* walkTar(root: string, r: Resolved): AsyncGenerator<Buffer> {
  */
 export function directoryTar(dir: string, options: DirectoryTarOptions = {}): Readable {
   const r = resolveOptions(options);
-  return Readable.from(walkTar(dir, r), { objectMode: false, highWaterMark: chunkTarget });
+  return Readable.from(walkTar(dir, r, false), { objectMode: false, highWaterMark: chunkTarget });
 }
 
 /**
@@ -338,7 +430,16 @@ export function layerFromDirectory(dir: string, options: DirectoryLayerOptions =
     sourceDateEpoch: r.clamp,
   };
   return new OpenerLayer(
-    () => Promise.resolve({ stream: directoryTar(dir, tarOptions), gzipped: false }),
+    // The walk is this layer's own: its chunks may come from the block pool.
+    () =>
+      Promise.resolve({
+        stream: Readable.from(walkTar(dir, resolveOptions(tarOptions), true), {
+          objectMode: false,
+          highWaterMark: chunkTarget,
+        }),
+        gzipped: false,
+        pooled: true,
+      }),
     defaultMediaType(options, (options.compression ?? 'gzip') === 'gzip'),
     options,
   );

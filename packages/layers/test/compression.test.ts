@@ -4,6 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { layerFromBytes } from '@lading/core';
 import { crc32, createGzipStream, gzipBlockSize, streamLayer } from '../src/index.js';
+import { crc32Combine } from '../src/internal/crc32.js';
 import { collect, makeTar, pseudoRandom, run, textish } from './helpers.js';
 
 function corpus(): Buffer {
@@ -76,6 +77,19 @@ describe('createGzipStream', () => {
     const t = await run('tar', ['-tzf', '-'], blob);
     expect(t.code).toBe(0);
     expect(t.stdout.split('\n').filter(Boolean)).toEqual(['big', 'small']);
+  });
+
+  it('crc32Combine gives the CRC of a concatenation from the parts and the second length', () => {
+    const input = corpus();
+    for (const cut of [0, 1, 4096, gzipBlockSize, input.length - 3, input.length]) {
+      const a = input.subarray(0, cut);
+      const b = input.subarray(cut);
+      expect(crc32Combine(crc32(a), crc32(b), b.length)).toBe(crc32(input));
+    }
+    // Lengths past 2^32 bytes (a multi-GiB layer) use the same operator table.
+    const big = 2 ** 33 + 12345;
+    const viaZeros = crc32Combine(crc32Combine(0x1234abcd, 0, 2 ** 33), 0, 12345);
+    expect(crc32Combine(0x1234abcd, 0, big)).toBe(viaZeros);
   });
 
   it('crc32 matches the gzip trailer of zlib', () => {

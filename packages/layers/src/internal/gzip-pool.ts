@@ -1,45 +1,82 @@
 import { Worker } from 'node:worker_threads';
 
 // The worker is plain CommonJS evaluated from a string so that it runs the
-// same way from dist/ and from the TypeScript sources under vitest.
+// same way from dist/ and from the TypeScript sources under vitest. It
+// checksums and deflates one block, and hands the input back for reuse.
 const workerSource = `
 const { parentPort } = require('node:worker_threads');
 const zlib = require('node:zlib');
+let table;
+function crc32(data) {
+  if (typeof zlib.crc32 === 'function') return zlib.crc32(data);
+  if (table === undefined) {
+    table = new Uint32Array(256);
+    for (let n = 0; n < 256; n++) {
+      let c = n;
+      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+      table[n] = c >>> 0;
+    }
+  }
+  let c = 0xffffffff;
+  for (let i = 0; i < data.length; i++) c = table[(c ^ data[i]) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
 parentPort.on('message', (job) => {
+  const transfer = [job.input.buffer];
   try {
-    const out = zlib.deflateRawSync(job.input, {
+    const data = job.input.subarray(0, job.length);
+    const crc = crc32(data);
+    const out = zlib.deflateRawSync(data, {
       level: job.level,
       finishFlush: job.last ? zlib.constants.Z_FINISH : zlib.constants.Z_FULL_FLUSH,
+      // One output chunk for a block (deflate's bound is ~0.03 % over the input).
+      chunkSize: Math.max(16384, job.length + (job.length >> 6) + 1024),
     });
-    // deflateRawSync may hand back a view on a shared pool; copy into an
-    // exclusive buffer so it can be transferred.
-    const copy = new Uint8Array(out.length);
-    copy.set(out);
-    parentPort.postMessage({ id: job.id, output: copy }, [copy.buffer]);
+    // deflateRawSync may hand back a view on a larger buffer; copy into an
+    // exclusive one of the exact size so it can be transferred.
+    const output = new Uint8Array(out.length);
+    output.set(out);
+    transfer.push(output.buffer);
+    parentPort.postMessage({ id: job.id, output, crc, input: job.input }, transfer);
   } catch (err) {
-    parentPort.postMessage({ id: job.id, error: String(err && err.message || err) });
+    parentPort.postMessage({ id: job.id, input: job.input, error: String(err && err.message || err) }, transfer);
   }
 });
 `;
 
+/** DeflateResult is one deflated block, its CRC-32 and the input handed back. */
+export interface DeflateResult {
+  readonly output: Buffer;
+  readonly crc: number;
+  /** input is the block that was given to {@link DeflatePool.deflate}, free again. */
+  readonly input: Uint8Array;
+}
+
 interface Job {
   readonly id: number;
   readonly input: Uint8Array;
+  readonly length: number;
   readonly level: number;
   readonly last: boolean;
-  readonly resolve: (out: Buffer) => void;
+  readonly resolve: (r: DeflateResult) => void;
   readonly reject: (err: Error) => void;
 }
 
 interface Reply {
   id: number;
+  input: Uint8Array;
   output?: Uint8Array;
+  crc?: number;
   error?: string;
 }
 
+/** Jobs posted ahead to each worker, so it never waits for the main thread between blocks. */
+const depth = 2;
+
 class PoolWorker {
   readonly worker: Worker;
-  job: Job | undefined;
+  /** jobs posted to this worker, oldest first (a worker answers in order). */
+  readonly jobs: Job[] = [];
   constructor(
     onReply: (w: PoolWorker, r: Reply) => void,
     onFail: (w: PoolWorker, e: Error) => void,
@@ -59,14 +96,15 @@ class PoolWorker {
 }
 
 /**
- * DeflatePool runs raw-deflate jobs on a fixed number of worker threads.
- * Workers are referenced only while they hold a job, so an idle pool never
- * keeps the process alive.
+ * DeflatePool checksums and raw-deflates blocks on a fixed number of worker
+ * threads. Each worker is given up to two blocks ahead so that it goes from
+ * one to the next without a round trip to the main thread. Workers are
+ * referenced only while they hold a job, so an idle pool never keeps the
+ * process alive.
  */
 export class DeflatePool {
   readonly size: number;
   #workers: PoolWorker[] = [];
-  #idle: PoolWorker[] = [];
   #queue: Job[] = [];
   #nextId = 0;
 
@@ -74,18 +112,24 @@ export class DeflatePool {
     this.size = size;
   }
 
-  /** deflate compresses `input` as one independent raw-deflate block. */
-  deflate(input: Uint8Array, level: number, last: boolean): Promise<Buffer> {
-    return new Promise<Buffer>((resolve, reject) => {
-      this.#queue.push({ id: this.#nextId++, input, level, last, resolve, reject });
+  /**
+   * deflate checksums and compresses `input.subarray(0, length)` as one
+   * independent raw-deflate block, flushed (or finished when `last`). The
+   * input's buffer is transferred to a worker (it must be a whole
+   * ArrayBuffer) and comes back in the result.
+   */
+  deflate(input: Uint8Array, length: number, level: number, last: boolean): Promise<DeflateResult> {
+    return new Promise<DeflateResult>((resolve, reject) => {
+      this.#queue.push({ id: this.#nextId++, input, length, level, last, resolve, reject });
       this.#pump();
     });
   }
 
   #pump(): void {
     while (this.#queue.length > 0) {
-      let w = this.#idle.pop();
-      if (w === undefined && this.#workers.length < this.size) {
+      let w: PoolWorker | undefined;
+      for (const x of this.#workers) if (w === undefined || x.jobs.length < w.jobs.length) w = x;
+      if (this.#workers.length < this.size && (w === undefined || w.jobs.length > 0)) {
         w = new PoolWorker(
           (pw, r) => {
             this.#reply(pw, r);
@@ -96,43 +140,35 @@ export class DeflatePool {
         );
         this.#workers.push(w);
       }
-      if (w === undefined) return;
+      if (w === undefined || w.jobs.length >= depth) return;
       const job = this.#queue.shift();
-      if (job === undefined) {
-        this.#idle.push(w);
-        return;
-      }
-      w.job = job;
-      w.worker.ref();
-      // Transfer when the view covers its whole buffer; otherwise it is copied.
-      const whole =
-        job.input.byteOffset === 0 && job.input.byteLength === job.input.buffer.byteLength;
+      if (job === undefined) return;
+      if (w.jobs.length === 0) w.worker.ref();
+      w.jobs.push(job);
       w.worker.postMessage(
-        { id: job.id, input: job.input, level: job.level, last: job.last },
-        whole && job.input.buffer instanceof ArrayBuffer ? [job.input.buffer] : [],
+        { id: job.id, input: job.input, length: job.length, level: job.level, last: job.last },
+        [job.input.buffer as ArrayBuffer],
       );
     }
   }
 
   #reply(w: PoolWorker, r: Reply): void {
-    const job = w.job;
-    w.job = undefined;
-    w.worker.unref();
-    this.#idle.push(w);
+    const job = w.jobs.shift();
+    if (w.jobs.length === 0) w.worker.unref();
     if (job?.id === r.id) {
-      if (r.output !== undefined) {
-        job.resolve(Buffer.from(r.output.buffer, r.output.byteOffset, r.output.byteLength));
+      if (r.output !== undefined && r.crc !== undefined) {
+        const output = Buffer.from(r.output.buffer, r.output.byteOffset, r.output.byteLength);
+        job.resolve({ output, crc: r.crc, input: r.input });
       } else job.reject(new Error(`gzip worker failed: ${r.error ?? 'unknown error'}`));
     }
     this.#pump();
   }
 
   #fail(w: PoolWorker, e: Error): void {
+    if (!this.#workers.includes(w)) return;
     this.#workers = this.#workers.filter((x) => x !== w);
-    this.#idle = this.#idle.filter((x) => x !== w);
-    const job = w.job;
-    w.job = undefined;
-    job?.reject(e);
+    for (const job of w.jobs.splice(0)) job.reject(e);
+    void w.worker.terminate();
     this.#pump();
   }
 }

@@ -2,7 +2,7 @@ import { PassThrough, Readable, Transform, Writable, type TransformCallback } fr
 import { finished, pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { HashingStream, createHasher, type Digest, type Hasher } from '@lading/core';
-import { createGzipStream, type ResolvedCompression } from '../compression.js';
+import { gzipTransform, type ResolvedCompression } from '../compression.js';
 
 /** PassResult is what one pass over a layer's bytes learns. */
 export interface PassResult {
@@ -15,6 +15,11 @@ export interface PassResult {
 export interface PassSource {
   readonly stream: Readable;
   readonly gzipped: boolean;
+  /**
+   * pooled says the stream is the pass's alone and yields pooled blocks
+   * (a directory walk): gzip may then take them without a copy.
+   */
+  readonly pooled?: boolean;
 }
 
 /** Deferred is a promise with its settle functions, marked handled. */
@@ -161,10 +166,11 @@ export function startPass(
       stages.push(tarHash);
     } else if (!src.gzipped) {
       stages.push(tarHash);
-      if (output === 'compressed') stages.push(createGzipStream(compression), blobHash);
-      else {
+      if (output === 'compressed') {
+        stages.push(gzipTransform(compression, src.pooled === true), blobHash);
+      } else {
         blobSink = new HashSink();
-        stages.push(new SideChannel(createGzipStream(compression), blobSink));
+        stages.push(new SideChannel(gzipTransform(compression, false), blobSink));
       }
     } else {
       stages.push(blobHash);
