@@ -155,6 +155,10 @@ describe('lading build', () => {
     const out = join(work, 'pulled');
     expect((await lading('pull', `${host}/cli/app:v1`, out)).code).toBe(0);
     expect(await tree(out)).toEqual(await tree(src));
+    // --scoped (escapes taken from DEST) unpacks a well-behaved image the same way.
+    const scoped = join(work, 'pulled-scoped');
+    expect((await lading('pull', `${host}/cli/app:v1`, scoped, '--scoped')).code).toBe(0);
+    expect(await tree(scoped)).toEqual(await tree(src));
   });
 
   it('is reproducible: the same digest after touching every file', async () => {

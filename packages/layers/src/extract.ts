@@ -9,6 +9,7 @@ import {
   mkdir,
   open,
   readdir,
+  readlink,
   realpath,
   rm,
   symlink,
@@ -17,7 +18,14 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { extract as tarExtract, type Header } from 'tar-stream';
-import { AbortedError, ErrorCode, LadingError, throwIfAborted, type Layer } from '@lading/core';
+import {
+  AbortedError,
+  ErrorCode,
+  LadingError,
+  isLadingError,
+  throwIfAborted,
+  type Layer,
+} from '@lading/core';
 
 const execFileP = promisify(execFile);
 
@@ -29,6 +37,14 @@ export interface ExtractOptions {
   readonly chown?: boolean;
   /** mtimes restores modification times (default true). */
   readonly mtimes?: boolean;
+  /**
+   * scoped takes the tar as a container would see it, with `dir` as `/`:
+   * absolute entry names and absolute symlink targets start at `dir`, and
+   * `..` stops at it (containerd's rule). By default (false) those are
+   * refused with UNSAFE_PATH as escapes; symlinks that stay inside `dir`
+   * are followed either way. Nothing is ever written outside `dir`.
+   */
+  readonly scoped?: boolean;
 }
 
 function unsafe(name: string, why: string): LadingError {
@@ -39,17 +55,24 @@ function unsafe(name: string, why: string): LadingError {
 }
 
 /**
- * safeRelative turns a tar path into a relative one: leading `/` and `./`
- * are dropped (absolute paths are taken relative to the root, as containerd
- * does), empty and `.` components removed; any `..` component is refused.
- * @throws UNSAFE_PATH for `..` components or NUL bytes.
+ * safeRelative turns a tar path into a relative one: `./` dropped, empty and
+ * `.` components removed; any `..` component is refused, and so is an
+ * absolute path unless `scoped` (then it is taken from the root, as
+ * containerd does).
+ * @throws UNSAFE_PATH for `..` components, absolute paths or NUL bytes.
  */
-export function safeRelative(name: string): string {
+export function safeRelative(name: string, scoped = false): string {
   if (name.includes('\0')) throw unsafe(name, 'NUL byte in the path');
+  if (!scoped && name.startsWith('/') && name.replace(/^\/+/, '') !== '') {
+    throw unsafe(name, 'the path is absolute');
+  }
   const parts = name.split('/').filter((p) => p !== '' && p !== '.');
   if (parts.includes('..')) throw unsafe(name, 'the path has a ".." component');
   return parts.join('/');
 }
+
+/** maxLinks is how many symlinks one path may go through (Linux allows 40). */
+const maxLinks = 40;
 
 function isErrno(e: unknown, code: string): boolean {
   return (e as { code?: unknown } | null)?.code === code;
@@ -83,39 +106,74 @@ class LayerApplier {
   readonly #written = new Set<string>();
   readonly #dirs: DirMeta[] = [];
   readonly #chown: boolean;
+  readonly #scoped: boolean;
 
   constructor(root: string, options: ExtractOptions) {
     this.#root = root;
     this.#options = options;
+    this.#scoped = options.scoped === true;
     this.#chown = options.chown === true && process.getuid?.() === 0;
   }
 
   /**
-   * parents makes sure every parent component of `rel` is a real directory
-   * inside the root, creating missing ones. A parent that is a symlink is
-   * refused: writing through it could land outside the root.
+   * resolveDir walks the directory path `parts` under the root, component by
+   * component, and returns where it really is. A symlink on the way is
+   * followed while it stays inside the root; an absolute target or one that
+   * climbs above the root is an escape, refused unless `scoped` (then it is
+   * taken as the container would: from the root, `..` stopping there), so
+   * the result is always inside the root. With `create`, missing directories are made and
+   * a file in the way is replaced by one.
+   * @throws UNSAFE_PATH for a missing parent (without `create`), an escape,
+   *   a symlink loop, or a symlink on the way that leads to something else than a directory.
    */
-  async #parents(rel: string, name: string, create: boolean): Promise<void> {
-    const parts = rel.split('/');
-    parts.pop();
-    let cur = this.#root;
-    for (const p of parts) {
-      cur = join(cur, p);
+  async #resolveDir(
+    parts: readonly string[],
+    name: string,
+    create: boolean,
+  ): Promise<{ abs: string; rel: string }> {
+    const done: string[] = [];
+    const todo = [...parts];
+    let links = 0;
+    let viaLink = false;
+    for (let p = todo.shift(); p !== undefined; p = todo.shift()) {
+      if (p === '' || p === '.') continue;
+      if (p === '..') {
+        if (done.length === 0 && !this.#scoped) {
+          throw unsafe(name, 'a symlink on its path leads above the root');
+        }
+        done.pop();
+        continue;
+      }
+      const cur = join(this.#root, ...done, p);
       const st = await lstatOrUndefined(cur);
+      if (st?.isSymbolicLink() === true) {
+        if (++links > maxLinks) throw unsafe(name, 'too many levels of symbolic links');
+        const target = await readlink(cur);
+        if (target.startsWith('/')) {
+          if (!this.#scoped) {
+            throw unsafe(
+              name,
+              `parent ${JSON.stringify(p)} is a symlink to ${JSON.stringify(target)}, outside the root`,
+            );
+          }
+          done.length = 0;
+        }
+        todo.unshift(...target.split('/'));
+        viaLink = true;
+        continue;
+      }
       if (st === undefined) {
-        if (!create) throw unsafe(name, `${p} does not exist`);
+        if (!create) throw unsafe(name, `${JSON.stringify(p)} does not exist`);
         await mkdir(cur, { mode: 0o755 });
-      } else if (st.isSymbolicLink()) {
-        throw unsafe(
-          name,
-          `parent ${JSON.stringify(p)} is a symlink; lading never writes through links`,
-        );
       } else if (!st.isDirectory()) {
         if (!create) throw unsafe(name, `parent ${JSON.stringify(p)} is not a directory`);
+        if (viaLink) throw unsafe(name, `a symlink on its path leads to a non-directory`);
         await rm(cur, { force: true });
         await mkdir(cur, { mode: 0o755 });
       }
+      done.push(p);
     }
+    return { abs: join(this.#root, ...done), rel: done.join('/') };
   }
 
   /** clear removes `abs` whatever it is (a symlink itself, never its target). */
@@ -188,6 +246,8 @@ class LayerApplier {
     for (const d of this.#dirs.reverse()) {
       const st = await lstatOrUndefined(d.abs);
       if (st?.isDirectory() !== true) continue;
+      // A later entry may have turned a parent into a symlink: never chmod through it.
+      if ((await realpath(d.abs)) !== d.abs) continue;
       await chmod(d.abs, d.mode);
       if (d.mtime !== undefined && this.#options.mtimes !== false)
         await lutimes(d.abs, d.mtime, d.mtime);
@@ -196,13 +256,15 @@ class LayerApplier {
 
   async #entry(entry: TarEntry): Promise<void> {
     const h = entry.header;
-    const rel = safeRelative(h.name);
-    if (rel === '') return; // the root itself
-    const cut = rel.lastIndexOf('/');
-    const parentRel = cut < 0 ? '' : rel.slice(0, cut);
-    const base = rel.slice(cut + 1);
-    const abs = join(this.#root, rel);
-    await this.#parents(rel, h.name, true);
+    const named = safeRelative(h.name, this.#scoped);
+    if (named === '') return; // the root itself
+    const parts = named.split('/');
+    const base = parts.pop() ?? '';
+    // Paths below are where the entry really lands, symlinked parents resolved.
+    const parent = await this.#resolveDir(parts, h.name, true);
+    const parentRel = parent.rel;
+    const rel = parentRel === '' ? base : `${parentRel}/${base}`;
+    const abs = join(parent.abs, base);
     const mode = h.mode & 0o7777;
     const mtime = h.mtime instanceof Date ? h.mtime : undefined;
 
@@ -259,10 +321,11 @@ class LayerApplier {
         break;
       }
       case 'link': {
-        const targetRel = safeRelative(h.linkname);
-        if (targetRel === '') throw unsafe(h.name, 'hardlink to the root');
-        await this.#parents(targetRel, h.name, false);
-        const targetAbs = join(this.#root, targetRel);
+        const targetParts = safeRelative(h.linkname, this.#scoped).split('/');
+        const targetBase = targetParts.pop() ?? '';
+        if (targetBase === '') throw unsafe(h.name, 'hardlink to the root');
+        const targetDir = await this.#resolveDir(targetParts, h.name, false);
+        const targetAbs = join(targetDir.abs, targetBase);
         const st = await lstatOrUndefined(targetAbs);
         if (st === undefined)
           throw unsafe(h.name, `hardlink target ${JSON.stringify(h.linkname)} does not exist`);
@@ -287,17 +350,39 @@ class LayerApplier {
 }
 
 /**
+ * typed gives an error met while applying layer `index` a code: file-system
+ * errors become IO, anything else from the tar or gzip decoder (truncated,
+ * corrupt, not a tar) INVALID_ARGUMENT.
+ */
+function typed(e: unknown, index: number): unknown {
+  if (isLadingError(e)) return e;
+  const message = e instanceof Error ? e.message : String(e);
+  if (typeof e === 'object' && e !== null && 'syscall' in e) {
+    return new LadingError(ErrorCode.Io, `extracting layer ${index}: ${message}`, { cause: e });
+  }
+  return new LadingError(
+    ErrorCode.InvalidArgument,
+    `layer ${index} is not a valid tar: ${message}`,
+    { cause: e },
+  );
+}
+
+/**
  * extract applies layers in order into `dir` (created if missing): files,
  * directories, symlinks, hardlinks and fifos with their modes (and mtimes);
  * `.wh.<name>` whiteouts delete `<name>` from lower layers and
  * `.wh..wh..opq` hides a directory's lower contents. It never writes outside
- * `dir`: `..` components, hardlinks leaving the root and writes through a
- * symlinked parent are refused with UNSAFE_PATH; absolute paths are taken
- * relative to `dir`; an existing symlink at an entry's path is replaced, not
- * followed. Ownership is restored only with `chown: true` when running as root.
+ * `dir`: `..` components, absolute paths, hardlinks leaving the root and
+ * paths through a symlink that leads out of it (absolute, or above the root)
+ * are refused with UNSAFE_PATH; symlinked parents that stay inside are
+ * followed (`lib -> usr/lib` then `lib/x` writes `usr/lib/x`); with
+ * `scoped: true` escapes are taken as a container sees them instead (from
+ * `dir`, `..` stopping there); an existing symlink at an entry's own path is
+ * replaced, not followed. Ownership is restored only with `chown: true` when running as root.
  * Device nodes are skipped.
  * @see https://github.com/opencontainers/image-spec/blob/main/layer.md
- * @throws UNSAFE_PATH for entries that would escape `dir`; ABORTED when the signal fires.
+ * @throws UNSAFE_PATH for entries that would escape `dir`; INVALID_ARGUMENT for a
+ *   truncated or corrupt layer; IO for file-system errors; ABORTED when the signal fires.
  */
 export async function extract(
   layers: Iterable<Layer> | AsyncIterable<Layer>,
@@ -307,8 +392,10 @@ export async function extract(
   throwIfAborted(options.signal);
   await mkdir(dir, { recursive: true });
   const root = await realpath(dir);
+  let index = 0;
   for await (const layer of layers) {
     throwIfAborted(options.signal);
+    index++;
     const tar = layer.uncompressed();
     const onAbort = () => {
       tar.destroy(new AbortedError(options.signal?.reason));
@@ -316,6 +403,8 @@ export async function extract(
     options.signal?.addEventListener('abort', onAbort, { once: true });
     try {
       await new LayerApplier(root, options).apply(tar);
+    } catch (e) {
+      throw typed(e, index);
     } finally {
       options.signal?.removeEventListener('abort', onAbort);
     }

@@ -131,16 +131,48 @@ describe('extract', () => {
     expect(readdirSync(top).sort()).toEqual(['outside', 'root']);
   });
 
-  it('takes absolute paths relative to the root', async () => {
+  it('refuses absolute paths, or takes them from the root when scoped', async () => {
     const { root } = sandbox();
     const name = `lading-abs-${randomBytes(6).toString('hex')}`;
-    await extract([await layer([{ name: `/${name}/x`, body: 'inside' }])], root);
+    await expectCode(
+      extract([await layer([{ name: `/${name}/x`, body: 'inside' }])], root),
+      'UNSAFE_PATH',
+    );
+    expect(readdirSync(root)).toEqual([]);
+    await extract([await layer([{ name: `/${name}/x`, body: 'inside' }])], root, {
+      scoped: true,
+    });
     expect(readFileSync(join(root, name, 'x'), 'utf8')).toBe('inside');
     expect(existsSync(`/${name}`)).toBe(false);
   });
 
-  it('refuses to write through a symlinked parent, in the same or a later layer', async () => {
-    const { root, outside } = sandbox();
+  it('follows symlinked parents that stay inside the root', async () => {
+    const { root } = sandbox();
+    await extract(
+      [
+        await layer([
+          { name: 'usr/', type: 'directory' },
+          { name: 'usr/lib/', type: 'directory' },
+          { name: 'lib', type: 'symlink', linkname: 'usr/lib' },
+          { name: 'lib/x', body: 'via lib' },
+          { name: 'usr/bin/', type: 'directory' },
+          { name: 'usr/bin/up', type: 'symlink', linkname: '../lib' },
+        ]),
+        await layer([
+          { name: 'usr/bin/up/y', body: 'via ..' },
+          { name: 'h', type: 'link', linkname: 'lib/x' },
+        ]),
+      ],
+      root,
+    );
+    expect(lstatSync(join(root, 'lib')).isSymbolicLink()).toBe(true);
+    expect(readFileSync(join(root, 'usr/lib/x'), 'utf8')).toBe('via lib');
+    expect(readFileSync(join(root, 'usr/lib/y'), 'utf8')).toBe('via ..');
+    expect(statSync(join(root, 'h')).ino).toBe(statSync(join(root, 'usr/lib/x')).ino);
+  });
+
+  it('refuses paths through a symlink that leaves the root, in the same or a later layer', async () => {
+    const { root, outside, top } = sandbox();
     await expectCode(
       extract(
         [
@@ -164,8 +196,74 @@ describe('extract', () => {
       ),
       'UNSAFE_PATH',
     );
+    // Whiteouts through such a link are refused too.
+    await expectCode(
+      extract([await layer([{ name: 'up/.wh.secret', body: '' }])], root2),
+      'UNSAFE_PATH',
+    );
     expect(readdirSync(outside)).toEqual(['secret']);
     expect(readFileSync(join(outside2, 'secret'), 'utf8')).toBe('keep me');
+    expect(readdirSync(top).sort()).toEqual(['outside', 'root']);
+  });
+
+  it('scoped: takes escaping symlinks from the root, as a container would', async () => {
+    const { root, outside } = sandbox();
+    await extract(
+      [
+        await layer([
+          { name: 'evil', type: 'symlink', linkname: outside },
+          { name: 'evil/pwned', body: 'pwn' },
+        ]),
+        await layer([{ name: 'up', type: 'symlink', linkname: '../../../outside' }]),
+        await layer([
+          { name: 'up/secret', body: 'overwritten' },
+          { name: 'evil/.wh.secret', body: '' },
+          { name: 'evil/.wh..wh..opq', body: '' },
+        ]),
+      ],
+      root,
+      { scoped: true },
+    );
+    // The opaque marker hid `pwned` (a lower layer's) where `evil` leads: inside.
+    expect(lstatSync(join(root, outside)).isDirectory()).toBe(true);
+    expect(existsSync(join(root, outside, 'pwned'))).toBe(false);
+    expect(readFileSync(join(root, 'outside/secret'), 'utf8')).toBe('overwritten');
+    expect(readdirSync(outside)).toEqual(['secret']);
+    expect(readFileSync(join(outside, 'secret'), 'utf8')).toBe('keep me');
+  });
+
+  it('never chmods a directory through a parent that later became a symlink', async () => {
+    const { root, outside } = sandbox();
+    mkdirSync(join(outside, 'sub'), { mode: 0o755 });
+    await extract(
+      [
+        await layer([
+          { name: 'd/', type: 'directory' },
+          { name: 'd/sub/', type: 'directory', mode: 0o700 },
+          { name: 'd', type: 'symlink', linkname: outside },
+        ]),
+      ],
+      root,
+    );
+    expect(lstatSync(join(root, 'd')).isSymbolicLink()).toBe(true);
+    expect(statSync(join(outside, 'sub')).mode & 0o777).toBe(0o755);
+  });
+
+  it('refuses symlink loops on an entry path', async () => {
+    const { root } = sandbox();
+    await expectCode(
+      extract(
+        [
+          await layer([
+            { name: 'a', type: 'symlink', linkname: 'b' },
+            { name: 'b', type: 'symlink', linkname: 'a' },
+            { name: 'a/x', body: 'loop' },
+          ]),
+        ],
+        root,
+      ),
+      'UNSAFE_PATH',
+    );
   });
 
   it('replaces a symlink at an entry path instead of writing through it', async () => {
@@ -222,7 +320,10 @@ describe('extract', () => {
 
 describe('safeRelative', () => {
   it('normalises and refuses', () => {
-    expect(safeRelative('/etc//x/./y/')).toBe('etc/x/y');
+    expect(safeRelative('/etc//x/./y/', true)).toBe('etc/x/y');
+    expect(safeRelative('etc//x/./y/')).toBe('etc/x/y');
+    expect(safeRelative('/')).toBe('');
+    expect(() => safeRelative('/etc/x')).toThrow(expect.objectContaining({ code: 'UNSAFE_PATH' }));
     expect(safeRelative('./a')).toBe('a');
     expect(() => safeRelative('a/../b')).toThrow(expect.objectContaining({ code: 'UNSAFE_PATH' }));
   });

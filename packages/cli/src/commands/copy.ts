@@ -105,16 +105,18 @@ export const push: Command = {
   },
 };
 
-const pullUsage = `Usage: lading pull REF DEST [--platform OS/ARCH]
+const pullUsage = `Usage: lading pull REF DEST [--platform OS/ARCH] [--scoped]
 
 Pulls an image from a registry. DEST is oci:DIR[:TAG] or
 docker-archive:FILE[:TAG] to keep the image, or a plain directory to unpack
-its filesystem into (whiteouts applied, paths that escape refused).`;
+its filesystem into (whiteouts applied, paths that escape refused).
+--scoped unpacks as a container sees the tree: absolute names and symlinks
+(such as var/run -> /run) are taken from DEST instead of refused.`;
 
 /** pull is `lading pull REF DEST`. */
 export const pull: Command = {
   usage: pullUsage,
-  options: cpOptions,
+  options: { ...cpOptions, scoped: { type: 'boolean' } },
   run: async (ctx) => {
     const ref = positional(ctx, 0, 'REF', pullUsage);
     const dest = positional(ctx, 1, 'DEST', pullUsage);
@@ -131,7 +133,10 @@ export const pull: Command = {
       platform: str(ctx, 'platform') ?? 'linux/amd64',
     });
     await mkdir(dest, { recursive: true });
-    await extract(await image.layers(), dest, { signal: ctx.signal });
+    await extract(await image.layers(), dest, {
+      signal: ctx.signal,
+      scoped: flag(ctx, 'scoped'),
+    });
     const digest = await image.digest();
     ctx.out.result(
       { reference: ref, digest, directory: dest, seconds: seconds(start) },
