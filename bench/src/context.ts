@@ -38,8 +38,6 @@ export interface Context {
   readonly peers: Peers;
   /** tarBytes is the size of the corpus's tar (from the floor measurement), once known. */
   tarBytes: number | undefined;
-  /** floorMs are the single-core gzip times, one per run, once measured. */
-  floorMs: number[];
   /** pushMs are scenario 1's lading push times to the Debian registry, by workers. */
   pushMs: Map<number, number[]>;
   /** source is a Debian registry holding the corpus image (for copy and pull), once pushed. */

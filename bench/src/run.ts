@@ -164,7 +164,6 @@ async function main(): Promise<void> {
     corpus,
     peers,
     tarBytes: undefined,
-    floorMs: [],
     pushMs: new Map(),
     source: undefined,
   };
