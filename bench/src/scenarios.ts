@@ -424,7 +424,7 @@ export async function copyScenario(ctx: Context): Promise<Section> {
     title: '3. Copy (Debian registry → fresh Debian registry, and → OCI layout)',
     rows,
     notes: [
-      'All times are wall times of whole processes (lading: a fresh node process, start-up included). lading copies with `pull()` + `write()` (layers stream from the source registry to the destination, verified on the way) and `pull()` + `writeImage(ociLayout(dir))`. The source image is the corpus layer pushed by lading. No target was given in the issue: ≤ 1× skopeo is ours.',
+      'All times are wall times of whole processes (lading: a fresh node process, start-up included). lading copies with `copy(registryTarget(src), …, registryTarget(dst) | ociLayout(dir), …)`, the same call as `lading cp` (blobs stream from the source registry to the destination, verified on the way). The source image is the corpus layer pushed by lading. No target was given in the issue: ≤ 1× skopeo is ours.',
     ],
   };
 }
