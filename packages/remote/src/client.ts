@@ -13,6 +13,7 @@ import {
   isDigest,
   manifestAccept,
   parseDigest,
+  readCapped,
   type Descriptor,
   type Digest,
   type IndexManifest,
@@ -27,7 +28,6 @@ import {
   drain,
   errorFromResponse,
   header,
-  readCapped,
   type SendResponse,
   type TransportOptions,
 } from './internal/transport.js';
@@ -353,12 +353,6 @@ export class RegistryClient {
         );
       }
       const bytes = await readCapped(res.body, MANIFEST_SIZE_LIMIT);
-      if (bytes === undefined) {
-        throw new LadingError(
-          ErrorCode.ManifestTooLarge,
-          `manifest ${repo}:${reference} exceeds ${MANIFEST_SIZE_LIMIT} bytes`,
-        );
-      }
       const expected = isDigest(reference)
         ? reference
         : (() => {
@@ -487,8 +481,6 @@ export class RegistryClient {
       );
       const next = parseLinkNext(res.headers.link);
       const body = await readCapped(res.body, MANIFEST_SIZE_LIMIT);
-      if (body === undefined)
-        throw new LadingError(ErrorCode.ManifestTooLarge, `page ${current.pathname} exceeds 4 MiB`);
       let parsed: unknown;
       try {
         parsed = JSON.parse(body.toString('utf8'));
@@ -575,8 +567,6 @@ export class RegistryClient {
     } else {
       filtered = header(res.headers, 'oci-filters-applied')?.includes('artifactType') === true;
       const body = await readCapped(res.body, MANIFEST_SIZE_LIMIT);
-      if (body === undefined)
-        throw new LadingError(ErrorCode.ManifestTooLarge, 'referrers index exceeds 4 MiB');
       found = [...((JSON.parse(body.toString('utf8')) as Partial<IndexManifest>).manifests ?? [])];
       // Follow pages on the same origin.
       const next = parseLinkNext(res.headers.link);

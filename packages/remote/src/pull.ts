@@ -8,6 +8,7 @@ import {
   parseConfigFile,
   parseManifest,
   parseReference,
+  readCapped,
   type BlobSource,
   type ConfigFile,
   type Descriptor,
@@ -29,7 +30,6 @@ import {
   type FetchedManifest,
   type RemoteOptions,
 } from './client.js';
-import { readCapped } from './internal/transport.js';
 
 /** PullOptions configure {@link pull}. */
 export interface PullOptions extends RemoteOptions {
@@ -205,10 +205,7 @@ export class RemoteImage implements Image {
         size: c.size,
         signal: this.#signal,
       });
-      const bytes = await readCapped(body, MANIFEST_SIZE_LIMIT);
-      if (bytes === undefined)
-        throw new LadingError(ErrorCode.ManifestTooLarge, `config ${c.digest} exceeds 4 MiB`);
-      return bytes;
+      return readCapped(body, MANIFEST_SIZE_LIMIT);
     })());
     p.catch(() => {
       if (this.#config === p) this.#config = undefined;

@@ -265,6 +265,39 @@ describe('transport errors and retries (fake registry)', () => {
     ).toBe(true);
   });
 
+  it('refuses a manifest streamed without Content-Length once it passes 4 MiB, and stays usable', async () => {
+    const f = await fake();
+    f.faults.push((req, res) => {
+      if (!req.url!.endsWith('/manifests/endless')) return false;
+      res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' });
+      const block = Buffer.alloc(64 * 1024, 0x20);
+      let sent = 0;
+      const more = (): void => {
+        while (sent < 80 && !res.destroyed) {
+          sent++;
+          if (!res.write(block)) {
+            res.once('drain', more);
+            return;
+          }
+        }
+        res.end();
+      };
+      res.on('error', () => undefined);
+      more();
+      return true;
+    });
+    const client = new RegistryClient(f.host, fast);
+    const err = await client.getManifest('a/b', 'endless').catch((e: unknown) => e);
+    expect(isLadingError(err, 'MANIFEST_TOO_LARGE')).toBe(true);
+    const small = Buffer.from('{"schemaVersion":2}');
+    f.ctx.manifests.set('a/b:small', {
+      bytes: small,
+      type: 'application/vnd.oci.image.manifest.v1+json',
+    });
+    const ok = await client.getManifest('a/b', 'small');
+    expect(Buffer.from(ok.bytes).equals(small)).toBe(true);
+  });
+
   it('maps a refused connection to NETWORK', async () => {
     const f = await fake();
     const host = f.host;

@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request, type Dispatcher } from 'undici';
-import { AbortedError, ErrorCode, isLadingError, throwIfAborted } from '@lading/core';
+import { AbortedError, ErrorCode, isLadingError, readCapped, throwIfAborted } from '@lading/core';
 import type { Credentials } from '../credentials.js';
 import { resolveCredentials } from '../credentials.js';
 import { AuthError, RegistryError, UploadError, type RegistryErrorDetail } from '../errors.js';
@@ -89,23 +89,6 @@ export async function drain(body: SendResponse['body']): Promise<void> {
 export function discard(body: SendResponse['body']): void {
   body.on('error', () => undefined);
   body.destroy();
-}
-
-/** readCapped reads a body into memory up to `cap` bytes; undefined when longer. */
-export async function readCapped(body: Readable, cap: number): Promise<Buffer | undefined> {
-  const parts: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of body) {
-    const b = chunk as Buffer;
-    total += b.length;
-    if (total > cap) {
-      body.on('error', () => undefined);
-      body.destroy();
-      return undefined;
-    }
-    parts.push(b);
-  }
-  return Buffer.concat(parts);
 }
 
 const temporaryCodes = new Set([
@@ -352,7 +335,11 @@ export class Transport {
         err,
       );
     }
-    const body = await readCapped(res.body, ERROR_BODY_CAP);
+    // A body past the cap reads as no body: the JSON check below refuses it.
+    const body = await readCapped(res.body, ERROR_BODY_CAP).catch((err: unknown) => {
+      if (isLadingError(err, ErrorCode.ManifestTooLarge)) return undefined;
+      throw err;
+    });
     let parsed: {
       token?: unknown;
       access_token?: unknown;
@@ -542,8 +529,9 @@ export async function errorFromResponse(
 ): Promise<RegistryError> {
   let errors: RegistryErrorDetail[] = [];
   try {
+    // Past the cap readCapped throws, and the catch below leaves errors empty.
     const body = await readCapped(res.body, ERROR_BODY_CAP);
-    if (body !== undefined && body.length > 0) {
+    if (body.length > 0) {
       const parsed = JSON.parse(body.toString('utf8')) as { errors?: unknown };
       if (Array.isArray(parsed.errors)) {
         errors = parsed.errors
