@@ -147,49 +147,64 @@ export class RemoteLayer implements Layer {
   }
 }
 
+/** ManifestOrigin is where a {@link RemoteManifest} was read from, and with what. */
+export interface ManifestOrigin {
+  readonly client: RegistryClient;
+  readonly repository: string;
+  readonly fetched: FetchedManifest;
+  readonly signal: AbortSignal | undefined;
+}
+
+/**
+ * RemoteManifest is what {@link RemoteImage} and {@link RemoteIndex} share:
+ * the manifest as fetched (bytes, digest, size, media type) and the client,
+ * repository and signal that later reads use.
+ */
+export abstract class RemoteManifest {
+  readonly mediaType: MediaTypeString;
+  readonly #origin: ManifestOrigin;
+
+  /** @internal */
+  constructor(origin: ManifestOrigin) {
+    this.#origin = origin;
+    this.mediaType = origin.fetched.mediaType;
+  }
+
+  /** origin is where the manifest came from, for the subclasses' reads. */
+  protected get origin(): ManifestOrigin {
+    return this.#origin;
+  }
+
+  rawManifest(): Promise<Uint8Array> {
+    return Promise.resolve(Buffer.from(this.#origin.fetched.bytes));
+  }
+  digest(): Promise<Digest> {
+    return Promise.resolve(this.#origin.fetched.digest);
+  }
+  size(): Promise<number> {
+    return Promise.resolve(this.#origin.fetched.size);
+  }
+}
+
 /**
  * RemoteImage is an image read from a registry: manifest in memory,
  * config fetched on first use, layers {@link RemoteLayer}s.
  */
-export class RemoteImage implements Image {
-  readonly mediaType: MediaTypeString;
+export class RemoteImage extends RemoteManifest implements Image {
   readonly reference: string;
-  readonly #client: RegistryClient;
-  readonly #repository: string;
-  readonly #fetched: FetchedManifest;
   readonly #manifest: ImageManifest;
-  readonly #signal: AbortSignal | undefined;
   #config: Promise<Buffer> | undefined;
   #layers: RemoteLayer[] | undefined;
 
   /** @internal */
-  constructor(
-    client: RegistryClient,
-    repository: string,
-    fetched: FetchedManifest,
-    manifest: ImageManifest,
-    signal?: AbortSignal,
-  ) {
-    this.#client = client;
-    this.#repository = repository;
-    this.#fetched = fetched;
+  constructor(origin: ManifestOrigin, manifest: ImageManifest) {
+    super(origin);
     this.#manifest = manifest;
-    this.mediaType = fetched.mediaType;
-    this.#signal = signal;
-    this.reference = `${client.registry}/${repository}@${fetched.digest}`;
+    this.reference = `${origin.client.registry}/${origin.repository}@${origin.fetched.digest}`;
   }
 
   manifest(): Promise<ImageManifest> {
     return Promise.resolve(structuredClone(this.#manifest));
-  }
-  rawManifest(): Promise<Uint8Array> {
-    return Promise.resolve(Buffer.from(this.#fetched.bytes));
-  }
-  digest(): Promise<Digest> {
-    return Promise.resolve(this.#fetched.digest);
-  }
-  size(): Promise<number> {
-    return Promise.resolve(this.#fetched.size);
   }
   configDescriptor(): Promise<Descriptor> {
     return Promise.resolve({ ...this.#manifest.config });
@@ -201,10 +216,8 @@ export class RemoteImage implements Image {
       if (c.size > MANIFEST_SIZE_LIMIT) {
         throw new LadingError(ErrorCode.ManifestTooLarge, `config ${c.digest} is ${c.size} bytes`);
       }
-      const body = await this.#client.getBlob(this.#repository, c.digest, {
-        size: c.size,
-        signal: this.#signal,
-      });
+      const { client, repository, signal } = this.origin;
+      const body = await client.getBlob(repository, c.digest, { size: c.size, signal });
       return readCapped(body, MANIFEST_SIZE_LIMIT);
     })());
     p.catch(() => {
@@ -218,11 +231,12 @@ export class RemoteImage implements Image {
   }
 
   layers(): Promise<readonly Layer[]> {
+    const { client, repository, signal } = this.origin;
     this.#layers ??= this.#manifest.layers.map(
       (d, i) =>
         new RemoteLayer(
-          this.#client,
-          this.#repository,
+          client,
+          repository,
           d,
           async () => {
             const id = (await this.configFile()).rootfs.diff_ids[i];
@@ -233,7 +247,7 @@ export class RemoteImage implements Image {
               );
             return id;
           },
-          this.#signal,
+          signal,
         ),
     );
     return Promise.resolve(this.#layers);
@@ -241,47 +255,23 @@ export class RemoteImage implements Image {
 }
 
 /** RemoteIndex is an index (or Docker manifest list) read from a registry. */
-export class RemoteIndex implements ImageIndex {
-  readonly mediaType: MediaTypeString;
-  readonly #client: RegistryClient;
-  readonly #repository: string;
-  readonly #fetched: FetchedManifest;
+export class RemoteIndex extends RemoteManifest implements ImageIndex {
   readonly #index: IndexManifest;
-  readonly #signal: AbortSignal | undefined;
 
   /** @internal */
-  constructor(
-    client: RegistryClient,
-    repository: string,
-    fetched: FetchedManifest,
-    index: IndexManifest,
-    signal?: AbortSignal,
-  ) {
-    this.#client = client;
-    this.#repository = repository;
-    this.#fetched = fetched;
+  constructor(origin: ManifestOrigin, index: IndexManifest) {
+    super(origin);
     this.#index = index;
-    this.mediaType = fetched.mediaType;
-    this.#signal = signal;
   }
 
   indexManifest(): Promise<IndexManifest> {
     return Promise.resolve(structuredClone(this.#index));
   }
-  rawManifest(): Promise<Uint8Array> {
-    return Promise.resolve(Buffer.from(this.#fetched.bytes));
-  }
-  digest(): Promise<Digest> {
-    return Promise.resolve(this.#fetched.digest);
-  }
-  size(): Promise<number> {
-    return Promise.resolve(this.#fetched.size);
-  }
 
   async children(): Promise<readonly IndexChild[]> {
     const out: IndexChild[] = [];
     for (const d of this.#index.manifests) {
-      const child = await loadManifest(this.#client, this.#repository, d.digest, this.#signal);
+      const child = await loadManifest(this.origin, d.digest);
       out.push(
         child instanceof RemoteIndex
           ? { kind: 'index', descriptor: d, index: child }
@@ -292,14 +282,14 @@ export class RemoteIndex implements ImageIndex {
   }
 
   async image(digest: Digest): Promise<Image> {
-    const m = await loadManifest(this.#client, this.#repository, digest, this.#signal);
+    const m = await loadManifest(this.origin, digest);
     if (m instanceof RemoteIndex)
       throw new LadingError(ErrorCode.UnsupportedMediaType, `${digest} is an index, not an image`);
     return m;
   }
 
   async imageIndex(digest: Digest): Promise<ImageIndex> {
-    const m = await loadManifest(this.#client, this.#repository, digest, this.#signal);
+    const m = await loadManifest(this.origin, digest);
     if (!(m instanceof RemoteIndex))
       throw new LadingError(ErrorCode.UnsupportedMediaType, `${digest} is an image, not an index`);
     return m;
@@ -312,25 +302,30 @@ export class RemoteIndex implements ImageIndex {
     if (d === undefined) {
       throw new LadingError(
         ErrorCode.NotFound,
-        `no image for ${want.os}/${want.architecture}${want.variant === undefined ? '' : `/${want.variant}`} in ${this.#client.registry}/${this.#repository}@${this.#fetched.digest}`,
+        `no image for ${want.os}/${want.architecture}${want.variant === undefined ? '' : `/${want.variant}`} in ${this.origin.client.registry}/${this.origin.repository}@${this.origin.fetched.digest}`,
       );
     }
     return this.image(d.digest);
   }
 }
 
+/** loadManifest fetches `reference` and wraps it as a {@link RemoteImage} or a {@link RemoteIndex}. */
 async function loadManifest(
-  client: RegistryClient,
-  repository: string,
+  from: Omit<ManifestOrigin, 'fetched'>,
   reference: string,
-  signal: AbortSignal | undefined,
 ): Promise<RemoteImage | RemoteIndex> {
+  const { client, repository, signal } = from;
   const fetched = await client.getManifest(repository, reference, { signal });
   const parsed = parseManifest(fetched.bytes, fetched.mediaType);
-  const f = { ...fetched, mediaType: parsed.mediaType };
+  const origin = {
+    client,
+    repository,
+    signal,
+    fetched: { ...fetched, mediaType: parsed.mediaType },
+  };
   return parsed.kind === 'index'
-    ? new RemoteIndex(client, repository, f, parsed.manifest, signal)
-    : new RemoteImage(client, repository, f, parsed.manifest, signal);
+    ? new RemoteIndex(origin, parsed.manifest)
+    : new RemoteImage(origin, parsed.manifest);
 }
 
 /**
@@ -349,7 +344,10 @@ export async function pull(
   const r = typeof ref === 'string' ? parseReference(ref) : ref;
   const client = new RegistryClient(r.registry, options);
   await client.ping(options);
-  const m = await loadManifest(client, r.repository, r.digest ?? r.tag ?? 'latest', options.signal);
+  const m = await loadManifest(
+    { client, repository: r.repository, signal: options.signal },
+    r.digest ?? r.tag ?? 'latest',
+  );
   if (options.platform !== undefined && m instanceof RemoteIndex)
     return m.forPlatform(options.platform);
   return m;

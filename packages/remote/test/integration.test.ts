@@ -96,6 +96,20 @@ describe('core images, real stream layers and indexes against the CNCF registry'
     const whole = await pull(`${reg.host}/multi/app:1`);
     expect(isImageIndex(whole)).toBe(true);
     expect((await (whole as ImageIndex).indexManifest()).manifests.length).toBe(2);
+    const raw = await (whole as ImageIndex).rawManifest();
+    expect(digestOf(Buffer.from(raw))).toBe(result.digest);
+    expect(await (whole as ImageIndex).size()).toBe(raw.length);
+    const children = await (whole as ImageIndex).children();
+    expect(children.map((c) => c.kind)).toEqual(['image', 'image']);
+    const kids = children.map((c) => (c.kind === 'image' ? c.image : undefined));
+    expect(await kids[1]?.digest()).toBe(await arm.digest());
+    const armDigest = await arm.digest();
+    const armPulled = await (whole as ImageIndex).image(armDigest);
+    expect(
+      Buffer.from(await armPulled.rawManifest()).equals(Buffer.from(await arm.rawManifest())),
+    ).toBe(true);
+    const notIndex = await (whole as ImageIndex).imageIndex(armDigest).catch((e: unknown) => e);
+    expect((notIndex as { code?: string }).code).toBe('UNSUPPORTED_MEDIA_TYPE');
     const one = (await pull(`${reg.host}/multi/app:1`, { platform: 'linux/arm64' })) as Image;
     expect(await one.digest()).toBe(await arm.digest());
     const missing = await pull(`${reg.host}/multi/app:1`, { platform: 'windows/amd64' }).catch(
