@@ -720,16 +720,40 @@ class RegistryImpl {
     }
   }
 
-  #contentRange(req: IncomingMessage): { start: number; end: number } | undefined {
+  /**
+   * chunkLength reads the lengths a PATCH or PUT body declares for the
+   * session `id` of `name`, now `size` bytes long: `declared` from
+   * Content-Length, `ranged` from Content-Range once the range is checked to
+   * start at `size`.
+   * @throws 400 BLOB_UPLOAD_INVALID on a malformed Content-Range; 416 with the session's Range when it starts elsewhere
+   */
+  #chunkLength(
+    req: IncomingMessage,
+    name: string,
+    id: string,
+    size: number,
+  ): { declared: number | undefined; ranged: number | undefined } {
+    const declared = contentLength(req);
     const header = req.headers['content-range'];
-    if (header === undefined) return undefined;
-    const r = parseRangeSpec(header);
-    if (r === undefined) {
+    if (header === undefined) return { declared, ranged: undefined };
+    const range = parseRangeSpec(header);
+    if (range === undefined) {
       throw new HttpError(400, SpecErrorCode.BlobUploadInvalid, 'malformed Content-Range', {
         contentRange: header,
       });
     }
-    return r;
+    if (range.start !== size) {
+      throw new HttpError(
+        416,
+        SpecErrorCode.BlobUploadInvalid,
+        'chunk out of order',
+        {
+          offset: size,
+        },
+        this.#uploadHeaders(name, id, size),
+      );
+    }
+    return { declared, ranged: range.end - range.start + 1 };
   }
 
   async #patchUpload(
@@ -741,36 +765,19 @@ class RegistryImpl {
     const uploads = this.#uploads();
     await this.#withLock(id, async () => {
       const size = await this.#session(uploads, name, id);
-      const declared = contentLength(req);
-      const range = this.#contentRange(req);
-      let expected = declared;
-      if (range !== undefined) {
-        if (range.start !== size) {
-          throw new HttpError(
-            416,
-            SpecErrorCode.BlobUploadInvalid,
-            'chunk out of order',
-            {
-              offset: size,
-            },
-            this.#uploadHeaders(name, id, size),
-          );
-        }
-        const length = range.end - range.start + 1;
-        if (declared !== undefined && declared !== length) {
-          throw new HttpError(
-            400,
-            SpecErrorCode.SizeInvalid,
-            'Content-Length does not match Content-Range',
-            {
-              contentLength: declared,
-              range: length,
-            },
-          );
-        }
-        expected = length;
+      const { declared, ranged } = this.#chunkLength(req, name, id, size);
+      if (ranged !== undefined && declared !== undefined && declared !== ranged) {
+        throw new HttpError(
+          400,
+          SpecErrorCode.SizeInvalid,
+          'Content-Length does not match Content-Range',
+          {
+            contentLength: declared,
+            range: ranged,
+          },
+        );
       }
-      const newSize = await this.#append(uploads, id, size, req, expected);
+      const newSize = await this.#append(uploads, id, size, req, ranged ?? declared);
       send(req, res, 202, this.#uploadHeaders(name, id, newSize));
     });
   }
@@ -787,24 +794,9 @@ class RegistryImpl {
       let size = await this.#session(uploads, name, id);
       const digest = parseDigestParam(query.get('digest'));
       if (hasBody(req)) {
-        const declared = contentLength(req);
-        const range = this.#contentRange(req);
-        let expected = declared;
-        if (range !== undefined) {
-          if (range.start !== size) {
-            throw new HttpError(
-              416,
-              SpecErrorCode.BlobUploadInvalid,
-              'chunk out of order',
-              {
-                offset: size,
-              },
-              this.#uploadHeaders(name, id, size),
-            );
-          }
-          expected = range.end - range.start + 1;
-        }
-        size = await this.#append(uploads, id, size, req, expected, digestAlgorithm(digest));
+        const { declared, ranged } = this.#chunkLength(req, name, id, size);
+        const algorithm = digestAlgorithm(digest);
+        size = await this.#append(uploads, id, size, req, ranged ?? declared, algorithm);
       }
       await this.#commit(uploads, name, id, digest, undefined);
       send(req, res, 201, {

@@ -100,6 +100,13 @@ describe('hostile input', () => {
     });
     expect(r.status).toBe(400);
     expect(r.code()).toBe('BLOB_UPLOAD_INVALID');
+    const digest = `sha256:${createHash('sha256').update('abc').digest('hex')}`;
+    const put = await req('PUT', `${base}${String(post.headers.location)}?digest=${digest}`, {
+      body: 'abc',
+      headers: { 'Content-Range': 'nonsense' },
+    });
+    expect(put.status).toBe(400);
+    expect(put.code()).toBe('BLOB_UPLOAD_INVALID');
   });
 
   it('rejects bad digests wherever they appear', async () => {
