@@ -32,10 +32,13 @@ parentPort.on('message', (job) => {
       // One output chunk for a block (deflate's bound is ~0.03 % over the input).
       chunkSize: Math.max(16384, job.length + (job.length >> 6) + 1024),
     });
-    // deflateRawSync may hand back a view on a larger buffer; copy into an
-    // exclusive one of the exact size so it can be transferred.
-    const output = new Uint8Array(out.length);
-    output.set(out);
+    // With one output chunk the result is a view at the start of its own
+    // buffer: transfer that buffer as is; otherwise copy to an exclusive one.
+    let output = out;
+    if (out.byteOffset !== 0 || out.buffer.byteLength > out.length * 4) {
+      output = new Uint8Array(out.length);
+      output.set(out);
+    }
     transfer.push(output.buffer);
     parentPort.postMessage({ id: job.id, output, crc, input: job.input }, transfer);
   } catch (err) {
