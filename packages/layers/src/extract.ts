@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { constants as fsConstants, type Stats } from 'node:fs';
+import { constants as fsConstants, lstatSync, mkdirSync, readlinkSync, type Stats } from 'node:fs';
 import {
   chmod,
   lchown,
@@ -9,10 +9,10 @@ import {
   mkdir,
   open,
   readdir,
-  readlink,
   realpath,
   rm,
   symlink,
+  type FileHandle,
 } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -71,6 +71,21 @@ export function safeRelative(name: string, scoped = false): string {
   return parts.join('/');
 }
 
+/** writeBatch is how many bytes of a file are gathered before one write. */
+const writeBatch = 1024 * 1024;
+
+/** writeAll writes `chunks` (`total` bytes) at the file's position, with one writev when it can. */
+async function writeAll(fh: FileHandle, chunks: readonly Buffer[], total: number): Promise<void> {
+  const { bytesWritten } = await fh.writev(chunks);
+  if (bytesWritten === total) return;
+  // A short write (rare on regular files): write the rest plainly.
+  let rest = Buffer.concat(chunks).subarray(bytesWritten);
+  while (rest.length > 0) {
+    const r = await fh.write(rest);
+    rest = rest.subarray(r.bytesWritten);
+  }
+}
+
 /** maxLinks is how many symlinks one path may go through (Linux allows 40). */
 const maxLinks = 40;
 
@@ -78,13 +93,13 @@ function isErrno(e: unknown, code: string): boolean {
   return (e as { code?: unknown } | null)?.code === code;
 }
 
-async function lstatOrUndefined(p: string): Promise<Stats | undefined> {
-  try {
-    return await lstat(p);
-  } catch (e) {
-    if (isErrno(e, 'ENOENT')) return undefined;
-    throw e;
-  }
+/**
+ * lstatOrUndefined is a synchronous lstat: extract makes tens of thousands
+ * of these on a page-cached tree, and a thread-pool round trip for each
+ * costs far more than the call.
+ */
+function lstatOrUndefined(p: string): Stats | undefined {
+  return lstatSync(p, { throwIfNoEntry: false });
 }
 
 interface DirMeta {
@@ -145,10 +160,10 @@ class LayerApplier {
         continue;
       }
       const cur = join(this.#root, ...done, p);
-      const st = await lstatOrUndefined(cur);
+      const st = lstatOrUndefined(cur);
       if (st?.isSymbolicLink() === true) {
         if (++links > maxLinks) throw unsafe(name, 'too many levels of symbolic links');
-        const target = await readlink(cur);
+        const target = readlinkSync(cur);
         if (target.startsWith('/')) {
           if (!this.#scoped) {
             throw unsafe(
@@ -164,12 +179,12 @@ class LayerApplier {
       }
       if (st === undefined) {
         if (!create) throw unsafe(name, `${JSON.stringify(p)} does not exist`);
-        await mkdir(cur, { mode: 0o755 });
+        mkdirSync(cur, { mode: 0o755 });
       } else if (!st.isDirectory()) {
         if (!create) throw unsafe(name, `parent ${JSON.stringify(p)} is not a directory`);
         if (viaLink) throw unsafe(name, `a symlink on its path leads to a non-directory`);
         await rm(cur, { force: true });
-        await mkdir(cur, { mode: 0o755 });
+        mkdirSync(cur, { mode: 0o755 });
       }
       done.push(p);
     }
@@ -178,7 +193,7 @@ class LayerApplier {
 
   /** clear removes `abs` whatever it is (a symlink itself, never its target). */
   async #clear(abs: string, keepDir: boolean): Promise<void> {
-    const st = await lstatOrUndefined(abs);
+    const st = lstatOrUndefined(abs);
     if (st === undefined) return;
     if (keepDir && st.isDirectory()) return;
     await rm(abs, { recursive: true, force: true });
@@ -244,7 +259,7 @@ class LayerApplier {
     // Directory modes and times last, deepest first, so read-only
     // directories do not block their own children.
     for (const d of this.#dirs.reverse()) {
-      const st = await lstatOrUndefined(d.abs);
+      const st = lstatOrUndefined(d.abs);
       if (st?.isDirectory() !== true) continue;
       // A later entry may have turned a parent into a symlink: never chmod through it.
       if ((await realpath(d.abs)) !== d.abs) continue;
@@ -290,7 +305,7 @@ class LayerApplier {
     switch (h.type) {
       case 'directory': {
         await this.#clear(abs, true);
-        if ((await lstatOrUndefined(abs)) === undefined) await mkdir(abs, { mode: 0o700 });
+        if (lstatOrUndefined(abs) === undefined) await mkdir(abs, { mode: 0o700 });
         if (this.#chown) await lchown(abs, h.uid, h.gid);
         this.#dirs.push({ abs, mode, mtime });
         break;
@@ -306,8 +321,20 @@ class LayerApplier {
         );
         try {
           await fh.chmod(mode);
-          // tar-stream's entries are streamx streams; write them chunk by chunk.
-          for await (const chunk of entry) await fh.write(chunk);
+          // tar-stream's entries are streamx streams of small chunks (16 KiB
+          // from gunzip): gather them and write up to 1 MiB per syscall.
+          const batch: Buffer[] = [];
+          let batched = 0;
+          for await (const chunk of entry) {
+            batch.push(chunk);
+            batched += chunk.length;
+            if (batched >= writeBatch) {
+              await writeAll(fh, batch, batched);
+              batch.length = 0;
+              batched = 0;
+            }
+          }
+          if (batched > 0) await writeAll(fh, batch, batched);
         } finally {
           await fh.close();
         }
@@ -326,7 +353,7 @@ class LayerApplier {
         if (targetBase === '') throw unsafe(h.name, 'hardlink to the root');
         const targetDir = await this.#resolveDir(targetParts, h.name, false);
         const targetAbs = join(targetDir.abs, targetBase);
-        const st = await lstatOrUndefined(targetAbs);
+        const st = lstatOrUndefined(targetAbs);
         if (st === undefined)
           throw unsafe(h.name, `hardlink target ${JSON.stringify(h.linkname)} does not exist`);
         if (st.isDirectory()) throw unsafe(h.name, 'hardlink to a directory');
