@@ -412,8 +412,12 @@ async function* walkTar(root: string, r: Resolved, pooled: boolean): AsyncGenera
  *   with IO on file-system errors and ABORTED when the signal fires.
  */
 export function directoryTar(dir: string, options: DirectoryTarOptions = {}): Readable {
-  const r = resolveOptions(options);
-  return Readable.from(walkTar(dir, r, false), { objectMode: false, highWaterMark: chunkTarget });
+  return walkStream(dir, resolveOptions(options), false);
+}
+
+/** walkStream is the walk as a byte stream; `pooled` takes its chunks from the block pool. */
+function walkStream(dir: string, r: Resolved, pooled: boolean): Readable {
+  return Readable.from(walkTar(dir, r, pooled), { objectMode: false, highWaterMark: chunkTarget });
 }
 
 /**
@@ -433,10 +437,7 @@ export function layerFromDirectory(dir: string, options: DirectoryLayerOptions =
     // The walk is this layer's own: its chunks may come from the block pool.
     () =>
       Promise.resolve({
-        stream: Readable.from(walkTar(dir, resolveOptions(tarOptions), true), {
-          objectMode: false,
-          highWaterMark: chunkTarget,
-        }),
+        stream: walkStream(dir, resolveOptions(tarOptions), true),
         gzipped: false,
         pooled: true,
       }),
