@@ -33,6 +33,7 @@ export type {
   StorageOptions,
   StoredManifest,
   UploadCreateOptions,
+  UploadInfo,
   UploadSession,
   UploadStatus,
   UploadStore,

@@ -82,6 +82,17 @@ export interface UploadStatus {
   readonly repository: string;
   /** size is the number of bytes received so far. */
   readonly size: number;
+  /**
+   * updatedAt is when the session was created or last received bytes
+   * (milliseconds since the epoch), when the store knows it. The registry's
+   * idle expiry uses it, so it must survive a restart of the process.
+   */
+  readonly updatedAt?: number | undefined;
+}
+
+/** UploadInfo describes one open upload session (see {@link UploadStore.list}). */
+export interface UploadInfo extends UploadStatus {
+  readonly id: string;
 }
 
 /**
@@ -109,6 +120,13 @@ export interface UploadStore {
   cancel(id: string, options?: StorageOptions): Promise<boolean>;
   /** bindRegistry is called once by createRegistry with hooks into the registry. */
   bindRegistry?(hooks: RegistryHooks): void;
+  /**
+   * list answers every open session, including those opened by another
+   * process or before a restart: the registry's timer-driven expiry and its
+   * session-count bounds use it. Stores without it only expire the sessions
+   * this process has seen.
+   */
+  list?(options?: StorageOptions): AsyncIterable<UploadInfo>;
 }
 
 /** StoredManifest is a manifest exactly as pushed. */
