@@ -30,7 +30,6 @@ export {
   isManifestMediaType,
   isDockerMediaType,
   isGzipLayerMediaType,
-  manifestAccept,
 } from './media-types.js';
 export type { KnownMediaType, MediaTypeString } from './media-types.js';
 export type {
@@ -46,7 +45,7 @@ export type {
 } from './wire.js';
 export { BytesLayer, layerFromBytes } from './layer.js';
 export type { Layer, BlobSource, LayerBytesOptions } from './layer.js';
-export { isImageIndex, childrenToWrite } from './image.js';
+export { isImageIndex } from './image.js';
 export type { Image, ImageIndex, IndexChild, IndexEntryInput } from './image.js';
 export { ProgressEmitter } from './progress.js';
 export type { ProgressEvent, ProgressEvents, BlobKind } from './progress.js';

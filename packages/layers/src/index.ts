@@ -1,5 +1,6 @@
 export { createGzipStream, resolveCompression, crc32, gzipBlockSize } from './compression.js';
 export type { CompressionOptions, ResolvedCompression } from './compression.js';
+export type { Crc32 } from './internal/crc32.js';
 export { StreamLayer, streamLayer } from './stream-layer.js';
 export type { LayerOptions, StreamLayerOptions } from './stream-layer.js';
 export { OpenerLayer, layerFromOpener, layerFromFile } from './opener-layer.js';

@@ -37,6 +37,7 @@ export class OpenerLayer implements Layer {
   #inFlight = new Set<Promise<PassResult>>();
   #hashing: Promise<PassResult> | undefined;
 
+  /** @internal built by {@link layerFromOpener}, {@link layerFromFile} and the directory layers. */
   constructor(
     open: () => Promise<PassSource>,
     mediaType: MediaTypeString,

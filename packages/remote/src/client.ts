@@ -11,7 +11,6 @@ import {
   digestHex,
   digestOf,
   isDigest,
-  manifestAccept,
   parseDigest,
   readCapped,
   type Descriptor,
@@ -20,6 +19,7 @@ import {
   type IoOptions,
   type MediaTypeString,
 } from '@lading/core';
+import { manifestAccept } from '@lading/core/internal';
 import { RegistryError } from './errors.js';
 import { parseLinkNext } from './internal/challenge.js';
 import {

@@ -4,6 +4,7 @@ export { resolveCredentials, runCredentialHelper } from './credentials.js';
 export type { Credentials, CredentialLookupOptions } from './credentials.js';
 export { RegistryClient, MANIFEST_SIZE_LIMIT } from './client.js';
 export type { RemoteOptions, FetchedManifest, BlobReadOptions } from './client.js';
+export type { RetryOptions } from './internal/transport.js';
 export { UploadSession, DEFAULT_CHUNK_SIZE } from './upload.js';
 export type { UploadMode, UploadResult } from './upload.js';
 export {

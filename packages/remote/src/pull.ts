@@ -170,7 +170,7 @@ export abstract class RemoteManifest {
     this.mediaType = origin.fetched.mediaType;
   }
 
-  /** origin is where the manifest came from, for the subclasses' reads. */
+  /** @internal origin is where the manifest came from, for the subclasses' reads. */
   protected get origin(): ManifestOrigin {
     return this.#origin;
   }

@@ -3,7 +3,6 @@ import {
   DigestMismatchError,
   ErrorCode,
   ProgressEmitter,
-  childrenToWrite,
   digestOf,
   isImageIndex,
   isLadingError,
@@ -16,6 +15,7 @@ import {
   type MediaTypeString,
   type Reference,
 } from '@lading/core';
+import { childrenToWrite } from '@lading/core/internal';
 import { RegistryClient, type RemoteOptions } from './client.js';
 import { UploadError } from './errors.js';
 import { deferred, limiter, type Deferred } from './internal/limit.js';

@@ -12,9 +12,16 @@ export const ERROR_BODY_CAP = 64 * 1024;
 
 export type Headers = Record<string, string | string[] | undefined>;
 
+/**
+ * RetryOptions tune the retries of temporary failures (408, 429, 5xx, dropped
+ * connections): exponential backoff with jitter, honouring `Retry-After`.
+ */
 export type RetryOptions = {
+  /** retries is how many times a request sequence is retried (default 3). */
   readonly retries?: number;
+  /** minDelayMs is the first backoff (default 200). */
   readonly minDelayMs?: number;
+  /** maxDelayMs caps each backoff (default 10 000). */
   readonly maxDelayMs?: number;
 };
 

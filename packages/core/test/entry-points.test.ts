@@ -1,0 +1,24 @@
+import { readFile } from 'node:fs/promises';
+import { describe, expect, it } from 'vitest';
+import * as pub from '@lading/core';
+import * as internal from '@lading/core/internal';
+
+describe('@lading/core entry points', () => {
+  it('keeps sibling plumbing out of the public entry point when a user imports it', () => {
+    expect(Object.keys(pub)).not.toContain('childrenToWrite');
+    expect(Object.keys(pub)).not.toContain('manifestAccept');
+    expect(pub.emptyImage).toBeTypeOf('function');
+  });
+
+  it('serves the plumbing from @lading/core/internal when a sibling package imports it', () => {
+    expect(Object.keys(internal).sort()).toEqual(['childrenToWrite', 'manifestAccept']);
+    expect(internal.manifestAccept).toContain('application/vnd.oci.image.manifest.v1+json');
+  });
+
+  it('declares the internal subpath in package.json exports when packed', async () => {
+    const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as {
+      exports: Record<string, unknown>;
+    };
+    expect(Object.keys(pkg.exports)).toEqual(['.', './internal', './package.json']);
+  });
+});
