@@ -67,7 +67,7 @@ export default tseslint.config(
             .filter((p) => p !== pkg && !allowed.includes(p))
             .map((p) => ({
               group: [`@lading/${p}`, `@lading/${p}/*`],
-              message: `${pkg} must not depend on ${p} (DESIGN §2).`,
+              message: `${pkg} must not depend on ${p} (docs/design.md, Packages).`,
             })),
         },
       ],

@@ -126,6 +126,10 @@ for (const n of names) {
   const m = require(`@lading/${n}`);
   if (Object.keys(m).length === 0) throw new Error(`@lading/${n}: no exports`);
 }
+// Sibling plumbing is reachable only through the internal subpath.
+if ('childrenToWrite' in require('@lading/core')) throw new Error('plumbing in @lading/core');
+if (typeof require('@lading/core/internal').childrenToWrite !== 'function')
+  throw new Error('@lading/core/internal lacks childrenToWrite');
 console.log(`  require(): ${names.length} packages load from CommonJS`);
 JS
   "$node_bin" --no-warnings require.cjs

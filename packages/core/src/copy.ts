@@ -491,7 +491,7 @@ class CopyRun {
  * @throws NOT_FOUND (unknown ref, or no manifest for the requested platform),
  *   DIGEST_MISMATCH, SIZE_MISMATCH, INVALID_MANIFEST, MANIFEST_TOO_LARGE,
  *   ABORTED, and whatever the targets throw.
- * @see ../../../shared/DESIGN.md §3.5
+ * @see docs/design.md (Targets and copy)
  */
 export async function copy(
   src: Target,

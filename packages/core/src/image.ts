@@ -7,7 +7,7 @@ import type { ConfigFile, Descriptor, ImageManifest, IndexManifest, Platform } f
  * Image is a lazy container image. Every accessor is async: for images over
  * stream layers, `configFile()` waits on the layers' diffIds and `manifest()`
  * on their digests and sizes.
- * @see ../../../shared/DESIGN.md §3.2
+ * @see docs/design.md (Image and mutate)
  */
 export interface Image {
   /** mediaType of the image manifest (OCI or Docker). */

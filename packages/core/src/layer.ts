@@ -8,7 +8,7 @@ import type { Descriptor } from './wire.js';
  * Layer is one filesystem changeset of an image. Its identity (digest, diffId,
  * size) may only be known once its bytes have flowed: single-pass stream
  * layers return pending promises until `compressed()` has been read to its end.
- * @see ../../../shared/DESIGN.md §3.1
+ * @see docs/design.md (Layer)
  */
 export interface Layer {
   /** mediaType is the media type the layer's blob is stored under. */

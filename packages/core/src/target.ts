@@ -10,7 +10,7 @@ export interface IoOptions {
 /**
  * Target is somewhere content lives: a registry repository, an OCI layout, a
  * docker archive or memory. `copy()` moves graphs between any two.
- * @see ../../../shared/DESIGN.md §3.5
+ * @see docs/design.md (Targets and copy)
  */
 export interface Target {
   /** resolve maps a tag (or digest) to the root descriptor. @throws NOT_FOUND */

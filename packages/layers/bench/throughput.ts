@@ -4,7 +4,7 @@
 //   node packages/layers/bench/dist/throughput.js [corpusDir] [--mem [--stream]]
 // Builds a ~200 MB corpus (mixed text-like and random files) under
 // $TMPDIR/lading-bench-corpus unless a directory is given, then prints MB/s
-// for each pipeline and the ratios the DESIGN asks about.
+// for each pipeline and the ratios docs/design.md and bench/ set as targets.
 import { createReadStream, createWriteStream, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -423,7 +423,7 @@ function walkStream(dir: string, r: Resolved, pooled: boolean): Readable {
 /**
  * layerFromDirectory makes a re-openable, deterministic layer from a
  * directory tree (see {@link directoryTar}); each read walks the tree again.
- * @see ../../../shared/DESIGN.md §3.1
+ * @see docs/design.md (Layer)
  * @throws INVALID_ARGUMENT or UNSAFE_PATH for bad options.
  */
 export function layerFromDirectory(dir: string, options: DirectoryLayerOptions = {}): OpenerLayer {

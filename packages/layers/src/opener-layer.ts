@@ -122,7 +122,7 @@ export class OpenerLayer implements Layer {
 /**
  * layerFromOpener makes a re-openable layer from a function that opens its
  * content: an uncompressed tar, or with `{ compressed: true }` a gzipped one.
- * @see ../../../shared/DESIGN.md §3.1
+ * @see docs/design.md (Layer)
  * @throws INVALID_ARGUMENT for bad compression options.
  */
 export function layerFromOpener(open: Opener, options: OpenerLayerOptions = {}): OpenerLayer {

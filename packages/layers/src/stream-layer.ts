@@ -152,7 +152,7 @@ export class StreamLayer implements Layer {
  * streamLayer makes a single-pass layer from a stream holding an
  * uncompressed tar, or with `{ compressed: true }` an already-gzipped tar
  * (passed through as is; its diffId is computed by gunzipping on the side).
- * @see ../../../shared/DESIGN.md §3.1
+ * @see docs/design.md (Layer)
  * @throws INVALID_ARGUMENT for bad compression options.
  */
 export function streamLayer(

@@ -97,7 +97,7 @@ type Prepared =
   | { readonly kind: 'upload'; readonly session: UploadSession };
 
 /**
- * write pushes an image lazily (DESIGN §3.3). Right away it pings `/v2/`,
+ * write pushes an image lazily (docs/design.md, write()). Right away it pings `/v2/`,
  * gets push-scope credentials and opens upload sessions — one for the
  * config, one per layer whose descriptor is unknown, and, for layers whose
  * descriptor is known, only when `HEAD` says the blob is missing and a

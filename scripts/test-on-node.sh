@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs the README's test command (`pnpm test`: build, then every test) with
+# another Node first on PATH, so vitest and the processes the tests spawn run
+# on it. The Node binary comes from scripts/node.sh (fetched once, cached).
+#
+#   scripts/test-on-node.sh 26.10.0
+set -euo pipefail
+cd "$(dirname "$0")/.."
+node_bin="$(bash scripts/node.sh "${1:?usage: scripts/test-on-node.sh VERSION}")"
+export PATH="$(dirname "$node_bin"):$PATH"
+echo "test suite on Node $(node --version)"
+npx -y pnpm@10 test
