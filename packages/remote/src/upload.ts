@@ -64,13 +64,32 @@ class Counter extends Transform {
 function watchSource(source: Readable): { stream: Readable; error(): unknown; stop(): void } {
   let error: unknown;
   async function* guarded(): AsyncGenerator<Buffer> {
+    // Only the source's own failures (thrown by next()) are recorded. A
+    // consumer destroyed with an error (undici on a dropped connection)
+    // throws into the generator at `yield`; depending on timing that lands
+    // before or after the request fails (it does first on Node 26), and it
+    // must not pass for the source's error.
+    const it = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+    let finished = false;
     try {
-      for await (const chunk of source) yield chunk as Buffer;
-    } catch (err) {
-      // Only the source's own failures land here; a consumer that stops
-      // early ends the generator with return(), not a throw.
-      error ??= err;
-      throw err;
+      for (;;) {
+        let step: IteratorResult<Buffer>;
+        try {
+          step = await it.next();
+        } catch (err) {
+          finished = true;
+          error ??= err;
+          throw err;
+        }
+        if (step.done === true) {
+          finished = true;
+          return;
+        }
+        yield step.value;
+      }
+    } finally {
+      // Stopped early (return or throw at yield): release the source.
+      if (!finished) await it.return?.();
     }
   }
   return {
