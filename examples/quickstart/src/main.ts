@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { appendLayers, emptyImage, withConfig, withCreated, validateImage } from '@lading/core';
-import { extract, layerFromDirectory } from '@lading/layers';
+import { extractVerified, layerFromDirectory } from '@lading/layers';
 import { createRegistry, memoryStorage } from '@lading/registry';
 import { pullImage, write } from '@lading/remote';
 
@@ -61,7 +61,7 @@ const pulled = await pullImage(ref);
 await validateImage(pulled);
 const out = await mkdtemp(join(tmpdir(), 'lading-quickstart-'));
 try {
-  await extract(await pulled.layers(), out);
+  await extractVerified(await pulled.layers(), out);
   const want = await tree(appDir);
   const got = await tree(join(out, 'app'));
   const same = want.size === got.size && [...want].every(([k, v]) => got.get(k) === v);

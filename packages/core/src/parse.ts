@@ -142,6 +142,32 @@ const manifestChecker = new Checker(ErrorCode.InvalidManifest, 'manifest');
 const configChecker = new Checker(ErrorCode.InvalidConfig, 'config');
 const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
 
+/**
+ * MAX_JSON_DEPTH bounds how deeply manifests and configs may nest arrays and
+ * objects (real ones nest under 10): deeper values make recursive consumers
+ * such as JSON.stringify overflow the stack with an untyped RangeError.
+ */
+const MAX_JSON_DEPTH = 64;
+
+/** nestingDepth scans JSON text for its deepest array/object nesting, strings skipped. */
+function nestingDepth(text: string): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c)
+        i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) max = depth;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return max;
+}
+
 function decodeJson(bytes: Uint8Array, checker: Checker): Json {
   if (!(bytes instanceof Uint8Array)) {
     throw new LadingError(ErrorCode.InvalidArgument, `${checker.what} bytes must be a Uint8Array`);
@@ -157,6 +183,12 @@ function decodeJson(bytes: Uint8Array, checker: Checker): Json {
     text = decoder.decode(bytes);
   } catch (err) {
     throw new LadingError(checker.code, `invalid ${checker.what}: not UTF-8`, { cause: err });
+  }
+  if (nestingDepth(text) > MAX_JSON_DEPTH) {
+    throw new LadingError(
+      checker.code,
+      `invalid ${checker.what}: JSON nested deeper than ${MAX_JSON_DEPTH} levels`,
+    );
   }
   let value: unknown;
   try {

@@ -9,3 +9,5 @@ export { directoryTar, layerFromDirectory } from './directory.js';
 export type { DirectoryTarOptions, DirectoryLayerOptions } from './directory.js';
 export { extract, safeRelative } from './extract.js';
 export type { ExtractOptions } from './extract.js';
+export { extractVerified } from './verified-extract.js';
+export type { ExtractVerifiedOptions } from './verified-extract.js';

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -14,6 +14,7 @@ import {
   digestAlgorithm,
   digestHex,
   isDigest,
+  isLadingError,
   isManifestMediaType,
   MAX_MANIFEST_SIZE,
   successorsOf,
@@ -27,6 +28,7 @@ import {
   type Target,
 } from '@lading/core';
 import { withFileLock } from './internal/lock.js';
+import { openRegularFile } from './internal/regular-file.js';
 
 /** The annotation that names a tag in an OCI layout's index.json. */
 export const refNameAnnotation = 'org.opencontainers.image.ref.name';
@@ -57,8 +59,13 @@ function emptyIndex(): IndexManifest {
   return { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [] };
 }
 
-async function readSmall(path: string, max: number): Promise<Buffer> {
-  const fh = await open(path, 'r');
+function blobParts(digest: Digest): string[] {
+  return ['blobs', digestAlgorithm(digest), digestHex(digest)];
+}
+
+async function readSmall(root: string, parts: readonly string[], max: number): Promise<Buffer> {
+  const path = join(root, ...parts);
+  const fh = await openRegularFile(root, parts);
   try {
     const { size } = await fh.stat();
     if (size > max) {
@@ -91,7 +98,7 @@ export class OciLayout implements Target, BlobWriter {
   }
 
   #blobPath(digest: Digest): string {
-    return join(this.dir, 'blobs', digestAlgorithm(digest), digestHex(digest));
+    return join(this.dir, ...blobParts(digest));
   }
 
   /** init creates the layout (directory, `oci-layout`, empty `index.json`) if missing. */
@@ -126,7 +133,7 @@ export class OciLayout implements Target, BlobWriter {
     throwIfAborted(options.signal);
     let bytes: Buffer;
     try {
-      bytes = await readSmall(join(this.dir, 'index.json'), maxIndexBytes);
+      bytes = await readSmall(this.dir, ['index.json'], maxIndexBytes);
     } catch (err) {
       if (codeOf(err) === 'ENOENT') return emptyIndex();
       throw err;
@@ -187,8 +194,9 @@ export class OciLayout implements Target, BlobWriter {
     if (isDigest(ref)) {
       let bytes: Buffer;
       try {
-        bytes = await readSmall(this.#blobPath(ref), MAX_MANIFEST_SIZE);
+        bytes = await readSmall(this.dir, blobParts(ref), MAX_MANIFEST_SIZE);
       } catch (err) {
+        if (isLadingError(err, ErrorCode.UnsafePath)) throw err;
         throw notFound(`reference ${ref}`, err);
       }
       let mediaType: unknown;
@@ -211,8 +219,7 @@ export class OciLayout implements Target, BlobWriter {
    */
   async fetch(desc: Descriptor, options: IoOptions = {}): Promise<Readable> {
     throwIfAborted(options.signal);
-    const path = this.#blobPath(desc.digest);
-    const fh = await open(path, 'r').catch((err: unknown) => {
+    const fh = await openRegularFile(this.dir, blobParts(desc.digest)).catch((err: unknown) => {
       throw codeOf(err) === 'ENOENT' ? notFound(`blob ${desc.digest}`, err) : err;
     });
     const file = createReadStream('', { fd: fh, signal: options.signal });
@@ -224,7 +231,8 @@ export class OciLayout implements Target, BlobWriter {
   /** exists tells whether the blob is stored with the descriptor's size. */
   async exists(desc: Descriptor, options: IoOptions = {}): Promise<boolean> {
     throwIfAborted(options.signal);
-    const s = await stat(this.#blobPath(desc.digest)).catch(() => undefined);
+    // lstat: a symlinked blob is not one the layout holds.
+    const s = await lstat(this.#blobPath(desc.digest)).catch(() => undefined);
     return s?.isFile() === true && s.size === desc.size;
   }
 
@@ -372,7 +380,7 @@ export class OciLayout implements Target, BlobWriter {
           if (!isManifestMediaType(desc.mediaType)) return;
           let content: Buffer;
           try {
-            content = await readSmall(this.#blobPath(desc.digest), MAX_MANIFEST_SIZE);
+            content = await readSmall(this.dir, blobParts(desc.digest), MAX_MANIFEST_SIZE);
           } catch (err) {
             if (codeOf(err) === 'ENOENT') return; // the spec allows missing blobs
             throw err;
@@ -414,7 +422,7 @@ export class OciLayout implements Target, BlobWriter {
   /** readBlob reads a small blob (manifest or config, ≤ 4 MiB) whole. @throws NOT_FOUND */
   async readBlob(digest: Digest): Promise<Buffer> {
     try {
-      return await readSmall(this.#blobPath(digest), MAX_MANIFEST_SIZE);
+      return await readSmall(this.dir, blobParts(digest), MAX_MANIFEST_SIZE);
     } catch (err) {
       if (codeOf(err) === 'ENOENT') throw notFound(`blob ${digest}`, err);
       throw err;
@@ -423,7 +431,7 @@ export class OciLayout implements Target, BlobWriter {
 
   /** blobExists tells whether a blob file is present (any size). */
   async blobExists(digest: Digest): Promise<boolean> {
-    return (await stat(this.#blobPath(digest)).catch(() => undefined)) !== undefined;
+    return (await lstat(this.#blobPath(digest)).catch(() => undefined))?.isFile() === true;
   }
 }
 

@@ -96,6 +96,67 @@ describe('indexTar', () => {
     );
   });
 
+  /** setField overwrites a header field and recomputes the checksum. */
+  function setField(h: Buffer, offset: number, bytes: Buffer): Buffer {
+    bytes.copy(h, offset);
+    h.fill(0x20, 148, 156);
+    let sum = 0;
+    for (const b of h) sum += b;
+    h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 'ascii');
+    return h;
+  }
+
+  it.each([
+    ['a negative size', Buffer.from('-0000001000\0')],
+    ['a size that is not octal', Buffer.from('0000001z\0')],
+    [
+      'a negative base-256 size',
+      Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00]),
+    ],
+  ])('rejects a header with %s with INVALID_ARGUMENT instead of looping', async (_, field) => {
+    const t = await tempDir();
+    cleanups.push(t.cleanup);
+    const file = join(t.dir, 'size.tar');
+    const body = Buffer.alloc(1024, 1);
+    const h = setField(tarHeader('x', 0), 124, field);
+    await writeFile(file, Buffer.concat([tarHeader('a', body.length), body, h, tarEnd()]));
+    await expect(indexTar(file)).rejects.toSatisfy((e: unknown) =>
+      isLadingError(e, 'INVALID_ARGUMENT'),
+    );
+  });
+
+  it('rejects a header whose checksum field is not a number', async () => {
+    const t = await tempDir();
+    cleanups.push(t.cleanup);
+    const file = join(t.dir, 'sum.tar');
+    const h = tarHeader('x', 0);
+    h.write('garbage\0', 148, 'ascii');
+    await writeFile(file, Buffer.concat([h, tarEnd()]));
+    await expect(indexTar(file)).rejects.toSatisfy((e: unknown) =>
+      isLadingError(e, 'INVALID_ARGUMENT'),
+    );
+  });
+
+  it.each(['-1024', 'abc', '99999999999'])(
+    'rejects a PAX size of %s with INVALID_ARGUMENT',
+    async (size) => {
+      const t = await tempDir();
+      cleanups.push(t.cleanup);
+      const file = join(t.dir, 'pax.tar');
+      const rec = ` size=${size}\n`;
+      const len = rec.length + String(rec.length + 2).length;
+      const record = Buffer.from(`${String(len)}${rec}`);
+      const pax = setField(tarHeader('PaxHeader/x', record.length), 156, Buffer.from('x'));
+      await writeFile(
+        file,
+        Buffer.concat([pax, record, tarPadding(record.length), tarHeader('x', 0), tarEnd()]),
+      );
+      await expect(indexTar(file)).rejects.toSatisfy((e: unknown) =>
+        isLadingError(e, 'INVALID_ARGUMENT'),
+      );
+    },
+  );
+
   it('finds every entry tar-stream wrote, whatever the names and sizes (property)', async () => {
     const t = await tempDir();
     cleanups.push(t.cleanup);

@@ -89,6 +89,18 @@ function mediaTypeOf(bytes: Buffer, headerType: string | undefined): MediaTypeSt
 }
 
 /**
+ * PAGINATION_LIMITS bound what a paginated listing (tags, catalog,
+ * referrers) reads from a registry: pages followed, total body bytes and
+ * total entries. Past any of them the listing fails with REGISTRY_ERROR
+ * rather than growing without bound.
+ */
+export const PAGINATION_LIMITS = {
+  pages: 1000,
+  bytes: 64 * 1024 * 1024,
+  entries: 1_000_000,
+} as const;
+
+/**
  * RegistryClient maps the distribution-spec API of one registry host to
  * methods: ping, blobs, uploads, manifests, tags, catalog and referrers.
  * Every method takes `{ signal }`; reads are verified against digests and
@@ -473,14 +485,28 @@ export class RegistryClient {
     const out: T[] = [];
     let url: URL | undefined = first;
     const origin = this.transport.base.origin;
-    for (let page = 0; url !== undefined && page < 10_000; page++) {
+    const seen = new Set<string>();
+    let bytes = 0;
+    const bounded = (why: string): LadingError =>
+      new LadingError(ErrorCode.Registry, `${first.pathname}: ${why}; giving up`);
+    for (let page = 0; url !== undefined; page++) {
       const current: URL = url;
+      // A Link back to a page already read would loop forever.
+      if (seen.has(current.href))
+        throw bounded(`the next-page Link loops back to a page read before`);
+      if (page >= PAGINATION_LIMITS.pages)
+        throw bounded(`more than ${PAGINATION_LIMITS.pages} pages`);
+      seen.add(current.href);
       const res = await this.#sendRetrying(
         { method: 'GET', url: current, scopes, signal },
         (r) => r.status === 200,
       );
       const next = parseLinkNext(res.headers.link);
       const body = await readCapped(res.body, MANIFEST_SIZE_LIMIT);
+      bytes += body.length;
+      if (bytes > PAGINATION_LIMITS.bytes) {
+        throw bounded(`the pages add up to over ${PAGINATION_LIMITS.bytes} bytes`);
+      }
       let parsed: unknown;
       try {
         parsed = JSON.parse(body.toString('utf8'));
@@ -489,7 +515,12 @@ export class RegistryClient {
           cause: err,
         });
       }
-      out.push(...pick(parsed));
+      const items = pick(parsed);
+      if (out.length + items.length > PAGINATION_LIMITS.entries) {
+        throw bounded(`more than ${PAGINATION_LIMITS.entries} entries`);
+      }
+      // One push per item: push(...items) overflows the stack on a huge page.
+      for (const item of items) out.push(item);
       url = undefined;
       if (next !== undefined) {
         const candidate = new URL(next, current);
@@ -567,20 +598,27 @@ export class RegistryClient {
     } else {
       filtered = header(res.headers, 'oci-filters-applied')?.includes('artifactType') === true;
       const body = await readCapped(res.body, MANIFEST_SIZE_LIMIT);
-      found = [...((JSON.parse(body.toString('utf8')) as Partial<IndexManifest>).manifests ?? [])];
+      let page: Partial<IndexManifest>;
+      try {
+        page = JSON.parse(body.toString('utf8')) as Partial<IndexManifest>;
+      } catch (err) {
+        throw new LadingError(ErrorCode.Registry, `the referrers of ${digest} are not JSON`, {
+          cause: err,
+        });
+      }
+      found = Array.isArray(page.manifests) ? [...page.manifests] : [];
       // Follow pages on the same origin.
       const next = parseLinkNext(res.headers.link);
       if (next !== undefined) {
         const nextUrl = new URL(next, url);
         if (nextUrl.origin === this.transport.base.origin) {
-          found.push(
-            ...(await this.#paginate(
-              nextUrl,
-              this.#pull(repo),
-              (b) => (b as IndexManifest).manifests,
-              options.signal,
-            )),
+          const more = await this.#paginate(
+            nextUrl,
+            this.#pull(repo),
+            (b) => (b as IndexManifest).manifests,
+            options.signal,
           );
+          for (const d of more) found.push(d);
         }
       }
     }

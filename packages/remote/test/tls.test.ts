@@ -1,5 +1,4 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -9,7 +8,7 @@ import { isLadingError, layerFromBytes } from '@lading/core';
 import { createRegistry, memoryStorage, type Registry } from '@lading/registry';
 import { recordingProxy } from '@lading/testing';
 import { RegistryClient, checkPushPermission, pullImage, write } from '../src/index.js';
-import { testImage } from './helpers.js';
+import { selfSignedCert, testImage } from './helpers.js';
 
 describe('TLS with a custom CA (@lading/registry behind node:https)', () => {
   let dir: string;
@@ -19,33 +18,10 @@ describe('TLS with a custom CA (@lading/registry behind node:https)', () => {
   let ca: Buffer;
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'lading-tls-'));
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=127.0.0.1',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-        '-keyout',
-        join(dir, 'key.pem'),
-        '-out',
-        join(dir, 'cert.pem'),
-      ],
-      { stdio: 'ignore' },
-    );
-    ca = await readFile(join(dir, 'cert.pem'));
+    const pair = await selfSignedCert(dir);
+    ca = pair.cert;
     registry = createRegistry({ storage: memoryStorage() });
-    server = createServer(
-      { key: await readFile(join(dir, 'key.pem')), cert: ca },
-      registry.handler,
-    );
+    server = createServer({ key: pair.key, cert: ca }, registry.handler);
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
   });

@@ -1,6 +1,5 @@
-import { mkdir } from 'node:fs/promises';
 import { ProgressEmitter, copy } from '@lading/core';
-import { extract } from '@lading/layers';
+import { extractVerified } from '@lading/layers';
 import { pullImage } from '@lading/remote';
 import { UsageError } from '../exit.js';
 import { parseLocation, type Location } from '../transports.js';
@@ -19,6 +18,14 @@ Options:
   --all                         copy every platform (the default)
   --jobs N                      transfers in flight (default 4)`;
 
+function jobsOf(ctx: CommandContext): number {
+  const jobsText = str(ctx, 'jobs');
+  const jobs = jobsText === undefined ? 4 : Number(jobsText);
+  if (!Number.isInteger(jobs) || jobs < 1)
+    throw new UsageError(`--jobs wants a positive integer, got ${JSON.stringify(jobsText)}`);
+  return jobs;
+}
+
 async function copyBetween(ctx: CommandContext, srcText: string, dstText: string): Promise<void> {
   const start = performance.now();
   const options = await remoteOptions(ctx);
@@ -30,10 +37,7 @@ async function copyBetween(ctx: CommandContext, srcText: string, dstText: string
   const platform = str(ctx, 'platform');
   if (platform !== undefined && flag(ctx, 'all'))
     throw new UsageError('--platform and --all exclude each other');
-  const jobsText = str(ctx, 'jobs');
-  const jobs = jobsText === undefined ? 4 : Number(jobsText);
-  if (!Number.isInteger(jobs) || jobs < 1)
-    throw new UsageError(`--jobs wants a positive integer, got ${JSON.stringify(jobsText)}`);
+  const jobs = jobsOf(ctx);
   const progress = new ProgressEmitter();
   progress.on('progress', ctx.out.progress);
   let skipped = 0;
@@ -132,10 +136,12 @@ export const pull: Command = {
       ...options,
       platform: str(ctx, 'platform') ?? 'linux/amd64',
     });
-    await mkdir(dest, { recursive: true });
-    await extract(await image.layers(), dest, {
+    // Each layer is verified (digest, size, diffId) before a byte of it
+    // lands in DEST; a failed pull leaves DEST as it was.
+    await extractVerified(await image.layers(), dest, {
       signal: ctx.signal,
       scoped: flag(ctx, 'scoped'),
+      concurrency: jobsOf(ctx),
     });
     const digest = await image.digest();
     ctx.out.result(

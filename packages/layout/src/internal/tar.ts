@@ -20,22 +20,29 @@ function cstr(buf: Buffer, start: number, length: number): string {
   return slice.subarray(0, nul < 0 ? slice.length : nul).toString('utf8');
 }
 
+/**
+ * numeric reads an octal (or GNU base-256) header field; it returns NaN for
+ * anything else (garbage, a sign, a negative base-256 value, over 2^53).
+ */
 function numeric(buf: Buffer, start: number, length: number): number {
   const first = buf[start] ?? 0;
   if ((first & 0x80) !== 0) {
-    // GNU base-256 for sizes over 8 GiB.
-    let value = first & 0x7f;
+    // GNU base-256 for sizes over 8 GiB; 0xff starts a negative value.
+    if ((first & 0x40) !== 0) return NaN;
+    let value = first & 0x3f;
     for (let i = 1; i < length; i++) value = value * 256 + (buf[start + i] ?? 0);
-    return value;
+    return Number.isSafeInteger(value) ? value : NaN;
   }
   const text = cstr(buf, start, length).trim();
+  if (!/^[0-7]*$/.test(text)) return NaN;
   return text === '' ? 0 : parseInt(text, 8);
 }
 
 function checksumOk(header: Buffer): boolean {
   let sum = 0;
   for (let i = 0; i < block; i++) sum += i >= 148 && i < 156 ? 32 : (header[i] ?? 0);
-  return sum === numeric(header, 148, 8);
+  const stored = numeric(header, 148, 8);
+  return !Number.isNaN(stored) && sum === stored;
 }
 
 function parsePax(data: Buffer): Map<string, string> {
@@ -100,6 +107,9 @@ export async function indexTar(
       if (header.every((b) => b === 0)) break;
       if (!checksumOk(header)) throw corrupt(path, `bad header checksum at offset ${pos}`);
       const size = numeric(header, 124, 12);
+      if (!Number.isSafeInteger(size) || size < 0) {
+        throw corrupt(path, `bad size field in the header at offset ${pos}`);
+      }
       const typeflag = String.fromCharCode(header[156] ?? 0);
       const dataStart = pos + block;
       const next = dataStart + Math.ceil(size / block) * block;
@@ -127,7 +137,12 @@ export async function indexTar(
         }
         name = pax.get('path') ?? longName ?? name;
         const linkname = pax.get('linkpath') ?? longLink ?? cstr(header, 157, 100);
-        const realSize = pax.has('size') ? Number(pax.get('size')) : size;
+        const paxSize = pax.get('size');
+        const realSize =
+          paxSize === undefined ? size : /^\d{1,15}$/.test(paxSize) ? Number(paxSize) : NaN;
+        if (Number.isNaN(realSize) || dataStart + realSize > fileSize) {
+          throw corrupt(path, `bad PAX size for the entry at offset ${pos}`);
+        }
         const type =
           typeflag === '0' || typeflag === '\0' || typeflag === '7'
             ? 'file'

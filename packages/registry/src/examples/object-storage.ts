@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream/promises';
@@ -83,7 +83,8 @@ function reply(
  */
 export function httpObjectStorage(options: HttpObjectStorageOptions): HttpObjectStorage {
   const backing = filesystemStorage(options.dir);
-  const secret = options.secret ?? createHmac('sha256', String(Math.random())).digest('hex');
+  // A CSPRNG secret: Math.random() is predictable from a few outputs.
+  const secret = options.secret ?? randomBytes(32).toString('hex');
   const ttl = options.expiresIn ?? 300;
   const requests: ObjectRequestLog[] = [];
   let origin = '';

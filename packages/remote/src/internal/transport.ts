@@ -303,11 +303,35 @@ export class Transport {
     }
     const creds = await this.credentials();
     const service = ch.params.service;
-    const realmUrl = new URL(realm);
+    let realmUrl: URL;
+    try {
+      realmUrl = new URL(realm);
+    } catch (err) {
+      throw new AuthError(
+        ErrorCode.Unauthorized,
+        `${this.registry}: the bearer challenge's realm is not a URL`,
+        err,
+      );
+    }
+    if (realmUrl.protocol !== 'https:' && realmUrl.protocol !== 'http:') {
+      throw new AuthError(
+        ErrorCode.Unauthorized,
+        `${this.registry}: the bearer challenge's realm is not an http(s) URL`,
+      );
+    }
     let res: SendResponse;
     const identity =
       this.#refreshToken ??
       (creds !== undefined && 'identityToken' in creds ? creds.identityToken : undefined);
+    const secret = identity !== undefined || (creds !== undefined && 'password' in creds);
+    // An https registry may not send credentials to a plain-http token
+    // endpoint: anyone on the path would read them.
+    if (secret && this.base.protocol === 'https:' && realmUrl.protocol === 'http:') {
+      throw new AuthError(
+        ErrorCode.Unauthorized,
+        `${this.registry}: refusing to send credentials to the plain-http token realm ${realmUrl.origin} of an https registry`,
+      );
+    }
     if (identity !== undefined) {
       // OAuth2 refresh-token grant (docker's identity tokens).
       const form = new URLSearchParams();

@@ -1,0 +1,176 @@
+import { randomBytes } from 'node:crypto';
+import {
+  lstat,
+  mkdir,
+  mkdtemp,
+  readFile,
+  readdir,
+  readlink,
+  rm,
+  writeFile,
+} from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { Writable } from 'node:stream';
+import { gzipSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  appendLayers,
+  digestHex,
+  emptyImage,
+  layerFromBytes,
+  writeImage,
+  type Digest,
+} from '@lading/core';
+import { createRegistry, filesystemStorage, type Registry } from '@lading/registry';
+import { registryTarget } from '@lading/remote';
+import { filesTar } from '@lading/testing';
+import { main } from '../src/index.js';
+
+class Sink extends Writable {
+  text = '';
+  override _write(chunk: Buffer, _e: BufferEncoding, cb: () => void): void {
+    this.text += chunk.toString();
+    cb();
+  }
+}
+
+async function lading(...argv: string[]): Promise<{ code: number; stderr: string }> {
+  const stderr = new Sink();
+  const code = await main(argv, { stdout: new Sink(), stderr });
+  return { code, stderr: stderr.text };
+}
+
+/** stored gzips without compression, so two tars of one length give blobs of one length. */
+function stored(tar: Buffer): Buffer {
+  return gzipSync(tar, { level: 0 });
+}
+
+/** snapshot reads a tree as path → type:mode:content, setuid bits included. */
+async function snapshot(dir: string): Promise<Record<string, string> | undefined> {
+  if ((await lstat(dir).catch(() => undefined)) === undefined) return undefined;
+  const out: Record<string, string> = {};
+  const walk = async (d: string): Promise<void> => {
+    for (const name of (await readdir(d)).sort()) {
+      const p = join(d, name);
+      const st = await lstat(p);
+      const key = relative(dir, p);
+      const mode = (st.mode & 0o7777).toString(8);
+      if (st.isSymbolicLink()) out[key] = `l:${await readlink(p)}`;
+      else if (st.isDirectory()) {
+        out[key] = `d:${mode}`;
+        await walk(p);
+      } else out[key] = `f:${mode}:${(await readFile(p)).toString('base64')}`;
+    }
+  };
+  await walk(dir);
+  return out;
+}
+
+let work: string;
+let storage: string;
+let registry: Registry;
+let host: string;
+const good1 = stored(
+  filesTar([
+    { name: 'app/one.txt', body: Buffer.from('layer one\n') },
+    { name: 'app/big.bin', body: randomBytes(200_000) },
+  ]),
+);
+const good2 = stored(
+  filesTar([
+    { name: 'app/two.txt', body: Buffer.from('layer two\n') },
+    { name: 'app/pad.bin', body: randomBytes(5_000) },
+  ]),
+);
+// The same lengths as good1 and good2 (so the registry's Content-Length
+// matches), other files: a setuid binary among them.
+const evil1 = stored(
+  filesTar([
+    { name: 'app/one.txt', body: Buffer.from('EVIL ONE!\n') },
+    { name: 'app/suid', body: randomBytes(200_000), mode: 0o4755 },
+  ]),
+);
+const evil2 = stored(
+  filesTar([
+    { name: 'app/two.txt', body: Buffer.from('EVIL TWO!\n') },
+    { name: 'app/suid', body: randomBytes(5_000), mode: 0o4755 },
+  ]),
+);
+
+/** pushes a two-layer image to `repo:v1` and returns the layers' digests. */
+async function pushTwoLayers(repo: string): Promise<Digest[]> {
+  const image = appendLayers(emptyImage(), layerFromBytes(good1), layerFromBytes(good2));
+  await writeImage(registryTarget(`${host}/${repo}`), 'v1', image);
+  return Promise.all((await image.layers()).map((l) => l.digest()));
+}
+
+/** tamper replaces a stored blob's bytes on the registry's disk. */
+async function tamper(digest: Digest, bytes: Buffer): Promise<void> {
+  await writeFile(join(storage, 'blobs', 'sha256', digestHex(digest)), bytes);
+}
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'lading-verify-pull-'));
+  storage = join(work, 'registry');
+  registry = createRegistry({ storage: filesystemStorage(storage) });
+  host = new URL((await registry.listen({ host: '127.0.0.1', port: 0 })).url).host;
+  expect(evil1.length).toBe(good1.length);
+  expect(evil2.length).toBe(good2.length);
+});
+
+afterAll(async () => {
+  await registry.close();
+  await rm(work, { recursive: true, force: true });
+});
+
+async function leftovers(parent: string): Promise<string[]> {
+  return (await readdir(parent)).filter((n) => n.includes('.lading-'));
+}
+
+describe('lading pull REF DIR (verify before apply)', () => {
+  it('unpacks an intact image into an absent, an empty and a non-empty DIR', async () => {
+    await pushTwoLayers('verify/intact');
+    const parent = join(work, 'intact');
+    await mkdir(join(parent, 'empty'), { recursive: true });
+    await mkdir(join(parent, 'full', 'keep'), { recursive: true });
+    await writeFile(join(parent, 'full', 'keep', 'mine.txt'), 'mine\n');
+    for (const name of ['absent', 'empty', 'full']) {
+      const r = await lading('pull', `${host}/verify/intact:v1`, join(parent, name));
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      const tree = await snapshot(join(parent, name));
+      expect(tree?.['app/one.txt']).toBe(`f:644:${Buffer.from('layer one\n').toString('base64')}`);
+      expect(tree?.['app/two.txt']).toBe(`f:644:${Buffer.from('layer two\n').toString('base64')}`);
+    }
+    expect((await snapshot(join(parent, 'full')))?.['keep/mine.txt']).toBeDefined();
+    expect(await leftovers(parent)).toEqual([]);
+  });
+
+  it.each([
+    ['layer 2 (after a good layer 1)', 1],
+    ['layer 1', 0],
+  ])(
+    'fails with DIGEST_MISMATCH and leaves DIR as it was when %s was swapped in the registry',
+    async (_, which) => {
+      const repo = `verify/tampered${String(which)}`;
+      const digests = await pushTwoLayers(repo);
+      await tamper(digests[which]!, which === 0 ? evil1 : evil2);
+      const parent = join(work, `tampered${String(which)}`);
+      await mkdir(join(parent, 'empty'), { recursive: true });
+      await mkdir(join(parent, 'full', 'app'), { recursive: true });
+      await writeFile(join(parent, 'full', 'app', 'two.txt'), 'the original two\n');
+      await writeFile(join(parent, 'full', 'other.txt'), 'other\n');
+      for (const name of ['absent', 'empty', 'full']) {
+        const dir = join(parent, name);
+        const before = await snapshot(dir);
+        const r = await lading('pull', `${host}/${repo}:v1`, dir);
+        expect(r.code).toBe(1);
+        expect(r.stderr).toMatch(/digest mismatch|size mismatch|not a valid tar|decompress/);
+        expect(r.stderr.split('\n').filter(Boolean).length).toBeLessThanOrEqual(2);
+        expect(await snapshot(dir)).toEqual(before);
+      }
+      expect(await leftovers(parent)).toEqual([]);
+    },
+  );
+});

@@ -1,0 +1,240 @@
+import { createReadStream, createWriteStream } from 'node:fs';
+import { lstat, mkdir, mkdtemp, readdir, realpath, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import type { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import {
+  AbortedError,
+  DigestMismatchError,
+  ErrorCode,
+  HashingStream,
+  LadingError,
+  SizeMismatchError,
+  digestAlgorithm,
+  isGzipLayerMediaType,
+  isLadingError,
+  throwIfAborted,
+  type Digest,
+  type Layer,
+  type MediaTypeString,
+} from '@lading/core';
+import { extract, type ExtractOptions } from './extract.js';
+
+/** ExtractVerifiedOptions configure {@link extractVerified}. */
+export interface ExtractVerifiedOptions extends ExtractOptions {
+  /** concurrency is how many layers download at once (default 4). */
+  readonly concurrency?: number;
+}
+
+/**
+ * SpooledLayer is a layer whose tar has been verified and written to a
+ * spool file; extract only reads its uncompressed() side.
+ */
+class SpooledLayer implements Layer {
+  readonly mediaType: MediaTypeString;
+  readonly #file: string;
+  readonly #of: Layer;
+
+  constructor(of: Layer, file: string) {
+    this.#of = of;
+    this.#file = file;
+    this.mediaType = of.mediaType;
+  }
+  digest(): Promise<Digest> {
+    return this.#of.digest();
+  }
+  diffId(): Promise<Digest> {
+    return this.#of.diffId();
+  }
+  size(): Promise<number> {
+    return this.#of.size();
+  }
+  compressed(): Readable {
+    throw new LadingError(
+      ErrorCode.Unsupported,
+      'a spooled layer only serves its verified tar (uncompressed())',
+    );
+  }
+  uncompressed(): Readable {
+    return createReadStream(this.#file);
+  }
+}
+
+function typedIo(e: unknown, what: string): unknown {
+  if (isLadingError(e)) return e;
+  if (typeof e === 'object' && e !== null && 'syscall' in e) {
+    const message = e instanceof Error ? e.message : 'file-system error';
+    return new LadingError(ErrorCode.Io, `${what}: ${message}`, { cause: e });
+  }
+  return e;
+}
+
+/**
+ * spool reads `layer` once, hashing its compressed bytes and its tar, and
+ * writes the tar to `file`; it resolves only when the blob's digest and
+ * size and the tar's diffId are the ones the layer claims.
+ * @throws DIGEST_MISMATCH, SIZE_MISMATCH, INVALID_ARGUMENT (not gzip), IO
+ */
+async function spool(
+  layer: Layer,
+  index: number,
+  file: string,
+  signal: AbortSignal,
+): Promise<void> {
+  // Ask for the claims first (a remote layer knows them without I/O) but
+  // await them only after the bytes flowed: a single-pass layer settles then.
+  const claims = Promise.all([layer.digest(), layer.size(), layer.diffId()]);
+  claims.catch(() => undefined);
+  const known = layer.knownDescriptor?.();
+  const blob = new HashingStream(known === undefined ? 'sha256' : digestAlgorithm(known.digest));
+  const tar = new HashingStream('sha256');
+  const stages: (Readable | Transform)[] = [layer.compressed(), blob];
+  if (isGzipLayerMediaType(layer.mediaType)) stages.push(createGunzip());
+  stages.push(tar);
+  try {
+    await pipeline([...stages, createWriteStream(file, { flags: 'wx', mode: 0o600 })], {
+      signal,
+    });
+  } catch (e) {
+    if (isLadingError(e)) throw e;
+    if (typeof e === 'object' && e !== null && 'syscall' in e)
+      throw typedIo(e, `spooling layer ${index}`);
+    if ((e as { name?: unknown }).name === 'AbortError') throw e;
+    throw new LadingError(
+      ErrorCode.InvalidArgument,
+      `layer ${index} does not decompress: ${e instanceof Error ? e.message : String(e)}`,
+      { cause: e },
+    );
+  }
+  const [digest, size, diffId] = await claims;
+  const what = `layer ${index}`;
+  if (blob.size !== size) throw new SizeMismatchError(size, blob.size, what);
+  if (blob.digest !== digest) throw new DigestMismatchError(digest, String(blob.digest), what);
+  if (tar.digest !== diffId) {
+    throw new DigestMismatchError(diffId, String(tar.digest), `${what} diffId`);
+  }
+}
+
+type DestinationState = 'absent' | 'empty' | 'full';
+
+/** inspect tells what is at `dest` now, following a symlinked directory. */
+async function inspect(dest: string): Promise<{ state: DestinationState; path: string }> {
+  const st = await lstat(dest).catch((e: unknown) => {
+    if ((e as { code?: unknown }).code === 'ENOENT') return undefined;
+    throw e;
+  });
+  if (st === undefined) return { state: 'absent', path: dest };
+  const path = st.isSymbolicLink() ? await realpath(dest) : dest;
+  if (!(await stat(path)).isDirectory()) {
+    throw new LadingError(ErrorCode.InvalidArgument, `${dest} exists and is not a directory`);
+  }
+  return { state: (await readdir(path)).length === 0 ? 'empty' : 'full', path };
+}
+
+/**
+ * extractVerified applies `layers` to `dir` like {@link extract}, but no
+ * byte of a layer reaches `dir` before the whole layer was verified: each
+ * layer is read once (up to `concurrency` at a time) into a spool file next
+ * to `dir` while its blob digest, size and diffId are checked, and only a
+ * verified tar is unpacked. When `dir` is absent the image is unpacked in a
+ * hidden sibling directory, renamed to `dir` at the end; when it is an empty
+ * directory it is emptied again on failure; either way a failed call leaves
+ * `dir` as it was, and earlier layers unpack while later ones download.
+ * When `dir` already has content, every layer is downloaded and verified
+ * before the first is applied (a verified layer that then fails to apply,
+ * say with UNSAFE_PATH, can leave the layers before it applied). Spool
+ * files are removed in every case.
+ * @throws DIGEST_MISMATCH or SIZE_MISMATCH for a layer that is not what it claims;
+ *   the codes of {@link extract} otherwise.
+ */
+export async function extractVerified(
+  layers: Iterable<Layer> | AsyncIterable<Layer>,
+  dir: string,
+  options: ExtractVerifiedOptions = {},
+): Promise<void> {
+  throwIfAborted(options.signal);
+  const list: Layer[] = [];
+  for await (const layer of layers) list.push(layer);
+  const concurrency = Math.max(1, Math.floor(options.concurrency ?? 4));
+  const dest = resolve(dir);
+  let created: string | undefined;
+  let work: string | undefined;
+  const stop = new AbortController();
+  let failure: { error: unknown } | undefined;
+  const fail = (error: unknown): void => {
+    failure ??= { error };
+    stop.abort(error);
+  };
+  const onAbort = (): void => {
+    fail(new AbortedError(options.signal?.reason));
+  };
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  let spooled: Promise<void>[] = [];
+  let state: DestinationState = 'full';
+  let target = dest;
+  try {
+    const found = await inspect(dest);
+    state = found.state;
+    target = found.path;
+    const parent = dirname(found.path);
+    created = await mkdir(parent, { recursive: true });
+    work = await mkdtemp(join(parent, `.${basename(found.path)}.lading-`));
+    const spoolDir = work;
+    const files = list.map((_, i) => join(spoolDir, `layer-${String(i + 1)}.tar`));
+    // A small semaphore: layers start in order, `concurrency` at a time.
+    const slots: (() => void)[] = [];
+    let running = 0;
+    const acquire = (): Promise<void> => {
+      if (running < concurrency) {
+        running++;
+        return Promise.resolve();
+      }
+      return new Promise((r) => slots.push(r));
+    };
+    const release = (): void => {
+      const wake = slots.shift();
+      if (wake === undefined) running--;
+      else wake();
+    };
+    spooled = list.map(async (layer, i) => {
+      await acquire();
+      try {
+        if (stop.signal.aborted) throw stop.signal.reason;
+        await spool(layer, i + 1, files[i] ?? '', stop.signal);
+      } catch (e) {
+        fail(e);
+        throw e;
+      } finally {
+        release();
+      }
+    });
+    for (const p of spooled) p.catch(() => undefined);
+    if (state === 'full') await Promise.all(spooled);
+    if (state === 'absent') target = join(spoolDir, 'root');
+    async function* verified(): AsyncGenerator<Layer> {
+      for (const [i, layer] of list.entries()) {
+        const file = files[i] ?? '';
+        await spooled[i];
+        yield new SpooledLayer(layer, file);
+        await rm(file, { force: true });
+      }
+    }
+    await extract(verified(), target, { ...options, signal: stop.signal });
+    if (state === 'absent') await rename(target, dest);
+  } catch (e) {
+    fail(e);
+    await Promise.allSettled(spooled);
+    if (state === 'empty') {
+      for (const name of await readdir(target).catch(() => [])) {
+        await rm(join(target, name), { recursive: true, force: true });
+      }
+    }
+    if (created !== undefined) await rm(created, { recursive: true, force: true });
+    // The first failure is the cause; an ABORTED that it triggered is not.
+    throw typedIo(failure?.error ?? e, `unpacking into ${dest}`);
+  } finally {
+    options.signal?.removeEventListener('abort', onAbort);
+    if (work !== undefined) await rm(work, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,99 @@
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import { digestOf, isLadingError, layerFromBytes, type Digest, type Layer } from '@lading/core';
+import { extractVerified } from '../src/index.js';
+import { makeTar } from './helpers.js';
+
+const cleanups: string[] = [];
+afterEach(async () => {
+  for (const d of cleanups.splice(0)) await rm(d, { recursive: true, force: true });
+});
+
+async function scratch(): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), 'lading-verified-'));
+  cleanups.push(d);
+  return d;
+}
+
+/** Claiming is a real layer that claims another diffId than its tar has (a config that lies). */
+class Claiming implements Layer {
+  readonly #of: Layer;
+  readonly #diffId: Digest;
+  readonly mediaType;
+  constructor(of: Layer, diffId: Digest) {
+    this.#of = of;
+    this.#diffId = diffId;
+    this.mediaType = of.mediaType;
+  }
+  digest(): Promise<Digest> {
+    return this.#of.digest();
+  }
+  size(): Promise<number> {
+    return this.#of.size();
+  }
+  diffId(): Promise<Digest> {
+    return Promise.resolve(this.#diffId);
+  }
+  compressed(): Readable {
+    return this.#of.compressed();
+  }
+  uncompressed(): Readable {
+    return this.#of.uncompressed();
+  }
+}
+
+async function rejection(p: Promise<unknown>): Promise<unknown> {
+  return p.then(
+    () => new Error('expected a rejection'),
+    (err: unknown) => err,
+  );
+}
+
+describe('extractVerified', () => {
+  it('unpacks layers in order, whiteouts applied, and leaves no spool behind', async () => {
+    const parent = await scratch();
+    const dir = join(parent, 'out');
+    const l1 = layerFromBytes(
+      await makeTar([
+        { name: 'a.txt', body: 'a' },
+        { name: 'b.txt', body: 'b' },
+      ]),
+    );
+    const l2 = layerFromBytes(
+      await makeTar([
+        { name: '.wh.a.txt', body: '' },
+        { name: 'c.txt', body: 'c' },
+      ]),
+    );
+    await extractVerified([l1, l2], dir, { concurrency: 2 });
+    expect((await readdir(dir)).sort()).toEqual(['b.txt', 'c.txt']);
+    expect(await readdir(parent)).toEqual(['out']);
+  });
+
+  it('fails with DIGEST_MISMATCH before applying a layer whose tar is not its diffId', async () => {
+    const parent = await scratch();
+    const dir = join(parent, 'out');
+    const good = layerFromBytes(await makeTar([{ name: 'good.txt', body: 'good' }]));
+    const lying = new Claiming(
+      layerFromBytes(await makeTar([{ name: 'evil.txt', body: 'evil' }])),
+      digestOf(Buffer.from('some other tar')),
+    );
+    const err = await rejection(extractVerified([good, lying], dir));
+    expect(isLadingError(err, 'DIGEST_MISMATCH')).toBe(true);
+    expect(await readdir(parent)).toEqual([]);
+  });
+
+  it('rejects with ABORTED and leaves nothing when the signal fires', async () => {
+    const parent = await scratch();
+    const dir = join(parent, 'out');
+    const ac = new AbortController();
+    ac.abort();
+    const l1 = layerFromBytes(await makeTar([{ name: 'a.txt', body: 'a' }]));
+    const err = await rejection(extractVerified([l1], dir, { signal: ac.signal }));
+    expect(isLadingError(err, 'ABORTED')).toBe(true);
+    expect(await readdir(parent)).toEqual([]);
+  });
+});
