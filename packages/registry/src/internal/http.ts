@@ -76,23 +76,33 @@ export async function readCapped(
 
 /**
  * HashCounter passes bytes through, hashing and counting them, and fails
- * with SIZE_INVALID as soon as more than `limit` bytes arrive.
+ * as soon as more than `limit` bytes arrive: with `overLimit()`, or 400
+ * SIZE_INVALID by default.
  */
 export class HashCounter extends Transform {
   readonly #hash: Hash | undefined;
   readonly #limit: number;
+  readonly #overLimit: (() => HttpError) | undefined;
   count = 0;
 
-  constructor(hash: Hash | undefined, limit = Number.POSITIVE_INFINITY) {
+  constructor(
+    hash: Hash | undefined,
+    limit = Number.POSITIVE_INFINITY,
+    overLimit?: () => HttpError,
+  ) {
     super();
     this.#hash = hash;
     this.#limit = limit;
+    this.#overLimit = overLimit;
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.count += chunk.length;
     if (this.count > this.#limit) {
-      cb(new HttpError(400, SpecErrorCode.SizeInvalid, 'more bytes than the declared range'));
+      cb(
+        this.#overLimit?.() ??
+          new HttpError(400, SpecErrorCode.SizeInvalid, 'more bytes than the declared range'),
+      );
       return;
     }
     this.#hash?.update(chunk);
