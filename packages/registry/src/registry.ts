@@ -64,6 +64,12 @@ export interface RegistryOptions {
    * session is dropped.
    */
   readonly maxUploadSize?: number | undefined;
+  /**
+   * maxUploadBytes caps the bytes all open upload sessions hold together
+   * (default: no cap); a body that would pass it gets 429 and its session
+   * is dropped. With memory storage this bounds what uploads take of the heap.
+   */
+  readonly maxUploadBytes?: number | undefined;
   /** maxUploadSessions caps open upload sessions (default 1024; 0: no cap); more get 429. */
   readonly maxUploadSessions?: number | undefined;
   /**
@@ -243,6 +249,7 @@ class RegistryImpl {
         maxSize: options.maxUploadSize,
         maxSessions: options.maxUploadSessions,
         maxSessionsPerClient: options.maxUploadSessionsPerClient,
+        maxBytes: options.maxUploadBytes,
       },
       this.#storage.uploads,
       (id) => this.#busy.has(id),
@@ -668,7 +675,7 @@ class RegistryImpl {
     if (status?.repository !== name) {
       throw new HttpError(404, SpecErrorCode.BlobUploadUnknown, undefined, { uuid: id });
     }
-    this.#sessions.touch(id);
+    this.#sessions.touch(id, status.size);
     return status.size;
   }
 
@@ -713,10 +720,17 @@ class RegistryImpl {
       await this.#drop(uploads, id);
       throw tooLarge();
     }
-    const counter =
-      expected === undefined
-        ? new HashCounter(state?.hash, room, tooLarge)
-        : new HashCounter(state?.hash, expected);
+    const full = new HttpError(
+      429,
+      SpecErrorCode.TooManyRequests,
+      'open uploads hold all the bytes this registry takes',
+      undefined,
+      { 'Retry-After': '60' },
+    );
+    const counter = new HashCounter(state?.hash, expected ?? room, {
+      overLimit: expected === undefined ? tooLarge : undefined,
+      admit: (n) => (this.#sessions.grow(id, n) ? undefined : full),
+    });
     let size: number;
     try {
       const [appended, piped] = await Promise.allSettled([
@@ -727,9 +741,16 @@ class RegistryImpl {
       if (appended.status === 'rejected') throw appended.reason;
       if (piped.status === 'rejected') throw piped.reason;
       size = appended.value;
+      this.#sessions.touch(id, size);
     } catch (err) {
       this.#hashes.delete(id);
-      if (err instanceof HttpError && err.status === 413) await this.#drop(uploads, id);
+      if (err instanceof HttpError && (err.status === 413 || err === full)) {
+        await this.#drop(uploads, id);
+      } else {
+        // Count what the store kept, not what passed the counter.
+        const now = await uploads.status(id).catch(() => undefined);
+        if (now !== undefined) this.#sessions.touch(id, now.size);
+      }
       if (err instanceof HttpError) throw err;
       if (isLadingError(err, 'CONFLICT')) {
         const now = await uploads.status(id).catch(() => undefined);

@@ -18,11 +18,17 @@ export interface UploadLimits {
    * authenticated, else the address (default 64).
    */
   readonly maxSessionsPerClient?: number | undefined;
+  /**
+   * maxBytes caps the bytes all open sessions hold together (default: no
+   * cap). A body that would pass it gets 429 and its session is dropped.
+   */
+  readonly maxBytes?: number | undefined;
 }
 
 interface Tracked {
   at: number;
   owner: string | undefined;
+  size: number;
 }
 
 /**
@@ -34,6 +40,8 @@ export class UploadSessions {
   readonly maxSize: number;
   readonly #maxSessions: number;
   readonly #maxPerClient: number;
+  readonly #maxBytes: number;
+  #held = 0;
   readonly #tracked = new Map<string, Tracked>();
   readonly #perOwner = new Map<string, number>();
   readonly #uploads: UploadStore | undefined;
@@ -63,6 +71,7 @@ export class UploadSessions {
     this.maxSize = max(num(limits.maxSize, 16 * 1024 ** 3, 'maxUploadSize'));
     this.#maxSessions = max(num(limits.maxSessions, 1024, 'maxUploadSessions'));
     this.#maxPerClient = max(num(limits.maxSessionsPerClient, 64, 'maxUploadSessionsPerClient'));
+    this.#maxBytes = max(num(limits.maxBytes, 0, 'maxUploadBytes'));
     this.#uploads = uploads;
     this.#busy = busy;
     this.#dropped = dropped;
@@ -106,14 +115,36 @@ export class UploadSessions {
 
   /** opened records a new session of `owner`. */
   opened(id: string, owner: string | undefined): void {
-    this.#track(id, Date.now(), owner);
+    this.#track(id, Date.now(), owner, 0);
   }
 
-  /** touch records activity on a session (one found after a restart is tracked from now on). */
-  touch(id: string): void {
+  /**
+   * touch records activity on a session now `size` bytes long (one found
+   * after a restart is tracked from now on).
+   */
+  touch(id: string, size: number): void {
     const t = this.#tracked.get(id);
-    if (t === undefined) this.#track(id, Date.now(), undefined);
-    else t.at = Date.now();
+    if (t === undefined) this.#track(id, Date.now(), undefined, size);
+    else {
+      t.at = Date.now();
+      this.#resize(t, size);
+    }
+  }
+
+  /**
+   * grow counts `n` more bytes arriving in session `id`, and answers false
+   * (counting nothing) when they would pass maxBytes.
+   */
+  grow(id: string, n: number): boolean {
+    if (this.#held + n > this.#maxBytes) return false;
+    const t = this.#tracked.get(id);
+    if (t !== undefined) this.#resize(t, t.size + n);
+    return true;
+  }
+
+  #resize(t: Tracked, size: number): void {
+    this.#held += size - t.size;
+    t.size = size;
   }
 
   /** forget stops tracking a session that was committed or cancelled. */
@@ -121,15 +152,17 @@ export class UploadSessions {
     const t = this.#tracked.get(id);
     if (t === undefined) return;
     this.#tracked.delete(id);
+    this.#held -= t.size;
     if (t.owner === undefined) return;
     const left = (this.#perOwner.get(t.owner) ?? 1) - 1;
     if (left <= 0) this.#perOwner.delete(t.owner);
     else this.#perOwner.set(t.owner, left);
   }
 
-  #track(id: string, at: number, owner: string | undefined): void {
+  #track(id: string, at: number, owner: string | undefined, size: number): void {
     this.forget(id);
-    this.#tracked.set(id, { at, owner });
+    this.#tracked.set(id, { at, owner, size });
+    this.#held += size;
     if (owner !== undefined) this.#perOwner.set(owner, (this.#perOwner.get(owner) ?? 0) + 1);
   }
 
@@ -153,7 +186,7 @@ export class UploadSessions {
           if (this.#closed) return;
           const known = this.#tracked.get(info.id);
           const at = Math.max(known?.at ?? 0, info.updatedAt ?? Date.now());
-          if (known === undefined) this.#track(info.id, at, undefined);
+          if (known === undefined) this.#track(info.id, at, undefined, info.size);
           else known.at = at;
           if (at < deadline && !stale.includes(info.id)) stale.push(info.id);
         }

@@ -75,6 +75,34 @@ describe('upload session bounds', () => {
     expect(ok.status).toBe(202);
   });
 
+  it('bounds the bytes all open sessions hold together (maxUploadBytes)', async () => {
+    const storage = memoryStorage();
+    const mib = 1024 * 1024;
+    const url = await start({ storage, maxUploadBytes: 8 * mib });
+    const statuses: number[] = [];
+    const locations: string[] = [];
+    // Four never-committed 3 MiB PATCHes (streamed, no length) against an 8 MiB budget.
+    for (let i = 0; i < 4; i++) {
+      const post = await req('POST', `${url}/v2/mem/blobs/uploads/`);
+      locations.push(`${url}${String(post.headers.location)}`);
+      const body = Readable.from(Array.from({ length: 48 }, () => Buffer.alloc(64 * 1024, i)));
+      const patch = await req('PATCH', locations[i] ?? '', { body });
+      statuses.push(patch.status);
+      if (patch.status === 429) expect(patch.code()).toBe('TOOMANYREQUESTS');
+    }
+    expect(statuses).toEqual([202, 202, 429, 429]);
+    const held = (await listed(storage)).reduce((n, u) => n + u.size, 0);
+    expect(held).toBeLessThanOrEqual(8 * mib);
+    expect((await req('GET', locations[2] ?? '')).status).toBe(404); // dropped
+    // Cancelling a session gives its bytes back.
+    expect((await req('DELETE', locations[0] ?? '')).status).toBe(204);
+    const post = await req('POST', `${url}/v2/mem/blobs/uploads/`);
+    const again = await req('PATCH', `${url}${String(post.headers.location)}`, {
+      body: Buffer.alloc(3 * mib),
+    });
+    expect(again.status).toBe(202);
+  });
+
   it('answers 429 past maxUploadSessions, and again after a session ends', async () => {
     const url = await start({ maxUploadSessions: 3 });
     const posts = [];

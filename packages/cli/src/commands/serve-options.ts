@@ -17,6 +17,7 @@ Access:
 
 Limits (0 turns one off):
   --max-upload-size SIZE         bytes per upload session, K/M/G suffixes (default 1G in memory, 16G on disk)
+  --max-upload-bytes SIZE        bytes all open upload sessions hold together (default 2G in memory, no cap on disk)
   --max-upload-sessions N        open upload sessions (default 1024)
   --max-upload-sessions-per-client N  per user, or per address when anonymous (default 64)
   --upload-timeout SECONDS       cancel upload sessions idle this long (default 86400)
@@ -34,6 +35,7 @@ export const serveHardeningOptions = {
   'token-realm': { type: 'string' },
   'max-auth-failures': { type: 'string' },
   'max-upload-size': { type: 'string' },
+  'max-upload-bytes': { type: 'string' },
   'max-upload-sessions': { type: 'string' },
   'max-upload-sessions-per-client': { type: 'string' },
   'upload-timeout': { type: 'string' },
@@ -117,6 +119,7 @@ export function serveHardening(
             ? false
             : { count: failures, perSeconds: 60 },
       maxUploadSize: size(ctx, 'max-upload-size') ?? (context.memory ? 1024 ** 3 : undefined),
+      maxUploadBytes: size(ctx, 'max-upload-bytes') ?? (context.memory ? 2 * 1024 ** 3 : undefined),
       maxUploadSessions: number(ctx, 'max-upload-sessions', true),
       maxUploadSessionsPerClient: number(ctx, 'max-upload-sessions-per-client', true),
       uploadTimeout: number(ctx, 'upload-timeout', false),
