@@ -1,15 +1,18 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import bcrypt from 'bcryptjs';
+import { ErrorCode, LadingError } from '@lading/core';
 import { HttpError, SpecErrorCode } from './errors.js';
+import { PasswordVerifier } from './internal/password.js';
+import { WindowCounter, type WindowLimit } from './limits.js';
 
 /** Action is a permission on a repository. */
 export type Action = 'pull' | 'push' | 'delete';
 
 /**
  * GrantFunction answers which actions `user` (undefined: anonymous) may take
- * on `repository`. The default grants authenticated users everything.
+ * on `repository`. The default grants authenticated users everything; see
+ * {@link parseGrants} for a file format.
  */
 export type GrantFunction = (user: string | undefined, repository: string) => readonly Action[];
 
@@ -45,7 +48,14 @@ export interface TokenAuth {
   readonly issuer?: string | undefined;
   /** service is the `service` challenge parameter and `aud` claim (default "lading-registry"). */
   readonly service?: string | undefined;
-  /** realm is the token endpoint URL (default: `http://<Host>/token` of each request). */
+  /**
+   * realm is the token endpoint's absolute URL. The default is
+   * `<scheme>://<Host>/token` of each request, where the scheme is https
+   * when the connection is TLS or the request says it came over https
+   * (`X-Forwarded-Proto: https` or `Forwarded: proto=https`, honoured
+   * because it can only upgrade), else http. Behind a TLS proxy that sets
+   * neither, configure it.
+   */
   readonly realm?: string | undefined;
   /** anonymousPull lets anyone obtain pull tokens without credentials. */
   readonly anonymousPull?: boolean | undefined;
@@ -58,6 +68,17 @@ export interface TokenAuth {
 
 /** RegistryAuth selects how the registry authenticates. */
 export type RegistryAuth = NoAuth | BasicAuth | TokenAuth;
+
+/** AuthenticatorOptions tune an {@link Authenticator} beyond its {@link RegistryAuth}. */
+export interface AuthenticatorOptions {
+  /**
+   * failureLimit answers 429 TOOMANYREQUESTS (with `Retry-After`) to
+   * password checks from a client address, or for a user name, that failed
+   * `count` times within `perSeconds` (default 10 per 60 s; false: none).
+   * Credentials already verified are still accepted.
+   */
+  readonly failureLimit?: WindowLimit | false | undefined;
+}
 
 /** AccessNeed is what a request needs. */
 export type AccessNeed =
@@ -114,6 +135,44 @@ function quote(v: string): string {
   return `"${v.replace(/["\\]/g, '')}"`;
 }
 
+const bcryptAlphabet = './ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+const bcryptEntry = /^\$2[aby]?\$(\d\d)\$[./A-Za-z0-9]{53}$/;
+
+/**
+ * dummyHash is a random bcrypt hash of the cost most entries use, checked
+ * for unknown users so that they cost what a known user costs.
+ */
+function dummyHash(users: Map<string, string>): string {
+  const costs = new Map<string, number>();
+  for (const h of users.values()) {
+    const cost = bcryptEntry.exec(h)?.[1];
+    if (cost !== undefined) costs.set(cost, (costs.get(cost) ?? 0) + 1);
+  }
+  const cost = [...costs].sort((a, b) => b[1] - a[1])[0]?.[0] ?? '10';
+  const tail = [...randomBytes(53)].map((b) => bcryptAlphabet.charAt(b % 64)).join('');
+  return `$2b$${cost}$${tail}`;
+}
+
+function forwardedHttps(req: IncomingMessage): boolean {
+  const xfp = req.headers['x-forwarded-proto'];
+  const first = (Array.isArray(xfp) ? xfp[0] : xfp)?.split(',')[0]?.trim().toLowerCase();
+  if (first === 'https') return true;
+  return /(?:^|[;,\s])proto="?https"?(?:$|[;,\s])/i.test(req.headers.forwarded ?? '');
+}
+
+function checkRealm(realm: string | undefined): void {
+  if (realm === undefined) return;
+  let u: URL | undefined;
+  try {
+    u = new URL(realm);
+  } catch {
+    u = undefined;
+  }
+  if (u === undefined || (u.protocol !== 'https:' && u.protocol !== 'http:')) {
+    throw new LadingError(ErrorCode.InvalidArgument, 'token realm must be an absolute http(s) URL');
+  }
+}
+
 /**
  * Authenticator enforces a {@link RegistryAuth} on registry requests and
  * serves the token endpoint.
@@ -126,9 +185,14 @@ export class Authenticator {
   // bcrypt costs ~50-100 ms in JS and clients send credentials on every
   // request: remember successful checks by a hash of the pair.
   readonly #verified = new Set<string>();
+  readonly #dummy: string;
+  readonly #failures: WindowCounter | undefined;
+  readonly #verifier: PasswordVerifier;
 
-  constructor(auth: RegistryAuth) {
+  /** @throws LadingError INVALID_ARGUMENT for a realm that is not an absolute http(s) URL */
+  constructor(auth: RegistryAuth, options: AuthenticatorOptions = {}) {
     this.#auth = auth;
+    if (auth.type === 'token') checkRealm(auth.realm);
     let text = '';
     if (auth.type === 'basic') text = contentsOrPath(auth.htpasswd) ?? readIf(auth.htpasswdFile);
     if (auth.type === 'token') text = contentsOrPath(auth.users) ?? readIf(auth.usersFile);
@@ -141,6 +205,15 @@ export class Authenticator {
           ? Buffer.from(secret)
           : Buffer.from(secret);
     this.#grants = auth.type === 'none' ? defaultGrants : (auth.grants ?? defaultGrants);
+    this.#dummy = dummyHash(this.#users);
+    const limit = options.failureLimit ?? { count: 10, perSeconds: 60 };
+    this.#failures = limit === false ? undefined : new WindowCounter(limit);
+    this.#verifier = new PasswordVerifier();
+  }
+
+  /** close stops the password workers. */
+  async close(): Promise<void> {
+    await this.#verifier.close();
   }
 
   /** enabled tells whether requests need credentials at all. */
@@ -153,18 +226,32 @@ export class Authenticator {
     return this.#auth.type === 'token';
   }
 
-  async #checkPassword(user: string, password: string): Promise<boolean> {
-    const hash = this.#users.get(user);
-    if (hash === undefined) return false;
+  /**
+   * checkPassword verifies a user's password on a worker thread. Unknown
+   * users and non-bcrypt entries are checked against a dummy hash of the
+   * same cost, so the answer takes as long as for a known user.
+   * @throws HttpError 429 TOOMANYREQUESTS past the failure limit
+   */
+  async #checkPassword(req: IncomingMessage, user: string, password: string): Promise<boolean> {
+    const entry = this.#users.get(user);
+    const real = entry !== undefined && bcryptEntry.test(entry); // only bcrypt entries are accepted
+    const hash = real ? entry : this.#dummy;
     const key = createHash('sha256').update(`${user}\0${password}\0${hash}`).digest('hex');
-    if (this.#verified.has(key)) return true;
-    if (!/^\$2[aby]?\$/.test(hash)) return false; // only bcrypt entries are accepted
-    const ok = await bcrypt.compare(password, hash);
+    if (real && this.#verified.has(key)) return true;
+    const keys = [`addr:${req.socket.remoteAddress ?? ''}`, `user:${user}`];
+    this.#failures?.check(keys, 'too many failed logins');
+    const ok = (await this.#verifier.compare(password, hash)) && real;
     if (ok) {
       if (this.#verified.size > 10_000) this.#verified.clear();
       this.#verified.add(key);
-    }
+    } else this.#failures?.add(keys);
     return ok;
+  }
+
+  /** allowed answers the actions `user` (undefined: anonymous) may take on `repository`. */
+  allowed(user: string | undefined, repository: string): readonly Action[] {
+    if (this.#auth.type === 'none') return allActions;
+    return this.#allowed(user, repository);
   }
 
   #allowed(user: string | undefined, repository: string): readonly Action[] {
@@ -187,7 +274,10 @@ export class Authenticator {
 
   #realm(req: IncomingMessage): string {
     if (this.#auth.type === 'token') {
-      return this.#auth.realm ?? `http://${req.headers.host ?? '127.0.0.1'}/token`;
+      if (this.#auth.realm !== undefined) return this.#auth.realm;
+      const tls = (req.socket as { encrypted?: boolean }).encrypted === true;
+      const scheme = tls || forwardedHttps(req) ? 'https' : 'http';
+      return `${scheme}://${req.headers.host ?? '127.0.0.1'}/token`;
     }
     if (this.#auth.type === 'basic') return this.#auth.realm ?? 'lading registry';
     return '';
@@ -205,15 +295,16 @@ export class Authenticator {
   }
 
   /**
-   * authorize checks that `req` may do `need`.
-   * @throws HttpError 401 UNAUTHORIZED (with a challenge) or 403 DENIED
+   * authorize checks that `req` may do `need`, and resolves with the
+   * authenticated user (undefined: anonymous, or no auth).
+   * @throws HttpError 401 UNAUTHORIZED (with a challenge), 403 DENIED, or 429 TOOMANYREQUESTS past the failed-login limit
    */
-  async authorize(req: IncomingMessage, need: AccessNeed): Promise<void> {
-    if (this.#auth.type === 'none') return;
+  async authorize(req: IncomingMessage, need: AccessNeed): Promise<string | undefined> {
+    if (this.#auth.type === 'none') return undefined;
     const header = req.headers.authorization;
     if (this.#auth.type === 'basic') {
       const creds = parseBasic(header);
-      if (creds === undefined || !(await this.#checkPassword(creds.user, creds.password))) {
+      if (creds === undefined || !(await this.#checkPassword(req, creds.user, creds.password))) {
         throw new HttpError(401, SpecErrorCode.Unauthorized, undefined, undefined, {
           ...this.#challenge(req, need),
         });
@@ -228,7 +319,7 @@ export class Authenticator {
           });
         }
       }
-      return;
+      return creds.user;
     }
     // token
     const token =
@@ -244,7 +335,7 @@ export class Authenticator {
         ...this.#challenge(req, need, 'invalid_token'),
       });
     }
-    if (need.kind === 'ping') return;
+    if (need.kind === 'ping') return claims.sub;
     const type = need.kind === 'catalog' ? 'registry' : 'repository';
     const name = need.kind === 'catalog' ? 'catalog' : need.name;
     const held = new Set(
@@ -254,7 +345,7 @@ export class Authenticator {
     );
     const wanted = need.kind === 'catalog' ? ['*'] : need.actions;
     const missing = wanted.filter((a) => !held.has(a));
-    if (missing.length === 0) return;
+    if (missing.length === 0) return claims.sub;
     // A user who could never get the scope is denied; one whose token merely
     // lacks it (or an anonymous one) is told to fetch a better token.
     if (claims.sub !== undefined && need.kind === 'repository') {
@@ -367,7 +458,7 @@ export class Authenticator {
       let user: string | undefined;
       const creds = parseBasic(req.headers.authorization);
       if (creds !== undefined) {
-        if (!(await this.#checkPassword(creds.user, creds.password))) {
+        if (!(await this.#checkPassword(req, creds.user, creds.password))) {
           const err = new HttpError(401, SpecErrorCode.Unauthorized, 'invalid credentials');
           send(401, JSON.parse(err.body()), {
             'WWW-Authenticate': `Basic realm=${quote(this.#realm(req))}`,
@@ -402,7 +493,7 @@ export class Authenticator {
       let user: string;
       if (grant === 'password') {
         const u = form.get('username') ?? '';
-        if (!(await this.#checkPassword(u, form.get('password') ?? ''))) {
+        if (!(await this.#checkPassword(req, u, form.get('password') ?? ''))) {
           send(400, { error: 'invalid_grant', error_description: 'invalid credentials' });
           return;
         }

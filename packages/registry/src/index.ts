@@ -1,9 +1,13 @@
 export { createRegistry } from './registry.js';
 export type { Registry, RegistryOptions, ListenOptions } from './registry.js';
 export { Authenticator, parseHtpasswd } from './auth.js';
+export { globPattern, grantsFromFile, parseGrants } from './grants.js';
+export type { HttpLimits } from './server.js';
+export type { WindowLimit } from './limits.js';
 export type {
   Action,
   AccessNeed,
+  AuthenticatorOptions,
   GrantFunction,
   RegistryAuth,
   NoAuth,

@@ -1,5 +1,5 @@
 import { createHash, type Hash } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import {
@@ -25,7 +25,10 @@ import {
   splitUrl,
 } from './internal/http.js';
 import { parseManifest, referrerDescriptor } from './internal/manifest.js';
+import { WindowCounter, type WindowLimit } from './limits.js';
 import { isRepositoryName, isTag } from './names.js';
+import { createLimitedServer, guardRequest, resolveHttpLimits, type HttpLimits } from './server.js';
+import { UploadSessions } from './sessions.js';
 import { memoryStorage } from './storage/memory.js';
 import type { CompletionResponse, RegistryStorage, UploadStore } from './storage/types.js';
 
@@ -50,10 +53,38 @@ export interface RegistryOptions {
   readonly rateLimit?: { readonly requests: number; readonly perSeconds: number } | undefined;
   /**
    * uploadTimeout cancels upload sessions idle for this many seconds
-   * (default 86400; 0 keeps them forever). Checked whenever a session is
-   * opened; sessions from before a restart count once they are touched.
+   * (default 86400; 0 keeps them forever). A timer checks every
+   * uploadTimeout/4 (at most every minute), and also expires sessions the
+   * store lists ({@link UploadStore.list}) from before a restart.
    */
   readonly uploadTimeout?: number | undefined;
+  /**
+   * maxUploadSize caps the bytes of one upload session (default 16 GiB;
+   * 0: no cap). A body that would pass it gets 413 SIZE_INVALID and the
+   * session is dropped.
+   */
+  readonly maxUploadSize?: number | undefined;
+  /**
+   * maxUploadBytes caps the bytes all open upload sessions hold together
+   * (default: no cap); a body that would pass it gets 429 and its session
+   * is dropped. With memory storage this bounds what uploads take of the heap.
+   */
+  readonly maxUploadBytes?: number | undefined;
+  /** maxUploadSessions caps open upload sessions (default 1024; 0: no cap); more get 429. */
+  readonly maxUploadSessions?: number | undefined;
+  /**
+   * maxUploadSessionsPerClient caps the open sessions of one client, the
+   * user when authenticated, else the address (default 64; 0: no cap).
+   */
+  readonly maxUploadSessionsPerClient?: number | undefined;
+  /** http sets timeouts and connection limits (see {@link HttpLimits} for defaults). */
+  readonly http?: HttpLimits | undefined;
+  /**
+   * authFailureLimit answers 429 to password checks from an address, or
+   * for a user, that failed `count` times in `perSeconds` (default 10 per
+   * 60 s; false: no limit).
+   */
+  readonly authFailureLimit?: WindowLimit | false | undefined;
 }
 
 /** ListenOptions say where {@link Registry.listen} binds. */
@@ -70,7 +101,10 @@ export interface Registry {
   readonly handler: (req: IncomingMessage, res: ServerResponse) => void;
   /** listen starts a node:http server with {@link Registry.handler}. */
   listen(options?: ListenOptions): Promise<{ url: string; port: number }>;
-  /** close stops the server started by listen, ending keep-alive sockets. */
+  /**
+   * close stops the server started by listen (ending keep-alive sockets),
+   * the upload expiry timer and the password workers.
+   */
   close(): Promise<void>;
 }
 
@@ -142,16 +176,18 @@ function parseRangeSpec(text: string): { start: number; end: number } | undefine
  * @see https://github.com/opencontainers/distribution-spec/blob/main/spec.md
  */
 export function createRegistry(options: RegistryOptions = {}): Registry {
+  const limits = resolveHttpLimits(options.http);
   const impl = new RegistryImpl(options);
   let server: Server | undefined;
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    guardRequest(req, res, limits);
     void impl.handle(req, res);
   };
   return {
     handler,
     listen: async (listenOptions = {}) => {
       if (server !== undefined) throw new Error('registry is already listening');
-      const s = createServer({ requestTimeout: 0 }, handler);
+      const s = createLimitedServer(handler, limits);
       server = s;
       const host = listenOptions.host ?? '127.0.0.1';
       await new Promise<void>((resolve, reject) => {
@@ -168,13 +204,15 @@ export function createRegistry(options: RegistryOptions = {}): Registry {
     close: async () => {
       const s = server;
       server = undefined;
-      if (s === undefined) return;
-      await new Promise<void>((resolve) => {
-        s.close(() => {
-          resolve();
+      if (s !== undefined) {
+        await new Promise<void>((resolve) => {
+          s.close(() => {
+            resolve();
+          });
+          s.closeAllConnections();
         });
-        s.closeAllConnections();
-      });
+      }
+      await impl.close();
     },
   };
 }
@@ -188,23 +226,44 @@ class RegistryImpl {
   readonly #maxPage: number;
   readonly #hashes = new Map<string, SessionHash>();
   readonly #busy = new Set<string>();
-  readonly #rateLimit: RegistryOptions['rateLimit'];
-  readonly #windows = new Map<string, { start: number; count: number }>();
-  readonly #uploadTimeoutMs: number;
-  readonly #touched = new Map<string, number>();
+  readonly #requests: WindowCounter | undefined;
+  readonly #sessions: UploadSessions;
 
   constructor(options: RegistryOptions) {
     this.#storage = options.storage ?? memoryStorage();
-    this.#auth = new Authenticator(options.auth ?? { type: 'none' });
+    this.#auth = new Authenticator(options.auth ?? { type: 'none' }, {
+      failureLimit: options.authFailureLimit,
+    });
     this.#maxManifest = options.maxManifestSize ?? defaultMaxManifest;
     this.#chunkMin = options.chunkMinLength ?? 0;
     this.#deleteEnabled = options.deleteEnabled ?? true;
     this.#maxPage = options.maxPageSize ?? 10_000;
-    this.#rateLimit = options.rateLimit;
-    this.#uploadTimeoutMs = (options.uploadTimeout ?? 86_400) * 1000;
+    const rate = options.rateLimit;
+    this.#requests =
+      rate === undefined
+        ? undefined
+        : new WindowCounter({ count: rate.requests, perSeconds: rate.perSeconds });
+    this.#sessions = new UploadSessions(
+      {
+        timeout: options.uploadTimeout,
+        maxSize: options.maxUploadSize,
+        maxSessions: options.maxUploadSessions,
+        maxSessionsPerClient: options.maxUploadSessionsPerClient,
+        maxBytes: options.maxUploadBytes,
+      },
+      this.#storage.uploads,
+      (id) => this.#busy.has(id),
+      (id) => this.#hashes.delete(id),
+    );
     this.#storage.uploads?.bindRegistry?.({
       complete: (id, digest, opts) => this.#completeHook(id, digest, opts?.signal),
     });
+    this.#sessions.start();
+  }
+
+  async close(): Promise<void> {
+    await this.#sessions.close();
+    await this.#auth.close();
   }
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -237,8 +296,8 @@ class RegistryImpl {
     return u;
   }
 
-  async #authorize(req: IncomingMessage, need: AccessNeed): Promise<void> {
-    await this.#auth.authorize(req, need);
+  async #authorize(req: IncomingMessage, need: AccessNeed): Promise<string | undefined> {
+    return await this.#auth.authorize(req, need);
   }
 
   #repoNeed(name: string, ...actions: Action[]): AccessNeed {
@@ -247,24 +306,9 @@ class RegistryImpl {
 
   /** throttle counts requests per client address in fixed windows. */
   #throttle(req: IncomingMessage): void {
-    const limit = this.#rateLimit;
-    if (limit === undefined) return;
-    const now = Date.now();
-    const windowMs = limit.perSeconds * 1000;
-    const key = req.socket.remoteAddress ?? '';
-    let w = this.#windows.get(key);
-    if (w === undefined || now - w.start >= windowMs) {
-      if (this.#windows.size > 10_000) this.#windows.clear();
-      w = { start: now, count: 0 };
-      this.#windows.set(key, w);
-    }
-    w.count++;
-    if (w.count > limit.requests) {
-      const retryAfter = Math.max(1, Math.ceil((w.start + windowMs - now) / 1000));
-      throw new HttpError(429, SpecErrorCode.TooManyRequests, undefined, undefined, {
-        'Retry-After': String(retryAfter),
-      });
-    }
+    const keys = [req.socket.remoteAddress ?? ''];
+    this.#requests?.check(keys);
+    this.#requests?.add(keys);
   }
 
   async #dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -301,8 +345,7 @@ class RegistryImpl {
         return;
       case 'catalog':
         allow('GET');
-        await this.#authorize(req, { kind: 'catalog' });
-        await this.#catalog(req, res, query);
+        await this.#catalog(req, res, query, await this.#authorize(req, { kind: 'catalog' }));
         return;
       case 'tags':
         allow('GET');
@@ -326,8 +369,13 @@ class RegistryImpl {
         return;
       case 'uploads':
         allow('POST');
-        await this.#authorize(req, this.#repoNeed(r.name, 'pull', 'push'));
-        await this.#startUpload(req, res, r.name, query);
+        await this.#startUpload(
+          req,
+          res,
+          r.name,
+          query,
+          await this.#authorize(req, this.#repoNeed(r.name, 'pull', 'push')),
+        );
         return;
       case 'upload':
         allow('GET', 'PATCH', 'PUT', 'DELETE');
@@ -379,8 +427,15 @@ class RegistryImpl {
     return { page: list, link: `<${path}?${next.toString()}>; rel="next"` };
   }
 
-  async #catalog(req: IncomingMessage, res: ServerResponse, query: URLSearchParams): Promise<void> {
-    const repos = await this.#storage.metadata.listRepositories();
+  /** catalog lists the repositories `user` may pull. */
+  async #catalog(
+    req: IncomingMessage,
+    res: ServerResponse,
+    query: URLSearchParams,
+    user: string | undefined,
+  ): Promise<void> {
+    const all = await this.#storage.metadata.listRepositories();
+    const repos = all.filter((r) => this.#auth.allowed(user, r).includes('pull'));
     const { page, link } = this.#paginate(repos, query, '/v2/_catalog');
     sendJson(req, res, 200, { repositories: page }, link === undefined ? {} : { Link: link });
   }
@@ -544,9 +599,11 @@ class RegistryImpl {
     res: ServerResponse,
     name: string,
     query: URLSearchParams,
+    user: string | undefined,
   ): Promise<void> {
     const uploads = this.#uploads();
     const meta = this.#storage.metadata;
+    const owner = user === undefined ? `addr:${req.socket.remoteAddress ?? ''}` : `user:${user}`;
     const mount = query.get('mount');
     const from = query.get('from');
     if (mount !== null) {
@@ -575,7 +632,9 @@ class RegistryImpl {
       // Single-POST monolithic upload.
       const digest = parseDigestParam(digestParam);
       const declared = contentLength(req);
+      this.#sessions.admit(owner);
       const session = await uploads.create(name);
+      this.#sessions.opened(session.id, owner);
       try {
         await this.#append(uploads, session.id, 0, req, declared, digestAlgorithm(digest));
         await this.#commit(uploads, name, session.id, digest, declared);
@@ -591,9 +650,9 @@ class RegistryImpl {
       return;
     }
     req.resume();
-    await this.#expireUploads(uploads);
+    this.#sessions.admit(owner);
     const session = await uploads.create(name, { origin: originOf(req) });
-    this.#touched.set(session.id, Date.now());
+    this.#sessions.opened(session.id, owner);
     const algorithm: DigestAlgorithm = algorithmParam === 'sha512' ? 'sha512' : 'sha256';
     this.#hashes.set(session.id, { hash: createHash(algorithm), algorithm, size: 0 });
     const headers = this.#uploadHeaders(name, session.id, 0);
@@ -616,24 +675,19 @@ class RegistryImpl {
     if (status?.repository !== name) {
       throw new HttpError(404, SpecErrorCode.BlobUploadUnknown, undefined, { uuid: id });
     }
-    this.#touched.set(id, Date.now());
+    this.#sessions.touch(id, status.size);
     return status.size;
+  }
+
+  /** drop cancels a session (freeing what it holds) and forgets it. */
+  async #drop(uploads: UploadStore, id: string): Promise<void> {
+    this.#forget(id);
+    await uploads.cancel(id).catch(() => undefined);
   }
 
   #forget(id: string): void {
     this.#hashes.delete(id);
-    this.#touched.delete(id);
-  }
-
-  /** expireUploads cancels sessions idle longer than uploadTimeout. */
-  async #expireUploads(uploads: UploadStore): Promise<void> {
-    if (this.#uploadTimeoutMs <= 0) return;
-    const now = Date.now();
-    for (const [id, at] of this.#touched) {
-      if (now - at <= this.#uploadTimeoutMs || this.#busy.has(id)) continue;
-      this.#forget(id);
-      await uploads.cancel(id).catch(() => undefined);
-    }
+    this.#sessions.forget(id);
   }
 
   /**
@@ -657,7 +711,26 @@ class RegistryImpl {
       this.#hashes.delete(id);
       state = undefined;
     }
-    const counter = new HashCounter(state?.hash, expected);
+    const room = this.#sessions.maxSize - offset;
+    const tooLarge = (): HttpError =>
+      new HttpError(413, SpecErrorCode.SizeInvalid, 'upload larger than this registry takes', {
+        limit: this.#sessions.maxSize,
+      });
+    if (expected !== undefined && expected > room) {
+      await this.#drop(uploads, id);
+      throw tooLarge();
+    }
+    const full = new HttpError(
+      429,
+      SpecErrorCode.TooManyRequests,
+      'open uploads hold all the bytes this registry takes',
+      undefined,
+      { 'Retry-After': '60' },
+    );
+    const counter = new HashCounter(state?.hash, expected ?? room, {
+      overLimit: expected === undefined ? tooLarge : undefined,
+      admit: (n) => (this.#sessions.grow(id, n) ? undefined : full),
+    });
     let size: number;
     try {
       const [appended, piped] = await Promise.allSettled([
@@ -668,8 +741,16 @@ class RegistryImpl {
       if (appended.status === 'rejected') throw appended.reason;
       if (piped.status === 'rejected') throw piped.reason;
       size = appended.value;
+      this.#sessions.touch(id, size);
     } catch (err) {
       this.#hashes.delete(id);
+      if (err instanceof HttpError && (err.status === 413 || err === full)) {
+        await this.#drop(uploads, id);
+      } else {
+        // Count what the store kept, not what passed the counter.
+        const now = await uploads.status(id).catch(() => undefined);
+        if (now !== undefined) this.#sessions.touch(id, now.size);
+      }
       if (err instanceof HttpError) throw err;
       if (isLadingError(err, 'CONFLICT')) {
         const now = await uploads.status(id).catch(() => undefined);

@@ -149,3 +149,10 @@ export async function pushImage(
   if (put.status !== 201) throw new Error(`manifest PUT ${put.status} ${put.text}`);
   return { manifest, digest: sha256(manifest), config, layer };
 }
+
+/** sleep resolves after `ms` milliseconds. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => {
+    setTimeout(r, ms);
+  });
+}

@@ -7,6 +7,7 @@ import {
 } from '@lading/registry';
 import { UsageError } from '../exit.js';
 import { flag, str } from './common.js';
+import { serveHardening, serveHardeningOptions, serveHardeningUsage } from './serve-options.js';
 import type { Command } from './types.js';
 
 const usage = `Usage: lading serve [--port N] [--host ADDR] [--storage DIR] [--htpasswd FILE [--token]]
@@ -19,7 +20,8 @@ Options:
   --storage DIR     keep content in DIR (default: in memory)
   --htpasswd FILE   require basic auth against an htpasswd (bcrypt) file
   --token           with --htpasswd: issue bearer tokens from /token instead
-  --anonymous-pull  with --token: allow pulls without credentials`;
+  --anonymous-pull  with --token: allow pulls without credentials
+${serveHardeningUsage}`;
 
 /** serve is `lading serve`. */
 export const serve: Command = {
@@ -31,6 +33,7 @@ export const serve: Command = {
     htpasswd: { type: 'string' },
     token: { type: 'boolean' },
     'anonymous-pull': { type: 'boolean' },
+    ...serveHardeningOptions,
   },
   run: async (ctx) => {
     const port = Number(str(ctx, 'port') ?? '5000');
@@ -39,19 +42,32 @@ export const serve: Command = {
     const htpasswdFile = str(ctx, 'htpasswd');
     if (flag(ctx, 'token') && htpasswdFile === undefined)
       throw new UsageError('--token needs --htpasswd for the users');
+    const dir = str(ctx, 'storage');
+    const host = str(ctx, 'host') ?? '127.0.0.1';
+    const { options, grants, realm } = serveHardening(ctx, {
+      memory: dir === undefined,
+      token: flag(ctx, 'token'),
+      host,
+    });
     let auth: RegistryAuth = { type: 'none' };
     if (htpasswdFile !== undefined) {
       const htpasswd = await readFile(htpasswdFile, 'utf8');
       auth = flag(ctx, 'token')
-        ? { type: 'token', users: htpasswd, anonymousPull: flag(ctx, 'anonymous-pull') }
-        : { type: 'basic', htpasswd };
-    }
-    const dir = str(ctx, 'storage');
+        ? {
+            type: 'token',
+            users: htpasswd,
+            anonymousPull: flag(ctx, 'anonymous-pull'),
+            grants,
+            realm,
+          }
+        : { type: 'basic', htpasswd, grants };
+    } else if (grants !== undefined) throw new UsageError('--grants needs --htpasswd');
     const registry = createRegistry({
+      ...options,
       storage: dir === undefined ? memoryStorage() : filesystemStorage(dir),
       auth,
     });
-    const { url } = await registry.listen({ host: str(ctx, 'host') ?? '127.0.0.1', port });
+    const { url } = await registry.listen({ host, port });
     ctx.out.result(
       { url, storage: dir ?? 'memory', auth: auth.type },
       `lading registry listening on ${url} (${dir ?? 'memory'}, auth ${auth.type})`,

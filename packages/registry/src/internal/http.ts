@@ -74,25 +74,47 @@ export async function readCapped(
   return Buffer.concat(chunks);
 }
 
+/** HashCounterOptions add checks to a {@link HashCounter}. */
+export interface HashCounterOptions {
+  /** overLimit makes the error for more than `limit` bytes (default 400 SIZE_INVALID). */
+  readonly overLimit?: (() => HttpError) | undefined;
+  /** admit is asked about every chunk; an error it answers fails the stream. */
+  readonly admit?: ((bytes: number) => HttpError | undefined) | undefined;
+}
+
 /**
  * HashCounter passes bytes through, hashing and counting them, and fails
- * with SIZE_INVALID as soon as more than `limit` bytes arrive.
+ * as soon as more than `limit` bytes arrive or `admit` refuses a chunk.
  */
 export class HashCounter extends Transform {
   readonly #hash: Hash | undefined;
   readonly #limit: number;
+  readonly #options: HashCounterOptions;
   count = 0;
 
-  constructor(hash: Hash | undefined, limit = Number.POSITIVE_INFINITY) {
+  constructor(
+    hash: Hash | undefined,
+    limit = Number.POSITIVE_INFINITY,
+    options: HashCounterOptions = {},
+  ) {
     super();
     this.#hash = hash;
     this.#limit = limit;
+    this.#options = options;
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.count += chunk.length;
     if (this.count > this.#limit) {
-      cb(new HttpError(400, SpecErrorCode.SizeInvalid, 'more bytes than the declared range'));
+      cb(
+        this.#options.overLimit?.() ??
+          new HttpError(400, SpecErrorCode.SizeInvalid, 'more bytes than the declared range'),
+      );
+      return;
+    }
+    const refused = this.#options.admit?.(chunk.length);
+    if (refused !== undefined) {
+      cb(refused);
       return;
     }
     this.#hash?.update(chunk);

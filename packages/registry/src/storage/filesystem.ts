@@ -33,6 +33,7 @@ import type {
   RegistryStorage,
   StorageOptions,
   StoredManifest,
+  UploadInfo,
   UploadSession,
   UploadStatus,
   UploadStore,
@@ -153,11 +154,27 @@ class FilesystemUploadStore implements UploadStore {
     const dir = this.#paths.upload(id);
     try {
       const repository = await readFile(join(dir, 'repository'), 'utf8');
-      const { size } = await stat(join(dir, 'data'));
-      return { repository, size };
+      // The data file's mtime moves with every append and survives a restart.
+      const { size, mtimeMs } = await stat(join(dir, 'data'));
+      return { repository, size, updatedAt: mtimeMs };
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw err;
+    }
+  }
+
+  async *list(options?: StorageOptions): AsyncIterable<UploadInfo> {
+    let names: string[];
+    try {
+      names = await readdir(join(this.#paths.root, 'uploads'));
+    } catch (err) {
+      if (isNotFound(err)) return;
+      throw err;
+    }
+    for (const id of names) {
+      options?.signal?.throwIfAborted();
+      const status = await this.status(id).catch(() => undefined);
+      if (status !== undefined) yield { id, ...status };
     }
   }
 

@@ -9,6 +9,7 @@ import type {
   MetadataStore,
   RegistryStorage,
   StoredManifest,
+  UploadInfo,
   UploadSession,
   UploadStatus,
   UploadStore,
@@ -48,6 +49,7 @@ interface MemoryUpload {
   repository: string;
   chunks: Buffer[];
   size: number;
+  updatedAt: number;
 }
 
 /** MemoryUploadStore keeps uploads as lists of chunks. */
@@ -61,15 +63,29 @@ class MemoryUploadStore implements UploadStore {
 
   create(repository: string): Promise<UploadSession> {
     const id = randomUUID();
-    this.#uploads.set(id, { repository, chunks: [], size: 0 });
+    this.#uploads.set(id, { repository, chunks: [], size: 0, updatedAt: Date.now() });
     return Promise.resolve({ id });
   }
 
   status(id: string): Promise<UploadStatus | undefined> {
     const u = this.#uploads.get(id);
     return Promise.resolve(
-      u === undefined ? undefined : { repository: u.repository, size: u.size },
+      u === undefined
+        ? undefined
+        : { repository: u.repository, size: u.size, updatedAt: u.updatedAt },
     );
+  }
+
+  async *list(): AsyncIterable<UploadInfo> {
+    // A snapshot: sessions may come and go while the caller awaits.
+    const all = [...this.#uploads].map(([id, u]) => ({
+      id,
+      repository: u.repository,
+      size: u.size,
+      updatedAt: u.updatedAt,
+    }));
+    yield* all;
+    await Promise.resolve();
   }
 
   async append(id: string, offset: number, data: Readable): Promise<number> {
@@ -81,6 +97,7 @@ class MemoryUploadStore implements UploadStore {
     for await (const chunk of data as AsyncIterable<Buffer>) {
       u.chunks.push(chunk);
       u.size += chunk.length;
+      u.updatedAt = Date.now();
     }
     return u.size;
   }

@@ -1,0 +1,206 @@
+import { HttpError, SpecErrorCode } from './errors.js';
+import type { UploadStore } from './storage/types.js';
+
+/** UploadLimits bound the upload sessions a registry keeps open. */
+export interface UploadLimits {
+  /**
+   * timeout cancels sessions idle for this many seconds (default 86400; 0
+   * keeps them forever). A timer checks every timeout/4 (at most every
+   * minute), also sessions the store lists from before a restart.
+   */
+  readonly timeout?: number | undefined;
+  /** maxSize caps the bytes of one session (default 16 GiB); more gets 413 and drops the session. */
+  readonly maxSize?: number | undefined;
+  /** maxSessions caps open sessions (default 1024); more get 429 TOOMANYREQUESTS. */
+  readonly maxSessions?: number | undefined;
+  /**
+   * maxSessionsPerClient caps open sessions per client: the user when
+   * authenticated, else the address (default 64).
+   */
+  readonly maxSessionsPerClient?: number | undefined;
+  /**
+   * maxBytes caps the bytes all open sessions hold together (default: no
+   * cap). A body that would pass it gets 429 and its session is dropped.
+   */
+  readonly maxBytes?: number | undefined;
+}
+
+interface Tracked {
+  at: number;
+  owner: string | undefined;
+  size: number;
+}
+
+/**
+ * UploadSessions tracks open upload sessions: when each was last touched
+ * and by whom, for the count limits and the idle expiry timer.
+ */
+export class UploadSessions {
+  readonly timeoutMs: number;
+  readonly maxSize: number;
+  readonly #maxSessions: number;
+  readonly #maxPerClient: number;
+  readonly #maxBytes: number;
+  #held = 0;
+  readonly #tracked = new Map<string, Tracked>();
+  readonly #perOwner = new Map<string, number>();
+  readonly #uploads: UploadStore | undefined;
+  readonly #busy: (id: string) => boolean;
+  readonly #dropped: (id: string) => void;
+  #timer: NodeJS.Timeout | undefined;
+  #sweeping: Promise<void> | undefined;
+  #closed = false;
+
+  /**
+   * @param busy tells whether a request is writing the session now (it is then never expired)
+   * @param dropped is called for every session the expiry cancels
+   */
+  constructor(
+    limits: UploadLimits,
+    uploads: UploadStore | undefined,
+    busy: (id: string) => boolean,
+    dropped: (id: string) => void,
+  ) {
+    const num = (v: number | undefined, d: number, name: string): number => {
+      const n = v ?? d;
+      if (!Number.isFinite(n) || n < 0) throw new RangeError(`${name} must be a number ≥ 0`);
+      return n;
+    };
+    this.timeoutMs = num(limits.timeout, 86_400, 'uploadTimeout') * 1000;
+    const max = (v: number): number => (v === 0 ? Number.POSITIVE_INFINITY : v);
+    this.maxSize = max(num(limits.maxSize, 16 * 1024 ** 3, 'maxUploadSize'));
+    this.#maxSessions = max(num(limits.maxSessions, 1024, 'maxUploadSessions'));
+    this.#maxPerClient = max(num(limits.maxSessionsPerClient, 64, 'maxUploadSessionsPerClient'));
+    this.#maxBytes = max(num(limits.maxBytes, 0, 'maxUploadBytes'));
+    this.#uploads = uploads;
+    this.#busy = busy;
+    this.#dropped = dropped;
+  }
+
+  /** start arms the expiry timer and runs a first sweep (sessions left from before a restart). */
+  start(): void {
+    if (this.#uploads === undefined || this.timeoutMs <= 0 || this.#closed) return;
+    const every = Math.max(50, Math.min(60_000, this.timeoutMs / 4));
+    this.#timer = setInterval(() => {
+      void this.sweep();
+    }, every).unref();
+    void this.sweep();
+  }
+
+  /** close stops the timer and waits for a sweep under way. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#timer = undefined;
+    await this.#sweeping;
+  }
+
+  /**
+   * admit checks that `owner` may open one more session.
+   * @throws HttpError 429 TOOMANYREQUESTS over maxSessions or maxSessionsPerClient
+   */
+  admit(owner: string): void {
+    const full = this.#tracked.size >= this.#maxSessions;
+    if (full || (this.#perOwner.get(owner) ?? 0) >= this.#maxPerClient) {
+      const retry = this.timeoutMs > 0 ? Math.min(3600, Math.ceil(this.timeoutMs / 4000)) : 60;
+      throw new HttpError(
+        429,
+        SpecErrorCode.TooManyRequests,
+        full ? 'too many open upload sessions' : 'too many open upload sessions for this client',
+        undefined,
+        { 'Retry-After': String(Math.max(1, retry)) },
+      );
+    }
+  }
+
+  /** opened records a new session of `owner`. */
+  opened(id: string, owner: string | undefined): void {
+    this.#track(id, Date.now(), owner, 0);
+  }
+
+  /**
+   * touch records activity on a session now `size` bytes long (one found
+   * after a restart is tracked from now on).
+   */
+  touch(id: string, size: number): void {
+    const t = this.#tracked.get(id);
+    if (t === undefined) this.#track(id, Date.now(), undefined, size);
+    else {
+      t.at = Date.now();
+      this.#resize(t, size);
+    }
+  }
+
+  /**
+   * grow counts `n` more bytes arriving in session `id`, and answers false
+   * (counting nothing) when they would pass maxBytes.
+   */
+  grow(id: string, n: number): boolean {
+    if (this.#held + n > this.#maxBytes) return false;
+    const t = this.#tracked.get(id);
+    if (t !== undefined) this.#resize(t, t.size + n);
+    return true;
+  }
+
+  #resize(t: Tracked, size: number): void {
+    this.#held += size - t.size;
+    t.size = size;
+  }
+
+  /** forget stops tracking a session that was committed or cancelled. */
+  forget(id: string): void {
+    const t = this.#tracked.get(id);
+    if (t === undefined) return;
+    this.#tracked.delete(id);
+    this.#held -= t.size;
+    if (t.owner === undefined) return;
+    const left = (this.#perOwner.get(t.owner) ?? 1) - 1;
+    if (left <= 0) this.#perOwner.delete(t.owner);
+    else this.#perOwner.set(t.owner, left);
+  }
+
+  #track(id: string, at: number, owner: string | undefined, size: number): void {
+    this.forget(id);
+    this.#tracked.set(id, { at, owner, size });
+    this.#held += size;
+    if (owner !== undefined) this.#perOwner.set(owner, (this.#perOwner.get(owner) ?? 0) + 1);
+  }
+
+  /** sweep cancels every session idle longer than the timeout; one sweep runs at a time. */
+  sweep(): Promise<void> {
+    this.#sweeping ??= this.#sweep().finally(() => {
+      this.#sweeping = undefined;
+    });
+    return this.#sweeping;
+  }
+
+  async #sweep(): Promise<void> {
+    const uploads = this.#uploads;
+    if (uploads === undefined || this.timeoutMs <= 0) return;
+    const deadline = Date.now() - this.timeoutMs;
+    const stale: string[] = [];
+    for (const [id, t] of this.#tracked) if (t.at < deadline) stale.push(id);
+    if (uploads.list !== undefined) {
+      try {
+        for await (const info of uploads.list()) {
+          if (this.#closed) return;
+          const known = this.#tracked.get(info.id);
+          const at = Math.max(known?.at ?? 0, info.updatedAt ?? Date.now());
+          if (known === undefined) this.#track(info.id, at, undefined, info.size);
+          else known.at = at;
+          if (at < deadline && !stale.includes(info.id)) stale.push(info.id);
+        }
+      } catch {
+        // A store that cannot list now is retried on the next tick.
+      }
+    }
+    for (const id of stale) {
+      if (this.#closed) return;
+      const t = this.#tracked.get(id);
+      if (t === undefined || t.at >= deadline || this.#busy(id)) continue;
+      this.forget(id);
+      this.#dropped(id);
+      await uploads.cancel(id).catch(() => undefined);
+    }
+  }
+}
