@@ -1,12 +1,8 @@
 import { readFile } from 'node:fs/promises';
-import {
-  createRegistry,
-  filesystemStorage,
-  memoryStorage,
-  type RegistryAuth,
-} from '@lading/registry';
+import { createRegistry, type RegistryAuth } from '@lading/registry';
 import { UsageError } from '../exit.js';
 import { flag, str } from './common.js';
+import { serveStorage } from './serve-storage.js';
 import type { Command } from './types.js';
 
 const usage = `Usage: lading serve [--port N] [--host ADDR] [--storage DIR] [--htpasswd FILE [--token]]
@@ -17,6 +13,12 @@ Options:
   --port N          port (default 5000; 0 picks a free one)
   --host ADDR       address to bind (default 127.0.0.1)
   --storage DIR     keep content in DIR (default: in memory)
+  --storage s3://BUCKET[/PREFIX]
+                    keep content in an S3 bucket (keys, region, endpoint from
+                    AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION,
+                    AWS_ENDPOINT_URL); any number of servers may share it
+  --s3-endpoint URL an S3-compatible endpoint (overrides AWS_ENDPOINT_URL)
+  --s3-path-style   address BUCKET as a path (most S3-compatible stores)
   --htpasswd FILE   require basic auth against an htpasswd (bcrypt) file
   --token           with --htpasswd: issue bearer tokens from /token instead
   --anonymous-pull  with --token: allow pulls without credentials`;
@@ -31,6 +33,8 @@ export const serve: Command = {
     htpasswd: { type: 'string' },
     token: { type: 'boolean' },
     'anonymous-pull': { type: 'boolean' },
+    's3-endpoint': { type: 'string' },
+    's3-path-style': { type: 'boolean' },
   },
   run: async (ctx) => {
     const port = Number(str(ctx, 'port') ?? '5000');
@@ -46,15 +50,13 @@ export const serve: Command = {
         ? { type: 'token', users: htpasswd, anonymousPull: flag(ctx, 'anonymous-pull') }
         : { type: 'basic', htpasswd };
     }
-    const dir = str(ctx, 'storage');
-    const registry = createRegistry({
-      storage: dir === undefined ? memoryStorage() : filesystemStorage(dir),
-      auth,
-    });
+    const store = await serveStorage(ctx);
+    const dir = store.label;
+    const registry = createRegistry({ storage: store.storage, auth });
     const { url } = await registry.listen({ host: str(ctx, 'host') ?? '127.0.0.1', port });
     ctx.out.result(
-      { url, storage: dir ?? 'memory', auth: auth.type },
-      `lading registry listening on ${url} (${dir ?? 'memory'}, auth ${auth.type})`,
+      { url, storage: dir, auth: auth.type },
+      `lading registry listening on ${url} (${dir}, auth ${auth.type})`,
     );
     await new Promise<void>((resolve) => {
       if (ctx.signal.aborted) resolve();
@@ -68,6 +70,7 @@ export const serve: Command = {
         );
     });
     await registry.close();
+    store.close();
     ctx.out.info('registry stopped');
   },
 };
