@@ -25,7 +25,7 @@ const fiveGiB = 5 * 1024 ** 3;
 
 /** SweepOptions configure {@link S3UploadStore.sweep}. */
 export interface SweepOptions extends StorageOptions {
-  /** olderThan is the age in seconds after which an unowned multipart upload is aborted (default 86400). */
+  /** olderThan is the age in seconds after which an unowned multipart upload is aborted (default 86400; 0: any age). */
   readonly olderThan?: number | undefined;
 }
 
@@ -491,7 +491,8 @@ export class S3UploadStore implements UploadStore {
    */
   async sweep(options?: SweepOptions): Promise<number> {
     const signal = options?.signal;
-    const cutoff = Date.now() - (options?.olderThan ?? 86_400) * 1000;
+    const olderThan = options?.olderThan ?? 86_400;
+    const cutoff = Date.now() - olderThan * 1000;
     let aborted = 0;
     let keyMarker: string | undefined;
     let idMarker: string | undefined;
@@ -513,7 +514,8 @@ export class S3UploadStore implements UploadStore {
       }
       for (const u of r.Uploads ?? []) {
         if (u.Key === undefined || u.UploadId === undefined) continue;
-        if ((u.Initiated?.getTime() ?? 0) > cutoff) continue;
+        // Stores round Initiated (to the second, upwards here): 0 means any age.
+        if (olderThan > 0 && (u.Initiated?.getTime() ?? 0) > cutoff) continue;
         const id = u.Key.slice(base.length).split('/')[0] ?? '';
         const s = await this.#read(id, signal);
         if (s?.multipart === u.UploadId) continue;

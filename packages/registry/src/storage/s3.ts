@@ -58,6 +58,12 @@ export interface S3StorageOptions {
    * at most 10,000 parts long (78 GiB at the default).
    */
   readonly partSize?: number | undefined;
+  /**
+   * maxCopySize is the largest object copied with one CopyObject (default
+   * 5 GiB, S3's limit); larger blobs are copied in UploadPartCopy parts of
+   * at most this size.
+   */
+  readonly maxCopySize?: number | undefined;
   /** client replaces the S3 client built from the options above (endpoint, region... are then ignored). */
   readonly client?: S3Client | undefined;
 }
@@ -346,7 +352,7 @@ export function s3Storage(options: S3StorageOptions): S3Storage {
       responseChecksumValidation: 'WHEN_REQUIRED',
     });
   const bucket = new Bucket(client, options.bucket, options.prefix ?? '');
-  const uploads = new S3UploadStore(bucket, { partSize });
+  const uploads = new S3UploadStore(bucket, { partSize, maxCopySize: options.maxCopySize });
   return {
     blobs: new S3BlobStore(bucket, options.redirect ?? true, options.redirectExpiresIn ?? 900),
     uploads,
