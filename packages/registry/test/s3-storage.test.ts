@@ -169,6 +169,25 @@ describe('s3Storage', () => {
     expect((await readAll((await s.blobs.get(sha256(all) as Digest))!)).equals(all)).toBe(true);
   });
 
+  it('keeps the bytes that arrived when a body fails midway, so the client can resume', async () => {
+    const s = s3.storage(`t-${randomUUID()}`);
+    const data = randomBytes(6 * MiB + 100);
+    const { id } = await s.uploads.create('partial');
+    const failing = Readable.from(
+      (function* () {
+        yield data.subarray(0, 3 * MiB);
+        yield data.subarray(3 * MiB);
+        throw new Error('client went away');
+      })(),
+    );
+    await expect(s.uploads.append(id, 0, failing)).rejects.toThrow('client went away');
+    expect((await s.uploads.status(id))?.size).toBe(data.length);
+    const more = randomBytes(10);
+    await s.uploads.append(id, data.length, Readable.from([more]));
+    const all = Buffer.concat([data, more]);
+    expect((await readAll(await s.uploads.read(id))).equals(all)).toBe(true);
+  });
+
   it('rejects an append at the wrong offset (CONFLICT) and to an unknown session (NOT_FOUND)', async () => {
     const s = s3.storage(`t-${randomUUID()}`);
     const { id } = await s.uploads.create('c');

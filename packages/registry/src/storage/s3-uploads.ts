@@ -67,6 +67,7 @@ function evenRanges(size: number, max: number): { start: number; end: number }[]
 /** S3UploadStoreOptions configure an {@link S3UploadStore}. */
 export interface S3UploadStoreOptions {
   readonly partSize: number;
+  readonly partConcurrency?: number | undefined;
   readonly maxCopySize?: number | undefined;
 }
 
@@ -79,11 +80,13 @@ export interface S3UploadStoreOptions {
 export class S3UploadStore implements UploadStore {
   readonly #bucket: Bucket;
   readonly #partSize: number;
+  readonly #partConcurrency: number;
   readonly #maxCopy: number;
 
   constructor(bucket: Bucket, options: S3UploadStoreOptions) {
     this.#bucket = bucket;
     this.#partSize = options.partSize;
+    this.#partConcurrency = Math.max(1, options.partConcurrency ?? 2);
     this.#maxCopy = options.maxCopySize ?? fiveGiB;
   }
 
@@ -177,8 +180,8 @@ export class S3UploadStore implements UploadStore {
     const parts = [...s.parts];
     let multipart = s.multipart;
     let received = 0;
-    // One part uploads while the next one fills: at most two parts in memory.
-    let inFlight: Promise<void> = Promise.resolve();
+    // Up to partConcurrency parts upload while the next one fills.
+    const inFlight: Promise<void>[] = [];
     const flush = async (): Promise<void> => {
       const whole = Buffer.concat(buffered, bufferedSize);
       const part = whole.subarray(0, this.#partSize);
@@ -186,7 +189,7 @@ export class S3UploadStore implements UploadStore {
       buffered.length = 0;
       if (rest.length > 0) buffered.push(rest);
       bufferedSize = rest.length;
-      await inFlight;
+      while (inFlight.length >= this.#partConcurrency) await inFlight.shift();
       if (parts.length >= maxParts) {
         throw new LadingError(ErrorCode.InvalidArgument, `upload ${id} exceeds ${maxParts} parts`);
       }
@@ -194,11 +197,12 @@ export class S3UploadStore implements UploadStore {
       const number = parts.length + 1;
       parts.push(['', part.length]);
       const uploadId = multipart;
-      inFlight = this.#uploadPart(id, uploadId, number, part, signal).then((etag) => {
+      const uploading = this.#uploadPart(id, uploadId, number, part, signal).then((etag) => {
         parts[number - 1] = [etag, part.length];
       });
-      // Reported by the next await of inFlight; never left unhandled meanwhile.
-      inFlight.catch(() => undefined);
+      // Reported when awaited below; never left unhandled meanwhile.
+      uploading.catch(() => undefined);
+      inFlight.push(uploading);
     };
     let failure: Error | undefined;
     try {
@@ -213,7 +217,7 @@ export class S3UploadStore implements UploadStore {
       data.destroy();
     }
     try {
-      await inFlight;
+      await Promise.all(inFlight);
     } catch (err) {
       // A part did not make it: nothing of this request is kept.
       throw failure ?? err;

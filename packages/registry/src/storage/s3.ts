@@ -54,10 +54,14 @@ export interface S3StorageOptions {
   readonly redirectExpiresIn?: number | undefined;
   /**
    * partSize is the multipart part size in bytes (default 8 MiB, at least
-   * 5 MiB): an upload buffers at most one part in memory and a blob can be
-   * at most 10,000 parts long (78 GiB at the default).
+   * 5 MiB); a blob can be at most 10,000 parts long (78 GiB at the default).
    */
   readonly partSize?: number | undefined;
+  /**
+   * partConcurrency is how many parts of one request upload at once
+   * (default 2): an append holds at most partConcurrency + 1 parts in memory.
+   */
+  readonly partConcurrency?: number | undefined;
   /**
    * maxCopySize is the largest object copied with one CopyObject (default
    * 5 GiB, S3's limit); larger blobs are copied in UploadPartCopy parts of
@@ -352,7 +356,11 @@ export function s3Storage(options: S3StorageOptions): S3Storage {
       responseChecksumValidation: 'WHEN_REQUIRED',
     });
   const bucket = new Bucket(client, options.bucket, options.prefix ?? '');
-  const uploads = new S3UploadStore(bucket, { partSize, maxCopySize: options.maxCopySize });
+  const uploads = new S3UploadStore(bucket, {
+    partSize,
+    partConcurrency: options.partConcurrency,
+    maxCopySize: options.maxCopySize,
+  });
   return {
     blobs: new S3BlobStore(bucket, options.redirect ?? true, options.redirectExpiresIn ?? 900),
     uploads,
