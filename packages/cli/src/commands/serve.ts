@@ -1,13 +1,9 @@
 import { readFile } from 'node:fs/promises';
-import {
-  createRegistry,
-  filesystemStorage,
-  memoryStorage,
-  type RegistryAuth,
-} from '@lading/registry';
+import { createRegistry, type RegistryAuth } from '@lading/registry';
 import { UsageError } from '../exit.js';
 import { flag, str } from './common.js';
 import { serveHardening, serveHardeningOptions, serveHardeningUsage } from './serve-options.js';
+import { serveStorage } from './serve-storage.js';
 import type { Command } from './types.js';
 
 const usage = `Usage: lading serve [--port N] [--host ADDR] [--storage DIR] [--htpasswd FILE [--token]]
@@ -18,6 +14,12 @@ Options:
   --port N          port (default 5000; 0 picks a free one)
   --host ADDR       address to bind (default 127.0.0.1)
   --storage DIR     keep content in DIR (default: in memory)
+  --storage s3://BUCKET[/PREFIX]
+                    keep content in an S3 bucket (keys, region, endpoint from
+                    AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION,
+                    AWS_ENDPOINT_URL); any number of servers may share it
+  --s3-endpoint URL an S3-compatible endpoint (overrides AWS_ENDPOINT_URL)
+  --s3-path-style   address BUCKET as a path (most S3-compatible stores)
   --htpasswd FILE   require basic auth against an htpasswd (bcrypt) file
   --token           with --htpasswd: issue bearer tokens from /token instead
   --anonymous-pull  with --token: allow pulls without credentials
@@ -33,6 +35,8 @@ export const serve: Command = {
     htpasswd: { type: 'string' },
     token: { type: 'boolean' },
     'anonymous-pull': { type: 'boolean' },
+    's3-endpoint': { type: 'string' },
+    's3-path-style': { type: 'boolean' },
     ...serveHardeningOptions,
   },
   run: async (ctx) => {
@@ -62,15 +66,12 @@ export const serve: Command = {
           }
         : { type: 'basic', htpasswd, grants };
     } else if (grants !== undefined) throw new UsageError('--grants needs --htpasswd');
-    const registry = createRegistry({
-      ...options,
-      storage: dir === undefined ? memoryStorage() : filesystemStorage(dir),
-      auth,
-    });
+    const store = await serveStorage(ctx);
+    const registry = createRegistry({ ...options, storage: store.storage, auth });
     const { url } = await registry.listen({ host, port });
     ctx.out.result(
-      { url, storage: dir ?? 'memory', auth: auth.type },
-      `lading registry listening on ${url} (${dir ?? 'memory'}, auth ${auth.type})`,
+      { url, storage: store.label, auth: auth.type },
+      `lading registry listening on ${url} (${store.label}, auth ${auth.type})`,
     );
     await new Promise<void>((resolve) => {
       if (ctx.signal.aborted) resolve();
@@ -84,6 +85,7 @@ export const serve: Command = {
         );
     });
     await registry.close();
+    store.close();
     ctx.out.info('registry stopped');
   },
 };
