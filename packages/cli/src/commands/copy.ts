@@ -1,10 +1,17 @@
 import { mkdir } from 'node:fs/promises';
-import { ProgressEmitter, copy } from '@lading/core';
+import { ProgressEmitter, copy, fileSystemError } from '@lading/core';
 import { extract } from '@lading/layers';
-import { pullImage } from '@lading/remote';
 import { UsageError } from '../exit.js';
 import { parseLocation, type Location } from '../transports.js';
-import { flag, openTarget, positional, remoteOptions, seconds, str } from './common.js';
+import {
+  flag,
+  openTarget,
+  positional,
+  pullForPlatform,
+  remoteOptions,
+  seconds,
+  str,
+} from './common.js';
 import type { Command, CommandContext } from './types.js';
 
 const cpUsage = `Usage: lading cp SRC DST [--platform OS/ARCH] [--all]
@@ -25,8 +32,9 @@ async function copyBetween(ctx: CommandContext, srcText: string, dstText: string
   const src = openTarget(parseLocation(srcText), options, 'read');
   const dstLoc: Location = parseLocation(dstText);
   const dst = openTarget(dstLoc, options, 'write');
-  const srcRef = src.ref ?? 'latest';
-  const dstRef = dst.ref ?? srcRef;
+  // A tagless layout or archive source means its only image (skopeo's rule).
+  const srcRef = src.readRef;
+  const dstRef = dst.ref ?? (srcRef === '' ? 'latest' : srcRef);
   const platform = str(ctx, 'platform');
   if (platform !== undefined && flag(ctx, 'all'))
     throw new UsageError('--platform and --all exclude each other');
@@ -128,11 +136,10 @@ export const pull: Command = {
     }
     const start = performance.now();
     const options = await remoteOptions(ctx);
-    const image = await pullImage(ref, {
-      ...options,
-      platform: str(ctx, 'platform') ?? 'linux/amd64',
+    const image = await pullForPlatform(ref, options, str(ctx, 'platform'));
+    await mkdir(dest, { recursive: true }).catch((e: unknown) => {
+      throw fileSystemError(e, dest, 'cannot unpack into');
     });
-    await mkdir(dest, { recursive: true });
     await extract(await image.layers(), dest, {
       signal: ctx.signal,
       scoped: flag(ctx, 'scoped'),
