@@ -151,10 +151,19 @@ async function search(s: Search, index: Descriptor): Promise<Descriptor | undefi
   // os/architecture; the variant is decided by their children.
   for (const c of children) {
     if (!isIndexMediaType(c.mediaType)) continue;
-    if (
-      c.platform !== undefined &&
-      !platformMatches({ os: s.want.os, architecture: s.want.architecture }, c.platform)
-    ) {
+    const hint = c.platform;
+    const sameArch =
+      hint === undefined ||
+      platformMatches(
+        {
+          os: s.want.os,
+          architecture: s.want.architecture,
+          ...(hint.variant === undefined ? {} : { variant: hint.variant }),
+        },
+        hint,
+      );
+    if (!sameArch) {
+      s.offered.push(hint);
       continue;
     }
     const nested = await search(s, c);
