@@ -162,6 +162,17 @@ describe('local locations', () => {
     expect(config.code, config.err).toBe(0);
   });
 
+  it('build writes no local path into the history and no null into the config', async () => {
+    const layout = join(work, 'history-layout');
+    expect((await lading('build', app, `oci:${layout}:v1`, '--entrypoint', '["/run"]')).code).toBe(
+      0,
+    );
+    const config = await lading('config', `oci:${layout}`, '--json');
+    expect(config.code, config.err).toBe(0);
+    expect(config.out).not.toContain(work);
+    expect(config.out).not.toContain('null');
+  });
+
   it('lists the names when a tagless layout or archive holds several images', async () => {
     const layout = join(work, 'two-layout');
     await lading('build', app, `oci:${layout}:v1`);
