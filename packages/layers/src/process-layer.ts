@@ -1,9 +1,12 @@
 import type { ChildProcess } from 'node:child_process';
+import { PassThrough } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { ErrorCode, LadingError } from '@lading/core';
 import { StreamLayer, type StreamLayerOptions } from './stream-layer.js';
 
 // Enough of stderr to name the cause ("tar: app: Cannot stat: …").
 const stderrHead = 2048;
+const heldBytes = 1024 * 1024;
 
 interface Exit {
   readonly code: number | null;
@@ -68,13 +71,23 @@ export function layerFromProcess(
     errText.push(chunk);
     errBytes += chunk.length;
   });
+  // Node resumes (and so discards) a child's unread stdout when the child
+  // exits; a pipe attached now keeps what a fast producer wrote (at most a
+  // pipe buffer once it has exited) until the layer is read.
+  const held = new PassThrough({ highWaterMark: heldBytes });
+  const piping = pipeline(stdout, held);
+  piping.catch(() => undefined);
   async function* output(): AsyncGenerator<Buffer> {
     let finished = false;
     try {
-      for await (const chunk of stdout as AsyncIterable<Buffer>) yield chunk;
+      for await (const chunk of held as AsyncIterable<Buffer>) yield chunk;
+      await piping;
       finished = true;
     } finally {
-      if (!finished && child.exitCode === null && child.signalCode === null) child.kill();
+      if (!finished) {
+        held.destroy();
+        if (child.exitCode === null && child.signalCode === null) child.kill();
+      }
     }
     let exit: Exit;
     try {

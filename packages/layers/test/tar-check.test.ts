@@ -113,6 +113,20 @@ describe('layerFromProcess', () => {
     expect(await layer.diffId()).toBe(await layerFromBytes(readFileSync(tarFile)).diffId());
   });
 
+  it('keeps the output of a producer that exits before the layer is read', async () => {
+    const dir = scratch();
+    writeFileSync(join(dir, 'a.txt'), 'hello\n');
+    const child = spawn('tar', ['-cf', '-', '-C', dir, 'a.txt'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const layer = layerFromProcess(child);
+    // Node discards a child's unread stdout once it exits; the layer must not lose it.
+    await new Promise((resolve) => child.once('close', resolve));
+    const tar = await collect(layer.uncompressed());
+    expect(tar.length).toBeGreaterThanOrEqual(2048);
+    expect(tar.subarray(0, 5).toString()).toBe('a.txt');
+  });
+
   it("fails with INVALID_LAYER and tar's message when tar exits 2 (a missing directory)", async () => {
     const dir = scratch();
     // GNU tar still writes a complete (empty) archive here: only the exit code tells.
