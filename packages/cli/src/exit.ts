@@ -1,4 +1,4 @@
-import { isLadingError } from '@lading/core';
+import { fileSystemError, isLadingError } from '@lading/core';
 
 /** ExitCode is what `lading` exits with, so scripts can tell failures apart. */
 export const ExitCode = {
@@ -33,14 +33,30 @@ const hints: Record<string, string> = {
   INVALID_REFERENCE: 'references look like host[:port]/repository[:tag][@sha256:...]',
   DIGEST_MISMATCH: 'the content changed or was corrupted in transit; nothing was written',
   UNSAFE_PATH: 'the layer contains a path that escapes the destination directory',
+  INVALID_LAYER:
+    'a layer is not a complete tar archive (did its producer fail?); nothing was tagged',
 };
+
+// Errors about a local file or directory (they carry its `path`) get a hint
+// about the path, never the registry one.
+const localHints: Record<string, string> = {
+  NOT_FOUND:
+    'check the path: oci:DIR[:TAG] is an OCI layout directory, docker-archive:FILE[:TAG] a tar file',
+  CONFLICT: 'choose another path, or remove what is there',
+};
+
+function isLocal(err: unknown): boolean {
+  return typeof (err as { path?: unknown } | null)?.path === 'string';
+}
 
 /** classify maps an error to the exit code and the hint printed with it. */
 export function classify(err: unknown): { code: ExitCode; hint: string | undefined } {
   if (err instanceof UsageError)
     return { code: ExitCode.Usage, hint: err.hint ?? 'see lading --help' };
   if (isLadingError(err)) {
-    const hint = hints[err.code];
+    const hint = isLocal(err)
+      ? (localHints[err.code] ?? 'check the path and its permissions')
+      : hints[err.code];
     switch (err.code) {
       case 'UNAUTHORIZED':
       case 'DENIED':
@@ -63,6 +79,19 @@ export function classify(err: unknown): { code: ExitCode; hint: string | undefin
   if (sys === 'ECONNREFUSED' || sys === 'ECONNRESET' || sys === 'ENOTFOUND')
     return { code: ExitCode.Network, hint: hints.NETWORK };
   return { code: ExitCode.Failure, hint: undefined };
+}
+
+/**
+ * typed turns a raw Node file-system error (it has a `syscall` and a
+ * `path`) into a typed one-line error naming the path; others pass as is.
+ */
+export function typed(err: unknown): unknown {
+  if (isLadingError(err) || err instanceof UsageError) return err;
+  const e = err as { syscall?: unknown; path?: unknown } | null;
+  if (typeof e?.syscall === 'string' && typeof e.path === 'string') {
+    return fileSystemError(err, e.path);
+  }
+  return err;
 }
 
 /** describe renders an error as one line, without credentials or stack. */

@@ -1,5 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { ExitCode, UsageError, classify, describe } from './exit.js';
+import { ExitCode, UsageError, classify, describe, typed } from './exit.js';
 import { Output, type OutputMode } from './output.js';
 import { commands, type CommandContext } from './commands/index.js';
 
@@ -108,7 +108,8 @@ export async function main(
     };
     await command.run(ctx);
     return ExitCode.Ok;
-  } catch (err) {
+  } catch (caught) {
+    const err = typed(caught);
     const { code, hint } = classify(err);
     out.error(describe(err), hint);
     if (debug && err instanceof Error)

@@ -1,11 +1,12 @@
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { VerifyingStream, digestOf, isDigest, parseDigest } from './digest.js';
-import { ErrorCode, LadingError, isLadingError, throwIfAborted } from './errors.js';
+import { ErrorCode, LadingError, throwIfAborted } from './errors.js';
 import { isImageManifestMediaType, isIndexMediaType, isManifestMediaType } from './media-types.js';
 import type { BlobKind, ProgressEmitter } from './progress.js';
 import { isMounter, type IoOptions, type Target } from './target.js';
 import { MAX_MANIFEST_SIZE, readCapped } from './parse.js';
+import { selectPlatform } from './platform.js';
 import type { Descriptor, Platform } from './wire.js';
 
 /** CopyHookResult is what a `preCopy` hook may answer: `'skip'` leaves the node (and its sub-graph) out. */
@@ -161,102 +162,6 @@ export async function successors(
 ): Promise<Descriptor[]> {
   if (!isManifestMediaType(desc.mediaType)) return [];
   return successorsOf(await fetchVerified(target, desc, options), desc);
-}
-
-/**
- * parsePlatform reads `os/arch[/variant]` (e.g. `linux/arm64/v8`).
- * @throws INVALID_ARGUMENT
- */
-export function parsePlatform(text: string): Platform {
-  const parts = text.split('/');
-  const [os, architecture, variant] = parts;
-  if (
-    parts.length > 3 ||
-    os === undefined ||
-    os === '' ||
-    architecture === undefined ||
-    architecture === ''
-  ) {
-    throw new LadingError(
-      ErrorCode.InvalidArgument,
-      `platform ${JSON.stringify(text)} is not os/arch[/variant]`,
-    );
-  }
-  const p: Platform = { os, architecture };
-  if (variant !== undefined && variant !== '') p.variant = variant;
-  return p;
-}
-
-function defaultVariant(arch: string): string | undefined {
-  if (arch === 'arm64') return 'v8';
-  if (arch === 'arm') return 'v7';
-  return undefined;
-}
-
-/**
- * platformMatches tells whether `have` satisfies `want`: same os and
- * architecture, and the same variant when `want` names one (arm64 without a
- * variant counts as v8, arm as v7).
- */
-export function platformMatches(want: Platform, have: Platform | undefined): boolean {
-  if (have === undefined) return false;
-  if (want.os !== have.os || want.architecture !== have.architecture) return false;
-  if (want.variant === undefined) return true;
-  return (have.variant ?? defaultVariant(have.architecture)) === want.variant;
-}
-
-async function selectPlatform(
-  src: Target,
-  root: Descriptor,
-  want: Platform,
-  options: IoOptions,
-): Promise<Descriptor> {
-  const label = `${want.os}/${want.architecture}${want.variant === undefined ? '' : `/${want.variant}`}`;
-  if (isIndexMediaType(root.mediaType)) {
-    const children = successorsOf(await fetchVerified(src, root, options), root);
-    const hit = children.find(
-      (c) => isImageManifestMediaType(c.mediaType) && platformMatches(want, c.platform),
-    );
-    if (hit !== undefined) return selectPlatform(src, hit, want, options);
-    // Nested indexes: their own platform (when given at all) is only a hint
-    // on os/architecture; the variant is decided by their children.
-    for (const c of children) {
-      if (!isIndexMediaType(c.mediaType)) continue;
-      if (
-        c.platform !== undefined &&
-        (c.platform.os !== want.os || c.platform.architecture !== want.architecture)
-      ) {
-        continue;
-      }
-      try {
-        return await selectPlatform(src, c, want, options);
-      } catch (err) {
-        if (!isLadingError(err, ErrorCode.NotFound)) throw err;
-      }
-    }
-    throw new LadingError(
-      ErrorCode.NotFound,
-      `no manifest for platform ${label} in ${root.digest}`,
-    );
-  }
-  if (isImageManifestMediaType(root.mediaType)) {
-    const [config] = successorsOf(await fetchVerified(src, root, options), root);
-    if (config === undefined) throw invalid(root, 'no config');
-    const parsed = JSON.parse(
-      (await fetchVerified(src, config, options)).toString('utf8'),
-    ) as Partial<Platform>;
-    const have =
-      typeof parsed.os === 'string' && typeof parsed.architecture === 'string'
-        ? (parsed as Platform)
-        : undefined;
-    if (!platformMatches(want, have)) {
-      throw new LadingError(
-        ErrorCode.NotFound,
-        `image ${root.digest} is not for platform ${label}`,
-      );
-    }
-  }
-  return root;
 }
 
 function isForeign(desc: Descriptor): boolean {
@@ -504,9 +409,7 @@ export async function copy(
   throwIfAborted(options.signal);
   let root = await src.resolve(srcRef, io);
   if (options.platform !== undefined) {
-    const want =
-      typeof options.platform === 'string' ? parsePlatform(options.platform) : options.platform;
-    root = await selectPlatform(src, root, want, io);
+    root = await selectPlatform(root, options.platform, (d) => fetchVerified(src, d, io));
   }
   await new CopyRun(src, dst, options).run(root);
   throwIfAborted(options.signal);

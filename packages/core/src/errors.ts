@@ -25,6 +25,8 @@ export const ErrorCode = {
   Unsupported: 'UNSUPPORTED',
   Conflict: 'CONFLICT',
   Io: 'IO',
+  /** InvalidLayer: a layer's bytes are not a complete tar archive, or its producer failed. */
+  InvalidLayer: 'INVALID_LAYER',
 } as const;
 
 /** ErrorCode is the union of every lading error code. */
@@ -132,4 +134,47 @@ export class AbortedError extends LadingError {
 /** throwIfAborted throws an {@link AbortedError} when `signal` has fired. */
 export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted === true) throw new AbortedError(signal.reason);
+}
+
+/**
+ * LocalPathError is a lading error about a local file or directory (an OCI
+ * layout, a docker archive, an extraction target): `path` names it, so a
+ * CLI can hint at the path rather than at a registry.
+ */
+export class LocalPathError extends LadingError {
+  override name = 'LocalPathError';
+  readonly path: string;
+  constructor(code: ErrorCode, message: string, path: string, options?: LadingErrorOptions) {
+    super(code, message, options);
+    this.path = path;
+  }
+}
+
+const errnoMessages: Readonly<Record<string, readonly [ErrorCode, string]>> = {
+  ENOENT: [ErrorCode.NotFound, 'no such file or directory'],
+  EEXIST: [ErrorCode.Conflict, 'already exists'],
+  ENOTDIR: [ErrorCode.Io, 'not a directory (or a parent is not one)'],
+  EISDIR: [ErrorCode.Io, 'is a directory'],
+  EACCES: [ErrorCode.Io, 'permission denied'],
+  EPERM: [ErrorCode.Io, 'operation not permitted'],
+  EROFS: [ErrorCode.Io, 'read-only file system'],
+  ENOSPC: [ErrorCode.Io, 'no space left on device'],
+  EMFILE: [ErrorCode.Io, 'too many open files'],
+};
+
+/**
+ * fileSystemError turns a Node file-system error met at `path` into a
+ * one-line {@link LocalPathError}: ENOENT becomes NOT_FOUND, EEXIST
+ * CONFLICT, anything else IO. Lading errors pass through unchanged.
+ */
+export function fileSystemError(err: unknown, path: string, doing?: string): LadingError {
+  if (isLadingError(err)) return err;
+  const errno = (err as { code?: unknown } | null)?.code;
+  const known = typeof errno === 'string' ? errnoMessages[errno] : undefined;
+  const what =
+    known?.[1] ?? (err instanceof Error ? err.message.split('\n')[0] : String(err)) ?? 'failed';
+  const prefix = doing === undefined ? '' : `${doing}: `;
+  return new LocalPathError(known?.[0] ?? ErrorCode.Io, `${prefix}${path}: ${what}`, path, {
+    cause: err,
+  });
 }

@@ -9,6 +9,8 @@ export {
   LayerConsumedError,
   AbortedError,
   throwIfAborted,
+  LocalPathError,
+  fileSystemError,
 } from './errors.js';
 export type { LadingErrorOptions } from './errors.js';
 export {
@@ -72,15 +74,17 @@ export {
 } from './parse.js';
 export type { ParsedManifest } from './parse.js';
 export { MemoryTarget, memoryTarget } from './memory-target.js';
-export {
-  copy,
-  successors,
-  successorsOf,
-  parsePlatform,
-  platformMatches,
-  fetchVerified,
-} from './copy.js';
+export { copy, successors, successorsOf, fetchVerified } from './copy.js';
 export type { CopyOptions, CopyHookResult } from './copy.js';
+export {
+  parsePlatform,
+  toPlatform,
+  formatPlatform,
+  platformMatches,
+  platformNotFound,
+  selectPlatform,
+} from './platform.js';
+export type { ManifestLoader } from './platform.js';
 export { writeImage, writeIndex } from './write-image.js';
 export type { WriteImageOptions } from './write-image.js';
 export { emptyImage } from './empty.js';

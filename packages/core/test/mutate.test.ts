@@ -305,7 +305,11 @@ describe('withConfig', () => {
       Cmd: ['echo hi'],
     });
     const ep = withConfig(base, { entrypoint: ['/app'] });
-    expect((await ep.configFile()).config).toMatchObject({ Entrypoint: ['/app'], Cmd: null });
+    expect((await ep.configFile()).config).toEqual({ Entrypoint: ['/app'] });
+    // No null field reaches the config's bytes.
+    expect(Buffer.from(await ep.rawConfig()).toString('utf8')).not.toContain('null');
+    const cleared = withConfig(base, { entrypoint: null, cmd: null });
+    expect((await cleared.configFile()).config).toEqual({});
     const cmd = withConfig(base, { cmd: ['run'] });
     expect((await cmd.configFile()).config).toMatchObject({
       Entrypoint: ['/bin/sh', '-c'],

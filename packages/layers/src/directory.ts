@@ -27,9 +27,17 @@ export interface DirectoryTarOptions {
   /**
    * sourceDateEpoch clamps every mtime to at most this many seconds since
    * the epoch. Defaults to the `SOURCE_DATE_EPOCH` environment variable
-   * (read when the layer is created) when that is set.
+   * (read when the layer is created), else 0: the tar, and so the image
+   * digest, does not depend on when the files were touched (like the CLI,
+   * ko, jib and apko).
    */
   readonly sourceDateEpoch?: number;
+  /**
+   * keepMtimes keeps the files' real mtimes instead of clamping them (to
+   * `sourceDateEpoch` when given explicitly, not at all otherwise). The tar
+   * then changes whenever a file is touched.
+   */
+  readonly keepMtimes?: boolean;
   /** mtime sets every entry's mtime to exactly this value (wins over sourceDateEpoch). */
   readonly mtime?: Date | number;
   /** prefix places the tree under this path inside the tar (its directories are emitted too). */
@@ -77,7 +85,7 @@ function cleanRelative(p: string, what: string): string {
 function resolveOptions(options: DirectoryTarOptions): Resolved {
   const env = process.env.SOURCE_DATE_EPOCH;
   let clamp = options.sourceDateEpoch;
-  if (clamp === undefined && env !== undefined && env !== '') {
+  if (clamp === undefined && options.keepMtimes !== true && env !== undefined && env !== '') {
     const n = Number(env);
     if (!Number.isInteger(n) || n < 0) {
       throw new LadingError(
@@ -87,6 +95,7 @@ function resolveOptions(options: DirectoryTarOptions): Resolved {
     }
     clamp = n;
   }
+  if (clamp === undefined && options.keepMtimes !== true) clamp = 0;
   const m = options.mtime;
   const fixed =
     m === undefined ? undefined : Math.floor(typeof m === 'number' ? m : m.getTime() / 1000);
@@ -405,8 +414,8 @@ async function* walkTar(root: string, r: Resolved, pooled: boolean): AsyncGenera
 /**
  * directoryTar streams `dir` as a deterministic tar, with no temporary files:
  * entries depth-first with each directory's children in byte order of their
- * names, uid/gid 0 unless asked, mtimes clamped to SOURCE_DATE_EPOCH when
- * set, no atime/ctime, PAX headers for long names and huge files, symlinks as
+ * names, uid/gid 0 unless asked, mtimes clamped to SOURCE_DATE_EPOCH (0
+ * when unset; `keepMtimes` keeps them), no atime/ctime, PAX headers for long names and huge files, symlinks as
  * links, hardlinks as link entries to the first path seen, sockets skipped.
  * @throws INVALID_ARGUMENT or UNSAFE_PATH for bad options; the stream fails
  *   with IO on file-system errors and ABORTED when the signal fires.

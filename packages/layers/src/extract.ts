@@ -22,10 +22,12 @@ import {
   AbortedError,
   ErrorCode,
   LadingError,
+  fileSystemError,
   isLadingError,
   throwIfAborted,
   type Layer,
 } from '@lading/core';
+import { completeTar } from './internal/tar-check.js';
 
 const execFileP = promisify(execFile);
 
@@ -229,7 +231,9 @@ class LayerApplier {
     // tar-stream's extractor is a streamx Writable; feed it by hand with
     // backpressure (node's pipeline does not see it finish).
     const feeding = (async () => {
-      for await (const chunk of tar as AsyncIterable<Buffer>) {
+      // Tolerant like the peers: a layer that ends right after its last
+      // entry's data (umoci 0.4.7) gets its padding and end blocks added.
+      for await (const chunk of completeTar(tar as AsyncIterable<Buffer>)) {
         if (!ex.write(chunk)) {
           await new Promise<void>((resolve) => {
             ex.once('drain', () => {
@@ -379,7 +383,7 @@ class LayerApplier {
 /**
  * typed gives an error met while applying layer `index` a code: file-system
  * errors become IO, anything else from the tar or gzip decoder (truncated,
- * corrupt, not a tar) INVALID_ARGUMENT.
+ * corrupt, not a tar) INVALID_LAYER.
  */
 function typed(e: unknown, index: number): unknown {
   if (isLadingError(e)) return e;
@@ -387,11 +391,9 @@ function typed(e: unknown, index: number): unknown {
   if (typeof e === 'object' && e !== null && 'syscall' in e) {
     return new LadingError(ErrorCode.Io, `extracting layer ${index}: ${message}`, { cause: e });
   }
-  return new LadingError(
-    ErrorCode.InvalidArgument,
-    `layer ${index} is not a valid tar: ${message}`,
-    { cause: e },
-  );
+  return new LadingError(ErrorCode.InvalidLayer, `layer ${index} is not a valid tar: ${message}`, {
+    cause: e,
+  });
 }
 
 /**
@@ -408,8 +410,12 @@ function typed(e: unknown, index: number): unknown {
  * replaced, not followed. Ownership is restored only with `chown: true` when running as root.
  * Device nodes are skipped.
  * @see https://github.com/opencontainers/image-spec/blob/main/layer.md
- * @throws UNSAFE_PATH for entries that would escape `dir`; INVALID_ARGUMENT for a
- *   truncated or corrupt layer; IO for file-system errors; ABORTED when the signal fires.
+ * A layer that ends right after its last entry's data, without padding and
+ * end-of-archive blocks (what umoci 0.4.7 writes), is read completely, as
+ * GNU tar, umoci and skopeo do; one cut inside an entry's data fails.
+ * @throws UNSAFE_PATH for entries that would escape `dir`; INVALID_LAYER for a
+ *   truncated or corrupt layer; IO for file-system errors (also when `dir`
+ *   cannot be made: it exists as a file, say); ABORTED when the signal fires.
  */
 export async function extract(
   layers: Iterable<Layer> | AsyncIterable<Layer>,
@@ -417,8 +423,13 @@ export async function extract(
   options: ExtractOptions = {},
 ): Promise<void> {
   throwIfAborted(options.signal);
-  await mkdir(dir, { recursive: true });
-  const root = await realpath(dir);
+  let root: string;
+  try {
+    await mkdir(dir, { recursive: true });
+    root = await realpath(dir);
+  } catch (e) {
+    throw fileSystemError(e, dir, 'cannot extract into');
+  }
   let index = 0;
   for await (const layer of layers) {
     throwIfAborted(options.signal);

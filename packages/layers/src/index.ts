@@ -3,6 +3,7 @@ export type { CompressionOptions, ResolvedCompression } from './compression.js';
 export type { Crc32 } from './internal/crc32.js';
 export { StreamLayer, streamLayer } from './stream-layer.js';
 export type { LayerOptions, StreamLayerOptions } from './stream-layer.js';
+export { layerFromProcess } from './process-layer.js';
 export { OpenerLayer, layerFromOpener, layerFromFile } from './opener-layer.js';
 export type { Opener, OpenerLayerOptions, FileLayerOptions } from './opener-layer.js';
 export { directoryTar, layerFromDirectory } from './directory.js';

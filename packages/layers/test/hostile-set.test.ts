@@ -219,7 +219,7 @@ async function check(tarPath: string, expected: Expect, top: string): Promise<vo
   }
   if (expected === 'inside') expect(caught).toBeUndefined();
   else if (expected === 'refused') expect(isLadingError(caught, 'UNSAFE_PATH')).toBe(true);
-  else if (expected === 'invalid') expect(isLadingError(caught, 'INVALID_ARGUMENT')).toBe(true);
+  else if (expected === 'invalid') expect(isLadingError(caught, 'INVALID_LAYER')).toBe(true);
   else if (caught !== undefined) expect(isLadingError(caught)).toBe(true);
   expect(snapshot(outside)).toEqual(before.outside);
   expect(readdirSync(top).sort()).toEqual(before.top);

@@ -11,6 +11,8 @@ import {
   ErrorCode,
   HashingStream,
   LadingError,
+  LocalPathError,
+  fileSystemError,
   MediaType,
   VerifyingStream,
   digestHex,
@@ -42,6 +44,7 @@ import {
   type TarEntry,
 } from './internal/tar.js';
 import { refNameAnnotation } from './oci-layout.js';
+import { onlyImage } from './internal/only.js';
 
 /** The media type of an uncompressed Docker layer (what `docker save` stores). */
 export const dockerLayerTar = 'application/vnd.docker.image.rootfs.diff.tar';
@@ -230,8 +233,12 @@ export class DockerArchive implements Target, BlobWriter {
     try {
       entries = await indexTar(this.file, options);
     } catch (err) {
-      if (codeOf(err) === 'ENOENT') throw notFound(`archive file ${this.file}`);
-      throw err;
+      if (codeOf(err) === 'ENOENT') {
+        throw new LocalPathError(ErrorCode.NotFound, `no such file: ${this.file}`, this.file, {
+          cause: err,
+        });
+      }
+      throw fileSystemError(err, this.file);
     }
     const blobs = new Map<Digest, Blob>();
     const refs = new Map<string, Descriptor>();
@@ -296,7 +303,10 @@ export class DockerArchive implements Target, BlobWriter {
           const fromPath = /(?:^|\/)blobs\/sha256\/([a-f0-9]{64})$/.exec(entry.name)?.[1];
           const head = await readRange(this.file, entry, 2);
           const gzip = head[0] === 0x1f && head[1] === 0x8b;
-          const mediaType = gzip ? MediaType.DockerLayerGzip : dockerLayerTar;
+          // Synthesized manifests use OCI media types (as skopeo does when
+          // it converts an archive): OCI layouts, umoci and oci-image-tool
+          // read them, and registries take them.
+          const mediaType = gzip ? MediaType.OciLayerGzip : MediaType.OciLayer;
           const known = fromPath === undefined ? undefined : (`sha256:${fromPath}` as Digest);
           const digest =
             known ??
@@ -307,18 +317,18 @@ export class DockerArchive implements Target, BlobWriter {
         }
         const manifest: ImageManifest = {
           schemaVersion: 2,
-          mediaType: MediaType.DockerManifest,
+          mediaType: MediaType.OciManifest,
           config: {
-            mediaType: MediaType.DockerConfig,
+            mediaType: MediaType.OciConfig,
             digest: configDigest,
             size: configBytes.length,
           },
           layers,
         };
         const bytes = Buffer.from(JSON.stringify(manifest));
-        desc = { mediaType: MediaType.DockerManifest, digest: digestOf(bytes), size: bytes.length };
-        blobs.set(desc.digest, { mediaType: MediaType.DockerManifest, bytes });
-        blobs.set(configDigest, { mediaType: MediaType.DockerConfig, bytes: configBytes });
+        desc = { mediaType: MediaType.OciManifest, digest: digestOf(bytes), size: bytes.length };
+        blobs.set(desc.digest, { mediaType: MediaType.OciManifest, bytes });
+        blobs.set(configDigest, { mediaType: MediaType.OciConfig, bytes: configBytes });
       }
       const repoTags = item.RepoTags ?? [];
       for (const tag of repoTags) refs.set(normalizeRepoTag(tag), desc);
@@ -350,9 +360,14 @@ export class DockerArchive implements Target, BlobWriter {
     }
     const loaded = await this.#load(options);
     if (ref === '') {
-      const [only, ...rest] = loaded.images;
-      if (only !== undefined && rest.length === 0) return { ...only.manifest };
-      throw notFound(`a single image (the archive holds ${loaded.images.length}; name one)`);
+      const tags = new Map(loaded.images.map((i) => [i.manifest.digest, i.repoTags]));
+      const one = onlyImage(
+        loaded.images.map((i) => i.manifest),
+        `the docker archive ${this.file}`,
+        this.file,
+        (d) => tags.get(d.digest) ?? [],
+      );
+      return { ...one };
     }
     const hit = loaded.refs.get(ref) ?? loaded.refs.get(normalizeRepoTag(ref));
     if (hit !== undefined) return { ...hit };

@@ -9,7 +9,9 @@ import {
   ErrorCode,
   HashingStream,
   LadingError,
+  LocalPathError,
   MediaType,
+  fileSystemError,
   VerifyingStream,
   digestAlgorithm,
   digestHex,
@@ -28,6 +30,7 @@ import {
   type Target,
 } from '@lading/core';
 import { withFileLock } from './internal/lock.js';
+import { onlyImage } from './internal/only.js';
 import { openRegularFile } from './internal/regular-file.js';
 
 /** The annotation that names a tag in an OCI layout's index.json. */
@@ -53,6 +56,16 @@ function codeOf(err: unknown): string | undefined {
 
 function notFound(what: string, cause?: unknown): LadingError {
   return new LadingError(ErrorCode.NotFound, `${what} not found in the OCI layout`, { cause });
+}
+
+function withoutRefName(d: Descriptor): Descriptor {
+  const out: Descriptor = { ...d };
+  if (d.annotations !== undefined) {
+    const { [refNameAnnotation]: _name, ...rest } = d.annotations;
+    if (Object.keys(rest).length > 0) out.annotations = rest;
+    else delete out.annotations;
+  }
+  return out;
 }
 
 function emptyIndex(): IndexManifest {
@@ -172,25 +185,43 @@ export class OciLayout implements Target, BlobWriter {
     return [...new Set(names)].sort();
   }
 
+  /** mustExist fails when there is no layout at all (no `index.json`). */
+  async #mustExist(): Promise<void> {
+    try {
+      await stat(join(this.dir, 'index.json'));
+    } catch (err) {
+      if (codeOf(err) !== 'ENOENT' && codeOf(err) !== 'ENOTDIR')
+        throw fileSystemError(err, this.dir);
+      throw new LocalPathError(
+        ErrorCode.NotFound,
+        `no OCI layout at ${this.dir} (no index.json)`,
+        this.dir,
+        { cause: err },
+      );
+    }
+  }
+
   /**
    * resolve finds a tag in `index.json` (the last entry carrying it), or a
-   * digest (listed in index.json, or any stored manifest blob).
-   * @throws NOT_FOUND
+   * digest (listed in index.json, or any stored manifest blob); `''` picks
+   * the only manifest of a layout that holds one.
+   * @throws NOT_FOUND (no layout at `dir`, an unknown reference, or `''` in
+   *   a layout with several manifests: the message lists their names)
    */
   async resolve(ref: string, options: IoOptions = {}): Promise<Descriptor> {
     const manifests = await this.list(options);
+    if (manifests.length === 0) await this.#mustExist();
+    if (ref === '') {
+      const one = onlyImage(manifests, `the OCI layout ${this.dir}`, this.dir, (d) => {
+        const n = d.annotations?.[refNameAnnotation];
+        return n === undefined ? [] : [n];
+      });
+      return withoutRefName(one);
+    }
     const hit = isDigest(ref)
       ? manifests.find((d) => d.digest === ref)
       : manifests.findLast((d) => d.annotations?.[refNameAnnotation] === ref);
-    if (hit !== undefined) {
-      const out: Descriptor = { ...hit };
-      if (hit.annotations !== undefined) {
-        const { [refNameAnnotation]: _name, ...rest } = hit.annotations;
-        if (Object.keys(rest).length > 0) out.annotations = rest;
-        else delete out.annotations;
-      }
-      return out;
-    }
+    if (hit !== undefined) return withoutRefName(hit);
     if (isDigest(ref)) {
       let bytes: Buffer;
       try {

@@ -19,7 +19,7 @@ import {
   type ImageManifest,
   type MemoryTarget,
 } from '@lading/core';
-import { dockerArchive, dockerLayerTar, normalizeRepoTag, ociLayout } from '../src/index.js';
+import { dockerArchive, normalizeRepoTag, ociLayout } from '../src/index.js';
 import { OnceLayer, lazyImage, run, tarOf, tempDir } from './helpers.js';
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -169,9 +169,10 @@ describe('dockerArchive', () => {
     const config = json(mem, manifest.config) as ConfigFile;
     expect(config.rootfs.diff_ids).toEqual((await image.configFile()).rootfs.diff_ids);
     expect(manifest.layers.map((l) => l.digest)).toEqual(config.rootfs.diff_ids);
-    // a classic archive gets a synthesized Docker manifest over the uncompressed layers
-    expect(root.mediaType).toBe(MediaType.DockerManifest);
-    expect(manifest.layers.every((l) => l.mediaType === dockerLayerTar)).toBe(true);
+    // a classic archive gets a synthesized OCI manifest over the uncompressed layers
+    expect(root.mediaType).toBe(MediaType.OciManifest);
+    expect(manifest.config.mediaType).toBe(MediaType.OciConfig);
+    expect(manifest.layers.every((l) => l.mediaType === MediaType.OciLayer)).toBe(true);
     // docker.io/ normalisation: skopeo records team/app:v1
     expect((await back.resolve('docker.io/team/app:v1')).digest).toBe(root.digest);
   });

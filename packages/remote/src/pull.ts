@@ -7,8 +7,11 @@ import {
   isGzipLayerMediaType,
   parseConfigFile,
   parseManifest,
+  isManifestMediaType,
   parseReference,
   readCapped,
+  selectPlatform,
+  type ManifestLoader,
   type BlobSource,
   type ConfigFile,
   type Descriptor,
@@ -35,26 +38,6 @@ import {
 export interface PullOptions extends RemoteOptions {
   /** platform picks one child of an index: `os/arch[/variant]` or a Platform. */
   readonly platform?: string | Platform;
-}
-
-function toPlatform(p: string | Platform): Platform {
-  if (typeof p !== 'string') return p;
-  const [os, architecture, variant] = p.split('/');
-  if (os === undefined || os === '' || architecture === undefined || architecture === '') {
-    throw new LadingError(
-      ErrorCode.InvalidArgument,
-      `invalid platform ${JSON.stringify(p)} (want os/arch[/variant])`,
-    );
-  }
-  return variant === undefined ? { os, architecture } : { os, architecture, variant };
-}
-
-function matches(want: Platform, have: Platform | undefined): boolean {
-  if (have === undefined) return false;
-  if (want.os !== have.os || want.architecture !== have.architecture) return false;
-  if (want.variant !== undefined && want.variant !== have.variant) return false;
-  if (want['os.version'] !== undefined && want['os.version'] !== have['os.version']) return false;
-  return true;
 }
 
 /**
@@ -295,18 +278,32 @@ export class RemoteIndex extends RemoteManifest implements ImageIndex {
     return m;
   }
 
-  /** forPlatform returns the child image matching `platform`. @throws NOT_FOUND */
+  /**
+   * forPlatform returns the child image matching `platform` (nested indexes
+   * followed), with the matching rules of `platformMatches` in @lading/core.
+   * @throws NOT_FOUND naming the platforms the index offers.
+   */
   async forPlatform(platform: string | Platform): Promise<Image> {
-    const want = toPlatform(platform);
-    const d = this.#index.manifests.find((m) => matches(want, m.platform));
-    if (d === undefined) {
-      throw new LadingError(
-        ErrorCode.NotFound,
-        `no image for ${want.os}/${want.architecture}${want.variant === undefined ? '' : `/${want.variant}`} in ${this.origin.client.registry}/${this.origin.repository}@${this.origin.fetched.digest}`,
-      );
-    }
+    const { fetched } = this.origin;
+    const root = { mediaType: fetched.mediaType, digest: fetched.digest, size: fetched.size };
+    const d = await selectPlatform(root, platform, loaderFor(this.origin));
     return this.image(d.digest);
   }
+}
+
+/** loaderFor reads manifests (by digest) and configs (as blobs) of one repository, capped. */
+function loaderFor(from: Omit<ManifestOrigin, 'fetched'>): ManifestLoader {
+  const { client, repository, signal } = from;
+  return async (d) => {
+    if (isManifestMediaType(d.mediaType)) {
+      return (await client.getManifest(repository, d.digest, { signal })).bytes;
+    }
+    if (d.size > MANIFEST_SIZE_LIMIT) {
+      throw new LadingError(ErrorCode.ManifestTooLarge, `config ${d.digest} is ${d.size} bytes`);
+    }
+    const body = await client.getBlob(repository, d.digest, { size: d.size, signal });
+    return readCapped(body, MANIFEST_SIZE_LIMIT);
+  };
 }
 
 /** loadManifest fetches `reference` and wraps it as a {@link RemoteImage} or a {@link RemoteIndex}. */
@@ -348,8 +345,13 @@ export async function pull(
     { client, repository: r.repository, signal: options.signal },
     r.digest ?? r.tag ?? 'latest',
   );
-  if (options.platform !== undefined && m instanceof RemoteIndex)
-    return m.forPlatform(options.platform);
+  if (options.platform === undefined) return m;
+  if (m instanceof RemoteIndex) return m.forPlatform(options.platform);
+  // A single image must be for the platform asked, as an index child would.
+  const root = { mediaType: m.mediaType, digest: await m.digest(), size: await m.size() };
+  await selectPlatform(root, options.platform, async (d) =>
+    d.digest === root.digest ? m.rawManifest() : m.rawConfig(),
+  );
   return m;
 }
 

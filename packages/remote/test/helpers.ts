@@ -17,6 +17,14 @@ import {
   type Layer,
   type MediaTypeString,
 } from '@lading/core';
+import { singleFileTar } from '@lading/testing';
+
+/** asTar wraps `size` bytes from `source` as the one file of a tar archive, streamed. */
+export async function* asTar(source: Readable, size: number): AsyncGenerator<Buffer> {
+  yield singleFileTar('data.bin', Buffer.alloc(size)).subarray(0, 512);
+  for await (const chunk of source as AsyncIterable<Buffer>) yield chunk;
+  yield Buffer.alloc(((512 - (size % 512)) % 512) + 1024);
+}
 
 /** CountingSource produces `chunks` chunks of `chunkSize` pseudo-random bytes and counts what was read. */
 export class CountingSource extends Readable {

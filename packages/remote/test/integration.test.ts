@@ -16,11 +16,12 @@ import {
 import { streamLayer } from '@lading/layers';
 import {
   recordingProxy,
+  singleFileTar,
   startDistributionRegistry,
   type DistributionRegistry,
 } from '@lading/testing';
 import { RegistryClient, pull, write, writeIndex } from '../src/index.js';
-import { CountingSource } from './helpers.js';
+import { CountingSource, asTar } from './helpers.js';
 
 describe('core images, real stream layers and indexes against the CNCF registry', () => {
   let reg: DistributionRegistry;
@@ -33,7 +34,7 @@ describe('core images, real stream layers and indexes against the CNCF registry'
 
   it('pushes an appendLayers image over streamLayer with zero bytes read before authorized, and pulls it back', async () => {
     const source = new CountingSource(16, 32 * 1024, 5);
-    const layer = streamLayer(source);
+    const layer = streamLayer(asTar(source, 16 * 32 * 1024));
     const image = withConfig(appendLayers(emptyImage(), layer), {
       env: ['A=1'],
       cmd: ['/bin/app'],
@@ -61,7 +62,10 @@ describe('core images, real stream layers and indexes against the CNCF registry'
     try {
       const pulled = (await pull(`${proxy.host}/core/base:1`)) as Image;
       const top = (): Image =>
-        appendLayers(pulled, streamLayer(Readable.from([Buffer.from('top layer')])));
+        appendLayers(
+          pulled,
+          streamLayer(Readable.from([singleFileTar('top', Buffer.from('top layer'))])),
+        );
       const same = await write(`${proxy.host}/core/base:2`, top()).done;
       const other = await write(`${proxy.host}/core/derived:1`, top()).done;
       expect(same.digest).toBe(other.digest);

@@ -11,7 +11,7 @@ import {
   type Image,
 } from '@lading/core';
 import { layerFromDirectory } from '@lading/layers';
-import { pullImage, write } from '@lading/remote';
+import { write } from '@lading/remote';
 import { stat } from 'node:fs/promises';
 import { UsageError } from '../exit.js';
 import { parseLocation } from '../transports.js';
@@ -21,6 +21,7 @@ import {
   list,
   openTarget,
   positional,
+  pullForPlatform,
   remoteOptions,
   requireRef,
   seconds,
@@ -101,7 +102,8 @@ async function run(ctx: CommandContext): Promise<void> {
     throw new UsageError(
       `source date epoch must be a non-negative integer, got ${JSON.stringify(epochText)}`,
     );
-  const platform = parsePlatform(str(ctx, 'platform') ?? 'linux/amd64');
+  const platformText = str(ctx, 'platform');
+  const platform = parsePlatform(platformText ?? 'linux/amd64');
   const level = intOption(ctx, 'level', 0, 9);
   const workers = intOption(ctx, 'workers', 1, 64);
   const options = await remoteOptions(ctx);
@@ -110,7 +112,7 @@ async function run(ctx: CommandContext): Promise<void> {
   let image: Image =
     baseRef === undefined || baseRef === 'scratch'
       ? withPlatform(emptyImage(), platform)
-      : await pullImage(baseRef, { ...options, platform });
+      : await pullForPlatform(baseRef, options, platformText);
   const layer = layerFromDirectory(dir, {
     prefix: str(ctx, 'prefix') ?? '/',
     sourceDateEpoch: epoch,
@@ -118,7 +120,7 @@ async function run(ctx: CommandContext): Promise<void> {
     ...(workers === undefined ? {} : { workers }),
     signal: ctx.signal,
   });
-  image = appendLayers(image, { layer, history: { created_by: `lading build ${dir}` } });
+  image = appendLayers(image, { layer, history: { created_by: 'lading build' } });
   const env = keyValues(list(ctx, 'env'), 'env');
   const entrypoint = words(str(ctx, 'entrypoint'));
   const cmd = words(str(ctx, 'cmd'));

@@ -1,6 +1,13 @@
-import { ErrorCode, LadingError, parseReference, type Target } from '@lading/core';
+import {
+  ErrorCode,
+  LadingError,
+  isImageIndex,
+  parseReference,
+  type Image,
+  type Target,
+} from '@lading/core';
 import { dockerArchive, ociLayout, type DockerArchive } from '@lading/layout';
-import { registryTarget, type RemoteOptions } from '@lading/remote';
+import { pull, pullImage, registryTarget, type RemoteOptions } from '@lading/remote';
 import { UsageError } from '../exit.js';
 import type { Location } from '../transports.js';
 import type { CommandContext } from './types.js';
@@ -73,6 +80,11 @@ export type OpenedTarget = {
   readonly target: Target;
   /** ref is the tag or digest to resolve or tag. */
   readonly ref: string | undefined;
+  /**
+   * readRef is what to resolve when reading: the tag or digest given, else
+   * `latest` in a registry and `''` (the only image) in a layout or archive.
+   */
+  readonly readRef: string;
   /** finish commits (docker-archive writes its file) after a successful write. */
   finish(): Promise<void>;
   readonly label: string;
@@ -90,6 +102,7 @@ export function openTarget(
       return {
         target: registryTarget(ref.repo, options),
         ref: ref.digest ?? ref.tag,
+        readRef: ref.digest ?? ref.tag,
         finish: () => Promise.resolve(),
         label: location.reference,
       };
@@ -98,6 +111,7 @@ export function openTarget(
       return {
         target: ociLayout(location.dir),
         ref: location.tag,
+        readRef: location.tag ?? '',
         finish: () => Promise.resolve(),
         label: `oci:${location.dir}`,
       };
@@ -106,6 +120,7 @@ export function openTarget(
       return {
         target: archive,
         ref: location.tag,
+        readRef: location.tag ?? '',
         finish: () =>
           mode === 'write' ? archive.close({ signal: options.signal }) : Promise.resolve(),
         label: `docker-archive:${location.file}`,
@@ -141,4 +156,21 @@ export function requireRef(opened: OpenedTarget): string {
 /** seconds formats elapsed time since `start` (performance.now()). */
 export function seconds(start: number): number {
   return Math.round((performance.now() - start) / 10) / 100;
+}
+
+/**
+ * pullForPlatform pulls an image: with `--platform` given, the matching one
+ * (an index child, or a single image that must be for it); without, a
+ * single image as it is, or an index's `fallback` platform.
+ * @throws NOT_FOUND naming the platforms offered
+ */
+export async function pullForPlatform(
+  ref: string,
+  options: RemoteOptions,
+  platform: string | undefined,
+  fallback = 'linux/amd64',
+): Promise<Image> {
+  if (platform !== undefined) return pullImage(ref, { ...options, platform });
+  const m = await pull(ref, options);
+  return isImageIndex(m) ? pullImage(ref, { ...options, platform: fallback }) : m;
 }

@@ -1,9 +1,16 @@
 import { ProgressEmitter, copy } from '@lading/core';
 import { extractVerified } from '@lading/layers';
-import { pullImage } from '@lading/remote';
 import { UsageError } from '../exit.js';
 import { parseLocation, type Location } from '../transports.js';
-import { flag, openTarget, positional, remoteOptions, seconds, str } from './common.js';
+import {
+  flag,
+  openTarget,
+  positional,
+  pullForPlatform,
+  remoteOptions,
+  seconds,
+  str,
+} from './common.js';
 import type { Command, CommandContext } from './types.js';
 
 const cpUsage = `Usage: lading cp SRC DST [--platform OS/ARCH] [--all]
@@ -32,8 +39,9 @@ async function copyBetween(ctx: CommandContext, srcText: string, dstText: string
   const src = openTarget(parseLocation(srcText), options, 'read');
   const dstLoc: Location = parseLocation(dstText);
   const dst = openTarget(dstLoc, options, 'write');
-  const srcRef = src.ref ?? 'latest';
-  const dstRef = dst.ref ?? srcRef;
+  // A tagless layout or archive source means its only image (skopeo's rule).
+  const srcRef = src.readRef;
+  const dstRef = dst.ref ?? (srcRef === '' ? 'latest' : srcRef);
   const platform = str(ctx, 'platform');
   if (platform !== undefined && flag(ctx, 'all'))
     throw new UsageError('--platform and --all exclude each other');
@@ -132,10 +140,7 @@ export const pull: Command = {
     }
     const start = performance.now();
     const options = await remoteOptions(ctx);
-    const image = await pullImage(ref, {
-      ...options,
-      platform: str(ctx, 'platform') ?? 'linux/amd64',
-    });
+    const image = await pullForPlatform(ref, options, str(ctx, 'platform'));
     // Each layer is verified (digest, size, diffId) before a byte of it
     // lands in DEST; a failed pull leaves DEST as it was.
     await extractVerified(await image.layers(), dest, {

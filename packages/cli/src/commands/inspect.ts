@@ -3,10 +3,10 @@ import {
   LadingError,
   MAX_MANIFEST_SIZE,
   parseConfigFile,
+  isIndexMediaType,
   parseManifest,
-  parsePlatform,
-  platformMatches,
   readCapped,
+  selectPlatform,
   type Descriptor,
 } from '@lading/core';
 import { RegistryClient } from '@lading/remote';
@@ -28,7 +28,7 @@ async function root(
 ): Promise<{ opened: OpenedTarget; desc: Descriptor }> {
   const text = positional(ctx, 0, 'LOCATION', usage);
   const opened = openTarget(parseLocation(text), await remoteOptions(ctx), 'read');
-  const desc = await opened.target.resolve(opened.ref ?? 'latest', { signal: ctx.signal });
+  const desc = await opened.target.resolve(opened.readRef, { signal: ctx.signal });
   return { opened, desc };
 }
 
@@ -43,13 +43,18 @@ async function readManifest(
 const platformOption = { platform: { type: 'string' } } as const;
 
 const digestUsage =
-  'Usage: lading digest LOCATION\n\nPrints the digest of the manifest LOCATION points at.';
+  'Usage: lading digest LOCATION [--platform OS/ARCH]\n\nPrints the digest of the manifest LOCATION points at; with --platform, of the matching image manifest.';
 /** digest is `lading digest`. */
 export const digest: Command = {
   usage: digestUsage,
-  options: {},
+  options: platformOption,
   run: async (ctx) => {
-    const { desc } = await root(ctx, digestUsage);
+    const r = await root(ctx, digestUsage);
+    const platform = str(ctx, 'platform');
+    const desc =
+      platform === undefined
+        ? r.desc
+        : await selectPlatform(r.desc, platform, (d) => readManifest(r.opened, d, ctx.signal));
     ctx.out.result(desc, desc.digest);
   },
 };
@@ -57,21 +62,23 @@ export const digest: Command = {
 const manifestUsage =
   'Usage: lading manifest LOCATION [--platform OS/ARCH]\n\nPrints the manifest (or index) as stored; with --platform, the matching image manifest of an index.';
 
-/** resolveImageManifest follows an index to one platform's manifest. */
+/**
+ * platformManifest follows `desc` to the manifest for `platform` (an index
+ * child, or a single image checked against its config); without one, an
+ * index is followed to `fallback` when given, else returned as it is.
+ * @throws NOT_FOUND naming the platforms offered
+ */
 async function platformManifest(
   ctx: CommandContext,
   opened: OpenedTarget,
   desc: Descriptor,
   platform: string | undefined,
+  fallback?: string,
 ): Promise<{ desc: Descriptor; bytes: Buffer }> {
-  const bytes = await readManifest(opened, desc, ctx.signal);
-  const parsed = parseManifest(bytes, desc.mediaType);
-  if (parsed.kind !== 'index' || platform === undefined) return { desc, bytes };
-  const want = parsePlatform(platform);
-  const child = parsed.manifest.manifests.find((m) => platformMatches(want, m.platform));
-  if (child === undefined)
-    throw new LadingError(ErrorCode.NotFound, `no ${platform} image in the index ${desc.digest}`);
-  return platformManifest(ctx, opened, child, undefined);
+  const load = (d: Descriptor): Promise<Buffer> => readManifest(opened, d, ctx.signal);
+  const want = platform ?? (isIndexMediaType(desc.mediaType) ? fallback : undefined);
+  const chosen = want === undefined ? desc : await selectPlatform(desc, want, load);
+  return { desc: chosen, bytes: await load(chosen) };
 }
 
 /** manifest is `lading manifest`. */
@@ -98,7 +105,8 @@ export const config: Command = {
       ctx,
       r.opened,
       r.desc,
-      str(ctx, 'platform') ?? 'linux/amd64',
+      str(ctx, 'platform'),
+      'linux/amd64',
     );
     const parsed = parseManifest(bytes, desc.mediaType);
     if (parsed.kind !== 'image')

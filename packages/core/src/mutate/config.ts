@@ -123,11 +123,17 @@ export function compileConfigPatch(patch: ConfigPatch): (cfg: ConfigFile) => voi
       }
       c.Env = vars;
     }
+    // Cleared fields are left out, never written as null (`"Cmd": null`).
     if (entrypoint !== undefined) {
-      c.Entrypoint = patch.entrypoint === null ? null : entrypoint;
-      if (cmd === undefined) c.Cmd = null;
+      if (patch.entrypoint === null) delete c.Entrypoint;
+      else c.Entrypoint = entrypoint;
+      // As in a Dockerfile, a new ENTRYPOINT drops the base image's CMD.
+      if (cmd === undefined) delete c.Cmd;
     }
-    if (cmd !== undefined) c.Cmd = patch.cmd === null ? null : cmd;
+    if (cmd !== undefined) {
+      if (patch.cmd === null) delete c.Cmd;
+      else c.Cmd = cmd;
+    }
     if (patch.workingDir !== undefined) c.WorkingDir = patch.workingDir;
     if (patch.user !== undefined) c.User = patch.user;
     if (patch.stopSignal !== undefined) c.StopSignal = patch.stopSignal;

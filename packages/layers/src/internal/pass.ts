@@ -3,6 +3,7 @@ import { finished, pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { HashingStream, createHasher, type Digest, type Hasher } from '@lading/core';
 import { gzipTransform, type ResolvedCompression } from '../compression.js';
+import { TarCheck } from './tar-check.js';
 
 /** PassResult is what one pass over a layer's bytes learns. */
 export interface PassResult {
@@ -79,10 +80,10 @@ class SideChannel extends Transform {
   readonly #done: Promise<void>;
   #error: unknown;
 
-  constructor(transform: Transform, sink: HashSink) {
+  constructor(transform: Transform, sink: HashSink, check?: TarCheck) {
     super({ highWaterMark: 1024 * 1024 });
     this.#side = transform;
-    this.#done = pipeline(transform, sink);
+    this.#done = check === undefined ? pipeline(transform, sink) : pipeline(transform, check, sink);
     this.#done.catch((err: unknown) => {
       this.#error = err;
       this.destroy(err as Error);
@@ -158,14 +159,17 @@ export function startPass(
     }
     const blobHash = new HashingStream();
     const tarHash = new HashingStream();
+    // Every pass checks that the tar is complete: a producer that failed or
+    // was killed must not become a layer (INVALID_LAYER, nothing settles).
+    const check = new TarCheck();
     const none = compression.compression === 'none' && !src.gzipped;
     const stages: Transform[] = [];
     let blobSink: HashSink | undefined;
     let tarSink: HashSink | undefined;
     if (none) {
-      stages.push(tarHash);
+      stages.push(tarHash, check);
     } else if (!src.gzipped) {
-      stages.push(tarHash);
+      stages.push(tarHash, check);
       if (output === 'compressed') {
         stages.push(gzipTransform(compression, src.pooled === true), blobHash);
       } else {
@@ -176,8 +180,8 @@ export function startPass(
       stages.push(blobHash);
       if (output === 'compressed') {
         tarSink = new HashSink();
-        stages.push(new SideChannel(createGunzip(), tarSink));
-      } else stages.push(createGunzip(), tarHash);
+        stages.push(new SideChannel(createGunzip(), tarSink, check));
+      } else stages.push(createGunzip(), tarHash, check);
     }
     await Promise.all([pipeline([src.stream, ...stages, out]), consumed]);
     const diffId = tarSink?.digest ?? tarHash.digest;

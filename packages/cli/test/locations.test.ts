@@ -1,0 +1,303 @@
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  appendLayers,
+  emptyImage,
+  imageIndex,
+  layerFromBytes,
+  withConfig,
+  withPlatform,
+  type Platform,
+} from '@lading/core';
+import { createRegistry, memoryStorage, type Registry } from '@lading/registry';
+import { singleFileTar } from '@lading/testing';
+import { write, writeIndex } from '@lading/remote';
+import { main } from '../src/index.js';
+
+const run = promisify(execFile);
+
+class Sink extends Writable {
+  text = '';
+  override _write(chunk: Buffer, _e: BufferEncoding, cb: () => void): void {
+    this.text += chunk.toString();
+    cb();
+  }
+}
+
+async function lading(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  const stdout = new Sink();
+  const stderr = new Sink();
+  const code = await main(argv, { stdout, stderr });
+  return { code, out: stdout.text, err: stderr.text };
+}
+
+let work: string;
+let app: string;
+let registry: Registry;
+let host: string;
+
+function platformImage(platform: Platform, label: string) {
+  const layer = layerFromBytes(singleFileTar('arch', Buffer.from(label)));
+  return withPlatform(appendLayers(emptyImage(), layer), platform);
+}
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'lading-locations-'));
+  app = join(work, 'app');
+  await mkdir(app);
+  await writeFile(join(app, 'run'), 'echo run\n');
+  registry = createRegistry({ storage: memoryStorage() });
+  host = new URL((await registry.listen({ host: '127.0.0.1', port: 0 })).url).host;
+  const amd = { os: 'linux', architecture: 'amd64' };
+  // arm64 without a variant: the spec reads it as arm64/v8.
+  const arm = { os: 'linux', architecture: 'arm64' };
+  await writeIndex(
+    `${host}/loc/multi:1`,
+    imageIndex([
+      { image: platformImage(amd, 'amd64'), platform: amd },
+      { image: platformImage(arm, 'arm64'), platform: arm },
+    ]),
+  ).done;
+  await writeIndex(
+    `${host}/loc/amd-only:1`,
+    imageIndex([{ image: platformImage(amd, 'amd64'), platform: amd }]),
+  ).done;
+});
+
+afterAll(async () => {
+  await registry.close();
+  await rm(work, { recursive: true, force: true });
+});
+
+describe('--platform is matched the same way by every command', () => {
+  it('finds arm64 for linux/arm64/v8 in manifest, config, digest, cp, pull and build --base', async () => {
+    const ref = `${host}/loc/multi:1`;
+    const digest = await lading('digest', ref, '--platform', 'linux/arm64/v8');
+    expect(digest.code, digest.err).toBe(0);
+    const child = digest.out.trim();
+    expect(child).toMatch(/^sha256:/);
+    const manifest = await lading('manifest', ref, '--platform', 'linux/arm64/v8', '--json');
+    expect(manifest.code, manifest.err).toBe(0);
+    const config = await lading('config', ref, '--platform', 'linux/arm64', '--json');
+    expect(config.code, config.err).toBe(0);
+    expect((JSON.parse(config.out) as { architecture: string }).architecture).toBe('arm64');
+    const cp = await lading(
+      'cp',
+      ref,
+      `oci:${join(work, 'cp')}:a`,
+      '--platform',
+      'linux/arm64/v8',
+      '-q',
+    );
+    expect(cp.code, cp.err).toBe(0);
+    expect(cp.out.trim()).toBe(child);
+    const rootfs = join(work, 'pulled');
+    const pull = await lading('pull', ref, rootfs, '--platform', 'linux/arm64/v8');
+    expect(pull.code, pull.err).toBe(0);
+    expect(await readFile(join(rootfs, 'arch'), 'utf8')).toBe('arm64');
+    const build = await lading(
+      'build',
+      app,
+      `oci:${join(work, 'built')}:v1`,
+      '--base',
+      ref,
+      '--platform',
+      'linux/arm64/v8',
+    );
+    expect(build.code, build.err).toBe(0);
+  });
+
+  it('fails every command with exit 4 and one message naming what the index offers', async () => {
+    const ref = `${host}/loc/multi:1`;
+    const attempts = [
+      ['digest', ref],
+      ['manifest', ref],
+      ['config', ref],
+      ['cp', ref, `oci:${join(work, 'none')}:x`],
+      ['pull', ref, join(work, 'none-rootfs')],
+      ['build', app, `oci:${join(work, 'none-built')}:x`, '--base', ref],
+    ];
+    const errors = new Set<string>();
+    for (const argv of attempts) {
+      const r = await lading(...argv, '--platform', 'linux/s390x');
+      expect(r.code, `${argv[0] ?? ''}: ${r.err}`).toBe(4);
+      errors.add((r.err.split('\n')[0] ?? '').replace(/sha256:[0-9a-f]{64}/, 'DIGEST'));
+    }
+    expect([...errors]).toEqual([
+      'lading: no image for platform linux/s390x in the index DIGEST (it offers linux/amd64, linux/arm64)',
+    ]);
+  });
+
+  it('does not print the amd64 image of an amd64-only index for linux/arm64', async () => {
+    for (const cmd of ['manifest', 'config', 'digest']) {
+      const r = await lading(cmd, `${host}/loc/amd-only:1`, '--platform', 'linux/arm64');
+      expect(r.code).toBe(4);
+      expect(r.out).toBe('');
+      expect(r.err).toContain('(it offers linux/amd64)');
+    }
+  });
+});
+
+describe('local locations', () => {
+  it('reads oci:DIR and docker-archive:FILE without a tag when they hold one image', async () => {
+    const layout = join(work, 'one-layout');
+    const built = await lading('build', app, `oci:${layout}:v1`, '-q');
+    expect(built.code, built.err).toBe(0);
+    const digest = built.out.trim();
+    expect((await lading('digest', `oci:${layout}`)).out.trim()).toBe(digest);
+    const archive = join(work, 'one.tar');
+    expect(
+      (await lading('cp', `oci:${layout}`, `docker-archive:${archive}:team/app:v1`)).code,
+    ).toBe(0);
+    const fromArchive = await lading('digest', `docker-archive:${archive}`);
+    expect(fromArchive.code, fromArchive.err).toBe(0);
+    const tagged = await lading('digest', `docker-archive:${archive}:team/app:v1`);
+    expect(fromArchive.out.trim()).toBe(tagged.out.trim());
+    const config = await lading('config', `docker-archive:${archive}`, '--json');
+    expect(config.code, config.err).toBe(0);
+  });
+
+  it('build writes no local path into the history and no null into the config', async () => {
+    const layout = join(work, 'history-layout');
+    expect((await lading('build', app, `oci:${layout}:v1`, '--entrypoint', '["/run"]')).code).toBe(
+      0,
+    );
+    const config = await lading('config', `oci:${layout}`, '--json');
+    expect(config.code, config.err).toBe(0);
+    expect(config.out).not.toContain(work);
+    expect(config.out).not.toContain('null');
+  });
+
+  it('lists the names when a tagless layout or archive holds several images', async () => {
+    const layout = join(work, 'two-layout');
+    await lading('build', app, `oci:${layout}:v1`);
+    await lading('build', app, `oci:${layout}:v2`, '--env', 'A=1');
+    const r = await lading('digest', `oci:${layout}`);
+    expect(r.code).toBe(4);
+    expect(r.err.split('\n')[0]).toBe(
+      `lading: the OCI layout ${layout} holds 2 images; name one: v1; v2`,
+    );
+    expect(r.err).not.toContain('lading ls');
+  });
+
+  it('says what is missing, with a local hint, for a missing layout or archive', async () => {
+    const missingDir = await lading('manifest', `oci:${join(work, 'nowhere')}`);
+    expect(missingDir.code).toBe(4);
+    expect(missingDir.err).toContain(`no OCI layout at ${join(work, 'nowhere')}`);
+    const missingFile = await lading('digest', `docker-archive:${join(work, 'nothing.tar')}:a:b`);
+    expect(missingFile.code).toBe(4);
+    expect(missingFile.err).toContain(`no such file: ${join(work, 'nothing.tar')}`);
+    for (const r of [missingDir, missingFile]) {
+      expect(r.err.trim().split('\n')).toHaveLength(2);
+      expect(r.err).toContain('hint: check the path');
+      expect(r.err).not.toContain('lading ls');
+    }
+  });
+
+  it('pull into an existing file fails with one typed line, not a raw errno', async () => {
+    const file = join(work, 'afile');
+    await writeFile(file, 'x');
+    const r = await lading('pull', `${host}/loc/multi:1`, file);
+    expect(r.code).toBe(1);
+    expect(r.err.split('\n')[0]).toBe(`lading: cannot unpack into: ${file}: already exists`);
+    expect(r.err).not.toMatch(/EEXIST|mkdir '/);
+  });
+
+  it('pulls a layer that ends right after its last entry (as umoci 0.4.7 writes) completely', async () => {
+    const full = singleFileTar('etc/motd', Buffer.from('x'.repeat(1000)));
+    // header + 1000 bytes of data: no padding, no end-of-archive blocks
+    const cut = full.subarray(0, 512 + 1000);
+    const image = withConfig(appendLayers(emptyImage(), layerFromBytes(cut)), { cmd: ['/bin/sh'] });
+    await write(`${host}/loc/umoci-style:1`, image).done;
+    const rootfs = join(work, 'umoci-style');
+    const r = await lading('pull', `${host}/loc/umoci-style:1`, rootfs);
+    expect(r.code, r.err).toBe(0);
+    expect(await readFile(join(rootfs, 'etc/motd'), 'utf8')).toBe('x'.repeat(1000));
+  });
+});
+
+describe('layers written by umoci 0.4.7', () => {
+  it('lading pull unpacks them completely (they end right after the last entry)', async () => {
+    const dir = join(work, 'umoci');
+    const layout = join(dir, 'layout');
+    await mkdir(join(dir, 'src'), { recursive: true });
+    const data = Buffer.alloc(1000, 'u');
+    await writeFile(join(dir, 'src', 'f'), data);
+    await run('umoci', ['init', '--layout', layout]);
+    await run('umoci', ['new', '--image', `${layout}:t`]);
+    await run('umoci', [
+      'insert',
+      '--rootless',
+      '--image',
+      `${layout}:t`,
+      join(dir, 'src', 'f'),
+      '/f',
+    ]);
+    const cp = await lading('cp', `oci:${layout}:t`, `${host}/loc/umoci:t`);
+    expect(cp.code, cp.err).toBe(0);
+    const rootfs = join(dir, 'rootfs');
+    const pull = await lading('pull', `${host}/loc/umoci:t`, rootfs);
+    expect(pull.code, pull.err).toBe(0);
+    expect((await readFile(join(rootfs, 'f'))).equals(data)).toBe(true);
+  });
+});
+
+describe('docker-archive to OCI layout', () => {
+  it('writes OCI media types that umoci, skopeo and oci-image-tool read', async () => {
+    const layout = join(work, 'src-layout');
+    expect((await lading('build', app, `oci:${layout}:v1`)).code).toBe(0);
+    // skopeo writes a classic archive (manifest.json only): lading synthesizes its manifest.
+    const archive = join(work, 'skopeo.tar');
+    await run('skopeo', ['copy', `oci:${layout}:v1`, `docker-archive:${archive}:team/app:v1`]);
+    const out = join(work, 'converted');
+    const cp = await lading('cp', `docker-archive:${archive}`, `oci:${out}:v1`);
+    expect(cp.code, cp.err).toBe(0);
+    const index = JSON.parse(await readFile(join(out, 'index.json'), 'utf8')) as {
+      manifests: { mediaType: string; digest: string }[];
+    };
+    const [entry] = index.manifests;
+    expect(entry?.mediaType).toBe('application/vnd.oci.image.manifest.v1+json');
+    const manifest = JSON.parse(
+      await readFile(join(out, 'blobs', 'sha256', entry?.digest.slice(7) ?? ''), 'utf8'),
+    ) as { config: { mediaType: string }; layers: { mediaType: string }[] };
+    expect(manifest.config.mediaType).toBe('application/vnd.oci.image.config.v1+json');
+    expect(manifest.layers.map((l) => l.mediaType)).toEqual([
+      'application/vnd.oci.image.layer.v1.tar',
+    ]);
+    // oci-image-tool 1.0.0-rc1 validates a layout as `--type image` (it detects imageLayout).
+    const validated = await run('oci-image-tool', [
+      'validate',
+      '--type',
+      'image',
+      '--ref',
+      'name=v1',
+      out,
+    ]);
+    expect(validated.stdout).toContain('Validation succeeded');
+    const inspected = await run('skopeo', ['inspect', `oci:${out}:v1`]);
+    expect((JSON.parse(inspected.stdout) as { Layers: unknown[] }).Layers).toHaveLength(1);
+    const bundle = join(work, 'converted-bundle');
+    await run('umoci', ['unpack', '--rootless', '--image', `${out}:v1`, bundle]);
+    expect(await readFile(join(bundle, 'rootfs', 'run'), 'utf8')).toBe('echo run\n');
+  });
+
+  it('keeps the bytes of an image copied by digest', async () => {
+    const ref = `${host}/loc/multi:1`;
+    const child = (await lading('digest', ref, '--platform', 'linux/amd64')).out.trim();
+    const out = join(work, 'by-digest');
+    const repo = ref.slice(0, ref.lastIndexOf(':'));
+    const cp = await lading('cp', `${repo}@${child}`, `oci:${out}:v1`, '-q');
+    expect(cp.code, cp.err).toBe(0);
+    expect(cp.out.trim()).toBe(child);
+    const raw = await lading('manifest', `oci:${out}:v1`, '--json');
+    const { createHash } = await import('node:crypto');
+    const bytes = await readFile(join(out, 'blobs', 'sha256', child.slice(7)));
+    expect(`sha256:${createHash('sha256').update(bytes).digest('hex')}`).toBe(child);
+    expect(raw.code).toBe(0);
+  });
+});

@@ -1,0 +1,111 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  appendLayers,
+  copy,
+  emptyImage,
+  isLadingError,
+  memoryTarget,
+  withConfig,
+  writeImage,
+  type Image,
+} from '@lading/core';
+import { layerFromProcess, streamLayer } from '@lading/layers';
+import { startDistributionRegistry, type DistributionRegistry } from '@lading/testing';
+import { RegistryClient, registryTarget, write } from '../src/index.js';
+
+function scratch(): string {
+  return mkdtempSync(join(tmpdir(), 'lading-producer-'));
+}
+
+function imageOver(layer: Parameters<typeof appendLayers>[1]): Image {
+  return withConfig(appendLayers(emptyImage(), layer), { cmd: ['/bin/sh'] });
+}
+
+function bigDir(): string {
+  const dir = scratch();
+  writeFileSync(join(dir, 'big.bin'), Buffer.alloc(4 * 1024 * 1024, 'x'));
+  return dir;
+}
+
+// tar of a 4 MiB file, cut 300 kB in (inside the file's data), then the shell is killed.
+function killedProducer(dir: string, stderr: 'pipe' | 'ignore') {
+  return spawn('sh', ['-c', `tar -cf - -C ${dir} big.bin | head -c 300000; kill -KILL $$`], {
+    stdio: ['ignore', 'pipe', stderr],
+  });
+}
+
+describe('a failed layer producer against the CNCF registry', () => {
+  let reg: DistributionRegistry;
+  let client: RegistryClient;
+  beforeAll(async () => {
+    reg = await startDistributionRegistry();
+    client = new RegistryClient(reg.host);
+  });
+  afterAll(async () => {
+    await reg.stop();
+  });
+
+  async function expectNothingTagged(repo: string): Promise<void> {
+    expect(await client.headManifest(repo, 'v1')).toBeUndefined();
+    const tags = await client.listTags(repo).catch((e: unknown) => {
+      expect(isLadingError(e, 'NOT_FOUND')).toBe(true);
+      return [];
+    });
+    expect(tags).toEqual([]);
+  }
+
+  it('write() rejects with INVALID_LAYER and stores no manifest and no tag when tar exits 2', async () => {
+    const child = spawn('tar', ['-cf', '-', '-C', scratch(), 'missing-dir'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const push = write(`${reg.host}/producer/exit2:v1`, imageOver(layerFromProcess(child)));
+    const err: unknown = await push.done.catch((e: unknown) => e);
+    expect(isLadingError(err, 'INVALID_LAYER'), String(err)).toBe(true);
+    expect((err as Error).message).toContain('exited with code 2');
+    await expectNothingTagged('producer/exit2');
+  });
+
+  it('write() rejects and tags nothing when the producer is killed mid-file (with or without layerFromProcess)', async () => {
+    const dir = bigDir();
+    const viaHelper = write(
+      `${reg.host}/producer/killed:v1`,
+      imageOver(layerFromProcess(killedProducer(dir, 'pipe'))),
+    );
+    const e1: unknown = await viaHelper.done.catch((e: unknown) => e);
+    expect(isLadingError(e1, 'INVALID_LAYER'), String(e1)).toBe(true);
+    await expectNothingTagged('producer/killed');
+
+    const { stdout } = killedProducer(dir, 'ignore');
+    if (stdout === null) throw new Error('no stdout pipe');
+    const plain = write(`${reg.host}/producer/killed-plain:v1`, imageOver(streamLayer(stdout)));
+    const e2: unknown = await plain.done.catch((e: unknown) => e);
+    expect(isLadingError(e2, 'INVALID_LAYER'), String(e2)).toBe(true);
+    expect((e2 as Error).message).toContain('inside the data');
+    await expectNothingTagged('producer/killed-plain');
+  });
+
+  it('writeImage() into a registry target stores nothing either; copy() of a good build still tags', async () => {
+    const target = registryTarget(`${reg.host}/producer/write-image`);
+    const child = spawn('tar', ['-cf', '-', '-C', scratch(), 'missing-dir'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const e1: unknown = await writeImage(target, 'v1', imageOver(layerFromProcess(child))).catch(
+      (e: unknown) => e,
+    );
+    expect(isLadingError(e1, 'INVALID_LAYER'), String(e1)).toBe(true);
+    await expectNothingTagged('producer/write-image');
+
+    // copy() moves stored blobs; a layer only gets stored once it is whole.
+    const mem = memoryTarget();
+    const good = spawn('tar', ['-cf', '-', '-C', bigDir(), 'big.bin'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    await writeImage(mem, 'v1', imageOver(layerFromProcess(good)));
+    const root = await copy(mem, 'v1', registryTarget(`${reg.host}/producer/copied`), 'v1');
+    expect((await client.headManifest('producer/copied', 'v1'))?.digest).toBe(root.digest);
+  });
+});
