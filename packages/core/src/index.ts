@@ -33,6 +33,22 @@ export {
   manifestAccept,
 } from './media-types.js';
 export type { KnownMediaType, MediaTypeString } from './media-types.js';
+export {
+  zstdNodeVersion,
+  zstdAvailable,
+  zstdUnsupported,
+  isZstdLayerMediaType,
+  layerCompressionOf,
+  sniffCompression,
+  createDecompressor,
+  decompressSync,
+  blockGzipSize,
+  blockGzipHeader,
+  blockGzipSync,
+  zstdLevelRange,
+  zstdFrameSync,
+} from './compression.js';
+export type { LayerCompression } from './compression.js';
 export type {
   Platform,
   Descriptor,

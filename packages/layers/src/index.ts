@@ -1,4 +1,11 @@
-export { createGzipStream, resolveCompression, crc32, gzipBlockSize } from './compression.js';
+export {
+  createGzipStream,
+  resolveCompression,
+  crc32,
+  gzipBlockSize,
+  defaultGzipLevel,
+  defaultZstdLevel,
+} from './compression.js';
 export type { CompressionOptions, ResolvedCompression } from './compression.js';
 export { StreamLayer, streamLayer } from './stream-layer.js';
 export type { LayerOptions, StreamLayerOptions } from './stream-layer.js';
