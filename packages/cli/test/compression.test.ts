@@ -1,27 +1,27 @@
+import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { MediaType, zstdAvailable } from '@lading/core';
 import { extract, layerFromFile } from '@lading/layers';
-import { main } from '../src/index.js';
 
-class Sink extends Writable {
-  text = '';
-  override _write(chunk: Buffer, _e: BufferEncoding, cb: () => void): void {
-    this.text += chunk.toString();
-    cb();
-  }
-}
+const exec = promisify(execFile);
+const bin = fileURLToPath(new URL('../bin/lading.js', import.meta.url));
 
+/** lading runs the CLI binary as a user would, on the Node running the tests. */
 async function lading(
   ...argv: string[]
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new Sink();
-  const stderr = new Sink();
-  const code = await main(argv, { stdout, stderr });
-  return { code, stdout: stdout.text, stderr: stderr.text };
+  try {
+    const { stdout, stderr } = await exec(process.execPath, [bin, ...argv]);
+    return { code: 0, stdout, stderr };
+  } catch (e) {
+    const err = e as { code?: number; stdout?: string; stderr?: string };
+    return { code: err.code ?? -1, stdout: err.stdout ?? '', stderr: err.stderr ?? '' };
+  }
 }
 
 async function source(): Promise<{ work: string; src: string }> {
