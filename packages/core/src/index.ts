@@ -34,6 +34,22 @@ export {
   isGzipLayerMediaType,
 } from './media-types.js';
 export type { KnownMediaType, MediaTypeString } from './media-types.js';
+export {
+  zstdNodeVersion,
+  zstdAvailable,
+  zstdUnsupported,
+  isZstdLayerMediaType,
+  layerCompressionOf,
+  sniffCompression,
+  createDecompressor,
+  decompressSync,
+  blockGzipSize,
+  blockGzipHeader,
+  blockGzipSync,
+  zstdLevelRange,
+  zstdFrameSync,
+} from './compression.js';
+export type { LayerCompression } from './compression.js';
 export type {
   Platform,
   Descriptor,

@@ -1,7 +1,15 @@
 import { Readable } from 'node:stream';
-import { gunzipSync, gzipSync } from 'node:zlib';
+import {
+  blockGzipSize,
+  blockGzipSync,
+  decompressSync,
+  layerCompressionOf,
+  sniffCompression,
+  zstdFrameSync,
+  type LayerCompression,
+} from './compression.js';
 import { digestOf, type Digest } from './digest.js';
-import { MediaType, isGzipLayerMediaType, type MediaTypeString } from './media-types.js';
+import { MediaType, type MediaTypeString } from './media-types.js';
 import type { Descriptor } from './wire.js';
 
 /**
@@ -45,15 +53,17 @@ export type BlobSource = {
 export interface LayerBytesOptions {
   /** mediaType of the blob; defaults to the OCI gzip layer type when compressed, the OCI tar type otherwise. */
   readonly mediaType?: MediaTypeString;
-  /** compressed says the bytes are already gzip; when false they are the plain tar and are gzipped here. */
-  readonly compressed?: boolean;
-  /** compression applied to uncompressed bytes: gzip (default) or none. */
-  readonly compression?: 'gzip' | 'none';
+  /**
+   * compressed says the bytes are already gzip (`true` or `'gzip'`) or zstd;
+   * when false they are the plain tar and are compressed here. Detected
+   * from the magic bytes when omitted.
+   */
+  readonly compressed?: boolean | 'gzip' | 'zstd';
+  /** compression applied to uncompressed bytes: gzip (default), zstd or none. */
+  readonly compression?: LayerCompression;
+  /** level of that compression: gzip 0–9 (default 1), zstd 1–22 (default 3). */
+  readonly level?: number;
   readonly annotations?: Readonly<Record<string, string>>;
-}
-
-function isGzip(bytes: Uint8Array): boolean {
-  return bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
 }
 
 /**
@@ -109,25 +119,35 @@ export class BytesLayer implements Layer {
 }
 
 /**
- * layerFromBytes makes a layer from an uncompressed tar (gzipped here at
- * level 6, the same bytes a gzip stream layer produces) or, with
- * `{ compressed: true }` or gzip magic bytes, from an already-gzipped blob.
+ * layerFromBytes makes a layer from an uncompressed tar, compressed here the
+ * way the layers of `@lading/layers` compress by default (block gzip at
+ * level 1, or block zstd at level 3: the same bytes for the same options),
+ * or, with `{ compressed }` or gzip/zstd magic bytes, from an already
+ * compressed blob.
+ * @throws UNSUPPORTED for zstd on a Node without it.
  */
 export function layerFromBytes(bytes: Uint8Array, options: LayerBytesOptions = {}): Layer {
-  const already = options.compressed ?? isGzip(bytes);
-  if (already) {
-    const tar = gunzipSync(bytes);
+  const given = options.compressed;
+  const already =
+    given === undefined
+      ? sniffCompression(bytes)
+      : given === true
+        ? 'gzip'
+        : given === false
+          ? 'none'
+          : given;
+  if (already !== 'none') {
     return new BytesLayer(
       bytes,
-      tar,
-      options.mediaType ?? MediaType.OciLayerGzip,
+      decompressSync(already, bytes),
+      options.mediaType ?? (already === 'gzip' ? MediaType.OciLayerGzip : MediaType.OciLayerZstd),
       options.annotations,
     );
   }
-  if (
-    options.compression === 'none' ||
-    (options.mediaType !== undefined && !isGzipLayerMediaType(options.mediaType))
-  ) {
+  const compression =
+    options.compression ??
+    (options.mediaType === undefined ? 'gzip' : layerCompressionOf(options.mediaType));
+  if (compression === 'none') {
     return new BytesLayer(
       bytes,
       bytes,
@@ -135,9 +155,20 @@ export function layerFromBytes(bytes: Uint8Array, options: LayerBytesOptions = {
       options.annotations,
     );
   }
-  const blob = gzipSync(bytes, { level: 6 });
+  if (compression === 'zstd') {
+    const frames: Buffer[] = [];
+    for (let off = 0; off < bytes.length || off === 0; off += blockGzipSize) {
+      frames.push(zstdFrameSync(bytes.subarray(off, off + blockGzipSize), options.level ?? 3));
+    }
+    return new BytesLayer(
+      Buffer.concat(frames),
+      bytes,
+      options.mediaType ?? MediaType.OciLayerZstd,
+      options.annotations,
+    );
+  }
   return new BytesLayer(
-    blob,
+    blockGzipSync(bytes, options.level ?? 1),
     bytes,
     options.mediaType ?? MediaType.OciLayerGzip,
     options.annotations,

@@ -1,9 +1,22 @@
+import { availableParallelism } from 'node:os';
 import { Transform, type TransformCallback } from 'node:stream';
 import * as zlib from 'node:zlib';
-import { ErrorCode, LadingError } from '@lading/core';
+import {
+  ErrorCode,
+  LadingError,
+  blockGzipHeader,
+  zstdAvailable,
+  zstdLevelRange,
+  zstdUnsupported,
+} from '@lading/core';
 import { crc32Combine } from './internal/crc32.js';
 import { adoptable, blockSize, giveBack, takeBlock } from './internal/block-pool.js';
-import { deflatePool, type DeflatePool, type DeflateResult } from './internal/gzip-pool.js';
+import {
+  deflatePool,
+  type Codec,
+  type DeflatePool,
+  type DeflateResult,
+} from './internal/gzip-pool.js';
 
 export { crc32 } from './internal/crc32.js';
 
@@ -12,25 +25,32 @@ export { crc32 } from './internal/crc32.js';
  * kind in this package accepts them.
  */
 export interface CompressionOptions {
-  /** compression of the blob: gzip (default) or none (the blob is the tar). */
-  readonly compression?: 'gzip' | 'none';
-  /** level is the gzip level, 1–9 (default 6). */
+  /**
+   * compression of the blob: gzip (default), zstd (Node ≥ 22.15; the blob is
+   * `application/vnd.oci.image.layer.v1.tar+zstd`) or none (the blob is the tar).
+   */
+  readonly compression?: 'gzip' | 'zstd' | 'none';
+  /**
+   * level is the gzip level, 0–9 (default 1: see the README for the
+   * measurements), or the zstd level, 1–22 (default 3).
+   */
   readonly level?: number;
-  /** workers is the number of worker threads for `gzipMode: 'blocks'` (default 1). */
+  /** workers is the number of compression worker threads (default `os.availableParallelism()`). */
   readonly workers?: number;
   /**
-   * gzipMode picks the gzip writer. `stream` (the default when workers is 1)
-   * is one zlib deflate stream, byte-identical with `gzipSync` at the same
-   * level. `blocks` (the default when workers > 1) deflates fixed 1 MiB
-   * blocks independently on worker threads (like `pigz --independent`); its
-   * bytes do not depend on the number of workers.
+   * gzipMode picks the gzip writer. `blocks` (the default, for any number of
+   * workers) deflates fixed 1 MiB blocks independently on worker threads
+   * (like `pigz --independent`); its bytes do not depend on the number of
+   * workers. `stream` is one zlib deflate stream on the libuv threadpool,
+   * byte-identical with `gzipSync` at the same level (one core). zstd is
+   * always written in blocks: one independent frame per 1 MiB.
    */
   readonly gzipMode?: 'stream' | 'blocks';
 }
 
 /** ResolvedCompression is {@link CompressionOptions} with defaults applied. */
 export interface ResolvedCompression {
-  readonly compression: 'gzip' | 'none';
+  readonly compression: 'gzip' | 'zstd' | 'none';
   readonly level: number;
   readonly workers: number;
   readonly gzipMode: 'stream' | 'blocks';
@@ -39,43 +59,56 @@ export interface ResolvedCompression {
 /** blockSize is the uncompressed size of each independent block in `blocks` mode. */
 export const gzipBlockSize = blockSize;
 
+/** defaultGzipLevel is the gzip level used when none is given (see the README). */
+export const defaultGzipLevel = 1;
+
+/** defaultZstdLevel is the zstd level used when none is given. */
+export const defaultZstdLevel = 3;
+
 /**
  * resolveCompression applies defaults and validates compression options.
- * @throws INVALID_ARGUMENT for a level outside 0–9 or workers below 1.
+ * @throws INVALID_ARGUMENT for a level out of range or workers below 1;
+ *   UNSUPPORTED for zstd on a Node without it (it names the version needed).
  */
 export function resolveCompression(options: CompressionOptions = {}): ResolvedCompression {
-  const level = options.level ?? 6;
-  const workers = options.workers ?? 1;
-  if (!Number.isInteger(level) || level < 0 || level > 9) {
-    throw new LadingError(ErrorCode.InvalidArgument, `gzip level must be 0–9, got ${level}`);
+  const compression = options.compression ?? 'gzip';
+  const zstd = compression === 'zstd';
+  const level = options.level ?? (zstd ? defaultZstdLevel : defaultGzipLevel);
+  const workers = options.workers ?? availableParallelism();
+  const [min, max] = zstd ? [zstdLevelRange.min, zstdLevelRange.max] : [0, 9];
+  if (!Number.isInteger(level) || level < min || level > max) {
+    throw new LadingError(
+      ErrorCode.InvalidArgument,
+      `${zstd ? 'zstd' : 'gzip'} level must be ${min}–${max}, got ${level}`,
+    );
   }
   if (!Number.isInteger(workers) || workers < 1) {
     throw new LadingError(ErrorCode.InvalidArgument, `workers must be ≥ 1, got ${workers}`);
   }
-  return {
-    compression: options.compression ?? 'gzip',
-    level,
-    workers,
-    gzipMode: options.gzipMode ?? (workers > 1 ? 'blocks' : 'stream'),
-  };
+  if (zstd && !zstdAvailable()) throw zstdUnsupported('compress a layer with zstd');
+  return { compression, level, workers, gzipMode: options.gzipMode ?? 'blocks' };
 }
 
 /**
- * createGzipStream returns a Transform that gzips what is written to it,
- * following {@link CompressionOptions}.
+ * createGzipStream returns a Transform that gzips (or, with
+ * `compression: 'zstd'`, zstd-compresses) what is written to it, following
+ * {@link CompressionOptions}.
+ * @throws INVALID_ARGUMENT, UNSUPPORTED as {@link resolveCompression}.
  */
 export function createGzipStream(options: CompressionOptions = {}): Transform {
   return gzipTransform(resolveCompression(options), false);
 }
 
 /**
- * gzipTransform is {@link createGzipStream} for resolved options. With
- * `adopt`, blocks mode transfers whole pooled blocks it is given to the
- * workers instead of copying them: only for a writer whose chunks nobody
- * else holds (the compressed side of a pass over a pooled directory walk).
+ * gzipTransform is {@link createGzipStream} for resolved options (gzip or
+ * zstd). With `adopt`, blocks mode transfers whole pooled blocks it is given
+ * to the workers instead of copying them: only for a writer whose chunks
+ * nobody else holds (the compressed side of a pass over a pooled directory
+ * walk).
  */
 export function gzipTransform(c: ResolvedCompression, adopt: boolean): Transform {
-  if (c.gzipMode === 'blocks') return new BlockGzip(c.level, c.workers, adopt);
+  if (c.compression === 'zstd') return new BlockGzip('zstd', c.level, c.workers, adopt);
+  if (c.gzipMode === 'blocks') return new BlockGzip('gzip', c.level, c.workers, adopt);
   // zlib runs each chunk on the libuv threadpool; a large output chunk keeps
   // the number of round trips to the main thread low. The bytes do not depend
   // on chunk sizes, so this stays identical to gzipSync at the same level.
@@ -84,7 +117,7 @@ export function gzipTransform(c: ResolvedCompression, adopt: boolean): Transform
 
 // A fixed header (mtime 0, no name, XFL 0, OS 3 = Unix) keeps blocks-mode
 // output identical across machines.
-const gzipHeader = Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0x00, 0x03]);
+const gzipHeader = Buffer.from(blockGzipHeader);
 
 interface InFlight {
   readonly p: Promise<DeflateResult>;
@@ -94,12 +127,14 @@ interface InFlight {
 
 /**
  * BlockGzip writes one standard gzip member made of independently deflated
- * fixed-size blocks (full flush between blocks, finish on the last). Workers
- * checksum and deflate the blocks; this thread only copies input into
- * recycled block buffers, combines the CRCs and emits the outputs in order.
- * At most 3 × workers blocks are in flight.
+ * fixed-size blocks (full flush between blocks, finish on the last), or for
+ * zstd one independent frame per block, concatenated. Workers checksum and
+ * compress the blocks; this thread only copies input into recycled block
+ * buffers, combines the CRCs (gzip) and emits the outputs in order. At most
+ * 3 × workers blocks are in flight.
  */
 class BlockGzip extends Transform {
+  readonly #codec: Codec;
   readonly #level: number;
   readonly #pool: DeflatePool;
   readonly #maxInFlight: number;
@@ -112,8 +147,9 @@ class BlockGzip extends Transform {
   #isize = 0;
   #headerSent = false;
 
-  constructor(level: number, workers: number, adopt: boolean) {
+  constructor(codec: Codec, level: number, workers: number, adopt: boolean) {
     super({ highWaterMark: gzipBlockSize });
+    this.#codec = codec;
     this.#level = level;
     this.#pool = deflatePool(workers);
     this.#maxInFlight = 3 * workers;
@@ -178,6 +214,7 @@ class BlockGzip extends Transform {
       await this.#dispatch(this.#block, this.#filled, true);
     } else giveBack(this.#block);
     while (this.#inFlight.length > 0) await this.#emitHead();
+    if (this.#codec === 'zstd') return;
     const trailer = Buffer.allocUnsafe(8);
     trailer.writeUInt32LE(this.#crc >>> 0, 0);
     trailer.writeUInt32LE(this.#isize >>> 0, 4);
@@ -186,7 +223,7 @@ class BlockGzip extends Transform {
 
   async #dispatch(block: Uint8Array, length: number, last: boolean): Promise<void> {
     const entry: InFlight = {
-      p: this.#pool.deflate(block, length, this.#level, last),
+      p: this.#pool.deflate(block, length, this.#codec, this.#level, last),
       length,
       done: false,
     };
@@ -208,10 +245,10 @@ class BlockGzip extends Transform {
     const head = this.#inFlight.shift();
     if (head === undefined) return;
     const r = await head.p;
-    this.#crc = crc32Combine(this.#crc, r.crc, head.length);
+    if (this.#codec === 'gzip') this.#crc = crc32Combine(this.#crc, r.crc, head.length);
     this.#isize = (this.#isize + head.length) % 0x100000000;
     giveBack(r.input);
-    if (!this.#headerSent) {
+    if (!this.#headerSent && this.#codec === 'gzip') {
       this.#headerSent = true;
       this.push(gzipHeader);
     }

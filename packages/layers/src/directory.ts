@@ -450,7 +450,7 @@ export function layerFromDirectory(dir: string, options: DirectoryLayerOptions =
         gzipped: false,
         pooled: true,
       }),
-    defaultMediaType(options, (options.compression ?? 'gzip') === 'gzip'),
+    defaultMediaType(options, undefined),
     options,
   );
 }

@@ -1,4 +1,11 @@
-export { createGzipStream, resolveCompression, crc32, gzipBlockSize } from './compression.js';
+export {
+  createGzipStream,
+  resolveCompression,
+  crc32,
+  gzipBlockSize,
+  defaultGzipLevel,
+  defaultZstdLevel,
+} from './compression.js';
 export type { CompressionOptions, ResolvedCompression } from './compression.js';
 export type { Crc32 } from './internal/crc32.js';
 export { StreamLayer, streamLayer } from './stream-layer.js';

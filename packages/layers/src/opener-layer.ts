@@ -2,7 +2,13 @@ import { createReadStream } from 'node:fs';
 import { open as openFile } from 'node:fs/promises';
 import { closeSync, openSync, readSync } from 'node:fs';
 import type { Readable } from 'node:stream';
-import type { Descriptor, Digest, Layer, MediaTypeString } from '@lading/core';
+import {
+  sniffCompression,
+  type Descriptor,
+  type Digest,
+  type Layer,
+  type MediaTypeString,
+} from '@lading/core';
 import { resolveCompression, type ResolvedCompression } from './compression.js';
 import {
   drain,
@@ -11,15 +17,23 @@ import {
   type PassResult,
   type PassSource,
 } from './internal/pass.js';
-import { defaultMediaType, descriptorOf, type LayerOptions } from './stream-layer.js';
+import {
+  defaultMediaType,
+  descriptorOf,
+  precompressedOf,
+  type LayerOptions,
+} from './stream-layer.js';
 
 /** Opener opens a fresh stream over a layer's content each time it is called. */
 export type Opener = () => Readable | Promise<Readable>;
 
 /** OpenerLayerOptions configure {@link layerFromOpener}. */
 export interface OpenerLayerOptions extends LayerOptions {
-  /** compressed says the opened streams are already gzip (passed through, never recompressed). */
-  readonly compressed?: boolean;
+  /**
+   * compressed says the opened streams are already gzip (`true` or
+   * `'gzip'`) or zstd (passed through, never recompressed).
+   */
+  readonly compressed?: boolean | 'gzip' | 'zstd';
 }
 
 /**
@@ -121,74 +135,87 @@ export class OpenerLayer implements Layer {
 
 /**
  * layerFromOpener makes a re-openable layer from a function that opens its
- * content: an uncompressed tar, or with `{ compressed: true }` a gzipped one.
+ * content: an uncompressed tar, or with `{ compressed: true }` (or
+ * `'zstd'`) an already-compressed one.
  * @see docs/design.md (Layer)
- * @throws INVALID_ARGUMENT for bad compression options.
+ * @throws INVALID_ARGUMENT for bad compression options; UNSUPPORTED for
+ *   zstd compression on a Node without it.
  */
 export function layerFromOpener(open: Opener, options: OpenerLayerOptions = {}): OpenerLayer {
-  const gzipped = options.compressed === true;
+  const pre = precompressedOf(options.compressed);
   return new OpenerLayer(
-    async () => ({ stream: await open(), gzipped }),
-    defaultMediaType(options, gzipped || (options.compression ?? 'gzip') === 'gzip'),
+    async () => ({ stream: await open(), gzipped: pre === 'gzip', zstd: pre === 'zstd' }),
+    defaultMediaType(options, pre),
     options,
   );
 }
 
 /** FileLayerOptions configure {@link layerFromFile}. */
 export interface FileLayerOptions extends LayerOptions {
-  /** compressed says whether the file is gzip; detected from its magic bytes when omitted. */
-  readonly compressed?: boolean;
+  /**
+   * compressed says whether the file is gzip (`true` or `'gzip'`), zstd or
+   * a plain tar (`false`); detected from its magic bytes when omitted.
+   */
+  readonly compressed?: boolean | 'gzip' | 'zstd';
 }
 
 const readChunk = 1024 * 1024;
 
-async function isGzipFile(path: string): Promise<boolean> {
+async function sniffFile(path: string): Promise<'gzip' | 'zstd' | undefined> {
   const fh = await openFile(path, 'r');
   try {
-    const head = Buffer.alloc(2);
-    const { bytesRead } = await fh.read(head, 0, 2, 0);
-    return bytesRead === 2 && head[0] === 0x1f && head[1] === 0x8b;
+    const head = Buffer.alloc(4);
+    const { bytesRead } = await fh.read(head, 0, 4, 0);
+    return precompressedKind(head.subarray(0, bytesRead));
   } finally {
     await fh.close();
   }
 }
 
-function isGzipFileSync(path: string): boolean {
-  const fd = openSync(path, 'r');
+/** sniffFileSync is {@link sniffFile} at creation; undefined when the file cannot be read yet. */
+function sniffFileSync(path: string): 'gzip' | 'zstd' | false | undefined {
+  let fd: number;
   try {
-    const head = Buffer.alloc(2);
-    return readSync(fd, head, 0, 2, 0) === 2 && head[0] === 0x1f && head[1] === 0x8b;
+    fd = openSync(path, 'r');
+  } catch {
+    return undefined; // opening again at read time reports the error
+  }
+  try {
+    const head = Buffer.alloc(4);
+    return precompressedKind(head.subarray(0, readSync(fd, head, 0, 4, 0))) ?? false;
   } finally {
     closeSync(fd);
   }
 }
 
+function precompressedKind(head: Uint8Array): 'gzip' | 'zstd' | undefined {
+  const kind = sniffCompression(head);
+  return kind === 'none' ? undefined : kind;
+}
+
 /**
- * layerFromFile makes a re-openable layer from a tar or tar.gz file (gzip is
- * detected by its magic bytes at open time; gzip input is never
- * recompressed).
+ * layerFromFile makes a re-openable layer from a tar, tar.gz or tar.zst file
+ * (gzip and zstd are detected by their magic bytes and never recompressed;
+ * a plain tar is compressed as the options say).
  *
- * The factory does no I/O, except with `compression: 'none'` and no
- * `compressed` option, where it reads the file's first two bytes to know the
- * media type.
+ * Unless `compressed` or `mediaType` is given, the factory reads the file's
+ * first four bytes synchronously to know the media type (a file that cannot
+ * be opened yet is sniffed again, and its error reported, when it is read).
  */
 export function layerFromFile(path: string, options: FileLayerOptions = {}): OpenerLayer {
-  let gzipKnown = options.compressed;
-  if (
-    gzipKnown === undefined &&
-    options.compression === 'none' &&
-    options.mediaType === undefined
-  ) {
-    gzipKnown = isGzipFileSync(path);
-  }
-  const mediaType = defaultMediaType(
-    options,
-    gzipKnown === true || (options.compression ?? 'gzip') === 'gzip',
-  );
+  let known: 'gzip' | 'zstd' | false | undefined =
+    options.compressed === undefined ? undefined : (precompressedOf(options.compressed) ?? false);
+  if (known === undefined && options.mediaType === undefined) known = sniffFileSync(path);
+  const mediaType = defaultMediaType(options, known === false ? undefined : known);
   return new OpenerLayer(
     async () => {
-      const gzipped = gzipKnown ?? (await isGzipFile(path));
-      return { stream: createReadStream(path, { highWaterMark: readChunk }), gzipped };
+      const kind =
+        known === undefined ? await sniffFile(path) : known === false ? undefined : known;
+      return {
+        stream: createReadStream(path, { highWaterMark: readChunk }),
+        gzipped: kind === 'gzip',
+        zstd: kind === 'zstd',
+      };
     },
     mediaType,
     options,

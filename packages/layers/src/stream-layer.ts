@@ -26,13 +26,33 @@ export interface LayerOptions extends CompressionOptions {
 
 /** StreamLayerOptions configure {@link streamLayer}. */
 export interface StreamLayerOptions extends LayerOptions {
-  /** compressed says the source is already gzip: it is passed through as is, never recompressed. */
-  readonly compressed?: boolean;
+  /**
+   * compressed says the source is already gzip (`true` or `'gzip'`) or zstd:
+   * it is passed through as is, never recompressed.
+   */
+  readonly compressed?: boolean | 'gzip' | 'zstd';
 }
 
-/** defaultMediaType picks the media type from the options and whether the blob is gzip. */
-export function defaultMediaType(options: LayerOptions, gzipBlob: boolean): MediaTypeString {
-  return options.mediaType ?? (gzipBlob ? MediaType.OciLayerGzip : MediaType.OciLayer);
+/** precompressedOf reads a `compressed` option: which compression the source already has. */
+export function precompressedOf(
+  compressed: boolean | 'gzip' | 'zstd' | undefined,
+): 'gzip' | 'zstd' | undefined {
+  if (compressed === true) return 'gzip';
+  return compressed === false ? undefined : compressed;
+}
+
+/**
+ * defaultMediaType picks the media type from the options and the source's
+ * own compression (`undefined` for a tar, compressed as the options say).
+ */
+export function defaultMediaType(
+  options: LayerOptions,
+  precompressed: 'gzip' | 'zstd' | undefined,
+): MediaTypeString {
+  if (options.mediaType !== undefined) return options.mediaType;
+  const blob = precompressed ?? options.compression ?? 'gzip';
+  if (blob === 'gzip') return MediaType.OciLayerGzip;
+  return blob === 'zstd' ? MediaType.OciLayerZstd : MediaType.OciLayer;
 }
 
 /** descriptorOf builds a layer's descriptor from a finished pass. */
@@ -56,7 +76,7 @@ export class StreamLayer implements Layer {
   readonly mediaType: MediaTypeString;
   readonly annotations?: Readonly<Record<string, string>>;
   #source: Readable | undefined;
-  readonly #gzipped: boolean;
+  readonly #precompressed: 'gzip' | 'zstd' | undefined;
   readonly #options: StreamLayerOptions;
   readonly #result = deferred<PassResult>();
   readonly #digest: Promise<Digest>;
@@ -66,12 +86,9 @@ export class StreamLayer implements Layer {
 
   constructor(source: Readable | AsyncIterable<Uint8Array>, options: StreamLayerOptions = {}) {
     this.#options = options;
-    this.#gzipped = options.compressed === true;
+    this.#precompressed = precompressedOf(options.compressed);
     resolveCompression(options);
-    this.mediaType = defaultMediaType(
-      options,
-      this.#gzipped || (options.compression ?? 'gzip') === 'gzip',
-    );
+    this.mediaType = defaultMediaType(options, this.#precompressed);
     if (options.annotations !== undefined) this.annotations = options.annotations;
     const readable = toReadable(source);
     // An error before anyone reads must not crash the process; the pass
@@ -130,8 +147,9 @@ export class StreamLayer implements Layer {
     const source = this.#source;
     if (source === undefined) throw new LayerConsumedError();
     this.#source = undefined;
+    const pre = this.#precompressed;
     const pass = startPass(
-      () => ({ stream: source, gzipped: this.#gzipped }),
+      () => ({ stream: source, gzipped: pre === 'gzip', zstd: pre === 'zstd' }),
       output,
       resolveCompression(this.#options),
     );
@@ -150,10 +168,12 @@ export class StreamLayer implements Layer {
 
 /**
  * streamLayer makes a single-pass layer from a stream holding an
- * uncompressed tar, or with `{ compressed: true }` an already-gzipped tar
- * (passed through as is; its diffId is computed by gunzipping on the side).
+ * uncompressed tar, or with `{ compressed: true }` (or `'zstd'`) an
+ * already-compressed tar (passed through as is; its diffId is computed by
+ * decompressing on the side).
  * @see docs/design.md (Layer)
- * @throws INVALID_ARGUMENT for bad compression options.
+ * @throws INVALID_ARGUMENT for bad compression options; UNSUPPORTED for
+ *   zstd compression on a Node without it.
  */
 export function streamLayer(
   source: Readable | AsyncIterable<Uint8Array>,

@@ -3,16 +3,16 @@ import { lstat, mkdir, mkdtemp, readdir, realpath, rename, rm, stat } from 'node
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
 import {
   AbortedError,
   DigestMismatchError,
   ErrorCode,
   HashingStream,
   LadingError,
+  createDecompressor,
+  layerCompressionOf,
   SizeMismatchError,
   digestAlgorithm,
-  isGzipLayerMediaType,
   isLadingError,
   throwIfAborted,
   type Digest,
@@ -90,7 +90,8 @@ async function spool(
   const blob = new HashingStream(known === undefined ? 'sha256' : digestAlgorithm(known.digest));
   const tar = new HashingStream('sha256');
   const stages: (Readable | Transform)[] = [layer.compressed(), blob];
-  if (isGzipLayerMediaType(layer.mediaType)) stages.push(createGunzip());
+  const compression = layerCompressionOf(layer.mediaType);
+  if (compression !== 'none') stages.push(createDecompressor(compression));
   stages.push(tar);
   try {
     await pipeline([...stages, createWriteStream(file, { flags: 'wx', mode: 0o600 })], {

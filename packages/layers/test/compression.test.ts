@@ -2,8 +2,16 @@ import { describe, expect, it } from 'vitest';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { layerFromBytes } from '@lading/core';
-import { crc32, createGzipStream, gzipBlockSize, streamLayer } from '../src/index.js';
+import { availableParallelism } from 'node:os';
+import { blockGzipSync, layerFromBytes } from '@lading/core';
+import {
+  crc32,
+  createGzipStream,
+  defaultGzipLevel,
+  gzipBlockSize,
+  resolveCompression,
+  streamLayer,
+} from '../src/index.js';
 import { crc32Combine } from '../src/internal/crc32.js';
 import { collect, makeTar, pseudoRandom, run, textish } from './helpers.js';
 
@@ -33,8 +41,8 @@ describe('createGzipStream', () => {
     const input = corpus();
     for (const level of [1, 6]) {
       const ref = gzipSync(input, { level });
-      expect((await gz(input, { level }, 1000)).equals(ref)).toBe(true);
-      expect((await gz(input, { level }, 300_000)).equals(ref)).toBe(true);
+      expect((await gz(input, { level, gzipMode: 'stream' }, 1000)).equals(ref)).toBe(true);
+      expect((await gz(input, { level, gzipMode: 'stream' }, 300_000)).equals(ref)).toBe(true);
     }
   });
 
@@ -50,6 +58,22 @@ describe('createGzipStream', () => {
     expect(one.equals(gzipSync(input, { level: 6 }))).toBe(false);
   });
 
+  it('defaults to blocks mode at level 1 on every core: the bytes of blockGzipSync, for any worker count', async () => {
+    const input = corpus();
+    const ref = blockGzipSync(input, defaultGzipLevel);
+    expect(resolveCompression()).toEqual({
+      compression: 'gzip',
+      level: 1,
+      workers: availableParallelism(),
+      gzipMode: 'blocks',
+    });
+    expect((await gz(input, {}, 5000)).equals(ref)).toBe(true);
+    for (const workers of [1, 2, 4]) {
+      expect((await gz(input, { workers }, 70_000)).equals(ref)).toBe(true);
+    }
+    expect(gunzipSync(ref).equals(input)).toBe(true);
+  });
+
   it('blocks mode output passes gzip -t, including empty input and exact block multiples', async () => {
     for (const input of [Buffer.alloc(0), textish(gzipBlockSize * 2), textish(10)]) {
       const out = await gz(input, { workers: 2 });
@@ -59,7 +83,7 @@ describe('createGzipStream', () => {
     }
   });
 
-  it('gives the same layer digest for workers 1 (blocks), 2 and 4, and GNU tar reads the layer', async () => {
+  it('gives the same layer digest by default and for workers 1, 2 and 4, and GNU tar reads the layer', async () => {
     const tar = await makeTar([
       { name: 'big', body: corpus() },
       { name: 'small', body: 'x' },
@@ -67,13 +91,15 @@ describe('createGzipStream', () => {
     const diffId = await layerFromBytes(tar).diffId();
     const digests: string[] = [];
     let blob: Buffer = Buffer.alloc(0);
-    for (const o of [{ gzipMode: 'blocks' as const }, { workers: 2 }, { workers: 4 }]) {
+    for (const o of [{}, { workers: 1 }, { workers: 2 }, { workers: 4 }]) {
       const layer = streamLayer(chunked(tar, 100_000), o);
       blob = await collect(layer.compressed());
       digests.push(await layer.digest());
       expect(await layer.diffId()).toBe(diffId);
     }
     expect(new Set(digests).size).toBe(1);
+    // A buffered layer of the same tar compresses the same way by default.
+    expect(await layerFromBytes(tar).digest()).toBe(digests[0]);
     const t = await run('tar', ['-tzf', '-'], blob);
     expect(t.code).toBe(0);
     expect(t.stdout.split('\n').filter(Boolean)).toEqual(['big', 'small']);

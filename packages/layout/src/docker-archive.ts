@@ -5,7 +5,6 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
 import {
   DigestMismatchError,
   ErrorCode,
@@ -18,7 +17,8 @@ import {
   digestHex,
   digestOf,
   isDigest,
-  isGzipLayerMediaType,
+  createDecompressor,
+  layerCompressionOf,
   isImageManifestMediaType,
   isIndexMediaType,
   isManifestMediaType,
@@ -451,16 +451,12 @@ export class DockerArchive implements Target, BlobWriter {
     front: Transform,
     options: IoOptions,
   ): Promise<Spooled> {
-    if (mediaType.endsWith('+zstd')) {
-      throw new LadingError(
-        ErrorCode.Unsupported,
-        'zstd layers cannot be written to a docker archive',
-      );
-    }
     const path = join(await this.#spool(), `${randomUUID()}.tar`);
     const diff = new HashingStream();
     const stages: (Readable | Transform)[] = [content, front];
-    if (isGzipLayerMediaType(mediaType)) stages.push(createGunzip());
+    // Docker archives hold plain tars: gzip and zstd layers are decompressed.
+    const kind = layerCompressionOf(mediaType);
+    if (kind !== 'none') stages.push(createDecompressor(kind));
     stages.push(diff);
     try {
       await pipeline([...stages, createWriteStream(path, { flags: 'wx' })], {
@@ -499,9 +495,9 @@ export class DockerArchive implements Target, BlobWriter {
 
   /**
    * push stores a blob for the archive written on close(): layers are
-   * verified, gunzipped and spooled to a temp file; configs and manifests
+   * verified, decompressed (gzip, zstd) and spooled to a temp file; configs and manifests
    * (≤ 4 MiB) are kept in memory.
-   * @throws UNSUPPORTED (read mode, zstd layers), DIGEST_MISMATCH, SIZE_MISMATCH
+   * @throws UNSUPPORTED (read mode; zstd on a Node without it), DIGEST_MISMATCH, SIZE_MISMATCH
    */
   async push(desc: Descriptor, content: Readable, options: IoOptions = {}): Promise<void> {
     try {

@@ -1,10 +1,10 @@
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
 import {
   ErrorCode,
   LadingError,
-  isGzipLayerMediaType,
+  createDecompressor,
+  layerCompressionOf,
   parseConfigFile,
   parseManifest,
   isManifestMediaType,
@@ -121,12 +121,16 @@ export class RemoteLayer implements Layer {
     return out;
   }
 
+  /**
+   * uncompressed is the layer's tar: gzip and zstd layers are decompressed.
+   * @throws UNSUPPORTED for a zstd layer on a Node without zstd.
+   */
   uncompressed(): Readable {
-    const src = this.compressed();
-    if (!isGzipLayerMediaType(this.mediaType)) return src;
-    const gunzip = createGunzip();
-    pipeline(src, gunzip).catch(() => undefined);
-    return gunzip;
+    const kind = layerCompressionOf(this.mediaType);
+    if (kind === 'none') return this.compressed();
+    const decompress = createDecompressor(kind);
+    pipeline(this.compressed(), decompress).catch(() => undefined);
+    return decompress;
   }
 }
 

@@ -47,8 +47,10 @@ Options:
   --annotation K=V          manifest annotation, repeatable
   --workdir PATH, --user USER, --expose PORT[/proto] (repeatable)
   --platform OS/ARCH[/VARIANT]   (default linux/amd64; also picks the base)
-  --level N                 gzip level (default 6)
-  --workers N               gzip worker threads (default 1)
+  --compression gzip|zstd[:LEVEL]   layer compression (default gzip; zstd
+                            needs Node ≥ 22.15)
+  --level N                 compression level (default gzip 1, zstd 3)
+  --workers N               compression worker threads (default: every core)
   --source-date-epoch N     timestamp for files and config (default
                             $SOURCE_DATE_EPOCH, else 0: reproducible)`;
 
@@ -75,8 +77,9 @@ function intOption(
   name: string,
   min: number,
   max: number,
+  text = str(ctx, name),
 ): number | undefined {
-  const v = str(ctx, name);
+  const v = text;
   if (v === undefined) return undefined;
   const n = Number(v);
   if (!Number.isInteger(n) || n < min || n > max)
@@ -104,7 +107,11 @@ async function run(ctx: CommandContext): Promise<void> {
     );
   const platformText = str(ctx, 'platform');
   const platform = parsePlatform(platformText ?? 'linux/amd64');
-  const level = intOption(ctx, 'level', 0, 9);
+  const [compression, levelText] = (str(ctx, 'compression') ?? 'gzip').split(':', 2);
+  if (compression !== 'gzip' && compression !== 'zstd')
+    throw new UsageError(`--compression wants gzip or zstd[:LEVEL], got ${String(compression)}`);
+  // The range per compression is checked by the layer (INVALID_ARGUMENT).
+  const level = intOption(ctx, 'level', 0, 22, levelText);
   const workers = intOption(ctx, 'workers', 1, 64);
   const options = await remoteOptions(ctx);
 
@@ -116,6 +123,7 @@ async function run(ctx: CommandContext): Promise<void> {
   const layer = layerFromDirectory(dir, {
     prefix: str(ctx, 'prefix') ?? '/',
     sourceDateEpoch: epoch,
+    compression,
     ...(level === undefined ? {} : { level }),
     ...(workers === undefined ? {} : { workers }),
     signal: ctx.signal,
@@ -192,6 +200,7 @@ export const build: Command = {
     user: { type: 'string' },
     expose: { type: 'string', multiple: true },
     platform: { type: 'string' },
+    compression: { type: 'string' },
     level: { type: 'string' },
     workers: { type: 'string' },
     'source-date-epoch': { type: 'string' },

@@ -1,7 +1,6 @@
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { isDeepStrictEqual } from 'node:util';
-import { createGunzip } from 'node:zlib';
 import { HashingStream, digestOf, type Digest } from '../digest.js';
 import {
   DigestMismatchError,
@@ -13,7 +12,8 @@ import {
 } from '../errors.js';
 import { isImageIndex, type Image, type ImageIndex } from '../image.js';
 import type { Layer } from '../layer.js';
-import { MediaType, isGzipLayerMediaType } from '../media-types.js';
+import { createDecompressor, layerCompressionOf } from '../compression.js';
+import { MediaType } from '../media-types.js';
 import { parseConfigFile, parseImageManifest, parseIndexManifest } from '../parse.js';
 import type { IoOptions } from '../target.js';
 
@@ -37,26 +37,26 @@ function sink(): Writable {
 
 type Hashed = { digest: Digest; size: number; diffId: Digest };
 
-/** hashLayer reads the compressed stream once, hashing it and (gunzipped) the tar. */
+/** hashLayer reads the compressed stream once, hashing it and (decompressed) the tar. */
 async function hashLayer(layer: Layer, signal: AbortSignal | undefined): Promise<Hashed> {
   const compressed = new HashingStream();
   const tar = new HashingStream();
   const opts = signal === undefined ? {} : { signal };
-  const gzip = isGzipLayerMediaType(layer.mediaType);
-  if (gzip) {
-    await pipeline(layer.compressed(), compressed, createGunzip(), tar, sink(), opts);
+  const kind = layerCompressionOf(layer.mediaType);
+  if (kind !== 'none') {
+    await pipeline(layer.compressed(), compressed, createDecompressor(kind), tar, sink(), opts);
   } else {
     await pipeline(layer.compressed(), compressed, sink(), opts);
   }
   const digest = compressed.digest;
   if (digest === undefined) throw invalid(ErrorCode.Io, 'layer stream ended without a digest');
-  let diffId = gzip ? tar.digest : digest;
+  let diffId = kind !== 'none' ? tar.digest : digest;
   if (
-    !gzip &&
+    kind === 'none' &&
     layer.mediaType !== MediaType.OciLayer &&
     layer.mediaType !== 'application/vnd.docker.image.rootfs.diff.tar'
   ) {
-    // Not gzip and not a plain tar (zstd, say): hash what the layer says is its tar.
+    // Neither compressed nor a plain tar type we know: hash what the layer says is its tar.
     const second = new HashingStream();
     await pipeline(layer.uncompressed(), second, sink(), opts);
     diffId = second.digest;

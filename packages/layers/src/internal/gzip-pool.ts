@@ -2,7 +2,9 @@ import { Worker } from 'node:worker_threads';
 
 // The worker is plain CommonJS evaluated from a string so that it runs the
 // same way from dist/ and from the TypeScript sources under vitest. It
-// checksums and deflates one block, and hands the input back for reuse.
+// checksums and deflates one block (or compresses it as one zstd frame),
+// and hands the input back for reuse. The zstd call is the one of
+// zstdFrameSync in @lading/core, so the bytes are the same.
 const workerSource = `
 const { parentPort } = require('node:worker_threads');
 const zlib = require('node:zlib');
@@ -25,13 +27,23 @@ parentPort.on('message', (job) => {
   const transfer = [job.input.buffer];
   try {
     const data = job.input.subarray(0, job.length);
-    const crc = crc32(data);
-    const out = zlib.deflateRawSync(data, {
-      level: job.level,
-      finishFlush: job.last ? zlib.constants.Z_FINISH : zlib.constants.Z_FULL_FLUSH,
-      // One output chunk for a block (deflate's bound is ~0.03 % over the input).
-      chunkSize: Math.max(16384, job.length + (job.length >> 6) + 1024),
-    });
+    // One output chunk for a block (deflate's and zstd's bounds are < 1 % over the input).
+    const chunkSize = Math.max(16384, job.length + (job.length >> 6) + 1024);
+    let crc = 0;
+    let out;
+    if (job.codec === 'zstd') {
+      out = zlib.zstdCompressSync(data, {
+        chunkSize,
+        params: { [zlib.constants.ZSTD_c_compressionLevel]: job.level },
+      });
+    } else {
+      crc = crc32(data);
+      out = zlib.deflateRawSync(data, {
+        level: job.level,
+        finishFlush: job.last ? zlib.constants.Z_FINISH : zlib.constants.Z_FULL_FLUSH,
+        chunkSize,
+      });
+    }
     // With one output chunk the result is a view at the start of its own
     // buffer: transfer that buffer as is; otherwise copy to an exclusive one.
     let output = out;
@@ -47,6 +59,9 @@ parentPort.on('message', (job) => {
 });
 `;
 
+/** Codec is what a worker compresses a block with. */
+export type Codec = 'gzip' | 'zstd';
+
 /** DeflateResult is one deflated block, its CRC-32 and the input handed back. */
 export interface DeflateResult {
   readonly output: Buffer;
@@ -59,6 +74,7 @@ interface Job {
   readonly id: number;
   readonly input: Uint8Array;
   readonly length: number;
+  readonly codec: Codec;
   readonly level: number;
   readonly last: boolean;
   readonly resolve: (r: DeflateResult) => void;
@@ -117,13 +133,20 @@ export class DeflatePool {
 
   /**
    * deflate checksums and compresses `input.subarray(0, length)` as one
-   * independent raw-deflate block, flushed (or finished when `last`). The
-   * input's buffer is transferred to a worker (it must be a whole
-   * ArrayBuffer) and comes back in the result.
+   * independent raw-deflate block, flushed (or finished when `last`), or
+   * with `zstd` as one zstd frame (no checksum). The input's buffer is
+   * transferred to a worker (it must be a whole ArrayBuffer) and comes back
+   * in the result.
    */
-  deflate(input: Uint8Array, length: number, level: number, last: boolean): Promise<DeflateResult> {
+  deflate(
+    input: Uint8Array,
+    length: number,
+    codec: Codec,
+    level: number,
+    last: boolean,
+  ): Promise<DeflateResult> {
     return new Promise<DeflateResult>((resolve, reject) => {
-      this.#queue.push({ id: this.#nextId++, input, length, level, last, resolve, reject });
+      this.#queue.push({ id: this.#nextId++, input, length, codec, level, last, resolve, reject });
       this.#pump();
     });
   }
@@ -149,7 +172,14 @@ export class DeflatePool {
       if (w.jobs.length === 0) w.worker.ref();
       w.jobs.push(job);
       w.worker.postMessage(
-        { id: job.id, input: job.input, length: job.length, level: job.level, last: job.last },
+        {
+          id: job.id,
+          input: job.input,
+          length: job.length,
+          codec: job.codec,
+          level: job.level,
+          last: job.last,
+        },
         [job.input.buffer as ArrayBuffer],
       );
     }

@@ -1,7 +1,12 @@
 import { PassThrough, Readable, Transform, Writable, type TransformCallback } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
-import { HashingStream, createHasher, type Digest, type Hasher } from '@lading/core';
+import {
+  HashingStream,
+  createDecompressor,
+  createHasher,
+  type Digest,
+  type Hasher,
+} from '@lading/core';
 import { gzipTransform, type ResolvedCompression } from '../compression.js';
 import { TarCheck } from './tar-check.js';
 
@@ -12,10 +17,12 @@ export interface PassResult {
   readonly size: number;
 }
 
-/** PassSource is the opened input of a pass: a tar, or an already-gzipped tar. */
+/** PassSource is the opened input of a pass: a tar, or an already-gzipped (or zstd) tar. */
 export interface PassSource {
   readonly stream: Readable;
   readonly gzipped: boolean;
+  /** zstd says the stream is an already zstd-compressed tar (`gzipped` is then false). */
+  readonly zstd?: boolean;
   /**
    * pooled says the stream is the pass's alone and yields pooled blocks
    * (a directory walk): gzip may then take them without a copy.
@@ -135,7 +142,8 @@ export interface Pass {
  * startPass returns a stream at once and connects it to `open()` when that
  * resolves. In one pass it computes diffId (sha256 of the tar), digest and
  * size (sha256 and length of the blob): source → sha256 → gzip → sha256 for a
- * tar, source → sha256 (+ gunzip → sha256 on the side) for a gzipped source.
+ * tar, source → sha256 (+ gunzip → sha256 on the side) for a gzipped source
+ * (zstd alike).
  * Whichever side is not handed to the consumer is computed on a side channel
  * so that every value settles. `result` resolves only once the consumer has
  * read the stream to its end, and rejects on any error, including the
@@ -162,13 +170,14 @@ export function startPass(
     // Every pass checks that the tar is complete: a producer that failed or
     // was killed must not become a layer (INVALID_LAYER, nothing settles).
     const check = new TarCheck();
-    const none = compression.compression === 'none' && !src.gzipped;
+    const precompressed = src.gzipped || src.zstd === true;
+    const none = compression.compression === 'none' && !precompressed;
     const stages: Transform[] = [];
     let blobSink: HashSink | undefined;
     let tarSink: HashSink | undefined;
     if (none) {
       stages.push(tarHash, check);
-    } else if (!src.gzipped) {
+    } else if (!precompressed) {
       stages.push(tarHash, check);
       if (output === 'compressed') {
         stages.push(gzipTransform(compression, src.pooled === true), blobHash);
@@ -178,10 +187,11 @@ export function startPass(
       }
     } else {
       stages.push(blobHash);
+      const kind = src.gzipped ? 'gzip' : 'zstd';
       if (output === 'compressed') {
         tarSink = new HashSink();
-        stages.push(new SideChannel(createGunzip(), tarSink, check));
-      } else stages.push(createGunzip(), tarHash, check);
+        stages.push(new SideChannel(createDecompressor(kind), tarSink, check));
+      } else stages.push(createDecompressor(kind), tarHash, check);
     }
     await Promise.all([pipeline([src.stream, ...stages, out]), consumed]);
     const diffId = tarSink?.digest ?? tarHash.digest;

@@ -116,6 +116,8 @@ class FilesystemBlobStore implements BlobStore {
       start: options?.start,
       end: options?.end,
       signal: options?.signal,
+      // 1 MiB reads (not 64 KiB): 16× fewer thread-pool reads and socket writes per blob.
+      highWaterMark: 1024 * 1024,
     });
   }
 

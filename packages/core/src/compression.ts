@@ -1,0 +1,145 @@
+import type { Transform } from 'node:stream';
+import * as zlib from 'node:zlib';
+import { ErrorCode, LadingError } from './errors.js';
+
+/** LayerCompression is how a layer blob is compressed. */
+export type LayerCompression = 'gzip' | 'zstd' | 'none';
+
+/** zstdNodeVersion is the first Node release line with zstd in `node:zlib` (also 23.8). */
+export const zstdNodeVersion = '22.15';
+
+interface ZstdZlib {
+  createZstdDecompress?: (options?: object) => Transform;
+  zstdCompressSync?: (data: Uint8Array, options?: object) => Buffer;
+  zstdDecompressSync?: (data: Uint8Array, options?: object) => Buffer;
+}
+
+const zz = zlib as unknown as ZstdZlib;
+
+/** zstdAvailable tells whether this Node has zstd in `node:zlib` (22.15+, 23.8+). */
+export function zstdAvailable(): boolean {
+  return typeof zz.createZstdDecompress === 'function' && typeof zz.zstdCompressSync === 'function';
+}
+
+/**
+ * zstdUnsupported is the UNSUPPORTED error for zstd on a Node without it.
+ * `what` says what was attempted ("compress a layer with zstd").
+ */
+export function zstdUnsupported(what: string): LadingError {
+  return new LadingError(
+    ErrorCode.Unsupported,
+    `cannot ${what}: zstd needs Node ≥ ${zstdNodeVersion} (this is ${process.version})`,
+  );
+}
+
+/** isZstdLayerMediaType tells whether layers of this type are zstd-compressed. */
+export function isZstdLayerMediaType(mt: string | undefined): boolean {
+  return mt?.endsWith('+zstd') === true;
+}
+
+/** layerCompressionOf tells how a layer of media type `mt` is compressed. */
+export function layerCompressionOf(mt: string | undefined): LayerCompression {
+  if (mt === undefined) return 'none';
+  if (mt.endsWith('+gzip') || mt.endsWith('.tar.gzip')) return 'gzip';
+  return isZstdLayerMediaType(mt) ? 'zstd' : 'none';
+}
+
+/**
+ * sniffCompression tells from a blob's first bytes whether it is gzip
+ * (`1f 8b`) or a zstd frame (`28 b5 2f fd`); anything else is `none`.
+ */
+export function sniffCompression(head: Uint8Array): LayerCompression {
+  if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
+  if (
+    head.length >= 4 &&
+    head[0] === 0x28 &&
+    head[1] === 0xb5 &&
+    head[2] === 0x2f &&
+    head[3] === 0xfd
+  ) {
+    return 'zstd';
+  }
+  return 'none';
+}
+
+/**
+ * createDecompressor returns a Transform that decompresses a gzip or zstd
+ * stream (several concatenated gzip members or zstd frames included).
+ * @throws UNSUPPORTED for zstd on a Node without it.
+ */
+export function createDecompressor(kind: 'gzip' | 'zstd'): Transform {
+  // 1 MiB output chunks: fewer, larger writes for whoever reads the tar.
+  if (kind === 'gzip') return zlib.createGunzip({ chunkSize: 1024 * 1024 });
+  if (typeof zz.createZstdDecompress !== 'function') throw zstdUnsupported('read a zstd layer');
+  return zz.createZstdDecompress({ chunkSize: 1024 * 1024 });
+}
+
+/** decompressSync is {@link createDecompressor} for bytes in memory (small layers). */
+export function decompressSync(kind: 'gzip' | 'zstd', bytes: Uint8Array): Buffer {
+  if (kind === 'gzip') return zlib.gunzipSync(bytes);
+  if (typeof zz.zstdDecompressSync !== 'function') throw zstdUnsupported('read a zstd layer');
+  return zz.zstdDecompressSync(bytes);
+}
+
+/** blockGzipSize is the uncompressed size of each independent block of a block gzip. */
+export const blockGzipSize = 1024 * 1024;
+
+/**
+ * blockGzipHeader is the fixed 10-byte header of a block gzip (mtime 0, no
+ * name, XFL 0, OS 3 = Unix), so that its bytes never depend on the machine.
+ */
+export const blockGzipHeader: Uint8Array = Uint8Array.from([
+  0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0x00, 0x03,
+]);
+
+/**
+ * blockGzipSync is the block gzip of `bytes` computed on this thread: one gzip
+ * member whose 1 MiB blocks are raw-deflated independently (full flush
+ * between blocks, finish on the last). It gives the same bytes as the
+ * worker-thread block gzip of `@lading/layers` at the same level, for any
+ * number of workers. Meant for small layers held in memory.
+ */
+export function blockGzipSync(bytes: Uint8Array, level: number): Buffer {
+  const parts: Uint8Array[] = [blockGzipHeader];
+  let crc = 0;
+  let off = 0;
+  do {
+    const end = Math.min(bytes.length, off + blockGzipSize);
+    const block = bytes.subarray(off, end);
+    crc = zlib.crc32(block, crc);
+    parts.push(
+      zlib.deflateRawSync(block, {
+        level,
+        finishFlush: end === bytes.length ? zlib.constants.Z_FINISH : zlib.constants.Z_FULL_FLUSH,
+      }),
+    );
+    off = end;
+  } while (off < bytes.length);
+  const trailer = Buffer.allocUnsafe(8);
+  trailer.writeUInt32LE(crc >>> 0, 0);
+  trailer.writeUInt32LE(bytes.length % 0x100000000, 4);
+  parts.push(trailer);
+  return Buffer.concat(parts);
+}
+
+/** zstdLevelRange is the zstd levels lading accepts. */
+export const zstdLevelRange = { min: 1, max: 22 } as const;
+
+/**
+ * zstdFrameSync compresses `bytes` as one zstd frame at `level` (the frames
+ * of a block zstd, concatenated, are a valid zstd stream). The output
+ * buffer holds the whole frame, so zstd compresses in one call and records
+ * the content size in the frame header: the worker threads of
+ * `@lading/layers` make the same call, hence the same bytes.
+ * @throws UNSUPPORTED on a Node without zstd.
+ */
+export function zstdFrameSync(bytes: Uint8Array, level: number): Buffer {
+  if (typeof zz.zstdCompressSync !== 'function') throw zstdUnsupported('compress with zstd');
+  const c = zlib.constants as unknown as Record<string, number>;
+  const levelParam = c.ZSTD_c_compressionLevel ?? 100;
+  const n = bytes.length;
+  return zz.zstdCompressSync(bytes, {
+    chunkSize: Math.max(16384, n + (n >> 6) + 1024),
+    params: { [levelParam]: level },
+  });
+}
