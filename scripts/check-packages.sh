@@ -20,7 +20,10 @@ status=0
 for t in "${tarballs[@]}"; do
   name="$(basename "$t")"
   bad=0
-  if ! out="$(npx --no-install publint run "$t" --strict 2>&1)" || ! grep -q '^All good!$' <<<"$out"; then
+  # publint exits 0 on suggestions: anything but "All good!" is a finding.
+  # Colours off (CI=true turns them on) so the line can be matched.
+  if ! out="$(NO_COLOR=1 npx --no-install publint run "$t" --strict 2>&1)" ||
+    ! sed 's/\x1b\[[0-9;]*m//g' <<<"$out" | grep -q '^All good!$'; then
     echo "publint: findings in $name" >&2
     echo "$out" >&2
     bad=1
