@@ -18,9 +18,19 @@ import {
   serverScenario,
   stagesScenario,
 } from './scenarios.js';
+import { peersScenario } from './peers.js';
 import { benchDir, errorMessage, fmtBytes, GiB, has, MiB, run } from './util.js';
 
-const scenarioIds = ['build', 'stages', 'memory', 'copy', 'pull', 'server', 'auth'] as const;
+const scenarioIds = [
+  'build',
+  'stages',
+  'memory',
+  'copy',
+  'pull',
+  'server',
+  'auth',
+  'peers',
+] as const;
 
 function parseArgs(argv: readonly string[]): BenchConfig {
   const flags = new Map<string, string>();
@@ -175,6 +185,7 @@ async function main(): Promise<void> {
     pull: pullScenario,
     server: serverScenario,
     auth: authScenario,
+    peers: peersScenario,
   };
   const sections: Section[] = [];
   for (const id of scenarioIds) {

@@ -1,0 +1,337 @@
+// Scenario "peers" (issue 15): `lading build DIR REF` with no flags, and with
+// `--compression zstd`, against the tools users would pick — umoci + skopeo,
+// buildah, containerify — on the same corpus, each pushing to a fresh Debian
+// registry, on the system Node and on Node 26. Times are wall times of whole
+// processes; blob sizes and peak RSS (GNU time) sit beside them.
+import { existsSync } from 'node:fs';
+import { mkdir, rename, rm } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { emptyImage, withPlatform } from '@lading/core';
+import { write } from '@lading/remote';
+import { log, type Context } from './context.js';
+import { startDebianRegistry, type BenchRegistry } from './registries.js';
+import type { Row, Section } from './report.js';
+import { peerPush } from './scenarios.js';
+import { benchDir, fmtBytes, fmtSec, fmtStat, run, stat, workDir, type Stat } from './util.js';
+
+/** node26 is the Node used for the runs on Node 26 (and for containerify, which needs ≥ 22). */
+const node26 = process.env.LADING_BENCH_NODE26 ?? '/opt/nodes/26.10.0/package/bin/node';
+const ladingBin = join(benchDir, '..', 'packages', 'cli', 'bin', 'lading.js');
+const taskJs = join(benchDir, 'dist', 'task.js');
+/** containerify is installed by hand (npm, Node ≥ 22): `LADING_BENCH_CONTAINERIFY=<bin>`. */
+const containerifyBin =
+  process.env.LADING_BENCH_CONTAINERIFY ??
+  join(workDir, 'containerify', 'node_modules', '.bin', 'containerify');
+
+interface Measured {
+  readonly ms: number;
+  readonly size: number;
+  readonly rssKiB: number;
+}
+
+/** timed runs a command under GNU time and answers its wall ms and peak RSS. */
+async function timed(
+  cmd: string,
+  args: readonly string[],
+  env?: NodeJS.ProcessEnv,
+): Promise<{ ms: number; rssKiB: number; stdout: string }> {
+  const r = await run('/usr/bin/time', ['-f', 'RSSKIB %M', cmd, ...args], {
+    timeoutMs: 30 * 60_000,
+    ...(env === undefined ? {} : { env }),
+  });
+  if (r.code !== 0)
+    throw new Error(`${cmd} ${args.join(' ')}: exit ${String(r.code)}: ${r.stderr.slice(-1500)}`);
+  const m = /RSSKIB (\d+)/.exec(r.stderr);
+  return { ms: r.ms, rssKiB: Number(m?.[1] ?? NaN), stdout: r.stdout };
+}
+
+/** layerSize reads the pushed image's manifest (skopeo) and answers its largest layer's size. */
+async function layerSize(ref: string): Promise<number> {
+  const r = await run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${ref}`]);
+  if (r.code !== 0) return NaN;
+  const m = JSON.parse(r.stdout) as { layers?: { size: number }[] };
+  return Math.max(...(m.layers ?? []).map((l) => l.size));
+}
+
+async function fresh<T>(fn: (reg: BenchRegistry) => Promise<T>): Promise<T> {
+  const reg = await startDebianRegistry();
+  try {
+    return await fn(reg);
+  } finally {
+    await reg.stop();
+  }
+}
+
+async function ladingBuild(
+  ctx: Context,
+  node: string,
+  extra: readonly string[],
+): Promise<Measured> {
+  return fresh(async (reg) => {
+    const ref = `${reg.host}/bench/lading:1`;
+    const t = await timed(node, [ladingBin, 'build', ctx.corpus.dir, ref, '-q', ...extra]);
+    return { ms: t.ms, rssKiB: t.rssKiB, size: await layerSize(ref) };
+  });
+}
+
+async function buildah(ctx: Context): Promise<Measured> {
+  return fresh(async (reg) => {
+    const root = join(workDir, 'buildah');
+    await rm(root, { recursive: true, force: true });
+    const base = [
+      '--storage-driver',
+      'vfs',
+      '--root',
+      join(root, 'root'),
+      '--runroot',
+      join(root, 'run'),
+    ];
+    const ref = `${reg.host}/bench/buildah:1`;
+    let ms = 0;
+    let rssKiB = 0;
+    const step = async (args: readonly string[]): Promise<string> => {
+      const t = await timed('buildah', [...base, ...args]);
+      ms += t.ms;
+      rssKiB = Math.max(rssKiB, t.rssKiB);
+      return t.stdout.trim();
+    };
+    const c = await step(['from', 'scratch']);
+    await step(['copy', c, `${ctx.corpus.dir}/.`, '/']);
+    await step(['commit', '--quiet', '--tls-verify=false', c, `docker://${ref}`]);
+    // vfs copies are root-owned and read-only in places: let buildah remove them.
+    await run('buildah', [...base, 'rm', '--all']);
+    await run('buildah', [...base, 'rmi', '--all', '--force']);
+    await rm(root, { recursive: true, force: true });
+    return { ms, rssKiB, size: await layerSize(ref) };
+  });
+}
+
+/**
+ * cfyCorpus is a copy of the corpus without its symlinks: containerify's
+ * copy (fs.cpSync) follows them, so dangling ones fail and `usr/bin/X11 ->
+ * .` loops; made once per corpus, outside the timing.
+ */
+async function cfyCorpus(ctx: Context): Promise<string> {
+  const dir = join(workDir, `containerify-corpus-${ctx.corpus.budget}`);
+  if (existsSync(dir)) return dir;
+  await run('cp', ['-a', ctx.corpus.dir, `${dir}.tmp`]);
+  await run('find', [`${dir}.tmp`, '-type', 'l', '-delete']);
+  await rename(`${dir}.tmp`, dir);
+  return dir;
+}
+
+async function containerify(ctx: Context): Promise<Measured> {
+  const folder = await cfyCorpus(ctx);
+  return fresh(async (reg) => {
+    // A base image to build on (containerify needs one): empty, linux/amd64.
+    await write(
+      `${reg.host}/bench/base:scratch`,
+      withPlatform(emptyImage(), { os: 'linux', architecture: 'amd64' }),
+    ).done;
+    const build = join(workDir, 'containerify-build');
+    await rm(build, { recursive: true, force: true });
+    const t = await timed(node26, [
+      containerifyBin,
+      '--fromImage',
+      'bench/base:scratch',
+      '--toImage',
+      'bench/containerify:1',
+      '--registry',
+      `http://${reg.host}/v2/`,
+      '--allowNoPushAuth',
+      '--folder',
+      folder,
+      '--customContent',
+      '.',
+      '--buildFolder',
+      build,
+    ]);
+    await rm(build, { recursive: true, force: true });
+    return {
+      ms: t.ms,
+      rssKiB: t.rssKiB,
+      size: await layerSize(`${reg.host}/bench/containerify:1`),
+    };
+  });
+}
+
+/** floorMs is one core compressing the corpus tar in 1 MiB blocks (as layers do), in ms. */
+async function floorMs(
+  ctx: Context,
+  node: string,
+  compression: 'gzip' | 'zstd',
+  level: number,
+): Promise<number> {
+  const r = await run(
+    node,
+    [taskJs, JSON.stringify({ kind: 'floor-blocks', dir: ctx.corpus.dir, compression, level })],
+    {
+      timeoutMs: 30 * 60_000,
+    },
+  );
+  const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
+  if (r.code !== 0 || line === undefined) throw new Error(`floor-blocks: ${r.stderr.slice(-1500)}`);
+  return (JSON.parse(line.slice(7)) as { ms: number }).ms;
+}
+
+function ratioStat(a: readonly number[], b: readonly number[]): Stat {
+  const out: number[] = [];
+  for (let i = 0; i < Math.min(a.length, b.length); i++) {
+    const x = a[i];
+    const y = b[i];
+    if (x !== undefined && y !== undefined && y > 0) out.push(x / y);
+  }
+  return stat(out);
+}
+
+function ratioText(s: Stat): string {
+  if (Number.isNaN(s.median)) return 'n/a';
+  const f = (v: number): string => `${v.toFixed(2)}×`;
+  return s.samples.length <= 1 ? f(s.median) : `${f(s.median)} (${f(s.min)}–${f(s.max)})`;
+}
+
+/** Scenario 8: lading build with no flags (and zstd) against umoci + skopeo, buildah and containerify. */
+export async function peersScenario(ctx: Context): Promise<Section> {
+  const cores = availableParallelism();
+  const has26 = existsSync(node26);
+  const hasCfy = has26 && existsSync(containerifyBin);
+  const nodes: { label: string; bin: string }[] = [
+    { label: `Node ${process.version}`, bin: process.execPath },
+    ...(has26 ? [{ label: 'Node 26', bin: node26 }] : []),
+  ];
+  const samples = new Map<string, Measured[]>();
+  const add = (k: string, m: Measured): void => {
+    samples.set(k, [...(samples.get(k) ?? []), m]);
+  };
+  const floors = new Map<string, number[]>();
+  const addFloor = (k: string, v: number): void => {
+    floors.set(k, [...(floors.get(k) ?? []), v]);
+  };
+  let cfyError: string | undefined;
+  await mkdir(workDir, { recursive: true });
+  for (let i = 0; i < ctx.config.runs; i++) {
+    const tag = `peers run ${i + 1}/${ctx.config.runs}`;
+    log(`${tag}: floors`);
+    addFloor('gzip', (await floorMs(ctx, process.execPath, 'gzip', 1)) / cores);
+    if (has26) addFloor('zstd', (await floorMs(ctx, node26, 'zstd', 3)) / cores);
+    for (const n of nodes) {
+      log(`${tag}: lading build (no flags), ${n.label}`);
+      add(`lading:${n.label}`, await ladingBuild(ctx, n.bin, []));
+      if (n.bin === node26) {
+        log(`${tag}: lading build --compression zstd, ${n.label}`);
+        add(`zstd:${n.label}`, await ladingBuild(ctx, n.bin, ['--compression', 'zstd']));
+      }
+    }
+    log(`${tag}: umoci + skopeo`);
+    add(
+      'umoci+skopeo',
+      await fresh(async (reg) => {
+        const p = await peerPush(ctx, reg.host, 'bench/peer');
+        return { ms: p.ms, size: p.size, rssKiB: NaN };
+      }),
+    );
+    log(`${tag}: buildah`);
+    add('buildah', await buildah(ctx));
+    if (hasCfy) {
+      log(`${tag}: containerify`);
+      try {
+        add('containerify', await containerify(ctx));
+      } catch (err) {
+        cfyError = err instanceof Error ? err.message.slice(0, 300) : String(err);
+        log(`${tag}: containerify failed: ${cfyError}`);
+      }
+    }
+  }
+  const peers = [
+    'umoci+skopeo',
+    'buildah',
+    ...(samples.has('containerify') ? ['containerify'] : []),
+  ];
+  const ms = (k: string): number[] => (samples.get(k) ?? []).map((m) => m.ms);
+  // The fastest peer of each run (by median over runs, then paired per run).
+  const fastest = peers.reduce((a, b) => (stat(ms(b)).median < stat(ms(a)).median ? b : a));
+  const fastestSize = stat((samples.get(fastest) ?? []).map((m) => m.size)).median;
+  const rows: Row[] = [];
+  const line = (name: string, k: string): void => {
+    const m = samples.get(k) ?? [];
+    const size = stat(m.map((x) => x.size)).median;
+    const rss = stat(m.map((x) => x.rssKiB / 1024)).median;
+    rows.push({
+      name: `${name} — blob ${fmtBytes(size)}${Number.isNaN(rss) ? '' : `, peak RSS ${rss.toFixed(0)} MiB`}`,
+      value: fmtStat(stat(ms(k)), fmtSec),
+      data: { ms: ms(k), size: m.map((x) => x.size), rssKiB: m.map((x) => x.rssKiB) },
+    });
+  };
+  for (const p of peers) line(p, p);
+  rows.push({
+    name: `gzip level 1 alone over ${cores} cores (floor: 1 MiB blocks, tar in memory, 1 core / ${cores})`,
+    value: fmtStat(stat(floors.get('gzip') ?? []), fmtSec),
+    data: { ms: floors.get('gzip') },
+  });
+  if (has26) {
+    rows.push({
+      name: `zstd level 3 alone over ${cores} cores (floor, Node 26)`,
+      value: fmtStat(stat(floors.get('zstd') ?? []), fmtSec),
+      data: { ms: floors.get('zstd') },
+    });
+  }
+  for (const n of nodes) {
+    line(`lading build (no flags), ${n.label}`, `lading:${n.label}`);
+    const r = ratioStat(ms(`lading:${n.label}`), ms(fastest));
+    const size = stat((samples.get(`lading:${n.label}`) ?? []).map((m) => m.size)).median;
+    const sizeOk = size <= fastestSize * 1.05;
+    rows.push({
+      name: `lading (no flags, ${n.label}) / fastest peer (${fastest}); blob ${((size / fastestSize - 1) * 100).toFixed(1)} % vs its`,
+      value: '',
+      ratio: ratioText(r),
+      target: '≤ 0.8×, blob ≤ +5 %',
+      met: Number.isNaN(r.median) ? undefined : r.median <= 0.8 && sizeOk,
+      data: { headline: true, ratio: r.samples, target: 0.8 },
+    });
+    const f = ratioStat(ms(`lading:${n.label}`), floors.get('gzip') ?? []);
+    rows.push({
+      name: `lading (no flags, ${n.label}) / gzip floor over all cores (whole process, start-up and push included)`,
+      value: '',
+      ratio: ratioText(f),
+      target: '≤ 1.15×',
+      met: Number.isNaN(f.median) ? undefined : f.median <= 1.15,
+      data: { headline: true, ratio: f.samples, target: 1.15 },
+    });
+  }
+  if (has26) {
+    line('lading build --compression zstd, Node 26', 'zstd:Node 26');
+    const r = ratioStat(ms('zstd:Node 26'), ms(fastest));
+    const size = stat((samples.get('zstd:Node 26') ?? []).map((m) => m.size)).median;
+    rows.push({
+      name: `lading zstd (Node 26) / fastest peer (${fastest}); blob ${((size / fastestSize - 1) * 100).toFixed(1)} % vs its gzip`,
+      value: '',
+      ratio: ratioText(r),
+      target: '≤ 0.5×, smaller blob',
+      met: Number.isNaN(r.median) ? undefined : r.median <= 0.5 && size < fastestSize,
+      data: { headline: true, ratio: r.samples, target: 0.5 },
+    });
+    const f = ratioStat(ms('zstd:Node 26'), floors.get('zstd') ?? []);
+    rows.push({
+      name: 'lading zstd (Node 26) / zstd floor over all cores',
+      value: '',
+      ratio: ratioText(f),
+      target: '≤ 1.15×',
+      met: Number.isNaN(f.median) ? undefined : f.median <= 1.15,
+      data: { headline: true, ratio: f.samples, target: 1.15 },
+    });
+  } else rows.push({ name: 'lading zstd / Node 26 runs', value: `n/a (missing: ${node26})` });
+  if (!hasCfy)
+    rows.push({ name: 'containerify', value: `n/a (missing: ${containerifyBin} or Node 26)` });
+  return {
+    id: 'peers',
+    title: '8. lading build with no flags against the peers (issue 15)',
+    rows,
+    notes: [
+      `corpus ${fmtBytes(ctx.corpus.bytes)}; every push goes to a fresh Debian docker-registry on 127.0.0.1. Times are wall times of whole processes (node start-up included for lading and containerify); peak RSS is GNU time's maximum resident set (for buildah, the largest of its three commands; umoci + skopeo not measured).`,
+      'lading: `node packages/cli/bin/lading.js build CORPUS REF` (defaults: every core, block gzip level 1) and `--compression zstd` (level 3) on Node 26. umoci: `init`, `new`, `insert --rootless`, then `skopeo copy oci:… docker://…`. buildah (vfs storage, own root): `from scratch`, `copy`, `commit docker://…`. containerify 4 on Node 26: `--customContent .` on an empty linux/amd64 base pushed by lading, over a copy of the corpus without its symlinks (its `fs.cpSync` follows them: dangling ones fail, `usr/bin/X11 -> .` loops), so its tar holds slightly less.',
+      'floors: one core compressing the tar held in memory in 1 MiB blocks (what the layers write), divided by the core count: the time the compression alone needs on this machine.',
+      'Ratios pair the samples of the same run (lading ÷ the peer that was fastest by median).',
+    ],
+  };
+}
