@@ -41,7 +41,7 @@ const hints: Record<string, string> = {
 // about the path, never the registry one.
 const localHints: Record<string, string> = {
   NOT_FOUND:
-    'check the path: oci:DIR[:TAG] is an OCI layout directory, docker-archive:FILE[:TAG] a tar file',
+    'check the path, or name one image: oci:DIR[:TAG] is an OCI layout directory, docker-archive:FILE[:TAG] a tar file',
   CONFLICT: 'choose another path, or remove what is there',
 };
 
@@ -54,9 +54,11 @@ export function classify(err: unknown): { code: ExitCode; hint: string | undefin
   if (err instanceof UsageError)
     return { code: ExitCode.Usage, hint: err.hint ?? 'see lading --help' };
   if (isLadingError(err)) {
-    const hint = isLocal(err)
-      ? (localHints[err.code] ?? 'check the path and its permissions')
-      : hints[err.code];
+    const hint = Array.isArray((err as { offered?: unknown }).offered)
+      ? 'pass one of the platforms offered to --platform (os/arch[/variant])'
+      : isLocal(err)
+        ? (localHints[err.code] ?? 'check the path and its permissions')
+        : hints[err.code];
     switch (err.code) {
       case 'UNAUTHORIZED':
       case 'DENIED':

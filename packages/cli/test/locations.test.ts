@@ -126,6 +126,7 @@ describe('--platform is matched the same way by every command', () => {
     for (const argv of attempts) {
       const r = await lading(...argv, '--platform', 'linux/s390x');
       expect(r.code, `${argv[0] ?? ''}: ${r.err}`).toBe(4);
+      expect(r.err).toContain('hint: pass one of the platforms offered to --platform');
       errors.add((r.err.split('\n')[0] ?? '').replace(/sha256:[0-9a-f]{64}/, 'DIGEST'));
     }
     expect([...errors]).toEqual([

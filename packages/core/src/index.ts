@@ -99,6 +99,7 @@ export {
   platformMatches,
   platformNotFound,
   selectPlatform,
+  PlatformNotFoundError,
 } from './platform.js';
 export type { ManifestLoader } from './platform.js';
 export { writeImage, writeIndex } from './write-image.js';

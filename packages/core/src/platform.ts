@@ -89,6 +89,16 @@ export function platformMatches(want: Platform, have: Platform | undefined): boo
 /** ManifestLoader reads the bytes a descriptor names (a manifest, an index or a config), verified and capped. */
 export type ManifestLoader = (desc: Descriptor) => Promise<Uint8Array>;
 
+/** PlatformNotFoundError is NOT_FOUND for a platform nothing matches; `offered` lists what there is. */
+export class PlatformNotFoundError extends LadingError {
+  override name = 'PlatformNotFoundError';
+  readonly offered: readonly string[];
+  constructor(message: string, offered: readonly string[]) {
+    super(ErrorCode.NotFound, message);
+    this.offered = offered;
+  }
+}
+
 /**
  * platformNotFound is the error every platform selection throws:
  * NOT_FOUND naming what was asked and the platforms on offer.
@@ -97,11 +107,11 @@ export function platformNotFound(
   want: Platform,
   where: string,
   offered: readonly Platform[],
-): LadingError {
+): PlatformNotFoundError {
   const names = [...new Set(offered.map(formatPlatform))];
-  return new LadingError(
-    ErrorCode.NotFound,
+  return new PlatformNotFoundError(
     `no image for platform ${formatPlatform(want)} in ${where} (it offers ${names.length === 0 ? 'no platform' : names.join(', ')})`,
+    names,
   );
 }
 

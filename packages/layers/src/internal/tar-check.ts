@@ -23,22 +23,42 @@ function numeric(b: Buffer, off: number, len: number): number {
     for (let i = off + 1; i < off + len; i++) n = n * 256 + (b[i] ?? 0);
     return n;
   }
-  const text = (b.toString('latin1', off, off + len).split('\0')[0] ?? '').trim();
-  if (text === '') return 0;
-  if (!/^[0-7]+$/.test(text)) return Number.NaN;
-  return parseInt(text, 8);
+  // Octal digits, with leading spaces and a NUL or space terminator.
+  let i = off;
+  const end = off + len;
+  while (i < end && b[i] === 0x20) i++;
+  let n = 0;
+  let digits = 0;
+  for (; i < end; i++) {
+    const c = b[i] ?? 0;
+    if (c === 0 || c === 0x20) break;
+    if (c < 0x30 || c > 0x37) return Number.NaN;
+    n = n * 8 + (c - 0x30);
+    digits++;
+  }
+  for (; i < end; i++) {
+    const c = b[i] ?? 0;
+    if (c !== 0 && c !== 0x20) return Number.NaN;
+  }
+  return digits === 0 ? 0 : n;
 }
 
 function checksumOk(h: Buffer): boolean {
   const stored = numeric(h, 148, 8);
   let unsigned = 0;
+  for (let i = 0; i < block; i++) unsigned += h[i] ?? 0;
+  let field = 0;
+  for (let i = 148; i < 156; i++) field += h[i] ?? 0;
+  // The checksum is computed with its own field as eight spaces.
+  unsigned += 8 * 0x20 - field;
+  if (stored === unsigned) return true;
+  // Some old tars summed signed bytes.
   let signed = 0;
   for (let i = 0; i < block; i++) {
     const x = i >= 148 && i < 156 ? 0x20 : (h[i] ?? 0);
-    unsigned += x;
     signed += x > 127 ? x - 256 : x;
   }
-  return stored === unsigned || stored === signed;
+  return stored === signed;
 }
 
 /**
