@@ -88,6 +88,14 @@ export class Bucket {
     range?: { start: number; end?: number | undefined },
     signal?: AbortSignal,
   ): Promise<Readable | undefined> {
+    return (await this.#get(path, range, signal))?.body;
+  }
+
+  async #get(
+    path: string,
+    range: { start: number; end?: number | undefined } | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<{ body: Readable; metadata: Record<string, string> } | undefined> {
     try {
       const r = await this.client.send(
         new GetObjectCommand({
@@ -97,11 +105,22 @@ export class Bucket {
         }),
         { abortSignal: signal },
       );
-      return r.Body as Readable;
+      return { body: r.Body as Readable, metadata: r.Metadata ?? {} };
     } catch (err) {
       if (isMissing(err)) return undefined;
       throw this.fail('GET', path, err);
     }
+  }
+
+  /** object reads a small object whole with its metadata, refusing more than `cap` bytes. */
+  async object(
+    path: string,
+    cap: number,
+    signal?: AbortSignal,
+  ): Promise<{ bytes: Buffer; metadata: Record<string, string> } | undefined> {
+    const got = await this.#get(path, undefined, signal);
+    if (got === undefined) return undefined;
+    return { bytes: await this.#drain(path, got.body, cap), metadata: got.metadata };
   }
 
   /** bytes reads a small object whole, refusing more than `cap` bytes; undefined when absent. */
@@ -112,7 +131,10 @@ export class Bucket {
     range?: { start: number; end: number },
   ): Promise<Buffer | undefined> {
     const body = await this.stream(path, range, signal);
-    if (body === undefined) return undefined;
+    return body === undefined ? undefined : this.#drain(path, body, cap);
+  }
+
+  async #drain(path: string, body: Readable, cap: number): Promise<Buffer> {
     const parts: Buffer[] = [];
     let size = 0;
     try {

@@ -152,31 +152,25 @@ export class S3UploadStore implements UploadStore {
   ): Promise<number> {
     const signal = options?.signal;
     let s: SessionState;
+    const buffered: Buffer[] = [];
+    let bufferedSize = 0;
     try {
       s = await this.#state(id, signal);
       if (s.size !== offset) {
         throw new LadingError(ErrorCode.Conflict, `upload ${id} is at ${s.size}, not ${offset}`);
       }
       if (s.staged === true) s = await this.#unstage(id, s, signal);
+      // The tail (less than a part) starts the next part.
+      if (s.size > tailStart(s)) {
+        const tail = await this.#tail(id, s, signal);
+        buffered.push(tail);
+        bufferedSize = tail.length;
+      }
     } catch (err) {
       data.destroy();
       throw err;
     }
     const start = tailStart(s);
-    const buffered: Buffer[] = [];
-    let bufferedSize = 0;
-    if (s.size > start) {
-      const tail = await this.#bucket.bytes(this.#tailPath(id, start), this.#partSize, signal, {
-        start: 0,
-        end: s.size - start - 1,
-      });
-      if (tail?.length !== s.size - start) {
-        data.destroy();
-        throw new LadingError(ErrorCode.Io, `upload ${id}: its stored tail is missing`);
-      }
-      buffered.push(tail);
-      bufferedSize = tail.length;
-    }
     const parts = [...s.parts];
     let multipart = s.multipart;
     let received = 0;
@@ -248,6 +242,20 @@ export class S3UploadStore implements UploadStore {
     } catch (err) {
       throw failure ?? err;
     }
+  }
+
+  /** tail reads the session's stored tail: bytes [tailStart, size). */
+  async #tail(id: string, s: SessionState, signal?: AbortSignal): Promise<Buffer> {
+    const start = tailStart(s);
+    if (s.size === start) return Buffer.alloc(0);
+    const tail = await this.#bucket.bytes(this.#tailPath(id, start), this.#partSize, signal, {
+      start: 0,
+      end: s.size - start - 1,
+    });
+    if (tail?.length !== s.size - start) {
+      throw new LadingError(ErrorCode.Io, `upload ${id}: its stored tail is missing`);
+    }
+    return tail;
   }
 
   async #createMultipart(id: string, signal?: AbortSignal): Promise<string> {
@@ -366,13 +374,7 @@ export class S3UploadStore implements UploadStore {
     const parts = [...s.parts];
     if (s.multipart === undefined) throw new LadingError(ErrorCode.Io, `upload ${id} has no parts`);
     if (s.size > start) {
-      const tail = await this.#bucket.bytes(this.#tailPath(id, start), this.#partSize, signal, {
-        start: 0,
-        end: s.size - start - 1,
-      });
-      if (tail?.length !== s.size - start) {
-        throw new LadingError(ErrorCode.Io, `upload ${id}: its stored tail is missing`);
-      }
+      const tail = await this.#tail(id, s, signal);
       parts.push([
         await this.#uploadPart(id, s.multipart, parts.length + 1, tail, signal),
         tail.length,
@@ -428,16 +430,7 @@ export class S3UploadStore implements UploadStore {
     const target = `blobs/${digestAlgorithm(digest)}/${digestHex(digest)}`;
     if (s.staged !== true && s.parts.length === 0) {
       // Smaller than a part: the blob is (the first `size` bytes of) the tail.
-      const bytes =
-        s.size === 0
-          ? Buffer.alloc(0)
-          : await this.#bucket.bytes(this.#tailPath(id, 0), this.#partSize, signal, {
-              start: 0,
-              end: s.size - 1,
-            });
-      if (bytes?.length !== s.size) {
-        throw new LadingError(ErrorCode.Io, `upload ${id}: its stored tail is missing`);
-      }
+      const bytes = await this.#tail(id, s, signal);
       await this.#bucket.put(target, bytes, undefined, signal);
     } else {
       if (s.staged !== true) s = await this.#stage(id, s, signal);

@@ -202,12 +202,16 @@ class S3MetadataStore implements MetadataStore {
     digest: Digest,
     options?: StorageOptions,
   ): Promise<StoredManifest | undefined> {
-    const path = this.#manifestPath(repository, digest);
-    const head = await this.#bucket.head(path, options?.signal);
-    if (head === undefined) return undefined;
-    const bytes = await this.#bucket.bytes(path, maxManifestObject, options?.signal);
-    if (bytes === undefined) return undefined;
-    return { bytes, mediaType: head.metadata['media-type'] ?? 'application/octet-stream' };
+    const got = await this.#bucket.object(
+      this.#manifestPath(repository, digest),
+      maxManifestObject,
+      options?.signal,
+    );
+    if (got === undefined) return undefined;
+    return {
+      bytes: got.bytes,
+      mediaType: got.metadata['media-type'] ?? 'application/octet-stream',
+    };
   }
 
   async resolveTag(
