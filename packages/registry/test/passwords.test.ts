@@ -119,6 +119,22 @@ describe('failed-login limit', () => {
     });
     expect(get.status).toBe(429);
   });
+
+  it('limits concurrent attempts too: only `count` of them reach bcrypt', async () => {
+    const users = `dave:${bcrypt.hashSync('secret', 4)}`;
+    const url = await start({
+      auth: { type: 'basic', htpasswd: users },
+      authFailureLimit: { count: 5, perSeconds: 60 },
+    });
+    const replies = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        req('GET', `${url}/v2/`, { headers: basic('dave', `guess-${i}`) }),
+      ),
+    );
+    const statuses = replies.map((r) => r.status).sort();
+    expect(statuses.filter((s) => s === 401)).toHaveLength(5);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(15);
+  });
 });
 
 describe('token realm', () => {
