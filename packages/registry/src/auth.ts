@@ -240,11 +240,15 @@ export class Authenticator {
     if (real && this.#verified.has(key)) return true;
     const keys = [`addr:${req.socket.remoteAddress ?? ''}`, `user:${user}`];
     this.#failures?.check(keys, 'too many failed logins');
+    // Count the attempt as failed until it succeeds, so that concurrent
+    // attempts cannot all pass the check before the first one fails.
+    this.#failures?.add(keys);
     const ok = (await this.#verifier.compare(password, hash)) && real;
     if (ok) {
+      this.#failures?.add(keys, -1);
       if (this.#verified.size > 10_000) this.#verified.clear();
       this.#verified.add(key);
-    } else this.#failures?.add(keys);
+    }
     return ok;
   }
 

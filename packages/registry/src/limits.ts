@@ -47,9 +47,12 @@ export class WindowCounter {
     }
   }
 
-  /** add counts one event for each of `keys`. */
-  add(keys: readonly string[]): void {
+  /** add counts one event (or `-1`: takes one back) for each of `keys`. */
+  add(keys: readonly string[], n = 1): void {
     const now = Date.now();
-    for (const key of keys) this.#window(key, now).count++;
+    for (const key of keys) {
+      const w = this.#window(key, now);
+      w.count = Math.max(0, w.count + n);
+    }
   }
 }

@@ -15,7 +15,7 @@ import { Authenticator, type Action, type AccessNeed, type RegistryAuth } from '
 import { HttpError, SpecErrorCode } from './errors.js';
 import {
   contentLength,
-  HashCounter,
+  type HashCounter,
   hasBody,
   originOf,
   readCapped,
@@ -711,26 +711,13 @@ class RegistryImpl {
       this.#hashes.delete(id);
       state = undefined;
     }
-    const room = this.#sessions.maxSize - offset;
-    const tooLarge = (): HttpError =>
-      new HttpError(413, SpecErrorCode.SizeInvalid, 'upload larger than this registry takes', {
-        limit: this.#sessions.maxSize,
-      });
-    if (expected !== undefined && expected > room) {
+    let counter: HashCounter;
+    try {
+      counter = this.#sessions.counter(id, offset, expected, state?.hash);
+    } catch (err) {
       await this.#drop(uploads, id);
-      throw tooLarge();
+      throw err;
     }
-    const full = new HttpError(
-      429,
-      SpecErrorCode.TooManyRequests,
-      'open uploads hold all the bytes this registry takes',
-      undefined,
-      { 'Retry-After': '60' },
-    );
-    const counter = new HashCounter(state?.hash, expected ?? room, {
-      overLimit: expected === undefined ? tooLarge : undefined,
-      admit: (n) => (this.#sessions.grow(id, n) ? undefined : full),
-    });
     let size: number;
     try {
       const [appended, piped] = await Promise.allSettled([
@@ -744,7 +731,7 @@ class RegistryImpl {
       this.#sessions.touch(id, size);
     } catch (err) {
       this.#hashes.delete(id);
-      if (err instanceof HttpError && (err.status === 413 || err === full)) {
+      if (this.#sessions.dropsSession(err)) {
         await this.#drop(uploads, id);
       } else {
         // Count what the store kept, not what passed the counter.

@@ -1,4 +1,6 @@
+import type { Hash } from 'node:crypto';
 import { HttpError, SpecErrorCode } from './errors.js';
+import { HashCounter } from './internal/http.js';
 import type { UploadStore } from './storage/types.js';
 
 /** UploadLimits bound the upload sessions a registry keeps open. */
@@ -140,6 +142,40 @@ export class UploadSessions {
     const t = this.#tracked.get(id);
     if (t !== undefined) this.#resize(t, t.size + n);
     return true;
+  }
+
+  /**
+   * counter is the pass-through for a body appended to session `id` at
+   * `offset`: it hashes into `hash` and stops the body past `expected`
+   * bytes (400 SIZE_INVALID), past maxSize (413 SIZE_INVALID) or past the
+   * byte budget (429 TOOMANYREQUESTS). See {@link UploadSessions.dropsSession}.
+   * @throws HttpError 413 at once when `expected` alone passes maxSize
+   */
+  counter(id: string, offset: number, expected: number | undefined, hash?: Hash): HashCounter {
+    const room = this.maxSize - offset;
+    const tooLarge = (): HttpError =>
+      new HttpError(413, SpecErrorCode.SizeInvalid, 'upload larger than this registry takes', {
+        limit: this.maxSize,
+      });
+    if (expected !== undefined && expected > room) throw tooLarge();
+    return new HashCounter(hash, expected ?? room, {
+      overLimit: expected === undefined ? tooLarge : undefined,
+      admit: (n) =>
+        this.grow(id, n)
+          ? undefined
+          : new HttpError(
+              429,
+              SpecErrorCode.TooManyRequests,
+              'open uploads hold all the bytes this registry takes',
+              undefined,
+              { 'Retry-After': '60' },
+            ),
+    });
+  }
+
+  /** dropsSession tells whether `err` is a limit of {@link UploadSessions.counter} after which the session is cancelled. */
+  dropsSession(err: unknown): boolean {
+    return err instanceof HttpError && (err.status === 413 || err.status === 429);
   }
 
   #resize(t: Tracked, size: number): void {

@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -161,6 +161,15 @@ describe('upload session expiry', () => {
     await first.close();
     expect(readdirSync(join(dir, 'uploads'))).toHaveLength(1);
 
+    await start({ storage: filesystemStorage(dir), uploadTimeout: 0.4 });
+    await sleep(1200);
+    expect(readdirSync(join(dir, 'uploads'))).toEqual([]);
+  });
+
+  it('removes a half-created session directory left by a crash', async () => {
+    const dir = tempDir();
+    const id = '0b5f3c1e-8a7d-4e2b-9c6f-1d2e3f4a5b6c';
+    mkdirSync(join(dir, 'uploads', id), { recursive: true });
     await start({ storage: filesystemStorage(dir), uploadTimeout: 0.4 });
     await sleep(1200);
     expect(readdirSync(join(dir, 'uploads'))).toEqual([]);

@@ -16,8 +16,8 @@ Access:
   --max-auth-failures N  failed logins per address or user per minute before 429 (default 10; 0: none)
 
 Limits (0 turns one off):
-  --max-upload-size SIZE         bytes per upload session, K/M/G suffixes (default 1G in memory, 16G on disk)
-  --max-upload-bytes SIZE        bytes all open upload sessions hold together (default 2G in memory, no cap on disk)
+  --max-upload-size SIZE         bytes per upload session, K/M/G suffixes (default 512M in memory, 16G on disk)
+  --max-upload-bytes SIZE        bytes all open upload sessions hold together (default 512M in memory, no cap on disk)
   --max-upload-sessions N        open upload sessions (default 1024)
   --max-upload-sessions-per-client N  per user, or per address when anonymous (default 64)
   --upload-timeout SECONDS       cancel upload sessions idle this long (default 86400)
@@ -46,6 +46,10 @@ export const serveHardeningOptions = {
   'max-connections': { type: 'string' },
   'max-connections-per-client': { type: 'string' },
 } as const;
+
+// With memory storage every upload (and every blob) sits in the heap: keep
+// what open sessions may hold well under a small machine's memory.
+const memoryUploadCap = 512 * 1024 ** 2;
 
 function number(ctx: CommandContext, name: string, integer: boolean): number | undefined {
   const text = str(ctx, name);
@@ -118,8 +122,9 @@ export function serveHardening(
           : failures === 0
             ? false
             : { count: failures, perSeconds: 60 },
-      maxUploadSize: size(ctx, 'max-upload-size') ?? (context.memory ? 1024 ** 3 : undefined),
-      maxUploadBytes: size(ctx, 'max-upload-bytes') ?? (context.memory ? 2 * 1024 ** 3 : undefined),
+      maxUploadSize: size(ctx, 'max-upload-size') ?? (context.memory ? memoryUploadCap : undefined),
+      maxUploadBytes:
+        size(ctx, 'max-upload-bytes') ?? (context.memory ? memoryUploadCap : undefined),
       maxUploadSessions: number(ctx, 'max-upload-sessions', true),
       maxUploadSessionsPerClient: number(ctx, 'max-upload-sessions-per-client', true),
       uploadTimeout: number(ctx, 'upload-timeout', false),

@@ -175,8 +175,16 @@ class FilesystemUploadStore implements UploadStore {
     }
     for (const id of names) {
       options?.signal?.throwIfAborted();
+      if (!uuidPattern.test(id)) continue;
       const status = await this.status(id).catch(() => undefined);
-      if (status !== undefined) yield { id, ...status };
+      if (status !== undefined) {
+        yield { id, ...status };
+        continue;
+      }
+      // A session whose files were never all written (a crash in create):
+      // listed by its directory's age so that expiry removes it.
+      const dir = await stat(this.#paths.upload(id)).catch(() => undefined);
+      if (dir !== undefined) yield { id, repository: '', size: 0, updatedAt: dir.mtimeMs };
     }
   }
 
