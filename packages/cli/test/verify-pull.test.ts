@@ -173,4 +173,20 @@ describe('lading pull REF DIR (verify before apply)', () => {
       expect(await leftovers(parent)).toEqual([]);
     },
   );
+
+  it('clears setuid unless --preserve-owners restores owners (as root)', async () => {
+    const suid = layerFromBytes(
+      stored(filesTar([{ name: 'bin/su', body: Buffer.from('#!/bin/sh\n'), mode: 0o4755 }])),
+    );
+    await writeImage(registryTarget(`${host}/verify/suid`), 'v1', appendLayers(emptyImage(), suid));
+    const plain = join(work, 'suid-plain');
+    expect((await lading('pull', `${host}/verify/suid:v1`, plain)).code).toBe(0);
+    expect((await lstat(join(plain, 'bin/su'))).mode & 0o7777).toBe(0o755);
+    const kept = join(work, 'suid-kept');
+    expect((await lading('pull', `${host}/verify/suid:v1`, kept, '--preserve-owners')).code).toBe(
+      0,
+    );
+    const asRoot = process.getuid?.() === 0;
+    expect((await lstat(join(kept, 'bin/su'))).mode & 0o7777).toBe(asRoot ? 0o4755 : 0o755);
+  });
 });

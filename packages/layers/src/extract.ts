@@ -27,13 +27,20 @@ import {
   type Layer,
 } from '@lading/core';
 
+import { refuseSparse } from './internal/sparse.js';
+
 const execFileP = promisify(execFile);
 
 /** ExtractOptions configure {@link extract}. */
 export interface ExtractOptions {
   /** signal aborts the extraction (it rejects with ABORTED). */
   readonly signal?: AbortSignal;
-  /** chown restores uid/gid from the tar; honoured only when running as root. */
+  /**
+   * chown restores uid/gid from the tar; honoured only when running as root.
+   * setuid and setgid bits are kept only then: otherwise they are cleared,
+   * so that a file the image made setuid for its own user never becomes
+   * setuid for whoever extracts it.
+   */
   readonly chown?: boolean;
   /** mtimes restores modification times (default true). */
   readonly mtimes?: boolean;
@@ -219,8 +226,18 @@ class LayerApplier {
     }
   }
 
-  async #meta(abs: string, uid: number, gid: number, mtime: Date | undefined): Promise<void> {
-    if (this.#chown) await lchown(abs, uid, gid);
+  async #meta(
+    abs: string,
+    uid: number,
+    gid: number,
+    mtime: Date | undefined,
+    mode = 0,
+  ): Promise<void> {
+    if (this.#chown) {
+      await lchown(abs, uid, gid);
+      // chown clears setuid/setgid: set them again for the restored owner.
+      if ((mode & 0o6000) !== 0) await chmod(abs, mode);
+    }
     if (mtime !== undefined && this.#options.mtimes !== false) await lutimes(abs, mtime, mtime);
   }
 
@@ -271,6 +288,7 @@ class LayerApplier {
 
   async #entry(entry: TarEntry): Promise<void> {
     const h = entry.header;
+    refuseSparse(h);
     const named = safeRelative(h.name, this.#scoped);
     if (named === '') return; // the root itself
     const parts = named.split('/');
@@ -280,7 +298,9 @@ class LayerApplier {
     const parentRel = parent.rel;
     const rel = parentRel === '' ? base : `${parentRel}/${base}`;
     const abs = join(parent.abs, base);
-    const mode = h.mode & 0o7777;
+    // setuid/setgid only with the owners they were meant for: kept as root
+    // with chown, they would make the image's files setuid-root.
+    const mode = h.mode & (this.#chown ? 0o7777 : 0o1777);
     const mtime = h.mtime instanceof Date ? h.mtime : undefined;
 
     if (base === '.wh..wh..opq') {
@@ -319,6 +339,7 @@ class LayerApplier {
           fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW,
           0o600,
         );
+        let complete = false;
         try {
           await fh.chmod(mode);
           // tar-stream's entries are streamx streams of small chunks (16 KiB
@@ -335,10 +356,13 @@ class LayerApplier {
             }
           }
           if (batched > 0) await writeAll(fh, batch, batched);
+          complete = true;
         } finally {
           await fh.close();
+          // An entry the tar ends inside leaves no partial file behind.
+          if (!complete) await rm(abs, { force: true });
         }
-        await this.#meta(abs, h.uid, h.gid, mtime);
+        await this.#meta(abs, h.uid, h.gid, mtime, mode);
         break;
       }
       case 'symlink': {
