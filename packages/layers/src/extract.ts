@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { constants as fsConstants, lstatSync, mkdirSync, readlinkSync, type Stats } from 'node:fs';
+import { lstatSync, mkdirSync, readlinkSync, type Stats } from 'node:fs';
 import {
   chmod,
   lchown,
@@ -7,7 +7,6 @@ import {
   lstat,
   lutimes,
   mkdir,
-  open,
   readdir,
   realpath,
   rm,
@@ -27,7 +26,8 @@ import {
   type Layer,
 } from '@lading/core';
 
-import { refuseSparse } from './internal/sparse.js';
+import { openNewFile } from './internal/new-file.js';
+import { sparseOf, writeSparseFile } from './internal/sparse.js';
 
 const execFileP = promisify(execFile);
 
@@ -288,8 +288,8 @@ class LayerApplier {
 
   async #entry(entry: TarEntry): Promise<void> {
     const h = entry.header;
-    refuseSparse(h);
-    const named = safeRelative(h.name, this.#scoped);
+    const sparse = sparseOf(h);
+    const named = safeRelative(sparse?.name ?? h.name, this.#scoped);
     if (named === '') return; // the root itself
     const parts = named.split('/');
     const base = parts.pop() ?? '';
@@ -333,12 +333,13 @@ class LayerApplier {
       case 'file':
       case 'contiguous-file': {
         await this.#clear(abs, false);
+        if (sparse !== undefined) {
+          await writeSparseFile(abs, entry, sparse, mode);
+          await this.#meta(abs, h.uid, h.gid, mtime, mode);
+          break;
+        }
         // O_EXCL | O_NOFOLLOW: never open through a link, never reuse a file.
-        const fh = await open(
-          abs,
-          fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW,
-          0o600,
-        );
+        const fh = await openNewFile(abs);
         let complete = false;
         try {
           await fh.chmod(mode);

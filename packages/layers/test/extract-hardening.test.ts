@@ -2,6 +2,7 @@ import {
   lstat,
   mkdir,
   mkdtemp,
+  open,
   readFile,
   readdir,
   rm,
@@ -10,10 +11,12 @@ import {
 } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pack } from 'tar-stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isLadingError, layerFromBytes } from '@lading/core';
 import { extract } from '../src/index.js';
-import { makeTar, run } from './helpers.js';
+import { collect, makeTar, run } from './helpers.js';
 
 const cleanups: string[] = [];
 afterEach(async () => {
@@ -65,35 +68,69 @@ describe('extract setuid and setgid', () => {
 });
 
 describe('extract sparse entries', () => {
+  /** gnuTarSparse makes a 1 MiB file with two data runs and archives it with GNU tar --sparse. */
+  async function gnuTarSparse(flags: string[]): Promise<{ archive: Buffer; original: Buffer }> {
+    const src = await scratch();
+    const file = join(src, 'sparse.bin');
+    await writeFile(file, '');
+    await truncate(file, 1024 * 1024);
+    const fh = await open(file, 'r+');
+    await fh.write(Buffer.from('hello in the middle'), 0, 19, 500_000);
+    await fh.write(Buffer.from('the end'), 0, 7, 1024 * 1024 - 7);
+    await fh.close();
+    const archive = join(src, 'sparse.tar');
+    const made = await run('tar', ['--sparse', ...flags, '-C', src, '-cf', archive, 'sparse.bin']);
+    expect(made.code).toBe(0);
+    return { archive: await readFile(archive), original: await readFile(file) };
+  }
+
+  it.each([
+    ['0.1', ['--format=posix', '--sparse-version=0.1']],
+    ['1.0', ['--format=posix', '--sparse-version=1.0']],
+  ])('extracts a PAX %s sparse file under its real name with its bytes', async (_, flags) => {
+    const { archive, original } = await gnuTarSparse(flags);
+    const root = await scratch();
+    await extract([layerFromBytes(archive)], root);
+    expect(await readdir(root)).toEqual(['sparse.bin']);
+    expect((await readFile(join(root, 'sparse.bin'))).equals(original)).toBe(true);
+  });
+
   it.each([
     ['GNU', ['--format=gnu']],
     ['PAX 0.0', ['--format=posix', '--sparse-version=0.0']],
-    ['PAX 0.1', ['--format=posix', '--sparse-version=0.1']],
-    ['PAX 1.0', ['--format=posix', '--sparse-version=1.0']],
-  ])(
-    'refuses a %s sparse file with UNSUPPORTED and writes no GNUSparseFile path',
-    async (_, flags) => {
-      const src = await scratch();
-      const file = join(src, 'sparse.bin');
-      await writeFile(file, 'head');
-      await truncate(file, 1024 * 1024);
-      const archive = join(src, 'sparse.tar');
-      const made = await run('tar', [
-        '--sparse',
-        ...flags,
-        '-C',
-        src,
-        '-cf',
-        archive,
-        'sparse.bin',
-      ]);
-      expect(made.code).toBe(0);
-      const root = await scratch();
-      const err = await rejection(extract([layerFromBytes(await readFile(archive))], root));
-      expect(isLadingError(err, 'UNSUPPORTED')).toBe(true);
-      expect(await readdir(root)).toEqual([]);
-    },
-  );
+  ])('refuses a %s sparse file with UNSUPPORTED and writes nothing', async (_, flags) => {
+    const { archive } = await gnuTarSparse(flags);
+    const root = await scratch();
+    const err = await rejection(extract([layerFromBytes(archive)], root));
+    expect(isLadingError(err, 'UNSUPPORTED')).toBe(true);
+    expect(await readdir(root)).toEqual([]);
+  });
+
+  it('refuses a PAX 1.0 map that points past the real size with INVALID_ARGUMENT', async () => {
+    const map = Buffer.alloc(512);
+    map.write('1\n2000000\n10\n');
+    const p = pack();
+    p.entry(
+      {
+        name: 'GNUSparseFile.0/evil',
+        size: 512 + 10,
+        pax: {
+          'GNU.sparse.major': '1',
+          'GNU.sparse.minor': '0',
+          'GNU.sparse.name': 'evil',
+          'GNU.sparse.realsize': '1000',
+        },
+      },
+      Buffer.concat([map, Buffer.alloc(10, 1)]),
+    );
+    p.finalize();
+    const root = await scratch();
+    const err = await rejection(
+      extract([layerFromBytes(await collect(p as unknown as Readable))], root),
+    );
+    expect(isLadingError(err, 'INVALID_ARGUMENT')).toBe(true);
+    expect(await readdir(root)).toEqual([]);
+  });
 });
 
 describe('extract truncated entries', () => {
