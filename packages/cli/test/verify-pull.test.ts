@@ -6,7 +6,9 @@ import {
   readFile,
   readdir,
   readlink,
+  rename,
   rm,
+  symlink,
   writeFile,
 } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -23,6 +25,7 @@ import {
   type Digest,
 } from '@lading/core';
 import { createRegistry, filesystemStorage, type Registry } from '@lading/registry';
+import { ociLayout } from '@lading/layout';
 import { registryTarget } from '@lading/remote';
 import { filesTar } from '@lading/testing';
 import { main } from '../src/index.js';
@@ -173,4 +176,38 @@ describe('lading pull REF DIR (verify before apply)', () => {
       expect(await leftovers(parent)).toEqual([]);
     },
   );
+
+  it('clears setuid unless --preserve-owners restores owners (as root)', async () => {
+    const suid = layerFromBytes(
+      stored(filesTar([{ name: 'bin/su', body: Buffer.from('#!/bin/sh\n'), mode: 0o4755 }])),
+    );
+    await writeImage(registryTarget(`${host}/verify/suid`), 'v1', appendLayers(emptyImage(), suid));
+    const plain = join(work, 'suid-plain');
+    expect((await lading('pull', `${host}/verify/suid:v1`, plain)).code).toBe(0);
+    expect((await lstat(join(plain, 'bin/su'))).mode & 0o7777).toBe(0o755);
+    const kept = join(work, 'suid-kept');
+    expect((await lading('pull', `${host}/verify/suid:v1`, kept, '--preserve-owners')).code).toBe(
+      0,
+    );
+    const asRoot = process.getuid?.() === 0;
+    expect((await lstat(join(kept, 'bin/su'))).mode & 0o7777).toBe(asRoot ? 0o4755 : 0o755);
+  });
+});
+
+describe('lading push oci:LAYOUT (regular files only)', () => {
+  it('sends nothing of a blob symlinked out of the layout and fails UNSAFE_PATH', async () => {
+    const secret = stored(filesTar([{ name: 'secret.txt', body: randomBytes(4096) }]));
+    const layer = layerFromBytes(secret);
+    const layout = join(work, 'layout-link');
+    await writeImage(ociLayout(layout), 'v1', appendLayers(emptyImage(), layer));
+    const blob = join(layout, 'blobs', 'sha256', digestHex(await layer.digest()));
+    const outside = join(work, 'outside-secret');
+    await rename(blob, outside);
+    await symlink(outside, blob);
+    const r = await lading('push', `oci:${layout}:v1`, `${host}/verify/link:v1`);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/not a regular file|symlink/);
+    const inRegistry = join(storage, 'blobs', 'sha256', digestHex(await layer.digest()));
+    expect(await lstat(inRegistry).catch(() => undefined)).toBeUndefined();
+  });
 });

@@ -18,7 +18,6 @@ import {
   lstat,
   lutimes,
   mkdir,
-  open,
   readdir,
   realpath,
   rm,
@@ -40,13 +39,21 @@ import {
 } from '@lading/core';
 import { completeTar } from './internal/tar-check.js';
 
+import { openNewFile } from './internal/new-file.js';
+import { sparseOf, writeSparseFile } from './internal/sparse.js';
+
 const execFileP = promisify(execFile);
 
 /** ExtractOptions configure {@link extract}. */
 export interface ExtractOptions {
   /** signal aborts the extraction (it rejects with ABORTED). */
   readonly signal?: AbortSignal;
-  /** chown restores uid/gid from the tar; honoured only when running as root. */
+  /**
+   * chown restores uid/gid from the tar; honoured only when running as root.
+   * setuid and setgid bits are kept only then: otherwise they are cleared,
+   * so that a file the image made setuid for its own user never becomes
+   * setuid for whoever extracts it.
+   */
   readonly chown?: boolean;
   /** mtimes restores modification times (default true). */
   readonly mtimes?: boolean;
@@ -255,8 +262,18 @@ class LayerApplier {
     }
   }
 
-  async #meta(abs: string, uid: number, gid: number, mtime: Date | undefined): Promise<void> {
-    if (this.#chown) await lchown(abs, uid, gid);
+  async #meta(
+    abs: string,
+    uid: number,
+    gid: number,
+    mtime: Date | undefined,
+    mode = 0,
+  ): Promise<void> {
+    if (this.#chown) {
+      await lchown(abs, uid, gid);
+      // chown clears setuid/setgid: set them again for the restored owner.
+      if ((mode & 0o6000) !== 0) await chmod(abs, mode);
+    }
     if (mtime !== undefined && this.#options.mtimes !== false) await lutimes(abs, mtime, mtime);
   }
 
@@ -309,7 +326,8 @@ class LayerApplier {
 
   async #entry(entry: TarEntry): Promise<void> {
     const h = entry.header;
-    const named = safeRelative(h.name, this.#scoped);
+    const sparse = sparseOf(h);
+    const named = safeRelative(sparse?.name ?? h.name, this.#scoped);
     if (named === '') return; // the root itself
     const parts = named.split('/');
     const base = parts.pop() ?? '';
@@ -318,7 +336,9 @@ class LayerApplier {
     const parentRel = parent.rel;
     const rel = parentRel === '' ? base : `${parentRel}/${base}`;
     const abs = join(parent.abs, base);
-    const mode = h.mode & 0o7777;
+    // setuid/setgid only with the owners they were meant for: kept as root
+    // with chown, they would make the image's files setuid-root.
+    const mode = h.mode & (this.#chown ? 0o7777 : 0o1777);
     const mtime = h.mtime instanceof Date ? h.mtime : undefined;
 
     if (base === '.wh..wh..opq') {
@@ -351,6 +371,11 @@ class LayerApplier {
       case 'file':
       case 'contiguous-file': {
         await this.#clear(abs, false);
+        if (sparse !== undefined) {
+          await writeSparseFile(abs, entry, sparse, mode);
+          await this.#meta(abs, h.uid, h.gid, mtime, mode);
+          break;
+        }
         if (h.size <= smallFile) {
           // Small files (most of an image's) are gathered (≤ 256 KiB) and
           // written with synchronous calls: four thread-pool round trips per
@@ -362,11 +387,12 @@ class LayerApplier {
             total += chunk.length;
           }
           writeSmallFileSync(abs, mode, chunks, total);
-          await this.#meta(abs, h.uid, h.gid, mtime);
+          await this.#meta(abs, h.uid, h.gid, mtime, mode);
           break;
         }
         // O_EXCL | O_NOFOLLOW: never open through a link, never reuse a file.
-        const fh = await open(abs, createFlags, 0o600);
+        const fh = await openNewFile(abs);
+        let complete = false;
         try {
           await fh.chmod(mode);
           // tar-stream's entries are streamx streams of small chunks (16 KiB
@@ -383,10 +409,13 @@ class LayerApplier {
             }
           }
           if (batched > 0) await writeAll(fh, batch, batched);
+          complete = true;
         } finally {
           await fh.close();
+          // An entry the tar ends inside leaves no partial file behind.
+          if (!complete) await rm(abs, { force: true });
         }
-        await this.#meta(abs, h.uid, h.gid, mtime);
+        await this.#meta(abs, h.uid, h.gid, mtime, mode);
         break;
       }
       case 'symlink': {

@@ -71,6 +71,31 @@ function typedIo(e: unknown, what: string): unknown {
 }
 
 /**
+ * spoolError gives a failure while spooling layer `index` a code: the
+ * layer's own typed errors pass, zlib errors mean the blob is not what its
+ * media type says (INVALID_ARGUMENT), undici's a transfer cut short
+ * (NETWORK), file-system errors IO; an abort passes as is.
+ */
+function spoolError(e: unknown, index: number): unknown {
+  if (isLadingError(e)) return e;
+  const code = (e as { code?: unknown } | null)?.code;
+  const message = e instanceof Error ? e.message : 'unknown error';
+  if (typeof code === 'string' && code.startsWith('Z_')) {
+    return new LadingError(
+      ErrorCode.InvalidArgument,
+      `layer ${index} does not decompress: ${message}`,
+      {
+        cause: e,
+      },
+    );
+  }
+  if (typeof code === 'string' && code.startsWith('UND_ERR')) {
+    return new LadingError(ErrorCode.Network, `reading layer ${index}: ${message}`, { cause: e });
+  }
+  return typedIo(e, `spooling layer ${index}`);
+}
+
+/**
  * spool reads `layer` once, hashing its compressed bytes and its tar, and
  * writes the tar to `file`; it resolves only when the blob's digest and
  * size and the tar's diffId are the ones the layer claims.
@@ -98,15 +123,7 @@ async function spool(
       signal,
     });
   } catch (e) {
-    if (isLadingError(e)) throw e;
-    if (typeof e === 'object' && e !== null && 'syscall' in e)
-      throw typedIo(e, `spooling layer ${index}`);
-    if ((e as { name?: unknown }).name === 'AbortError') throw e;
-    throw new LadingError(
-      ErrorCode.InvalidArgument,
-      `layer ${index} does not decompress: ${e instanceof Error ? e.message : String(e)}`,
-      { cause: e },
-    );
+    throw spoolError(e, index);
   }
   const [digest, size, diffId] = await claims;
   const what = `layer ${index}`;

@@ -117,18 +117,21 @@ export const push: Command = {
   },
 };
 
-const pullUsage = `Usage: lading pull REF DEST [--platform OS/ARCH] [--scoped]
+const pullUsage = `Usage: lading pull REF DEST [--platform OS/ARCH] [--scoped] [--preserve-owners]
 
 Pulls an image from a registry. DEST is oci:DIR[:TAG] or
 docker-archive:FILE[:TAG] to keep the image, or a plain directory to unpack
 its filesystem into (whiteouts applied, paths that escape refused).
 --scoped unpacks as a container sees the tree: absolute names and symlinks
-(such as var/run -> /run) are taken from DEST instead of refused.`;
+(such as var/run -> /run) are taken from DEST instead of refused.
+Each layer is verified before it is unpacked; a failed pull leaves DEST as
+it was. --preserve-owners (as root) restores the tar's owners and keeps
+setuid/setgid bits, which are cleared otherwise.`;
 
 /** pull is `lading pull REF DEST`. */
 export const pull: Command = {
   usage: pullUsage,
-  options: { ...cpOptions, scoped: { type: 'boolean' } },
+  options: { ...cpOptions, scoped: { type: 'boolean' }, 'preserve-owners': { type: 'boolean' } },
   run: async (ctx) => {
     const ref = positional(ctx, 0, 'REF', pullUsage);
     const dest = positional(ctx, 1, 'DEST', pullUsage);
@@ -146,6 +149,7 @@ export const pull: Command = {
     await extractVerified(await image.layers(), dest, {
       signal: ctx.signal,
       scoped: flag(ctx, 'scoped'),
+      chown: flag(ctx, 'preserve-owners'),
       concurrency: jobsOf(ctx),
     });
     const digest = await image.digest();
