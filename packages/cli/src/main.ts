@@ -1,5 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { ExitCode, UsageError, classify, describe } from './exit.js';
+import { ExitCode, UsageError, classify, describe, errorCode } from './exit.js';
 import { Output, type OutputMode } from './output.js';
 import { commands, type CommandContext } from './commands/index.js';
 
@@ -40,7 +40,8 @@ docker-archive:FILE[:TAG].
 Global options: --json, --quiet, --debug, --insecure, -u/--username,
 -p/--password, --password-stdin, -h/--help.
 
-Exit codes: 0 ok, 1 failure, 2 usage, 3 auth, 4 not found, 5 network.`;
+Exit codes: 0 ok, 1 failure, 2 usage, 3 auth, 4 not found, 5 network,
+130 interrupted (Ctrl-C).`;
 
 /** main runs the CLI and returns the exit code (it never throws). */
 export async function main(
@@ -60,13 +61,18 @@ export async function main(
   const mode: OutputMode = json ? 'json' : quiet ? 'quiet' : isTty ? 'tty' : 'plain';
   const out = new Output(mode, stdout, stderr);
   const controller = new AbortController();
-  const onSignal = (): void => {
-    controller.abort(new Error('interrupted'));
+  // The first Ctrl-C aborts through the signal: upload sessions are
+  // cancelled, no manifest or tag is written and partial files are removed.
+  // A second one gets Node's default (immediate exit).
+  let interrupted: 'SIGINT' | 'SIGTERM' | undefined;
+  const onSignal = (sig: 'SIGINT' | 'SIGTERM'): void => {
+    interrupted ??= sig;
+    controller.abort(new Error(sig === 'SIGINT' ? 'interrupted' : 'terminated'));
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  const [name, ...rest] = argv;
   try {
-    const [name, ...rest] = argv;
     if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
       out.result({ usage }, usage);
       return name === undefined ? ExitCode.Usage : ExitCode.Ok;
@@ -75,12 +81,13 @@ export async function main(
       out.result({ version: '0.1.0' }, '0.1.0');
       return ExitCode.Ok;
     }
-    const command = commands[name];
-    if (command === undefined)
+    const load = commands[name];
+    if (load === undefined)
       throw new UsageError(
         `unknown command ${JSON.stringify(name)}`,
         'lading --help lists the commands',
       );
+    const command = await load();
     let parsed;
     try {
       parsed = parseArgs({
@@ -99,6 +106,11 @@ export async function main(
       out.result({ usage: command.usage }, command.usage);
       return ExitCode.Ok;
     }
+    if (typeof parsed.values.password === 'string')
+      out.warn(
+        'a password given with -p/--password is visible to other users and kept in shell history; use --password-stdin',
+      );
+    await out.prepare();
     const ctx: CommandContext = {
       values: parsed.values,
       positionals: parsed.positionals,
@@ -109,8 +121,17 @@ export async function main(
     await command.run(ctx);
     return ExitCode.Ok;
   } catch (err) {
+    if (interrupted !== undefined) {
+      out.error(interrupted === 'SIGINT' ? 'interrupted' : 'terminated', undefined, 'ABORTED');
+      return interrupted === 'SIGINT' ? ExitCode.Interrupted : ExitCode.Terminated;
+    }
     const { code, hint } = classify(err);
-    out.error(describe(err), hint);
+    // Hints are one line: a usage text is replaced by a pointer to it.
+    const oneLine =
+      hint?.includes('\n') === true
+        ? `lading ${name !== undefined && commands[name] !== undefined ? `${name} ` : ''}--help shows the usage`
+        : hint;
+    out.error(describe(err), oneLine, errorCode(err));
     if (debug && err instanceof Error)
       stderr.write(
         `${err.stack ?? ''}\n${err.cause instanceof Error ? `cause: ${err.cause.stack ?? ''}\n` : ''}`,
