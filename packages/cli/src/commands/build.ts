@@ -5,41 +5,20 @@ import {
   withConfig,
   withCreated,
   withPlatform,
-  writeImage,
   ProgressEmitter,
   parsePlatform,
   type Image,
 } from '@lading/core';
 import { layerFromDirectory } from '@lading/layers';
-import { pullImage, write } from '@lading/remote';
+import type { RemoteOptions } from '@lading/remote';
 import { stat } from 'node:fs/promises';
 import { UsageError } from '../exit.js';
 import { parseLocation } from '../transports.js';
-import {
-  flag,
-  keyValues,
-  list,
-  openTarget,
-  positional,
-  remoteOptions,
-  requireRef,
-  seconds,
-  str,
-} from './common.js';
+import { openSource, pickImage, writeTo } from '../image-source.js';
+import { flag, keyValues, list, positional, remoteOptions, seconds, str } from './common.js';
 import type { Command, CommandContext } from './types.js';
 
-const usage = `Usage: lading build DIR --dest LOCATION [options]
-
-Builds an image from DIR (one layer, placed at --prefix) on top of --base and
-writes it to LOCATION: a registry reference, oci:DIR[:TAG] or
-docker-archive:FILE[:TAG]. Registry pushes are lazy: upload sessions open
-before the layer is read, so a permission problem fails at once.
-
-Options:
-  -d, --dest LOCATION       where to write the image (or give it as 2nd argument)
-  --base REF                base image in a registry (default: scratch)
-  --prefix PATH             where DIR lands in the image (default /)
-  --entrypoint JSON|CMD     e.g. '["/app/run"]' or /app/run
+const configOptionsHelp = `  --entrypoint JSON|CMD     e.g. '["/app/run"]' or /app/run
   --cmd JSON|CMD
   --env K=V                 repeatable
   --label K=V               repeatable
@@ -50,6 +29,48 @@ Options:
   --workers N               gzip worker threads (default 1)
   --source-date-epoch N     timestamp for files and config (default
                             $SOURCE_DATE_EPOCH, else 0: reproducible)`;
+
+const usage = `Usage: lading build [DIR] [--layer DIR[:DEST]]... (-t LOCATION)... [options]
+       lading build DIR LOCATION [options]
+
+Builds an image from directories, one layer each in the order given, on top
+of --base, and writes it to every LOCATION: a registry reference,
+oci:DIR[:TAG] or docker-archive:FILE[:TAG]. The first is written, the others
+are pointed at the same manifest (a manifest PUT within one repository).
+Registry pushes are lazy: upload sessions open before the layer is read, so
+a permission problem fails at once.
+
+Options:
+  -t, --tag LOCATION        where to write the image, repeatable
+  -d, --dest LOCATION       same as -t (or give it as 2nd argument)
+  --layer DIR[:DEST]        a layer from DIR placed at DEST (default /), repeatable
+  --base LOCATION           base image, any location (default: scratch)
+  --prefix PATH             where the DIR argument lands (default /)
+${configOptionsHelp}`;
+
+const appendUsage = `Usage: lading append BASE LOCATION --layer DIR[:DEST]... [options]
+
+Adds layers (one per --layer, in order) to the image at BASE (any location;
+an index needs --platform) and writes the result to LOCATION (and every -t).
+Base layers are not uploaded again: they are skipped or mounted when
+LOCATION is in the same registry.
+
+Options:
+  -t, --tag LOCATION        another location to write, repeatable
+  --layer DIR[:DEST]        a layer from DIR placed at DEST (default /), repeatable
+${configOptionsHelp}`;
+
+/** layerSpec splits `DIR[:DEST]`: DEST is what follows the last ':' when it is absolute. */
+export function layerSpec(text: string): { dir: string; dest: string } {
+  const i = text.lastIndexOf(':');
+  if (i > 0 && text[i + 1] === '/') return { dir: text.slice(0, i), dest: text.slice(i + 1) };
+  return { dir: text, dest: '/' };
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  const st = await stat(path).catch(() => undefined);
+  return st?.isDirectory() === true;
+}
 
 function words(value: string | undefined): string[] | undefined {
   if (value === undefined) return undefined;
@@ -85,40 +106,38 @@ function intOption(
   return n;
 }
 
-async function run(ctx: CommandContext): Promise<void> {
-  const start = performance.now();
-  const dir = positional(ctx, 0, 'DIR', usage);
-  const destText = str(ctx, 'dest') ?? ctx.positionals[1];
-  if (destText === undefined)
-    throw new UsageError('missing destination', 'lading build DIR --dest LOCATION');
-  const dest = parseLocation(destText);
-  const st = await stat(dir).catch(() => undefined);
-  if (st?.isDirectory() !== true) throw new UsageError(`${dir} is not a directory`);
-
+function sourceDateEpoch(ctx: CommandContext): number {
   const epochText = str(ctx, 'source-date-epoch') ?? process.env.SOURCE_DATE_EPOCH ?? '0';
   const epoch = Number(epochText);
   if (!Number.isInteger(epoch) || epoch < 0)
     throw new UsageError(
       `source date epoch must be a non-negative integer, got ${JSON.stringify(epochText)}`,
     );
-  const platform = parsePlatform(str(ctx, 'platform') ?? 'linux/amd64');
+  return epoch;
+}
+
+/** addLayers appends one layer per directory, then applies the config options. */
+async function addLayers(
+  ctx: CommandContext,
+  base: Image,
+  layers: readonly { dir: string; dest: string }[],
+  command: string,
+): Promise<Image> {
+  const epoch = sourceDateEpoch(ctx);
   const level = intOption(ctx, 'level', 0, 9);
   const workers = intOption(ctx, 'workers', 1, 64);
-  const options = await remoteOptions(ctx);
-
-  const baseRef = str(ctx, 'base');
-  let image: Image =
-    baseRef === undefined || baseRef === 'scratch'
-      ? withPlatform(emptyImage(), platform)
-      : await pullImage(baseRef, { ...options, platform });
-  const layer = layerFromDirectory(dir, {
-    prefix: str(ctx, 'prefix') ?? '/',
-    sourceDateEpoch: epoch,
-    ...(level === undefined ? {} : { level }),
-    ...(workers === undefined ? {} : { workers }),
-    signal: ctx.signal,
-  });
-  image = appendLayers(image, { layer, history: { created_by: `lading build ${dir}` } });
+  let image = base;
+  for (const { dir, dest } of layers) {
+    if (!(await isDirectory(dir))) throw new UsageError(`${dir} is not a directory`);
+    const layer = layerFromDirectory(dir, {
+      prefix: dest,
+      sourceDateEpoch: epoch,
+      ...(level === undefined ? {} : { level }),
+      ...(workers === undefined ? {} : { workers }),
+      signal: ctx.signal,
+    });
+    image = appendLayers(image, { layer, history: { created_by: `lading ${command} ${dir}` } });
+  }
   const env = keyValues(list(ctx, 'env'), 'env');
   const entrypoint = words(str(ctx, 'entrypoint'));
   const cmd = words(str(ctx, 'cmd'));
@@ -138,61 +157,126 @@ async function run(ctx: CommandContext): Promise<void> {
   image = withCreated(image, new Date(epoch * 1000));
   const annotations = keyValues(list(ctx, 'annotation'), 'annotation');
   if (Object.keys(annotations).length > 0) image = withAnnotations(image, annotations);
+  return image;
+}
 
-  if (dest.kind === 'registry') {
-    const push = write(dest.reference, image, options);
-    push.on('progress', ctx.out.progress);
-    await push.authorized;
-    ctx.out.info(`authorized to push ${dest.reference} after ${seconds(start)} s`);
-    const result = await push.done;
-    const tagged = dest.reference.includes('@')
-      ? dest.reference
-      : `${dest.reference.replace(/:[^:/]+$/, '')}@${result.digest}`;
-    ctx.out.result(
-      { ...result, destination: dest.reference, seconds: seconds(start) },
-      flag(ctx, 'quiet')
-        ? result.digest
-        : `${dest.reference}\n${tagged}\n${result.digest} (${seconds(start)} s)`,
-    );
-    return;
-  }
-  const opened = openTarget(dest, options, 'write');
-  const ref = requireRef(opened);
+/** writeAndReport writes the image to every destination and prints the result. */
+async function writeAndReport(
+  ctx: CommandContext,
+  image: Image,
+  destinations: readonly string[],
+  options: RemoteOptions,
+  start: number,
+): Promise<void> {
   const progress = new ProgressEmitter();
   progress.on('progress', ctx.out.progress);
-  const desc = await writeImage(opened.target, ref, image, { signal: ctx.signal, progress });
-  await opened.finish();
+  const { descriptor } = await writeTo(destinations, image, options, {
+    progress,
+    signal: ctx.signal,
+    onAuthorized: () => {
+      ctx.out.info(`authorized to push ${destinations[0] ?? ''} after ${seconds(start)} s`);
+    },
+  });
   ctx.out.result(
     {
-      digest: desc.digest,
-      size: desc.size,
-      mediaType: desc.mediaType,
-      destination: destText,
+      digest: descriptor.digest,
+      size: descriptor.size,
+      mediaType: descriptor.mediaType,
+      destination: destinations[0],
+      destinations,
       seconds: seconds(start),
     },
-    flag(ctx, 'quiet') ? desc.digest : `${destText}\n${desc.digest} (${seconds(start)} s)`,
+    flag(ctx, 'quiet')
+      ? descriptor.digest
+      : `${destinations.join('\n')}\n${descriptor.digest} (${seconds(start)} s)`,
   );
 }
+
+async function run(ctx: CommandContext): Promise<void> {
+  const start = performance.now();
+  const positionals = [...ctx.positionals];
+  const layers = list(ctx, 'layer').map(layerSpec);
+  // Without --layer, DIR comes first; with it, a first argument that is a
+  // directory is still a layer (placed at --prefix), before the others.
+  if (
+    layers.length === 0 ||
+    (positionals[0] !== undefined && (await isDirectory(positionals[0])))
+  ) {
+    const dir = positionals.shift();
+    if (dir === undefined)
+      throw new UsageError('missing DIR (or --layer DIR)', 'lading build --help');
+    if (!(await isDirectory(dir))) throw new UsageError(`${dir} is not a directory`);
+    layers.unshift({ dir, dest: str(ctx, 'prefix') ?? '/' });
+  }
+  const destinations = [...list(ctx, 'dest'), ...positionals, ...list(ctx, 'tag')];
+  if (destinations.length === 0)
+    throw new UsageError('missing destination', 'lading build DIR -t LOCATION');
+  for (const d of destinations) parseLocation(d);
+  sourceDateEpoch(ctx);
+  const platform = parsePlatform(str(ctx, 'platform') ?? 'linux/amd64');
+  const options = await remoteOptions(ctx);
+  const baseText = str(ctx, 'base');
+  const base =
+    baseText === undefined || baseText === 'scratch'
+      ? withPlatform(emptyImage(), platform)
+      : await pickImage(
+          (await openSource(baseText, options, ctx.signal)).content,
+          str(ctx, 'platform') ?? 'linux/amd64',
+        );
+  const image = await addLayers(ctx, base, layers, 'build');
+  await writeAndReport(ctx, image, destinations, options, start);
+}
+
+async function runAppend(ctx: CommandContext): Promise<void> {
+  const start = performance.now();
+  const baseText = positional(ctx, 0, 'BASE', appendUsage);
+  const destinations = [...ctx.positionals.slice(1), ...list(ctx, 'tag')];
+  if (destinations.length === 0)
+    throw new UsageError('missing destination', 'lading append BASE LOCATION --layer DIR');
+  const layers = list(ctx, 'layer').map(layerSpec);
+  if (layers.length === 0) throw new UsageError('append needs at least one --layer DIR[:DEST]');
+  for (const d of destinations) parseLocation(d);
+  const options = await remoteOptions(ctx);
+  const base = await pickImage(
+    (await openSource(baseText, options, ctx.signal)).content,
+    str(ctx, 'platform'),
+  );
+  const image = await addLayers(ctx, base, layers, 'append');
+  await writeAndReport(ctx, image, destinations, options, start);
+}
+
+const sharedOptions = {
+  tag: { type: 'string', multiple: true, short: 't' },
+  layer: { type: 'string', multiple: true },
+  entrypoint: { type: 'string' },
+  cmd: { type: 'string' },
+  env: { type: 'string', multiple: true, short: 'e' },
+  label: { type: 'string', multiple: true, short: 'l' },
+  annotation: { type: 'string', multiple: true },
+  workdir: { type: 'string' },
+  user: { type: 'string' },
+  expose: { type: 'string', multiple: true },
+  platform: { type: 'string' },
+  level: { type: 'string' },
+  workers: { type: 'string' },
+  'source-date-epoch': { type: 'string' },
+} as const;
+
+/** append is `lading append BASE LOCATION --layer DIR[:DEST]…`. */
+export const append: Command = {
+  usage: appendUsage,
+  options: sharedOptions,
+  run: runAppend,
+};
 
 /** build is `lading build`. */
 export const build: Command = {
   usage,
   options: {
-    dest: { type: 'string', short: 'd' },
+    ...sharedOptions,
+    dest: { type: 'string', short: 'd', multiple: true },
     base: { type: 'string' },
     prefix: { type: 'string' },
-    entrypoint: { type: 'string' },
-    cmd: { type: 'string' },
-    env: { type: 'string', multiple: true, short: 'e' },
-    label: { type: 'string', multiple: true, short: 'l' },
-    annotation: { type: 'string', multiple: true },
-    workdir: { type: 'string' },
-    user: { type: 'string' },
-    expose: { type: 'string', multiple: true },
-    platform: { type: 'string' },
-    level: { type: 'string' },
-    workers: { type: 'string' },
-    'source-date-epoch': { type: 'string' },
   },
   run,
 };

@@ -10,6 +10,7 @@ export type CommandLoader = () => Promise<Command>;
 /** commands maps each subcommand name to a loader of its implementation. */
 export const commands: Readonly<Record<string, CommandLoader | undefined>> = {
   build: async () => (await import('./build.js')).build,
+  append: async () => (await import('./build.js')).append,
   cp: async () => (await import('./copy.js')).cp,
   copy: async () => (await import('./copy.js')).cp,
   push: async () => (await import('./copy.js')).push,
