@@ -117,6 +117,7 @@ export async function main(
       out,
       signal: controller.signal,
       stdin: io.stdin ?? process.stdin,
+      stdout,
     };
     await command.run(ctx);
     return ExitCode.Ok;

@@ -1,4 +1,5 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,7 +9,8 @@ import {
   startDistributionRegistry,
   type DistributionRegistry,
 } from '@lading/testing';
-import { lading, ladingJson, run, tree } from './helpers.js';
+import { Sink, lading, ladingJson, run, tree } from './helpers.js';
+import { main } from '../src/index.js';
 
 let work: string;
 let cncf: DistributionRegistry;
@@ -141,5 +143,212 @@ describe('lading build with several layers and tags', () => {
     } finally {
       await proxy.close();
     }
+  });
+});
+
+type Manifest = {
+  config: { digest: string; size: number };
+  layers: { digest: string; size: number }[];
+  annotations?: Record<string, string>;
+};
+
+function sha256(bytes: Buffer): string {
+  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+}
+
+async function tarNames(file: string): Promise<string[]> {
+  const { stdout } = await run('tar', ['-tf', file]);
+  return stdout.split('\n').filter(Boolean).sort();
+}
+
+describe('lading everyday verbs', () => {
+  it('tag points new tags at a manifest without moving a blob', async () => {
+    const proxy = await recordingProxy(cncf.url);
+    try {
+      const src = `${proxy.host}/verbs/tagged:src`;
+      const { digest } = await ladingJson<{ digest: string }>('build', one, src);
+      proxy.clear();
+      const other = `${proxy.host}/verbs/tagged-elsewhere:x`;
+      expect((await lading('tag', src, 'v2', 'v3', other)).code).toBe(0);
+      expect(proxy.requests.some((q) => q.method === 'PATCH')).toBe(false);
+      expect(
+        proxy.requests.some(
+          (q) => q.path.includes('/blobs/uploads/') && !q.path.includes('mount='),
+        ),
+      ).toBe(false);
+      for (const ref of ['verbs/tagged:v2', 'verbs/tagged:v3', 'verbs/tagged-elsewhere:x']) {
+        const { stdout } = await run('skopeo', [
+          'inspect',
+          '--tls-verify=false',
+          '--raw',
+          `docker://${cncf.host}/${ref}`,
+        ]);
+        expect(sha256(Buffer.from(stdout))).toBe(digest);
+      }
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('delete removes a manifest from the CNCF registry and a tag from a layout', async () => {
+    const ref = `${cncf.host}/verbs/doomed:v1`;
+    expect((await lading('build', one, ref)).code).toBe(0);
+    expect((await lading('delete', ref)).code).toBe(0);
+    expect((await lading('manifest', ref)).code).toBe(4);
+    await expect(
+      run('skopeo', ['inspect', '--tls-verify=false', `docker://${ref}`]),
+    ).rejects.toThrow();
+    const layout = join(work, 'delete-layout');
+    expect((await lading('build', one, `oci:${layout}:a`)).code).toBe(0);
+    expect((await lading('build', two, `oci:${layout}:b`)).code).toBe(0);
+    expect((await lading('delete', `oci:${layout}:a`)).code).toBe(0);
+    expect((await lading('digest', `oci:${layout}:a`)).code).toBe(4);
+    expect((await lading('digest', `oci:${layout}:b`)).code).toBe(0);
+  });
+
+  it('blob streams a verified blob to stdout or a file, from a registry or a layout', async () => {
+    const ref = `${cncf.host}/verbs/blobs:v1`;
+    expect((await lading('build', one, ref)).code).toBe(0);
+    const m = JSON.parse((await lading('manifest', ref)).stdout) as Manifest;
+    const layer = m.layers[0]!;
+    const file = join(work, 'layer.tgz');
+    expect(
+      (await lading('blob', `${cncf.host}/verbs/blobs@${layer.digest}`, '-o', file)).code,
+    ).toBe(0);
+    expect(sha256(await readFile(file))).toBe(layer.digest);
+    const stdout = new Sink();
+    const code = await main(['blob', `${cncf.host}/verbs/blobs@${m.config.digest}`], { stdout });
+    expect(code).toBe(0);
+    expect(sha256(Buffer.from(stdout.text))).toBe(m.config.digest);
+    const layout = join(work, 'blob-layout');
+    expect((await lading('build', one, `oci:${layout}:v1`)).code).toBe(0);
+    const out = join(work, 'layer-from-layout.tgz');
+    expect((await lading('blob', `oci:${layout}@${layer.digest}`, '-o', out)).code).toBe(0);
+    expect(sha256(await readFile(out))).toBe(layer.digest);
+    expect((await lading('blob', `oci:${layout}@sha256:${'0'.repeat(64)}`, '-o', out)).code).toBe(
+      4,
+    );
+  });
+
+  it('mutate edits config and annotations without uploading a layer again', async () => {
+    const proxy = await recordingProxy(cncf.url);
+    try {
+      const src = `${proxy.host}/verbs/mutate-src:v1`;
+      const big = join(work, 'mutate-big');
+      await mkdir(big);
+      await writeFile(join(big, 'noise'), randomBytes(512 * 1024));
+      expect((await lading('build', big, src, '--env', 'KEEP=1')).code).toBe(0);
+      const before = JSON.parse((await lading('manifest', src)).stdout) as Manifest;
+      proxy.clear();
+      const dst = `${proxy.host}/verbs/mutated:v1`;
+      const r = await lading(
+        'mutate',
+        src,
+        '-t',
+        dst,
+        '--env',
+        'A=1',
+        '--label',
+        'l=v',
+        '--entrypoint',
+        '["/bin/app"]',
+        '--cmd',
+        '["--serve"]',
+        '--workdir',
+        '/srv',
+        '--user',
+        '1000',
+        '--annotation',
+        'org.example=yes',
+        '--platform',
+        'linux/arm64',
+      );
+      expect(r.code).toBe(0);
+      // Only the new config is uploaded: the layer is mounted from the source repository.
+      const layerBytes = before.layers.reduce((n, l) => n + l.size, 0);
+      const uploaded = proxy.requests
+        .filter((q) => q.path.includes('/blobs/uploads/'))
+        .reduce((n, q) => n + q.bodyBytes, 0);
+      expect(uploaded).toBeLessThan(layerBytes);
+      expect(
+        proxy.requests.some(
+          (q) => q.path.includes(before.layers[0]!.digest.slice(7)) && q.method === 'PUT',
+        ),
+      ).toBe(false);
+      const { stdout } = await run('skopeo', [
+        'inspect',
+        '--tls-verify=false',
+        '--config',
+        `docker://${cncf.host}/verbs/mutated:v1`,
+      ]);
+      const cfg = JSON.parse(stdout) as {
+        architecture: string;
+        config: {
+          Env: string[];
+          Labels: Record<string, string>;
+          Entrypoint: string[];
+          Cmd: string[];
+          WorkingDir: string;
+          User: string;
+        };
+      };
+      expect(cfg.architecture).toBe('arm64');
+      expect(cfg.config.Env).toEqual(expect.arrayContaining(['KEEP=1', 'A=1']));
+      expect(cfg.config.Labels).toEqual({ l: 'v' });
+      expect(cfg.config.Entrypoint).toEqual(['/bin/app']);
+      expect(cfg.config.Cmd).toEqual(['--serve']);
+      expect(cfg.config.WorkingDir).toBe('/srv');
+      expect(cfg.config.User).toBe('1000');
+      const after = JSON.parse(
+        (await lading('manifest', `${cncf.host}/verbs/mutated:v1`)).stdout,
+      ) as Manifest;
+      expect(after.layers).toEqual(before.layers);
+      expect(after.annotations).toMatchObject({ 'org.example': 'yes' });
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('export writes the flattened filesystem, whiteouts applied, to a file or stdout', async () => {
+    const wh = await files(join(work, 'whiteout'), { '.wh.a.txt': '', 'etc/conf': 'x=3' });
+    const ref = `${cncf.host}/verbs/export:v1`;
+    expect((await lading('build', '--layer', one, '--layer', wh, '-t', ref)).code).toBe(0);
+    const file = join(work, 'fs.tar');
+    expect((await lading('export', ref, file)).code).toBe(0);
+    const names = await tarNames(file);
+    expect(names).toContain('etc/conf');
+    expect(names).not.toContain('a.txt');
+    expect(names.some((n) => n.includes('.wh.'))).toBe(false);
+    const x = join(work, 'exported');
+    await mkdir(x);
+    await run('tar', ['-xf', file, '-C', x]);
+    expect(await readFile(join(x, 'etc/conf'), 'utf8')).toBe('x=3');
+    const stdout = new Sink();
+    expect(await main(['export', ref, '-'], { stdout })).toBe(0);
+    expect(stdout.text.length).toBeGreaterThan(0);
+    expect((await stat(file)).size).toBeGreaterThan(0);
+    expect((await readdir(work)).some((n) => n.endsWith('.tmp'))).toBe(false);
+  });
+
+  it('validate passes a good image and names the corrupted blob', async () => {
+    const layout = join(work, 'validate-layout');
+    expect(
+      (await lading('build', '--layer', one, '--layer', two, '-t', `oci:${layout}:v1`)).code,
+    ).toBe(0);
+    expect((await lading('validate', `oci:${layout}:v1`)).code).toBe(0);
+    const ref = `${cncf.host}/verbs/valid:v1`;
+    expect((await lading('cp', `oci:${layout}:v1`, ref)).code).toBe(0);
+    const ok = await ladingJson<{ valid: boolean; blobs: number }>('validate', ref);
+    expect(ok).toMatchObject({ valid: true, blobs: 3 });
+    const m = JSON.parse((await lading('manifest', `oci:${layout}:v1`)).stdout) as Manifest;
+    const victim = m.layers[1]!;
+    const path = join(layout, 'blobs', 'sha256', victim.digest.slice(7));
+    const bytes = await readFile(path);
+    bytes[bytes.length - 10] = (bytes[bytes.length - 10]! + 1) % 256;
+    await writeFile(path, bytes);
+    const bad = await lading('validate', `oci:${layout}:v1`);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('layers[1]');
+    expect(bad.stderr).toContain(victim.digest);
   });
 });

@@ -8,3 +8,5 @@ export { directoryTar, layerFromDirectory } from './directory.js';
 export type { DirectoryTarOptions, DirectoryLayerOptions } from './directory.js';
 export { extract, safeRelative } from './extract.js';
 export type { ExtractOptions } from './extract.js';
+export { flatten } from './flatten.js';
+export type { FlattenOptions } from './flatten.js';

@@ -5,17 +5,17 @@ import {
   withConfig,
   withCreated,
   withPlatform,
-  ProgressEmitter,
   parsePlatform,
+  type ConfigPatch,
   type Image,
 } from '@lading/core';
 import { layerFromDirectory } from '@lading/layers';
-import type { RemoteOptions } from '@lading/remote';
 import { stat } from 'node:fs/promises';
 import { UsageError } from '../exit.js';
 import { parseLocation } from '../transports.js';
-import { openSource, pickImage, writeTo } from '../image-source.js';
-import { flag, keyValues, list, positional, remoteOptions, seconds, str } from './common.js';
+import { openSource, pickImage } from '../image-source.js';
+import { reportWrite } from './report-write.js';
+import { keyValues, list, positional, remoteOptions, str } from './common.js';
 import type { Command, CommandContext } from './types.js';
 
 const configOptionsHelp = `  --entrypoint JSON|CMD     e.g. '["/app/run"]' or /app/run
@@ -72,7 +72,8 @@ async function isDirectory(path: string): Promise<boolean> {
   return st?.isDirectory() === true;
 }
 
-function words(value: string | undefined): string[] | undefined {
+/** words reads a command as a JSON array or as space-separated words. */
+export function words(value: string | undefined): string[] | undefined {
   if (value === undefined) return undefined;
   const t = value.trim();
   if (t.startsWith('[')) {
@@ -116,6 +117,26 @@ function sourceDateEpoch(ctx: CommandContext): number {
   return epoch;
 }
 
+/** configPatch reads --env, --entrypoint, --cmd, --workdir, --user, --label and --expose. */
+export function configPatch(ctx: CommandContext): ConfigPatch {
+  const env = keyValues(list(ctx, 'env'), 'env');
+  const entrypoint = words(str(ctx, 'entrypoint'));
+  const cmd = words(str(ctx, 'cmd'));
+  const workingDir = str(ctx, 'workdir');
+  const user = str(ctx, 'user');
+  const labels = keyValues(list(ctx, 'label'), 'label');
+  const exposed = list(ctx, 'expose');
+  return {
+    ...(Object.keys(env).length > 0 ? { env } : {}),
+    ...(entrypoint === undefined ? {} : { entrypoint }),
+    ...(cmd === undefined ? {} : { cmd }),
+    ...(workingDir === undefined ? {} : { workingDir }),
+    ...(user === undefined ? {} : { user }),
+    ...(Object.keys(labels).length > 0 ? { labels } : {}),
+    ...(exposed.length > 0 ? { exposedPorts: exposed } : {}),
+  };
+}
+
 /** addLayers appends one layer per directory, then applies the config options. */
 async function addLayers(
   ctx: CommandContext,
@@ -138,58 +159,11 @@ async function addLayers(
     });
     image = appendLayers(image, { layer, history: { created_by: `lading ${command} ${dir}` } });
   }
-  const env = keyValues(list(ctx, 'env'), 'env');
-  const entrypoint = words(str(ctx, 'entrypoint'));
-  const cmd = words(str(ctx, 'cmd'));
-  const workingDir = str(ctx, 'workdir');
-  const user = str(ctx, 'user');
-  const labels = keyValues(list(ctx, 'label'), 'label');
-  const exposed = list(ctx, 'expose');
-  image = withConfig(image, {
-    ...(Object.keys(env).length > 0 ? { env } : {}),
-    ...(entrypoint === undefined ? {} : { entrypoint }),
-    ...(cmd === undefined ? {} : { cmd }),
-    ...(workingDir === undefined ? {} : { workingDir }),
-    ...(user === undefined ? {} : { user }),
-    ...(Object.keys(labels).length > 0 ? { labels } : {}),
-    ...(exposed.length > 0 ? { exposedPorts: exposed } : {}),
-  });
+  image = withConfig(image, configPatch(ctx));
   image = withCreated(image, new Date(epoch * 1000));
   const annotations = keyValues(list(ctx, 'annotation'), 'annotation');
   if (Object.keys(annotations).length > 0) image = withAnnotations(image, annotations);
   return image;
-}
-
-/** writeAndReport writes the image to every destination and prints the result. */
-async function writeAndReport(
-  ctx: CommandContext,
-  image: Image,
-  destinations: readonly string[],
-  options: RemoteOptions,
-  start: number,
-): Promise<void> {
-  const progress = new ProgressEmitter();
-  progress.on('progress', ctx.out.progress);
-  const { descriptor } = await writeTo(destinations, image, options, {
-    progress,
-    signal: ctx.signal,
-    onAuthorized: () => {
-      ctx.out.info(`authorized to push ${destinations[0] ?? ''} after ${seconds(start)} s`);
-    },
-  });
-  ctx.out.result(
-    {
-      digest: descriptor.digest,
-      size: descriptor.size,
-      mediaType: descriptor.mediaType,
-      destination: destinations[0],
-      destinations,
-      seconds: seconds(start),
-    },
-    flag(ctx, 'quiet')
-      ? descriptor.digest
-      : `${destinations.join('\n')}\n${descriptor.digest} (${seconds(start)} s)`,
-  );
 }
 
 async function run(ctx: CommandContext): Promise<void> {
@@ -224,7 +198,7 @@ async function run(ctx: CommandContext): Promise<void> {
           str(ctx, 'platform') ?? 'linux/amd64',
         );
   const image = await addLayers(ctx, base, layers, 'build');
-  await writeAndReport(ctx, image, destinations, options, start);
+  await reportWrite(ctx, image, destinations, options, start);
 }
 
 async function runAppend(ctx: CommandContext): Promise<void> {
@@ -242,7 +216,7 @@ async function runAppend(ctx: CommandContext): Promise<void> {
     str(ctx, 'platform'),
   );
   const image = await addLayers(ctx, base, layers, 'append');
-  await writeAndReport(ctx, image, destinations, options, start);
+  await reportWrite(ctx, image, destinations, options, start);
 }
 
 const sharedOptions = {

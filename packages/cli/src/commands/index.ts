@@ -22,5 +22,11 @@ export const commands: Readonly<Record<string, CommandLoader | undefined>> = {
   tags: async () => (await import('./inspect.js')).ls,
   catalog: async () => (await import('./inspect.js')).catalog,
   auth: async () => (await import('./auth.js')).auth,
+  tag: async () => (await import('./verbs.js')).tag,
+  delete: async () => (await import('./verbs.js')).del,
+  blob: async () => (await import('./verbs.js')).blob,
+  mutate: async () => (await import('./verbs.js')).mutate,
+  export: async () => (await import('./verbs.js')).exportFs,
+  validate: async () => (await import('./verbs.js')).validate,
   serve: async () => (await import('./serve.js')).serve,
 };
