@@ -352,3 +352,106 @@ describe('lading everyday verbs', () => {
     expect(bad.stderr).toContain(victim.digest);
   });
 });
+
+describe('lading index, attach and discover', () => {
+  it('builds a two-platform index that pulls per platform, and appends to it', async () => {
+    const amd = `${cncf.host}/verbs/plat:amd64`;
+    const arm = `${cncf.host}/verbs/plat:arm64`;
+    expect((await lading('build', one, amd, '--platform', 'linux/amd64')).code).toBe(0);
+    const layout = join(work, 'arm-layout');
+    expect(
+      (await lading('build', two, `oci:${layout}:arm`, '--platform', 'linux/arm64')).code,
+    ).toBe(0);
+    expect((await lading('cp', `oci:${layout}:arm`, arm)).code).toBe(0);
+    const idx = `${cncf.host}/verbs/multiarch:v1`;
+    expect((await lading('index', 'create', idx, amd, `oci:${layout}:arm`)).code).toBe(0);
+    const m = JSON.parse((await lading('manifest', idx)).stdout) as {
+      mediaType: string;
+      manifests: { platform: { architecture: string } }[];
+    };
+    expect(m.manifests.map((d) => d.platform.architecture)).toEqual(['amd64', 'arm64']);
+    for (const [arch, dir] of [
+      ['amd64', one],
+      ['arm64', two],
+    ] as const) {
+      const layoutOut = join(work, `pulled-${arch}`);
+      await run('skopeo', [
+        'copy',
+        '--src-tls-verify=false',
+        '--override-arch',
+        arch,
+        `docker://${idx}`,
+        `oci:${layoutOut}:x`,
+      ]);
+      const bundle = join(work, `bundle-pulled-${arch}`);
+      await run('umoci', ['unpack', '--rootless', '--image', `${layoutOut}:x`, bundle]);
+      expect(await tree(join(bundle, 'rootfs'))).toEqual(await tree(dir));
+      const dest = join(work, `lading-pulled-${arch}`);
+      expect((await lading('pull', idx, dest, '--platform', `linux/${arch}`)).code).toBe(0);
+      expect(await tree(dest)).toEqual(await tree(dir));
+    }
+    const s390 = `${cncf.host}/verbs/plat:s390x`;
+    expect((await lading('build', three, s390, '--platform', 'linux/s390x')).code).toBe(0);
+    expect((await lading('index', 'append', idx, s390)).code).toBe(0);
+    const after = JSON.parse((await lading('manifest', idx)).stdout) as typeof m;
+    expect(after.manifests.map((d) => d.platform.architecture)).toEqual([
+      'amd64',
+      'arm64',
+      's390x',
+    ]);
+  });
+
+  it('attaches an artifact and discovers it on both registries and in a layout', async () => {
+    const sbom = join(work, 'sbom.json');
+    await writeFile(sbom, '{"sbom":true}');
+    const sig = join(work, 'sig.txt');
+    await writeFile(sig, 'signature');
+    for (const subject of [
+      `${cncf.host}/verbs/subject:v1`,
+      `${host}/verbs/subject:v1`,
+      `oci:${join(work, 'subject-layout')}:v1`,
+    ]) {
+      expect((await lading('build', one, subject)).code).toBe(0);
+      const a = await ladingJson<{ digest: string; referrersApi: boolean }>(
+        'attach',
+        subject,
+        '--artifact-type',
+        'application/spdx+json',
+        sbom,
+      );
+      // The CNCF registry 2.8 has no referrers API: the tag schema is used there.
+      expect(a.referrersApi).toBe(subject.startsWith(host));
+      const b = await ladingJson<{ digest: string }>(
+        'attach',
+        subject,
+        '--artifact-type',
+        'application/vnd.example.sig',
+        sig,
+      );
+      const all = await ladingJson<{ referrers: { digest: string; artifactType: string }[] }>(
+        'discover',
+        subject,
+      );
+      expect(all.referrers.map((r) => r.digest).sort()).toEqual([a.digest, b.digest].sort());
+      const only = await ladingJson<{ referrers: { digest: string }[] }>(
+        'discover',
+        subject,
+        '--artifact-type',
+        'application/vnd.example.sig',
+      );
+      expect(only.referrers.map((r) => r.digest)).toEqual([b.digest]);
+      const art = JSON.parse(
+        (await lading('manifest', subject.replace(/:v1$/, `@${a.digest}`))).stdout,
+      ) as {
+        artifactType: string;
+        config: { mediaType: string };
+        subject: { digest: string };
+        layers: { annotations: Record<string, string> }[];
+      };
+      expect(art.config.mediaType).toBe('application/vnd.oci.empty.v1+json');
+      expect(art.artifactType).toBe('application/spdx+json');
+      expect(art.subject.digest).toBe((await lading('digest', subject)).stdout.trim());
+      expect(art.layers[0]!.annotations['org.opencontainers.image.title']).toBe('sbom.json');
+    }
+  });
+});

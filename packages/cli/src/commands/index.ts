@@ -28,5 +28,8 @@ export const commands: Readonly<Record<string, CommandLoader | undefined>> = {
   mutate: async () => (await import('./verbs.js')).mutate,
   export: async () => (await import('./verbs.js')).exportFs,
   validate: async () => (await import('./verbs.js')).validate,
+  index: async () => (await import('./artifacts.js')).index,
+  attach: async () => (await import('./artifacts.js')).attach,
+  discover: async () => (await import('./artifacts.js')).discover,
   serve: async () => (await import('./serve.js')).serve,
 };
