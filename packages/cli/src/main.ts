@@ -106,7 +106,8 @@ export async function main(
       out.result({ usage: command.usage }, command.usage);
       return ExitCode.Ok;
     }
-    if (typeof parsed.values.password === 'string')
+    const values: Readonly<Record<string, unknown>> = parsed.values;
+    if (['password', 'src-password', 'dest-password'].some((k) => typeof values[k] === 'string'))
       out.warn(
         'a password given with -p/--password is visible to other users and kept in shell history; use --password-stdin',
       );
