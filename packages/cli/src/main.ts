@@ -20,10 +20,24 @@ export const usage = `lading — build and move container images without a daemo
 Usage: lading <command> [options]
 
 Commands:
-  build DIR --dest LOCATION   build an image from a directory and write it
+  build [DIR] [--layer DIR[:DEST]]... -t LOCATION...
+                              build an image (one layer per directory) and write it
+  append BASE DST --layer DIR[:DEST]...
+                              add layers to an existing image
   cp SRC DST                  copy an image between locations
   push SRC REF                copy a local image (oci:/docker-archive:) to a registry
   pull REF DST                copy an image from a registry to a local location
+  tag SRC TAG...              point more tags at a manifest (no blob moves)
+  delete LOCATION             delete a manifest (or a layout tag)
+  blob LOCATION@DIGEST        stream one blob to stdout (or -o FILE)
+  mutate SRC [-t DST]...      edit config and annotations, layers untouched
+  export LOCATION FILE|-      the flattened filesystem as one tar
+  validate LOCATION           check every digest, size and media type
+  index create|append DST SRC...
+                              build or extend a multi-platform index
+  attach SUBJECT --artifact-type T FILE...
+                              push an OCI 1.1 artifact referring to SUBJECT
+  discover SUBJECT            list the artifacts referring to SUBJECT
   digest LOCATION             print the manifest digest
   manifest LOCATION           print the manifest
   config LOCATION             print the image config
@@ -34,8 +48,9 @@ Commands:
   auth logout REGISTRY        remove stored credentials
   serve                       run the embedded registry
 
-Locations: a registry reference (host[:port]/repo[:tag]), oci:DIR[:TAG],
-docker-archive:FILE[:TAG].
+Locations: a registry reference (host[:port]/repo[:tag|@digest]),
+oci:DIR[:TAG|@DIGEST], docker-archive:FILE[:TAG]. lading COMMAND --help
+shows a command's options.
 
 Global options: --json, --quiet, --debug, --insecure, -u/--username,
 -p/--password, --password-stdin, -h/--help.
