@@ -333,11 +333,21 @@ export async function writeTo(
   how: WriteToOptions,
 ): Promise<Written> {
   const { progress, signal } = how;
-  const [first, ...rest] = texts;
+  // A docker archive being written cannot be read back before it is
+  // closed: write a registry or layout first and copy from it; archives
+  // alone are each written in full.
+  const readable = texts.findIndex((t) => parseLocation(t).kind !== 'docker-archive');
+  const order =
+    readable <= 0 ? [...texts] : [texts[readable] ?? '', ...texts.filter((_, i) => i !== readable)];
+  const [first, ...rest] = order;
   if (first === undefined) throw new LadingError(ErrorCode.InvalidArgument, 'no destination');
   const { descriptor, opened } = await writeOne(parseLocation(first), content, options, how);
   const finishers = [opened];
   for (const text of rest) {
+    if (readable < 0) {
+      finishers.push((await writeOne(parseLocation(text), content, options, how)).opened);
+      continue;
+    }
     const other = openTarget(parseLocation(text), options, 'write');
     finishers.push(other);
     await copy(opened.target, descriptor.digest, other.target, other.ref ?? 'latest', {

@@ -125,6 +125,51 @@ describe('lading build with several layers and tags', () => {
     expect(t['b.txt']).toBeDefined();
   });
 
+  it('writes docker archives and layouts given together with -t, archive first', async () => {
+    const archive = join(work, 'multi.tar');
+    const other = join(work, 'multi2.tar');
+    const layout = join(work, 'multi-layout');
+    const r = await ladingJson<{ digest: string }>(
+      'build',
+      '--layer',
+      one,
+      '--layer',
+      two,
+      '-t',
+      `docker-archive:${archive}:multi:1`,
+      '-t',
+      `oci:${layout}:1`,
+    );
+    const { stdout } = await run('skopeo', ['inspect', `docker-archive:${archive}`]);
+    expect((JSON.parse(stdout) as { Layers: unknown[] }).Layers).toHaveLength(2);
+    expect((await lading('digest', `oci:${layout}:1`)).stdout.trim()).toBe(r.digest);
+    // Archives alone are each written in full.
+    expect(
+      (
+        await lading(
+          'build',
+          one,
+          '-t',
+          `docker-archive:${archive}:a:1`,
+          '-t',
+          `docker-archive:${other}:b:1`,
+        )
+      ).code,
+    ).toBe(0);
+    await run('skopeo', ['inspect', `docker-archive:${other}`]);
+    const m = JSON.parse((await lading('manifest', `docker-archive:${other}:b:1`)).stdout) as {
+      layers: { digest: string }[];
+    };
+    const out = join(work, 'from-archive.tgz');
+    const digest = m.layers[0]!.digest;
+    expect((await lading('blob', `docker-archive:${other}@${digest}`, '-o', out)).code).toBe(0);
+    expect(
+      `sha256:${createHash('sha256')
+        .update(await readFile(out))
+        .digest('hex')}`,
+    ).toBe(digest);
+  });
+
   it('append does not upload the base layers again within one registry', async () => {
     const proxy = await recordingProxy(`http://${host}`);
     try {
