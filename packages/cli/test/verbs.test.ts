@@ -246,7 +246,12 @@ describe('lading everyday verbs', () => {
     const layout = join(work, 'delete-layout');
     expect((await lading('build', one, `oci:${layout}:a`)).code).toBe(0);
     expect((await lading('build', two, `oci:${layout}:b`)).code).toBe(0);
+    expect((await lading('tag', `oci:${layout}:a`, 'a2')).code).toBe(0);
+    expect((await lading('digest', `oci:${layout}:a2`)).stdout).toBe(
+      (await lading('digest', `oci:${layout}:a`)).stdout,
+    );
     expect((await lading('delete', `oci:${layout}:a`)).code).toBe(0);
+    expect((await lading('digest', `oci:${layout}:a2`)).code).toBe(0);
     expect((await lading('digest', `oci:${layout}:a`)).code).toBe(4);
     expect((await lading('digest', `oci:${layout}:b`)).code).toBe(0);
   });
@@ -415,6 +420,8 @@ describe('lading index, attach and discover', () => {
       manifests: { platform: { architecture: string } }[];
     };
     expect(m.manifests.map((d) => d.platform.architecture)).toEqual(['amd64', 'arm64']);
+    const valid = await ladingJson<{ manifests: number; blobs: number }>('validate', idx);
+    expect(valid).toMatchObject({ manifests: 3, blobs: 4 });
     for (const [arch, dir] of [
       ['amd64', one],
       ['arm64', two],
