@@ -442,6 +442,20 @@ describe('lading index, attach and discover', () => {
       expect((await lading('pull', idx, dest, '--platform', `linux/${arch}`)).code).toBe(0);
       expect(await tree(dest)).toEqual(await tree(dir));
     }
+    // mutate edits every image of an index; the annotation goes on the index.
+    const mutated = `${cncf.host}/verbs/multiarch:mutated`;
+    expect(
+      (await lading('mutate', idx, '-t', mutated, '--env', 'M=1', '--annotation', 'a=b')).code,
+    ).toBe(0);
+    const mm = JSON.parse((await lading('manifest', mutated)).stdout) as typeof m & {
+      annotations: Record<string, string>;
+    };
+    expect(mm.annotations).toMatchObject({ a: 'b' });
+    expect(mm.manifests.map((d) => d.platform.architecture)).toEqual(['amd64', 'arm64']);
+    const armCfg = JSON.parse(
+      (await lading('config', mutated, '--platform', 'linux/arm64')).stdout,
+    ) as { config: { Env: string[] } };
+    expect(armCfg.config.Env).toContain('M=1');
     const s390 = `${cncf.host}/verbs/plat:s390x`;
     expect((await lading('build', three, s390, '--platform', 'linux/s390x')).code).toBe(0);
     expect((await lading('index', 'append', idx, s390)).code).toBe(0);
