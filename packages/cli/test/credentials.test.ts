@@ -76,6 +76,15 @@ describe('lading cp credentials', () => {
     expect(digest.code).toBe(0);
   });
 
+  it('reads --password-stdin once for both sides', async () => {
+    const { code, stderr } = await spawnLading(
+      ['cp', `${hostA}/creds/app:v1`, `${hostA}/creds/again:v1`, '-u', 'alice', '--password-stdin'],
+      'alice-secret\n',
+    ).exit;
+    expect(stderr).not.toMatch(/warning/);
+    expect(code).toBe(0);
+  });
+
   it('exits 3 when one side lacks its credentials', async () => {
     const r = await lading(
       'cp',

@@ -41,12 +41,22 @@ export function keyValues(items: readonly string[], option: string): Record<stri
   return out;
 }
 
-async function readStdin(stream: NodeJS.ReadableStream): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const c of stream) chunks.push(typeof c === 'string' ? Buffer.from(c) : c);
-  return Buffer.concat(chunks)
-    .toString('utf8')
-    .replace(/\r?\n$/, '');
+// stdin can be read once: a password read from it is kept for the other side of cp.
+const stdinText = new WeakMap<NodeJS.ReadableStream, Promise<string>>();
+
+function readStdin(stream: NodeJS.ReadableStream): Promise<string> {
+  let p = stdinText.get(stream);
+  if (p === undefined) {
+    p = (async () => {
+      const chunks: Buffer[] = [];
+      for await (const c of stream) chunks.push(typeof c === 'string' ? Buffer.from(c) : c);
+      return Buffer.concat(chunks)
+        .toString('utf8')
+        .replace(/\r?\n$/, '');
+    })();
+    stdinText.set(stream, p);
+  }
+  return p;
 }
 
 /** CredentialSide picks the --src-… or --dest-… credential flags of cp. */
