@@ -145,7 +145,7 @@ export class Output {
         break;
       }
       case 'retry':
-        this.#stderr.write(`retry ${event.id} in ${event.delayMs} ms: ${event.reason}\n`);
+        this.#stderr.write(`retry ${event.id} in ${event.delayMs} ms: ${sanitize(event.reason)}\n`);
         break;
       default:
         break;
@@ -164,12 +164,12 @@ export class Output {
   warn(line: string): void {
     if (this.mode === 'quiet') return;
     if (this.mode === 'json') this.#stderr.write(`${JSON.stringify({ warning: line })}\n`);
-    else this.#stderr.write(`lading: warning: ${line}\n`);
+    else this.#stderr.write(`lading: warning: ${sanitize(line)}\n`);
   }
 
   /** info prints a human line on stderr (not in json or quiet mode). */
   info(line: string): void {
-    if (this.mode === 'tty' || this.mode === 'plain') this.#stderr.write(`${line}\n`);
+    if (this.mode === 'tty' || this.mode === 'plain') this.#stderr.write(`${sanitize(line)}\n`);
   }
 
   /**
