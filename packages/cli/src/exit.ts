@@ -1,5 +1,3 @@
-import { fileSystemError, isLadingError } from '@lading/core';
-
 /** ExitCode is what `lading` exits with, so scripts can tell failures apart. */
 export const ExitCode = {
   Ok: 0,
@@ -8,6 +6,10 @@ export const ExitCode = {
   Auth: 3,
   NotFound: 4,
   Network: 5,
+  /** Interrupted is 128 + SIGINT, as shells report a Ctrl-C. */
+  Interrupted: 130,
+  /** Terminated is 128 + SIGTERM. */
+  Terminated: 143,
 } as const;
 
 /** ExitCode is the union of the exit codes. */
@@ -21,6 +23,27 @@ export class UsageError extends Error {
     super(message);
     this.hint = hint;
   }
+}
+
+// The brand @lading/core puts on every LadingError (see isLadingError there);
+// checked here so that `lading --version` need not load @lading/core.
+const ladingBrand = Symbol.for('lading.error');
+
+function ladingCode(err: unknown): string | undefined {
+  if (typeof err !== 'object' || err === null) return undefined;
+  if ((err as Record<symbol, unknown>)[ladingBrand] !== true) return undefined;
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/**
+ * errorCode is the stable code `--json` errors carry: the LadingError code,
+ * `USAGE` for a command-line mistake, the system code (ENOENT, …) or `ERROR`.
+ */
+export function errorCode(err: unknown): string {
+  if (err instanceof UsageError) return 'USAGE';
+  const code = ladingCode(err) ?? (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^[A-Z][A-Z0-9_]*$/.test(code) ? code : 'ERROR';
 }
 
 const hints: Record<string, string> = {
@@ -54,13 +77,14 @@ function isLocal(err: unknown): boolean {
 export function classify(err: unknown): { code: ExitCode; hint: string | undefined } {
   if (err instanceof UsageError)
     return { code: ExitCode.Usage, hint: err.hint ?? 'see lading --help' };
-  if (isLadingError(err)) {
+  const lading = ladingCode(err);
+  if (lading !== undefined) {
     const hint = Array.isArray((err as { offered?: unknown }).offered)
       ? 'pass one of the platforms offered to --platform (os/arch[/variant])'
       : isLocal(err)
-        ? (localHints[err.code] ?? 'check the path and its permissions')
-        : hints[err.code];
-    switch (err.code) {
+        ? (localHints[lading] ?? 'check the path and its permissions')
+        : hints[lading];
+    switch (lading) {
       case 'UNAUTHORIZED':
       case 'DENIED':
         return { code: ExitCode.Auth, hint };
@@ -87,20 +111,42 @@ export function classify(err: unknown): { code: ExitCode; hint: string | undefin
 /**
  * typed turns a raw Node file-system error (it has a `syscall` and a
  * `path`) into a typed one-line error naming the path; others pass as is.
+ * @lading/core is loaded only then, so `lading --version` need not load it.
  */
-export function typed(err: unknown): unknown {
-  if (isLadingError(err) || err instanceof UsageError) return err;
+export async function typed(err: unknown): Promise<unknown> {
+  if (ladingCode(err) !== undefined || err instanceof UsageError) return err;
   const e = err as { syscall?: unknown; path?: unknown } | null;
   if (typeof e?.syscall === 'string' && typeof e.path === 'string') {
+    const { fileSystemError } = await import('@lading/core');
     return fileSystemError(err, e.path);
   }
   return err;
 }
 
-/** describe renders an error as one line, without credentials or stack. */
+/** describe renders an error as one line, without credentials, control characters or stack. */
 export function describe(err: unknown): string {
-  if (err instanceof Error) return redact(err.message.split('\n')[0] ?? err.message);
-  return redact(String(err));
+  const text = err instanceof Error ? err.message : String(err);
+  return redact(sanitize(text.split('\n')[0] ?? text));
+}
+
+// ESC sequences (CSI, OSC, and two-byte ones), then the remaining C0, DEL and
+// C1 controls. Tab and newline are kept only with `multiline`.
+/* eslint-disable no-control-regex -- stripping control characters is the point */
+const escSequence =
+  /\u001b\[[0-?]*[ -/]*[@-~]|\u001b\][^\u0007\u001b]*(?:\u0007|\u001b\\)?|\u001b[@-_]?|\u009b[0-?]*[ -/]*[@-~]/g;
+const controls = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
+/* eslint-enable no-control-regex */
+const lineBreaks = /[\t\n]/g;
+
+/**
+ * sanitize removes terminal control sequences and control characters from
+ * text a registry (or any other server) supplied, so that it cannot move
+ * the cursor, recolour or retitle the user's terminal. With `multiline`,
+ * newlines and tabs are kept; otherwise they become spaces.
+ */
+export function sanitize(text: string, multiline = false): string {
+  const stripped = text.replace(escSequence, '').replace(controls, '');
+  return multiline ? stripped : stripped.replace(lineBreaks, ' ');
 }
 
 /** redact removes credentials that may appear in URLs or headers. */

@@ -1,5 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { ExitCode, UsageError, classify, describe, typed } from './exit.js';
+import { ExitCode, UsageError, classify, describe, errorCode, typed } from './exit.js';
 import { Output, type OutputMode } from './output.js';
 import { commands, type CommandContext } from './commands/index.js';
 
@@ -20,10 +20,24 @@ export const usage = `lading — build and move container images without a daemo
 Usage: lading <command> [options]
 
 Commands:
-  build DIR --dest LOCATION   build an image from a directory and write it
+  build [DIR] [--layer DIR[:DEST]]... -t LOCATION...
+                              build an image (one layer per directory) and write it
+  append BASE DST --layer DIR[:DEST]...
+                              add layers to an existing image
   cp SRC DST                  copy an image between locations
   push SRC REF                copy a local image (oci:/docker-archive:) to a registry
   pull REF DST                copy an image from a registry to a local location
+  tag SRC TAG...              point more tags at a manifest (no blob moves)
+  delete LOCATION             delete a manifest (or a layout tag)
+  blob LOCATION@DIGEST        stream one blob to stdout (or -o FILE)
+  mutate SRC [-t DST]...      edit config and annotations, layers untouched
+  export LOCATION FILE|-      the flattened filesystem as one tar
+  validate LOCATION           check every digest, size and media type
+  index create|append DST SRC...
+                              build or extend a multi-platform index
+  attach SUBJECT --artifact-type T FILE...
+                              push an OCI 1.1 artifact referring to SUBJECT
+  discover SUBJECT            list the artifacts referring to SUBJECT
   digest LOCATION             print the manifest digest
   manifest LOCATION           print the manifest
   config LOCATION             print the image config
@@ -34,13 +48,15 @@ Commands:
   auth logout REGISTRY        remove stored credentials
   serve                       run the embedded registry
 
-Locations: a registry reference (host[:port]/repo[:tag]), oci:DIR[:TAG],
-docker-archive:FILE[:TAG].
+Locations: a registry reference (host[:port]/repo[:tag|@digest]),
+oci:DIR[:TAG|@DIGEST], docker-archive:FILE[:TAG]. lading COMMAND --help
+shows a command's options.
 
 Global options: --json, --quiet, --debug, --insecure, -u/--username,
 -p/--password, --password-stdin, -h/--help.
 
-Exit codes: 0 ok, 1 failure, 2 usage, 3 auth, 4 not found, 5 network.`;
+Exit codes: 0 ok, 1 failure, 2 usage, 3 auth, 4 not found, 5 network,
+130 interrupted (Ctrl-C).`;
 
 /** main runs the CLI and returns the exit code (it never throws). */
 export async function main(
@@ -60,13 +76,18 @@ export async function main(
   const mode: OutputMode = json ? 'json' : quiet ? 'quiet' : isTty ? 'tty' : 'plain';
   const out = new Output(mode, stdout, stderr);
   const controller = new AbortController();
-  const onSignal = (): void => {
-    controller.abort(new Error('interrupted'));
+  // The first Ctrl-C aborts through the signal: upload sessions are
+  // cancelled, no manifest or tag is written and partial files are removed.
+  // A second one gets Node's default (immediate exit).
+  let interrupted: 'SIGINT' | 'SIGTERM' | undefined;
+  const onSignal = (sig: 'SIGINT' | 'SIGTERM'): void => {
+    interrupted ??= sig;
+    controller.abort(new Error(sig === 'SIGINT' ? 'interrupted' : 'terminated'));
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  const [name, ...rest] = argv;
   try {
-    const [name, ...rest] = argv;
     if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
       out.result({ usage }, usage);
       return name === undefined ? ExitCode.Usage : ExitCode.Ok;
@@ -75,12 +96,13 @@ export async function main(
       out.result({ version: '0.1.0' }, '0.1.0');
       return ExitCode.Ok;
     }
-    const command = commands[name];
-    if (command === undefined)
+    const load = commands[name];
+    if (load === undefined)
       throw new UsageError(
         `unknown command ${JSON.stringify(name)}`,
         'lading --help lists the commands',
       );
+    const command = await load();
     let parsed;
     try {
       parsed = parseArgs({
@@ -99,19 +121,35 @@ export async function main(
       out.result({ usage: command.usage }, command.usage);
       return ExitCode.Ok;
     }
+    const values: Readonly<Record<string, unknown>> = parsed.values;
+    if (['password', 'src-password', 'dest-password'].some((k) => typeof values[k] === 'string'))
+      out.warn(
+        'a password given with -p/--password is visible to other users and kept in shell history; use --password-stdin',
+      );
+    await out.prepare();
     const ctx: CommandContext = {
       values: parsed.values,
       positionals: parsed.positionals,
       out,
       signal: controller.signal,
       stdin: io.stdin ?? process.stdin,
+      stdout,
     };
     await command.run(ctx);
     return ExitCode.Ok;
   } catch (caught) {
-    const err = typed(caught);
+    if (interrupted !== undefined) {
+      out.error(interrupted === 'SIGINT' ? 'interrupted' : 'terminated', undefined, 'ABORTED');
+      return interrupted === 'SIGINT' ? ExitCode.Interrupted : ExitCode.Terminated;
+    }
+    const err = await typed(caught);
     const { code, hint } = classify(err);
-    out.error(describe(err), hint);
+    // Hints are one line: a usage text is replaced by a pointer to it.
+    const oneLine =
+      hint?.includes('\n') === true
+        ? `lading ${name !== undefined && commands[name] !== undefined ? `${name} ` : ''}--help shows the usage`
+        : hint;
+    out.error(describe(err), oneLine, errorCode(err));
     if (debug && err instanceof Error)
       stderr.write(
         `${err.stack ?? ''}\n${err.cause instanceof Error ? `cause: ${err.cause.stack ?? ''}\n` : ''}`,

@@ -36,6 +36,9 @@ export function parseLocation(text: string): Location {
 // `oci:/tmp/x:v1` and `docker-archive:out.tar:app:v1` both work.
 function splitPathTag(rest: string, transport: string): { path: string; tag: string | undefined } {
   if (rest === '') throw new UsageError(`${transport}: needs a path`, `${transport}:PATH[:TAG]`);
+  // PATH@sha256:… names a manifest (or blob) by digest.
+  const at = /@[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/.exec(rest);
+  if (at !== null) return { path: rest.slice(0, at.index), tag: at[0].slice(1) };
   if (transport === 'docker-archive') {
     const i = rest.indexOf(':');
     if (i < 0) return { path: rest, tag: undefined };

@@ -19,3 +19,5 @@ export { extract, safeRelative } from './extract.js';
 export type { ExtractOptions } from './extract.js';
 export { extractVerified } from './verified-extract.js';
 export type { ExtractVerifiedOptions } from './verified-extract.js';
+export { flatten } from './flatten.js';
+export type { FlattenOptions } from './flatten.js';

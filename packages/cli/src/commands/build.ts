@@ -5,42 +5,20 @@ import {
   withConfig,
   withCreated,
   withPlatform,
-  writeImage,
-  ProgressEmitter,
   parsePlatform,
+  type ConfigPatch,
   type Image,
 } from '@lading/core';
 import { layerFromDirectory } from '@lading/layers';
-import { write } from '@lading/remote';
 import { stat } from 'node:fs/promises';
 import { UsageError } from '../exit.js';
 import { parseLocation } from '../transports.js';
-import {
-  flag,
-  keyValues,
-  list,
-  openTarget,
-  positional,
-  pullForPlatform,
-  remoteOptions,
-  requireRef,
-  seconds,
-  str,
-} from './common.js';
+import { openSource, pickImage } from '../image-source.js';
+import { reportWrite } from './report-write.js';
+import { keyValues, list, positional, remoteOptions, str } from './common.js';
 import type { Command, CommandContext } from './types.js';
 
-const usage = `Usage: lading build DIR --dest LOCATION [options]
-
-Builds an image from DIR (one layer, placed at --prefix) on top of --base and
-writes it to LOCATION: a registry reference, oci:DIR[:TAG] or
-docker-archive:FILE[:TAG]. Registry pushes are lazy: upload sessions open
-before the layer is read, so a permission problem fails at once.
-
-Options:
-  -d, --dest LOCATION       where to write the image (or give it as 2nd argument)
-  --base REF                base image in a registry (default: scratch)
-  --prefix PATH             where DIR lands in the image (default /)
-  --entrypoint JSON|CMD     e.g. '["/app/run"]' or /app/run
+const configOptionsHelp = `  --entrypoint JSON|CMD     e.g. '["/app/run"]' or /app/run
   --cmd JSON|CMD
   --env K=V                 repeatable
   --label K=V               repeatable
@@ -54,7 +32,50 @@ Options:
   --source-date-epoch N     timestamp for files and config (default
                             $SOURCE_DATE_EPOCH, else 0: reproducible)`;
 
-function words(value: string | undefined): string[] | undefined {
+const usage = `Usage: lading build [DIR] [--layer DIR[:DEST]]... (-t LOCATION)... [options]
+       lading build DIR LOCATION [options]
+
+Builds an image from directories, one layer each in the order given, on top
+of --base, and writes it to every LOCATION: a registry reference,
+oci:DIR[:TAG] or docker-archive:FILE[:TAG]. The first is written, the others
+are pointed at the same manifest (a manifest PUT within one repository).
+Registry pushes are lazy: upload sessions open before the layer is read, so
+a permission problem fails at once.
+
+Options:
+  -t, --tag LOCATION        where to write the image, repeatable
+  -d, --dest LOCATION       same as -t (or give it as 2nd argument)
+  --layer DIR[:DEST]        a layer from DIR placed at DEST (default /), repeatable
+  --base LOCATION           base image, any location (default: scratch)
+  --prefix PATH             where the DIR argument lands (default /)
+${configOptionsHelp}`;
+
+const appendUsage = `Usage: lading append BASE LOCATION --layer DIR[:DEST]... [options]
+
+Adds layers (one per --layer, in order) to the image at BASE (any location;
+an index needs --platform) and writes the result to LOCATION (and every -t).
+Base layers are not uploaded again: they are skipped or mounted when
+LOCATION is in the same registry.
+
+Options:
+  -t, --tag LOCATION        another location to write, repeatable
+  --layer DIR[:DEST]        a layer from DIR placed at DEST (default /), repeatable
+${configOptionsHelp}`;
+
+/** layerSpec splits `DIR[:DEST]`: DEST is what follows the last ':' when it is absolute. */
+export function layerSpec(text: string): { dir: string; dest: string } {
+  const i = text.lastIndexOf(':');
+  if (i > 0 && text[i + 1] === '/') return { dir: text.slice(0, i), dest: text.slice(i + 1) };
+  return { dir: text, dest: '/' };
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  const st = await stat(path).catch(() => undefined);
+  return st?.isDirectory() === true;
+}
+
+/** words reads a command as a JSON array or as space-separated words. */
+export function words(value: string | undefined): string[] | undefined {
   if (value === undefined) return undefined;
   const t = value.trim();
   if (t.startsWith('[')) {
@@ -77,9 +98,9 @@ function intOption(
   name: string,
   min: number,
   max: number,
-  text = str(ctx, name),
+  fallback?: string,
 ): number | undefined {
-  const v = text;
+  const v = str(ctx, name) ?? fallback;
   if (v === undefined) return undefined;
   const n = Number(v);
   if (!Number.isInteger(n) || n < min || n > max)
@@ -89,46 +110,18 @@ function intOption(
   return n;
 }
 
-async function run(ctx: CommandContext): Promise<void> {
-  const start = performance.now();
-  const dir = positional(ctx, 0, 'DIR', usage);
-  const destText = str(ctx, 'dest') ?? ctx.positionals[1];
-  if (destText === undefined)
-    throw new UsageError('missing destination', 'lading build DIR --dest LOCATION');
-  const dest = parseLocation(destText);
-  const st = await stat(dir).catch(() => undefined);
-  if (st?.isDirectory() !== true) throw new UsageError(`${dir} is not a directory`);
-
+function sourceDateEpoch(ctx: CommandContext): number {
   const epochText = str(ctx, 'source-date-epoch') ?? process.env.SOURCE_DATE_EPOCH ?? '0';
   const epoch = Number(epochText);
   if (!Number.isInteger(epoch) || epoch < 0)
     throw new UsageError(
       `source date epoch must be a non-negative integer, got ${JSON.stringify(epochText)}`,
     );
-  const platformText = str(ctx, 'platform');
-  const platform = parsePlatform(platformText ?? 'linux/amd64');
-  const [compression, levelText] = (str(ctx, 'compression') ?? 'gzip').split(':', 2);
-  if (compression !== 'gzip' && compression !== 'zstd')
-    throw new UsageError(`--compression wants gzip or zstd[:LEVEL], got ${String(compression)}`);
-  // The range per compression is checked by the layer (INVALID_ARGUMENT).
-  const level = intOption(ctx, 'level', 0, 22, levelText);
-  const workers = intOption(ctx, 'workers', 1, 64);
-  const options = await remoteOptions(ctx);
+  return epoch;
+}
 
-  const baseRef = str(ctx, 'base');
-  let image: Image =
-    baseRef === undefined || baseRef === 'scratch'
-      ? withPlatform(emptyImage(), platform)
-      : await pullForPlatform(baseRef, options, platformText);
-  const layer = layerFromDirectory(dir, {
-    prefix: str(ctx, 'prefix') ?? '/',
-    sourceDateEpoch: epoch,
-    compression,
-    ...(level === undefined ? {} : { level }),
-    ...(workers === undefined ? {} : { workers }),
-    signal: ctx.signal,
-  });
-  image = appendLayers(image, { layer, history: { created_by: 'lading build' } });
+/** configPatch reads --env, --entrypoint, --cmd, --workdir, --user, --label and --expose. */
+export function configPatch(ctx: CommandContext): ConfigPatch {
   const env = keyValues(list(ctx, 'env'), 'env');
   const entrypoint = words(str(ctx, 'entrypoint'));
   const cmd = words(str(ctx, 'cmd'));
@@ -136,7 +129,7 @@ async function run(ctx: CommandContext): Promise<void> {
   const user = str(ctx, 'user');
   const labels = keyValues(list(ctx, 'label'), 'label');
   const exposed = list(ctx, 'expose');
-  image = withConfig(image, {
+  return {
     ...(Object.keys(env).length > 0 ? { env } : {}),
     ...(entrypoint === undefined ? {} : { entrypoint }),
     ...(cmd === undefined ? {} : { cmd }),
@@ -144,66 +137,132 @@ async function run(ctx: CommandContext): Promise<void> {
     ...(user === undefined ? {} : { user }),
     ...(Object.keys(labels).length > 0 ? { labels } : {}),
     ...(exposed.length > 0 ? { exposedPorts: exposed } : {}),
-  });
+  };
+}
+
+/** addLayers appends one layer per directory, then applies the config options. */
+async function addLayers(
+  ctx: CommandContext,
+  base: Image,
+  layers: readonly { dir: string; dest: string }[],
+  command: string,
+): Promise<Image> {
+  const epoch = sourceDateEpoch(ctx);
+  const [compression, levelText] = (str(ctx, 'compression') ?? 'gzip').split(':', 2);
+  if (compression !== 'gzip' && compression !== 'zstd')
+    throw new UsageError(`--compression wants gzip or zstd[:LEVEL], got ${String(compression)}`);
+  // The range per compression is checked by the layer (INVALID_ARGUMENT).
+  const level = intOption(ctx, 'level', 0, 22, levelText);
+  const workers = intOption(ctx, 'workers', 1, 64);
+  let image = base;
+  for (const { dir, dest } of layers) {
+    if (!(await isDirectory(dir))) throw new UsageError(`${dir} is not a directory`);
+    const layer = layerFromDirectory(dir, {
+      prefix: dest,
+      sourceDateEpoch: epoch,
+      compression,
+      ...(level === undefined ? {} : { level }),
+      ...(workers === undefined ? {} : { workers }),
+      signal: ctx.signal,
+    });
+    image = appendLayers(image, {
+      layer,
+      history: { created_by: `lading ${command} --layer :${dest}` },
+    });
+  }
+  image = withConfig(image, configPatch(ctx));
   image = withCreated(image, new Date(epoch * 1000));
   const annotations = keyValues(list(ctx, 'annotation'), 'annotation');
   if (Object.keys(annotations).length > 0) image = withAnnotations(image, annotations);
-
-  if (dest.kind === 'registry') {
-    const push = write(dest.reference, image, options);
-    push.on('progress', ctx.out.progress);
-    await push.authorized;
-    ctx.out.info(`authorized to push ${dest.reference} after ${seconds(start)} s`);
-    const result = await push.done;
-    const tagged = dest.reference.includes('@')
-      ? dest.reference
-      : `${dest.reference.replace(/:[^:/]+$/, '')}@${result.digest}`;
-    ctx.out.result(
-      { ...result, destination: dest.reference, seconds: seconds(start) },
-      flag(ctx, 'quiet')
-        ? result.digest
-        : `${dest.reference}\n${tagged}\n${result.digest} (${seconds(start)} s)`,
-    );
-    return;
-  }
-  const opened = openTarget(dest, options, 'write');
-  const ref = requireRef(opened);
-  const progress = new ProgressEmitter();
-  progress.on('progress', ctx.out.progress);
-  const desc = await writeImage(opened.target, ref, image, { signal: ctx.signal, progress });
-  await opened.finish();
-  ctx.out.result(
-    {
-      digest: desc.digest,
-      size: desc.size,
-      mediaType: desc.mediaType,
-      destination: destText,
-      seconds: seconds(start),
-    },
-    flag(ctx, 'quiet') ? desc.digest : `${destText}\n${desc.digest} (${seconds(start)} s)`,
-  );
+  return image;
 }
+
+async function run(ctx: CommandContext): Promise<void> {
+  const start = performance.now();
+  const positionals = [...ctx.positionals];
+  const layers = list(ctx, 'layer').map(layerSpec);
+  // Without --layer, DIR comes first; with it, a first argument that is a
+  // directory is still a layer (placed at --prefix), before the others.
+  if (
+    layers.length === 0 ||
+    (positionals[0] !== undefined && (await isDirectory(positionals[0])))
+  ) {
+    const dir = positionals.shift();
+    if (dir === undefined)
+      throw new UsageError('missing DIR (or --layer DIR)', 'lading build --help');
+    if (!(await isDirectory(dir))) throw new UsageError(`${dir} is not a directory`);
+    layers.unshift({ dir, dest: str(ctx, 'prefix') ?? '/' });
+  }
+  const destinations = [...list(ctx, 'dest'), ...positionals, ...list(ctx, 'tag')];
+  if (destinations.length === 0)
+    throw new UsageError('missing destination', 'lading build DIR -t LOCATION');
+  for (const d of destinations) parseLocation(d);
+  sourceDateEpoch(ctx);
+  const platform = parsePlatform(str(ctx, 'platform') ?? 'linux/amd64');
+  const options = await remoteOptions(ctx);
+  const baseText = str(ctx, 'base');
+  const base =
+    baseText === undefined || baseText === 'scratch'
+      ? withPlatform(emptyImage(), platform)
+      : await pickImage(
+          (await openSource(baseText, options, ctx.signal)).content,
+          str(ctx, 'platform') ?? 'linux/amd64',
+        );
+  const image = await addLayers(ctx, base, layers, 'build');
+  await reportWrite(ctx, image, destinations, options, start);
+}
+
+async function runAppend(ctx: CommandContext): Promise<void> {
+  const start = performance.now();
+  const baseText = positional(ctx, 0, 'BASE', appendUsage);
+  const destinations = [...ctx.positionals.slice(1), ...list(ctx, 'tag')];
+  if (destinations.length === 0)
+    throw new UsageError('missing destination', 'lading append BASE LOCATION --layer DIR');
+  const layers = list(ctx, 'layer').map(layerSpec);
+  if (layers.length === 0) throw new UsageError('append needs at least one --layer DIR[:DEST]');
+  for (const d of destinations) parseLocation(d);
+  const options = await remoteOptions(ctx);
+  const base = await pickImage(
+    (await openSource(baseText, options, ctx.signal)).content,
+    str(ctx, 'platform'),
+  );
+  const image = await addLayers(ctx, base, layers, 'append');
+  await reportWrite(ctx, image, destinations, options, start);
+}
+
+const sharedOptions = {
+  tag: { type: 'string', multiple: true, short: 't' },
+  layer: { type: 'string', multiple: true },
+  entrypoint: { type: 'string' },
+  cmd: { type: 'string' },
+  env: { type: 'string', multiple: true, short: 'e' },
+  label: { type: 'string', multiple: true, short: 'l' },
+  annotation: { type: 'string', multiple: true },
+  workdir: { type: 'string' },
+  user: { type: 'string' },
+  expose: { type: 'string', multiple: true },
+  platform: { type: 'string' },
+  compression: { type: 'string' },
+  level: { type: 'string' },
+  workers: { type: 'string' },
+  'source-date-epoch': { type: 'string' },
+} as const;
+
+/** append is `lading append BASE LOCATION --layer DIR[:DEST]…`. */
+export const append: Command = {
+  usage: appendUsage,
+  options: sharedOptions,
+  run: runAppend,
+};
 
 /** build is `lading build`. */
 export const build: Command = {
   usage,
   options: {
-    dest: { type: 'string', short: 'd' },
+    ...sharedOptions,
+    dest: { type: 'string', short: 'd', multiple: true },
     base: { type: 'string' },
     prefix: { type: 'string' },
-    entrypoint: { type: 'string' },
-    cmd: { type: 'string' },
-    env: { type: 'string', multiple: true, short: 'e' },
-    label: { type: 'string', multiple: true, short: 'l' },
-    annotation: { type: 'string', multiple: true },
-    workdir: { type: 'string' },
-    user: { type: 'string' },
-    expose: { type: 'string', multiple: true },
-    platform: { type: 'string' },
-    compression: { type: 'string' },
-    level: { type: 'string' },
-    workers: { type: 'string' },
-    'source-date-epoch': { type: 'string' },
   },
   run,
 };

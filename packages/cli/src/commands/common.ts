@@ -48,22 +48,53 @@ export function keyValues(items: readonly string[], option: string): Record<stri
   return out;
 }
 
-async function readStdin(stream: NodeJS.ReadableStream): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const c of stream) chunks.push(typeof c === 'string' ? Buffer.from(c) : c);
-  return Buffer.concat(chunks)
-    .toString('utf8')
-    .replace(/\r?\n$/, '');
+// stdin can be read once: a password read from it is kept for the other side of cp.
+const stdinText = new WeakMap<NodeJS.ReadableStream, Promise<string>>();
+
+function readStdin(stream: NodeJS.ReadableStream): Promise<string> {
+  let p = stdinText.get(stream);
+  if (p === undefined) {
+    p = (async () => {
+      const chunks: Buffer[] = [];
+      for await (const c of stream) chunks.push(typeof c === 'string' ? Buffer.from(c) : c);
+      return Buffer.concat(chunks)
+        .toString('utf8')
+        .replace(/\r?\n$/, '');
+    })();
+    stdinText.set(stream, p);
+  }
+  return p;
 }
 
-/** remoteOptions builds the registry client options from the global flags. */
-export async function remoteOptions(ctx: CommandContext): Promise<RemoteOptions> {
-  const username = str(ctx, 'username') ?? process.env.LADING_USERNAME;
-  let password = str(ctx, 'password') ?? process.env.LADING_PASSWORD;
-  if (flag(ctx, 'password-stdin')) password = await readStdin(ctx.stdin);
+/** CredentialSide picks the --src-… or --dest-… credential flags of cp. */
+export type CredentialSide = 'src' | 'dest';
+
+/**
+ * remoteOptions builds the registry client options from the global flags;
+ * with a side, `--src-username`/`--dest-username` (and their passwords)
+ * take precedence for that side. Without flags, stored credentials (docker
+ * config, credential helpers) are looked up per registry.
+ */
+export async function remoteOptions(
+  ctx: CommandContext,
+  side?: CredentialSide,
+): Promise<RemoteOptions> {
+  const own = (name: string): string | undefined =>
+    side === undefined ? undefined : str(ctx, `${side}-${name}`);
+  const sideGiven = own('username') !== undefined || flag(ctx, `${side ?? ''}-password-stdin`);
+  const username =
+    own('username') ??
+    (sideGiven ? undefined : (str(ctx, 'username') ?? process.env.LADING_USERNAME));
+  let password =
+    own('password') ??
+    (sideGiven ? undefined : (str(ctx, 'password') ?? process.env.LADING_PASSWORD));
+  if (side !== undefined && flag(ctx, `${side}-password-stdin`))
+    password = await readStdin(ctx.stdin);
+  else if (!sideGiven && flag(ctx, 'password-stdin')) password = await readStdin(ctx.stdin);
   if ((username === undefined) !== (password === undefined)) {
+    const prefix = side === undefined || !sideGiven ? '' : `${side}-`;
     throw new UsageError(
-      '--username and --password go together',
+      `--${prefix}username and --${prefix}password go together`,
       'or use --password-stdin, or lading auth login',
     );
   }

@@ -23,7 +23,13 @@ mounted. Re-running an interrupted copy finishes it.
 Options:
   --platform OS/ARCH[/VARIANT]  copy one platform out of an index
   --all                         copy every platform (the default)
-  --jobs N                      transfers in flight (default 4)`;
+  --jobs N                      transfers in flight (default 4)
+  --src-username U, --src-password P | --src-password-stdin
+                                credentials for SRC only
+  --dest-username U, --dest-password P | --dest-password-stdin
+                                credentials for DST only
+Without these, -u/-p apply to both sides, and otherwise the docker config
+($DOCKER_CONFIG/config.json, credential helpers) is read per registry.`;
 
 function jobsOf(ctx: CommandContext): number {
   const jobsText = str(ctx, 'jobs');
@@ -35,10 +41,16 @@ function jobsOf(ctx: CommandContext): number {
 
 async function copyBetween(ctx: CommandContext, srcText: string, dstText: string): Promise<void> {
   const start = performance.now();
-  const options = await remoteOptions(ctx);
-  const src = openTarget(parseLocation(srcText), options, 'read');
+  const stdinUsers = ['src', 'dest', ''].filter((s) =>
+    flag(ctx, s === '' ? 'password-stdin' : `${s}-password-stdin`),
+  );
+  if (stdinUsers.length > 1)
+    throw new UsageError(
+      'only one of --password-stdin, --src-password-stdin and --dest-password-stdin can read stdin',
+    );
+  const src = openTarget(parseLocation(srcText), await remoteOptions(ctx, 'src'), 'read');
   const dstLoc: Location = parseLocation(dstText);
-  const dst = openTarget(dstLoc, options, 'write');
+  const dst = openTarget(dstLoc, await remoteOptions(ctx, 'dest'), 'write');
   // A tagless layout or archive source means its only image (skopeo's rule).
   const srcRef = src.readRef;
   const dstRef = dst.ref ?? (srcRef === '' ? 'latest' : srcRef);
@@ -84,6 +96,12 @@ const cpOptions = {
   platform: { type: 'string' },
   all: { type: 'boolean' },
   jobs: { type: 'string' },
+  'src-username': { type: 'string' },
+  'src-password': { type: 'string' },
+  'src-password-stdin': { type: 'boolean' },
+  'dest-username': { type: 'string' },
+  'dest-password': { type: 'string' },
+  'dest-password-stdin': { type: 'boolean' },
 } as const;
 
 /** cp is `lading cp SRC DST`. */

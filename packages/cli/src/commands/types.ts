@@ -8,6 +8,8 @@ export interface CommandContext {
   readonly out: Output;
   readonly signal: AbortSignal;
   readonly stdin: NodeJS.ReadableStream;
+  /** stdout is where commands that stream bytes (blob, export) write them. */
+  readonly stdout: NodeJS.WritableStream;
 }
 
 /** Command is one `lading` subcommand. */

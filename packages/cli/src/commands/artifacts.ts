@@ -1,0 +1,305 @@
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import {
+  ErrorCode,
+  HashingStream,
+  LadingError,
+  MediaType,
+  digestHex,
+  digestOf,
+  fetchVerified,
+  imageIndex,
+  isImageIndex,
+  isLadingError,
+  type Descriptor,
+  type Digest,
+  type Image,
+  type ImageIndex,
+  type IndexEntryInput,
+  type IndexManifest,
+  type Target,
+} from '@lading/core';
+import { RegistryClient } from '@lading/remote';
+import { UsageError } from '../exit.js';
+import { openSource } from '../image-source.js';
+import { parseLocation } from '../transports.js';
+import { keyValues, list, openTarget, parseRef, positional, remoteOptions, str } from './common.js';
+import { reportWrite } from './report-write.js';
+import type { Command } from './types.js';
+
+// ----------------------------------------------------------------- index
+
+const indexUsage = `Usage: lading index create DST SRC...
+       lading index append DST SRC...
+
+create writes an index (OCI image index) listing the images SRC name, each
+with its platform (from its config); an index given as SRC contributes its
+images. append adds images to the index at DST. Any location works for DST
+and SRC; layers are mounted or skipped within one registry.
+
+Options:
+  --annotation K=V   index annotation, repeatable`;
+
+/** entriesOf lists an image as one entry, an index as its children (platforms kept). */
+async function entriesOf(content: Image | ImageIndex): Promise<IndexEntryInput[]> {
+  if (!isImageIndex(content)) return [{ image: content }];
+  return (await content.children()).map((child) => {
+    const d = child.descriptor;
+    return {
+      image: child.kind === 'image' ? child.image : child.index,
+      ...(d.platform === undefined ? {} : { platform: d.platform }),
+      ...(d.annotations === undefined ? {} : { annotations: d.annotations }),
+    };
+  });
+}
+
+/** index is `lading index create|append DST SRC…`. */
+export const index: Command = {
+  usage: indexUsage,
+  options: { annotation: { type: 'string', multiple: true } },
+  run: async (ctx) => {
+    const start = performance.now();
+    const sub = ctx.positionals[0];
+    if (sub !== 'create' && sub !== 'append')
+      throw new UsageError(
+        sub === undefined ? 'index needs create or append' : `unknown index subcommand ${sub}`,
+        'lading index --help',
+      );
+    const dst = positional(ctx, 1, 'DST', indexUsage);
+    const sources = ctx.positionals.slice(2);
+    if (sources.length === 0) throw new UsageError('missing SRC', `lading index ${sub} DST SRC...`);
+    parseLocation(dst);
+    const options = await remoteOptions(ctx);
+    let annotations = keyValues(list(ctx, 'annotation'), 'annotation');
+    const entries: IndexEntryInput[] = [];
+    if (sub === 'append') {
+      const { content } = await openSource(dst, options, ctx.signal);
+      if (!isImageIndex(content))
+        throw new LadingError(ErrorCode.UnsupportedMediaType, `${dst} is an image, not an index`);
+      annotations = { ...(await content.indexManifest()).annotations, ...annotations };
+      entries.push(...(await entriesOf(content)));
+    }
+    for (const text of sources)
+      entries.push(...(await entriesOf((await openSource(text, options, ctx.signal)).content)));
+    const built = imageIndex(entries, {
+      ...(Object.keys(annotations).length > 0 ? { annotations } : {}),
+    });
+    await reportWrite(ctx, built, [dst], options, start);
+  },
+};
+
+// ------------------------------------------------------ attach, discover
+
+/** The empty JSON blob OCI 1.1 artifacts use as their config. */
+const emptyConfig: Descriptor = {
+  mediaType: MediaType.OciEmpty,
+  digest: digestOf(Buffer.from('{}')),
+  size: 2,
+  data: 'e30=',
+};
+
+/** fallbackTag is the tag the referrers tag schema keeps an index of referrers under. */
+function fallbackTag(subject: Digest): string {
+  return `${subject.slice(0, subject.indexOf(':'))}-${digestHex(subject)}`;
+}
+
+async function fileDescriptor(
+  file: string,
+  mediaType: string,
+  signal: AbortSignal,
+): Promise<Descriptor> {
+  const st = await stat(file).catch(() => undefined);
+  if (st?.isFile() !== true) throw new UsageError(`${file} is not a file`);
+  // One pass to hash (never the whole file in memory), one to upload.
+  const hasher = new HashingStream();
+  await pipeline(
+    createReadStream(file, { signal }),
+    hasher,
+    new Writable({
+      write: (_c, _e, cb) => {
+        cb();
+      },
+    }),
+  );
+  const digest = hasher.digest;
+  if (digest === undefined) throw new LadingError(ErrorCode.Io, `${file} was not read to its end`);
+  return {
+    mediaType,
+    digest,
+    size: hasher.size,
+    annotations: { 'org.opencontainers.image.title': basename(file) },
+  };
+}
+
+/**
+ * addToFallbackIndex records `desc` in the `sha256-<hex>` index of referrers
+ * of `subject`: what registries without the referrers API (and OCI layouts)
+ * are read through. Read-modify-write: concurrent attaches may race.
+ */
+async function addToFallbackIndex(
+  target: Target,
+  subject: Digest,
+  desc: Descriptor,
+  signal: AbortSignal,
+): Promise<void> {
+  const tag = fallbackTag(subject);
+  let current: IndexManifest = {
+    schemaVersion: 2,
+    mediaType: MediaType.OciIndex,
+    manifests: [],
+  };
+  try {
+    const root = await target.resolve(tag, { signal });
+    current = JSON.parse(
+      Buffer.from(await fetchVerified(target, root, { signal })).toString('utf8'),
+    ) as IndexManifest;
+  } catch (err) {
+    if (!isLadingError(err, ErrorCode.NotFound)) throw err;
+  }
+  if (current.manifests.some((m) => m.digest === desc.digest)) return;
+  const next: IndexManifest = { ...current, manifests: [...current.manifests, desc] };
+  const bytes = Buffer.from(JSON.stringify(next));
+  const indexDesc: Descriptor = {
+    mediaType: MediaType.OciIndex,
+    digest: digestOf(bytes),
+    size: bytes.length,
+  };
+  await target.push(indexDesc, Readable.from([bytes]), { signal });
+  await target.tag(indexDesc, tag, { signal });
+}
+
+const attachUsage = `Usage: lading attach SUBJECT --artifact-type TYPE FILE... [options]
+
+Pushes an OCI 1.1 artifact manifest whose subject is the manifest SUBJECT
+names (empty config, one layer per FILE, titled by its file name) next to
+it, and prints the artifact's digest. Registries without the referrers API
+(and OCI layouts) get the sha256-<hex> tag schema index updated too.
+
+Options:
+  --artifact-type TYPE   the artifact's type (required)
+  --file-type TYPE       media type of the files (default application/octet-stream)
+  --annotation K=V       manifest annotation, repeatable`;
+
+/** attach is `lading attach SUBJECT --artifact-type T FILE…`. */
+export const attach: Command = {
+  usage: attachUsage,
+  options: {
+    'artifact-type': { type: 'string' },
+    'file-type': { type: 'string' },
+    annotation: { type: 'string', multiple: true },
+  },
+  run: async (ctx) => {
+    const subjectText = positional(ctx, 0, 'SUBJECT', attachUsage);
+    const artifactType = str(ctx, 'artifact-type');
+    if (artifactType === undefined)
+      throw new UsageError('attach needs --artifact-type', 'lading attach --help');
+    const files = ctx.positionals.slice(1);
+    if (files.length === 0) throw new UsageError('attach needs at least one FILE');
+    const annotations = keyValues(list(ctx, 'annotation'), 'annotation');
+    const location = parseLocation(subjectText);
+    const options = await remoteOptions(ctx);
+    const opened = openTarget(location, options, 'write');
+    const { signal } = ctx;
+    const subject = await opened.target.resolve(opened.ref ?? 'latest', { signal });
+    const fileType = str(ctx, 'file-type') ?? 'application/octet-stream';
+    const layers: Descriptor[] = [];
+    for (const file of files) {
+      const d = await fileDescriptor(file, fileType, signal);
+      if (!(await opened.target.exists(d, { signal })))
+        await opened.target.push(d, createReadStream(file, { signal }), { signal });
+      layers.push(d);
+    }
+    if (!(await opened.target.exists(emptyConfig, { signal })))
+      await opened.target.push(emptyConfig, Readable.from([Buffer.from('{}')]), { signal });
+    const manifest = {
+      schemaVersion: 2,
+      mediaType: MediaType.OciManifest,
+      artifactType,
+      config: emptyConfig,
+      layers,
+      subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size },
+      ...(Object.keys(annotations).length > 0 ? { annotations } : {}),
+    };
+    const bytes = Buffer.from(JSON.stringify(manifest));
+    const desc: Descriptor = {
+      mediaType: MediaType.OciManifest,
+      digest: digestOf(bytes),
+      size: bytes.length,
+      artifactType,
+      ...(Object.keys(annotations).length > 0 ? { annotations } : {}),
+    };
+    let apiHandled = false;
+    if (location.kind === 'registry') {
+      const r = parseRef(location.reference);
+      const slash = r.repo.indexOf('/');
+      const put = await new RegistryClient(r.repo.slice(0, slash), options).putManifest(
+        r.repo.slice(slash + 1),
+        desc.digest,
+        bytes,
+        desc.mediaType,
+        { signal },
+      );
+      // OCI-Subject in the answer: the registry indexes referrers itself.
+      apiHandled = put.subject !== undefined;
+    } else {
+      await opened.target.push(desc, Readable.from([bytes]), { signal });
+    }
+    if (!apiHandled) await addToFallbackIndex(opened.target, subject.digest, desc, signal);
+    await opened.finish();
+    ctx.out.result(
+      { subject: subject.digest, digest: desc.digest, artifactType, referrersApi: apiHandled },
+      desc.digest,
+    );
+  },
+};
+
+const discoverUsage = `Usage: lading discover SUBJECT [--artifact-type TYPE]
+
+Lists the artifacts whose subject is the manifest SUBJECT names: through the
+referrers API, or the sha256-<hex> tag schema where the registry lacks it
+(and in OCI layouts).`;
+
+/** discover is `lading discover SUBJECT`. */
+export const discover: Command = {
+  usage: discoverUsage,
+  options: { 'artifact-type': { type: 'string' } },
+  run: async (ctx) => {
+    const subjectText = positional(ctx, 0, 'SUBJECT', discoverUsage);
+    const artifactType = str(ctx, 'artifact-type');
+    const location = parseLocation(subjectText);
+    const options = await remoteOptions(ctx);
+    const opened = openTarget(location, options, 'read');
+    const { signal } = ctx;
+    const subject = await opened.target.resolve(opened.ref ?? 'latest', { signal });
+    let found: Descriptor[];
+    if (location.kind === 'registry') {
+      const r = parseRef(location.reference);
+      const slash = r.repo.indexOf('/');
+      found = await new RegistryClient(r.repo.slice(0, slash), options).referrers(
+        r.repo.slice(slash + 1),
+        subject.digest,
+        { signal, ...(artifactType === undefined ? {} : { artifactType }) },
+      );
+    } else {
+      found = [];
+      try {
+        const root = await opened.target.resolve(fallbackTag(subject.digest), { signal });
+        const idx = JSON.parse(
+          Buffer.from(await fetchVerified(opened.target, root, { signal })).toString('utf8'),
+        ) as IndexManifest;
+        found = idx.manifests.filter(
+          (m) => artifactType === undefined || m.artifactType === artifactType,
+        );
+      } catch (err) {
+        if (!isLadingError(err, ErrorCode.NotFound)) throw err;
+      }
+    }
+    ctx.out.result(
+      { subject: subject.digest, referrers: found },
+      found.map((d) => `${d.digest} ${d.artifactType ?? d.mediaType}`).join('\n'),
+    );
+  },
+};

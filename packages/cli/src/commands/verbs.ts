@@ -1,0 +1,440 @@
+import { randomUUID } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { rm, rename } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { Writable, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import {
+  ErrorCode,
+  LadingError,
+  copy,
+  fetchVerified,
+  imageIndex,
+  isManifestMediaType,
+  parseConfigFile,
+  parseManifest,
+  successors,
+  isDigest,
+  isImageIndex,
+  parsePlatform,
+  withAnnotations,
+  withConfig,
+  withPlatform,
+  type Descriptor,
+  type Digest,
+  type Image,
+  type ImageIndex,
+  type Target,
+} from '@lading/core';
+import { flatten } from '@lading/layers';
+import { DockerArchive, OciLayout } from '@lading/layout';
+import { RegistryClient } from '@lading/remote';
+import { UsageError } from '../exit.js';
+import { openSource, pickImage } from '../image-source.js';
+import { reportWrite } from './report-write.js';
+import { parseLocation } from '../transports.js';
+import { configPatch } from './build.js';
+import {
+  keyValues,
+  list,
+  openTarget,
+  parseRef,
+  positional,
+  remoteOptions,
+  seconds,
+  str,
+  type OpenedTarget,
+} from './common.js';
+import type { Command, CommandContext } from './types.js';
+
+const bareTag = /^[\w][\w.-]{0,127}$/;
+
+// ------------------------------------------------------------------- tag
+
+const tagUsage = `Usage: lading tag SRC TAG...
+
+Points more tags at the manifest SRC names. A TAG is a bare tag (same
+repository or layout) or any location; no blob moves within a registry:
+within one repository it is a manifest PUT, across repositories blobs are
+mounted.`;
+
+/** tag is `lading tag SRC TAG…`. */
+export const tag: Command = {
+  usage: tagUsage,
+  options: {},
+  run: async (ctx) => {
+    const srcText = positional(ctx, 0, 'SRC', tagUsage);
+    const tags = ctx.positionals.slice(1);
+    if (tags.length === 0) throw new UsageError('missing TAG', 'lading tag SRC TAG...');
+    const options = await remoteOptions(ctx);
+    const src = openTarget(parseLocation(srcText), options, 'read');
+    const desc = await src.target.resolve(src.ref ?? 'latest', { signal: ctx.signal });
+    const done: string[] = [];
+    for (const t of tags) {
+      if (bareTag.test(t) && !t.includes(':')) {
+        await src.target.tag(desc, t, { signal: ctx.signal });
+      } else {
+        const dst = openTarget(parseLocation(t), options, 'write');
+        await copy(src.target, desc.digest, dst.target, dst.ref ?? 'latest', {
+          signal: ctx.signal,
+        });
+        await dst.finish();
+      }
+      done.push(t);
+    }
+    ctx.out.result({ digest: desc.digest, tags: done }, `${done.join('\n')}\n${desc.digest}`);
+  },
+};
+
+// ---------------------------------------------------------------- delete
+
+const deleteUsage = `Usage: lading delete LOCATION
+
+Deletes the manifest LOCATION names: in a registry by digest (every tag
+pointing at it goes too; blobs are left to the registry's garbage
+collection); in an OCI layout the tag (or every tag of a @digest).`;
+
+/** del is `lading delete LOCATION`. */
+export const del: Command = {
+  usage: deleteUsage,
+  options: {},
+  run: async (ctx) => {
+    const text = positional(ctx, 0, 'LOCATION', deleteUsage);
+    const location = parseLocation(text);
+    const options = await remoteOptions(ctx);
+    const opened = openTarget(location, options, 'read');
+    const desc = await opened.target.resolve(opened.ref ?? 'latest', { signal: ctx.signal });
+    if (location.kind === 'registry') {
+      const r = parseRef(location.reference);
+      const slash = r.repo.indexOf('/');
+      await new RegistryClient(r.repo.slice(0, slash), options).deleteManifest(
+        r.repo.slice(slash + 1),
+        desc.digest,
+        { signal: ctx.signal },
+      );
+    } else if (opened.target instanceof OciLayout) {
+      const layout = opened.target;
+      const refs =
+        opened.ref !== undefined && !isDigest(opened.ref)
+          ? [opened.ref]
+          : await layout.tags({ signal: ctx.signal });
+      for (const ref of refs) {
+        const d = await layout.resolve(ref, { signal: ctx.signal });
+        if (d.digest === desc.digest) await layout.untag(ref, { signal: ctx.signal });
+      }
+    } else {
+      throw new LadingError(ErrorCode.Unsupported, `cannot delete from ${opened.label}`);
+    }
+    ctx.out.result({ deleted: text, digest: desc.digest }, `deleted ${text} (${desc.digest})`);
+  },
+};
+
+// ------------------------------------------------------------------ blob
+
+const blobUsage = `Usage: lading blob LOCATION@DIGEST [-o FILE]
+
+Streams one blob (layer, config or manifest) to stdout or to FILE, verified
+against its digest. LOCATION is host/repo@sha256:…, oci:DIR@sha256:… or
+docker-archive:FILE@sha256:….`;
+
+/** findDescriptor walks the manifests a local target holds for the blob `digest`. */
+async function findDescriptor(
+  opened: OpenedTarget,
+  digest: Digest,
+  signal: AbortSignal,
+): Promise<Descriptor> {
+  const t = opened.target;
+  const roots: Descriptor[] =
+    t instanceof OciLayout
+      ? await t.list({ signal })
+      : t instanceof DockerArchive
+        ? (await t.images({ signal })).map((i) => i.manifest)
+        : [];
+  const seen = new Set<string>();
+  const queue = [...roots];
+  while (queue.length > 0) {
+    const d = queue.shift();
+    if (d === undefined || seen.has(d.digest)) continue;
+    seen.add(d.digest);
+    if (d.digest === digest) return d;
+    queue.push(...(await successors(t, d, { signal })));
+  }
+  throw new LadingError(ErrorCode.NotFound, `blob ${digest} not found in ${opened.label}`);
+}
+
+/** writeOutput streams `content` to stdout (`-` or no FILE) or atomically to FILE. */
+async function writeOutput(
+  ctx: CommandContext,
+  content: Readable,
+  file: string | undefined,
+): Promise<void> {
+  if (file === undefined || file === '-') {
+    await pipeline(content, ctx.stdout, { signal: ctx.signal, end: false });
+    return;
+  }
+  // A temp file next to FILE, renamed into place: never a half-written FILE.
+  const tmp = join(dirname(file), `.${basename(file)}.${randomUUID()}.tmp`);
+  try {
+    await pipeline(content, createWriteStream(tmp, { flags: 'wx' }), { signal: ctx.signal });
+    await rename(tmp, file);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+/** blob is `lading blob LOCATION@DIGEST`. */
+export const blob: Command = {
+  usage: blobUsage,
+  options: { output: { type: 'string', short: 'o' } },
+  run: async (ctx) => {
+    const text = positional(ctx, 0, 'LOCATION@DIGEST', blobUsage);
+    const location = parseLocation(text);
+    const options = await remoteOptions(ctx);
+    let content: Readable;
+    let digest: Digest;
+    if (location.kind === 'registry') {
+      const r = parseRef(location.reference);
+      if (r.digest === undefined)
+        throw new UsageError('blob needs a digest (REPO@sha256:…)', 'lading blob --help');
+      digest = r.digest as Digest;
+      const slash = r.repo.indexOf('/');
+      content = await new RegistryClient(r.repo.slice(0, slash), options).getBlob(
+        r.repo.slice(slash + 1),
+        digest,
+        { signal: ctx.signal },
+      );
+    } else {
+      const opened = openTarget(location, options, 'read');
+      if (opened.ref === undefined || !isDigest(opened.ref))
+        throw new UsageError('blob needs a digest (LOCATION@sha256:…)', 'lading blob --help');
+      digest = opened.ref;
+      const desc = await findDescriptor(opened, digest, ctx.signal);
+      content = await opened.target.fetch(desc, { signal: ctx.signal });
+    }
+    const file = str(ctx, 'output');
+    await writeOutput(ctx, content, file);
+    if (file !== undefined && file !== '-') ctx.out.result({ digest, file }, `${file}\n${digest}`);
+  },
+};
+
+// ---------------------------------------------------------------- mutate
+
+const mutateUsage = `Usage: lading mutate SRC [-t LOCATION]... [options]
+
+Edits the config and annotations of the image SRC names (for an index, of
+every image in it) and writes the result to each -t LOCATION (default: SRC
+itself). Layers are not uploaded again: within one registry they are
+skipped or mounted.
+
+Options:
+  -t, --tag LOCATION        where to write, repeatable (default SRC)
+  --env K=V, --label K=V    repeatable; merged into the config
+  --entrypoint JSON|CMD, --cmd JSON|CMD, --workdir PATH, --user USER
+  --annotation K=V          manifest annotation, repeatable
+  --platform OS/ARCH[/VARIANT]  set the image's platform (not for an index)`;
+
+function mutator(ctx: CommandContext): (image: Image) => Image {
+  const patch = configPatch(ctx);
+  const annotations = keyValues(list(ctx, 'annotation'), 'annotation');
+  const platformText = str(ctx, 'platform');
+  const platform = platformText === undefined ? undefined : parsePlatform(platformText);
+  return (image) => {
+    let out = Object.keys(patch).length > 0 ? withConfig(image, patch) : image;
+    if (platform !== undefined) out = withPlatform(out, platform);
+    if (Object.keys(annotations).length > 0) out = withAnnotations(out, annotations);
+    return out;
+  };
+}
+
+async function mutateIndex(
+  index: ImageIndex,
+  edit: (image: Image) => Image,
+  annotations: Record<string, string>,
+): Promise<ImageIndex> {
+  const entries = [];
+  for (const child of await index.children()) {
+    const d = child.descriptor;
+    entries.push({
+      image: child.kind === 'image' ? edit(child.image) : await mutateIndex(child.index, edit, {}),
+      ...(d.platform === undefined ? {} : { platform: d.platform }),
+      ...(d.annotations === undefined ? {} : { annotations: d.annotations }),
+    });
+  }
+  const own = (await index.indexManifest()).annotations ?? {};
+  return imageIndex(entries, { annotations: { ...own, ...annotations } });
+}
+
+/** mutate is `lading mutate SRC [-t DST]…`. */
+export const mutate: Command = {
+  usage: mutateUsage,
+  options: {
+    tag: { type: 'string', multiple: true, short: 't' },
+    env: { type: 'string', multiple: true, short: 'e' },
+    label: { type: 'string', multiple: true, short: 'l' },
+    entrypoint: { type: 'string' },
+    cmd: { type: 'string' },
+    workdir: { type: 'string' },
+    user: { type: 'string' },
+    annotation: { type: 'string', multiple: true },
+    platform: { type: 'string' },
+  },
+  run: async (ctx) => {
+    const start = performance.now();
+    const srcText = positional(ctx, 0, 'SRC', mutateUsage);
+    const destinations = [...ctx.positionals.slice(1), ...list(ctx, 'tag')];
+    if (destinations.length === 0) destinations.push(srcText);
+    const edit = mutator(ctx);
+    const options = await remoteOptions(ctx);
+    const { content } = await openSource(srcText, options, ctx.signal);
+    let result: Image | ImageIndex;
+    if (isImageIndex(content)) {
+      if (str(ctx, 'platform') !== undefined)
+        throw new UsageError('--platform sets the platform of an image, and SRC is an index');
+      const annotations = keyValues(list(ctx, 'annotation'), 'annotation');
+      result = await mutateIndex(content, (image) => edit(image), annotations);
+    } else result = edit(content);
+    await reportWrite(ctx, result, destinations, options, start);
+  },
+};
+
+// ---------------------------------------------------------------- export
+
+const exportUsage = `Usage: lading export LOCATION FILE|- [--platform OS/ARCH]
+
+Writes the image's filesystem as one tar (layers stacked, whiteouts
+applied) to FILE or stdout. An index needs --platform (default linux/amd64).`;
+
+/** exportFs is `lading export LOCATION FILE|-`. */
+export const exportFs: Command = {
+  usage: exportUsage,
+  options: { platform: { type: 'string' } },
+  run: async (ctx) => {
+    const srcText = positional(ctx, 0, 'LOCATION', exportUsage);
+    const file = positional(ctx, 1, 'FILE (or - for stdout)', exportUsage);
+    const options = await remoteOptions(ctx);
+    const image = await pickImage(
+      (await openSource(srcText, options, ctx.signal)).content,
+      str(ctx, 'platform'),
+    );
+    await writeOutput(ctx, flatten(await image.layers(), { signal: ctx.signal }), file);
+    if (file !== '-') ctx.out.result({ source: srcText, file }, file);
+  },
+};
+
+// -------------------------------------------------------------- validate
+
+const validateUsage = `Usage: lading validate LOCATION
+
+Reads everything LOCATION points at (index, manifests, configs, layers) and
+checks every digest, size and media type, children included. Exits 1
+naming the first bad descriptor.`;
+
+type Problem = { readonly path: string; readonly digest: string; readonly error: string };
+
+async function drain(stream: Readable, signal: AbortSignal): Promise<void> {
+  // Reading to the end is what makes the stream verify digest and size.
+  await pipeline(
+    stream,
+    new Writable({
+      write(_c: Buffer, _e, cb) {
+        cb();
+      },
+    }),
+    { signal },
+  );
+}
+
+async function validateNode(
+  target: Target,
+  desc: Descriptor,
+  path: string,
+  signal: AbortSignal,
+  problems: Problem[],
+  counts: { blobs: number; manifests: number },
+): Promise<void> {
+  const fail = (err: unknown, where = path): void => {
+    problems.push({
+      path: where,
+      digest: desc.digest,
+      error: err instanceof Error ? err.message : String(err),
+    });
+  };
+  try {
+    if (!isManifestMediaType(desc.mediaType)) {
+      await drain(await target.fetch(desc, { signal }), signal);
+      counts.blobs++;
+      return;
+    }
+    const bytes = await fetchVerified(target, desc, { signal });
+    counts.manifests++;
+    const own = (JSON.parse(Buffer.from(bytes).toString('utf8')) as { mediaType?: unknown })
+      .mediaType;
+    if (own !== undefined && own !== desc.mediaType)
+      throw new LadingError(
+        ErrorCode.InvalidManifest,
+        `descriptor says ${desc.mediaType} but the manifest says ${JSON.stringify(own)}`,
+      );
+    const parsed = parseManifest(Buffer.from(bytes), desc.mediaType);
+    if (parsed.kind === 'index') {
+      for (const [i, child] of parsed.manifest.manifests.entries()) {
+        if (!isManifestMediaType(child.mediaType))
+          fail(
+            new LadingError(
+              ErrorCode.UnsupportedMediaType,
+              `${child.mediaType} is not a manifest type`,
+            ),
+            `${path}.manifests[${i}]`,
+          );
+        else await validateNode(target, child, `${path}.manifests[${i}]`, signal, problems, counts);
+      }
+      return;
+    }
+    const m = parsed.manifest;
+    await validateNode(target, m.config, `${path}.config`, signal, problems, counts);
+    if (/(?:image\.config\.v1|container\.image\.v1)\+json$/.test(m.config.mediaType)) {
+      const cfg = parseConfigFile(await fetchVerified(target, m.config, { signal }));
+      if (cfg.rootfs.diff_ids.length !== m.layers.length)
+        fail(
+          new LadingError(
+            ErrorCode.InvalidConfig,
+            `config lists ${cfg.rootfs.diff_ids.length} diff_ids for ${m.layers.length} layers`,
+          ),
+          `${path}.config`,
+        );
+    }
+    for (const [i, layer] of m.layers.entries())
+      await validateNode(target, layer, `${path}.layers[${i}]`, signal, problems, counts);
+  } catch (err) {
+    if (signal.aborted) throw err;
+    fail(err);
+  }
+}
+
+/** validate is `lading validate LOCATION`. */
+export const validate: Command = {
+  usage: validateUsage,
+  options: {},
+  run: async (ctx) => {
+    const start = performance.now();
+    const text = positional(ctx, 0, 'LOCATION', validateUsage);
+    const opened = openTarget(parseLocation(text), await remoteOptions(ctx), 'read');
+    const root = await opened.target.resolve(opened.ref ?? 'latest', { signal: ctx.signal });
+    const problems: Problem[] = [];
+    const counts = { blobs: 0, manifests: 0 };
+    await validateNode(opened.target, root, '$', ctx.signal, problems, counts);
+    const first = problems[0];
+    if (first !== undefined) {
+      for (const p of problems.slice(1))
+        ctx.out.info(`also bad: ${p.path} ${p.digest}: ${p.error}`);
+      throw new LadingError(
+        ErrorCode.InvalidManifest,
+        `${problems.length} bad descriptor(s); ${first.path} ${first.digest}: ${first.error}`,
+      );
+    }
+    ctx.out.result(
+      { location: text, digest: root.digest, valid: true, ...counts, seconds: seconds(start) },
+      `${text}: valid (${counts.manifests} manifests, ${counts.blobs} blobs, ${seconds(start)} s)`,
+    );
+  },
+};

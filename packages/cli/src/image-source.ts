@@ -1,0 +1,360 @@
+import { PassThrough, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import {
+  ErrorCode,
+  LadingError,
+  MAX_MANIFEST_SIZE,
+  copy,
+  fetchVerified,
+  isGzipLayerMediaType,
+  isImageIndex,
+  parseConfigFile,
+  parseManifest,
+  parsePlatform,
+  platformMatches,
+  writeImage,
+  writeIndex,
+  type ConfigFile,
+  type Descriptor,
+  type Digest,
+  type Image,
+  type ImageIndex,
+  type ImageManifest,
+  type IndexChild,
+  type IndexManifest,
+  type Layer,
+  type MediaTypeString,
+  type ProgressEmitter,
+  type Target,
+} from '@lading/core';
+import { pull, writeAny, type RemoteOptions, type WriteResult } from '@lading/remote';
+import { parseLocation, type Location } from './transports.js';
+import { openTarget, type OpenedTarget } from './commands/common.js';
+
+// Images and indexes read from any Target (an OCI layout or docker archive):
+// manifests and configs are small and verified; layer bytes stream from the
+// target only when a writer asks for them, and carry their descriptor so a
+// writer can skip what the destination has.
+
+class TargetLayer implements Layer {
+  readonly mediaType: MediaTypeString;
+  readonly annotations?: Readonly<Record<string, string>>;
+  readonly #target: Target;
+  readonly #desc: Descriptor;
+  readonly #diffId: () => Promise<Digest>;
+  readonly #signal: AbortSignal | undefined;
+
+  constructor(
+    target: Target,
+    desc: Descriptor,
+    diffId: () => Promise<Digest>,
+    signal: AbortSignal | undefined,
+  ) {
+    this.#target = target;
+    this.#desc = desc;
+    this.mediaType = desc.mediaType;
+    if (desc.annotations !== undefined) this.annotations = desc.annotations;
+    this.#diffId = diffId;
+    this.#signal = signal;
+  }
+
+  digest(): Promise<Digest> {
+    return Promise.resolve(this.#desc.digest);
+  }
+  size(): Promise<number> {
+    return Promise.resolve(this.#desc.size);
+  }
+  diffId(): Promise<Digest> {
+    return this.#diffId();
+  }
+  knownDescriptor(): Descriptor {
+    return { ...this.#desc };
+  }
+  compressed(): Readable {
+    const out = new PassThrough();
+    this.#target
+      .fetch(this.#desc, { signal: this.#signal })
+      .then((body) => pipeline(body, out))
+      .catch((err: unknown) => {
+        out.destroy(err instanceof Error ? err : new Error(String(err)));
+      });
+    return out;
+  }
+  uncompressed(): Readable {
+    const src = this.compressed();
+    if (!isGzipLayerMediaType(this.mediaType)) return src;
+    const gunzip = createGunzip();
+    pipeline(src, gunzip).catch(() => undefined);
+    return gunzip;
+  }
+}
+
+/** TargetManifest is what images and indexes read from a target share. */
+abstract class TargetManifest {
+  readonly mediaType: MediaTypeString;
+  protected readonly target: Target;
+  protected readonly signal: AbortSignal | undefined;
+  readonly #desc: Descriptor;
+  readonly #raw: Buffer;
+
+  constructor(target: Target, desc: Descriptor, raw: Buffer, signal: AbortSignal | undefined) {
+    this.target = target;
+    this.#desc = desc;
+    this.#raw = raw;
+    this.mediaType = desc.mediaType;
+    this.signal = signal;
+  }
+
+  rawManifest(): Promise<Uint8Array> {
+    return Promise.resolve(Buffer.from(this.#raw));
+  }
+  digest(): Promise<Digest> {
+    return Promise.resolve(this.#desc.digest);
+  }
+  size(): Promise<number> {
+    return Promise.resolve(this.#desc.size);
+  }
+}
+
+class TargetImage extends TargetManifest implements Image {
+  readonly #manifest: ImageManifest;
+  #config: Promise<Buffer> | undefined;
+  #layers: TargetLayer[] | undefined;
+
+  constructor(
+    target: Target,
+    desc: Descriptor,
+    raw: Buffer,
+    manifest: ImageManifest,
+    signal: AbortSignal | undefined,
+  ) {
+    super(target, desc, raw, signal);
+    this.#manifest = manifest;
+  }
+
+  manifest(): Promise<ImageManifest> {
+    return Promise.resolve(structuredClone(this.#manifest));
+  }
+  configDescriptor(): Promise<Descriptor> {
+    return Promise.resolve({ ...this.#manifest.config });
+  }
+  rawConfig(): Promise<Uint8Array> {
+    this.#config ??= fetchVerified(this.target, this.#manifest.config, { signal: this.signal });
+    return this.#config.then((b) => Buffer.from(b));
+  }
+  async configFile(): Promise<ConfigFile> {
+    return parseConfigFile(await this.rawConfig());
+  }
+  layers(): Promise<readonly Layer[]> {
+    this.#layers ??= this.#manifest.layers.map(
+      (d, i) =>
+        new TargetLayer(
+          this.target,
+          d,
+          async () => {
+            const id = (await this.configFile()).rootfs.diff_ids[i];
+            if (id === undefined)
+              throw new LadingError(
+                ErrorCode.InvalidConfig,
+                `config lists no diffId for layer ${i}`,
+              );
+            return id;
+          },
+          this.signal,
+        ),
+    );
+    return Promise.resolve(this.#layers);
+  }
+}
+
+class TargetIndex extends TargetManifest implements ImageIndex {
+  readonly #index: IndexManifest;
+
+  constructor(
+    target: Target,
+    desc: Descriptor,
+    raw: Buffer,
+    index: IndexManifest,
+    signal: AbortSignal | undefined,
+  ) {
+    super(target, desc, raw, signal);
+    this.#index = index;
+  }
+
+  indexManifest(): Promise<IndexManifest> {
+    return Promise.resolve(structuredClone(this.#index));
+  }
+  async children(): Promise<readonly IndexChild[]> {
+    const out: IndexChild[] = [];
+    for (const d of this.#index.manifests) {
+      const child = await readContent(this.target, d, this.signal);
+      out.push(
+        isImageIndex(child)
+          ? { kind: 'index', descriptor: d, index: child }
+          : { kind: 'image', descriptor: d, image: child },
+      );
+    }
+    return out;
+  }
+  async image(digest: Digest): Promise<Image> {
+    const child = await this.#child(digest);
+    if (isImageIndex(child))
+      throw new LadingError(ErrorCode.UnsupportedMediaType, `${digest} is an index, not an image`);
+    return child;
+  }
+  async imageIndex(digest: Digest): Promise<ImageIndex> {
+    const child = await this.#child(digest);
+    if (!isImageIndex(child))
+      throw new LadingError(ErrorCode.UnsupportedMediaType, `${digest} is an image, not an index`);
+    return child;
+  }
+  #child(digest: Digest): Promise<Image | ImageIndex> {
+    const d = this.#index.manifests.find((m) => m.digest === digest);
+    if (d === undefined)
+      return Promise.reject(new LadingError(ErrorCode.NotFound, `${digest} is not in the index`));
+    return readContent(this.target, d, this.signal);
+  }
+}
+
+/**
+ * readContent reads the image or index `desc` names in `target`: the
+ * manifest now (size-capped, verified), the rest on demand.
+ * @throws NOT_FOUND, INVALID_MANIFEST, DIGEST_MISMATCH, MANIFEST_TOO_LARGE
+ */
+export async function readContent(
+  target: Target,
+  desc: Descriptor,
+  signal: AbortSignal | undefined,
+): Promise<Image | ImageIndex> {
+  if (desc.size > MAX_MANIFEST_SIZE)
+    throw new LadingError(ErrorCode.ManifestTooLarge, `manifest ${desc.digest} is too large`);
+  const raw = Buffer.from(await fetchVerified(target, desc, { signal }));
+  const parsed = parseManifest(raw, desc.mediaType);
+  return parsed.kind === 'index'
+    ? new TargetIndex(target, desc, raw, parsed.manifest, signal)
+    : new TargetImage(target, desc, raw, parsed.manifest, signal);
+}
+
+/** Source is an image or index opened at a location, with what it was read from. */
+export type Source = {
+  readonly content: Image | ImageIndex;
+  readonly opened: OpenedTarget;
+  readonly descriptor: Descriptor;
+};
+
+/** openSource opens LOCATION for reading as an image or index. */
+export async function openSource(
+  text: string,
+  options: RemoteOptions,
+  signal: AbortSignal,
+): Promise<Source> {
+  const location = parseLocation(text);
+  const opened = openTarget(location, options, 'read');
+  const descriptor = await opened.target.resolve(opened.ref ?? 'latest', { signal });
+  // From a registry, use the remote reader: its layers know their
+  // repository, so a push to another repository of the same registry mounts.
+  const content =
+    location.kind === 'registry'
+      ? await pull(location.reference, { ...options, signal })
+      : await readContent(opened.target, descriptor, signal);
+  return { content, opened, descriptor };
+}
+
+/** pickImage returns `content` when it is an image, else its child for `platform`. */
+export async function pickImage(
+  content: Image | ImageIndex,
+  platform: string | undefined,
+): Promise<Image> {
+  if (!isImageIndex(content)) return content;
+  const want = parsePlatform(platform ?? 'linux/amd64');
+  for (const child of await content.children()) {
+    if (child.kind === 'image' && platformMatches(want, child.descriptor.platform))
+      return child.image;
+    if (child.kind === 'index') {
+      try {
+        return await pickImage(child.index, platform);
+      } catch (err) {
+        if (!(err instanceof LadingError && err.code === ErrorCode.NotFound)) throw err;
+      }
+    }
+  }
+  throw new LadingError(
+    ErrorCode.NotFound,
+    `no ${platform ?? 'linux/amd64'} image in the index ${await content.digest()}`,
+  );
+}
+
+/** Written is where content went: the root descriptor and every location tagged. */
+export type Written = { readonly descriptor: Descriptor; readonly locations: readonly string[] };
+
+/** WriteToOptions configure {@link writeTo}. */
+export type WriteToOptions = {
+  readonly progress: ProgressEmitter;
+  readonly signal: AbortSignal;
+  /** onAuthorized runs once a registry accepted the first upload session. */
+  readonly onAuthorized?: () => void;
+};
+
+async function writeOne(
+  location: Location,
+  content: Image | ImageIndex,
+  options: RemoteOptions,
+  { progress, signal, onAuthorized }: WriteToOptions,
+): Promise<{ descriptor: Descriptor; opened: OpenedTarget }> {
+  const opened = openTarget(location, options, 'write');
+  if (location.kind === 'registry') {
+    const handle = writeAny(location.reference, content, { ...options, signal });
+    handle.on('progress', (e) => progress.emit('progress', e));
+    handle.authorized.then(onAuthorized, () => undefined);
+    const result: WriteResult = await handle.done;
+    return {
+      descriptor: { mediaType: result.mediaType, digest: result.digest, size: result.size },
+      opened,
+    };
+  }
+  if (opened.ref === undefined)
+    throw new LadingError(ErrorCode.InvalidArgument, `${opened.label} needs a tag (…:TAG)`);
+  const descriptor = isImageIndex(content)
+    ? await writeIndex(opened.target, opened.ref, content, { signal, progress })
+    : await writeImage(opened.target, opened.ref, content, { signal, progress });
+  return { descriptor, opened };
+}
+
+/**
+ * writeTo writes `content` to the first location and then points every other
+ * location at the same manifest: within one repository that is a manifest
+ * PUT only; elsewhere a copy that skips or mounts what is already there.
+ */
+export async function writeTo(
+  texts: readonly string[],
+  content: Image | ImageIndex,
+  options: RemoteOptions,
+  how: WriteToOptions,
+): Promise<Written> {
+  const { progress, signal } = how;
+  // A docker archive being written cannot be read back before it is
+  // closed: write a registry or layout first and copy from it; archives
+  // alone are each written in full.
+  const readable = texts.findIndex((t) => parseLocation(t).kind !== 'docker-archive');
+  const order =
+    readable <= 0 ? [...texts] : [texts[readable] ?? '', ...texts.filter((_, i) => i !== readable)];
+  const [first, ...rest] = order;
+  if (first === undefined) throw new LadingError(ErrorCode.InvalidArgument, 'no destination');
+  const { descriptor, opened } = await writeOne(parseLocation(first), content, options, how);
+  const finishers = [opened];
+  for (const text of rest) {
+    if (readable < 0) {
+      finishers.push((await writeOne(parseLocation(text), content, options, how)).opened);
+      continue;
+    }
+    const other = openTarget(parseLocation(text), options, 'write');
+    finishers.push(other);
+    await copy(opened.target, descriptor.digest, other.target, other.ref ?? 'latest', {
+      signal,
+      progress,
+    });
+  }
+  for (const f of finishers) await f.finish();
+  return { descriptor, locations: texts };
+}

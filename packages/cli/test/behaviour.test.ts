@@ -1,0 +1,168 @@
+import { randomBytes } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  recordingProxy,
+  startDistributionRegistry,
+  type DistributionRegistry,
+} from '@lading/testing';
+import { Output, indeterminateBar } from '../src/output.js';
+import { sanitize } from '../src/exit.js';
+import { Sink, bin, lading, run, spawnLading } from './helpers.js';
+
+let work: string;
+let cncf: DistributionRegistry;
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'lading-cli-behaviour-'));
+  cncf = await startDistributionRegistry();
+});
+
+afterAll(async () => {
+  await cncf.stop();
+  await rm(work, { recursive: true, force: true });
+});
+
+describe('lading start-up', () => {
+  it('loads no @lading package and no progress library for --version and --help', async () => {
+    // A resolve hook records every bare specifier the program imports.
+    const hook = `data:text/javascript,${encodeURIComponent(
+      `export async function resolve(s, c, next) { if (!s.startsWith('.') && !s.startsWith('node:') && !s.startsWith('file:') && !s.startsWith('data:')) process.stderr.write('IMPORT ' + s + '\\n'); return next(s, c); }`,
+    )}`;
+    const register = `data:text/javascript,${encodeURIComponent(
+      `import { register } from 'node:module'; register(${JSON.stringify(hook)});`,
+    )}`;
+    for (const arg of ['--version', '--help']) {
+      const { stdout, stderr } = await run(process.execPath, ['--import', register, bin, arg]);
+      expect(stdout.length).toBeGreaterThan(0);
+      expect(stderr).not.toMatch(/IMPORT (@lading|cli-progress|undici)/);
+    }
+    // The same hook does see them when a command runs.
+    const r = await run(process.execPath, ['--import', register, bin, 'digest', '--help']);
+    expect(r.stderr).toMatch(/IMPORT @lading\/core/);
+  });
+});
+
+describe('lading errors', () => {
+  it('carries the error code in --json errors', async () => {
+    const r = await lading('manifest', `${cncf.host}/behaviour/missing:v1`, '--json');
+    expect(r.code).toBe(4);
+    const line = JSON.parse(r.stderr.trim()) as { error: string; code: string; hint: string };
+    expect(line.code).toBe('NOT_FOUND');
+    expect(line.error).toMatch(/missing|not found|unknown/i);
+    const usage = await lading('build', '--json');
+    expect(JSON.parse(usage.stderr.trim())).toMatchObject({ code: 'USAGE' });
+  });
+
+  it('prints a one-line hint, not the whole usage, when an argument is missing', async () => {
+    for (const argv of [['cp', 'only-one'], ['build'], ['pull'], ['auth', 'bogus']]) {
+      const r = await lading(...argv);
+      expect(r.code).toBe(2);
+      const lines = r.stderr.split('\n').filter(Boolean);
+      expect(lines).toHaveLength(2);
+      expect(lines[1]).toMatch(/^hint: /);
+      expect(r.stderr).not.toContain('Usage:');
+    }
+  });
+
+  it('strips terminal control sequences from registry-supplied messages', async () => {
+    const evil = '\u001b]0;owned\u0007\u001b[31mred\u001b[0m \u009b2Jgone\r\u0008line\nnext';
+    const server: Server = createServer((req, res) => {
+      if (req.url === '/v2/') {
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+        return;
+      }
+      res
+        .writeHead(400, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ errors: [{ code: 'DENIED', message: evil, detail: evil }] }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      const r = await lading('ls', `127.0.0.1:${port}/evil/repo`);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain('red');
+      // eslint-disable-next-line no-control-regex -- asserting control characters are gone
+      expect(r.stderr).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
+      expect(r.stderr.split('\n').filter(Boolean).length).toBeLessThanOrEqual(2);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+    expect(sanitize('a\u001b[1;31mb\u001b]8;;http://x\u001b\\c\u0007d\u0085e')).toBe('abcde');
+    expect(sanitize('one\ntwo\tthree', true)).toBe('one\ntwo\tthree');
+    expect(sanitize('one\ntwo')).toBe('one two');
+  });
+});
+
+describe('lading progress', () => {
+  it('draws a bar of unknown total as a moving block, never as full', async () => {
+    const tty = Object.assign(new Sink(), { isTTY: true, columns: 120, rows: 40 });
+    const out = new Output('tty', new Sink(), tty);
+    await out.prepare();
+    out.progress({ type: 'blob-start', kind: 'layer', id: 'layer-0' });
+    for (let i = 1; i <= 30; i++)
+      out.progress({ type: 'blob-progress', kind: 'layer', id: 'layer-0', bytes: i * 1000 });
+    out.stop();
+    expect(tty.text).toContain('|');
+    expect(tty.text).not.toContain('\u2588'.repeat(40));
+    expect(tty.text).toContain('\u2591');
+    expect(tty.text).toContain('/?');
+    const frames = new Set(Array.from({ length: 70 }, (_, i) => indeterminateBar(i)));
+    expect(frames.size).toBeGreaterThan(10);
+    for (const f of frames) {
+      expect(f).toHaveLength(40);
+      expect(f).not.toBe('\u2588'.repeat(40));
+    }
+  });
+});
+
+describe('lading interrupted', () => {
+  it('exits 130 on Ctrl-C mid-push, cancels the upload sessions and leaves no tag', async () => {
+    const big = join(work, 'big');
+    await mkdir(big, { recursive: true });
+    for (let i = 0; i < 6; i++) await writeFile(join(big, `r${i}`), randomBytes(8 * 1024 * 1024));
+    const proxy = await recordingProxy(cncf.url);
+    try {
+      const { child, exit } = spawnLading(['build', big, `${proxy.host}/behaviour/cancel:v1`]);
+      // Interrupt once sessions are open and layer bytes flow.
+      await new Promise<void>((resolve) => {
+        const poll = setInterval(() => {
+          if (proxy.requests.some((r) => r.method === 'PATCH' && r.bodyBytes > 0)) {
+            clearInterval(poll);
+            resolve();
+          }
+        }, 20);
+      });
+      child.kill('SIGINT');
+      const { code, stderr } = await exit;
+      expect(code).toBe(130);
+      expect(stderr).toMatch(/^lading: interrupted$/m);
+      expect(stderr).not.toMatch(/\n\s+at /);
+      expect(proxy.requests.some((r) => r.method === 'PUT' && r.path.includes('/manifests/'))).toBe(
+        false,
+      );
+      expect(
+        proxy.requests.some((r) => r.method === 'DELETE' && r.path.includes('/blobs/uploads/')),
+      ).toBe(true);
+    } finally {
+      await proxy.close();
+    }
+    expect((await lading('manifest', `${cncf.host}/behaviour/cancel:v1`)).code).toBe(4);
+  }, 60_000);
+
+  it('exits 130 on Ctrl-C while writing a docker archive and leaves no file', async () => {
+    const big = join(work, 'big');
+    const dir = join(work, 'archive-out');
+    await mkdir(dir, { recursive: true });
+    const { child, exit } = spawnLading(['build', big, `docker-archive:${join(dir, 'a.tar')}:x:1`]);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    child.kill('SIGINT');
+    const { code } = await exit;
+    expect(code).toBe(130);
+    expect(await readdir(dir)).toEqual([]);
+  }, 60_000);
+});

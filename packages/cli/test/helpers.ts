@@ -1,0 +1,81 @@
+import { execFile, spawn } from 'node:child_process';
+import { lstat, readFile, readdir, readlink } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { main } from '../src/index.js';
+
+/** run is promisified execFile. */
+export const run = promisify(execFile);
+
+/** bin is the `lading` program. */
+export const bin = fileURLToPath(new URL('../bin/lading.js', import.meta.url));
+
+/** Sink collects what is written to it as text. */
+export class Sink extends Writable {
+  text = '';
+  override _write(chunk: Buffer, _e: BufferEncoding, cb: () => void): void {
+    this.text += chunk.toString();
+    cb();
+  }
+}
+
+/** lading runs the CLI in-process and collects its output. */
+export async function lading(
+  ...argv: string[]
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const stdout = new Sink();
+  const stderr = new Sink();
+  const code = await main(argv, { stdout, stderr });
+  return { code, stdout: stdout.text, stderr: stderr.text };
+}
+
+/** ladingJson runs the CLI with --json, expects exit 0 and parses stdout. */
+export async function ladingJson<T>(...argv: string[]): Promise<T> {
+  const r = await lading(...argv, '--json');
+  if (r.code !== 0) throw new Error(`lading ${argv.join(' ')} exited ${r.code}: ${r.stderr}`);
+  return JSON.parse(r.stdout) as T;
+}
+
+/** spawnLading runs the program in a child process, with `stdin` piped in when given. */
+export function spawnLading(
+  argv: readonly string[],
+  stdin?: string,
+): {
+  child: ReturnType<typeof spawn>;
+  exit: Promise<{ code: number | null; stdout: string; stderr: string }>;
+} {
+  const child = spawn(process.execPath, [bin, ...argv], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  child.stdin.end(stdin);
+  const exit = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+    child.on('close', (code) => {
+      resolve({ code, stdout, stderr });
+    });
+  });
+  return { child, exit };
+}
+
+/** tree reads a directory as path → type:mode:content, the way an unpacked image is compared. */
+export async function tree(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const walk = async (d: string): Promise<void> => {
+    for (const name of (await readdir(d)).sort()) {
+      const p = join(d, name);
+      const st = await lstat(p);
+      const key = relative(dir, p);
+      if (st.isSymbolicLink()) out[key] = `l:${await readlink(p)}`;
+      else if (st.isDirectory()) {
+        out[key] = `d:${(st.mode & 0o777).toString(8)}`;
+        await walk(p);
+      } else
+        out[key] = `f:${(st.mode & 0o777).toString(8)}:${(await readFile(p)).toString('base64')}`;
+    }
+  };
+  await walk(dir);
+  return out;
+}
