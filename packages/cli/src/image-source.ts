@@ -1,18 +1,17 @@
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
 import {
   ErrorCode,
   LadingError,
   MAX_MANIFEST_SIZE,
   copy,
+  createDecompressor,
   fetchVerified,
-  isGzipLayerMediaType,
   isImageIndex,
+  layerCompressionOf,
   parseConfigFile,
   parseManifest,
-  parsePlatform,
-  platformMatches,
+  selectPlatform,
   writeImage,
   writeIndex,
   type ConfigFile,
@@ -83,10 +82,11 @@ class TargetLayer implements Layer {
   }
   uncompressed(): Readable {
     const src = this.compressed();
-    if (!isGzipLayerMediaType(this.mediaType)) return src;
-    const gunzip = createGunzip();
-    pipeline(src, gunzip).catch(() => undefined);
-    return gunzip;
+    const compression = layerCompressionOf(this.mediaType);
+    if (compression === 'none') return src;
+    const decompress = createDecompressor(compression);
+    pipeline(src, decompress).catch(() => undefined);
+    return decompress;
   }
 }
 
@@ -251,7 +251,7 @@ export async function openSource(
 ): Promise<Source> {
   const location = parseLocation(text);
   const opened = openTarget(location, options, 'read');
-  const descriptor = await opened.target.resolve(opened.ref ?? 'latest', { signal });
+  const descriptor = await opened.target.resolve(opened.readRef, { signal });
   // From a registry, use the remote reader: its layers know their
   // repository, so a push to another repository of the same registry mounts.
   const content =
@@ -261,28 +261,49 @@ export async function openSource(
   return { content, opened, descriptor };
 }
 
-/** pickImage returns `content` when it is an image, else its child for `platform`. */
+/**
+ * pickImage returns `content` when it is an image (checked against
+ * `platform` when one is given), else its child for `platform` (default
+ * linux/amd64), through nested indexes, with core's one platform matcher.
+ * @throws NOT_FOUND naming the platforms offered
+ */
 export async function pickImage(
   content: Image | ImageIndex,
   platform: string | undefined,
 ): Promise<Image> {
-  if (!isImageIndex(content)) return content;
-  const want = parsePlatform(platform ?? 'linux/amd64');
-  for (const child of await content.children()) {
-    if (child.kind === 'image' && platformMatches(want, child.descriptor.platform))
-      return child.image;
-    if (child.kind === 'index') {
-      try {
-        return await pickImage(child.index, platform);
-      } catch (err) {
-        if (!(err instanceof LadingError && err.code === ErrorCode.NotFound)) throw err;
-      }
-    }
+  if (!isImageIndex(content) && platform === undefined) return content;
+  const root: Descriptor = {
+    mediaType: content.mediaType,
+    digest: await content.digest(),
+    size: await content.size(),
+  };
+  if (!isImageIndex(content)) {
+    const image = content;
+    const config = await image.configDescriptor();
+    await selectPlatform(root, platform ?? 'linux/amd64', (d) =>
+      d.digest === config.digest ? image.rawConfig() : image.rawManifest(),
+    );
+    return image;
   }
-  throw new LadingError(
-    ErrorCode.NotFound,
-    `no ${platform ?? 'linux/amd64'} image in the index ${await content.digest()}`,
-  );
+  // Each index met on the way, and for every child digest the index listing it.
+  const indexes = new Map<string, ImageIndex>([[root.digest, content]]);
+  const owners = new Map<string, ImageIndex>();
+  const load = async (d: Descriptor): Promise<Uint8Array> => {
+    let index = indexes.get(d.digest);
+    if (index === undefined) {
+      const owner = owners.get(d.digest);
+      if (owner === undefined)
+        throw new LadingError(ErrorCode.NotFound, `${d.digest} is not in the index`);
+      index = await owner.imageIndex(d.digest);
+      indexes.set(d.digest, index);
+    }
+    for (const child of (await index.indexManifest()).manifests) owners.set(child.digest, index);
+    return index.rawManifest();
+  };
+  const hit = await selectPlatform(root, platform ?? 'linux/amd64', load);
+  const owner = owners.get(hit.digest);
+  if (owner === undefined) throw new LadingError(ErrorCode.NotFound, `${hit.digest} not found`);
+  return owner.image(hit.digest);
 }
 
 /** Written is where content went: the root descriptor and every location tagged. */

@@ -203,7 +203,7 @@ export const attach: Command = {
     const options = await remoteOptions(ctx);
     const opened = openTarget(location, options, 'write');
     const { signal } = ctx;
-    const subject = await opened.target.resolve(opened.ref ?? 'latest', { signal });
+    const subject = await opened.target.resolve(opened.readRef, { signal });
     const fileType = str(ctx, 'file-type') ?? 'application/octet-stream';
     const layers: Descriptor[] = [];
     for (const file of files) {
@@ -273,7 +273,7 @@ export const discover: Command = {
     const options = await remoteOptions(ctx);
     const opened = openTarget(location, options, 'read');
     const { signal } = ctx;
-    const subject = await opened.target.resolve(opened.ref ?? 'latest', { signal });
+    const subject = await opened.target.resolve(opened.readRef, { signal });
     let found: Descriptor[];
     if (location.kind === 'registry') {
       const r = parseRef(location.reference);

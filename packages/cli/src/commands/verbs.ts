@@ -68,7 +68,7 @@ export const tag: Command = {
     if (tags.length === 0) throw new UsageError('missing TAG', 'lading tag SRC TAG...');
     const options = await remoteOptions(ctx);
     const src = openTarget(parseLocation(srcText), options, 'read');
-    const desc = await src.target.resolve(src.ref ?? 'latest', { signal: ctx.signal });
+    const desc = await src.target.resolve(src.readRef, { signal: ctx.signal });
     const done: string[] = [];
     for (const t of tags) {
       if (bareTag.test(t) && !t.includes(':')) {
@@ -419,7 +419,7 @@ export const validate: Command = {
     const start = performance.now();
     const text = positional(ctx, 0, 'LOCATION', validateUsage);
     const opened = openTarget(parseLocation(text), await remoteOptions(ctx), 'read');
-    const root = await opened.target.resolve(opened.ref ?? 'latest', { signal: ctx.signal });
+    const root = await opened.target.resolve(opened.readRef, { signal: ctx.signal });
     const problems: Problem[] = [];
     const counts = { blobs: 0, manifests: 0 };
     await validateNode(opened.target, root, '$', ctx.signal, problems, counts);
