@@ -196,7 +196,7 @@ describe('layerFromDirectory', () => {
     expect(g.code).toBe(0);
   });
 
-  it('gives the same blob for 1, 2 and 4 workers and the default, and both sides agree', async () => {
+  it('gives the same blob for 1 and 4 workers and the default (every core), and both sides agree', async () => {
     // Several MiB of small and large files: the walk's pooled 1 MiB chunks
     // are handed to the gzip workers without a copy on the compressed side.
     const d = fixture();
@@ -205,7 +205,7 @@ describe('layerFromDirectory', () => {
     const tar = await collect(directoryTar(d, { mtime: 0 }));
     expect(tar.length).toBeGreaterThan(6 * 1024 * 1024);
     const blobs: Buffer[] = [];
-    for (const o of [{ workers: 1 }, { workers: 2 }, { workers: 4 }, {}]) {
+    for (const o of [{ workers: 1 }, {}, { workers: 4 }]) {
       const layer = layerFromDirectory(d, { mtime: 0, ...o });
       const blob = await collect(layer.compressed());
       expect(gunzipSync(blob).equals(tar)).toBe(true);
@@ -218,7 +218,6 @@ describe('layerFromDirectory', () => {
     }
     expect(blobs[1]?.equals(blobs[0] ?? Buffer.alloc(0))).toBe(true);
     expect(blobs[2]?.equals(blobs[0] ?? Buffer.alloc(0))).toBe(true);
-    expect(blobs[3]?.equals(blobs[0] ?? Buffer.alloc(0))).toBe(true);
   });
 
   it('never hands a directoryTar chunk to a gzip worker: a second reader of the stream keeps its bytes', async () => {
