@@ -298,7 +298,7 @@ async function main(): Promise<void> {
     rows,
     notes: [
       `${o.count} distinct blobs of ${fmtBytes(o.blobSize)}, ${o.concurrency} at once, ${o.runs} run(s); the client is the bench process (undici), each registry runs in its own process, the S3 store is OpenStack Swift 2.30 (s3api, one node, one replica, data on the local disk) from s3-up.sh; everything shares this machine's cores, so these are whole-machine figures.`,
-      `S3 uploads: each PUT body is cut into 8 MiB multipart parts (one uploading while the next fills), completed into a staging object, then server-side copied to the content-addressed key (the copy is a full data copy in Swift). Downloads: ${redirects} blob GETs were answered with 307 and read from the presigned URL (the registry never carries the bytes).`,
+      `S3 uploads: each PUT body is cut into 8 MiB multipart parts (two uploading while the next fills), completed into a staging object, then server-side copied to the content-addressed key (the copy is a full data copy in Swift). Downloads: ${redirects} blob GETs were answered with 307 and read from the presigned URL (the registry never carries the bytes).`,
       `load average (1/5/15 min) before: ${loadBefore.map((v) => v.toFixed(2)).join(' / ')}, after: ${loadAfter.map((v) => v.toFixed(2)).join(' / ')} (other work shared the machine).`,
     ],
     ranAt: new Date().toISOString(),

@@ -53,7 +53,8 @@ async function multipartsUnder(prefix: string): Promise<string[]> {
   return (r.Uploads ?? []).map((u) => u.UploadId ?? '');
 }
 
-describe('s3Storage', () => {
+// Generous: the S3 store shares a loaded machine with everything else.
+describe('s3Storage', { timeout: 180_000 }, () => {
   it('serves pushed images, redirecting blob GETs to a presigned URL that needs no credentials', async () => {
     const base = await serve(s3.storage(`t-${randomUUID()}`));
     const img = await pushImage(base, 'lib/app', 'v1', { layer: 'layer bytes in s3' });

@@ -34,15 +34,23 @@ export function s3ToolsDir(): string {
  */
 export async function startS3(): Promise<S3Server> {
   const dir = s3ToolsDir();
-  let stdout: string;
-  try {
-    ({ stdout } = await run('bash', [join(dir, 's3-up.sh')], {
-      timeout: 300_000,
-      maxBuffer: 1024 * 1024,
-    }));
-  } catch (err) {
-    const stderr = (err as { stderr?: string }).stderr ?? '';
-    throw new Error(`s3-up.sh failed (tools at ${dir}):\n${stderr.slice(-4000)}`, { cause: err });
+  let stdout = '';
+  // s3-up.sh gives its servers a fixed time to listen, which a loaded
+  // machine can exceed: one more attempt (it cleans up after a failure).
+  for (let attempt = 1; ; attempt++) {
+    try {
+      ({ stdout } = await run('bash', [join(dir, 's3-up.sh')], {
+        timeout: 300_000,
+        maxBuffer: 1024 * 1024,
+      }));
+      break;
+    } catch (err) {
+      if (attempt < 2) continue;
+      const stderr = (err as { stderr?: string }).stderr ?? '';
+      throw new Error(`s3-up.sh failed twice (tools at ${dir}):\n${stderr.slice(-4000)}`, {
+        cause: err,
+      });
+    }
   }
   const vars = new Map<string, string>();
   for (const line of stdout.split('\n')) {

@@ -1,15 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
-import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
-  ListMultipartUploadsCommand,
-  UploadPartCommand,
-  UploadPartCopyCommand,
-} from '@aws-sdk/client-s3';
 import { digestAlgorithm, digestHex, ErrorCode, LadingError, type Digest } from '@lading/core';
 import { isMissing, type Bucket } from './s3-bucket.js';
+import { Multipart, type Part } from './s3-multipart.js';
 import type {
   StorageOptions,
   UploadInfo,
@@ -21,7 +14,6 @@ import type {
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const maxParts = 10_000;
 const maxStateObject = 2 * 1024 * 1024;
-const fiveGiB = 5 * 1024 ** 3;
 
 /** SweepOptions configure {@link S3UploadStore.sweep}. */
 export interface SweepOptions extends StorageOptions {
@@ -44,24 +36,13 @@ interface SessionState {
   size: number;
   multipart?: string | undefined;
   /** parts are `[etag, size]` of parts 1..n. */
-  parts: [string, number][];
+  parts: Part[];
   staged?: boolean | undefined;
 }
 
 function tailStart(s: SessionState): number {
   if (s.staged === true) return s.size;
   return s.parts.reduce((n, [, size]) => n + size, 0);
-}
-
-/** evenRanges splits `size` bytes into the fewest equal ranges of at most `max` bytes. */
-function evenRanges(size: number, max: number): { start: number; end: number }[] {
-  const n = Math.max(1, Math.ceil(size / max));
-  const each = Math.ceil(size / n);
-  const out: { start: number; end: number }[] = [];
-  for (let start = 0; start < size; start += each) {
-    out.push({ start, end: Math.min(size, start + each) - 1 });
-  }
-  return out;
 }
 
 /** S3UploadStoreOptions configure an {@link S3UploadStore}. */
@@ -81,13 +62,13 @@ export class S3UploadStore implements UploadStore {
   readonly #bucket: Bucket;
   readonly #partSize: number;
   readonly #partConcurrency: number;
-  readonly #maxCopy: number;
+  readonly #mp: Multipart;
 
   constructor(bucket: Bucket, options: S3UploadStoreOptions) {
     this.#bucket = bucket;
     this.#partSize = options.partSize;
     this.#partConcurrency = Math.max(1, options.partConcurrency ?? 2);
-    this.#maxCopy = options.maxCopySize ?? fiveGiB;
+    this.#mp = new Multipart(bucket, options.maxCopySize ?? 5 * 1024 ** 3);
   }
 
   #dataPath(id: string): string {
@@ -187,13 +168,15 @@ export class S3UploadStore implements UploadStore {
       if (parts.length >= maxParts) {
         throw new LadingError(ErrorCode.InvalidArgument, `upload ${id} exceeds ${maxParts} parts`);
       }
-      multipart ??= await this.#createMultipart(id, signal);
+      multipart ??= await this.#mp.create(this.#dataPath(id), signal);
       const number = parts.length + 1;
       parts.push(['', part.length]);
       const uploadId = multipart;
-      const uploading = this.#uploadPart(id, uploadId, number, part, signal).then((etag) => {
-        parts[number - 1] = [etag, part.length];
-      });
+      const uploading = this.#mp
+        .uploadPart(this.#dataPath(id), uploadId, number, part, signal)
+        .then((etag) => {
+          parts[number - 1] = [etag, part.length];
+        });
       // Reported when awaited below; never left unhandled meanwhile.
       uploading.catch(() => undefined);
       inFlight.push(uploading);
@@ -258,112 +241,6 @@ export class S3UploadStore implements UploadStore {
     return tail;
   }
 
-  async #createMultipart(id: string, signal?: AbortSignal): Promise<string> {
-    try {
-      const r = await this.#bucket.client.send(
-        new CreateMultipartUploadCommand({
-          Bucket: this.#bucket.name,
-          Key: this.#bucket.key(this.#dataPath(id)),
-        }),
-        { abortSignal: signal },
-      );
-      if (r.UploadId === undefined) throw new Error('no UploadId in the answer');
-      return r.UploadId;
-    } catch (err) {
-      throw this.#bucket.fail('CREATE-MULTIPART', this.#dataPath(id), err);
-    }
-  }
-
-  async #uploadPart(
-    id: string,
-    uploadId: string,
-    number: number,
-    body: Buffer,
-    signal?: AbortSignal,
-  ): Promise<string> {
-    try {
-      const r = await this.#bucket.client.send(
-        new UploadPartCommand({
-          Bucket: this.#bucket.name,
-          Key: this.#bucket.key(this.#dataPath(id)),
-          UploadId: uploadId,
-          PartNumber: number,
-          Body: body,
-          ContentLength: body.length,
-        }),
-        { abortSignal: signal },
-      );
-      if (r.ETag === undefined) throw new Error('no ETag in the answer');
-      return r.ETag;
-    } catch (err) {
-      throw this.#bucket.fail('UPLOAD-PART', this.#dataPath(id), err);
-    }
-  }
-
-  /** copyParts fills multipart `uploadId` of `to` with `size` bytes of `from`, server-side. */
-  async #copyParts(
-    from: string,
-    to: string,
-    uploadId: string,
-    size: number,
-    signal?: AbortSignal,
-  ): Promise<[string, number][]> {
-    const parts: [string, number][] = [];
-    for (const r of evenRanges(size, Math.min(this.#maxCopy, fiveGiB))) {
-      try {
-        const out = await this.#bucket.client.send(
-          new UploadPartCopyCommand({
-            Bucket: this.#bucket.name,
-            Key: this.#bucket.key(to),
-            UploadId: uploadId,
-            PartNumber: parts.length + 1,
-            CopySource: this.#bucket.copySource(from),
-            CopySourceRange: `bytes=${r.start}-${r.end}`,
-          }),
-          { abortSignal: signal },
-        );
-        const etag = out.CopyPartResult?.ETag;
-        if (etag === undefined) throw new Error('no ETag in the answer');
-        parts.push([etag, r.end - r.start + 1]);
-      } catch (err) {
-        throw this.#bucket.fail('UPLOAD-PART-COPY', from, err);
-      }
-    }
-    return parts;
-  }
-
-  async #complete(
-    path: string,
-    uploadId: string,
-    parts: [string, number][],
-    signal?: AbortSignal,
-  ): Promise<void> {
-    await this.#bucket.client.send(
-      new CompleteMultipartUploadCommand({
-        Bucket: this.#bucket.name,
-        Key: this.#bucket.key(path),
-        UploadId: uploadId,
-        MultipartUpload: { Parts: parts.map(([ETag], i) => ({ ETag, PartNumber: i + 1 })) },
-      }),
-      { abortSignal: signal },
-    );
-  }
-
-  async #abort(path: string, uploadId: string, signal?: AbortSignal): Promise<void> {
-    try {
-      await this.#bucket.client.send(
-        new AbortMultipartUploadCommand({
-          Bucket: this.#bucket.name,
-          Key: this.#bucket.key(path),
-          UploadId: uploadId,
-        }),
-        { abortSignal: signal },
-      );
-    } catch (err) {
-      if (!isMissing(err)) throw this.#bucket.fail('ABORT-MULTIPART', path, err);
-    }
-  }
-
   /**
    * stage completes the multipart upload (the tail as its last part) into
    * `uploads/<id>/data`, so the bytes can be read back and copied.
@@ -376,12 +253,12 @@ export class S3UploadStore implements UploadStore {
     if (s.size > start) {
       const tail = await this.#tail(id, s, signal);
       parts.push([
-        await this.#uploadPart(id, s.multipart, parts.length + 1, tail, signal),
+        await this.#mp.uploadPart(data, s.multipart, parts.length + 1, tail, signal),
         tail.length,
       ]);
     }
     try {
-      await this.#complete(data, s.multipart, parts, signal);
+      await this.#mp.complete(data, s.multipart, parts, signal);
     } catch (err) {
       // Another process (or an earlier, interrupted call) completed it already.
       if (!isMissing(err) || (await this.#bucket.head(data, signal))?.size !== s.size) {
@@ -397,8 +274,8 @@ export class S3UploadStore implements UploadStore {
   /** unstage reopens a staged session for more bytes: a new multipart upload starting with a copy of the data. */
   async #unstage(id: string, s: SessionState, signal?: AbortSignal): Promise<SessionState> {
     const data = this.#dataPath(id);
-    const uploadId = await this.#createMultipart(id, signal);
-    const parts = await this.#copyParts(data, data, uploadId, s.size, signal);
+    const uploadId = await this.#mp.create(this.#dataPath(id), signal);
+    const parts = await this.#mp.copyParts(data, data, uploadId, s.size, signal);
     const next: SessionState = { ...s, multipart: uploadId, parts, staged: undefined };
     await this.#write(id, next, signal);
     return next;
@@ -434,41 +311,15 @@ export class S3UploadStore implements UploadStore {
       await this.#bucket.put(target, bytes, undefined, signal);
     } else {
       if (s.staged !== true) s = await this.#stage(id, s, signal);
-      await this.#copy(this.#dataPath(id), target, s.size, signal);
+      await this.#mp.copy(this.#dataPath(id), target, s.size, signal);
     }
     await this.#remove(id, s, signal);
-  }
-
-  /** copy copies an object server-side: one CopyObject up to 5 GiB, UploadPartCopy parts above. */
-  async #copy(from: string, to: string, size: number, signal?: AbortSignal): Promise<void> {
-    if (size <= this.#maxCopy) {
-      await this.#bucket.copy(from, to, signal);
-      return;
-    }
-    let uploadId: string;
-    try {
-      const r = await this.#bucket.client.send(
-        new CreateMultipartUploadCommand({ Bucket: this.#bucket.name, Key: this.#bucket.key(to) }),
-        { abortSignal: signal },
-      );
-      if (r.UploadId === undefined) throw new Error('no UploadId in the answer');
-      uploadId = r.UploadId;
-    } catch (err) {
-      throw this.#bucket.fail('CREATE-MULTIPART', to, err);
-    }
-    try {
-      const parts = await this.#copyParts(from, to, uploadId, size, signal);
-      await this.#complete(to, uploadId, parts, signal);
-    } catch (err) {
-      await this.#abort(to, uploadId).catch(() => undefined);
-      throw this.#bucket.fail('COPY', from, err);
-    }
   }
 
   /** remove deletes a session: its state first (so it is gone at once), then its objects. */
   async #remove(id: string, s: SessionState, signal?: AbortSignal): Promise<void> {
     await this.#bucket.delete(`uploads/${id}/state`, signal);
-    if (s.multipart !== undefined) await this.#abort(this.#dataPath(id), s.multipart, signal);
+    if (s.multipart !== undefined) await this.#mp.abort(this.#dataPath(id), s.multipart, signal);
     for await (const page of this.#bucket.list(`uploads/${id}/`, false, signal)) {
       for (const key of page.keys) await this.#bucket.delete(`uploads/${id}/${key}`, signal);
     }
@@ -491,37 +342,14 @@ export class S3UploadStore implements UploadStore {
     const olderThan = options?.olderThan ?? 86_400;
     const cutoff = Date.now() - olderThan * 1000;
     let aborted = 0;
-    let keyMarker: string | undefined;
-    let idMarker: string | undefined;
-    const base = this.#bucket.key('uploads/');
-    do {
-      let r;
-      try {
-        r = await this.#bucket.client.send(
-          new ListMultipartUploadsCommand({
-            Bucket: this.#bucket.name,
-            Prefix: base,
-            KeyMarker: keyMarker,
-            UploadIdMarker: idMarker,
-          }),
-          { abortSignal: signal },
-        );
-      } catch (err) {
-        throw this.#bucket.fail('LIST-MULTIPART', 'uploads/', err);
-      }
-      for (const u of r.Uploads ?? []) {
-        if (u.Key === undefined || u.UploadId === undefined) continue;
-        // Stores round Initiated (to the second, upwards here): 0 means any age.
-        if (olderThan > 0 && (u.Initiated?.getTime() ?? 0) > cutoff) continue;
-        const id = u.Key.slice(base.length).split('/')[0] ?? '';
-        const s = await this.#read(id, signal);
-        if (s?.multipart === u.UploadId) continue;
-        await this.#abort(u.Key.slice(this.#bucket.key('').length), u.UploadId, signal);
-        aborted++;
-      }
-      keyMarker = r.IsTruncated === true ? r.NextKeyMarker : undefined;
-      idMarker = r.NextUploadIdMarker;
-    } while (keyMarker !== undefined);
+    for await (const u of this.#mp.list('uploads/', signal)) {
+      // Stores round Initiated (to the second, upwards here): 0 means any age.
+      if (olderThan > 0 && (u.initiated?.getTime() ?? 0) > cutoff) continue;
+      const id = u.path.slice('uploads/'.length).split('/')[0] ?? '';
+      if ((await this.#read(id, signal))?.multipart === u.uploadId) continue;
+      await this.#mp.abort(u.path, u.uploadId, signal);
+      aborted++;
+    }
     for await (const page of this.#bucket.list('uploads/', true, signal)) {
       for (const p of page.prefixes) {
         const id = p.slice(0, -1);
