@@ -170,7 +170,7 @@ describe('lading serve hardening flags', () => {
     const s = connect(Number(url.port), '127.0.0.1');
     const t0 = Date.now();
     await new Promise((r) => s.once('close', r));
-    expect(Date.now() - t0).toBeLessThan(3000);
+    expect(Date.now() - t0).toBeLessThan(10_000); // never, without the limit
   });
 
   it('exits 2 on bad values and on --token on a public address without --token-realm', async () => {

@@ -156,3 +156,16 @@ export function sleep(ms: number): Promise<void> {
     setTimeout(r, ms);
   });
 }
+
+/** eventually polls `check` until it resolves true, or gives up after `ms` (default 10 s). */
+export async function eventually(
+  check: () => boolean | Promise<boolean>,
+  ms = 10_000,
+): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (await check()) return true;
+    if (Date.now() > deadline) return false;
+    await sleep(100);
+  }
+}

@@ -152,9 +152,7 @@ describe('hostile requests (property)', () => {
     const body = fc.option(
       fc.oneof(
         fc.uint8Array({ maxLength: 2048 }),
-        fc
-          .jsonValue({ maxDepth: 4 })
-          .map((v) => new Uint8Array(Buffer.from(JSON.stringify(v)))),
+        fc.jsonValue({ maxDepth: 4 }).map((v) => new Uint8Array(Buffer.from(JSON.stringify(v)))),
         fc.constant(new Uint8Array(Buffer.from('{"schemaVersion":2,"layers":[{}]}'))),
       ),
     );
