@@ -22,7 +22,9 @@ for (const section of results.sections) {
     const value = firstNumber(row.ratio);
     const target = firstNumber(row.target);
     if (value === undefined || target === undefined) continue;
-    const name = row.name.length > 78 ? `${row.name.slice(0, 75)}…` : row.name;
+    // Rows named after the peer carry lading's ratio to it ("lading 1.2×").
+    const full = row.ratio.startsWith('lading') ? `lading ÷ ${row.name}` : row.name;
+    const name = full.length > 78 ? `${full.slice(0, 75)}…` : full;
     bars.push({ name, value, target, met: row.met, higherIsBetter: /≥/.test(row.target) });
   }
 }
@@ -32,7 +34,7 @@ const barW = 380;
 const rowH = 24;
 const top = 48;
 const max = Math.max(1.2, ...bars.map((b) => Math.max(b.value, b.target))) * 1.08;
-const x = (v) => labelW + (v / max) * barW;
+const x = (v) => Math.round((labelW + (v / max) * barW) * 10) / 10;
 const height = top + bars.length * rowH + 36;
 const parts = [
   `<svg xmlns="http://www.w3.org/2000/svg" width="${labelW + barW + 70}" height="${height}" font-family="sans-serif" font-size="12">`,
