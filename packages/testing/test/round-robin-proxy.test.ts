@@ -12,7 +12,11 @@ function echo(name: string): Promise<Server> {
       res.end(JSON.stringify({ name, host: req.headers.host, path: req.url, body }));
     });
   });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => { resolve(server); }));
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => {
+      resolve(server);
+    }),
+  );
 }
 
 describe('roundRobinProxy', () => {
