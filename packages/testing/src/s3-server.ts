@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -45,8 +46,13 @@ export async function startS3(): Promise<S3Server> {
       }));
       break;
     } catch (err) {
-      if (attempt < 2) continue;
       const stderr = (err as { stderr?: string }).stderr ?? '';
+      // A failed start leaves its data directory behind for inspection: drop it.
+      const left = /data left in (\S+?)\)/.exec(stderr)?.[1];
+      if (left !== undefined && existsSync(join(left, '.s3-up-data'))) {
+        rmSync(left, { recursive: true, force: true });
+      }
+      if (attempt < 2) continue;
       throw new Error(`s3-up.sh failed twice (tools at ${dir}):\n${stderr.slice(-4000)}`, {
         cause: err,
       });
