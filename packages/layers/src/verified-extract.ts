@@ -1,7 +1,7 @@
 import { createReadStream, createWriteStream } from 'node:fs';
 import { lstat, mkdir, mkdtemp, readdir, realpath, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import type { Readable, Transform } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   AbortedError,
@@ -23,7 +23,7 @@ import { extract, type ExtractOptions } from './extract.js';
 
 /** ExtractVerifiedOptions configure {@link extractVerified}. */
 export interface ExtractVerifiedOptions extends ExtractOptions {
-  /** concurrency is how many layers download at once (default 4). */
+  /** concurrency is how many layers download at once into a non-empty `dir` (default 4). */
   readonly concurrency?: number;
 }
 
@@ -109,15 +109,8 @@ async function spool(
 ): Promise<void> {
   // Ask for the claims first (a remote layer knows them without I/O) but
   // await them only after the bytes flowed: a single-pass layer settles then.
-  const claims = Promise.all([layer.digest(), layer.size(), layer.diffId()]);
-  claims.catch(() => undefined);
-  const known = layer.knownDescriptor?.();
-  const blob = new HashingStream(known === undefined ? 'sha256' : digestAlgorithm(known.digest));
-  const tar = new HashingStream('sha256');
-  const stages: (Readable | Transform)[] = [layer.compressed(), blob];
-  const compression = layerCompressionOf(layer.mediaType);
-  if (compression !== 'none') stages.push(createDecompressor(compression));
-  stages.push(tar);
+  const claims = claimsOf(layer);
+  const { stages, blob, tar } = hashStages(layer);
   try {
     await pipeline([...stages, createWriteStream(file, { flags: 'wx', mode: 0o600 })], {
       signal,
@@ -125,12 +118,92 @@ async function spool(
   } catch (e) {
     throw spoolError(e, index);
   }
-  const [digest, size, diffId] = await claims;
+  checkClaims(blob, tar, await claims, index);
+}
+
+type Claims = readonly [digest: Digest, size: number, diffId: Digest];
+
+/** claimsOf asks for a layer's digest, size and diffId without awaiting them (see {@link spool}). */
+function claimsOf(layer: Layer): Promise<Claims> {
+  const claims = Promise.all([layer.digest(), layer.size(), layer.diffId()]);
+  claims.catch(() => undefined);
+  return claims;
+}
+
+/** checkClaims throws when what flowed is not what the layer claims. */
+function checkClaims(blob: HashingStream, tar: HashingStream, claims: Claims, index: number): void {
+  const [digest, size, diffId] = claims;
   const what = `layer ${index}`;
   if (blob.size !== size) throw new SizeMismatchError(size, blob.size, what);
   if (blob.digest !== digest) throw new DigestMismatchError(digest, String(blob.digest), what);
   if (tar.digest !== diffId) {
     throw new DigestMismatchError(diffId, String(tar.digest), `${what} diffId`);
+  }
+}
+
+/** hashStages is a layer's compressed bytes → blob hash → (gunzip) → tar hash. */
+function hashStages(layer: Layer): {
+  stages: (Readable | Transform)[];
+  blob: HashingStream;
+  tar: HashingStream;
+} {
+  const known = layer.knownDescriptor?.();
+  const blob = new HashingStream(known === undefined ? 'sha256' : digestAlgorithm(known.digest));
+  const tar = new HashingStream('sha256');
+  const stages: (Readable | Transform)[] = [layer.compressed(), blob];
+  const compression = layerCompressionOf(layer.mediaType);
+  if (compression !== 'none') stages.push(createDecompressor(compression));
+  stages.push(tar);
+  return { stages, blob, tar };
+}
+
+/**
+ * CheckedLayer serves a layer's tar through its hashes; the stream fails at
+ * its end, before it finishes, when digest, size or diffId are not the
+ * claimed ones (so an extraction into a private staging directory fails).
+ */
+class CheckedLayer extends SpooledLayer {
+  readonly #of: Layer;
+  readonly #index: number;
+  readonly #onError: (e: unknown) => void;
+  constructor(of: Layer, index: number, onError: (e: unknown) => void) {
+    super(of, '');
+    this.#of = of;
+    this.#index = index;
+    this.#onError = onError;
+  }
+  override uncompressed(): Readable {
+    const claims = claimsOf(this.#of);
+    const { stages, blob, tar } = hashStages(this.#of);
+    const index = this.#index;
+    const check = new Transform({
+      transform(chunk: Buffer, _encoding, callback): void {
+        callback(null, chunk);
+      },
+      flush(callback): void {
+        claims.then(
+          (c) => {
+            try {
+              checkClaims(blob, tar, c, index);
+              callback();
+            } catch (e) {
+              callback(e as Error);
+            }
+          },
+          (e: unknown) => {
+            callback(e instanceof Error ? e : new Error(String(e)));
+          },
+        );
+      },
+    });
+    // The tar reader may report only that its input was destroyed: hand the
+    // real cause (a mismatch, a transfer or gzip error) to the caller first.
+    pipeline([...stages, check]).catch((e: unknown) => {
+      const code = (e as { code?: unknown } | null)?.code;
+      if (code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ABORT_ERR') return;
+      this.#onError(spoolError(e, index));
+    });
+    return check;
   }
 }
 
@@ -152,17 +225,17 @@ async function inspect(dest: string): Promise<{ state: DestinationState; path: s
 
 /**
  * extractVerified applies `layers` to `dir` like {@link extract}, but no
- * byte of a layer reaches `dir` before the whole layer was verified: each
- * layer is read once (up to `concurrency` at a time) into a spool file next
- * to `dir` while its blob digest, size and diffId are checked, and only a
- * verified tar is unpacked. When `dir` is absent the image is unpacked in a
- * hidden sibling directory, renamed to `dir` at the end; when it is an empty
- * directory it is emptied again on failure; either way a failed call leaves
- * `dir` as it was, and earlier layers unpack while later ones download.
- * When `dir` already has content, every layer is downloaded and verified
- * before the first is applied (a verified layer that then fails to apply,
- * say with UNSAFE_PATH, can leave the layers before it applied). Spool
- * files are removed in every case.
+ * byte of a layer reaches `dir` before the whole layer was verified (blob
+ * digest, size and diffId), and a failed call leaves `dir` as it was.
+ * When `dir` is absent or an empty directory, layers stream (one pass each,
+ * as fast as {@link extract}) into a private staging directory — a hidden
+ * sibling of an absent `dir`, a hidden child of an empty one — whose tree
+ * is moved into place once every layer checked out; a failure discards it.
+ * When `dir` has content, each layer is first read into a spool file next
+ * to `dir` (up to `concurrency` at a time) and checked, and only once all
+ * are verified is the first applied (a verified layer that then fails to
+ * apply, say with UNSAFE_PATH, can leave the layers before it applied).
+ * Staging and spool files are removed in every case.
  * @throws DIGEST_MISMATCH or SIZE_MISMATCH for a layer that is not what it claims;
  *   the codes of {@link extract} otherwise.
  */
@@ -195,6 +268,25 @@ export async function extractVerified(
     const found = await inspect(dest);
     state = found.state;
     target = found.path;
+    if (state !== 'full') {
+      // Nothing to keep: stream each layer, checked as it ends, into a
+      // private staging directory (beside an absent DIR, inside an empty
+      // one: same filesystem, and DIR keeps its owner and mode), then move
+      // the tree into place. A failure discards the staging directory.
+      const home = state === 'absent' ? dirname(found.path) : found.path;
+      if (state === 'absent') created = await mkdir(home, { recursive: true });
+      work = await mkdtemp(join(home, `.${basename(found.path)}.lading-`));
+      const staging = join(work, 'root');
+      const checked = list.map((layer, i) => new CheckedLayer(layer, i + 1, fail));
+      await extract(checked, staging, { ...options, signal: stop.signal });
+      if (state === 'absent') await rename(staging, dest);
+      else {
+        for (const name of await readdir(staging)) {
+          await rename(join(staging, name), join(found.path, name));
+        }
+      }
+      return;
+    }
     const parent = dirname(found.path);
     created = await mkdir(parent, { recursive: true });
     work = await mkdtemp(join(parent, `.${basename(found.path)}.lading-`));
@@ -228,8 +320,7 @@ export async function extractVerified(
       }
     });
     for (const p of spooled) p.catch(() => undefined);
-    if (state === 'full') await Promise.all(spooled);
-    if (state === 'absent') target = join(spoolDir, 'root');
+    await Promise.all(spooled);
     async function* verified(): AsyncGenerator<Layer> {
       for (const [i, layer] of list.entries()) {
         const file = files[i] ?? '';
@@ -239,11 +330,11 @@ export async function extractVerified(
       }
     }
     await extract(verified(), target, { ...options, signal: stop.signal });
-    if (state === 'absent') await rename(target, dest);
   } catch (e) {
     fail(e);
     await Promise.allSettled(spooled);
     if (state === 'empty') {
+      // Only a failed move can have put entries there: take them out again.
       for (const name of await readdir(target).catch(() => [])) {
         await rm(join(target, name), { recursive: true, force: true });
       }
