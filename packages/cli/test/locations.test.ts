@@ -205,7 +205,9 @@ describe('local locations', () => {
     await writeFile(file, 'x');
     const r = await lading('pull', `${host}/loc/multi:1`, file);
     expect(r.code).toBe(1);
-    expect(r.err.split('\n')[0]).toBe(`lading: ${file} exists and is not a directory`);
+    expect(r.err.split('\n')[0]).toBe(
+      `lading: cannot unpack into: ${file}: already exists and is not a directory`,
+    );
     expect(r.err).not.toMatch(/EEXIST|mkdir '/);
   });
 

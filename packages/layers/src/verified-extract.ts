@@ -9,6 +9,7 @@ import {
   ErrorCode,
   HashingStream,
   LadingError,
+  LocalPathError,
   createDecompressor,
   layerCompressionOf,
   SizeMismatchError,
@@ -218,7 +219,11 @@ async function inspect(dest: string): Promise<{ state: DestinationState; path: s
   if (st === undefined) return { state: 'absent', path: dest };
   const path = st.isSymbolicLink() ? await realpath(dest) : dest;
   if (!(await stat(path)).isDirectory()) {
-    throw new LadingError(ErrorCode.InvalidArgument, `${dest} exists and is not a directory`);
+    throw new LocalPathError(
+      ErrorCode.Conflict,
+      `cannot unpack into: ${dest}: already exists and is not a directory`,
+      dest,
+    );
   }
   return { state: (await readdir(path)).length === 0 ? 'empty' : 'full', path };
 }

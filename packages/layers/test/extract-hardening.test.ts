@@ -144,7 +144,7 @@ describe('extract truncated entries', () => {
     const root = await scratch();
     await mkdir(root, { recursive: true });
     const err = await rejection(extract([layerFromBytes(cut)], root));
-    expect(isLadingError(err, 'INVALID_ARGUMENT')).toBe(true);
+    expect(isLadingError(err, 'INVALID_LAYER')).toBe(true);
     expect((await readdir(root)).sort()).toEqual(['first.txt']);
   });
 });
