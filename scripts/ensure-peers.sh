@@ -3,8 +3,9 @@
 # the CNCF distribution registry (docker-registry), and skopeo and umoci,
 # which read, copy and unpack what lading writes. Idempotent; needs root (or
 # sudo) and Debian's package archive only when something is missing.
+# oci-image-tool validates the OCI layouts lading writes.
 set -euo pipefail
-want=(docker-registry skopeo umoci)
+want=(docker-registry skopeo umoci oci-image-tool)
 missing=()
 for bin in "${want[@]}"; do
   command -v "$bin" >/dev/null 2>&1 || missing+=("$bin")
