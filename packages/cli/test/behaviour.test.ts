@@ -155,11 +155,18 @@ describe('lading interrupted', () => {
   }, 60_000);
 
   it('exits 130 on Ctrl-C while writing a docker archive and leaves no file', async () => {
-    const big = join(work, 'big');
+    // Enough incompressible data that the write is still running when the
+    // archive's temporary file appears: only then is Ctrl-C sent (a fixed
+    // delay raced a fast machine, which finished the build first).
+    const big = join(work, 'big-archive');
+    await mkdir(big, { recursive: true });
+    for (let i = 0; i < 8; i++) await writeFile(join(big, `r${i}`), randomBytes(16 * 1024 * 1024));
     const dir = join(work, 'archive-out');
     await mkdir(dir, { recursive: true });
     const { child, exit } = spawnLading(['build', big, `docker-archive:${join(dir, 'a.tar')}:x:1`]);
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const deadline = Date.now() + 30_000;
+    while ((await readdir(dir)).length === 0 && Date.now() < deadline)
+      await new Promise((resolve) => setTimeout(resolve, 5));
     child.kill('SIGINT');
     const { code } = await exit;
     expect(code).toBe(130);
