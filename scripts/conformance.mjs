@@ -60,16 +60,22 @@ const targets = [
 
 /** serve starts `lading serve` and resolves with its URL. */
 function serve(args) {
-  const child = spawn(process.execPath, [lading, 'serve', '--port', '0', ...args], {
-    env: {
-      ...process.env,
-      AWS_ACCESS_KEY_ID: s3.accessKey ?? '',
-      AWS_SECRET_ACCESS_KEY: s3.secretKey ?? '',
-      AWS_REGION: s3.region,
-      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+  // --allow-delete: the suite's content-management specs delete manifests,
+  // tags and blobs, which `lading serve` refuses by default.
+  const child = spawn(
+    process.execPath,
+    [lading, 'serve', '--port', '0', '--allow-delete', ...args],
+    {
+      env: {
+        ...process.env,
+        AWS_ACCESS_KEY_ID: s3.accessKey ?? '',
+        AWS_SECRET_ACCESS_KEY: s3.secretKey ?? '',
+        AWS_REGION: s3.region,
+        AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
     },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  );
   children.push(child);
   return new Promise((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`lading serve exited with ${code}`)));
