@@ -1,14 +1,11 @@
-import { PassThrough, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 import {
   ErrorCode,
   LadingError,
   MAX_MANIFEST_SIZE,
   copy,
-  createDecompressor,
   fetchVerified,
   isImageIndex,
-  layerCompressionOf,
   parseConfigFile,
   parseManifest,
   selectPlatform,
@@ -27,6 +24,7 @@ import {
   type ProgressEmitter,
   type Target,
 } from '@lading/core';
+import { deferredStream, layerTarStream } from '@lading/core/internal';
 import { pull, writeAny, type RemoteOptions, type WriteResult } from '@lading/remote';
 import { parseLocation, type Location } from './transports.js';
 import { openTarget, type OpenedTarget } from './commands/common.js';
@@ -71,22 +69,10 @@ class TargetLayer implements Layer {
     return { ...this.#desc };
   }
   compressed(): Readable {
-    const out = new PassThrough();
-    this.#target
-      .fetch(this.#desc, { signal: this.#signal })
-      .then((body) => pipeline(body, out))
-      .catch((err: unknown) => {
-        out.destroy(err instanceof Error ? err : new Error(String(err)));
-      });
-    return out;
+    return deferredStream(() => this.#target.fetch(this.#desc, { signal: this.#signal }));
   }
   uncompressed(): Readable {
-    const src = this.compressed();
-    const compression = layerCompressionOf(this.mediaType);
-    if (compression === 'none') return src;
-    const decompress = createDecompressor(compression);
-    pipeline(src, decompress).catch(() => undefined);
-    return decompress;
+    return layerTarStream(this.compressed(), this.mediaType);
   }
 }
 

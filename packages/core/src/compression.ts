@@ -1,4 +1,5 @@
-import type { Transform } from 'node:stream';
+import { PassThrough, type Readable, type Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
 import { ErrorCode, LadingError } from './errors.js';
 
@@ -72,6 +73,34 @@ export function createDecompressor(kind: 'gzip' | 'zstd'): Transform {
   if (kind === 'gzip') return zlib.createGunzip({ chunkSize: 1024 * 1024 });
   if (typeof zz.createZstdDecompress !== 'function') throw zstdUnsupported('read a zstd layer');
   return zz.createZstdDecompress({ chunkSize: 1024 * 1024 });
+}
+
+/**
+ * deferredStream returns a Readable at once that carries the stream `open`
+ * resolves with, or fails with its error: a layer's `compressed()` is
+ * synchronous, while fetching its blob is not.
+ */
+export function deferredStream(open: () => Promise<Readable>): Readable {
+  const out = new PassThrough();
+  open()
+    .then((body) => pipeline(body, out))
+    .catch((err: unknown) => {
+      out.destroy(err instanceof Error ? err : new Error(String(err)));
+    });
+  return out;
+}
+
+/**
+ * layerTarStream is the tar inside `compressed`, a blob of a layer of media
+ * type `mediaType`: decompressed for gzip and zstd, as is otherwise.
+ * @throws UNSUPPORTED for a zstd layer on a Node without zstd.
+ */
+export function layerTarStream(compressed: Readable, mediaType: string): Readable {
+  const kind = layerCompressionOf(mediaType);
+  if (kind === 'none') return compressed;
+  const decompress = createDecompressor(kind);
+  pipeline(compressed, decompress).catch(() => undefined);
+  return decompress;
 }
 
 /** decompressSync is {@link createDecompressor} for bytes in memory (small layers). */

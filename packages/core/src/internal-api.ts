@@ -6,3 +6,4 @@
  */
 export { childrenToWrite } from './image.js';
 export { manifestAccept } from './media-types.js';
+export { deferredStream, layerTarStream } from './compression.js';

@@ -7,11 +7,18 @@ describe('@lading/core entry points', () => {
   it('keeps sibling plumbing out of the public entry point when a user imports it', () => {
     expect(Object.keys(pub)).not.toContain('childrenToWrite');
     expect(Object.keys(pub)).not.toContain('manifestAccept');
+    expect(Object.keys(pub)).not.toContain('deferredStream');
+    expect(Object.keys(pub)).not.toContain('layerTarStream');
     expect(pub.emptyImage).toBeTypeOf('function');
   });
 
   it('serves the plumbing from @lading/core/internal when a sibling package imports it', () => {
-    expect(Object.keys(internal).sort()).toEqual(['childrenToWrite', 'manifestAccept']);
+    expect(Object.keys(internal).sort()).toEqual([
+      'childrenToWrite',
+      'deferredStream',
+      'layerTarStream',
+      'manifestAccept',
+    ]);
     expect(internal.manifestAccept).toContain('application/vnd.oci.image.manifest.v1+json');
   });
 

@@ -1,10 +1,7 @@
-import { PassThrough, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 import {
   ErrorCode,
   LadingError,
-  createDecompressor,
-  layerCompressionOf,
   parseConfigFile,
   parseManifest,
   isManifestMediaType,
@@ -27,6 +24,7 @@ import {
   type Platform,
   type Reference,
 } from '@lading/core';
+import { deferredStream, layerTarStream } from '@lading/core/internal';
 import {
   MANIFEST_SIZE_LIMIT,
   RegistryClient,
@@ -108,17 +106,12 @@ export class RemoteLayer implements Layer {
   }
 
   compressed(): Readable {
-    const out = new PassThrough();
-    this.#client
-      .getBlob(this.source.repository, this.#descriptor.digest, {
+    return deferredStream(() =>
+      this.#client.getBlob(this.source.repository, this.#descriptor.digest, {
         size: this.#descriptor.size,
         signal: this.#signal,
-      })
-      .then((body) => pipeline(body, out))
-      .catch((err: unknown) => {
-        out.destroy(err instanceof Error ? err : new Error(String(err)));
-      });
-    return out;
+      }),
+    );
   }
 
   /**
@@ -126,11 +119,7 @@ export class RemoteLayer implements Layer {
    * @throws UNSUPPORTED for a zstd layer on a Node without zstd.
    */
   uncompressed(): Readable {
-    const kind = layerCompressionOf(this.mediaType);
-    if (kind === 'none') return this.compressed();
-    const decompress = createDecompressor(kind);
-    pipeline(this.compressed(), decompress).catch(() => undefined);
-    return decompress;
+    return layerTarStream(this.compressed(), this.mediaType);
   }
 }
 
