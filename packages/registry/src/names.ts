@@ -20,3 +20,14 @@ export function isRepositoryName(name: string): boolean {
 export function isTag(tag: string): boolean {
   return tagPattern.test(tag);
 }
+
+const uploadIdPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * isUploadId tells whether `id` is an upload session id as the stores mint
+ * them (a lowercase UUID): anything else never names a stored session, so
+ * it can never reach a path or object key.
+ */
+export function isUploadId(id: string): boolean {
+  return uploadIdPattern.test(id);
+}

@@ -23,7 +23,7 @@ import {
   type Descriptor,
   type Digest,
 } from '@lading/core';
-import { isRepositoryName, isTag } from '../names.js';
+import { isRepositoryName, isTag, isUploadId } from '../names.js';
 import type {
   BlobReadOptions,
   BlobStat,
@@ -38,8 +38,6 @@ import type {
   UploadStatus,
   UploadStore,
 } from './types.js';
-
-const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 function isNotFound(err: unknown): boolean {
   return (err as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
@@ -152,7 +150,7 @@ class FilesystemUploadStore implements UploadStore {
   }
 
   async status(id: string): Promise<UploadStatus | undefined> {
-    if (!uuidPattern.test(id)) return undefined;
+    if (!isUploadId(id)) return undefined;
     const dir = this.#paths.upload(id);
     try {
       const repository = await readFile(join(dir, 'repository'), 'utf8');
@@ -175,7 +173,7 @@ class FilesystemUploadStore implements UploadStore {
     }
     for (const id of names) {
       options?.signal?.throwIfAborted();
-      if (!uuidPattern.test(id)) continue;
+      if (!isUploadId(id)) continue;
       const status = await this.status(id).catch(() => undefined);
       if (status !== undefined) {
         yield { id, ...status };
@@ -209,7 +207,7 @@ class FilesystemUploadStore implements UploadStore {
   }
 
   read(id: string, options?: StorageOptions): Promise<Readable> {
-    if (!uuidPattern.test(id)) {
+    if (!isUploadId(id)) {
       return Promise.reject(new LadingError(ErrorCode.NotFound, `upload ${id} is unknown`));
     }
     return Promise.resolve(
@@ -218,7 +216,7 @@ class FilesystemUploadStore implements UploadStore {
   }
 
   async commit(id: string, digest: Digest): Promise<void> {
-    if (!uuidPattern.test(id)) throw new LadingError(ErrorCode.NotFound, `upload ${id} is unknown`);
+    if (!isUploadId(id)) throw new LadingError(ErrorCode.NotFound, `upload ${id} is unknown`);
     const target = this.#paths.blob(digest);
     await mkdir(join(target, '..'), { recursive: true });
     // rename is atomic: two identical concurrent uploads both land whole.
@@ -227,7 +225,7 @@ class FilesystemUploadStore implements UploadStore {
   }
 
   async cancel(id: string): Promise<boolean> {
-    if (!uuidPattern.test(id)) return false;
+    if (!isUploadId(id)) return false;
     const dir = this.#paths.upload(id);
     if (!(await exists(dir))) return false;
     await rm(dir, { recursive: true, force: true });

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { digestAlgorithm, digestHex, ErrorCode, LadingError, type Digest } from '@lading/core';
+import { isUploadId } from '../names.js';
 import { isMissing, type Bucket } from './s3-bucket.js';
 import { Multipart, type Part } from './s3-multipart.js';
 import type {
@@ -11,7 +12,6 @@ import type {
   UploadStore,
 } from './types.js';
 
-const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const maxParts = 10_000;
 const maxStateObject = 2 * 1024 * 1024;
 
@@ -80,7 +80,7 @@ export class S3UploadStore implements UploadStore {
   }
 
   async #read(id: string, signal?: AbortSignal): Promise<SessionState | undefined> {
-    if (!uuidPattern.test(id)) return undefined;
+    if (!isUploadId(id)) return undefined;
     const bytes = await this.#bucket.bytes(`uploads/${id}/state`, maxStateObject, signal);
     return bytes === undefined ? undefined : (JSON.parse(bytes.toString('utf8')) as SessionState);
   }
@@ -353,7 +353,7 @@ export class S3UploadStore implements UploadStore {
     for await (const page of this.#bucket.list('uploads/', true, signal)) {
       for (const p of page.prefixes) {
         const id = p.slice(0, -1);
-        if (!uuidPattern.test(id) || (await this.#read(id, signal)) !== undefined) continue;
+        if (!isUploadId(id) || (await this.#read(id, signal)) !== undefined) continue;
         for await (const inner of this.#bucket.list(`uploads/${id}/`, false, signal)) {
           for (const key of inner.keys) await this.#bucket.delete(`uploads/${id}/${key}`, signal);
         }
