@@ -1,3 +1,4 @@
+import type { IncomingMessage } from 'node:http';
 import { HttpError, SpecErrorCode } from './errors.js';
 
 /** WindowLimit allows `count` events per key within `perSeconds`. */
@@ -54,5 +55,30 @@ export class WindowCounter {
       const w = this.#window(key, now);
       w.count = Math.max(0, w.count + n);
     }
+  }
+}
+
+/**
+ * RequestRate limits the requests of each client address to `requests`
+ * per `perSeconds` (fixed windows); no limit when `rate` is undefined.
+ */
+export class RequestRate {
+  readonly #counter: WindowCounter | undefined;
+
+  constructor(rate: { readonly requests: number; readonly perSeconds: number } | undefined) {
+    this.#counter =
+      rate === undefined
+        ? undefined
+        : new WindowCounter({ count: rate.requests, perSeconds: rate.perSeconds });
+  }
+
+  /**
+   * throttle counts one request from the address of `req`.
+   * @throws HttpError 429 TOOMANYREQUESTS once the address has used up its window
+   */
+  throttle(req: IncomingMessage): void {
+    const keys = [req.socket.remoteAddress ?? ''];
+    this.#counter?.check(keys);
+    this.#counter?.add(keys);
   }
 }

@@ -1,4 +1,5 @@
-import type { Hash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
+import type { DigestAlgorithm } from '@lading/core';
 import { HttpError, SpecErrorCode } from './errors.js';
 import { HashCounter } from './internal/http.js';
 import type { UploadStore } from './storage/types.js';
@@ -27,6 +28,16 @@ export interface UploadLimits {
   readonly maxBytes?: number | undefined;
 }
 
+/**
+ * SessionHash is the incremental hash of a session's bytes, valid while it
+ * covers exactly the first `size` bytes the store holds.
+ */
+export interface SessionHash {
+  readonly hash: Hash;
+  readonly algorithm: DigestAlgorithm;
+  size: number;
+}
+
 interface Tracked {
   at: number;
   owner: string | undefined;
@@ -34,8 +45,10 @@ interface Tracked {
 }
 
 /**
- * UploadSessions tracks open upload sessions: when each was last touched
- * and by whom, for the count limits and the idle expiry timer.
+ * UploadSessions is the registry's state of open upload sessions: when
+ * each was last touched and by whom (for the count limits and the idle
+ * expiry timer), its incremental hash, and the lock that keeps a second
+ * request from writing it at the same time.
  */
 export class UploadSessions {
   readonly timeoutMs: number;
@@ -47,22 +60,13 @@ export class UploadSessions {
   readonly #tracked = new Map<string, Tracked>();
   readonly #perOwner = new Map<string, number>();
   readonly #uploads: UploadStore | undefined;
-  readonly #busy: (id: string) => boolean;
-  readonly #dropped: (id: string) => void;
+  readonly #hashes = new Map<string, SessionHash>();
+  readonly #busy = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
   #sweeping: Promise<void> | undefined;
   #closed = false;
 
-  /**
-   * @param busy tells whether a request is writing the session now (it is then never expired)
-   * @param dropped is called for every session the expiry cancels
-   */
-  constructor(
-    limits: UploadLimits,
-    uploads: UploadStore | undefined,
-    busy: (id: string) => boolean,
-    dropped: (id: string) => void,
-  ) {
+  constructor(limits: UploadLimits, uploads: UploadStore | undefined) {
     const num = (v: number | undefined, d: number, name: string): number => {
       const n = v ?? d;
       if (!Number.isFinite(n) || n < 0) throw new RangeError(`${name} must be a number ≥ 0`);
@@ -75,8 +79,6 @@ export class UploadSessions {
     this.#maxPerClient = max(num(limits.maxSessionsPerClient, 64, 'maxUploadSessionsPerClient'));
     this.#maxBytes = max(num(limits.maxBytes, 0, 'maxUploadBytes'));
     this.#uploads = uploads;
-    this.#busy = busy;
-    this.#dropped = dropped;
   }
 
   /** start arms the expiry timer and runs a first sweep (sessions left from before a restart). */
@@ -183,8 +185,58 @@ export class UploadSessions {
     t.size = size;
   }
 
-  /** forget stops tracking a session that was committed or cancelled. */
+  /** forget stops tracking a session that was committed or cancelled, and drops its hash. */
   forget(id: string): void {
+    this.#hashes.delete(id);
+    this.#untrack(id);
+  }
+
+  /** newHash starts the hash of a session with no bytes yet. */
+  newHash(id: string, algorithm: DigestAlgorithm): SessionHash {
+    const state: SessionHash = { hash: createHash(algorithm), algorithm, size: 0 };
+    this.#hashes.set(id, state);
+    return state;
+  }
+
+  /** hash answers the session's incremental hash, if it still has one. */
+  hash(id: string): SessionHash | undefined {
+    return this.#hashes.get(id);
+  }
+
+  /** dropHash forgets the session's hash: its bytes will be re-read before a commit. */
+  dropHash(id: string): void {
+    this.#hashes.delete(id);
+  }
+
+  /** busy tells whether a request is writing the session now (it is then never expired). */
+  busy(id: string): boolean {
+    return this.#busy.has(id);
+  }
+
+  /**
+   * lock runs `fn` as the only writer of session `id`.
+   * @throws HttpError 400 BLOB_UPLOAD_INVALID when another request is writing it
+   */
+  async lock<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    if (this.#busy.has(id)) {
+      throw new HttpError(
+        400,
+        SpecErrorCode.BlobUploadInvalid,
+        'another request is writing this upload',
+        {
+          uuid: id,
+        },
+      );
+    }
+    this.#busy.add(id);
+    try {
+      return await fn();
+    } finally {
+      this.#busy.delete(id);
+    }
+  }
+
+  #untrack(id: string): void {
     const t = this.#tracked.get(id);
     if (t === undefined) return;
     this.#tracked.delete(id);
@@ -196,7 +248,7 @@ export class UploadSessions {
   }
 
   #track(id: string, at: number, owner: string | undefined, size: number): void {
-    this.forget(id);
+    this.#untrack(id);
     this.#tracked.set(id, { at, owner, size });
     this.#held += size;
     if (owner !== undefined) this.#perOwner.set(owner, (this.#perOwner.get(owner) ?? 0) + 1);
@@ -233,9 +285,8 @@ export class UploadSessions {
     for (const id of stale) {
       if (this.#closed) return;
       const t = this.#tracked.get(id);
-      if (t === undefined || t.at >= deadline || this.#busy(id)) continue;
+      if (t === undefined || t.at >= deadline || this.#busy.has(id)) continue;
       this.forget(id);
-      this.#dropped(id);
       await uploads.cancel(id).catch(() => undefined);
     }
   }

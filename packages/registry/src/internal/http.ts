@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Transform, type TransformCallback } from 'node:stream';
 import type { Hash } from 'node:crypto';
+import { isDigest, type Digest } from '@lading/core';
 import { HttpError, SpecErrorCode } from '../errors.js';
 
 /** Headers every response carries. */
@@ -122,7 +123,7 @@ export class HashCounter extends Transform {
   }
 }
 
-/** rawPath splits a request URL into its undecoded path and its query. */
+/** splitUrl splits a request URL into its undecoded path and its query. */
 export function splitUrl(url: string | undefined): { path: string; query: URLSearchParams } {
   const u = url ?? '/';
   const q = u.indexOf('?');
@@ -131,7 +132,20 @@ export function splitUrl(url: string | undefined): { path: string; query: URLSea
     : { path: u.slice(0, q), query: new URLSearchParams(u.slice(q + 1)) };
 }
 
-/** origin is the absolute origin a client used to reach this server. */
+/** originOf is the absolute origin a client used to reach this server. */
 export function originOf(req: IncomingMessage): string {
   return `http://${req.headers.host ?? '127.0.0.1'}`;
+}
+
+/**
+ * parseDigestParam checks a digest from a path or a query parameter.
+ * @throws HttpError 400 DIGEST_INVALID when it is absent, malformed or of an unsupported algorithm
+ */
+export function parseDigestParam(text: string | null | undefined): Digest {
+  if (text === null || text === undefined || !isDigest(text)) {
+    throw new HttpError(400, SpecErrorCode.DigestInvalid, 'invalid or unsupported digest', {
+      digest: text ?? null,
+    });
+  }
+  return text;
 }
