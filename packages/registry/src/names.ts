@@ -1,3 +1,5 @@
+import { ErrorCode, LadingError } from '@lading/core';
+
 /**
  * repositoryNamePattern is the distribution-spec `<name>` grammar, anchored.
  * @see https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pulling-manifests
@@ -30,4 +32,13 @@ const uploadIdPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-
  */
 export function isUploadId(id: string): boolean {
   return uploadIdPattern.test(id);
+}
+
+/**
+ * unknownUpload is the error upload stores throw from append, read and
+ * commit for a session they do not hold (the storage error contract in
+ * storage/types.ts: NOT_FOUND means exactly that).
+ */
+export function unknownUpload(id: string): LadingError {
+  return new LadingError(ErrorCode.NotFound, `upload ${id} is unknown`);
 }

@@ -1,5 +1,4 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { isLadingError } from '@lading/core';
 import { deleteBlob, getBlob } from './blobs.js';
 import { catalog, referrers, tags } from './discovery.js';
 import { HttpError, SpecErrorCode } from './errors.js';
@@ -77,10 +76,6 @@ export class Router {
       }
       if (err instanceof HttpError) {
         sendError(req, res, err);
-        return;
-      }
-      if (isLadingError(err, 'NOT_FOUND')) {
-        sendError(req, res, new HttpError(404, SpecErrorCode.BlobUploadUnknown));
         return;
       }
       if (req.destroyed || res.destroyed) return;

@@ -45,6 +45,18 @@ function blobCreated(name: string, digest: Digest): Record<string, string> {
 }
 
 /**
+ * sessionGone turns the NOT_FOUND that an upload store's append, read or
+ * commit throws for a session it does not hold (the storage error contract
+ * in storage/types.ts) into 404 BLOB_UPLOAD_UNKNOWN, forgetting the
+ * session; any other error passes through.
+ */
+function sessionGone(ctx: RegistryContext, id: string, err: unknown): unknown {
+  if (!isLadingError(err, 'NOT_FOUND')) return err;
+  ctx.sessions.forget(id);
+  return new HttpError(404, SpecErrorCode.BlobUploadUnknown, undefined, { uuid: id });
+}
+
+/**
  * uploadStore answers the storage's upload store.
  * @throws HttpError 405 UNSUPPORTED when the storage is read-only
  */
@@ -181,6 +193,7 @@ async function append(
       if (now !== undefined) sessions.touch(id, now.size);
     }
     if (err instanceof HttpError) throw err;
+    if (isLadingError(err, 'NOT_FOUND')) throw sessionGone(ctx, id, err);
     if (isLadingError(err, 'CONFLICT')) {
       const now = await uploads.status(id).catch(() => undefined);
       throw new HttpError(
@@ -327,7 +340,10 @@ async function commit(
     // After a restart, a failed chunk or an external upload: hash what the store holds.
     const hash = createHash(algorithm);
     let seen = 0;
-    for await (const chunk of await uploads.read(id)) {
+    const stored = await uploads.read(id).catch((err: unknown) => {
+      throw sessionGone(ctx, id, err);
+    });
+    for await (const chunk of stored) {
       const b = chunk as Buffer;
       seen += b.length;
       hash.update(b);
@@ -345,7 +361,9 @@ async function commit(
       actual,
     });
   }
-  await uploads.commit(id, digest);
+  await uploads.commit(id, digest).catch((err: unknown) => {
+    throw sessionGone(ctx, id, err);
+  });
   ctx.sessions.forget(id);
   await ctx.storage.metadata.linkBlob?.(name, digest);
 }

@@ -2,7 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import {
   access,
+  type FileHandle,
   mkdir,
+  open,
   readdir,
   readFile,
   rename,
@@ -23,7 +25,7 @@ import {
   type Descriptor,
   type Digest,
 } from '@lading/core';
-import { isRepositoryName, isTag, isUploadId } from '../names.js';
+import { isRepositoryName, isTag, isUploadId, unknownUpload } from '../names.js';
 import type {
   BlobReadOptions,
   BlobStat,
@@ -195,7 +197,7 @@ class FilesystemUploadStore implements UploadStore {
     const status = await this.status(id);
     if (status === undefined) {
       data.destroy();
-      throw new LadingError(ErrorCode.NotFound, `upload ${id} is unknown`);
+      throw unknownUpload(id);
     }
     if (status.size !== offset) {
       data.destroy();
@@ -206,21 +208,31 @@ class FilesystemUploadStore implements UploadStore {
     return (await stat(path)).size;
   }
 
-  read(id: string, options?: StorageOptions): Promise<Readable> {
-    if (!isUploadId(id)) {
-      return Promise.reject(new LadingError(ErrorCode.NotFound, `upload ${id} is unknown`));
+  async read(id: string, options?: StorageOptions): Promise<Readable> {
+    if (!isUploadId(id)) throw unknownUpload(id);
+    const path = join(this.#paths.upload(id), 'data');
+    // Opened here so that a missing session rejects, rather than failing the stream later.
+    let handle: FileHandle;
+    try {
+      handle = await open(path);
+    } catch (err) {
+      if (isNotFound(err)) throw unknownUpload(id);
+      throw err;
     }
-    return Promise.resolve(
-      createReadStream(join(this.#paths.upload(id), 'data'), { signal: options?.signal }),
-    );
+    return createReadStream(path, { fd: handle, signal: options?.signal });
   }
 
   async commit(id: string, digest: Digest): Promise<void> {
-    if (!isUploadId(id)) throw new LadingError(ErrorCode.NotFound, `upload ${id} is unknown`);
+    if (!isUploadId(id)) throw unknownUpload(id);
     const target = this.#paths.blob(digest);
     await mkdir(join(target, '..'), { recursive: true });
     // rename is atomic: two identical concurrent uploads both land whole.
-    await rename(join(this.#paths.upload(id), 'data'), target);
+    try {
+      await rename(join(this.#paths.upload(id), 'data'), target);
+    } catch (err) {
+      if (isNotFound(err)) throw unknownUpload(id);
+      throw err;
+    }
     await rm(this.#paths.upload(id), { recursive: true, force: true });
   }
 

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { ErrorCode, LadingError, type Descriptor, type Digest } from '@lading/core';
+import { unknownUpload } from '../names.js';
 import type {
   BlobReadOptions,
   BlobStat,
@@ -89,7 +90,11 @@ class MemoryUploadStore implements UploadStore {
   }
 
   async append(id: string, offset: number, data: Readable): Promise<number> {
-    const u = this.#get(id);
+    const u = this.#uploads.get(id);
+    if (u === undefined) {
+      data.destroy();
+      throw unknownUpload(id);
+    }
     if (offset !== u.size) {
       data.destroy();
       throw new LadingError(ErrorCode.Conflict, `upload ${id} is at ${u.size}, not ${offset}`);
@@ -102,25 +107,24 @@ class MemoryUploadStore implements UploadStore {
     return u.size;
   }
 
-  read(id: string): Promise<Readable> {
-    return Promise.resolve(Readable.from(this.#get(id).chunks));
+  async read(id: string): Promise<Readable> {
+    return Readable.from((await this.#get(id)).chunks);
   }
 
-  commit(id: string, digest: Digest): Promise<void> {
-    const u = this.#get(id);
+  async commit(id: string, digest: Digest): Promise<void> {
+    const u = await this.#get(id);
     this.#blobs.put(digest, Buffer.concat(u.chunks));
     this.#uploads.delete(id);
-    return Promise.resolve();
   }
 
   cancel(id: string): Promise<boolean> {
     return Promise.resolve(this.#uploads.delete(id));
   }
 
-  #get(id: string): MemoryUpload {
+  // A promise, so that an unknown session rejects (the storage contract) and never throws synchronously.
+  #get(id: string): Promise<MemoryUpload> {
     const u = this.#uploads.get(id);
-    if (u === undefined) throw new LadingError(ErrorCode.NotFound, `upload ${id} is unknown`);
-    return u;
+    return u === undefined ? Promise.reject(unknownUpload(id)) : Promise.resolve(u);
   }
 }
 

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { digestAlgorithm, digestHex, ErrorCode, LadingError, type Digest } from '@lading/core';
-import { isUploadId } from '../names.js';
+import { isUploadId, unknownUpload } from '../names.js';
 import { isMissing, type Bucket } from './s3-bucket.js';
 import { Multipart, type Part } from './s3-multipart.js';
 import type {
@@ -87,7 +87,7 @@ export class S3UploadStore implements UploadStore {
 
   async #state(id: string, signal?: AbortSignal): Promise<SessionState> {
     const s = await this.#read(id, signal);
-    if (s === undefined) throw new LadingError(ErrorCode.NotFound, `upload ${id} is unknown`);
+    if (s === undefined) throw unknownUpload(id);
     return s;
   }
 

@@ -1,6 +1,30 @@
 import type { Readable } from 'node:stream';
 import type { Descriptor, Digest } from '@lading/core';
 
+/*
+ * The storage error contract. Every storage method reports failure by
+ * rejecting; the registry branches on the `code` of a LadingError
+ * (`isLadingError(err, code)`) and on nothing else:
+ *
+ * - Something absent is an answer, not an error, wherever the method says
+ *   so (undefined, false or an empty list): a missing blob, manifest, tag,
+ *   repository or upload session.
+ * - NOT_FOUND is thrown only by the {@link UploadStore} methods that need
+ *   an existing session (append, read, commit), and means exactly "no such
+ *   upload session": the registry answers 404 BLOB_UPLOAD_UNKNOWN. From any
+ *   other method it is a store failure like any other.
+ * - CONFLICT is thrown only by {@link UploadStore.append}, when `offset` is
+ *   not the session's size: the registry answers 416 with the session's Range.
+ * - A call whose `options.signal` aborts rejects with what the store
+ *   meets (ABORTED from S3 storage, Node's AbortError from the file system).
+ * - Anything else (IO, INVALID_ARGUMENT, a plain Error) is a failure of the
+ *   store: the registry answers 500 UNKNOWN, except while it is appending a
+ *   request body, where it answers 400 BLOB_UPLOAD_INVALID (the body or the
+ *   store failed mid-chunk; status() tells what was kept).
+ *
+ * test/storage-contract.test.ts holds memory, filesystem and S3 storage to it.
+ */
+
 /** StorageOptions are what every storage call accepts. */
 export interface StorageOptions {
   readonly signal?: AbortSignal | undefined;
@@ -26,11 +50,14 @@ export interface BlobStat {
  * so a store never has to hash.
  */
 export interface BlobStore {
-  /** stat answers the size of a blob, or undefined when it is absent. */
+  /** stat answers the size of a blob, or undefined when it is absent (never NOT_FOUND). */
   stat(digest: Digest, options?: StorageOptions): Promise<BlobStat | undefined>;
-  /** get streams a blob (or the asked range), or undefined when it is absent. */
+  /**
+   * get streams a blob (or the asked range), or undefined when it is absent
+   * (never NOT_FOUND).
+   */
   get(digest: Digest, options?: BlobReadOptions): Promise<Readable | undefined>;
-  /** delete removes a blob; absent on stores that never delete. */
+  /** delete removes a blob, false when it was absent; absent on stores that never delete. */
   delete?(digest: Digest, options?: StorageOptions): Promise<boolean>;
   /**
    * location answers "this blob lives at this URL" (a pre-signed object
@@ -103,20 +130,30 @@ export interface UploadInfo extends UploadStatus {
 export interface UploadStore {
   /** create opens a session for `repository`. */
   create(repository: string, options?: UploadCreateOptions): Promise<UploadSession>;
-  /** status answers the session's state, or undefined when it is unknown. */
+  /**
+   * status answers the session's state, or undefined when it is unknown
+   * (also for an id the store could never have made; never NOT_FOUND).
+   */
   status(id: string, options?: StorageOptions): Promise<UploadStatus | undefined>;
   /**
-   * append writes `data` at `offset`, which must equal the current size
-   * (else it rejects with code CONFLICT), and resolves with the new size.
-   * When `data` fails midway the bytes already written may stay; status()
-   * tells how many.
+   * append writes `data` at `offset`, which must equal the current size,
+   * and resolves with the new size. When `data` fails midway the bytes
+   * already written may stay; status() tells how many. It consumes or
+   * destroys `data` in every case.
+   * @throws LadingError NOT_FOUND when the session is unknown; CONFLICT when `offset` is not its size
    */
   append(id: string, offset: number, data: Readable, options?: StorageOptions): Promise<number>;
-  /** read streams every byte received so far (used to verify after a restart). */
+  /**
+   * read streams every byte received so far (used to verify after a restart).
+   * @throws LadingError NOT_FOUND (a rejection, not a stream error) when the session is unknown
+   */
   read(id: string, options?: StorageOptions): Promise<Readable>;
-  /** commit turns the (already verified) upload into the blob `digest` and ends the session. */
+  /**
+   * commit turns the (already verified) upload into the blob `digest` and ends the session.
+   * @throws LadingError NOT_FOUND when the session is unknown
+   */
   commit(id: string, digest: Digest, options?: StorageOptions): Promise<void>;
-  /** cancel drops a session; resolves false when it was unknown. */
+  /** cancel drops a session; resolves false when it was unknown (never NOT_FOUND). */
   cancel(id: string, options?: StorageOptions): Promise<boolean>;
   /** bindRegistry is called once by createRegistry with hooks into the registry. */
   bindRegistry?(hooks: RegistryHooks): void;
@@ -147,18 +184,24 @@ export interface ManifestRecord extends StoredManifest {
 /**
  * MetadataStore holds, per repository, manifests, tags, the referrers index
  * and the links that make blobs visible in a repository. Without the
- * optional write methods the registry is read-only.
+ * optional write methods the registry is read-only. Its reads answer
+ * undefined, false or an empty list for what is absent, an unknown
+ * repository included, and none of its methods throws NOT_FOUND (see the
+ * storage error contract above); the registry checks repository names and
+ * tags before it calls them.
  */
 export interface MetadataStore {
   /** repositoryExists tells whether anything (manifest, tag or blob link) lives in `repository`. */
   repositoryExists(repository: string, options?: StorageOptions): Promise<boolean>;
   /** listRepositories answers every repository name, sorted. */
   listRepositories(options?: StorageOptions): Promise<string[]>;
+  /** getManifest answers a manifest of `repository`, or undefined when it has none with `digest`. */
   getManifest(
     repository: string,
     digest: Digest,
     options?: StorageOptions,
   ): Promise<StoredManifest | undefined>;
+  /** resolveTag answers the digest `tag` points at, or undefined when there is no such tag. */
   resolveTag(
     repository: string,
     tag: string,
@@ -173,10 +216,15 @@ export interface MetadataStore {
 
   putManifest?(repository: string, record: ManifestRecord, options?: StorageOptions): Promise<void>;
   putTag?(repository: string, tag: string, digest: Digest, options?: StorageOptions): Promise<void>;
-  /** deleteManifest removes a manifest, the tags pointing at it and its referrers entry. */
+  /**
+   * deleteManifest removes a manifest, the tags pointing at it and its
+   * referrers entry; false when there was none.
+   */
   deleteManifest?(repository: string, digest: Digest, options?: StorageOptions): Promise<boolean>;
+  /** deleteTag removes a tag; false when there was none. */
   deleteTag?(repository: string, tag: string, options?: StorageOptions): Promise<boolean>;
   linkBlob?(repository: string, digest: Digest, options?: StorageOptions): Promise<void>;
+  /** unlinkBlob removes the link of `digest` from `repository`; false when there was none. */
   unlinkBlob?(repository: string, digest: Digest, options?: StorageOptions): Promise<boolean>;
 }
 
