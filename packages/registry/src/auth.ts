@@ -1,10 +1,11 @@
-import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ErrorCode, LadingError } from '@lading/core';
 import { HttpError, SpecErrorCode } from './errors.js';
-import { PasswordVerifier } from './internal/password.js';
-import { WindowCounter, type WindowLimit } from './limits.js';
+import { signToken, verifyToken, type TokenClaims } from './internal/jwt.js';
+import { PasswordChecker } from './internal/password.js';
+import type { WindowLimit } from './limits.js';
 
 /** Action is a permission on a repository. */
 export type Action = 'pull' | 'push' | 'delete';
@@ -102,21 +103,6 @@ export function parseHtpasswd(text: string): Map<string, string> {
   return users;
 }
 
-function b64url(data: Buffer | string): string {
-  return Buffer.from(data).toString('base64url');
-}
-
-interface TokenClaims {
-  iss: string;
-  sub?: string | undefined;
-  aud: string;
-  exp: number;
-  iat: number;
-  jti: string;
-  typ?: 'refresh';
-  access?: { type: string; name: string; actions: string[] }[];
-}
-
 function parseBasic(header: string | undefined): { user: string; password: string } | undefined {
   if (header?.toLowerCase().startsWith('basic ') !== true) return undefined;
   const decoded = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8');
@@ -133,24 +119,6 @@ function scopeString(need: AccessNeed): string | undefined {
 
 function quote(v: string): string {
   return `"${v.replace(/["\\]/g, '')}"`;
-}
-
-const bcryptAlphabet = './ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
-const bcryptEntry = /^\$2[aby]?\$(\d\d)\$[./A-Za-z0-9]{53}$/;
-
-/**
- * dummyHash is a random bcrypt hash of the cost most entries use, checked
- * for unknown users so that they cost what a known user costs.
- */
-function dummyHash(users: Map<string, string>): string {
-  const costs = new Map<string, number>();
-  for (const h of users.values()) {
-    const cost = bcryptEntry.exec(h)?.[1];
-    if (cost !== undefined) costs.set(cost, (costs.get(cost) ?? 0) + 1);
-  }
-  const cost = [...costs].sort((a, b) => b[1] - a[1])[0]?.[0] ?? '10';
-  const tail = [...randomBytes(53)].map((b) => bcryptAlphabet.charAt(b % 64)).join('');
-  return `$2b$${cost}$${tail}`;
 }
 
 function forwardedHttps(req: IncomingMessage): boolean {
@@ -179,15 +147,9 @@ function checkRealm(realm: string | undefined): void {
  */
 export class Authenticator {
   readonly #auth: RegistryAuth;
-  readonly #users: Map<string, string>;
+  readonly #passwords: PasswordChecker;
   readonly #secret: Buffer;
   readonly #grants: GrantFunction;
-  // bcrypt costs ~50-100 ms in JS and clients send credentials on every
-  // request: remember successful checks by a hash of the pair.
-  readonly #verified = new Set<string>();
-  readonly #dummy: string;
-  readonly #failures: WindowCounter | undefined;
-  readonly #verifier: PasswordVerifier;
 
   /** @throws LadingError INVALID_ARGUMENT for a realm that is not an absolute http(s) URL */
   constructor(auth: RegistryAuth, options: AuthenticatorOptions = {}) {
@@ -196,7 +158,7 @@ export class Authenticator {
     let text = '';
     if (auth.type === 'basic') text = contentsOrPath(auth.htpasswd) ?? readIf(auth.htpasswdFile);
     if (auth.type === 'token') text = contentsOrPath(auth.users) ?? readIf(auth.usersFile);
-    this.#users = parseHtpasswd(text);
+    this.#passwords = new PasswordChecker(parseHtpasswd(text), options.failureLimit);
     const secret = auth.type === 'token' ? auth.secret : undefined;
     this.#secret =
       secret === undefined
@@ -205,15 +167,11 @@ export class Authenticator {
           ? Buffer.from(secret)
           : Buffer.from(secret);
     this.#grants = auth.type === 'none' ? defaultGrants : (auth.grants ?? defaultGrants);
-    this.#dummy = dummyHash(this.#users);
-    const limit = options.failureLimit ?? { count: 10, perSeconds: 60 };
-    this.#failures = limit === false ? undefined : new WindowCounter(limit);
-    this.#verifier = new PasswordVerifier();
   }
 
   /** close stops the password workers. */
   async close(): Promise<void> {
-    await this.#verifier.close();
+    await this.#passwords.close();
   }
 
   /** enabled tells whether requests need credentials at all. */
@@ -224,32 +182,6 @@ export class Authenticator {
   /** tokenEndpoint tells whether `/token` is served. */
   get tokenEndpoint(): boolean {
     return this.#auth.type === 'token';
-  }
-
-  /**
-   * checkPassword verifies a user's password on a worker thread. Unknown
-   * users and non-bcrypt entries are checked against a dummy hash of the
-   * same cost, so the answer takes as long as for a known user.
-   * @throws HttpError 429 TOOMANYREQUESTS past the failure limit
-   */
-  async #checkPassword(req: IncomingMessage, user: string, password: string): Promise<boolean> {
-    const entry = this.#users.get(user);
-    const real = entry !== undefined && bcryptEntry.test(entry); // only bcrypt entries are accepted
-    const hash = real ? entry : this.#dummy;
-    const key = createHash('sha256').update(`${user}\0${password}\0${hash}`).digest('hex');
-    if (real && this.#verified.has(key)) return true;
-    const keys = [`addr:${req.socket.remoteAddress ?? ''}`, `user:${user}`];
-    this.#failures?.check(keys, 'too many failed logins');
-    // Count the attempt as failed until it succeeds, so that concurrent
-    // attempts cannot all pass the check before the first one fails.
-    this.#failures?.add(keys);
-    const ok = (await this.#verifier.compare(password, hash)) && real;
-    if (ok) {
-      this.#failures?.add(keys, -1);
-      if (this.#verified.size > 10_000) this.#verified.clear();
-      this.#verified.add(key);
-    }
-    return ok;
   }
 
   /** allowed answers the actions `user` (undefined: anonymous) may take on `repository`. */
@@ -308,7 +240,7 @@ export class Authenticator {
     const header = req.headers.authorization;
     if (this.#auth.type === 'basic') {
       const creds = parseBasic(header);
-      if (creds === undefined || !(await this.#checkPassword(req, creds.user, creds.password))) {
+      if (creds === undefined || !(await this.#passwords.check(req, creds.user, creds.password))) {
         throw new HttpError(401, SpecErrorCode.Unauthorized, undefined, undefined, {
           ...this.#challenge(req, need),
         });
@@ -364,29 +296,11 @@ export class Authenticator {
   }
 
   #sign(claims: TokenClaims): string {
-    const head = b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
-    const body = b64url(JSON.stringify(claims));
-    const sig = createHmac('sha256', this.#secret).update(`${head}.${body}`).digest('base64url');
-    return `${head}.${body}.${sig}`;
+    return signToken(this.#secret, claims);
   }
 
   #verify(token: string): TokenClaims | undefined {
-    const parts = token.split('.');
-    if (parts.length !== 3) return undefined;
-    const [head, body, sig] = parts as [string, string, string];
-    const expected = createHmac('sha256', this.#secret).update(`${head}.${body}`).digest();
-    const given = Buffer.from(sig, 'base64url');
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return undefined;
-    let claims: TokenClaims;
-    try {
-      claims = JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as TokenClaims;
-    } catch {
-      return undefined;
-    }
-    const now = Math.floor(Date.now() / 1000);
-    if (typeof claims.exp !== 'number' || claims.exp < now) return undefined;
-    if (claims.iss !== this.#issuer() || claims.aud !== this.#service()) return undefined;
-    return claims;
+    return verifyToken(this.#secret, token, this.#issuer(), this.#service());
   }
 
   #grantScopes(user: string | undefined, scopes: readonly string[]): TokenClaims['access'] {
@@ -462,7 +376,7 @@ export class Authenticator {
       let user: string | undefined;
       const creds = parseBasic(req.headers.authorization);
       if (creds !== undefined) {
-        if (!(await this.#checkPassword(req, creds.user, creds.password))) {
+        if (!(await this.#passwords.check(req, creds.user, creds.password))) {
           const err = new HttpError(401, SpecErrorCode.Unauthorized, 'invalid credentials');
           send(401, JSON.parse(err.body()), {
             'WWW-Authenticate': `Basic realm=${quote(this.#realm(req))}`,
@@ -497,14 +411,18 @@ export class Authenticator {
       let user: string;
       if (grant === 'password') {
         const u = form.get('username') ?? '';
-        if (!(await this.#checkPassword(req, u, form.get('password') ?? ''))) {
+        if (!(await this.#passwords.check(req, u, form.get('password') ?? ''))) {
           send(400, { error: 'invalid_grant', error_description: 'invalid credentials' });
           return;
         }
         user = u;
       } else if (grant === 'refresh_token') {
         const claims = this.#verify(form.get('refresh_token') ?? '');
-        if (claims?.typ !== 'refresh' || claims.sub === undefined || !this.#users.has(claims.sub)) {
+        if (
+          claims?.typ !== 'refresh' ||
+          claims.sub === undefined ||
+          !this.#passwords.has(claims.sub)
+        ) {
           send(400, { error: 'invalid_grant', error_description: 'invalid refresh token' });
           return;
         }

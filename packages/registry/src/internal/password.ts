@@ -1,6 +1,9 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import { availableParallelism } from 'node:os';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
+import { WindowCounter, type WindowLimit } from '../limits.js';
 
 // Plain CommonJS evaluated from a string, so it runs the same from dist/ and
 // from the TypeScript sources under vitest; bcryptjs is loaded by the path
@@ -84,5 +87,83 @@ export class PasswordVerifier {
     const workers = this.#workers;
     this.#workers = [];
     await Promise.all(workers.map((w) => w.worker.terminate()));
+  }
+}
+
+const bcryptAlphabet = './ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+const bcryptEntry = /^\$2[aby]?\$(\d\d)\$[./A-Za-z0-9]{53}$/;
+
+/**
+ * dummyHash is a random bcrypt hash of the cost most entries use, checked
+ * for unknown users so that they cost what a known user costs.
+ */
+function dummyHash(users: Map<string, string>): string {
+  const costs = new Map<string, number>();
+  for (const h of users.values()) {
+    const cost = bcryptEntry.exec(h)?.[1];
+    if (cost !== undefined) costs.set(cost, (costs.get(cost) ?? 0) + 1);
+  }
+  const cost = [...costs].sort((a, b) => b[1] - a[1])[0]?.[0] ?? '10';
+  const tail = [...randomBytes(53)].map((b) => bcryptAlphabet.charAt(b % 64)).join('');
+  return `$2b$${cost}$${tail}`;
+}
+
+/**
+ * PasswordChecker checks passwords against htpasswd entries (bcrypt only)
+ * on a {@link PasswordVerifier}, in constant time for unknown users, with
+ * a cache of successful checks and a failed-login limit per address and
+ * per user name.
+ */
+export class PasswordChecker {
+  readonly #users: Map<string, string>;
+  // bcrypt is slow in JS and clients send credentials on every request:
+  // remember successful checks by a hash of the pair.
+  readonly #verified = new Set<string>();
+  readonly #dummy: string;
+  readonly #failures: WindowCounter | undefined;
+  readonly #verifier = new PasswordVerifier();
+
+  /** @param failureLimit default 10 failures per 60 s; false: no limit */
+  constructor(users: Map<string, string>, failureLimit: WindowLimit | false | undefined) {
+    this.#users = users;
+    this.#dummy = dummyHash(users);
+    const limit = failureLimit ?? { count: 10, perSeconds: 60 };
+    this.#failures = limit === false ? undefined : new WindowCounter(limit);
+  }
+
+  /** has tells whether `user` has an entry. */
+  has(user: string): boolean {
+    return this.#users.has(user);
+  }
+
+  /**
+   * check verifies a user's password on a worker thread. Unknown users and
+   * non-bcrypt entries are checked against a dummy hash of the same cost,
+   * so the answer takes as long as for a known user.
+   * @throws HttpError 429 TOOMANYREQUESTS past the failure limit
+   */
+  async check(req: IncomingMessage, user: string, password: string): Promise<boolean> {
+    const entry = this.#users.get(user);
+    const real = entry !== undefined && bcryptEntry.test(entry); // only bcrypt entries are accepted
+    const hash = real ? entry : this.#dummy;
+    const key = createHash('sha256').update(`${user}\0${password}\0${hash}`).digest('hex');
+    if (real && this.#verified.has(key)) return true;
+    const keys = [`addr:${req.socket.remoteAddress ?? ''}`, `user:${user}`];
+    this.#failures?.check(keys, 'too many failed logins');
+    // Count the attempt as failed until it succeeds, so that concurrent
+    // attempts cannot all pass the check before the first one fails.
+    this.#failures?.add(keys);
+    const ok = (await this.#verifier.compare(password, hash)) && real;
+    if (ok) {
+      this.#failures?.add(keys, -1);
+      if (this.#verified.size > 10_000) this.#verified.clear();
+      this.#verified.add(key);
+    }
+    return ok;
+  }
+
+  /** close stops the password workers. */
+  async close(): Promise<void> {
+    await this.#verifier.close();
   }
 }
