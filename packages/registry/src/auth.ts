@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ErrorCode, LadingError } from '@lading/core';
 import { HttpError, SpecErrorCode } from './errors.js';
 import { signToken, verifyToken, type TokenClaims } from './internal/jwt.js';
-import { PasswordChecker } from './internal/password.js';
+import { htpasswdText, parseHtpasswd, PasswordChecker } from './internal/password.js';
 import type { WindowLimit } from './limits.js';
+
+export { parseHtpasswd };
 
 /** Action is a permission on a repository. */
 export type Action = 'pull' | 'push' | 'delete';
@@ -90,19 +91,6 @@ export type AccessNeed =
 const allActions: readonly Action[] = ['pull', 'push', 'delete'];
 const defaultGrants: GrantFunction = (user) => (user === undefined ? [] : allActions);
 
-/** parseHtpasswd reads `user:hash` lines; comments and blank lines are skipped. */
-export function parseHtpasswd(text: string): Map<string, string> {
-  const users = new Map<string, string>();
-  for (const raw of text.split(/\r?\n/)) {
-    const line = raw.trim();
-    if (line === '' || line.startsWith('#')) continue;
-    const colon = line.indexOf(':');
-    if (colon <= 0) continue;
-    users.set(line.slice(0, colon), line.slice(colon + 1));
-  }
-  return users;
-}
-
 function parseBasic(header: string | undefined): { user: string; password: string } | undefined {
   if (header?.toLowerCase().startsWith('basic ') !== true) return undefined;
   const decoded = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8');
@@ -156,8 +144,8 @@ export class Authenticator {
     this.#auth = auth;
     if (auth.type === 'token') checkRealm(auth.realm);
     let text = '';
-    if (auth.type === 'basic') text = contentsOrPath(auth.htpasswd) ?? readIf(auth.htpasswdFile);
-    if (auth.type === 'token') text = contentsOrPath(auth.users) ?? readIf(auth.usersFile);
+    if (auth.type === 'basic') text = htpasswdText(auth.htpasswd, auth.htpasswdFile);
+    if (auth.type === 'token') text = htpasswdText(auth.users, auth.usersFile);
     this.#passwords = new PasswordChecker(parseHtpasswd(text), options.failureLimit);
     const secret = auth.type === 'token' ? auth.secret : undefined;
     this.#secret =
@@ -449,13 +437,4 @@ export class Authenticator {
       Allow: 'GET, POST',
     });
   }
-}
-
-function contentsOrPath(value: string | undefined): string | undefined {
-  if (value === undefined) return undefined;
-  return value.includes(':') ? value : readFileSync(value, 'utf8');
-}
-
-function readIf(path: string | undefined): string {
-  return path === undefined ? '' : readFileSync(path, 'utf8');
 }

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { availableParallelism } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { WindowCounter, type WindowLimit } from '../limits.js';
@@ -166,4 +167,27 @@ export class PasswordChecker {
   async close(): Promise<void> {
     await this.#verifier.close();
   }
+}
+
+/** parseHtpasswd reads `user:hash` lines; comments and blank lines are skipped. */
+export function parseHtpasswd(text: string): Map<string, string> {
+  const users = new Map<string, string>();
+  for (const raw of text.split(/\r?\n/)) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    const colon = line.indexOf(':');
+    if (colon <= 0) continue;
+    users.set(line.slice(0, colon), line.slice(colon + 1));
+  }
+  return users;
+}
+
+/**
+ * htpasswdText is the htpasswd content of an auth config: `inline` when it
+ * holds a ':' (the contents), else the file it names, else the file at `path`
+ * (none: no users).
+ */
+export function htpasswdText(inline: string | undefined, path: string | undefined): string {
+  if (inline !== undefined) return inline.includes(':') ? inline : readFileSync(inline, 'utf8');
+  return path === undefined ? '' : readFileSync(path, 'utf8');
 }
