@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import {
-  access,
   type FileHandle,
   mkdir,
   open,
@@ -25,7 +24,8 @@ import {
   type Descriptor,
   type Digest,
 } from '@lading/core';
-import { isRepositoryName, isTag, isUploadId, unknownUpload } from '../names.js';
+import { isTag, isUploadId, unknownUpload } from '../names.js';
+import { digestPath, exists, isNotFound, Paths } from './filesystem-paths.js';
 import type {
   BlobReadOptions,
   BlobStat,
@@ -40,58 +40,6 @@ import type {
   UploadStatus,
   UploadStore,
 } from './types.js';
-
-function isNotFound(err: unknown): boolean {
-  return (err as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function digestPath(root: string, digest: Digest): string {
-  return join(root, digestAlgorithm(digest), digestHex(digest));
-}
-
-/** Paths knows where everything lives under the storage directory. */
-class Paths {
-  readonly root: string;
-  constructor(root: string) {
-    this.root = root;
-  }
-  get tmp(): string {
-    return join(this.root, 'tmp');
-  }
-  blob(digest: Digest): string {
-    return digestPath(join(this.root, 'blobs'), digest);
-  }
-  upload(id: string): string {
-    return join(this.root, 'uploads', id);
-  }
-  repositories(): string {
-    return join(this.root, 'repositories');
-  }
-  repo(name: string): string {
-    if (!isRepositoryName(name)) {
-      throw new LadingError(ErrorCode.InvalidArgument, `invalid repository name ${name}`);
-    }
-    return join(this.root, 'repositories', ...name.split('/'));
-  }
-
-  /** writeAtomic writes a temp file in the storage dir and renames it into place. */
-  async writeAtomic(path: string, data: string | Buffer): Promise<void> {
-    await mkdir(this.tmp, { recursive: true });
-    const tmp = join(this.tmp, randomUUID());
-    await writeFile(tmp, data);
-    await mkdir(join(path, '..'), { recursive: true });
-    await rename(tmp, path);
-  }
-}
 
 /** FilesystemBlobStore keeps blobs at `blobs/<algorithm>/<hex>`. */
 class FilesystemBlobStore implements BlobStore {
