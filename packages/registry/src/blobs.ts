@@ -1,8 +1,8 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import type { Digest } from '@lading/core';
 import { HttpError, SpecErrorCode } from './errors.js';
-import { repoNeed, type RegistryContext } from './internal/context.js';
+import { repoNeed, type Call, type RegistryContext } from './internal/context.js';
 import { parseDigestParam, send } from './internal/http.js';
 import { isRepositoryName } from './names.js';
 
@@ -23,13 +23,8 @@ export async function visibleBlobSize(
  * to the store's `location()`.
  * @throws HttpError 404 BLOB_UNKNOWN when the blob is not visible in `name`
  */
-export async function getBlob(
-  ctx: RegistryContext,
-  req: IncomingMessage,
-  res: ServerResponse,
-  name: string,
-  digestText: string,
-): Promise<void> {
+export async function getBlob(call: Call, name: string, digestText: string): Promise<void> {
+  const { ctx, req, res } = call;
   const digest = parseDigestParam(digestText);
   const size = await visibleBlobSize(ctx, name, digest);
   if (size === undefined)
@@ -113,13 +108,8 @@ function parseByteRange(
  * deleteBlob answers DELETE: unlinks the blob from `name` (the shared data stays).
  * @throws HttpError 405 UNSUPPORTED when deletes are off; 404 BLOB_UNKNOWN when not linked
  */
-export async function deleteBlob(
-  ctx: RegistryContext,
-  req: IncomingMessage,
-  res: ServerResponse,
-  name: string,
-  digestText: string,
-): Promise<void> {
+export async function deleteBlob(call: Call, name: string, digestText: string): Promise<void> {
+  const { ctx, req, res } = call;
   const meta = ctx.storage.metadata;
   if (!ctx.deleteEnabled || meta.unlinkBlob === undefined) {
     throw new HttpError(405, SpecErrorCode.Unsupported, 'blob deletion is disabled');
@@ -152,13 +142,12 @@ async function mayPull(
  * @throws HttpError 400 DIGEST_INVALID on a malformed `mount`
  */
 export async function mountBlob(
-  ctx: RegistryContext,
-  req: IncomingMessage,
-  res: ServerResponse,
+  call: Call,
   name: string,
   mount: string,
   from: string | null,
 ): Promise<boolean> {
+  const { ctx, req, res } = call;
   const digest = parseDigestParam(mount);
   if (from === null || !isRepositoryName(from) || !(await mayPull(ctx, req, from))) return false;
   if ((await visibleBlobSize(ctx, from, digest)) === undefined) return false;

@@ -1,7 +1,6 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { MediaType } from '@lading/core';
 import { HttpError, SpecErrorCode } from './errors.js';
-import type { RegistryContext } from './internal/context.js';
+import type { Call, RegistryContext } from './internal/context.js';
 import { parseDigestParam, send, sendJson } from './internal/http.js';
 
 // Content discovery: the catalog, tags list and referrers endpoints.
@@ -37,13 +36,8 @@ function paginate(
 }
 
 /** catalog answers `GET /v2/_catalog`: the repositories `user` may pull. */
-export async function catalog(
-  ctx: RegistryContext,
-  req: IncomingMessage,
-  res: ServerResponse,
-  query: URLSearchParams,
-  user: string | undefined,
-): Promise<void> {
+export async function catalog(call: Call, user: string | undefined): Promise<void> {
+  const { ctx, req, res, query } = call;
   const all = await ctx.storage.metadata.listRepositories();
   const repos = all.filter((r) => ctx.auth.allowed(user, r).includes('pull'));
   const { page, link } = paginate(ctx, repos, query, '/v2/_catalog');
@@ -54,13 +48,8 @@ export async function catalog(
  * tags answers `GET /v2/<name>/tags/list`.
  * @throws HttpError 404 NAME_UNKNOWN for an unknown repository
  */
-export async function tags(
-  ctx: RegistryContext,
-  req: IncomingMessage,
-  res: ServerResponse,
-  name: string,
-  query: URLSearchParams,
-): Promise<void> {
+export async function tags(call: Call, name: string): Promise<void> {
+  const { ctx, req, res, query } = call;
   const meta = ctx.storage.metadata;
   if (!(await meta.repositoryExists(name))) {
     throw new HttpError(404, SpecErrorCode.NameUnknown, undefined, { name });
@@ -71,14 +60,8 @@ export async function tags(
 }
 
 /** referrers answers `GET /v2/<name>/referrers/<digest>`: an OCI index, empty for an unknown subject. */
-export async function referrers(
-  ctx: RegistryContext,
-  req: IncomingMessage,
-  res: ServerResponse,
-  name: string,
-  digestText: string,
-  query: URLSearchParams,
-): Promise<void> {
+export async function referrers(call: Call, name: string, digestText: string): Promise<void> {
+  const { ctx, req, res, query } = call;
   const subject = parseDigestParam(digestText);
   let list = await ctx.storage.metadata.referrers(name, subject);
   const headers: Record<string, string> = { 'Content-Type': MediaType.OciIndex };

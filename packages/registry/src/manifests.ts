@@ -1,9 +1,8 @@
 import { createHash } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { digestAlgorithm, type Descriptor, type Digest } from '@lading/core';
 import { visibleBlobSize } from './blobs.js';
 import { HttpError, SpecErrorCode } from './errors.js';
-import type { RegistryContext } from './internal/context.js';
+import type { Call, RegistryContext } from './internal/context.js';
 import { contentLength, parseDigestParam, readCapped, send } from './internal/http.js';
 import { parseManifest, referrerDescriptor } from './internal/manifest.js';
 import { isTag } from './names.js';
@@ -29,13 +28,8 @@ async function resolve(ctx: RegistryContext, name: string, ref: string): Promise
  * getManifest answers GET and HEAD with the manifest exactly as pushed.
  * @throws HttpError 404 MANIFEST_UNKNOWN
  */
-export async function getManifest(
-  ctx: RegistryContext,
-  req: IncomingMessage,
-  res: ServerResponse,
-  name: string,
-  ref: string,
-): Promise<void> {
+export async function getManifest(call: Call, name: string, ref: string): Promise<void> {
+  const { ctx, req, res } = call;
   const digest = await resolve(ctx, name, ref);
   const m = await ctx.storage.metadata.getManifest(name, digest);
   if (m === undefined) throw manifestUnknown(name, ref);
@@ -58,14 +52,8 @@ export async function getManifest(
  * to, stores it and points the tag (or the `?tag=` list) at it.
  * @throws HttpError 400 MANIFEST_INVALID, MANIFEST_BLOB_UNKNOWN, DIGEST_INVALID, SIZE_INVALID; 413 past maxManifest; 405 read-only
  */
-export async function putManifest(
-  ctx: RegistryContext,
-  req: IncomingMessage,
-  res: ServerResponse,
-  name: string,
-  ref: string,
-  query: URLSearchParams,
-): Promise<void> {
+export async function putManifest(call: Call, name: string, ref: string): Promise<void> {
+  const { ctx, req, res, query } = call;
   const meta = ctx.storage.metadata;
   if (meta.putManifest === undefined || meta.putTag === undefined) {
     throw new HttpError(405, SpecErrorCode.Unsupported, 'this registry is read-only');
@@ -164,13 +152,8 @@ async function checkReferences(
  * referrers entry); by tag, the tag alone.
  * @throws HttpError 405 UNSUPPORTED when deletes are off; 404 MANIFEST_UNKNOWN
  */
-export async function deleteManifest(
-  ctx: RegistryContext,
-  req: IncomingMessage,
-  res: ServerResponse,
-  name: string,
-  ref: string,
-): Promise<void> {
+export async function deleteManifest(call: Call, name: string, ref: string): Promise<void> {
+  const { ctx, req, res } = call;
   const meta = ctx.storage.metadata;
   if (!ctx.deleteEnabled || meta.deleteManifest === undefined || meta.deleteTag === undefined) {
     throw new HttpError(405, SpecErrorCode.Unsupported, 'deletion is disabled');

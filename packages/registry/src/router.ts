@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { deleteBlob, getBlob } from './blobs.js';
 import { catalog, referrers, tags } from './discovery.js';
 import { HttpError, SpecErrorCode } from './errors.js';
-import { repoNeed, type RegistryContext } from './internal/context.js';
+import { repoNeed, type Call, type RegistryContext } from './internal/context.js';
 import { sendError, sendJson, splitUrl } from './internal/http.js';
 import type { RequestRate } from './limits.js';
 import { deleteManifest, getManifest, putManifest } from './manifests.js';
@@ -89,6 +89,7 @@ export class Router {
     const auth = ctx.auth;
     this.#rate.throttle(req);
     const { path, query } = splitUrl(req.url);
+    const call: Call = { ctx, req, res, query };
     const method = req.method ?? 'GET';
     if (path === '/token' && auth.tokenEndpoint) {
       await auth.handleToken(req, res, query);
@@ -107,53 +108,53 @@ export class Router {
         return;
       case 'catalog':
         allow(method, 'GET');
-        await catalog(ctx, req, res, query, await auth.authorize(req, { kind: 'catalog' }));
+        await catalog(call, await auth.authorize(req, { kind: 'catalog' }));
         return;
       case 'tags':
         allow(method, 'GET');
         await auth.authorize(req, repoNeed(r.name, 'pull'));
-        await tags(ctx, req, res, r.name, query);
+        await tags(call, r.name);
         return;
       case 'referrers':
         allow(method, 'GET');
         await auth.authorize(req, repoNeed(r.name, 'pull'));
-        await referrers(ctx, req, res, r.name, r.digest, query);
+        await referrers(call, r.name, r.digest);
         return;
       case 'blob':
         allow(method, 'GET', 'HEAD', 'DELETE');
         if (method === 'DELETE') {
           await auth.authorize(req, repoNeed(r.name, 'delete'));
-          await deleteBlob(ctx, req, res, r.name, r.digest);
+          await deleteBlob(call, r.name, r.digest);
         } else {
           await auth.authorize(req, repoNeed(r.name, 'pull'));
-          await getBlob(ctx, req, res, r.name, r.digest);
+          await getBlob(call, r.name, r.digest);
         }
         return;
       case 'uploads': {
         allow(method, 'POST');
         const user = await auth.authorize(req, repoNeed(r.name, 'pull', 'push'));
-        await startUpload(ctx, req, res, r.name, query, user);
+        await startUpload(call, r.name, user);
         return;
       }
       case 'upload':
         allow(method, 'GET', 'PATCH', 'PUT', 'DELETE');
         await auth.authorize(req, repoNeed(r.name, 'pull', 'push'));
-        if (method === 'GET') await uploadStatus(ctx, req, res, r.name, r.id);
-        else if (method === 'PATCH') await patchUpload(ctx, req, res, r.name, r.id);
-        else if (method === 'PUT') await putUpload(ctx, req, res, r.name, r.id, query);
-        else await cancelUpload(ctx, req, res, r.name, r.id);
+        if (method === 'GET') await uploadStatus(call, r.name, r.id);
+        else if (method === 'PATCH') await patchUpload(call, r.name, r.id);
+        else if (method === 'PUT') await putUpload(call, r.name, r.id);
+        else await cancelUpload(call, r.name, r.id);
         return;
       case 'manifest':
         allow(method, 'GET', 'HEAD', 'PUT', 'DELETE');
         if (method === 'PUT') {
           await auth.authorize(req, repoNeed(r.name, 'pull', 'push'));
-          await putManifest(ctx, req, res, r.name, r.ref, query);
+          await putManifest(call, r.name, r.ref);
         } else if (method === 'DELETE') {
           await auth.authorize(req, repoNeed(r.name, 'delete'));
-          await deleteManifest(ctx, req, res, r.name, r.ref);
+          await deleteManifest(call, r.name, r.ref);
         } else {
           await auth.authorize(req, repoNeed(r.name, 'pull'));
-          await getManifest(ctx, req, res, r.name, r.ref);
+          await getManifest(call, r.name, r.ref);
         }
         return;
     }

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { digestAlgorithm, isLadingError, type Digest, type DigestAlgorithm } from '@lading/core';
 import { mountBlob } from './blobs.js';
 import { HttpError, SpecErrorCode } from './errors.js';
-import type { RegistryContext } from './internal/context.js';
+import type { Call, RegistryContext } from './internal/context.js';
 import {
   contentLength,
   type HashCounter,
@@ -73,18 +73,16 @@ function uploadStore(ctx: RegistryContext): UploadStore {
  * (201), or a new session (202).
  */
 export async function startUpload(
-  ctx: RegistryContext,
-  req: IncomingMessage,
-  res: ServerResponse,
+  call: Call,
   name: string,
-  query: URLSearchParams,
   user: string | undefined,
 ): Promise<void> {
+  const { ctx, req, res, query } = call;
   const uploads = uploadStore(ctx);
   const sessions = ctx.sessions;
   const owner = user === undefined ? `addr:${req.socket.remoteAddress ?? ''}` : `user:${user}`;
   const mount = query.get('mount');
-  if (mount !== null && (await mountBlob(ctx, req, res, name, mount, query.get('from')))) return;
+  if (mount !== null && (await mountBlob(call, name, mount, query.get('from')))) return;
   const algorithmParam = query.get('digest-algorithm');
   if (algorithmParam !== null && algorithmParam !== 'sha256' && algorithmParam !== 'sha512') {
     throw new HttpError(400, SpecErrorCode.DigestInvalid, 'unsupported digest algorithm', {
@@ -261,13 +259,8 @@ function chunkLength(
 }
 
 /** patchUpload answers PATCH: one streamed or ranged chunk (202). */
-export async function patchUpload(
-  ctx: RegistryContext,
-  req: IncomingMessage,
-  res: ServerResponse,
-  name: string,
-  id: string,
-): Promise<void> {
+export async function patchUpload(call: Call, name: string, id: string): Promise<void> {
+  const { ctx, req, res } = call;
   const uploads = uploadStore(ctx);
   await ctx.sessions.lock(id, async () => {
     const size = await session(ctx, uploads, name, id);
@@ -289,14 +282,8 @@ export async function patchUpload(
 }
 
 /** putUpload answers the closing `PUT ?digest=`, with or without a last chunk (201). */
-export async function putUpload(
-  ctx: RegistryContext,
-  req: IncomingMessage,
-  res: ServerResponse,
-  name: string,
-  id: string,
-  query: URLSearchParams,
-): Promise<void> {
+export async function putUpload(call: Call, name: string, id: string): Promise<void> {
+  const { ctx, req, res, query } = call;
   const uploads = uploadStore(ctx);
   await ctx.sessions.lock(id, async () => {
     let size = await session(ctx, uploads, name, id);
@@ -402,13 +389,8 @@ export async function completeUpload(
 }
 
 /** uploadStatus answers GET of a session: 204 with its Range. */
-export async function uploadStatus(
-  ctx: RegistryContext,
-  req: IncomingMessage,
-  res: ServerResponse,
-  name: string,
-  id: string,
-): Promise<void> {
+export async function uploadStatus(call: Call, name: string, id: string): Promise<void> {
+  const { ctx, req, res } = call;
   const size = await session(ctx, uploadStore(ctx), name, id);
   send(req, res, 204, uploadHeaders(name, id, size));
 }
@@ -417,13 +399,8 @@ export async function uploadStatus(
  * cancelUpload answers DELETE of a session (204).
  * @throws HttpError 400 BLOB_UPLOAD_INVALID while a request is writing it
  */
-export async function cancelUpload(
-  ctx: RegistryContext,
-  req: IncomingMessage,
-  res: ServerResponse,
-  name: string,
-  id: string,
-): Promise<void> {
+export async function cancelUpload(call: Call, name: string, id: string): Promise<void> {
+  const { ctx, req, res } = call;
   const uploads = uploadStore(ctx);
   await session(ctx, uploads, name, id);
   if (ctx.sessions.busy(id)) {

@@ -1,3 +1,4 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Action, AccessNeed, Authenticator } from '../auth.js';
 import type { UploadSessions } from '../sessions.js';
 import type { RegistryStorage } from '../storage/types.js';
@@ -17,6 +18,14 @@ export interface RegistryContext {
   readonly deleteEnabled: boolean;
   /** maxPage caps `n` on tags list and catalog. */
   readonly maxPage: number;
+}
+
+/** Call is one request being answered by an endpoint module. */
+export interface Call {
+  readonly ctx: RegistryContext;
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly query: URLSearchParams;
 }
 
 /** repoNeed is the access a request needs to `actions` on repository `name`. */
