@@ -7,3 +7,5 @@
 export { childrenToWrite } from './image.js';
 export { manifestAccept } from './media-types.js';
 export { deferredStream, layerTarStream } from './compression.js';
+export { encodeTarHeader, tarPadding, tarTrailer } from './tar-header.js';
+export type { TarHeader, TarType } from './tar-header.js';

@@ -16,8 +16,11 @@ describe('@lading/core entry points', () => {
     expect(Object.keys(internal).sort()).toEqual([
       'childrenToWrite',
       'deferredStream',
+      'encodeTarHeader',
       'layerTarStream',
       'manifestAccept',
+      'tarPadding',
+      'tarTrailer',
     ]);
     expect(internal.manifestAccept).toContain('application/vnd.oci.image.manifest.v1+json');
   });

@@ -12,7 +12,7 @@ import { open as openAsync } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { AbortedError, ErrorCode, LadingError } from '@lading/core';
-import { encodeHeader, padding, tarTrailer, type TarHeader } from './internal/tar-header.js';
+import { encodeTarHeader, tarPadding, tarTrailer, type TarHeader } from '@lading/core/internal';
 import { blockSize as chunkTarget, takeBlock } from './internal/block-pool.js';
 import { OpenerLayer } from './opener-layer.js';
 import { defaultMediaType, type LayerOptions } from './stream-layer.js';
@@ -247,7 +247,7 @@ async function* walkTar(root: string, r: Resolved, pooled: boolean): AsyncGenera
   const tarName = (rel: string): string =>
     r.prefix === '' ? rel : rel === '' ? r.prefix : `${r.prefix}/${rel}`;
   const synthetic = (name: string, type: 'file' | 'directory'): Buffer =>
-    encodeHeader({
+    encodeTarHeader({
       name,
       type,
       mode: type === 'directory' ? 0o755 : 0o644,
@@ -313,7 +313,7 @@ async function* walkTar(root: string, r: Resolved, pooled: boolean): AsyncGenera
     const base = { mode: st.mode & 0o7777, ...ids(st), mtime: mtimeOf(st), size: 0 };
     const name2 = tarName(rel);
     if (st.isDirectory()) {
-      batch.add(encodeHeader({ ...base, name: `${name2}/`, type: 'directory' }));
+      batch.add(encodeTarHeader({ ...base, name: `${name2}/`, type: 'directory' }));
       yield* batch.take();
       list(abs, rel);
       continue;
@@ -325,7 +325,7 @@ async function* walkTar(root: string, r: Resolved, pooled: boolean): AsyncGenera
       } catch (e) {
         throw ioError(`cannot read link ${abs}`, e);
       }
-      batch.add(encodeHeader({ ...base, name: name2, type: 'symlink', linkname: target }));
+      batch.add(encodeTarHeader({ ...base, name: name2, type: 'symlink', linkname: target }));
       yield* batch.take();
       continue;
     }
@@ -338,7 +338,7 @@ async function* walkTar(root: string, r: Resolved, pooled: boolean): AsyncGenera
         devmajor: st.isFIFO() ? 0 : Math.floor(rdev / 256) & 0xfff,
         devminor: st.isFIFO() ? 0 : (rdev & 0xff) | (Math.floor(rdev / 4096) & 0xfff00),
       };
-      batch.add(encodeHeader(h));
+      batch.add(encodeTarHeader(h));
       yield* batch.take();
       continue;
     }
@@ -347,13 +347,13 @@ async function* walkTar(root: string, r: Resolved, pooled: boolean): AsyncGenera
       const key = `${st.dev}:${st.ino}`;
       const first = hardlinks.get(key);
       if (first !== undefined) {
-        batch.add(encodeHeader({ ...base, name: name2, type: 'link', linkname: first }));
+        batch.add(encodeTarHeader({ ...base, name: name2, type: 'link', linkname: first }));
         yield* batch.take();
         continue;
       }
       hardlinks.set(key, name2);
     }
-    batch.add(encodeHeader({ ...base, name: name2, type: 'file', size: st.size }));
+    batch.add(encodeTarHeader({ ...base, name: name2, type: 'file', size: st.size }));
     let got = 0;
     if (st.size < smallFile) {
       // Small files in one synchronous read: a round trip to the thread
@@ -399,7 +399,7 @@ async function* walkTar(root: string, r: Resolved, pooled: boolean): AsyncGenera
         `${abs} shrank from ${st.size} to ${got} bytes while being read`,
       );
     }
-    batch.zeros(padding(st.size));
+    batch.zeros(tarPadding(st.size));
     yield* batch.take();
   }
   // Whiteouts whose directory is not in the tree go last, in byte order.

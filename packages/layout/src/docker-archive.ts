@@ -35,14 +35,8 @@ import {
   type MediaTypeString,
   type Target,
 } from '@lading/core';
-import {
-  indexTar,
-  resolveEntry,
-  tarEnd,
-  tarHeader,
-  tarPadding,
-  type TarEntry,
-} from './internal/tar.js';
+import { tarPadding, tarTrailer } from '@lading/core/internal';
+import { indexTar, resolveEntry, tarHeader, type TarEntry } from './internal/tar.js';
 import { refNameAnnotation } from './oci-layout.js';
 import { onlyImage } from './internal/only.js';
 
@@ -652,13 +646,13 @@ export class DockerArchive implements Target, BlobWriter {
           for await (const chunk of createReadStream(layer.path, { signal: options.signal })) {
             yield chunk as Buffer;
           }
-          yield tarPadding(size);
+          yield Buffer.alloc(tarPadding(size));
         }
         if (!written.has(image.configName)) {
           written.add(image.configName);
           yield tarHeader(image.configName, image.config.length);
           yield image.config;
-          yield tarPadding(image.config.length);
+          yield Buffer.alloc(tarPadding(image.config.length));
         }
       }
       const manifest = Buffer.from(
@@ -672,7 +666,7 @@ export class DockerArchive implements Target, BlobWriter {
       );
       yield tarHeader('manifest.json', manifest.length);
       yield manifest;
-      yield tarPadding(manifest.length);
+      yield Buffer.alloc(tarPadding(manifest.length));
       // The OCI layout parts docker 25+ adds, without a second copy of the
       // data: blobs/ entries are hardlinks to the layer.tar and config files.
       yield tarHeader('blobs/', 0, 'directory');
@@ -713,7 +707,7 @@ export class DockerArchive implements Target, BlobWriter {
           linked.add(digestHex(digest));
           yield tarHeader(`blobs/sha256/${digestHex(digest)}`, bytes.length);
           yield bytes;
-          yield tarPadding(bytes.length);
+          yield Buffer.alloc(tarPadding(bytes.length));
         }
         const desc: Descriptor = { mediaType: MediaType.OciManifest, digest, size: bytes.length };
         if (p.tags.length === 0) index.manifests.push(desc);
@@ -730,11 +724,11 @@ export class DockerArchive implements Target, BlobWriter {
       const layoutBytes = Buffer.from(JSON.stringify({ imageLayoutVersion: '1.0.0' }));
       yield tarHeader('oci-layout', layoutBytes.length);
       yield layoutBytes;
-      yield tarPadding(layoutBytes.length);
+      yield Buffer.alloc(tarPadding(layoutBytes.length));
       const indexBytes = Buffer.from(JSON.stringify(index));
       yield tarHeader('index.json', indexBytes.length);
       yield indexBytes;
-      yield tarPadding(indexBytes.length);
+      yield Buffer.alloc(tarPadding(indexBytes.length));
       const repositories: Record<string, Record<string, string>> = {};
       for (const p of planned) {
         const top = p.layers.at(-1);
@@ -751,8 +745,8 @@ export class DockerArchive implements Target, BlobWriter {
       const repos = Buffer.from(JSON.stringify(repositories));
       yield tarHeader('repositories', repos.length);
       yield repos;
-      yield tarPadding(repos.length);
-      yield tarEnd();
+      yield Buffer.alloc(tarPadding(repos.length));
+      yield tarTrailer;
     }
     try {
       await pipeline(Readable.from(archive()), createWriteStream(tmp, { flags: 'wx' }), {

@@ -20,7 +20,7 @@ import {
   type MemoryTarget,
 } from '@lading/core';
 import { dockerArchive, normalizeRepoTag, ociLayout } from '../src/index.js';
-import { OnceLayer, lazyImage, run, tarOf, tempDir } from './helpers.js';
+import { OnceLayer, lazyImage, run, tarNames, tarOf, tempDir } from './helpers.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -52,20 +52,6 @@ async function sampleImage() {
 
 function json(mem: MemoryTarget, d: Descriptor): unknown {
   return JSON.parse(Buffer.from(mem.bytes(d.digest)!).toString('utf8'));
-}
-
-async function tarNames(file: string): Promise<string[]> {
-  const names: string[] = [];
-  const extract = tar.extract();
-  const done = (async () => {
-    for await (const entry of extract) {
-      names.push(entry.header.name);
-      entry.resume();
-    }
-  })();
-  await pipeline(createReadStream(file), extract);
-  await done;
-  return names;
 }
 
 describe('dockerArchive', () => {
