@@ -14,7 +14,10 @@ describe('@lading/core entry points', () => {
 
   it('serves the plumbing from @lading/core/internal when a sibling package imports it', () => {
     expect(Object.keys(internal).sort()).toEqual([
+      'ByteCounter',
+      'Limiter',
       'childrenToWrite',
+      'deferred',
       'deferredStream',
       'encodeTarHeader',
       'layerTarStream',

@@ -20,6 +20,7 @@ import {
   type Layer,
   type MediaTypeString,
 } from '@lading/core';
+import { Limiter } from '@lading/core/internal';
 import { extract, type ExtractOptions } from './extract.js';
 
 /** ExtractVerifiedOptions configure {@link extractVerified}. */
@@ -297,33 +298,19 @@ export async function extractVerified(
     work = await mkdtemp(join(parent, `.${basename(found.path)}.lading-`));
     const spoolDir = work;
     const files = list.map((_, i) => join(spoolDir, `layer-${String(i + 1)}.tar`));
-    // A small semaphore: layers start in order, `concurrency` at a time.
-    const slots: (() => void)[] = [];
-    let running = 0;
-    const acquire = (): Promise<void> => {
-      if (running < concurrency) {
-        running++;
-        return Promise.resolve();
-      }
-      return new Promise((r) => slots.push(r));
-    };
-    const release = (): void => {
-      const wake = slots.shift();
-      if (wake === undefined) running--;
-      else wake();
-    };
-    spooled = list.map(async (layer, i) => {
-      await acquire();
-      try {
-        if (stop.signal.aborted) throw stop.signal.reason;
-        await spool(layer, i + 1, files[i] ?? '', stop.signal);
-      } catch (e) {
-        fail(e);
-        throw e;
-      } finally {
-        release();
-      }
-    });
+    // Layers start in order, `concurrency` at a time (Infinity: all at once).
+    const limiter = new Limiter(Math.min(concurrency, Math.max(1, list.length)));
+    spooled = list.map((layer, i) =>
+      limiter.run(async () => {
+        try {
+          if (stop.signal.aborted) throw stop.signal.reason;
+          await spool(layer, i + 1, files[i] ?? '', stop.signal);
+        } catch (e) {
+          fail(e);
+          throw e;
+        }
+      }),
+    );
     for (const p of spooled) p.catch(() => undefined);
     await Promise.all(spooled);
     async function* verified(): AsyncGenerator<Layer> {
