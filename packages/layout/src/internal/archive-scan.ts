@@ -25,6 +25,7 @@ import { normalizeRepoTag, type ArchiveImage } from '../docker-archive.js';
 import { refNameAnnotation } from '../oci-layout.js';
 import { invalid, jsonOf } from './archive-errors.js';
 import { indexTar, resolveEntry, type TarEntry } from './tar.js';
+import { codeOf } from './layout-files.js';
 
 /** ArchiveBlob is a blob of a scanned archive: a byte range of the file, or bytes lading made. */
 export type ArchiveBlob =
@@ -44,10 +45,6 @@ type ManifestJsonItem = {
   RepoTags: string[] | null;
   Layers: string[];
 };
-
-function codeOf(err: unknown): string | undefined {
-  return typeof err === 'object' && err !== null && 'code' in err ? String(err.code) : undefined;
-}
 
 async function readRange(file: string, entry: TarEntry, length: number): Promise<Buffer> {
   const fh = await open(file, 'r');
