@@ -13,13 +13,15 @@ import {
   digestOf,
   isImageManifestMediaType,
   successorsOf,
-  type ConfigFile,
-  type Descriptor,
-  type Digest,
-  type ImageManifest,
-  type IndexManifest,
-  type IoOptions,
-  type MediaTypeString,
+} from '@lading/core';
+import type {
+  ConfigFile,
+  Descriptor,
+  Digest,
+  ImageManifest,
+  IndexManifest,
+  IoOptions,
+  MediaTypeString,
 } from '@lading/core';
 import { tarPadding, tarTrailer } from '@lading/core/internal';
 import { refNameAnnotation } from '../oci-layout.js';
