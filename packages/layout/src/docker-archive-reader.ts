@@ -27,6 +27,7 @@ import { onlyImage } from './internal/only.js';
  * tar). Writes fail with UNSUPPORTED.
  */
 export class DockerArchiveReader extends DockerArchive {
+  /** mode is `'read'`. */
   readonly mode = 'read' as const;
   #scanned: Promise<ScannedArchive> | undefined;
   #closed = false;

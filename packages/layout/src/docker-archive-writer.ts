@@ -48,6 +48,7 @@ function isLayerMediaType(mt: string): boolean {
  * RepoTags (`v1` → `v1:latest`, `docker.io/library/x:1` → `x:1`).
  */
 export class DockerArchiveWriter extends DockerArchive {
+  /** mode is `'write'`. */
   readonly mode = 'write' as const;
   readonly #tmpRoot: string;
   #spoolDir: Promise<string> | undefined;

@@ -45,21 +45,28 @@ export abstract class DockerArchive implements Target, BlobWriter {
   /** mode is `'read'` for a reader, `'write'` for a writer. */
   abstract readonly mode: 'read' | 'write';
 
+  /** The constructor records the archive path; no I/O happens until the first call. */
   constructor(file: string) {
     this.file = file;
   }
 
   /** images lists the archive's images and their RepoTags (reader only). */
   abstract images(options?: IoOptions): Promise<ArchiveImage[]>;
+  /** resolve finds an image manifest by tag (a RepoTag) or digest. @throws NOT_FOUND */
   abstract resolve(ref: string, options?: IoOptions): Promise<Descriptor>;
+  /** fetch streams a blob, verified against `desc`. @throws NOT_FOUND */
   abstract fetch(desc: Descriptor, options?: IoOptions): Promise<Readable>;
+  /** exists tells whether the blob is there with the descriptor's size. */
   abstract exists(desc: Descriptor, options?: IoOptions): Promise<boolean>;
+  /** push stores a blob (writer only). @throws UNSUPPORTED on a reader */
   abstract push(desc: Descriptor, content: Readable, options?: IoOptions): Promise<void>;
+  /** pushUnknown stores a blob of unknown digest (writer only). @throws UNSUPPORTED on a reader */
   abstract pushUnknown(
     content: Readable,
     mediaType: MediaTypeString,
     options?: IoOptions,
   ): Promise<Descriptor>;
+  /** tag records a RepoTag for a pushed image (writer only). @throws UNSUPPORTED on a reader */
   abstract tag(desc: Descriptor, ref: string, options?: IoOptions): Promise<void>;
   /** close writes the archive (writer) or forgets the scanned index (reader). */
   abstract close(options?: IoOptions): Promise<void>;
