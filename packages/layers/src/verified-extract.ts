@@ -243,6 +243,7 @@ async function inspect(dest: string): Promise<{ state: DestinationState; path: s
  * apply, say with UNSAFE_PATH, can leave the layers before it applied).
  * Staging and spool files are removed in every case.
  * @throws DIGEST_MISMATCH or SIZE_MISMATCH for a layer that is not what it claims;
+ *   INVALID_ARGUMENT for a `concurrency` that is not a number;
  *   the codes of {@link extract} otherwise.
  */
 export async function extractVerified(
@@ -254,6 +255,9 @@ export async function extractVerified(
   const list: Layer[] = [];
   for await (const layer of layers) list.push(layer);
   const concurrency = Math.max(1, Math.floor(options.concurrency ?? 4));
+  // Layers spool in order, `concurrency` at a time (Infinity: all at once);
+  // a NaN bound fails here, before anything is created.
+  const limiter = new Limiter(Math.min(concurrency, Math.max(1, list.length)));
   const dest = resolve(dir);
   let created: string | undefined;
   let work: string | undefined;
@@ -298,8 +302,6 @@ export async function extractVerified(
     work = await mkdtemp(join(parent, `.${basename(found.path)}.lading-`));
     const spoolDir = work;
     const files = list.map((_, i) => join(spoolDir, `layer-${String(i + 1)}.tar`));
-    // Layers start in order, `concurrency` at a time (Infinity: all at once).
-    const limiter = new Limiter(Math.min(concurrency, Math.max(1, list.length)));
     spooled = list.map((layer, i) =>
       limiter.run(async () => {
         try {
