@@ -5,9 +5,13 @@ import { ErrorCode, LadingError, throwIfAborted } from './errors.js';
 import { isImageManifestMediaType, isIndexMediaType, isManifestMediaType } from './media-types.js';
 import type { BlobKind, ProgressEmitter } from './progress.js';
 import { isMounter, type IoOptions, type Target } from './target.js';
+import { Limiter } from './limiter.js';
 import { MAX_MANIFEST_SIZE, readCapped } from './parse.js';
 import { selectPlatform } from './platform.js';
 import type { Descriptor, Platform } from './wire.js';
+
+// write-image.ts imports Limiter from here; it lives in limiter.ts.
+export { Limiter };
 
 /** CopyHookResult is what a `preCopy` hook may answer: `'skip'` leaves the node (and its sub-graph) out. */
 export type CopyHookResult = 'skip' | undefined;
@@ -43,37 +47,6 @@ export interface CopyOptions extends IoOptions {
    * go-containerregistry and skopeo do.
    */
   readonly copyForeignLayers?: boolean;
-}
-
-/** A counting semaphore bounding concurrent work. */
-export class Limiter {
-  #active = 0;
-  readonly #queue: (() => void)[] = [];
-  readonly #max: number;
-
-  constructor(max: number) {
-    if (!Number.isInteger(max) || max < 1) {
-      throw new LadingError(ErrorCode.InvalidArgument, `concurrency must be ≥ 1, got ${max}`);
-    }
-    this.#max = max;
-  }
-
-  /** run waits for a free slot, then runs `fn` holding it. */
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.#active >= this.#max) {
-      // The releasing task hands its slot over: #active stays the same.
-      await new Promise<void>((resolve) => this.#queue.push(resolve));
-    } else {
-      this.#active++;
-    }
-    try {
-      return await fn();
-    } finally {
-      const next = this.#queue.shift();
-      if (next === undefined) this.#active--;
-      else next();
-    }
-  }
 }
 
 /**

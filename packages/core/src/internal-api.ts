@@ -7,3 +7,10 @@
 export { childrenToWrite } from './image.js';
 export { manifestAccept } from './media-types.js';
 export { deferredStream, layerTarStream } from './compression.js';
+export { encodeTarHeader, tarPadding, tarTrailer } from './tar-header.js';
+export type { TarHeader, TarType } from './tar-header.js';
+export { Limiter } from './limiter.js';
+export { deferred } from './deferred.js';
+export type { Deferred } from './deferred.js';
+export { ByteCounter } from './byte-counter.js';
+export type { ByteCounterOptions } from './byte-counter.js';

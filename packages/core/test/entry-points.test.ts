@@ -14,10 +14,16 @@ describe('@lading/core entry points', () => {
 
   it('serves the plumbing from @lading/core/internal when a sibling package imports it', () => {
     expect(Object.keys(internal).sort()).toEqual([
+      'ByteCounter',
+      'Limiter',
       'childrenToWrite',
+      'deferred',
       'deferredStream',
+      'encodeTarHeader',
       'layerTarStream',
       'manifestAccept',
+      'tarPadding',
+      'tarTrailer',
     ]);
     expect(internal.manifestAccept).toContain('application/vnd.oci.image.manifest.v1+json');
   });

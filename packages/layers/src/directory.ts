@@ -3,7 +3,6 @@ import {
   constants as fsConstants,
   lstatSync,
   openSync,
-  readSync,
   readdirSync,
   readlinkSync,
   type Stats,
@@ -12,8 +11,9 @@ import { open as openAsync } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { AbortedError, ErrorCode, LadingError } from '@lading/core';
-import { encodeHeader, padding, tarTrailer, type TarHeader } from './internal/tar-header.js';
-import { blockSize as chunkTarget, takeBlock } from './internal/block-pool.js';
+import { encodeTarHeader, tarPadding, tarTrailer, type TarHeader } from '@lading/core/internal';
+import { blockSize as chunkTarget } from './internal/block-pool.js';
+import { Chunker } from './internal/chunker.js';
 import { OpenerLayer } from './opener-layer.js';
 import { defaultMediaType, type LayerOptions } from './stream-layer.js';
 
@@ -141,95 +141,6 @@ function ioError(message: string, cause: unknown): LadingError {
 /** Regular files are opened without following a symlink swapped in after lstat. */
 const openFlags = fsConstants.O_RDONLY | ((fsConstants as { O_NOFOLLOW?: number }).O_NOFOLLOW ?? 0);
 
-/**
- * Chunker writes the tar into fixed 1 MiB chunks: headers are copied in and
- * file contents are read straight into the chunk, so a file's bytes are
- * never held in a buffer of their own and later stages see few large
- * writes. Full chunks wait in `ready` until the walker yields them.
- */
-class Chunker {
-  ready: Buffer[] = [];
-  readonly #alloc: () => Buffer;
-  #buf: Buffer;
-  #used = 0;
-
-  /** With `pooled`, chunks come from the block pool (see internal/block-pool.ts). */
-  constructor(pooled: boolean) {
-    this.#alloc = pooled ? takeBlock : () => Buffer.allocUnsafeSlow(chunkTarget);
-    this.#buf = this.#alloc();
-  }
-
-  #advance(n: number): void {
-    this.#used += n;
-    if (this.#used === chunkTarget) {
-      this.ready.push(this.#buf);
-      this.#buf = this.#alloc();
-      this.#used = 0;
-    }
-  }
-
-  /** add copies `b` in. */
-  add(b: Uint8Array): void {
-    let off = 0;
-    while (off < b.length) {
-      const n = Math.min(b.length - off, chunkTarget - this.#used);
-      this.#buf.set(b.subarray(off, off + n), this.#used);
-      off += n;
-      this.#advance(n);
-    }
-  }
-
-  /** zeros appends `n` zero bytes (a file's padding). */
-  zeros(n: number): void {
-    while (n > 0) {
-      const k = Math.min(n, chunkTarget - this.#used);
-      this.#buf.fill(0, this.#used, this.#used + k);
-      n -= k;
-      this.#advance(k);
-    }
-  }
-
-  /** readSync reads up to `size` bytes of `fd` from the start; returns how many it got. */
-  readSync(fd: number, size: number): number {
-    let got = 0;
-    while (got < size) {
-      const want = Math.min(size - got, chunkTarget - this.#used);
-      const n = readSync(fd, this.#buf, this.#used, want, got);
-      if (n === 0) break;
-      got += n;
-      this.#advance(n);
-    }
-    return got;
-  }
-
-  /** read reads once from `file` at `position`, at most `max` bytes; returns how many it got. */
-  async read(
-    file: { read: (b: Buffer, o: number, l: number, p: number) => Promise<{ bytesRead: number }> },
-    position: number,
-    max: number,
-  ): Promise<number> {
-    const want = Math.min(max, chunkTarget - this.#used);
-    const { bytesRead } = await file.read(this.#buf, this.#used, want, position);
-    this.#advance(bytesRead);
-    return bytesRead;
-  }
-
-  /** take hands out the full chunks. */
-  take(): Buffer[] {
-    const r = this.ready;
-    this.ready = [];
-    return r;
-  }
-
-  /** rest hands out the partly filled chunk (at the end of the tar). */
-  rest(): Buffer {
-    const out = this.#buf.subarray(0, this.#used);
-    this.#buf = this.#alloc();
-    this.#used = 0;
-    return out;
-  }
-}
-
 async function* walkTar(root: string, r: Resolved, pooled: boolean): AsyncGenerator<Buffer> {
   const batch = new Chunker(pooled);
   const hardlinks = new Map<string, string>();
@@ -247,7 +158,7 @@ async function* walkTar(root: string, r: Resolved, pooled: boolean): AsyncGenera
   const tarName = (rel: string): string =>
     r.prefix === '' ? rel : rel === '' ? r.prefix : `${r.prefix}/${rel}`;
   const synthetic = (name: string, type: 'file' | 'directory'): Buffer =>
-    encodeHeader({
+    encodeTarHeader({
       name,
       type,
       mode: type === 'directory' ? 0o755 : 0o644,
@@ -313,7 +224,7 @@ async function* walkTar(root: string, r: Resolved, pooled: boolean): AsyncGenera
     const base = { mode: st.mode & 0o7777, ...ids(st), mtime: mtimeOf(st), size: 0 };
     const name2 = tarName(rel);
     if (st.isDirectory()) {
-      batch.add(encodeHeader({ ...base, name: `${name2}/`, type: 'directory' }));
+      batch.add(encodeTarHeader({ ...base, name: `${name2}/`, type: 'directory' }));
       yield* batch.take();
       list(abs, rel);
       continue;
@@ -325,7 +236,7 @@ async function* walkTar(root: string, r: Resolved, pooled: boolean): AsyncGenera
       } catch (e) {
         throw ioError(`cannot read link ${abs}`, e);
       }
-      batch.add(encodeHeader({ ...base, name: name2, type: 'symlink', linkname: target }));
+      batch.add(encodeTarHeader({ ...base, name: name2, type: 'symlink', linkname: target }));
       yield* batch.take();
       continue;
     }
@@ -338,7 +249,7 @@ async function* walkTar(root: string, r: Resolved, pooled: boolean): AsyncGenera
         devmajor: st.isFIFO() ? 0 : Math.floor(rdev / 256) & 0xfff,
         devminor: st.isFIFO() ? 0 : (rdev & 0xff) | (Math.floor(rdev / 4096) & 0xfff00),
       };
-      batch.add(encodeHeader(h));
+      batch.add(encodeTarHeader(h));
       yield* batch.take();
       continue;
     }
@@ -347,13 +258,13 @@ async function* walkTar(root: string, r: Resolved, pooled: boolean): AsyncGenera
       const key = `${st.dev}:${st.ino}`;
       const first = hardlinks.get(key);
       if (first !== undefined) {
-        batch.add(encodeHeader({ ...base, name: name2, type: 'link', linkname: first }));
+        batch.add(encodeTarHeader({ ...base, name: name2, type: 'link', linkname: first }));
         yield* batch.take();
         continue;
       }
       hardlinks.set(key, name2);
     }
-    batch.add(encodeHeader({ ...base, name: name2, type: 'file', size: st.size }));
+    batch.add(encodeTarHeader({ ...base, name: name2, type: 'file', size: st.size }));
     let got = 0;
     if (st.size < smallFile) {
       // Small files in one synchronous read: a round trip to the thread
@@ -399,7 +310,7 @@ async function* walkTar(root: string, r: Resolved, pooled: boolean): AsyncGenera
         `${abs} shrank from ${st.size} to ${got} bytes while being read`,
       );
     }
-    batch.zeros(padding(st.size));
+    batch.zeros(tarPadding(st.size));
     yield* batch.take();
   }
   // Whiteouts whose directory is not in the tree go last, in byte order.

@@ -1,16 +1,5 @@
 import { execFile } from 'node:child_process';
-import {
-  closeSync,
-  constants as fsConstants,
-  fchmodSync,
-  lstatSync,
-  mkdirSync,
-  openSync,
-  readlinkSync,
-  writeSync,
-  writevSync,
-  type Stats,
-} from 'node:fs';
+import { lstatSync, mkdirSync, readlinkSync, type Stats } from 'node:fs';
 import {
   chmod,
   lchown,
@@ -22,7 +11,6 @@ import {
   realpath,
   rm,
   symlink,
-  type FileHandle,
 } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -38,8 +26,14 @@ import {
   type Layer,
 } from '@lading/core';
 import { completeTar } from './internal/tar-check.js';
-
-import { openNewFile } from './internal/new-file.js';
+import { safeRelative, unsafe } from './safe-path.js';
+import {
+  openNewFile,
+  smallFile,
+  writeAll,
+  writeBatch,
+  writeSmallFileSync,
+} from './internal/new-file.js';
 import { sparseOf, writeSparseFile } from './internal/sparse.js';
 
 const execFileP = promisify(execFile);
@@ -65,68 +59,6 @@ export interface ExtractOptions {
    * are followed either way. Nothing is ever written outside `dir`.
    */
   readonly scoped?: boolean;
-}
-
-function unsafe(name: string, why: string): LadingError {
-  return new LadingError(
-    ErrorCode.UnsafePath,
-    `refusing tar entry ${JSON.stringify(name)}: ${why}`,
-  );
-}
-
-/**
- * safeRelative turns a tar path into a relative one: `./` dropped, empty and
- * `.` components removed; any `..` component is refused, and so is an
- * absolute path unless `scoped` (then it is taken from the root, as
- * containerd does).
- * @throws UNSAFE_PATH for `..` components, absolute paths or NUL bytes.
- */
-export function safeRelative(name: string, scoped = false): string {
-  if (name.includes('\0')) throw unsafe(name, 'NUL byte in the path');
-  if (!scoped && name.startsWith('/') && name.replace(/^\/+/, '') !== '') {
-    throw unsafe(name, 'the path is absolute');
-  }
-  const parts = name.split('/').filter((p) => p !== '' && p !== '.');
-  if (parts.includes('..')) throw unsafe(name, 'the path has a ".." component');
-  return parts.join('/');
-}
-
-/** writeBatch is how many bytes of a file are gathered before one write. */
-const writeBatch = 1024 * 1024;
-
-/** writeAll writes `chunks` (`total` bytes) at the file's position, with one writev when it can. */
-async function writeAll(fh: FileHandle, chunks: readonly Buffer[], total: number): Promise<void> {
-  const { bytesWritten } = await fh.writev(chunks);
-  if (bytesWritten === total) return;
-  // A short write (rare on regular files): write the rest plainly.
-  let rest = Buffer.concat(chunks).subarray(bytesWritten);
-  while (rest.length > 0) {
-    const r = await fh.write(rest);
-    rest = rest.subarray(r.bytesWritten);
-  }
-}
-
-/** O_EXCL | O_NOFOLLOW: never open through a link, never reuse a file. */
-const createFlags =
-  fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW;
-
-/** Files up to this size are written with synchronous calls. */
-const smallFile = 256 * 1024;
-
-/** writeSmallFileSync creates `abs` (never through a link) with `mode` and writes `chunks` to it. */
-function writeSmallFileSync(abs: string, mode: number, chunks: Buffer[], total: number): void {
-  const fd = openSync(abs, createFlags, 0o600);
-  try {
-    fchmodSync(fd, mode);
-    let done = total === 0 ? 0 : writevSync(fd, chunks);
-    if (done < total) {
-      // A short write (rare on regular files): write the rest plainly.
-      const all = Buffer.concat(chunks, total);
-      while (done < total) done += writeSync(fd, all, done, total - done);
-    }
-  } finally {
-    closeSync(fd);
-  }
 }
 
 /** maxLinks is how many symlinks one path may go through (Linux allows 40). */

@@ -8,13 +8,8 @@ import {
   type MediaTypeString,
 } from '@lading/core';
 import { resolveCompression, type CompressionOptions } from './compression.js';
-import {
-  deferred,
-  startPass,
-  toReadable,
-  type PassOutput,
-  type PassResult,
-} from './internal/pass.js';
+import { deferred } from '@lading/core/internal';
+import { startPass, toReadable, type PassOutput, type PassResult } from './internal/pass.js';
 
 /** LayerOptions are shared by every layer kind in this package. */
 export interface LayerOptions extends CompressionOptions {

@@ -20,6 +20,7 @@ import {
   type Layer,
   type MediaTypeString,
 } from '@lading/core';
+import { Limiter } from '@lading/core/internal';
 import { extract, type ExtractOptions } from './extract.js';
 
 /** ExtractVerifiedOptions configure {@link extractVerified}. */
@@ -242,6 +243,7 @@ async function inspect(dest: string): Promise<{ state: DestinationState; path: s
  * apply, say with UNSAFE_PATH, can leave the layers before it applied).
  * Staging and spool files are removed in every case.
  * @throws DIGEST_MISMATCH or SIZE_MISMATCH for a layer that is not what it claims;
+ *   INVALID_ARGUMENT for a `concurrency` that is not a number;
  *   the codes of {@link extract} otherwise.
  */
 export async function extractVerified(
@@ -253,6 +255,9 @@ export async function extractVerified(
   const list: Layer[] = [];
   for await (const layer of layers) list.push(layer);
   const concurrency = Math.max(1, Math.floor(options.concurrency ?? 4));
+  // Layers spool in order, `concurrency` at a time (Infinity: all at once);
+  // a NaN bound fails here, before anything is created.
+  const limiter = new Limiter(Math.min(concurrency, Math.max(1, list.length)));
   const dest = resolve(dir);
   let created: string | undefined;
   let work: string | undefined;
@@ -297,33 +302,17 @@ export async function extractVerified(
     work = await mkdtemp(join(parent, `.${basename(found.path)}.lading-`));
     const spoolDir = work;
     const files = list.map((_, i) => join(spoolDir, `layer-${String(i + 1)}.tar`));
-    // A small semaphore: layers start in order, `concurrency` at a time.
-    const slots: (() => void)[] = [];
-    let running = 0;
-    const acquire = (): Promise<void> => {
-      if (running < concurrency) {
-        running++;
-        return Promise.resolve();
-      }
-      return new Promise((r) => slots.push(r));
-    };
-    const release = (): void => {
-      const wake = slots.shift();
-      if (wake === undefined) running--;
-      else wake();
-    };
-    spooled = list.map(async (layer, i) => {
-      await acquire();
-      try {
-        if (stop.signal.aborted) throw stop.signal.reason;
-        await spool(layer, i + 1, files[i] ?? '', stop.signal);
-      } catch (e) {
-        fail(e);
-        throw e;
-      } finally {
-        release();
-      }
-    });
+    spooled = list.map((layer, i) =>
+      limiter.run(async () => {
+        try {
+          if (stop.signal.aborted) throw stop.signal.reason;
+          await spool(layer, i + 1, files[i] ?? '', stop.signal);
+        } catch (e) {
+          fail(e);
+          throw e;
+        }
+      }),
+    );
     for (const p of spooled) p.catch(() => undefined);
     await Promise.all(spooled);
     async function* verified(): AsyncGenerator<Layer> {

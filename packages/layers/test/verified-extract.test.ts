@@ -73,6 +73,20 @@ describe('extractVerified', () => {
     expect(await readdir(parent)).toEqual(['out']);
   });
 
+  it('spools every layer at once into a full dir when concurrency is Infinity, and refuses NaN', async () => {
+    const dir = await scratch();
+    await extractVerified([layerFromBytes(await makeTar([{ name: 'old.txt', body: 'o' }]))], dir);
+    const layers: Layer[] = [];
+    for (const n of ['x', 'y', 'z']) {
+      layers.push(layerFromBytes(await makeTar([{ name: `${n}.txt`, body: n }])));
+    }
+    await extractVerified(layers, dir, { concurrency: Infinity });
+    expect((await readdir(dir)).sort()).toEqual(['old.txt', 'x.txt', 'y.txt', 'z.txt']);
+    const err = await rejection(extractVerified([], join(dir, 'nan'), { concurrency: NaN }));
+    expect(isLadingError(err, 'INVALID_ARGUMENT')).toBe(true);
+    expect((await readdir(dir)).sort()).toEqual(['old.txt', 'x.txt', 'y.txt', 'z.txt']);
+  });
+
   it('fails with DIGEST_MISMATCH before applying a layer whose tar is not its diffId', async () => {
     const parent = await scratch();
     const dir = join(parent, 'out');

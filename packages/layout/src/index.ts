@@ -1,9 +1,7 @@
 export { OciLayout, ociLayout, refNameAnnotation } from './oci-layout.js';
 export type { OciLayoutOptions, GcResult } from './oci-layout.js';
-export {
-  DockerArchive,
-  dockerArchive,
-  dockerLayerTar,
-  normalizeRepoTag,
-} from './docker-archive.js';
+export { DockerArchive, dockerLayerTar, normalizeRepoTag } from './docker-archive.js';
 export type { DockerArchiveOptions, ArchiveImage } from './docker-archive.js';
+export { DockerArchiveReader } from './docker-archive-reader.js';
+export { DockerArchiveWriter } from './docker-archive-writer.js';
+export { dockerArchive } from './open-archive.js';

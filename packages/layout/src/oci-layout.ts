@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { lstat, mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -14,7 +14,6 @@ import {
   fileSystemError,
   VerifyingStream,
   digestAlgorithm,
-  digestHex,
   isDigest,
   isLadingError,
   isManifestMediaType,
@@ -31,6 +30,8 @@ import {
 } from '@lading/core';
 import { withFileLock } from './internal/lock.js';
 import { onlyImage } from './internal/only.js';
+import { blobParts, codeOf, readSmall } from './internal/layout-files.js';
+import { sweep } from './internal/layout-gc.js';
 import { openRegularFile } from './internal/regular-file.js';
 
 /** The annotation that names a tag in an OCI layout's index.json. */
@@ -50,10 +51,6 @@ export interface OciLayoutOptions {
 /** GcResult reports what {@link OciLayout.gc} removed. */
 export type GcResult = { readonly removed: Digest[]; readonly bytes: number };
 
-function codeOf(err: unknown): string | undefined {
-  return typeof err === 'object' && err !== null && 'code' in err ? String(err.code) : undefined;
-}
-
 function notFound(what: string, cause?: unknown): LadingError {
   return new LadingError(ErrorCode.NotFound, `${what} not found in the OCI layout`, { cause });
 }
@@ -70,24 +67,6 @@ function withoutRefName(d: Descriptor): Descriptor {
 
 function emptyIndex(): IndexManifest {
   return { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [] };
-}
-
-function blobParts(digest: Digest): string[] {
-  return ['blobs', digestAlgorithm(digest), digestHex(digest)];
-}
-
-async function readSmall(root: string, parts: readonly string[], max: number): Promise<Buffer> {
-  const path = join(root, ...parts);
-  const fh = await openRegularFile(root, parts);
-  try {
-    const { size } = await fh.stat();
-    if (size > max) {
-      throw new LadingError(ErrorCode.ManifestTooLarge, `${path} is ${size} bytes, over ${max}`);
-    }
-    return await fh.readFile();
-  } finally {
-    await fh.close();
-  }
 }
 
 /**
@@ -399,55 +378,15 @@ export class OciLayout implements Target, BlobWriter {
    */
   async gc(options: IoOptions = {}): Promise<GcResult> {
     await this.init();
-    const removed: Digest[] = [];
-    let bytes = 0;
-    await withFileLock(
+    return withFileLock(
       join(this.dir, 'index.json.lock'),
-      async () => {
-        const live = new Set<string>();
-        const walk = async (desc: Descriptor): Promise<void> => {
-          if (live.has(desc.digest)) return;
-          live.add(desc.digest);
-          if (!isManifestMediaType(desc.mediaType)) return;
-          let content: Buffer;
-          try {
-            content = await readSmall(this.dir, blobParts(desc.digest), MAX_MANIFEST_SIZE);
-          } catch (err) {
-            if (codeOf(err) === 'ENOENT') return; // the spec allows missing blobs
-            throw err;
-          }
-          for (const child of successorsOf(content, desc)) await walk(child);
-        };
-        for (const d of await this.list(options)) await walk(d);
-        const blobs = join(this.dir, 'blobs');
-        for (const alg of await readdir(blobs)) {
-          if (alg !== 'sha256' && alg !== 'sha512') continue;
-          for (const hex of await readdir(join(blobs, alg))) {
-            throwIfAborted(options.signal);
-            const digest = `${alg}:${hex}`;
-            if (!isDigest(digest) || live.has(digest)) continue;
-            const path = join(blobs, alg, hex);
-            const s = await stat(path);
-            await rm(path, { force: true });
-            removed.push(digest);
-            bytes += s.size;
-          }
-        }
-        for (const name of await readdir(this.dir)) {
-          if (!name.startsWith('.lading-tmp-')) continue;
-          const path = join(this.dir, name);
-          const s = await stat(path).catch(() => undefined);
-          if (s !== undefined && Date.now() - s.mtimeMs > 3_600_000)
-            await rm(path, { force: true });
-        }
-      },
+      async () => sweep(this.dir, await this.list(options), options.signal),
       {
         timeoutMs: this.#options.lockTimeoutMs,
         staleMs: this.#options.staleLockMs,
         signal: options.signal,
       },
     );
-    return { removed, bytes };
   }
 
   /** readBlob reads a small blob (manifest or config, ≤ 4 MiB) whole. @throws NOT_FOUND */

@@ -19,8 +19,15 @@ import {
   type ImageManifest,
   type MemoryTarget,
 } from '@lading/core';
-import { dockerArchive, normalizeRepoTag, ociLayout } from '../src/index.js';
-import { OnceLayer, lazyImage, run, tarOf, tempDir } from './helpers.js';
+import {
+  DockerArchive,
+  DockerArchiveReader,
+  DockerArchiveWriter,
+  dockerArchive,
+  normalizeRepoTag,
+  ociLayout,
+} from '../src/index.js';
+import { OnceLayer, lazyImage, run, tarNames, tarOf, tempDir } from './helpers.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -52,20 +59,6 @@ async function sampleImage() {
 
 function json(mem: MemoryTarget, d: Descriptor): unknown {
   return JSON.parse(Buffer.from(mem.bytes(d.digest)!).toString('utf8'));
-}
-
-async function tarNames(file: string): Promise<string[]> {
-  const names: string[] = [];
-  const extract = tar.extract();
-  const done = (async () => {
-    for await (const entry of extract) {
-      names.push(entry.header.name);
-      entry.resume();
-    }
-  })();
-  await pipeline(createReadStream(file), extract);
-  await done;
-  return names;
 }
 
 describe('dockerArchive', () => {
@@ -303,6 +296,32 @@ describe('dockerArchive', () => {
     expect(
       isLadingError(await caught(dockerArchive(join(dir, 'none.tar')).resolve('a')), 'NOT_FOUND'),
     ).toBe(true);
+  });
+
+  it('opens a reader or a writer by mode, each refusing the other side with UNSUPPORTED', async () => {
+    const dir = await scratch();
+    const file = join(dir, 'modes.tar');
+    const out = dockerArchive(file, { mode: 'write' });
+    expect(out).toBeInstanceOf(DockerArchiveWriter);
+    expect(out).toBeInstanceOf(DockerArchive);
+    expect(out.mode).toBe('write');
+    expect(isLadingError(await caught(out.images()), 'UNSUPPORTED')).toBe(true);
+    await writeImage(out, 'm:1', lazyImage([layerFromBytes(await tarOf({ m: 'm' }))]));
+    await out.close();
+    expect(
+      isLadingError(await caught(out.pushUnknown(Readable.from(['x']), 'a/b')), 'INVALID_ARGUMENT'),
+    ).toBe(true);
+    const back = dockerArchive(file);
+    expect(back).toBeInstanceOf(DockerArchiveReader);
+    expect(back).toBeInstanceOf(DockerArchive);
+    expect(back.mode).toBe('read');
+    const content = Readable.from([Buffer.from('x')]);
+    expect(isLadingError(await caught(back.pushUnknown(content, 'a/b')), 'UNSUPPORTED')).toBe(true);
+    expect(content.destroyed).toBe(true);
+    const [image] = await back.images();
+    expect(isLadingError(await caught(back.tag(image!.manifest, 'n:1')), 'UNSUPPORTED')).toBe(true);
+    await back.close();
+    expect(isLadingError(await caught(back.images()), 'INVALID_ARGUMENT')).toBe(true);
   });
 
   it('fails the fetch with DIGEST_MISMATCH when a layer does not match its diffId', async () => {

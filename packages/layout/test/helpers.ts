@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { createReadStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -136,4 +137,19 @@ export function lazyImage(
     size: async () => (await rawManifest()).length,
     layers: () => Promise.resolve(layers),
   };
+}
+
+/** tarNames lists the member names of a tar file as tar-stream reads them. */
+export async function tarNames(file: string): Promise<string[]> {
+  const names: string[] = [];
+  const extract = tar.extract();
+  const done = (async () => {
+    for await (const entry of extract) {
+      names.push(entry.header.name);
+      entry.resume();
+    }
+  })();
+  await pipeline(createReadStream(file), extract);
+  await done;
+  return names;
 }

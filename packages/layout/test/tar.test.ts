@@ -6,8 +6,9 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
 import { isLadingError } from '@lading/core';
-import { indexTar, resolveEntry, tarEnd, tarHeader, tarPadding } from '../src/internal/tar.js';
-import { tempDir } from './helpers.js';
+import { tarPadding, tarTrailer } from '@lading/core/internal';
+import { indexTar, resolveEntry, tarHeader } from '../src/internal/tar.js';
+import { tarNames, tempDir } from './helpers.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -63,8 +64,8 @@ describe('indexTar', () => {
         tarHeader('d/', 0, 'directory'),
         tarHeader('d/f', body.length),
         body,
-        tarPadding(body.length),
-        tarEnd(),
+        Buffer.alloc(tarPadding(body.length)),
+        tarTrailer,
       ]),
     );
     const seen: [string, string, number][] = [];
@@ -84,13 +85,36 @@ describe('indexTar', () => {
     ]);
   });
 
+  it('writes a name over 100 bytes as PAX when indexTar and tar-stream read it back', async () => {
+    const t = await tempDir();
+    cleanups.push(t.cleanup);
+    const file = join(t.dir, 'long.tar');
+    const long = `${'n'.repeat(90)}/${'m'.repeat(90)}/layer.tar`;
+    const body = Buffer.from('long-named body');
+    await writeFile(
+      file,
+      Buffer.concat([
+        tarHeader(long, body.length),
+        body,
+        Buffer.alloc(tarPadding(body.length)),
+        tarHeader('blobs/sha256/x', 0, 'hardlink', long),
+        tarTrailer,
+      ]),
+    );
+    const entries = await indexTar(file);
+    const e = resolveEntry(entries, 'blobs/sha256/x')!;
+    expect(e.name).toBe(long);
+    expect(await read(file, e.offset, e.size)).toBe('long-named body');
+    expect(await tarNames(file)).toEqual([long, 'blobs/sha256/x']);
+  });
+
   it('rejects a corrupt header with INVALID_ARGUMENT', async () => {
     const t = await tempDir();
     cleanups.push(t.cleanup);
     const file = join(t.dir, 'c.tar');
     const h = tarHeader('x', 0);
     h[0] = 0x79; // breaks the checksum
-    await writeFile(file, Buffer.concat([h, tarEnd()]));
+    await writeFile(file, Buffer.concat([h, tarTrailer]));
     await expect(indexTar(file)).rejects.toSatisfy((e: unknown) =>
       isLadingError(e, 'INVALID_ARGUMENT'),
     );
@@ -119,7 +143,7 @@ describe('indexTar', () => {
     const file = join(t.dir, 'size.tar');
     const body = Buffer.alloc(1024, 1);
     const h = setField(tarHeader('x', 0), 124, field);
-    await writeFile(file, Buffer.concat([tarHeader('a', body.length), body, h, tarEnd()]));
+    await writeFile(file, Buffer.concat([tarHeader('a', body.length), body, h, tarTrailer]));
     await expect(indexTar(file)).rejects.toSatisfy((e: unknown) =>
       isLadingError(e, 'INVALID_ARGUMENT'),
     );
@@ -131,7 +155,7 @@ describe('indexTar', () => {
     const file = join(t.dir, 'sum.tar');
     const h = tarHeader('x', 0);
     h.write('garbage\0', 148, 'ascii');
-    await writeFile(file, Buffer.concat([h, tarEnd()]));
+    await writeFile(file, Buffer.concat([h, tarTrailer]));
     await expect(indexTar(file)).rejects.toSatisfy((e: unknown) =>
       isLadingError(e, 'INVALID_ARGUMENT'),
     );
@@ -149,7 +173,13 @@ describe('indexTar', () => {
       const pax = setField(tarHeader('PaxHeader/x', record.length), 156, Buffer.from('x'));
       await writeFile(
         file,
-        Buffer.concat([pax, record, tarPadding(record.length), tarHeader('x', 0), tarEnd()]),
+        Buffer.concat([
+          pax,
+          record,
+          Buffer.alloc(tarPadding(record.length)),
+          tarHeader('x', 0),
+          tarTrailer,
+        ]),
       );
       await expect(indexTar(file)).rejects.toSatisfy((e: unknown) =>
         isLadingError(e, 'INVALID_ARGUMENT'),

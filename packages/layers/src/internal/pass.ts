@@ -7,6 +7,7 @@ import {
   type Digest,
   type Hasher,
 } from '@lading/core';
+import { deferred } from '@lading/core/internal';
 import { gzipTransform, type ResolvedCompression } from '../compression.js';
 import { TarCheck } from './tar-check.js';
 
@@ -28,27 +29,6 @@ export interface PassSource {
    * (a directory walk): gzip may then take them without a copy.
    */
   readonly pooled?: boolean;
-}
-
-/** Deferred is a promise with its settle functions, marked handled. */
-export interface Deferred<T> {
-  readonly promise: Promise<T>;
-  readonly resolve: (v: T) => void;
-  readonly reject: (e: unknown) => void;
-}
-
-/** deferred makes a promise that never raises an unhandled rejection by itself. */
-export function deferred<T>(): Deferred<T> {
-  let resolve!: (v: T) => void;
-  let reject!: (e: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  // Nobody may await a layer's promises; keep the original (rejecting)
-  // promise for callers but mark it handled so the process does not crash.
-  promise.catch(noop);
-  return { promise, resolve, reject };
 }
 
 function noop(): void {

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { link, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AbortedError, ErrorCode, LadingError, throwIfAborted } from '@lading/core';
+import { codeOf } from './layout-files.js';
 
 /** LockOptions tune {@link withFileLock}. */
 export interface LockOptions {
@@ -10,10 +11,6 @@ export interface LockOptions {
   /** staleMs is the age after which a lock file is considered left by a dead process; default 15 s. */
   readonly staleMs?: number;
   readonly signal?: AbortSignal | undefined;
-}
-
-function codeOf(err: unknown): string | undefined {
-  return typeof err === 'object' && err !== null && 'code' in err ? String(err.code) : undefined;
 }
 
 async function breakStale(lockPath: string, staleMs: number): Promise<void> {

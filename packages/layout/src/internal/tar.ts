@@ -1,6 +1,7 @@
 import { open } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { ErrorCode, LadingError, throwIfAborted } from '@lading/core';
+import { encodeTarHeader, tarPadding } from '@lading/core/internal';
 
 /** TarEntry is one member of an uncompressed tar, located by byte offset. */
 export type TarEntry = {
@@ -195,54 +196,31 @@ export function resolveEntry(entries: Map<string, TarEntry>, name: string): TarE
   return undefined;
 }
 
-function octal(value: number, length: number): string {
-  return value.toString(8).padStart(length - 1, '0') + '\0';
-}
-
 /**
- * tarHeader encodes a ustar header for a regular file, a directory or a
- * hardlink (to `linkname`, an earlier entry) whose names fit the 100-byte
- * fields (every name lading writes does).
+ * tarHeader is the header of a docker-archive member: a regular file (0644),
+ * a directory (0755) or a hardlink to `linkname` (an earlier entry), owned
+ * by root, dated at the epoch. core's {@link encodeTarHeader} writes it, in
+ * PAX form for a name over 100 bytes or a size of 8 GiB or more.
  */
 export function tarHeader(
   name: string,
   size: number,
   type: 'file' | 'directory' | 'hardlink' = 'file',
-  linkname = '',
+  linkname?: string,
 ): Buffer {
-  const h = Buffer.alloc(block);
-  const nameBytes = Buffer.from(name, 'utf8');
-  const linkBytes = Buffer.from(linkname, 'utf8');
-  if (nameBytes.length > 100 || linkBytes.length > 100) {
-    throw new LadingError(ErrorCode.InvalidArgument, `tar name too long: ${name}`);
-  }
-  if (size > 0o77777777777) {
-    throw new LadingError(ErrorCode.Unsupported, `entry ${name} over 8 GiB`);
-  }
-  nameBytes.copy(h, 0);
-  h.write(octal(type === 'directory' ? 0o755 : 0o644, 8), 100, 'ascii');
-  h.write(octal(0, 8), 108, 'ascii');
-  h.write(octal(0, 8), 116, 'ascii');
-  h.write(octal(type === 'file' ? size : 0, 12), 124, 'ascii');
-  h.write(octal(0, 12), 136, 'ascii');
-  h.write('        ', 148, 'ascii');
-  h.write(type === 'directory' ? '5' : type === 'hardlink' ? '1' : '0', 156, 'ascii');
-  linkBytes.copy(h, 157);
-  h.write('ustar\0', 257, 'ascii');
-  h.write('00', 263, 'ascii');
-  let sum = 0;
-  for (const b of h) sum += b;
-  h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 'ascii');
-  return h;
+  return encodeTarHeader({
+    name,
+    type: type === 'hardlink' ? 'link' : type,
+    mode: type === 'directory' ? 0o755 : 0o644,
+    uid: 0,
+    gid: 0,
+    size: type === 'file' ? size : 0,
+    mtime: 0,
+    ...(linkname === undefined ? {} : { linkname }),
+  });
 }
 
-/** tarPadding is the zero fill that rounds an entry of `size` bytes up to a block. */
-export function tarPadding(size: number): Buffer {
-  const rest = size % block;
-  return Buffer.alloc(rest === 0 ? 0 : block - rest);
-}
-
-/** tarEnd is the two zero blocks that close an archive. */
-export function tarEnd(): Buffer {
-  return Buffer.alloc(block * 2);
+/** tarEntry is a whole regular-file member: its header, `data` and the padding. */
+export function tarEntry(name: string, data: Buffer): Buffer[] {
+  return [tarHeader(name, data.length), data, Buffer.alloc(tarPadding(data.length))];
 }

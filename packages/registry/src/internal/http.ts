@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Transform, type TransformCallback } from 'node:stream';
 import type { Hash } from 'node:crypto';
 import { isDigest, type Digest } from '@lading/core';
+import { ByteCounter } from '@lading/core/internal';
 import { HttpError, SpecErrorCode } from '../errors.js';
 
 /** Headers every response carries. */
@@ -85,41 +85,27 @@ export interface HashCounterOptions {
 
 /**
  * HashCounter passes bytes through, hashing and counting them, and fails
- * as soon as more than `limit` bytes arrive or `admit` refuses a chunk.
+ * as soon as more than `limit` bytes arrive or `admit` refuses a chunk:
+ * core's ByteCounter with the registry's checks.
  */
-export class HashCounter extends Transform {
-  readonly #hash: Hash | undefined;
-  readonly #limit: number;
-  readonly #options: HashCounterOptions;
-  count = 0;
-
+export class HashCounter extends ByteCounter {
   constructor(
     hash: Hash | undefined,
     limit = Number.POSITIVE_INFINITY,
     options: HashCounterOptions = {},
   ) {
-    super();
-    this.#hash = hash;
-    this.#limit = limit;
-    this.#options = options;
-  }
-
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.count += chunk.length;
-    if (this.count > this.#limit) {
-      cb(
-        this.#options.overLimit?.() ??
-          new HttpError(400, SpecErrorCode.SizeInvalid, 'more bytes than the declared range'),
-      );
-      return;
-    }
-    const refused = this.#options.admit?.(chunk.length);
-    if (refused !== undefined) {
-      cb(refused);
-      return;
-    }
-    this.#hash?.update(chunk);
-    cb(null, chunk);
+    super({
+      limit,
+      overLimit:
+        options.overLimit ??
+        ((): HttpError =>
+          new HttpError(400, SpecErrorCode.SizeInvalid, 'more bytes than the declared range')),
+      onChunk: (chunk) => {
+        const refused = options.admit?.(chunk.length);
+        if (refused === undefined) hash?.update(chunk);
+        return refused;
+      },
+    });
   }
 }
 

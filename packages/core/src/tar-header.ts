@@ -77,12 +77,14 @@ function isPlainAscii(s: string, max: number): boolean {
 }
 
 /**
- * encodeHeader encodes a tar header as ustar, preceded by a PAX extended
+ * encodeTarHeader encodes a tar header as ustar, preceded by a PAX extended
  * header when a field does not fit ustar (names or link targets over 100
  * bytes or non-ASCII, sizes ≥ 8 GiB, ids over 2 097 151). The output is a
- * pure function of its input, so archives are reproducible.
+ * pure function of its input, so archives are reproducible. It is the one
+ * tar-header writer of lading: directory layers (`@lading/layers`) and
+ * docker archives (`@lading/layout`) both write with it.
  */
-export function encodeHeader(h: TarHeader): Buffer {
+export function encodeTarHeader(h: TarHeader): Buffer {
   const pax: string[] = [];
   const linkname = h.linkname ?? '';
   let name = h.name;
@@ -113,7 +115,7 @@ export function encodeHeader(h: TarHeader): Buffer {
     body.length,
     0x78,
   );
-  return Buffer.concat([paxHeader, body, Buffer.alloc(padding(body.length)), main]);
+  return Buffer.concat([paxHeader, body, Buffer.alloc(tarPadding(body.length)), main]);
 }
 
 function truncate(s: string): string {
@@ -121,8 +123,8 @@ function truncate(s: string): string {
   return s.replace(/[^\x20-\x7e]/g, '_').slice(0, 100);
 }
 
-/** padding is the number of zero bytes that round `size` up to 512. */
-export function padding(size: number): number {
+/** tarPadding is the number of zero bytes that round an entry of `size` bytes up to 512. */
+export function tarPadding(size: number): number {
   const r = size % 512;
   return r === 0 ? 0 : 512 - r;
 }

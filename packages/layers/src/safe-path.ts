@@ -1,0 +1,26 @@
+import { ErrorCode, LadingError } from '@lading/core';
+
+/** unsafe is the UNSAFE_PATH of a tar entry extract refuses. */
+export function unsafe(name: string, why: string): LadingError {
+  return new LadingError(
+    ErrorCode.UnsafePath,
+    `refusing tar entry ${JSON.stringify(name)}: ${why}`,
+  );
+}
+
+/**
+ * safeRelative turns a tar path into a relative one: `./` dropped, empty and
+ * `.` components removed; any `..` component is refused, and so is an
+ * absolute path unless `scoped` (then it is taken from the root, as
+ * containerd does).
+ * @throws UNSAFE_PATH for `..` components, absolute paths or NUL bytes.
+ */
+export function safeRelative(name: string, scoped = false): string {
+  if (name.includes('\0')) throw unsafe(name, 'NUL byte in the path');
+  if (!scoped && name.startsWith('/') && name.replace(/^\/+/, '') !== '') {
+    throw unsafe(name, 'the path is absolute');
+  }
+  const parts = name.split('/').filter((p) => p !== '' && p !== '.');
+  if (parts.includes('..')) throw unsafe(name, 'the path has a ".." component');
+  return parts.join('/');
+}
