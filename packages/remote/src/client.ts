@@ -22,15 +22,16 @@ import {
 import { manifestAccept } from '@lading/core/internal';
 import { RegistryError } from './errors.js';
 import { parseLinkNext } from './internal/challenge.js';
+import type { Transport } from './internal/transport/index.js';
 import {
-  Transport,
   discard,
   drain,
   errorFromResponse,
   header,
   type SendResponse,
   type TransportOptions,
-} from './internal/transport.js';
+} from './internal/transport/index.js';
+import { sessionOf, type RemoteSession } from './session.js';
 import { UploadSession } from './upload.js';
 
 /** MANIFEST_SIZE_LIMIT is the largest manifest lading reads or writes (4 MiB). */
@@ -41,7 +42,14 @@ export const MANIFEST_SIZE_LIMIT = MAX_MANIFEST_SIZE;
  * retries. Stored credentials (docker/podman config files, credential
  * helpers) are used unless `auth` is given or `useStoredCredentials` is false.
  */
-export interface RemoteOptions extends TransportOptions, IoOptions {}
+export interface RemoteOptions extends TransportOptions, IoOptions {
+  /**
+   * session shares credentials, pings, tokens and connections with other
+   * calls given the same session; without one, each call builds its own
+   * from these options. See {@link RemoteSession}.
+   */
+  readonly session?: RemoteSession | undefined;
+}
 
 /** FetchedManifest is a manifest read from a registry, verified. */
 export type FetchedManifest = {
@@ -57,25 +65,6 @@ export interface BlobReadOptions extends IoOptions {
   readonly size?: number;
   /** range reads bytes [start, end] (inclusive) and skips verification. */
   readonly range?: { readonly start: number; readonly end?: number };
-}
-
-const transports = new WeakMap<object, Map<string, Transport>>();
-const noOptions = {};
-
-function transportFor(registry: string, options: RemoteOptions): Transport {
-  // Reuse one transport (and so its tokens) per options object and registry.
-  const key = options as object;
-  let byHost = transports.get(key);
-  if (byHost === undefined) {
-    byHost = new Map();
-    transports.set(key, byHost);
-  }
-  let t = byHost.get(registry);
-  if (t === undefined) {
-    t = new Transport(registry, options);
-    byHost.set(registry, t);
-  }
-  return t;
 }
 
 function mediaTypeOf(bytes: Buffer, headerType: string | undefined): MediaTypeString {
@@ -113,9 +102,9 @@ export class RegistryClient {
   /** @internal */
   readonly transport: Transport;
 
-  constructor(registry: string, options: RemoteOptions = noOptions) {
+  constructor(registry: string, options: RemoteOptions = {}) {
     this.registry = registry;
-    this.transport = transportFor(registry, options);
+    this.transport = sessionOf(options).transport(registry);
   }
 
   /** baseUrl is the registry's scheme and host. */

@@ -4,7 +4,9 @@ export { resolveCredentials, runCredentialHelper } from './credentials.js';
 export type { Credentials, CredentialLookupOptions } from './credentials.js';
 export { RegistryClient, MANIFEST_SIZE_LIMIT, PAGINATION_LIMITS } from './client.js';
 export type { RemoteOptions, FetchedManifest, BlobReadOptions } from './client.js';
-export type { RetryOptions } from './internal/transport.js';
+export type { RetryOptions, TransportOptions } from './internal/transport/index.js';
+export { RemoteSession, createSession } from './session.js';
+export type { SessionOptions } from './session.js';
 export { UploadSession, DEFAULT_CHUNK_SIZE } from './upload.js';
 export type { UploadMode, UploadResult } from './upload.js';
 export {

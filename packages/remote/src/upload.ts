@@ -15,7 +15,7 @@ import {
   header,
   type SendResponse,
   type Transport,
-} from './internal/transport.js';
+} from './internal/transport/index.js';
 
 /** UploadMode picks how blob bytes travel. @see ../README.md */
 export type UploadMode = 'stream' | 'chunked' | 'monolithic';

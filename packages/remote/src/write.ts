@@ -18,6 +18,7 @@ import {
 import { childrenToWrite } from '@lading/core/internal';
 import { RegistryClient, type RemoteOptions } from './client.js';
 import { UploadError } from './errors.js';
+import { sessionOf } from './session.js';
 import { deferred, limiter, type Deferred } from './internal/limit.js';
 import { UploadSession, type UploadMode } from './upload.js';
 
@@ -79,12 +80,21 @@ function isTransportLeak(err: unknown): boolean {
   );
 }
 
-/** byDigest marks the options of an index child: its manifest is stored under its digest only. */
-const byDigest = Symbol('lading.byDigest');
+/**
+ * Placement says under which reference a manifest is stored: `tagged` (the
+ * reference's tag or digest) for what the caller asked to write, `byDigest`
+ * for an index's children, which are stored under their digest only.
+ */
+type Placement = 'tagged' | 'byDigest';
 
-function manifestReference(ref: Reference, options: WriteOptions, raw: Uint8Array): string {
-  if ((options as { [byDigest]?: boolean })[byDigest] === true) return digestOf(raw);
+function manifestReference(ref: Reference, placement: Placement, raw: Uint8Array): string {
+  if (placement === 'byDigest') return digestOf(raw);
   return ref.tag ?? ref.digest ?? 'latest';
+}
+
+/** inSession gives a call tree its session: the caller's, or a new one for this call. */
+function inSession<T extends RemoteOptions>(options: T): T {
+  return options.session === undefined ? { ...options, session: sessionOf(options) } : options;
 }
 
 function toRef(ref: string | Reference): Reference {
@@ -114,9 +124,18 @@ export function write(
   image: Image,
   options: WriteOptions = {},
 ): PushHandle {
+  return startWrite(toRef(ref), image, inSession(options), 'tagged');
+}
+
+function startWrite(
+  ref: Reference,
+  image: Image,
+  options: WriteOptions,
+  placement: Placement,
+): PushHandle {
   const auth = deferred<undefined>();
   return new PushHandle(auth.promise, (handle) =>
-    runWrite(toRef(ref), image, options, auth, handle),
+    runWrite(ref, image, options, placement, auth, handle),
   );
 }
 
@@ -124,6 +143,7 @@ async function runWrite(
   ref: Reference,
   image: Image,
   options: WriteOptions,
+  placement: Placement,
   auth: Deferred<undefined>,
   handle: PushHandle,
 ): Promise<WriteResult> {
@@ -339,7 +359,7 @@ async function runWrite(
     const rawManifest = await image.rawManifest();
     const put = await client.putManifest(
       repo,
-      manifestReference(ref, options, rawManifest),
+      manifestReference(ref, placement, rawManifest),
       rawManifest,
       image.mediaType,
       { signal },
@@ -395,19 +415,27 @@ export function writeIndex(
   index: ImageIndex,
   options: WriteOptions = {},
 ): PushHandle {
+  return startWriteIndex(toRef(ref), index, inSession(options), 'tagged');
+}
+
+function startWriteIndex(
+  r: Reference,
+  index: ImageIndex,
+  options: WriteOptions,
+  placement: Placement,
+): PushHandle {
   const auth = deferred<undefined>();
   return new PushHandle(auth.promise, async (handle) => {
-    const r = toRef(ref);
     try {
       // Children are pushed by digest (no tag); for indexes built in-process
       // they come undescribed, so stream layers get their digests by uploading.
       const children = await childrenToWrite(index);
       const childRef = parseReference(r.name);
       for (const child of children) {
-        const untagged = { ...options, [byDigest]: true };
+        // Children share this call's session (one ping, one token per scope).
         const push = isImageIndex(child)
-          ? writeIndex(childRef, child, untagged)
-          : write(childRef, child, untagged);
+          ? startWriteIndex(childRef, child, options, 'byDigest')
+          : startWrite(childRef, child, options, 'byDigest');
         push.on('progress', (e) => {
           handle.emit('progress', e);
         });
@@ -427,7 +455,7 @@ export function writeIndex(
       const raw = await index.rawManifest();
       const put = await client.putManifest(
         r.repository,
-        manifestReference(r, options, raw),
+        manifestReference(r, placement, raw),
         raw,
         index.mediaType,
         {
