@@ -2,7 +2,8 @@ export { RegistryError, AuthError, UploadError, redactUrl, isTemporaryStatus } f
 export type { RegistryErrorDetail, RegistryErrorInit } from './errors.js';
 export { resolveCredentials, runCredentialHelper } from './credentials.js';
 export type { Credentials, CredentialLookupOptions } from './credentials.js';
-export { RegistryClient, MANIFEST_SIZE_LIMIT, PAGINATION_LIMITS } from './client.js';
+export { RegistryClient, MANIFEST_SIZE_LIMIT } from './client.js';
+export { PAGINATION_LIMITS } from './listing.js';
 export type { RemoteOptions, FetchedManifest, BlobReadOptions } from './client.js';
 export type { RetryOptions, TransportOptions } from './internal/transport/index.js';
 export { RemoteSession, createSession } from './session.js';

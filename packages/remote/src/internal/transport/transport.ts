@@ -3,7 +3,7 @@ import type { Dispatcher } from 'undici';
 import { RegistryError } from '../../errors.js';
 import { Authenticator, type CredentialOptions } from './auth.js';
 import { rawSender, type Body, type RawSend } from './raw.js';
-import { drain, header, type SendResponse } from './response.js';
+import { drain, errorFromResponse, header, type SendResponse } from './response.js';
 import {
   retryPolicy,
   withRetry,
@@ -159,6 +159,20 @@ export class Transport {
       message: 'too many redirects',
       temporary: false,
     });
+  }
+
+  /**
+   * exchange pings (once per transport), sends and resolves the response
+   * when `ok` accepts it; any other answer becomes its RegistryError. The
+   * whole sequence is retried on temporary failures.
+   */
+  exchange(req: SendRequest, ok: (res: SendResponse) => boolean): Promise<SendResponse> {
+    return this.withRetry(async () => {
+      await this.ping(req.signal);
+      const res = await this.send(req);
+      if (ok(res)) return res;
+      throw await errorFromResponse(req.method, res);
+    }, req.signal);
   }
 
   /** withRetry runs `fn` under this transport's {@link RetryPolicy}. */
