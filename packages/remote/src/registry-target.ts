@@ -17,10 +17,11 @@ import {
 } from '@lading/core';
 import { RegistryClient, type RemoteOptions } from './client.js';
 import { UploadSession, type UploadMode } from './upload.js';
+import { uploadMode } from './upload-policy.js';
 
 /** RegistryTargetOptions configure {@link registryTarget}. */
 export interface RegistryTargetOptions extends RemoteOptions {
-  /** uploadMode for blobs (default `stream`). */
+  /** uploadMode for blobs (default: monolithic up to 1 MiB of known size, else stream). */
   readonly uploadMode?: UploadMode;
   readonly chunkSize?: number;
 }
@@ -97,7 +98,7 @@ export class RegistryTarget implements Target, Mounter, BlobWriter {
     try {
       await session.upload(content, {
         ...io,
-        mode: this.#options.uploadMode ?? (desc.size <= 1024 * 1024 ? 'monolithic' : 'stream'),
+        mode: uploadMode(this.#options.uploadMode, desc),
         ...(this.#options.chunkSize === undefined ? {} : { chunkSize: this.#options.chunkSize }),
         expected: { digest: desc.digest, size: desc.size },
       });
@@ -119,7 +120,7 @@ export class RegistryTarget implements Target, Mounter, BlobWriter {
     try {
       const r = await session.upload(content, {
         ...io,
-        mode: this.#options.uploadMode ?? 'stream',
+        mode: uploadMode(this.#options.uploadMode, undefined),
       });
       return { mediaType, digest: r.digest, size: r.size };
     } catch (err) {
