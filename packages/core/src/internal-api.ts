@@ -7,3 +7,5 @@
 export { childrenToWrite } from './image.js';
 export { manifestAccept } from './media-types.js';
 export { deferredStream, layerTarStream } from './compression.js';
+export { pushImageInOrder } from './write-image.js';
+export type { ImagePushSteps } from './write-image.js';

@@ -9,6 +9,7 @@ describe('@lading/core entry points', () => {
     expect(Object.keys(pub)).not.toContain('manifestAccept');
     expect(Object.keys(pub)).not.toContain('deferredStream');
     expect(Object.keys(pub)).not.toContain('layerTarStream');
+    expect(Object.keys(pub)).not.toContain('pushImageInOrder');
     expect(pub.emptyImage).toBeTypeOf('function');
   });
 
@@ -18,6 +19,7 @@ describe('@lading/core entry points', () => {
       'deferredStream',
       'layerTarStream',
       'manifestAccept',
+      'pushImageInOrder',
     ]);
     expect(internal.manifestAccept).toContain('application/vnd.oci.image.manifest.v1+json');
   });

@@ -11,9 +11,10 @@ import {
   type ProgressEmitter,
   type Reference,
 } from '@lading/core';
+import { pushImageInOrder } from '@lading/core/internal';
 import { RegistryClient, type RemoteOptions } from './client.js';
 import { UploadError } from './errors.js';
-import { limiter, type Deferred } from './internal/limit.js';
+import type { Deferred } from './internal/limit.js';
 import { UploadSession, type UploadMode } from './upload.js';
 import { uploadMode } from './upload-policy.js';
 
@@ -63,8 +64,9 @@ function isTransportLeak(err: unknown): boolean {
 /**
  * Pusher pushes one image in named steps (docs/design.md, write()):
  * {@link Pusher.openSessions} (ping, config session, one session per layer
- * that needs one; `authorized` settles here), {@link Pusher.uploadLayers}
- * (bounded, each layer read once, retried while it can be re-read),
+ * that needs one; `authorized` settles here), then core's
+ * `pushImageInOrder` runs {@link Pusher.uploadLayer} per layer (bounded by
+ * `jobs`, each layer read once, retried while it can be re-read),
  * {@link Pusher.uploadConfig} (after every layer settled: the diffIds are
  * known), {@link Pusher.putManifest} last. {@link Pusher.abandon} cancels
  * every session the registry handed out.
@@ -116,9 +118,16 @@ export class Pusher {
     outer?.addEventListener('abort', onAbort, { once: true });
     try {
       await this.openSessions();
-      await this.uploadLayers();
-      await this.uploadConfig();
-      return await this.putManifest();
+      // core's one push order: layers (bounded), config after all settled, manifest last
+      return await pushImageInOrder(
+        this.#layers,
+        {
+          layer: (layer, i) => this.uploadLayer(layer, i),
+          config: () => this.uploadConfig(),
+          manifest: () => this.putManifest(),
+        },
+        { concurrency: Math.max(1, Math.floor(this.#options.jobs ?? 4)), signal: this.#signal },
+      );
     } catch (err) {
       throw await this.abandon(err);
     } finally {
@@ -203,34 +212,30 @@ export class Pusher {
     this.#throwIfFailed();
   }
 
-  /** uploadLayers uploads (or reports skipped and mounted) every layer, `jobs` at a time. */
-  async uploadLayers(): Promise<void> {
-    const limit = limiter(Math.max(1, this.#options.jobs ?? 4));
-    const results = await Promise.allSettled(
-      this.#prepared.map(async (p, i) => {
-        const layer = this.#layers[i];
-        if (layer === undefined) throw new Error('unreachable');
-        const id = `layer-${i}`;
-        const prep = await p;
-        if (prep.kind === 'skip') {
-          const { digest, size } = prep.descriptor;
-          this.#emit({ type: 'blob-skipped', id, digest, size, kind: 'layer' });
-          return;
-        }
-        if (prep.kind === 'mounted') {
-          const { digest, size } = prep.descriptor;
-          this.#emit({ type: 'blob-mounted', id, digest, size, from: prep.from });
-          return;
-        }
-        await limit(() => this.#uploadLayer(layer, id, prep.session)).catch((err: unknown) => {
-          this.#fail(err);
-          throw err;
-        });
-      }),
-    );
-    const rejected = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (rejected !== undefined) throw this.#firstError?.error ?? rejected.reason;
-    this.#throwIfFailed();
+  /**
+   * uploadLayer reports a skipped or mounted layer, or uploads it into the
+   * session opened for it, retried while the layer can be read again. A
+   * failure aborts the whole push.
+   */
+  async uploadLayer(layer: Layer, i: number): Promise<void> {
+    const id = `layer-${i}`;
+    const prepared = this.#prepared[i];
+    if (prepared === undefined) throw new Error('unreachable');
+    const prep = await prepared;
+    if (prep.kind === 'skip') {
+      const { digest, size } = prep.descriptor;
+      this.#emit({ type: 'blob-skipped', id, digest, size, kind: 'layer' });
+      return;
+    }
+    if (prep.kind === 'mounted') {
+      const { digest, size } = prep.descriptor;
+      this.#emit({ type: 'blob-mounted', id, digest, size, from: prep.from });
+      return;
+    }
+    await this.#uploadLayer(layer, id, prep.session).catch((err: unknown) => {
+      this.#fail(err);
+      throw err;
+    });
   }
 
   async #uploadLayer(layer: Layer, id: string, first: UploadSession): Promise<void> {
