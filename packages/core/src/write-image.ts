@@ -14,7 +14,7 @@ import { Limiter, pushVerified } from './copy.js';
 import { isBlobWriter, isMounter, type IoOptions, type Target } from './target.js';
 import type { Descriptor } from './wire.js';
 
-/** WriteImageOptions configure {@link writeImage} and {@link writeIndex}. */
+/** WriteImageOptions configure {@link writeImage} and {@link writeImageIndex}. */
 export interface WriteImageOptions extends IoOptions {
   /** concurrency bounds the layers written at once; default 4. */
   readonly concurrency?: number;
@@ -201,7 +201,7 @@ export async function pushImageInOrder<T>(
 }
 
 /**
- * writeIndex writes every child of an index (images with {@link writeImage},
+ * writeImageIndex writes every child of an index (images with {@link writeImage},
  * nested indexes recursively), then the index manifest, then the tag.
  * Children come from `pendingChildren()` when the index has it, so children
  * over single-pass stream layers are written (and so get their digests)
@@ -209,7 +209,7 @@ export async function pushImageInOrder<T>(
  * what was written.
  * @throws DIGEST_MISMATCH when the index lists a child digest that was not written.
  */
-export async function writeIndex(
+export async function writeImageIndex(
   target: Target,
   ref: string | undefined,
   index: ImageIndex,
@@ -219,7 +219,7 @@ export async function writeIndex(
   const written = new Set<string>();
   for (const child of await childrenToWrite(index)) {
     const d = isImageIndex(child)
-      ? await writeIndex(target, undefined, child, options)
+      ? await writeImageIndex(target, undefined, child, options)
       : await writeImage(target, undefined, child, options);
     written.add(d.digest);
   }
@@ -255,3 +255,9 @@ async function pushManifest(
   if (ref !== undefined && ref !== '' && !isDigest(ref)) await target.tag(desc, ref, io);
   return desc;
 }
+
+/**
+ * writeIndex is the former name of {@link writeImageIndex}.
+ * @deprecated Use writeImageIndex; `writeIndex` in @lading/remote pushes to a registry reference.
+ */
+export const writeIndex = writeImageIndex;

@@ -32,7 +32,7 @@ import { listReferrers, paginate, strings } from './listing.js';
 import { readManifest, type FetchedManifest } from './internal/manifest.js';
 import { skipTo } from './internal/range.js';
 import { sessionOf, type RemoteSession } from './session.js';
-import { UploadSession } from './upload.js';
+import { BlobUpload } from './upload.js';
 
 export type { FetchedManifest };
 
@@ -53,13 +53,19 @@ export interface RemoteOptions extends TransportOptions, IoOptions {
   readonly session?: RemoteSession | undefined;
 }
 
-/** BlobReadOptions configure {@link RegistryClient.getBlob}. */
-export interface BlobReadOptions extends IoOptions {
+/** GetBlobOptions configure {@link RegistryClient.getBlob}. */
+export interface GetBlobOptions extends IoOptions {
   /** size, when known, is verified along with the digest. */
   readonly size?: number;
   /** range reads bytes [start, end] (inclusive) and skips verification. */
   readonly range?: { readonly start: number; readonly end?: number };
 }
+
+/**
+ * BlobReadOptions is the former name of {@link GetBlobOptions}.
+ * @deprecated Use GetBlobOptions (@lading/registry's BlobReadOptions is a storage type).
+ */
+export type BlobReadOptions = GetBlobOptions;
 
 /**
  * RegistryClient is the distribution client: one method per endpoint of the
@@ -192,7 +198,7 @@ export class RegistryClient {
    * DIGEST_MISMATCH or SIZE_MISMATCH at the end. Range reads are not verified.
    * @throws NOT_FOUND, UNAUTHORIZED, NETWORK
    */
-  async getBlob(repo: string, digest: Digest, options: BlobReadOptions = {}): Promise<Readable> {
+  async getBlob(repo: string, digest: Digest, options: GetBlobOptions = {}): Promise<Readable> {
     const headers: Record<string, string> = {};
     const range = options.range;
     if (range !== undefined) headers.range = `bytes=${range.start}-${range.end ?? ''}`;
@@ -235,16 +241,16 @@ export class RegistryClient {
   }
 
   /**
-   * startUpload opens an upload session (`POST /v2/<repo>/blobs/uploads/`).
+   * openUploadOrMount opens an upload session (`POST /v2/<repo>/blobs/uploads/`).
    * With `mount`, it first asks for a cross-repository mount: resolves
    * `{ mounted: true }` when the registry linked the blob, or a session
    * when it declined (202).
    * @throws UNAUTHORIZED, DENIED (no push permission), NETWORK
    */
-  async startUpload(
+  async openUploadOrMount(
     repo: string,
     options: IoOptions & { mount?: { digest: Digest; from: string } } = {},
-  ): Promise<UploadSession | { readonly mounted: true }> {
+  ): Promise<BlobUpload | { readonly mounted: true }> {
     const url = this.transport.url(`/v2/${repo}/blobs/uploads/`);
     const scopes = [`repository:${repo}:pull,push`];
     if (options.mount !== undefined) {
@@ -275,7 +281,7 @@ export class RegistryClient {
       });
     }
     const min = Number(header(res.headers, 'oci-chunk-min-length') ?? 'NaN');
-    return new UploadSession(
+    return new BlobUpload(
       this.transport,
       repo,
       new URL(location, url),
@@ -284,13 +290,23 @@ export class RegistryClient {
   }
 
   /**
-   * openUpload is {@link startUpload} without a mount: always a session.
+   * openUpload is {@link RegistryClient.openUploadOrMount} without a mount: always a session.
+   * @throws UNAUTHORIZED, DENIED (no push permission), NETWORK
    */
-  async openUpload(repo: string, options: IoOptions = {}): Promise<UploadSession> {
-    const s = await this.startUpload(repo, options);
-    if (!(s instanceof UploadSession))
-      throw new LadingError(ErrorCode.Registry, 'unexpected mount');
+  async openUpload(repo: string, options: IoOptions = {}): Promise<BlobUpload> {
+    const s = await this.openUploadOrMount(repo, options);
+    if (!(s instanceof BlobUpload)) throw new LadingError(ErrorCode.Registry, 'unexpected mount');
     return s;
+  }
+  /**
+   * startUpload is the former name of {@link RegistryClient.openUploadOrMount}.
+   * @deprecated Use openUploadOrMount; the function `startUpload` opens a session from a reference.
+   */
+  startUpload(
+    repo: string,
+    options: IoOptions & { mount?: { digest: Digest; from: string } } = {},
+  ): Promise<BlobUpload | { readonly mounted: true }> {
+    return this.openUploadOrMount(repo, options);
   }
 
   /**

@@ -15,7 +15,7 @@ import { pushImageInOrder } from '@lading/core/internal';
 import { RegistryClient, type RemoteOptions } from './client.js';
 import { UploadError } from './errors.js';
 import type { Deferred } from './internal/limit.js';
-import { UploadSession, type UploadMode } from './upload.js';
+import { BlobUpload, type UploadMode } from './upload.js';
 import { uploadMode } from './upload-policy.js';
 
 /** PushOptions are what a {@link Pusher} reads of the write options. */
@@ -48,7 +48,7 @@ export type Pushed = {
 type Prepared =
   | { readonly kind: 'skip'; readonly descriptor: Descriptor }
   | { readonly kind: 'mounted'; readonly descriptor: Descriptor; readonly from: string }
-  | { readonly kind: 'upload'; readonly session: UploadSession };
+  | { readonly kind: 'upload'; readonly session: BlobUpload };
 
 /** isTransportLeak tells an untyped abort or socket error from undici or node:net. */
 function isTransportLeak(err: unknown): boolean {
@@ -80,10 +80,10 @@ export class Pusher {
   readonly #progress: ProgressEmitter;
   readonly #client: RegistryClient;
   readonly #controller = new AbortController();
-  readonly #sessions = new Set<UploadSession>();
+  readonly #sessions = new Set<BlobUpload>();
   readonly #opening: Promise<unknown>[] = [];
   #firstError: { error: unknown } | undefined;
-  #config: Promise<UploadSession> | undefined;
+  #config: Promise<BlobUpload> | undefined;
   #layers: readonly Layer[] = [];
   #prepared: Promise<Prepared>[] = [];
 
@@ -155,7 +155,7 @@ export class Pusher {
     this.#progress.emit('progress', event);
   }
 
-  async #open(id: string): Promise<UploadSession> {
+  async #open(id: string): Promise<BlobUpload> {
     const s = await this.#client.openUpload(this.#ref.repository, { signal: this.#signal });
     this.#sessions.add(s);
     this.#settle();
@@ -173,12 +173,12 @@ export class Pusher {
     if (source?.registry !== this.#ref.registry || source.repository === repo) {
       return { kind: 'upload', session: await this.#open(id) };
     }
-    const m = await this.#client.startUpload(repo, {
+    const m = await this.#client.openUploadOrMount(repo, {
       signal: this.#signal,
       mount: { digest: known.digest, from: source.repository },
     });
     this.#settle();
-    if (!(m instanceof UploadSession))
+    if (!(m instanceof BlobUpload))
       return { kind: 'mounted', descriptor: known, from: source.repository };
     this.#sessions.add(m);
     this.#emit({ type: 'session-opened', id });
@@ -238,7 +238,7 @@ export class Pusher {
     });
   }
 
-  async #uploadLayer(layer: Layer, id: string, first: UploadSession): Promise<void> {
+  async #uploadLayer(layer: Layer, id: string, first: BlobUpload): Promise<void> {
     let session = first;
     let lastError: unknown;
     await this.#client.transport.withRetry(
@@ -267,7 +267,7 @@ export class Pusher {
   async #uploadOnce(
     layer: Layer,
     id: string,
-    session: UploadSession,
+    session: BlobUpload,
     lastError: unknown,
   ): Promise<void> {
     const known = layer.knownDescriptor?.();

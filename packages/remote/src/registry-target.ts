@@ -16,7 +16,7 @@ import {
   type Target,
 } from '@lading/core';
 import { RegistryClient, type RemoteOptions } from './client.js';
-import { UploadSession, type UploadMode } from './upload.js';
+import { BlobUpload, type UploadMode } from './upload.js';
 import { uploadMode } from './upload-policy.js';
 
 /** RegistryTargetOptions configure {@link registryTarget}. */
@@ -116,7 +116,7 @@ export class RegistryTarget implements Target, Mounter, BlobWriter {
     options?: IoOptions,
   ): Promise<Descriptor> {
     const io = this.#signal(options);
-    const session: UploadSession = await this.client.openUpload(this.repository, io);
+    const session: BlobUpload = await this.client.openUpload(this.repository, io);
     try {
       const r = await session.upload(content, {
         ...io,
@@ -142,11 +142,11 @@ export class RegistryTarget implements Target, Mounter, BlobWriter {
 
   /** mount links a blob from another repository of this registry; false when the registry declined. */
   async mount(desc: Descriptor, fromRepository: string, options?: IoOptions): Promise<boolean> {
-    const r = await this.client.startUpload(this.repository, {
+    const r = await this.client.openUploadOrMount(this.repository, {
       ...this.#signal(options),
       mount: { digest: desc.digest, from: fromRepository },
     });
-    if (r instanceof UploadSession) {
+    if (r instanceof BlobUpload) {
       await r.cancel();
       return false;
     }

@@ -100,13 +100,13 @@ function watchSource(source: Readable): { stream: Readable; error(): unknown; st
 }
 
 /**
- * UploadSession is one open blob upload (distribution-spec "push"): it
+ * BlobUpload is one open blob upload (distribution-spec "push"): it
  * always uses the latest `Location` the registry returned (relative ones
  * resolved against the previous URL, query strings kept), and sends
  * credentials only when that location is on the registry's own origin.
  * @see https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pushing-blobs
  */
-export class UploadSession {
+export class BlobUpload {
   readonly repository: string;
   /** minChunkLength is the registry's `OCI-Chunk-Min-Length`, when it sent one. */
   readonly minChunkLength: number | undefined;
@@ -115,7 +115,7 @@ export class UploadSession {
   #offset = 0;
   #closed = false;
 
-  /** @internal built by {@link RegistryClient.startUpload}. */
+  /** @internal built by {@link RegistryClient.openUploadOrMount}. */
   constructor(
     transport: Transport,
     repository: string,
@@ -481,3 +481,11 @@ export class UploadSession {
     }
   }
 }
+
+/**
+ * UploadSession is the former name of {@link BlobUpload}.
+ * @deprecated Use BlobUpload (@lading/registry's UploadSession is a storage type).
+ */
+export const UploadSession = BlobUpload;
+/** @deprecated Use BlobUpload. */
+export type UploadSession = BlobUpload;

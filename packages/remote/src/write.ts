@@ -13,7 +13,7 @@ import { RegistryClient, type RemoteOptions } from './client.js';
 import { deferred } from './internal/limit.js';
 import { Pusher, manifestReference, type Placement } from './pusher.js';
 import { sessionOf } from './session.js';
-import type { UploadMode, UploadSession } from './upload.js';
+import type { UploadMode, BlobUpload } from './upload.js';
 
 /** WriteOptions configure {@link write}, {@link writeIndex} and {@link checkPushPermission}. */
 export interface WriteOptions extends RemoteOptions {
@@ -216,7 +216,7 @@ export async function checkPushPermission(
 export async function startUpload(
   ref: string | Reference,
   options: RemoteOptions = {},
-): Promise<UploadSession> {
+): Promise<BlobUpload> {
   const r = typeof ref === 'string' ? parseReference(ref) : ref;
   const client = new RegistryClient(r.registry, options);
   await client.ping(options);
