@@ -22,7 +22,6 @@ import { manifestAccept } from '@lading/core/internal';
 import { RegistryError } from './errors.js';
 import type { Transport } from './internal/transport/index.js';
 import {
-  discard,
   drain,
   errorFromResponse,
   header,
@@ -30,7 +29,7 @@ import {
 } from './internal/transport/index.js';
 import { listReferrers, paginate, strings } from './listing.js';
 import { readManifest, type FetchedManifest } from './internal/manifest.js';
-import { skipTo } from './internal/range.js';
+import { followBlob, skipTo } from './internal/blob-read.js';
 import { sessionOf, type RemoteSession } from './session.js';
 import { BlobUpload } from './upload.js';
 
@@ -159,36 +158,7 @@ export class RegistryClient {
    * @throws NOT_FOUND, UNAUTHORIZED, NETWORK
    */
   async blobLocation(repo: string, digest: Digest, options: IoOptions = {}): Promise<string> {
-    const path = `/v2/${repo}/blobs/${digest}`;
-    const head = await this.transport.exchange(
-      {
-        method: 'HEAD',
-        url: path,
-        scopes: this.#pull(repo),
-        signal: options.signal,
-        followRedirects: true,
-      },
-      (r) => r.status === 200,
-    );
-    await drain(head.body);
-    if (head.redirected) return head.url.toString();
-    // Many registries answer HEAD themselves and redirect only GET: ask with a
-    // GET that does not follow, and stop it before any data when it is a 200.
-    const get = await this.transport.exchange(
-      { method: 'GET', url: path, scopes: this.#pull(repo), signal: options.signal },
-      (r) => r.status === 200 || (r.status >= 300 && r.status < 400),
-    );
-    const location = header(get.headers, 'location');
-    if (get.status === 200) discard(get.body);
-    else await drain(get.body);
-    if (get.status === 200 || location === undefined) return get.url.toString();
-    const target = new URL(location, get.url);
-    const res = await this.transport.exchange(
-      { method: 'HEAD', url: target, signal: options.signal, followRedirects: true },
-      (r) => r.status < 400,
-    );
-    await drain(res.body);
-    return res.url.toString();
+    return followBlob(this.transport, repo, digest, options.signal);
   }
 
   /**
