@@ -118,8 +118,9 @@ function withSignal(options: IoOptions, controller: AbortController): AbortSigna
 
 /**
  * writeImage writes an Image (stream layers included) into any target in
- * the order of {@link pushImageInOrder}, which remote `write()` shares: layers (concurrently, bounded, each
- * `compressed()` read once), then the config once every layer has settled,
+ * the order remote `write()` shares with it (`pushImageInOrder`): layers
+ * (concurrently, bounded, each `compressed()` read once), then the config
+ * once every layer has settled,
  * then the manifest, then the tag. A layer without a known descriptor goes
  * through the target's `pushUnknown` ({@link BlobWriter}) and its digest is
  * checked against `layer.digest()` afterwards. If a layer fails, the others
