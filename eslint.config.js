@@ -14,6 +14,31 @@ const boundaries = {
 };
 const all = ['core', 'layers', 'remote', 'layout', 'registry', 'testing', 'cli'];
 
+/** packagePatterns are the imports `pkg` may not use: every package outside its boundary. */
+const packagePatterns = (/** @type {string} */ pkg, /** @type {string[]} */ allowed) =>
+  all
+    .filter((p) => p !== pkg && !allowed.includes(p))
+    .map((p) => ({
+      group: [`@lading/${p}`, `@lading/${p}/*`],
+      message: `${pkg} must not depend on ${p} (docs/design.md, Packages).`,
+    }));
+
+/**
+ * remote's distribution layer (the spec's endpoints, sessions, the
+ * transport) sits below the verbs: it may not import them, nor the Image
+ * and Layer model they push and pull.
+ */
+const remoteDistribution = [
+  'packages/remote/src/client.ts',
+  'packages/remote/src/upload.ts',
+  'packages/remote/src/listing.ts',
+  'packages/remote/src/session.ts',
+  'packages/remote/src/errors.ts',
+  'packages/remote/src/credentials.ts',
+  'packages/remote/src/internal/**/*.ts',
+];
+const belowTheVerbs = 'the distribution layer sits below the verbs (remote README, Structure).';
+
 // eslint-disable-next-line no-restricted-syntax -- ESLint loads the default export
 export default tseslint.config(
   {
@@ -60,19 +85,38 @@ export default tseslint.config(
   ...Object.entries(boundaries).map(([pkg, allowed]) => ({
     files: [`packages/${pkg}/src/**/*.ts`],
     rules: {
+      'no-restricted-imports': ['error', { patterns: packagePatterns(pkg, allowed) }],
+    },
+  })),
+  {
+    files: remoteDistribution,
+    rules: {
       'no-restricted-imports': [
         'error',
         {
-          patterns: all
-            .filter((p) => p !== pkg && !allowed.includes(p))
-            .map((p) => ({
-              group: [`@lading/${p}`, `@lading/${p}/*`],
-              message: `${pkg} must not depend on ${p} (docs/design.md, Packages).`,
+          paths: [
+            {
+              name: '@lading/core',
+              importNames: ['Image', 'ImageIndex', 'Layer', 'IndexChild', 'BlobSource', 'Target'],
+              message: belowTheVerbs,
+            },
+            // the package's entry point re-exports the verbs
+            ...['./index.js', '../index.js', '../../index.js'].map((name) => ({
+              name,
+              message: belowTheVerbs,
             })),
+          ],
+          patterns: [
+            ...packagePatterns('remote', boundaries.remote),
+            {
+              group: ['**/write.js', '**/pull.js', '**/registry-target.js'],
+              message: belowTheVerbs,
+            },
+          ],
         },
       ],
     },
-  })),
+  },
   {
     files: ['**/test/**/*.ts', 'bench/**/*.ts'],
     rules: {

@@ -10,7 +10,7 @@ import {
   parseManifest,
   selectPlatform,
   writeImage,
-  writeIndex,
+  writeImageIndex,
   type ConfigFile,
   type Descriptor,
   type Digest,
@@ -323,7 +323,7 @@ async function writeOne(
   if (opened.ref === undefined)
     throw new LadingError(ErrorCode.InvalidArgument, `${opened.label} needs a tag (…:TAG)`);
   const descriptor = isImageIndex(content)
-    ? await writeIndex(opened.target, opened.ref, content, { signal, progress })
+    ? await writeImageIndex(opened.target, opened.ref, content, { signal, progress })
     : await writeImage(opened.target, opened.ref, content, { signal, progress });
   return { descriptor, opened };
 }

@@ -102,7 +102,8 @@ export {
   PlatformNotFoundError,
 } from './platform.js';
 export type { ManifestLoader } from './platform.js';
-export { writeImage, writeIndex } from './write-image.js';
+// eslint-disable-next-line @typescript-eslint/no-deprecated -- kept for source compatibility
+export { writeImage, writeImageIndex, writeIndex } from './write-image.js';
 export type { WriteImageOptions } from './write-image.js';
 export { emptyImage } from './empty.js';
 export type { EmptyImageOptions } from './empty.js';

@@ -14,3 +14,5 @@ export { deferred } from './deferred.js';
 export type { Deferred } from './deferred.js';
 export { ByteCounter } from './byte-counter.js';
 export type { ByteCounterOptions } from './byte-counter.js';
+export { pushImageInOrder } from './write-image.js';
+export type { ImagePushSteps } from './write-image.js';

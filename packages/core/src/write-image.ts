@@ -14,7 +14,7 @@ import { Limiter, pushVerified } from './copy.js';
 import { isBlobWriter, isMounter, type IoOptions, type Target } from './target.js';
 import type { Descriptor } from './wire.js';
 
-/** WriteImageOptions configure {@link writeImage} and {@link writeIndex}. */
+/** WriteImageOptions configure {@link writeImage} and {@link writeImageIndex}. */
 export interface WriteImageOptions extends IoOptions {
   /** concurrency bounds the layers written at once; default 4. */
   readonly concurrency?: number;
@@ -118,8 +118,9 @@ function withSignal(options: IoOptions, controller: AbortController): AbortSigna
 
 /**
  * writeImage writes an Image (stream layers included) into any target in
- * the order remote `write()` uses: layers (concurrently, bounded, each
- * `compressed()` read once), then the config once every layer has settled,
+ * the order remote `write()` shares with it (`pushImageInOrder`): layers
+ * (concurrently, bounded, each `compressed()` read once), then the config
+ * once every layer has settled,
  * then the manifest, then the tag. A layer without a known descriptor goes
  * through the target's `pushUnknown` ({@link BlobWriter}) and its digest is
  * checked against `layer.digest()` afterwards. If a layer fails, the others
@@ -134,16 +135,58 @@ export async function writeImage(
   options: WriteImageOptions = {},
 ): Promise<Descriptor> {
   throwIfAborted(options.signal);
+  const layers = await image.layers();
+  return pushImageInOrder(
+    layers,
+    {
+      layer: (layer, i, signal) =>
+        writeLayer(target, layer, i, { signal, progress: options.progress }),
+      config: async (signal) => {
+        const [desc, raw] = await Promise.all([image.configDescriptor(), image.rawConfig()]);
+        await pushSmall(target, desc, raw, { signal });
+      },
+      manifest: () => pushManifest(target, ref, image, options),
+    },
+    options,
+  );
+}
+
+/**
+ * ImagePushSteps are the three kinds of step of one image push, as
+ * {@link pushImageInOrder} runs them. Each gets a signal that aborts when
+ * the push fails.
+ */
+export interface ImagePushSteps<T> {
+  /** layer stores one layer (or finds it present). */
+  readonly layer: (layer: Layer, index: number, signal: AbortSignal) => Promise<void>;
+  /** config stores the config; it runs once every layer step succeeded. */
+  readonly config: (signal: AbortSignal) => Promise<void>;
+  /** manifest stores the manifest; it runs last. */
+  readonly manifest: (signal: AbortSignal) => Promise<T>;
+}
+
+/**
+ * pushImageInOrder is the push order every writer shares (core's
+ * {@link writeImage} and remote's `write()`): layer steps concurrently, at
+ * most `concurrency` at once (default 4); the first failure aborts the
+ * others and is thrown once they all settled; then the config, whose
+ * diffIds are known only now; the manifest last.
+ * @throws ABORTED when `signal` aborts, else the first failing step's error.
+ */
+export async function pushImageInOrder<T>(
+  layers: readonly Layer[],
+  steps: ImagePushSteps<T>,
+  options: IoOptions & { readonly concurrency?: number | undefined } = {},
+): Promise<T> {
+  throwIfAborted(options.signal);
   const controller = new AbortController();
   const signal = withSignal(options, controller);
   const limiter = new Limiter(options.concurrency ?? 4);
-  const layers = await image.layers();
-  const ctx: LayerContext = { signal, progress: options.progress };
   let first: { error: unknown } | undefined;
   await Promise.allSettled(
     layers.map((layer, i) =>
       limiter
-        .run(() => writeLayer(target, layer, i, ctx))
+        .run(() => steps.layer(layer, i, signal))
         .catch((error: unknown) => {
           // The first failure is the cause; the others are its cancellations.
           first ??= { error };
@@ -154,14 +197,12 @@ export async function writeImage(
   throwIfAborted(options.signal);
   if (first !== undefined) throw first.error;
   throwIfAborted(signal);
-  const io = { signal };
-  const [configDesc, rawConfig] = await Promise.all([image.configDescriptor(), image.rawConfig()]);
-  await pushSmall(target, configDesc, rawConfig, io);
-  return pushManifest(target, ref, image, options);
+  await steps.config(signal);
+  return steps.manifest(signal);
 }
 
 /**
- * writeIndex writes every child of an index (images with {@link writeImage},
+ * writeImageIndex writes every child of an index (images with {@link writeImage},
  * nested indexes recursively), then the index manifest, then the tag.
  * Children come from `pendingChildren()` when the index has it, so children
  * over single-pass stream layers are written (and so get their digests)
@@ -169,7 +210,7 @@ export async function writeImage(
  * what was written.
  * @throws DIGEST_MISMATCH when the index lists a child digest that was not written.
  */
-export async function writeIndex(
+export async function writeImageIndex(
   target: Target,
   ref: string | undefined,
   index: ImageIndex,
@@ -179,7 +220,7 @@ export async function writeIndex(
   const written = new Set<string>();
   for (const child of await childrenToWrite(index)) {
     const d = isImageIndex(child)
-      ? await writeIndex(target, undefined, child, options)
+      ? await writeImageIndex(target, undefined, child, options)
       : await writeImage(target, undefined, child, options);
     written.add(d.digest);
   }
@@ -215,3 +256,9 @@ async function pushManifest(
   if (ref !== undefined && ref !== '' && !isDigest(ref)) await target.tag(desc, ref, io);
   return desc;
 }
+
+/**
+ * writeIndex is the former name of {@link writeImageIndex}.
+ * @deprecated Use writeImageIndex; `writeIndex` in @lading/remote pushes to a registry reference.
+ */
+export const writeIndex = writeImageIndex;

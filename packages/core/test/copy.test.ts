@@ -7,7 +7,7 @@ import {
   emptyImage,
   imageIndex,
   withPlatform,
-  writeIndex,
+  writeImageIndex,
   copy,
   digestOf,
   isLadingError,
@@ -395,7 +395,7 @@ describe('copy', () => {
   });
 });
 
-describe('writeIndex', () => {
+describe('writeImageIndex', () => {
   it('writes every platform image, then the index, and copies one platform out', async () => {
     const amd = withPlatform(appendLayers(emptyImage(), layerFromBytes(tarBytes('amd'))), {
       os: 'linux',
@@ -408,7 +408,7 @@ describe('writeIndex', () => {
     const index = imageIndex([{ image: amd }, { image: arm }]);
     const t = memoryTarget();
     const rec = new RecordingTarget(t);
-    const desc = await writeIndex(rec, 'v1', index);
+    const desc = await writeImageIndex(rec, 'v1', index);
     expect(desc.digest).toBe(await index.digest());
     expect(rec.pushed.at(-1)).toBe(desc.digest);
     expect(rec.pushed).toHaveLength(7);

@@ -9,6 +9,7 @@ describe('@lading/core entry points', () => {
     expect(Object.keys(pub)).not.toContain('manifestAccept');
     expect(Object.keys(pub)).not.toContain('deferredStream');
     expect(Object.keys(pub)).not.toContain('layerTarStream');
+    expect(Object.keys(pub)).not.toContain('pushImageInOrder');
     expect(pub.emptyImage).toBeTypeOf('function');
   });
 
@@ -22,6 +23,7 @@ describe('@lading/core entry points', () => {
       'encodeTarHeader',
       'layerTarStream',
       'manifestAccept',
+      'pushImageInOrder',
       'tarPadding',
       'tarTrailer',
     ]);

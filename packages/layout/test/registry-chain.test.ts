@@ -11,7 +11,7 @@ import {
   successors,
   withPlatform,
   writeImage,
-  writeIndex,
+  writeImageIndex,
   type ConfigFile,
   type Descriptor,
   type Target,
@@ -110,7 +110,7 @@ describe('registry → layout → archive → memory → registry', () => {
     );
     const index = imageIndex([{ image: amd }, { image: arm }]);
     const source = registryTarget(`${host}/chain/multi`);
-    const pushed = await writeIndex(source, 'v1', index);
+    const pushed = await writeImageIndex(source, 'v1', index);
     const layout = ociLayout(join(dir, 'layout'));
     expect((await copy(source, 'v1', layout, 'v1')).digest).toBe(pushed.digest);
     const file = join(dir, 'arm.tar');

@@ -1,4 +1,4 @@
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { PassThrough } from 'node:stream';
 import {
@@ -12,7 +12,6 @@ import {
   digestOf,
   isDigest,
   parseDigest,
-  readCapped,
   type Descriptor,
   type Digest,
   type IndexManifest,
@@ -21,17 +20,20 @@ import {
 } from '@lading/core';
 import { manifestAccept } from '@lading/core/internal';
 import { RegistryError } from './errors.js';
-import { parseLinkNext } from './internal/challenge.js';
+import type { Transport } from './internal/transport/index.js';
 import {
-  Transport,
-  discard,
   drain,
   errorFromResponse,
   header,
-  type SendResponse,
   type TransportOptions,
-} from './internal/transport.js';
-import { UploadSession } from './upload.js';
+} from './internal/transport/index.js';
+import { listReferrers, paginate, strings } from './listing.js';
+import { readManifest, type FetchedManifest } from './internal/manifest.js';
+import { followBlob, skipTo } from './internal/blob-read.js';
+import { sessionOf, type RemoteSession } from './session.js';
+import { BlobUpload } from './upload.js';
+
+export type { FetchedManifest };
 
 /** MANIFEST_SIZE_LIMIT is the largest manifest lading reads or writes (4 MiB). */
 export const MANIFEST_SIZE_LIMIT = MAX_MANIFEST_SIZE;
@@ -41,70 +43,43 @@ export const MANIFEST_SIZE_LIMIT = MAX_MANIFEST_SIZE;
  * retries. Stored credentials (docker/podman config files, credential
  * helpers) are used unless `auth` is given or `useStoredCredentials` is false.
  */
-export interface RemoteOptions extends TransportOptions, IoOptions {}
+export interface RemoteOptions extends TransportOptions, IoOptions {
+  /**
+   * session shares credentials, pings, tokens and connections with other
+   * calls given the same session; without one, each call builds its own
+   * from these options. See {@link RemoteSession}.
+   */
+  readonly session?: RemoteSession | undefined;
+}
 
-/** FetchedManifest is a manifest read from a registry, verified. */
-export type FetchedManifest = {
-  readonly bytes: Buffer;
-  readonly mediaType: MediaTypeString;
-  readonly digest: Digest;
-  readonly size: number;
-};
-
-/** BlobReadOptions configure {@link RegistryClient.getBlob}. */
-export interface BlobReadOptions extends IoOptions {
+/** GetBlobOptions configure {@link RegistryClient.getBlob}. */
+export interface GetBlobOptions extends IoOptions {
   /** size, when known, is verified along with the digest. */
   readonly size?: number;
   /** range reads bytes [start, end] (inclusive) and skips verification. */
   readonly range?: { readonly start: number; readonly end?: number };
 }
 
-const transports = new WeakMap<object, Map<string, Transport>>();
-const noOptions = {};
-
-function transportFor(registry: string, options: RemoteOptions): Transport {
-  // Reuse one transport (and so its tokens) per options object and registry.
-  const key = options as object;
-  let byHost = transports.get(key);
-  if (byHost === undefined) {
-    byHost = new Map();
-    transports.set(key, byHost);
-  }
-  let t = byHost.get(registry);
-  if (t === undefined) {
-    t = new Transport(registry, options);
-    byHost.set(registry, t);
-  }
-  return t;
-}
-
-function mediaTypeOf(bytes: Buffer, headerType: string | undefined): MediaTypeString {
-  try {
-    const parsed = JSON.parse(bytes.toString('utf8')) as { mediaType?: unknown };
-    if (typeof parsed.mediaType === 'string' && parsed.mediaType !== '') return parsed.mediaType;
-  } catch {
-    // the caller validates the JSON; the header is the fallback
-  }
-  return headerType?.split(';')[0]?.trim() ?? MediaType.OciManifest;
-}
-
 /**
- * PAGINATION_LIMITS bound what a paginated listing (tags, catalog,
- * referrers) reads from a registry: pages followed, total body bytes and
- * total entries. Past any of them the listing fails with REGISTRY_ERROR
- * rather than growing without bound.
+ * BlobReadOptions is the former name of {@link GetBlobOptions}.
+ * @deprecated Use GetBlobOptions (@lading/registry's BlobReadOptions is a storage type).
  */
-export const PAGINATION_LIMITS = {
-  pages: 1000,
-  bytes: 64 * 1024 * 1024,
-  entries: 1_000_000,
-} as const;
+export type BlobReadOptions = GetBlobOptions;
 
 /**
- * RegistryClient maps the distribution-spec API of one registry host to
- * methods: ping, blobs, uploads, manifests, tags, catalog and referrers.
+ * RegistryClient is the distribution client: one method per endpoint of the
+ * distribution spec for one registry host (ping, blob HEAD/GET/DELETE,
+ * upload sessions and mounts, manifest GET/HEAD/PUT/DELETE, tags, catalog,
+ * referrers), with no knowledge of images or layers. The verbs
+ * ({@link write}, {@link pull}, {@link registryTarget}) are built on it; call
+ * it directly to do what they do not, for example after
+ * {@link checkPushPermission}: `openUpload(repo)`, `session.upload(stream)`,
+ * `putManifest(repo, tag, bytes, mediaType)`.
+ *
  * Every method takes `{ signal }`; reads are verified against digests and
  * sizes; requests are retried as whole sequences on temporary failures.
+ * Clients given the same `session` share its ping and tokens; a client
+ * built without one has its own.
  * @see https://github.com/opencontainers/distribution-spec/blob/main/spec.md
  */
 export class RegistryClient {
@@ -113,9 +88,9 @@ export class RegistryClient {
   /** @internal */
   readonly transport: Transport;
 
-  constructor(registry: string, options: RemoteOptions = noOptions) {
+  constructor(registry: string, options: RemoteOptions = {}) {
     this.registry = registry;
-    this.transport = transportFor(registry, options);
+    this.transport = sessionOf(options).transport(registry);
   }
 
   /** baseUrl is the registry's scheme and host. */
@@ -140,7 +115,7 @@ export class RegistryClient {
    */
   async verifyCredentials(options: IoOptions = {}): Promise<void> {
     await this.ping(options);
-    const res = await this.#sendRetrying(
+    const res = await this.transport.exchange(
       { method: 'GET', url: '/v2/', scopes: [], signal: options.signal },
       (r) => r.status === 200,
     );
@@ -149,18 +124,6 @@ export class RegistryClient {
 
   #pull(repo: string): string[] {
     return [`repository:${repo}:pull`];
-  }
-
-  async #sendRetrying(
-    req: Parameters<Transport['send']>[0],
-    ok: (res: SendResponse) => boolean,
-  ): Promise<SendResponse> {
-    return this.transport.withRetry(async () => {
-      await this.transport.ping(req.signal);
-      const res = await this.transport.send(req);
-      if (ok(res)) return res;
-      throw await errorFromResponse(req.method, res);
-    }, req.signal);
   }
 
   /**
@@ -172,7 +135,7 @@ export class RegistryClient {
     digest: Digest,
     options: IoOptions = {},
   ): Promise<Descriptor | undefined> {
-    const res = await this.#sendRetrying(
+    const res = await this.transport.exchange(
       {
         method: 'HEAD',
         url: `/v2/${repo}/blobs/${digest}`,
@@ -195,36 +158,7 @@ export class RegistryClient {
    * @throws NOT_FOUND, UNAUTHORIZED, NETWORK
    */
   async blobLocation(repo: string, digest: Digest, options: IoOptions = {}): Promise<string> {
-    const path = `/v2/${repo}/blobs/${digest}`;
-    const head = await this.#sendRetrying(
-      {
-        method: 'HEAD',
-        url: path,
-        scopes: this.#pull(repo),
-        signal: options.signal,
-        followRedirects: true,
-      },
-      (r) => r.status === 200,
-    );
-    await drain(head.body);
-    if (head.redirected) return head.url.toString();
-    // Many registries answer HEAD themselves and redirect only GET: ask with a
-    // GET that does not follow, and stop it before any data when it is a 200.
-    const get = await this.#sendRetrying(
-      { method: 'GET', url: path, scopes: this.#pull(repo), signal: options.signal },
-      (r) => r.status === 200 || (r.status >= 300 && r.status < 400),
-    );
-    const location = header(get.headers, 'location');
-    if (get.status === 200) discard(get.body);
-    else await drain(get.body);
-    if (get.status === 200 || location === undefined) return get.url.toString();
-    const target = new URL(location, get.url);
-    const res = await this.#sendRetrying(
-      { method: 'HEAD', url: target, signal: options.signal, followRedirects: true },
-      (r) => r.status < 400,
-    );
-    await drain(res.body);
-    return res.url.toString();
+    return followBlob(this.transport, repo, digest, options.signal);
   }
 
   /**
@@ -234,11 +168,11 @@ export class RegistryClient {
    * DIGEST_MISMATCH or SIZE_MISMATCH at the end. Range reads are not verified.
    * @throws NOT_FOUND, UNAUTHORIZED, NETWORK
    */
-  async getBlob(repo: string, digest: Digest, options: BlobReadOptions = {}): Promise<Readable> {
+  async getBlob(repo: string, digest: Digest, options: GetBlobOptions = {}): Promise<Readable> {
     const headers: Record<string, string> = {};
     const range = options.range;
     if (range !== undefined) headers.range = `bytes=${range.start}-${range.end ?? ''}`;
-    const res = await this.#sendRetrying(
+    const res = await this.transport.exchange(
       {
         method: 'GET',
         url: `/v2/${repo}/blobs/${digest}`,
@@ -264,7 +198,7 @@ export class RegistryClient {
 
   /** deleteBlob deletes a blob. @throws NOT_FOUND, DENIED, UNSUPPORTED (405) */
   async deleteBlob(repo: string, digest: Digest, options: IoOptions = {}): Promise<void> {
-    const res = await this.#sendRetrying(
+    const res = await this.transport.exchange(
       {
         method: 'DELETE',
         url: `/v2/${repo}/blobs/${digest}`,
@@ -277,16 +211,16 @@ export class RegistryClient {
   }
 
   /**
-   * startUpload opens an upload session (`POST /v2/<repo>/blobs/uploads/`).
+   * openUploadOrMount opens an upload session (`POST /v2/<repo>/blobs/uploads/`).
    * With `mount`, it first asks for a cross-repository mount: resolves
    * `{ mounted: true }` when the registry linked the blob, or a session
    * when it declined (202).
    * @throws UNAUTHORIZED, DENIED (no push permission), NETWORK
    */
-  async startUpload(
+  async openUploadOrMount(
     repo: string,
     options: IoOptions & { mount?: { digest: Digest; from: string } } = {},
-  ): Promise<UploadSession | { readonly mounted: true }> {
+  ): Promise<BlobUpload | { readonly mounted: true }> {
     const url = this.transport.url(`/v2/${repo}/blobs/uploads/`);
     const scopes = [`repository:${repo}:pull,push`];
     if (options.mount !== undefined) {
@@ -294,7 +228,7 @@ export class RegistryClient {
       url.searchParams.set('from', options.mount.from);
       scopes.push(`repository:${options.mount.from}:pull`);
     }
-    const res = await this.#sendRetrying(
+    const res = await this.transport.exchange(
       {
         method: 'POST',
         url,
@@ -317,7 +251,7 @@ export class RegistryClient {
       });
     }
     const min = Number(header(res.headers, 'oci-chunk-min-length') ?? 'NaN');
-    return new UploadSession(
+    return new BlobUpload(
       this.transport,
       repo,
       new URL(location, url),
@@ -326,13 +260,23 @@ export class RegistryClient {
   }
 
   /**
-   * openUpload is {@link startUpload} without a mount: always a session.
+   * openUpload is {@link RegistryClient.openUploadOrMount} without a mount: always a session.
+   * @throws UNAUTHORIZED, DENIED (no push permission), NETWORK
    */
-  async openUpload(repo: string, options: IoOptions = {}): Promise<UploadSession> {
-    const s = await this.startUpload(repo, options);
-    if (!(s instanceof UploadSession))
-      throw new LadingError(ErrorCode.Registry, 'unexpected mount');
+  async openUpload(repo: string, options: IoOptions = {}): Promise<BlobUpload> {
+    const s = await this.openUploadOrMount(repo, options);
+    if (!(s instanceof BlobUpload)) throw new LadingError(ErrorCode.Registry, 'unexpected mount');
     return s;
+  }
+  /**
+   * startUpload is the former name of {@link RegistryClient.openUploadOrMount}.
+   * @deprecated Use openUploadOrMount; the function `startUpload` opens a session from a reference.
+   */
+  startUpload(
+    repo: string,
+    options: IoOptions & { mount?: { digest: Digest; from: string } } = {},
+  ): Promise<BlobUpload | { readonly mounted: true }> {
+    return this.openUploadOrMount(repo, options);
   }
 
   /**
@@ -356,34 +300,7 @@ export class RegistryClient {
         signal: options.signal,
       });
       if (res.status !== 200) throw await errorFromResponse('GET', res);
-      const length = Number(header(res.headers, 'content-length') ?? '0');
-      if (length > MANIFEST_SIZE_LIMIT) {
-        discard(res.body);
-        throw new LadingError(
-          ErrorCode.ManifestTooLarge,
-          `manifest ${repo}:${reference} is ${length} bytes (limit ${MANIFEST_SIZE_LIMIT})`,
-        );
-      }
-      const bytes = await readCapped(res.body, MANIFEST_SIZE_LIMIT);
-      const expected = isDigest(reference)
-        ? reference
-        : (() => {
-            const h = header(res.headers, 'docker-content-digest');
-            return h !== undefined && isDigest(h) ? h : undefined;
-          })();
-      const digest = digestOf(
-        bytes,
-        expected?.startsWith('sha512:') === true ? 'sha512' : 'sha256',
-      );
-      if (expected !== undefined && expected !== digest) {
-        throw new DigestMismatchError(expected, digest, `manifest ${repo}:${reference}`);
-      }
-      return {
-        bytes,
-        mediaType: mediaTypeOf(bytes, header(res.headers, 'content-type')),
-        digest,
-        size: bytes.length,
-      };
+      return readManifest(res, `${repo}:${reference}`, isDigest(reference) ? reference : undefined);
     }, options.signal);
   }
 
@@ -393,7 +310,7 @@ export class RegistryClient {
     reference: string,
     options: IoOptions = {},
   ): Promise<Descriptor | undefined> {
-    const res = await this.#sendRetrying(
+    const res = await this.transport.exchange(
       {
         method: 'HEAD',
         url: `/v2/${repo}/manifests/${reference}`,
@@ -437,7 +354,7 @@ export class RegistryClient {
       );
     }
     const digest = digestOf(bytes);
-    const res = await this.#sendRetrying(
+    const res = await this.transport.exchange(
       {
         method: 'PUT',
         url: `/v2/${repo}/manifests/${reference}`,
@@ -464,7 +381,7 @@ export class RegistryClient {
 
   /** deleteManifest deletes a manifest by digest (or tag where allowed). */
   async deleteManifest(repo: string, reference: string, options: IoOptions = {}): Promise<void> {
-    const res = await this.#sendRetrying(
+    const res = await this.transport.exchange(
       {
         method: 'DELETE',
         url: `/v2/${repo}/manifests/${reference}`,
@@ -476,93 +393,30 @@ export class RegistryClient {
     await drain(res.body);
   }
 
-  async #paginate<T>(
-    first: URL,
-    scopes: string[],
-    pick: (body: unknown) => T[],
-    signal: AbortSignal | undefined,
-  ): Promise<T[]> {
-    const out: T[] = [];
-    let url: URL | undefined = first;
-    const origin = this.transport.base.origin;
-    const seen = new Set<string>();
-    let bytes = 0;
-    const bounded = (why: string): LadingError =>
-      new LadingError(ErrorCode.Registry, `${first.pathname}: ${why}; giving up`);
-    for (let page = 0; url !== undefined; page++) {
-      const current: URL = url;
-      // A Link back to a page already read would loop forever.
-      if (seen.has(current.href))
-        throw bounded(`the next-page Link loops back to a page read before`);
-      if (page >= PAGINATION_LIMITS.pages)
-        throw bounded(`more than ${PAGINATION_LIMITS.pages} pages`);
-      seen.add(current.href);
-      const res = await this.#sendRetrying(
-        { method: 'GET', url: current, scopes, signal },
-        (r) => r.status === 200,
-      );
-      const next = parseLinkNext(res.headers.link);
-      const body = await readCapped(res.body, MANIFEST_SIZE_LIMIT);
-      bytes += body.length;
-      if (bytes > PAGINATION_LIMITS.bytes) {
-        throw bounded(`the pages add up to over ${PAGINATION_LIMITS.bytes} bytes`);
-      }
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(body.toString('utf8'));
-      } catch (err) {
-        throw new LadingError(ErrorCode.Registry, `page ${current.pathname} is not JSON`, {
-          cause: err,
-        });
-      }
-      const items = pick(parsed);
-      if (out.length + items.length > PAGINATION_LIMITS.entries) {
-        throw bounded(`more than ${PAGINATION_LIMITS.entries} entries`);
-      }
-      // One push per item: push(...items) overflows the stack on a huge page.
-      for (const item of items) out.push(item);
-      url = undefined;
-      if (next !== undefined) {
-        const candidate = new URL(next, current);
-        // Only follow pagination on the registry's own origin.
-        if (candidate.origin === origin) url = candidate;
-      }
-    }
-    return out;
-  }
-
   /**
    * listTags lists every tag of a repository, following `Link: rel="next"`
    * pages on the same origin only.
    * @throws NOT_FOUND, UNAUTHORIZED
    */
   async listTags(repo: string, options: IoOptions & { pageSize?: number } = {}): Promise<string[]> {
-    const url = this.transport.url(`/v2/${repo}/tags/list`);
-    if (options.pageSize !== undefined) url.searchParams.set('n', String(options.pageSize));
-    return this.#paginate(
-      url,
-      this.#pull(repo),
-      (b) => {
-        const tags = (b as { tags?: unknown }).tags;
-        return Array.isArray(tags) ? tags.filter((t): t is string => typeof t === 'string') : [];
-      },
-      options.signal,
-    );
+    const first = this.transport.url(`/v2/${repo}/tags/list`);
+    if (options.pageSize !== undefined) first.searchParams.set('n', String(options.pageSize));
+    const scopes = this.#pull(repo);
+    return paginate(this.transport, {
+      first,
+      scopes,
+      pick: strings('tags'),
+      signal: options.signal,
+    });
   }
 
   /** catalog lists the registry's repositories (same-origin pagination). */
   async catalog(options: IoOptions & { pageSize?: number } = {}): Promise<string[]> {
-    const url = this.transport.url('/v2/_catalog');
-    if (options.pageSize !== undefined) url.searchParams.set('n', String(options.pageSize));
-    return this.#paginate(
-      url,
-      ['registry:catalog:*'],
-      (b) => {
-        const repos = (b as { repositories?: unknown }).repositories;
-        return Array.isArray(repos) ? repos.filter((t): t is string => typeof t === 'string') : [];
-      },
-      options.signal,
-    );
+    const first = this.transport.url('/v2/_catalog');
+    if (options.pageSize !== undefined) first.searchParams.set('n', String(options.pageSize));
+    const scopes = ['registry:catalog:*'];
+    const pick = strings('repositories');
+    return paginate(this.transport, { first, scopes, pick, signal: options.signal });
   }
 
   /**
@@ -577,55 +431,13 @@ export class RegistryClient {
     options: IoOptions & { artifactType?: string } = {},
   ): Promise<Descriptor[]> {
     parseDigest(digest);
-    const url = this.transport.url(`/v2/${repo}/referrers/${digest}`);
-    if (options.artifactType !== undefined)
-      url.searchParams.set('artifactType', options.artifactType);
-    let found: Descriptor[];
-    let filtered = false;
-    const res = await this.#sendRetrying(
-      {
-        method: 'GET',
-        url,
-        headers: { accept: MediaType.OciIndex },
-        scopes: this.#pull(repo),
-        signal: options.signal,
-      },
-      (r) => r.status === 200 || r.status === 404,
-    );
-    if (res.status === 404) {
-      await drain(res.body);
-      found = await this.#referrersByTag(repo, digest, options.signal);
-    } else {
-      filtered = header(res.headers, 'oci-filters-applied')?.includes('artifactType') === true;
-      const body = await readCapped(res.body, MANIFEST_SIZE_LIMIT);
-      let page: Partial<IndexManifest>;
-      try {
-        page = JSON.parse(body.toString('utf8')) as Partial<IndexManifest>;
-      } catch (err) {
-        throw new LadingError(ErrorCode.Registry, `the referrers of ${digest} are not JSON`, {
-          cause: err,
-        });
-      }
-      found = Array.isArray(page.manifests) ? [...page.manifests] : [];
-      // Follow pages on the same origin.
-      const next = parseLinkNext(res.headers.link);
-      if (next !== undefined) {
-        const nextUrl = new URL(next, url);
-        if (nextUrl.origin === this.transport.base.origin) {
-          const more = await this.#paginate(
-            nextUrl,
-            this.#pull(repo),
-            (b) => (b as IndexManifest).manifests,
-            options.signal,
-          );
-          for (const d of more) found.push(d);
-        }
-      }
-    }
-    if (options.artifactType !== undefined && !filtered) {
-      found = found.filter((d) => d.artifactType === options.artifactType);
-    }
-    return found;
+    return listReferrers(this.transport, {
+      repo,
+      digest,
+      artifactType: options.artifactType,
+      signal: options.signal,
+      byTag: () => this.#referrersByTag(repo, digest, options.signal),
+    });
   }
 
   async #referrersByTag(
@@ -643,24 +455,4 @@ export class RegistryClient {
       throw err;
     }
   }
-}
-
-async function* skipGen(
-  body: Readable,
-  start: number,
-  end: number | undefined,
-): AsyncGenerator<Buffer> {
-  let pos = 0;
-  for await (const c of body) {
-    const b = c as Buffer;
-    const from = Math.max(0, start - pos);
-    const to = end === undefined ? b.length : Math.min(b.length, end + 1 - pos);
-    if (to > from) yield b.subarray(from, to);
-    pos += b.length;
-    if (end !== undefined && pos > end) break;
-  }
-}
-
-function skipTo(body: Readable, start: number, end: number | undefined): Readable {
-  return Readable.from(skipGen(body, start, end), { objectMode: false });
 }

@@ -2,10 +2,17 @@ export { RegistryError, AuthError, UploadError, redactUrl, isTemporaryStatus } f
 export type { RegistryErrorDetail, RegistryErrorInit } from './errors.js';
 export { resolveCredentials, runCredentialHelper } from './credentials.js';
 export type { Credentials, CredentialLookupOptions } from './credentials.js';
-export { RegistryClient, MANIFEST_SIZE_LIMIT, PAGINATION_LIMITS } from './client.js';
-export type { RemoteOptions, FetchedManifest, BlobReadOptions } from './client.js';
-export type { RetryOptions } from './internal/transport.js';
-export { UploadSession, DEFAULT_CHUNK_SIZE } from './upload.js';
+export { RegistryClient, MANIFEST_SIZE_LIMIT } from './client.js';
+export { PAGINATION_LIMITS } from './listing.js';
+export type { RemoteOptions, FetchedManifest, GetBlobOptions } from './client.js';
+// eslint-disable-next-line @typescript-eslint/no-deprecated -- kept for source compatibility
+export type { BlobReadOptions } from './client.js';
+export type { RetryOptions, TransportOptions } from './internal/transport/index.js';
+export { RemoteSession, createSession } from './session.js';
+export type { SessionOptions } from './session.js';
+export { BlobUpload, DEFAULT_CHUNK_SIZE } from './upload.js';
+// eslint-disable-next-line @typescript-eslint/no-deprecated -- kept for source compatibility
+export { UploadSession } from './upload.js';
 export type { UploadMode, UploadResult } from './upload.js';
 export {
   write,

@@ -16,11 +16,12 @@ import {
   type Target,
 } from '@lading/core';
 import { RegistryClient, type RemoteOptions } from './client.js';
-import { UploadSession, type UploadMode } from './upload.js';
+import { BlobUpload, type UploadMode } from './upload.js';
+import { uploadMode } from './upload-policy.js';
 
 /** RegistryTargetOptions configure {@link registryTarget}. */
 export interface RegistryTargetOptions extends RemoteOptions {
-  /** uploadMode for blobs (default `stream`). */
+  /** uploadMode for blobs (default: monolithic up to 1 MiB of known size, else stream). */
   readonly uploadMode?: UploadMode;
   readonly chunkSize?: number;
 }
@@ -97,7 +98,7 @@ export class RegistryTarget implements Target, Mounter, BlobWriter {
     try {
       await session.upload(content, {
         ...io,
-        mode: this.#options.uploadMode ?? (desc.size <= 1024 * 1024 ? 'monolithic' : 'stream'),
+        mode: uploadMode(this.#options.uploadMode, desc),
         ...(this.#options.chunkSize === undefined ? {} : { chunkSize: this.#options.chunkSize }),
         expected: { digest: desc.digest, size: desc.size },
       });
@@ -115,11 +116,11 @@ export class RegistryTarget implements Target, Mounter, BlobWriter {
     options?: IoOptions,
   ): Promise<Descriptor> {
     const io = this.#signal(options);
-    const session: UploadSession = await this.client.openUpload(this.repository, io);
+    const session: BlobUpload = await this.client.openUpload(this.repository, io);
     try {
       const r = await session.upload(content, {
         ...io,
-        mode: this.#options.uploadMode ?? 'stream',
+        mode: uploadMode(this.#options.uploadMode, undefined),
       });
       return { mediaType, digest: r.digest, size: r.size };
     } catch (err) {
@@ -141,11 +142,11 @@ export class RegistryTarget implements Target, Mounter, BlobWriter {
 
   /** mount links a blob from another repository of this registry; false when the registry declined. */
   async mount(desc: Descriptor, fromRepository: string, options?: IoOptions): Promise<boolean> {
-    const r = await this.client.startUpload(this.repository, {
+    const r = await this.client.openUploadOrMount(this.repository, {
       ...this.#signal(options),
       mount: { digest: desc.digest, from: fromRepository },
     });
-    if (r instanceof UploadSession) {
+    if (r instanceof BlobUpload) {
       await r.cancel();
       return false;
     }

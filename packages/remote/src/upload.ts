@@ -1,4 +1,5 @@
-import { Readable, Transform, type TransformCallback } from 'node:stream';
+import type { Readable } from 'node:stream';
+import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   DigestMismatchError,
@@ -9,13 +10,14 @@ import {
   type IoOptions,
 } from '@lading/core';
 import { RegistryError, UploadError } from './errors.js';
+import { parseRangeEnd, watchSource } from './internal/upload-source.js';
 import {
   drain,
   errorFromResponse,
   header,
   type SendResponse,
   type Transport,
-} from './internal/transport.js';
+} from './internal/transport/index.js';
 
 /** UploadMode picks how blob bytes travel. @see ../README.md */
 export type UploadMode = 'stream' | 'chunked' | 'monolithic';
@@ -25,19 +27,6 @@ export const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
 
 /** UploadResult is what a committed upload stored. */
 export type UploadResult = { readonly digest: Digest; readonly size: number };
-
-/**
- * parseRangeEnd reads `Range: 0-<last>` as the acknowledged length.
- * distribution answers `0-0` both for an empty upload and for one byte, so
- * `0-0` is treated as unknown (callers fall back to what they sent, or 0).
- */
-function parseRangeEnd(value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const m = /^(?:bytes=)?(\d+)-(\d+)$/.exec(value.trim());
-  if (m === null) return undefined;
-  const end = Number(m[2]);
-  return end === 0 ? undefined : end + 1;
-}
 
 class Counter extends Transform {
   #n = 0;
@@ -57,56 +46,13 @@ class Counter extends Transform {
 }
 
 /**
- * watchSource remembers the first error a source stream reports by itself,
- * so that a failing layer source is reported as the cause instead of the
- * request error it provokes (which would look like a retryable network error).
- */
-function watchSource(source: Readable): { stream: Readable; error(): unknown; stop(): void } {
-  let error: unknown;
-  async function* guarded(): AsyncGenerator<Buffer> {
-    // Only the source's own failures (thrown by next()) are recorded. A
-    // consumer destroyed with an error (undici on a dropped connection)
-    // throws into the generator at `yield`; depending on timing that lands
-    // before or after the request fails (it does first on Node 26), and it
-    // must not pass for the source's error.
-    const it = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-    let finished = false;
-    try {
-      for (;;) {
-        let step: IteratorResult<Buffer>;
-        try {
-          step = await it.next();
-        } catch (err) {
-          finished = true;
-          error ??= err;
-          throw err;
-        }
-        if (step.done === true) {
-          finished = true;
-          return;
-        }
-        yield step.value;
-      }
-    } finally {
-      // Stopped early (return or throw at yield): release the source.
-      if (!finished) await it.return?.();
-    }
-  }
-  return {
-    stream: Readable.from(guarded(), { objectMode: false }),
-    error: () => error,
-    stop: () => undefined,
-  };
-}
-
-/**
- * UploadSession is one open blob upload (distribution-spec "push"): it
+ * BlobUpload is one open blob upload (distribution-spec "push"): it
  * always uses the latest `Location` the registry returned (relative ones
  * resolved against the previous URL, query strings kept), and sends
  * credentials only when that location is on the registry's own origin.
  * @see https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pushing-blobs
  */
-export class UploadSession {
+export class BlobUpload {
   readonly repository: string;
   /** minChunkLength is the registry's `OCI-Chunk-Min-Length`, when it sent one. */
   readonly minChunkLength: number | undefined;
@@ -115,7 +61,7 @@ export class UploadSession {
   #offset = 0;
   #closed = false;
 
-  /** @internal built by {@link RegistryClient.startUpload}. */
+  /** @internal built by {@link RegistryClient.openUploadOrMount}. */
   constructor(
     transport: Transport,
     repository: string,
@@ -481,3 +427,11 @@ export class UploadSession {
     }
   }
 }
+
+/**
+ * UploadSession is the former name of {@link BlobUpload}.
+ * @deprecated Use BlobUpload (@lading/registry's UploadSession is a storage type).
+ */
+export const UploadSession = BlobUpload;
+/** @deprecated Use BlobUpload. */
+export type UploadSession = BlobUpload;

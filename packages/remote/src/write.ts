@@ -1,25 +1,19 @@
 import {
-  AbortedError,
-  DigestMismatchError,
-  ErrorCode,
   ProgressEmitter,
-  digestOf,
   isImageIndex,
-  isLadingError,
   parseReference,
-  type Descriptor,
   type Digest,
   type Image,
   type ImageIndex,
-  type Layer,
   type MediaTypeString,
   type Reference,
 } from '@lading/core';
 import { childrenToWrite } from '@lading/core/internal';
 import { RegistryClient, type RemoteOptions } from './client.js';
-import { UploadError } from './errors.js';
-import { deferred, limiter, type Deferred } from './internal/limit.js';
-import { UploadSession, type UploadMode } from './upload.js';
+import { deferred } from './internal/limit.js';
+import { Pusher, manifestReference, type Placement } from './pusher.js';
+import { sessionOf } from './session.js';
+import type { UploadMode, BlobUpload } from './upload.js';
 
 /** WriteOptions configure {@link write}, {@link writeIndex} and {@link checkPushPermission}. */
 export interface WriteOptions extends RemoteOptions {
@@ -65,36 +59,14 @@ export class PushHandle extends ProgressEmitter {
   }
 }
 
-/** MONOLITHIC_MAX is the largest known-size layer uploaded in one PUT when no uploadMode is given. */
-const MONOLITHIC_MAX = 1024 * 1024;
-
-/** isTransportLeak tells an untyped abort or socket error from undici or node:net. */
-function isTransportLeak(err: unknown): boolean {
-  if (isLadingError(err) || !(err instanceof Error)) return false;
-  const code = (err as { code?: unknown }).code;
-  return (
-    err.name === 'AbortError' ||
-    (typeof code === 'string' &&
-      (code.startsWith('UND_ERR') || ['ECONNRESET', 'EPIPE', 'ECONNREFUSED'].includes(code)))
-  );
-}
-
-/** byDigest marks the options of an index child: its manifest is stored under its digest only. */
-const byDigest = Symbol('lading.byDigest');
-
-function manifestReference(ref: Reference, options: WriteOptions, raw: Uint8Array): string {
-  if ((options as { [byDigest]?: boolean })[byDigest] === true) return digestOf(raw);
-  return ref.tag ?? ref.digest ?? 'latest';
-}
-
 function toRef(ref: string | Reference): Reference {
   return typeof ref === 'string' ? parseReference(ref) : ref;
 }
 
-type Prepared =
-  | { readonly kind: 'skip'; readonly descriptor: Descriptor }
-  | { readonly kind: 'mounted'; readonly descriptor: Descriptor; readonly from: string }
-  | { readonly kind: 'upload'; readonly session: UploadSession };
+/** inSession gives a call tree its session: the caller's, or a new one for this call. */
+function inSession<T extends RemoteOptions>(options: T): T {
+  return options.session === undefined ? { ...options, session: sessionOf(options) } : options;
+}
 
 /**
  * write pushes an image lazily (docs/design.md, write()). Right away it pings `/v2/`,
@@ -114,274 +86,20 @@ export function write(
   image: Image,
   options: WriteOptions = {},
 ): PushHandle {
-  const auth = deferred<undefined>();
-  return new PushHandle(auth.promise, (handle) =>
-    runWrite(toRef(ref), image, options, auth, handle),
-  );
+  return startWrite(toRef(ref), image, inSession(options), 'tagged');
 }
 
-async function runWrite(
+function startWrite(
   ref: Reference,
   image: Image,
   options: WriteOptions,
-  auth: Deferred<undefined>,
-  handle: PushHandle,
-): Promise<WriteResult> {
-  const controller = new AbortController();
-  const outer = options.signal;
-  const onAbort = (): void => {
-    controller.abort(outer?.reason);
-  };
-  if (outer?.aborted === true) onAbort();
-  outer?.addEventListener('abort', onAbort, { once: true });
-  const signal = controller.signal;
-  const client = new RegistryClient(ref.registry, options);
-  const repo = ref.repository;
-  const sessions = new Set<UploadSession>();
-  const opening: Promise<unknown>[] = [];
-  let firstError: unknown;
-  // read through a function: TypeScript cannot see callbacks assign it
-  const failure = (): unknown => firstError;
-  const fail = (err: unknown): void => {
-    firstError ??= err;
-    auth.reject(err);
-    if (!signal.aborted) controller.abort(err);
-  };
-  const emit = handle.emit.bind(handle, 'progress');
-  const open = async (id: string): Promise<UploadSession> => {
-    const s = await client.openUpload(repo, { signal });
-    sessions.add(s);
-    auth.resolve(undefined);
-    emit({ type: 'session-opened', id });
-    return s;
-  };
-  try {
-    await client.ping({ signal });
-    const configSession = open('config');
-    configSession.catch(fail);
-    opening.push(configSession);
-    const layers = await image.layers();
-    const prepared = layers.map((layer, i) => prepare(layer, `layer-${i}`));
-    for (const p of prepared) p.catch(fail);
-    opening.push(...prepared);
-
-    async function prepare(layer: Layer, id: string): Promise<Prepared> {
-      const known = layer.knownDescriptor?.();
-      if (known === undefined) return { kind: 'upload', session: await open(id) };
-      const present = await client.headBlob(repo, known.digest, { signal });
-      if (present !== undefined) return { kind: 'skip', descriptor: known };
-      const source = layer.source;
-      if (source?.registry === ref.registry && source.repository !== repo) {
-        const m = await client.startUpload(repo, {
-          signal,
-          mount: { digest: known.digest, from: source.repository },
-        });
-        auth.resolve(undefined);
-        if (!(m instanceof UploadSession))
-          return { kind: 'mounted', descriptor: known, from: source.repository };
-        sessions.add(m);
-        emit({ type: 'session-opened', id });
-        return { kind: 'upload', session: m };
-      }
-      return { kind: 'upload', session: await open(id) };
-    }
-
-    // Not one layer byte before the registry has accepted a session; and
-    // every session is open (or the blob skipped/mounted) before data flows,
-    // so that a failure can cancel every session the registry handed out.
-    await auth.promise;
-    await Promise.allSettled(prepared);
-    if (failure() !== undefined) throw failure() as Error;
-
-    const limit = limiter(Math.max(1, options.jobs ?? 4));
-    const results = await Promise.allSettled(
-      prepared.map(async (p, i) => {
-        const layer = layers[i];
-        if (layer === undefined) throw new Error('unreachable');
-        const id = `layer-${i}`;
-        const prep = await p;
-        if (prep.kind === 'skip') {
-          emit({
-            type: 'blob-skipped',
-            id,
-            digest: prep.descriptor.digest,
-            size: prep.descriptor.size,
-            kind: 'layer',
-          });
-          return;
-        }
-        if (prep.kind === 'mounted') {
-          emit({
-            type: 'blob-mounted',
-            id,
-            digest: prep.descriptor.digest,
-            size: prep.descriptor.size,
-            from: prep.from,
-          });
-          return;
-        }
-        await limit(() => uploadLayer(layer, id, prep.session)).catch((err: unknown) => {
-          fail(err);
-          throw err;
-        });
-      }),
-    );
-    const rejected = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (rejected !== undefined) throw (failure() ?? rejected.reason) as Error;
-    if (failure() !== undefined) throw failure() as Error;
-
-    async function uploadLayer(layer: Layer, id: string, first: UploadSession): Promise<void> {
-      const known = layer.knownDescriptor?.();
-      let session = first;
-      let lastError: unknown;
-      await client.transport.withRetry(
-        async (attempt) => {
-          if (attempt > 0) {
-            await session.cancel();
-            sessions.delete(session);
-            session = await open(id);
-          }
-          let stream;
-          try {
-            stream = layer.compressed();
-          } catch (err) {
-            if (isLadingError(err, ErrorCode.LayerConsumed) && lastError !== undefined) {
-              throw new UploadError(
-                `${id}: the upload failed and this single-pass layer cannot be read again`,
-                lastError,
-              );
-            }
-            throw err;
-          }
-          emit({
-            type: 'blob-start',
-            id,
-            kind: 'layer',
-            ...(known === undefined ? {} : { digest: known.digest, total: known.size }),
-          });
-          try {
-            // Small layers whose descriptor is known go in one PUT (one round trip less).
-            const mode =
-              options.uploadMode ??
-              (known !== undefined && known.size <= MONOLITHIC_MAX ? 'monolithic' : 'stream');
-            const result = await session.upload(stream, {
-              mode: mode === 'monolithic' && known === undefined ? 'stream' : mode,
-              ...(options.chunkSize === undefined ? {} : { chunkSize: options.chunkSize }),
-              expected: known === undefined ? {} : { digest: known.digest, size: known.size },
-              onProgress: (bytes) => {
-                emit({
-                  type: 'blob-progress',
-                  id,
-                  bytes,
-                  kind: 'layer',
-                  ...(known === undefined ? {} : { total: known.size }),
-                });
-              },
-              signal,
-            });
-            sessions.delete(session);
-            // The layer's own promises settle now that its stream ended.
-            const [digest, size] = await Promise.all([layer.digest(), layer.size()]);
-            if (digest !== result.digest) throw new DigestMismatchError(digest, result.digest, id);
-            if (size !== result.size)
-              throw new UploadError(
-                `${id}: the layer reports ${size} bytes, ${result.size} were uploaded`,
-              );
-            emit({
-              type: 'blob-done',
-              id,
-              digest: result.digest,
-              size: result.size,
-              kind: 'layer',
-            });
-          } catch (err) {
-            stream.destroy();
-            lastError = err;
-            throw err;
-          }
-        },
-        signal,
-        (attempt, delayMs, err) => {
-          emit({
-            type: 'retry',
-            id,
-            attempt,
-            delayMs,
-            reason: err instanceof Error ? err.message : String(err),
-          });
-        },
-      );
-    }
-
-    // Config after every layer settled (its diffIds are known now), manifest last.
-    const rawConfig = await image.rawConfig();
-    const configDigest = digestOf(rawConfig);
-    const cs = await configSession;
-    emit({
-      type: 'blob-start',
-      id: 'config',
-      digest: configDigest,
-      total: rawConfig.length,
-      kind: 'config',
-    });
-    await client.transport.withRetry(async (attempt) => {
-      const s = attempt === 0 ? cs : await open('config');
-      await s.commit(configDigest, { body: rawConfig, signal });
-      sessions.delete(s);
-    }, signal);
-    emit({
-      type: 'blob-done',
-      id: 'config',
-      digest: configDigest,
-      size: rawConfig.length,
-      kind: 'config',
-    });
-    const rawManifest = await image.rawManifest();
-    const put = await client.putManifest(
-      repo,
-      manifestReference(ref, options, rawManifest),
-      rawManifest,
-      image.mediaType,
-      { signal },
-    );
-    if (ref.digest !== undefined && ref.digest !== put.digest) {
-      throw new DigestMismatchError(ref.digest, put.digest, 'manifest');
-    }
-    if (ref.tag !== undefined && ref.digest !== undefined) {
-      await client.putManifest(repo, ref.digest, rawManifest, image.mediaType, { signal });
-    }
-    emit({
-      type: 'manifest-done',
-      digest: put.digest,
-      size: rawManifest.length,
-      reference: ref.toString(),
-    });
-    return {
-      digest: put.digest,
-      size: rawManifest.length,
-      mediaType: image.mediaType,
-      reference: `${ref.name}@${put.digest}`,
-    };
-  } catch (err) {
-    const raw = outer?.aborted === true ? new AbortedError(outer.reason) : (firstError ?? err);
-    // An internal abort or socket error from below is wrapped in a typed
-    // error (kept as the cause); a layer source's own error passes as is.
-    const cause = !isTransportLeak(raw)
-      ? raw
-      : new UploadError(
-          `push to ${ref.toString()} failed: ${raw instanceof Error ? raw.message : String(raw)}`,
-          raw,
-        );
-    auth.reject(cause);
-    controller.abort(cause);
-    // Let session POSTs in flight settle so that every session the registry
-    // handed out is known, then cancel them all.
-    await Promise.allSettled(opening);
-    await Promise.all([...sessions].map((s) => s.cancel()));
-    throw cause;
-  } finally {
-    outer?.removeEventListener('abort', onAbort);
-  }
+  placement: Placement,
+): PushHandle {
+  const authorized = deferred<undefined>();
+  return new PushHandle(authorized.promise, async (handle) => {
+    const pushed = await new Pusher(ref, image, options, placement, authorized, handle).run();
+    return { ...pushed, reference: `${ref.name}@${pushed.digest}` };
+  });
 }
 
 /**
@@ -395,19 +113,27 @@ export function writeIndex(
   index: ImageIndex,
   options: WriteOptions = {},
 ): PushHandle {
+  return startWriteIndex(toRef(ref), index, inSession(options), 'tagged');
+}
+
+function startWriteIndex(
+  r: Reference,
+  index: ImageIndex,
+  options: WriteOptions,
+  placement: Placement,
+): PushHandle {
   const auth = deferred<undefined>();
   return new PushHandle(auth.promise, async (handle) => {
-    const r = toRef(ref);
     try {
       // Children are pushed by digest (no tag); for indexes built in-process
       // they come undescribed, so stream layers get their digests by uploading.
       const children = await childrenToWrite(index);
       const childRef = parseReference(r.name);
       for (const child of children) {
-        const untagged = { ...options, [byDigest]: true };
+        // Children share this call's session (one ping, one token per scope).
         const push = isImageIndex(child)
-          ? writeIndex(childRef, child, untagged)
-          : write(childRef, child, untagged);
+          ? startWriteIndex(childRef, child, options, 'byDigest')
+          : startWrite(childRef, child, options, 'byDigest');
         push.on('progress', (e) => {
           handle.emit('progress', e);
         });
@@ -427,7 +153,7 @@ export function writeIndex(
       const raw = await index.rawManifest();
       const put = await client.putManifest(
         r.repository,
-        manifestReference(r, options, raw),
+        manifestReference(r, placement, raw),
         raw,
         index.mediaType,
         {
@@ -490,7 +216,7 @@ export async function checkPushPermission(
 export async function startUpload(
   ref: string | Reference,
   options: RemoteOptions = {},
-): Promise<UploadSession> {
+): Promise<BlobUpload> {
   const r = typeof ref === 'string' ? parseReference(ref) : ref;
   const client = new RegistryClient(r.registry, options);
   await client.ping(options);

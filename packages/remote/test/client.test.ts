@@ -8,7 +8,7 @@ import {
   startDistributionRegistry,
   type DistributionRegistry,
 } from '@lading/testing';
-import { RegistryClient, UploadSession, startUpload } from '../src/index.js';
+import { RegistryClient, BlobUpload, startUpload } from '../src/index.js';
 
 const user = { username: 'alice', password: 's3cret' };
 
@@ -31,7 +31,7 @@ describe('RegistryClient against the CNCF distribution registry', () => {
       const data = randomBytes(300_000);
       const digest = digestOf(data);
       const session = await client.openUpload(`up/${mode}`);
-      expect(session).toBeInstanceOf(UploadSession);
+      expect(session).toBeInstanceOf(BlobUpload);
       const result = await session.upload(
         Readable.from([data.subarray(0, 100_000), data.subarray(100_000)]),
         {
@@ -130,7 +130,7 @@ describe('RegistryClient against the CNCF distribution registry', () => {
     const data = randomBytes(5000);
     const s = await client.openUpload('mount/src');
     const r = await s.upload(Readable.from([data]));
-    const m = await client.startUpload('mount/dst', {
+    const m = await client.openUploadOrMount('mount/dst', {
       mount: { digest: r.digest, from: 'mount/src' },
     });
     expect(m).toEqual({ mounted: true });

@@ -7,7 +7,7 @@ import {
   layerFromBytes,
   memoryTarget,
   withPlatform,
-  writeIndex,
+  writeImageIndex,
   type Descriptor,
 } from '@lading/core';
 import { createRegistry, memoryStorage, type Registry } from '@lading/registry';
@@ -73,7 +73,7 @@ describe('registryTarget', () => {
     });
     const index = imageIndex([{ image: amd }, { image: arm }]);
     const mem = memoryTarget();
-    const written: Descriptor = await writeIndex(mem, 'multi', index);
+    const written: Descriptor = await writeImageIndex(mem, 'multi', index);
     const r1 = registryTarget(`${host}/multi/one`);
     const d1 = await copy(mem, 'multi', r1, 'v1');
     expect(d1.digest).toBe(written.digest);
@@ -99,7 +99,7 @@ describe('registryTarget', () => {
       architecture: 'arm64',
     });
     const mem = memoryTarget();
-    await writeIndex(mem, 'i', imageIndex([{ image: amd }, { image: arm }]));
+    await writeImageIndex(mem, 'i', imageIndex([{ image: amd }, { image: arm }]));
     const dst = registryTarget(`${host}/plat/one`);
     const root = await copy(mem, 'i', dst, 'arm', { platform: 'linux/arm64' });
     expect(root.digest).toBe(await arm.digest());
@@ -132,7 +132,7 @@ describe('registryTarget', () => {
     // Children are stored by digest only: the index is the one tag.
     expect(await client.listTags('stream/index')).toEqual(['v1']);
     const local = build();
-    const desc = await writeIndex(memoryTarget(), 'v1', local);
+    const desc = await writeImageIndex(memoryTarget(), 'v1', local);
     expect(desc.digest).toBe(pushed.digest);
   });
 

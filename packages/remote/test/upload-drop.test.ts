@@ -21,7 +21,7 @@ function droppingRegistry(): Server {
   });
 }
 
-describe('UploadSession.upload', () => {
+describe('BlobUpload.upload', () => {
   let server: Server;
   let host: string;
   beforeAll(async () => {

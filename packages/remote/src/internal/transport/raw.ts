@@ -1,0 +1,64 @@
+import type { Readable } from 'node:stream';
+import { request, type Dispatcher } from 'undici';
+import { AbortedError, isLadingError, throwIfAborted } from '@lading/core';
+import { RegistryError } from '../../errors.js';
+import { isNetworkError } from './retry.js';
+import type { SendResponse } from './response.js';
+
+/** Body is what a request may carry. */
+export type Body = string | Buffer | Uint8Array | Readable | null;
+
+/** Connection is how requests leave: the pool, the User-Agent and the timeouts. */
+export interface Connection {
+  readonly dispatcher: Dispatcher;
+  readonly userAgent: string;
+  readonly headersTimeout?: number | undefined;
+  readonly bodyTimeout?: number | undefined;
+}
+
+/** RawSend performs one request exactly as given: no credentials, no redirects, no retries. */
+export type RawSend = (
+  method: string,
+  url: URL,
+  headers: Record<string, string>,
+  body: Body | undefined,
+  signal: AbortSignal | undefined,
+) => Promise<SendResponse>;
+
+/**
+ * rawSender sends over `conn`. A failed request becomes a RegistryError
+ * (temporary when the connection dropped), an abort an AbortedError.
+ */
+export function rawSender(conn: Connection): RawSend {
+  return async (method, url, headers, body, signal) => {
+    throwIfAborted(signal);
+    try {
+      const res = await request(url, {
+        method,
+        headers: { 'user-agent': conn.userAgent, ...headers },
+        body: body ?? null,
+        dispatcher: conn.dispatcher,
+        signal: signal ?? null,
+        ...(conn.headersTimeout === undefined ? {} : { headersTimeout: conn.headersTimeout }),
+        ...(conn.bodyTimeout === undefined ? {} : { bodyTimeout: conn.bodyTimeout }),
+      });
+      return {
+        status: res.statusCode,
+        headers: res.headers,
+        body: res.body,
+        url,
+        redirected: false,
+      };
+    } catch (err) {
+      if (signal?.aborted === true) throw new AbortedError(signal.reason);
+      if (isLadingError(err)) throw err;
+      throw new RegistryError({
+        method,
+        url,
+        cause: err,
+        temporary: isNetworkError(err),
+        message: `request failed: ${err instanceof Error ? err.message : String(err)}`,
+      });
+    }
+  };
+}

@@ -1,0 +1,84 @@
+import type { Dispatcher } from 'undici';
+import { readCapped } from '@lading/core';
+import { RegistryError, type RegistryErrorDetail } from '../../errors.js';
+import { parseRetryAfter } from '../challenge.js';
+
+/** ERROR_BODY_CAP is the most bytes read from an error body. */
+export const ERROR_BODY_CAP = 64 * 1024;
+
+/** Headers are response headers as undici returns them. */
+export type Headers = Record<string, string | string[] | undefined>;
+
+/** SendResponse is one answer, after any redirects were followed. */
+export interface SendResponse {
+  readonly status: number;
+  readonly headers: Headers;
+  readonly body: Dispatcher.ResponseData['body'];
+  /** url is the final URL (after redirects). */
+  readonly url: URL;
+  /** redirected says the final URL differs from the requested one. */
+  readonly redirected: boolean;
+}
+
+/** header returns the first value of a response header. */
+export function header(headers: Headers, name: string): string | undefined {
+  const v = headers[name.toLowerCase()];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** drain consumes and discards a response body. */
+export async function drain(body: SendResponse['body']): Promise<void> {
+  try {
+    await body.dump({ limit: 256 * 1024 });
+  } catch {
+    // a body we do not need; errors reading it do not matter
+  }
+}
+
+/** discard stops a response body without reading it. */
+export function discard(body: SendResponse['body']): void {
+  body.on('error', () => undefined);
+  body.destroy();
+}
+
+/** specErrors picks the distribution spec's `errors[]` out of a parsed error body. */
+function specErrors(parsed: { errors?: unknown }): RegistryErrorDetail[] {
+  if (!Array.isArray(parsed.errors)) return [];
+  return parsed.errors
+    .filter(
+      (e): e is { code: unknown; message?: unknown; detail?: unknown } =>
+        typeof e === 'object' && e !== null,
+    )
+    .map((e) => ({
+      code: String(e.code),
+      ...(typeof e.message === 'string' ? { message: e.message } : {}),
+      ...(e.detail === undefined ? {} : { detail: e.detail }),
+    }));
+}
+
+/**
+ * errorFromResponse reads at most 64 KiB of an error body and builds the
+ * RegistryError, with the spec's `errors[]` when the body has them.
+ */
+export async function errorFromResponse(
+  method: string,
+  res: SendResponse,
+  message?: string,
+): Promise<RegistryError> {
+  let errors: RegistryErrorDetail[] = [];
+  try {
+    // Past the cap readCapped throws, and the catch below leaves errors empty.
+    const body = await readCapped(res.body, ERROR_BODY_CAP);
+    if (body.length > 0) errors = specErrors(JSON.parse(body.toString('utf8')) as object);
+  } catch {
+    // not JSON, or cut off: the status says enough
+  }
+  return new RegistryError({
+    method,
+    url: res.url,
+    status: res.status,
+    errors,
+    retryAfterMs: parseRetryAfter(res.headers['retry-after']),
+    ...(message === undefined ? {} : { message }),
+  });
+}

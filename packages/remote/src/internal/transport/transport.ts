@@ -1,0 +1,186 @@
+import { Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import { RegistryError } from '../../errors.js';
+import { Authenticator, type CredentialOptions } from './auth.js';
+import { rawSender, type Body, type RawSend } from './raw.js';
+import { drain, errorFromResponse, header, type SendResponse } from './response.js';
+import {
+  retryPolicy,
+  withRetry,
+  type OnRetry,
+  type RetryOptions,
+  type RetryPolicy,
+} from './retry.js';
+import { registryBase, type SchemeOptions } from './scheme.js';
+
+/** TransportOptions configure how requests reach a registry and authenticate. */
+export interface TransportOptions extends CredentialOptions, SchemeOptions {
+  /**
+   * headersTimeout (ms) bounds the wait for response headers, refreshed while
+   * a request body flows: a stream layer whose producer stalls longer fails
+   * its PATCH. Default 300 000; 0 disables.
+   */
+  readonly headersTimeout?: number | undefined;
+  /** bodyTimeout (ms) bounds the gap between response body chunks. Default 300 000; 0 disables. */
+  readonly bodyTimeout?: number | undefined;
+  /** ca adds trusted certificate authorities (PEM) for https registries. */
+  readonly ca?: string | Buffer | readonly (string | Buffer)[] | undefined;
+  /** userAgent is sent with every request (default `lading/0.1`). */
+  readonly userAgent?: string | undefined;
+  /** dispatcher is the undici connection pool to use (default: one chosen by the session). */
+  readonly dispatcher?: Dispatcher | undefined;
+  /** connections caps connections per origin of a pool the session builds (default 16). */
+  readonly connections?: number | undefined;
+  /** retry tunes retries of temporary failures; false turns them off. */
+  readonly retry?: RetryOptions | false | undefined;
+}
+
+/** SendRequest is one request to {@link Transport.send}. */
+export interface SendRequest {
+  readonly method: string;
+  /** url is absolute, or a path resolved against the registry base. */
+  readonly url: string | URL;
+  readonly headers?: Record<string, string>;
+  readonly body?: Body;
+  /** scopes the request needs (`repository:name:pull,push`). */
+  readonly scopes?: readonly string[];
+  readonly signal?: AbortSignal | undefined;
+  /** followRedirects for GET/HEAD (3xx); never sends credentials to another origin. */
+  readonly followRedirects?: boolean;
+}
+
+const redirects = new Set([301, 302, 303, 307, 308]);
+
+/**
+ * Transport talks to one registry host within one session: it sends
+ * credentials only to that host's origin, answers auth challenges once per
+ * request, and follows redirects without credentials. Its ping and its
+ * {@link Authenticator} (tokens) are shared by everything using the session.
+ */
+export class Transport {
+  readonly registry: string;
+  readonly base: URL;
+  readonly dispatcher: Dispatcher;
+  readonly userAgent: string;
+  readonly retry: RetryPolicy;
+  readonly auth: Authenticator;
+  readonly #raw: RawSend;
+  #pinged: Promise<void> | undefined;
+
+  constructor(registry: string, options: TransportOptions, dispatcher: Dispatcher) {
+    this.registry = registry;
+    this.base = registryBase(registry, options);
+    this.dispatcher = dispatcher;
+    this.userAgent = options.userAgent ?? 'lading/0.1';
+    this.retry = retryPolicy(options.retry);
+    this.#raw = rawSender({
+      dispatcher,
+      userAgent: this.userAgent,
+      headersTimeout: options.headersTimeout,
+      bodyTimeout: options.bodyTimeout,
+    });
+    this.auth = new Authenticator(registry, this.base, options, this.#raw);
+  }
+
+  /** url resolves a registry path. */
+  url(path: string): URL {
+    return new URL(path, this.base);
+  }
+
+  /**
+   * ping GETs `/v2/` once per transport and remembers the challenge, so the
+   * first real request already carries the right credentials.
+   * @throws UNAUTHORIZED, NETWORK, REGISTRY_ERROR
+   */
+  ping(signal?: AbortSignal): Promise<void> {
+    const p = (this.#pinged ??= (async () => {
+      const res = await this.#raw('GET', this.url('/v2/'), {}, null, signal);
+      await drain(res.body);
+      if (res.status === 200) return;
+      if (res.status === 401) {
+        this.auth.learn(res.headers['www-authenticate']);
+        return;
+      }
+      throw new RegistryError({ method: 'GET', url: res.url, status: res.status });
+    })());
+    p.catch(() => {
+      // let a later call ping again
+      if (this.#pinged === p) this.#pinged = undefined;
+    });
+    return p;
+  }
+
+  /**
+   * send performs one request (no retries): credentials for this registry's
+   * origin only, one round of challenge handling (a new challenge upgrades
+   * the token's scope), and redirects for GET/HEAD followed without
+   * credentials.
+   * @throws UNAUTHORIZED/DENIED when credentials are refused, NETWORK, ABORTED
+   */
+  async send(req: SendRequest): Promise<SendResponse> {
+    let url = typeof req.url === 'string' ? this.url(req.url) : req.url;
+    const scopes = [...(req.scopes ?? [])];
+    const replayable = !(req.body instanceof Readable);
+    let challenged = false;
+    const origin = url.origin;
+    for (let hop = 0; hop < 10; hop++) {
+      const headers: Record<string, string> = { ...req.headers };
+      const own = url.origin === this.base.origin;
+      if (own) {
+        const auth = await this.auth.authorization(scopes, req.signal);
+        if (auth !== undefined) headers.authorization = auth;
+      }
+      const res = await this.#raw(req.method, url, headers, req.body, req.signal);
+      if (res.status === 401 && own && !challenged && replayable) {
+        await drain(res.body);
+        challenged = true;
+        await this.auth.answer(res, req.method, scopes, req.signal);
+        continue;
+      }
+      if ((res.status === 401 || res.status === 403) && own) {
+        throw await this.auth.refusal(res, req.method);
+      }
+      const location = header(res.headers, 'location');
+      if (
+        req.followRedirects === true &&
+        location !== undefined &&
+        redirects.has(res.status) &&
+        (req.method === 'GET' || req.method === 'HEAD')
+      ) {
+        await drain(res.body);
+        url = new URL(location, url);
+        continue;
+      }
+      return { ...res, url, redirected: url.origin !== origin || hop > 0 };
+    }
+    throw new RegistryError({
+      method: req.method,
+      url,
+      message: 'too many redirects',
+      temporary: false,
+    });
+  }
+
+  /**
+   * exchange pings (once per transport), sends and resolves the response
+   * when `ok` accepts it; any other answer becomes its RegistryError. The
+   * whole sequence is retried on temporary failures.
+   */
+  exchange(req: SendRequest, ok: (res: SendResponse) => boolean): Promise<SendResponse> {
+    return this.withRetry(async () => {
+      await this.ping(req.signal);
+      const res = await this.send(req);
+      if (ok(res)) return res;
+      throw await errorFromResponse(req.method, res);
+    }, req.signal);
+  }
+
+  /** withRetry runs `fn` under this transport's {@link RetryPolicy}. */
+  withRetry<T>(
+    fn: (attempt: number) => Promise<T>,
+    signal?: AbortSignal,
+    onRetry?: OnRetry,
+  ): Promise<T> {
+    return withRetry(this.retry, fn, signal, onRetry);
+  }
+}
