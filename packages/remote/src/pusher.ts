@@ -14,7 +14,7 @@ import {
 import { pushImageInOrder } from '@lading/core/internal';
 import { RegistryClient, type RemoteOptions } from './client.js';
 import { UploadError } from './errors.js';
-import type { Deferred } from './internal/limit.js';
+import type { Deferred } from '@lading/core/internal';
 import { BlobUpload, type UploadMode } from './upload.js';
 import { uploadMode } from './upload-policy.js';
 

@@ -1,5 +1,4 @@
 import type { Readable } from 'node:stream';
-import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   DigestMismatchError,
@@ -9,6 +8,7 @@ import {
   type Digest,
   type IoOptions,
 } from '@lading/core';
+import { ByteCounter } from '@lading/core/internal';
 import { RegistryError, UploadError } from './errors.js';
 import { parseRangeEnd, watchSource } from './internal/upload-source.js';
 import {
@@ -28,21 +28,14 @@ export const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
 /** UploadResult is what a committed upload stored. */
 export type UploadResult = { readonly digest: Digest; readonly size: number };
 
-class Counter extends Transform {
-  #n = 0;
-  get count(): number {
-    return this.#n;
-  }
-  readonly #on: (n: number) => void;
-  constructor(on: (n: number) => void) {
-    super();
-    this.#on = on;
-  }
-  override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
-    this.#n += chunk.length;
-    this.#on(this.#n);
-    cb(null, chunk);
-  }
+/** progressCounter counts a body's bytes and reports the running total. */
+function progressCounter(onProgress: ((bytes: number) => void) | undefined): ByteCounter {
+  return new ByteCounter({
+    onChunk: (_chunk, total) => {
+      onProgress?.(total);
+      return undefined;
+    },
+  });
 }
 
 /**
@@ -139,7 +132,7 @@ export class BlobUpload {
    */
   async writeStream(source: Readable, options: IoOptions = {}): Promise<number> {
     const watch = watchSource(source);
-    const counter = new Counter(() => undefined);
+    const counter = new ByteCounter();
     const piped = pipeline(watch.stream, counter);
     piped.catch(() => undefined);
     try {
@@ -150,7 +143,7 @@ export class BlobUpload {
   }
 
   /** patchStream sends `body` (the end of `piped`) as one PATCH. */
-  async #patchStream(body: Counter, piped: Promise<void>, options: IoOptions): Promise<number> {
+  async #patchStream(body: ByteCounter, piped: Promise<void>, options: IoOptions): Promise<number> {
     const start = this.#offset;
     let res: SendResponse;
     try {
@@ -298,7 +291,7 @@ export class BlobUpload {
     const mode = options.mode ?? 'stream';
     const expected = options.expected ?? {};
     if (mode === 'monolithic' && expected.digest !== undefined && expected.size !== undefined) {
-      const counter = new Counter((n) => options.onProgress?.(n));
+      const counter = progressCounter(options.onProgress);
       const piped = pipeline(source, counter);
       piped.catch(() => undefined);
       try {
@@ -318,7 +311,7 @@ export class BlobUpload {
     }
     if (mode === 'chunked') return this.#uploadChunked(source, options, expected);
     const hashing = new HashingStream();
-    const counter = new Counter((n) => options.onProgress?.(n));
+    const counter = progressCounter(options.onProgress);
     const piped = pipeline(source, hashing, counter);
     piped.catch(() => undefined);
     let size: number;
