@@ -3,6 +3,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -209,6 +210,25 @@ describe('local locations', () => {
       `lading: cannot unpack into: ${file}: already exists and is not a directory`,
     );
     expect(r.err).not.toMatch(/EEXIST|mkdir '/);
+  });
+
+  it('fails cp and pull with one typed line when the destination is under /proc', async () => {
+    // A child process: before the fix, Node's recursive mkdir spun forever
+    // on /proc/x and held a thread-pool thread that no abort could free.
+    const bin = fileURLToPath(new URL('../bin/lading.js', import.meta.url));
+    const failing = (argv: string[]) =>
+      run(process.execPath, [bin, ...argv], { timeout: 20_000, killSignal: 'SIGKILL' }).then(
+        () => ({ code: 0, stderr: '' }),
+        (e: unknown) => e as { code: number | null; stderr: string },
+      );
+    const ref = `${host}/loc/amd-only:1`;
+    const cp = await failing(['cp', ref, 'oci:/proc/lading-x/layout']);
+    expect(cp.code, cp.stderr).toBe(4);
+    expect(cp.stderr.split('\n')[0]).toBe('lading: /proc/lading-x: no such file or directory');
+    const pull = await failing(['pull', ref, '/proc/lading-x/rootfs']);
+    expect(pull.code, pull.stderr).toBe(1);
+    expect(pull.stderr.trim().split('\n')).toHaveLength(1);
+    expect(pull.stderr.split('\n')[0]).toMatch(/^lading: .*\/proc\/lading-x.*no such file/);
   });
 
   it('pulls a layer that ends right after its last entry (as umoci 0.4.7 writes) completely', async () => {

@@ -7,3 +7,4 @@
 export { childrenToWrite } from './image.js';
 export { manifestAccept } from './media-types.js';
 export { deferredStream, layerTarStream } from './compression.js';
+export { makeDirectory } from './make-directory.js';

@@ -17,6 +17,7 @@ describe('@lading/core entry points', () => {
       'childrenToWrite',
       'deferredStream',
       'layerTarStream',
+      'makeDirectory',
       'manifestAccept',
     ]);
     expect(internal.manifestAccept).toContain('application/vnd.oci.image.manifest.v1+json');

@@ -37,6 +37,7 @@ import {
   throwIfAborted,
   type Layer,
 } from '@lading/core';
+import { makeDirectory } from '@lading/core/internal';
 import { completeTar } from './internal/tar-check.js';
 
 import { openNewFile } from './internal/new-file.js';
@@ -498,7 +499,7 @@ export async function extract(
   throwIfAborted(options.signal);
   let root: string;
   try {
-    await mkdir(dir, { recursive: true });
+    await makeDirectory(dir);
     root = await realpath(dir);
   } catch (e) {
     throw fileSystemError(e, dir, 'cannot extract into');
