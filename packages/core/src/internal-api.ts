@@ -8,3 +8,9 @@ export { childrenToWrite } from './image.js';
 export { manifestAccept } from './media-types.js';
 export { deferredStream, layerTarStream } from './compression.js';
 export { makeDirectory } from './make-directory.js';
+export {
+  blockGzipHeader,
+  sniffCompression,
+  zstdLevelRange,
+  zstdUnsupported,
+} from './compression.js';

@@ -9,16 +9,27 @@ describe('@lading/core entry points', () => {
     expect(Object.keys(pub)).not.toContain('manifestAccept');
     expect(Object.keys(pub)).not.toContain('deferredStream');
     expect(Object.keys(pub)).not.toContain('layerTarStream');
+    for (const name of ['sniffCompression', 'blockGzipHeader', 'zstdLevelRange', 'zstdUnsupported'])
+      expect(Object.keys(pub)).not.toContain(name);
+    // Used inside core only: on neither entry point.
+    for (const name of ['decompressSync', 'zstdNodeVersion', 'isMounter', 'isBlobWriter']) {
+      expect(Object.keys(pub)).not.toContain(name);
+      expect(Object.keys(internal)).not.toContain(name);
+    }
     expect(pub.emptyImage).toBeTypeOf('function');
   });
 
   it('serves the plumbing from @lading/core/internal when a sibling package imports it', () => {
     expect(Object.keys(internal).sort()).toEqual([
+      'blockGzipHeader',
       'childrenToWrite',
       'deferredStream',
       'layerTarStream',
       'makeDirectory',
       'manifestAccept',
+      'sniffCompression',
+      'zstdLevelRange',
+      'zstdUnsupported',
     ]);
     expect(internal.manifestAccept).toContain('application/vnd.oci.image.manifest.v1+json');
   });
