@@ -144,8 +144,9 @@ export class RecordingTarget implements Target {
 }
 
 /**
- * assertClosed checks the invariant an interrupted copy must keep: every
- * manifest stored in `target` has all of its children stored too.
+ * danglingChildren lists what breaks the invariant an interrupted copy must
+ * keep (every manifest stored in `target` has all of its children stored
+ * too): the children that are missing, none when it holds.
  */
 export async function danglingChildren(target: MemoryTarget): Promise<string[]> {
   const missing: string[] = [];

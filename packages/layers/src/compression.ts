@@ -48,7 +48,7 @@ export interface ResolvedCompression {
   readonly gzipMode: 'stream' | 'blocks';
 }
 
-/** blockSize is the uncompressed size of each independent block in `blocks` mode. */
+/** gzipBlockSize is the uncompressed size of each independent block in `blocks` mode. */
 export const gzipBlockSize = blockSize;
 
 /** defaultGzipLevel is the gzip level used when none is given (see the README). */

@@ -122,7 +122,7 @@ export class HashCounter extends Transform {
   }
 }
 
-/** rawPath splits a request URL into its undecoded path and its query. */
+/** splitUrl splits a request URL into its undecoded path and its query. */
 export function splitUrl(url: string | undefined): { path: string; query: URLSearchParams } {
   const u = url ?? '/';
   const q = u.indexOf('?');
