@@ -1,16 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import {
-  access,
-  mkdir,
-  readdir,
-  readFile,
-  rename,
-  rm,
-  stat,
-  unlink,
-  writeFile,
-} from 'node:fs/promises';
+import { access, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -23,6 +13,7 @@ import {
   type Descriptor,
   type Digest,
 } from '@lading/core';
+import { makeDirectory } from '@lading/core/internal';
 import { isRepositoryName, isTag, isUploadId } from '../names.js';
 import type {
   BlobReadOptions,
@@ -83,10 +74,10 @@ class Paths {
 
   /** writeAtomic writes a temp file in the storage dir and renames it into place. */
   async writeAtomic(path: string, data: string | Buffer): Promise<void> {
-    await mkdir(this.tmp, { recursive: true });
+    await makeDirectory(this.tmp);
     const tmp = join(this.tmp, randomUUID());
     await writeFile(tmp, data);
-    await mkdir(join(path, '..'), { recursive: true });
+    await makeDirectory(join(path, '..'));
     await rename(tmp, path);
   }
 }
@@ -143,7 +134,7 @@ class FilesystemUploadStore implements UploadStore {
   async create(repository: string): Promise<UploadSession> {
     const id = randomUUID();
     const dir = this.#paths.upload(id);
-    await mkdir(dir, { recursive: true });
+    await makeDirectory(dir);
     await writeFile(join(dir, 'data'), '');
     await writeFile(join(dir, 'repository'), repository);
     return { id };
@@ -218,7 +209,7 @@ class FilesystemUploadStore implements UploadStore {
   async commit(id: string, digest: Digest): Promise<void> {
     if (!isUploadId(id)) throw new LadingError(ErrorCode.NotFound, `upload ${id} is unknown`);
     const target = this.#paths.blob(digest);
-    await mkdir(join(target, '..'), { recursive: true });
+    await makeDirectory(join(target, '..'));
     // rename is atomic: two identical concurrent uploads both land whole.
     await rename(join(this.#paths.upload(id), 'data'), target);
     await rm(this.#paths.upload(id), { recursive: true, force: true });
@@ -414,7 +405,7 @@ class FilesystemMetadataStore implements MetadataStore {
 
   async linkBlob(repository: string, digest: Digest): Promise<void> {
     const path = this.#linkPath(repository, digest);
-    await mkdir(join(path, '..'), { recursive: true });
+    await makeDirectory(join(path, '..'));
     await writeFile(path, '');
   }
 
