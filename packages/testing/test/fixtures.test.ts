@@ -11,6 +11,7 @@ import {
   filesTar,
   lazyImage,
   scratchDir,
+  scratchDirs,
   singleFileTar,
 } from '../src/index.js';
 
@@ -85,6 +86,18 @@ describe('scratchDir', () => {
     await a.cleanup();
     await b.cleanup();
     await expect(stat(a.dir)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+});
+
+describe('scratchDirs', () => {
+  it('removes every directory it made when removeAll is called', async () => {
+    const dirs = scratchDirs('lading-fixtures-');
+    const made = [await dirs.make(), await dirs.make()];
+    expect(new Set(made).size).toBe(2);
+    for (const d of made) expect((await stat(d)).isDirectory()).toBe(true);
+    await dirs.removeAll();
+    for (const d of made) await expect(stat(d)).rejects.toMatchObject({ code: 'ENOENT' });
+    await dirs.removeAll();
   });
 });
 
