@@ -6,13 +6,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  TextSink,
   recordingProxy,
   startDistributionRegistry,
   type DistributionRegistry,
 } from '@lading/testing';
 import { Output, indeterminateBar } from '../src/output.js';
 import { sanitize } from '../src/exit.js';
-import { Sink, bin, lading, run, spawnLading } from './helpers.js';
+import { bin, lading, run, spawnLading } from './helpers.js';
 
 let work: string;
 let cncf: DistributionRegistry;
@@ -100,8 +101,8 @@ describe('lading errors', () => {
 
 describe('lading progress', () => {
   it('draws a bar of unknown total as a moving block, never as full', async () => {
-    const tty = Object.assign(new Sink(), { isTTY: true, columns: 120, rows: 40 });
-    const out = new Output('tty', new Sink(), tty);
+    const tty = Object.assign(new TextSink(), { isTTY: true, columns: 120, rows: 40 });
+    const out = new Output('tty', new TextSink(), tty);
     await out.prepare();
     out.progress({ type: 'blob-start', kind: 'layer', id: 'layer-0' });
     for (let i = 1; i <= 30; i++)

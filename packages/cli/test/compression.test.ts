@@ -1,28 +1,10 @@
-import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { MediaType, zstdAvailable } from '@lading/core';
 import { extract, layerFromFile } from '@lading/layers';
-
-const exec = promisify(execFile);
-const bin = fileURLToPath(new URL('../bin/lading.js', import.meta.url));
-
-/** lading runs the CLI binary as a user would, on the Node running the tests. */
-async function lading(
-  ...argv: string[]
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [bin, ...argv]);
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const err = e as { code?: number; stdout?: string; stderr?: string };
-    return { code: err.code ?? -1, stdout: err.stdout ?? '', stderr: err.stderr ?? '' };
-  }
-}
+import { ladingProcess } from './helpers.js';
 
 async function source(): Promise<{ work: string; src: string }> {
   const work = await mkdtemp(join(tmpdir(), 'lading-cli-compression-'));
@@ -50,7 +32,7 @@ describe('lading build --compression', () => {
     const { work, src } = await source();
     const digests = new Set<string>();
     for (const extra of [['--workers', '1'], ['--workers', '2'], []]) {
-      const r = await lading(
+      const r = await ladingProcess(
         'build',
         src,
         `oci:${join(work, 'l')}:${extra.length}`,
@@ -66,7 +48,7 @@ describe('lading build --compression', () => {
   it('writes a zstd layer with zstd[:LEVEL], or fails with one UNSUPPORTED line naming the Node version', async () => {
     const { work, src } = await source();
     const layout = join(work, 'z');
-    const r = await lading('build', src, `oci:${layout}:v1`, '--compression', 'zstd:7');
+    const r = await ladingProcess('build', src, `oci:${layout}:v1`, '--compression', 'zstd:7');
     if (!zstdAvailable()) {
       expect(r.code).not.toBe(0);
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
@@ -84,10 +66,16 @@ describe('lading build --compression', () => {
 
   it('refuses an unknown compression or a level out of range', async () => {
     const { work, src } = await source();
-    const bad = await lading('build', src, `oci:${join(work, 'b')}:v1`, '--compression', 'brotli');
+    const bad = await ladingProcess(
+      'build',
+      src,
+      `oci:${join(work, 'b')}:v1`,
+      '--compression',
+      'brotli',
+    );
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('--compression');
-    const level = await lading(
+    const level = await ladingProcess(
       'build',
       src,
       `oci:${join(work, 'b')}:v1`,

@@ -1,9 +1,9 @@
 import { execFile, spawn } from 'node:child_process';
 import { lstat, readFile, readdir, readlink } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { TextSink } from '@lading/testing';
 import { main } from '../src/index.js';
 
 /** run is promisified execFile. */
@@ -12,23 +12,35 @@ export const run = promisify(execFile);
 /** bin is the `lading` program. */
 export const bin = fileURLToPath(new URL('../bin/lading.js', import.meta.url));
 
-/** Sink collects what is written to it as text. */
-export class Sink extends Writable {
-  text = '';
-  override _write(chunk: Buffer, _e: BufferEncoding, cb: () => void): void {
-    this.text += chunk.toString();
-    cb();
-  }
-}
-
 /** lading runs the CLI in-process and collects its output. */
 export async function lading(
   ...argv: string[]
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new Sink();
-  const stderr = new Sink();
+  const stdout = new TextSink();
+  const stderr = new TextSink();
   const code = await main(argv, { stdout, stderr });
   return { code, stdout: stdout.text, stderr: stderr.text };
+}
+
+/**
+ * ladingProcess runs the program in a child process, as a user would, on
+ * the Node running the tests; one still running after two minutes is
+ * killed (SIGKILL) and answers code null.
+ */
+export async function ladingProcess(
+  ...argv: string[]
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [bin, ...argv], {
+      timeout: 120_000,
+      killSignal: 'SIGKILL',
+    });
+    return { code: 0, stdout, stderr };
+  } catch (e) {
+    const err = e as { code?: unknown; stdout?: string; stderr?: string };
+    const code = typeof err.code === 'number' ? err.code : null;
+    return { code, stdout: err.stdout ?? '', stderr: err.stderr ?? '' };
+  }
 }
 
 /** ladingJson runs the CLI with --json, expects exit 0 and parses stdout. */

@@ -1,9 +1,6 @@
-import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   appendLayers,
@@ -17,24 +14,7 @@ import {
 import { createRegistry, memoryStorage, type Registry } from '@lading/registry';
 import { singleFileTar } from '@lading/testing';
 import { write, writeIndex } from '@lading/remote';
-import { main } from '../src/index.js';
-
-const run = promisify(execFile);
-
-class Sink extends Writable {
-  text = '';
-  override _write(chunk: Buffer, _e: BufferEncoding, cb: () => void): void {
-    this.text += chunk.toString();
-    cb();
-  }
-}
-
-async function lading(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const stdout = new Sink();
-  const stderr = new Sink();
-  const code = await main(argv, { stdout, stderr });
-  return { code, out: stdout.text, err: stderr.text };
-}
+import { lading, ladingProcess, run } from './helpers.js';
 
 let work: string;
 let app: string;
@@ -78,14 +58,14 @@ describe('--platform is matched the same way by every command', () => {
   it('finds arm64 for linux/arm64/v8 in manifest, config, digest, cp, pull and build --base', async () => {
     const ref = `${host}/loc/multi:1`;
     const digest = await lading('digest', ref, '--platform', 'linux/arm64/v8');
-    expect(digest.code, digest.err).toBe(0);
-    const child = digest.out.trim();
+    expect(digest.code, digest.stderr).toBe(0);
+    const child = digest.stdout.trim();
     expect(child).toMatch(/^sha256:/);
     const manifest = await lading('manifest', ref, '--platform', 'linux/arm64/v8', '--json');
-    expect(manifest.code, manifest.err).toBe(0);
+    expect(manifest.code, manifest.stderr).toBe(0);
     const config = await lading('config', ref, '--platform', 'linux/arm64', '--json');
-    expect(config.code, config.err).toBe(0);
-    expect((JSON.parse(config.out) as { architecture: string }).architecture).toBe('arm64');
+    expect(config.code, config.stderr).toBe(0);
+    expect((JSON.parse(config.stdout) as { architecture: string }).architecture).toBe('arm64');
     const cp = await lading(
       'cp',
       ref,
@@ -94,11 +74,11 @@ describe('--platform is matched the same way by every command', () => {
       'linux/arm64/v8',
       '-q',
     );
-    expect(cp.code, cp.err).toBe(0);
-    expect(cp.out.trim()).toBe(child);
+    expect(cp.code, cp.stderr).toBe(0);
+    expect(cp.stdout.trim()).toBe(child);
     const rootfs = join(work, 'pulled');
     const pull = await lading('pull', ref, rootfs, '--platform', 'linux/arm64/v8');
-    expect(pull.code, pull.err).toBe(0);
+    expect(pull.code, pull.stderr).toBe(0);
     expect(await readFile(join(rootfs, 'arch'), 'utf8')).toBe('arm64');
     const build = await lading(
       'build',
@@ -109,7 +89,7 @@ describe('--platform is matched the same way by every command', () => {
       '--platform',
       'linux/arm64/v8',
     );
-    expect(build.code, build.err).toBe(0);
+    expect(build.code, build.stderr).toBe(0);
   });
 
   it('fails every command with exit 4 and one message naming what the index offers', async () => {
@@ -125,9 +105,9 @@ describe('--platform is matched the same way by every command', () => {
     const errors = new Set<string>();
     for (const argv of attempts) {
       const r = await lading(...argv, '--platform', 'linux/s390x');
-      expect(r.code, `${argv[0] ?? ''}: ${r.err}`).toBe(4);
-      expect(r.err).toContain('hint: pass one of the platforms offered to --platform');
-      errors.add((r.err.split('\n')[0] ?? '').replace(/sha256:[0-9a-f]{64}/, 'DIGEST'));
+      expect(r.code, `${argv[0] ?? ''}: ${r.stderr}`).toBe(4);
+      expect(r.stderr).toContain('hint: pass one of the platforms offered to --platform');
+      errors.add((r.stderr.split('\n')[0] ?? '').replace(/sha256:[0-9a-f]{64}/, 'DIGEST'));
     }
     expect([...errors]).toEqual([
       'lading: no image for platform linux/s390x in the index DIGEST (it offers linux/amd64, linux/arm64)',
@@ -138,8 +118,8 @@ describe('--platform is matched the same way by every command', () => {
     for (const cmd of ['manifest', 'config', 'digest']) {
       const r = await lading(cmd, `${host}/loc/amd-only:1`, '--platform', 'linux/arm64');
       expect(r.code).toBe(4);
-      expect(r.out).toBe('');
-      expect(r.err).toContain('(it offers linux/amd64)');
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toContain('(it offers linux/amd64)');
     }
   });
 });
@@ -148,19 +128,19 @@ describe('local locations', () => {
   it('reads oci:DIR and docker-archive:FILE without a tag when they hold one image', async () => {
     const layout = join(work, 'one-layout');
     const built = await lading('build', app, `oci:${layout}:v1`, '-q');
-    expect(built.code, built.err).toBe(0);
-    const digest = built.out.trim();
-    expect((await lading('digest', `oci:${layout}`)).out.trim()).toBe(digest);
+    expect(built.code, built.stderr).toBe(0);
+    const digest = built.stdout.trim();
+    expect((await lading('digest', `oci:${layout}`)).stdout.trim()).toBe(digest);
     const archive = join(work, 'one.tar');
     expect(
       (await lading('cp', `oci:${layout}`, `docker-archive:${archive}:team/app:v1`)).code,
     ).toBe(0);
     const fromArchive = await lading('digest', `docker-archive:${archive}`);
-    expect(fromArchive.code, fromArchive.err).toBe(0);
+    expect(fromArchive.code, fromArchive.stderr).toBe(0);
     const tagged = await lading('digest', `docker-archive:${archive}:team/app:v1`);
-    expect(fromArchive.out.trim()).toBe(tagged.out.trim());
+    expect(fromArchive.stdout.trim()).toBe(tagged.stdout.trim());
     const config = await lading('config', `docker-archive:${archive}`, '--json');
-    expect(config.code, config.err).toBe(0);
+    expect(config.code, config.stderr).toBe(0);
   });
 
   it('build writes no local path into the history and no null into the config', async () => {
@@ -169,9 +149,9 @@ describe('local locations', () => {
       0,
     );
     const config = await lading('config', `oci:${layout}`, '--json');
-    expect(config.code, config.err).toBe(0);
-    expect(config.out).not.toContain(work);
-    expect(config.out).not.toContain('null');
+    expect(config.code, config.stderr).toBe(0);
+    expect(config.stdout).not.toContain(work);
+    expect(config.stdout).not.toContain('null');
   });
 
   it('lists the names when a tagless layout or archive holds several images', async () => {
@@ -180,23 +160,23 @@ describe('local locations', () => {
     await lading('build', app, `oci:${layout}:v2`, '--env', 'A=1');
     const r = await lading('digest', `oci:${layout}`);
     expect(r.code).toBe(4);
-    expect(r.err.split('\n')[0]).toBe(
+    expect(r.stderr.split('\n')[0]).toBe(
       `lading: the OCI layout ${layout} holds 2 images; name one: v1; v2`,
     );
-    expect(r.err).not.toContain('lading ls');
+    expect(r.stderr).not.toContain('lading ls');
   });
 
   it('says what is missing, with a local hint, for a missing layout or archive', async () => {
     const missingDir = await lading('manifest', `oci:${join(work, 'nowhere')}`);
     expect(missingDir.code).toBe(4);
-    expect(missingDir.err).toContain(`no OCI layout at ${join(work, 'nowhere')}`);
+    expect(missingDir.stderr).toContain(`no OCI layout at ${join(work, 'nowhere')}`);
     const missingFile = await lading('digest', `docker-archive:${join(work, 'nothing.tar')}:a:b`);
     expect(missingFile.code).toBe(4);
-    expect(missingFile.err).toContain(`no such file: ${join(work, 'nothing.tar')}`);
+    expect(missingFile.stderr).toContain(`no such file: ${join(work, 'nothing.tar')}`);
     for (const r of [missingDir, missingFile]) {
-      expect(r.err.trim().split('\n')).toHaveLength(2);
-      expect(r.err).toContain('hint: check the path');
-      expect(r.err).not.toContain('lading ls');
+      expect(r.stderr.trim().split('\n')).toHaveLength(2);
+      expect(r.stderr).toContain('hint: check the path');
+      expect(r.stderr).not.toContain('lading ls');
     }
   });
 
@@ -205,10 +185,23 @@ describe('local locations', () => {
     await writeFile(file, 'x');
     const r = await lading('pull', `${host}/loc/multi:1`, file);
     expect(r.code).toBe(1);
-    expect(r.err.split('\n')[0]).toBe(
+    expect(r.stderr.split('\n')[0]).toBe(
       `lading: cannot unpack into: ${file}: already exists and is not a directory`,
     );
-    expect(r.err).not.toMatch(/EEXIST|mkdir '/);
+    expect(r.stderr).not.toMatch(/EEXIST|mkdir '/);
+  });
+
+  it('fails cp and pull with one typed line when the destination is under /proc', async () => {
+    // A child process: before the fix, Node's recursive mkdir spun forever
+    // on /proc/x and held a thread-pool thread that no abort could free.
+    const ref = `${host}/loc/amd-only:1`;
+    const cp = await ladingProcess('cp', ref, 'oci:/proc/lading-x/layout');
+    expect(cp.code, cp.stderr).toBe(4);
+    expect(cp.stderr.split('\n')[0]).toBe('lading: /proc/lading-x: no such file or directory');
+    const pull = await ladingProcess('pull', ref, '/proc/lading-x/rootfs');
+    expect(pull.code, pull.stderr).toBe(1);
+    expect(pull.stderr.trim().split('\n')).toHaveLength(1);
+    expect(pull.stderr.split('\n')[0]).toMatch(/^lading: .*\/proc\/lading-x.*no such file/);
   });
 
   it('pulls a layer that ends right after its last entry (as umoci 0.4.7 writes) completely', async () => {
@@ -219,7 +212,7 @@ describe('local locations', () => {
     await write(`${host}/loc/umoci-style:1`, image).done;
     const rootfs = join(work, 'umoci-style');
     const r = await lading('pull', `${host}/loc/umoci-style:1`, rootfs);
-    expect(r.code, r.err).toBe(0);
+    expect(r.code, r.stderr).toBe(0);
     expect(await readFile(join(rootfs, 'etc/motd'), 'utf8')).toBe('x'.repeat(1000));
   });
 });
@@ -242,10 +235,10 @@ describe('layers written by umoci 0.4.7', () => {
       '/f',
     ]);
     const cp = await lading('cp', `oci:${layout}:t`, `${host}/loc/umoci:t`);
-    expect(cp.code, cp.err).toBe(0);
+    expect(cp.code, cp.stderr).toBe(0);
     const rootfs = join(dir, 'rootfs');
     const pull = await lading('pull', `${host}/loc/umoci:t`, rootfs);
-    expect(pull.code, pull.err).toBe(0);
+    expect(pull.code, pull.stderr).toBe(0);
     expect((await readFile(join(rootfs, 'f'))).equals(data)).toBe(true);
   });
 });
@@ -259,7 +252,7 @@ describe('docker-archive to OCI layout', () => {
     await run('skopeo', ['copy', `oci:${layout}:v1`, `docker-archive:${archive}:team/app:v1`]);
     const out = join(work, 'converted');
     const cp = await lading('cp', `docker-archive:${archive}`, `oci:${out}:v1`);
-    expect(cp.code, cp.err).toBe(0);
+    expect(cp.code, cp.stderr).toBe(0);
     const index = JSON.parse(await readFile(join(out, 'index.json'), 'utf8')) as {
       manifests: { mediaType: string; digest: string }[];
     };
@@ -291,12 +284,12 @@ describe('docker-archive to OCI layout', () => {
 
   it('keeps the bytes of an image copied by digest', async () => {
     const ref = `${host}/loc/multi:1`;
-    const child = (await lading('digest', ref, '--platform', 'linux/amd64')).out.trim();
+    const child = (await lading('digest', ref, '--platform', 'linux/amd64')).stdout.trim();
     const out = join(work, 'by-digest');
     const repo = ref.slice(0, ref.lastIndexOf(':'));
     const cp = await lading('cp', `${repo}@${child}`, `oci:${out}:v1`, '-q');
-    expect(cp.code, cp.err).toBe(0);
-    expect(cp.out.trim()).toBe(child);
+    expect(cp.code, cp.stderr).toBe(0);
+    expect(cp.stdout.trim()).toBe(child);
     const raw = await lading('manifest', `oci:${out}:v1`, '--json');
     const { createHash } = await import('node:crypto');
     const bytes = await readFile(join(out, 'blobs', 'sha256', child.slice(7)));

@@ -4,10 +4,10 @@ import { request } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../src/index.js';
+import { basicAuth as basic } from '@lading/testing';
+import { lading } from './helpers.js';
 
 const bin = fileURLToPath(new URL('../bin/lading.js', import.meta.url));
 
@@ -77,10 +77,6 @@ function send(
   });
 }
 
-const basic = (user: string, password: string): Record<string, string> => ({
-  Authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`,
-});
-
 async function pushManifest(url: string, headers: Record<string, string> = {}): Promise<void> {
   const config = Buffer.from('{}');
   const digest = `sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a`;
@@ -101,18 +97,6 @@ async function pushManifest(url: string, headers: Record<string, string> = {}): 
     manifest,
   );
   expect(put.status).toBe(201);
-}
-
-async function lading(...argv: string[]): Promise<{ code: number; stderr: string }> {
-  let stderr = '';
-  const sink = new Writable({
-    write(chunk: Buffer, _e, cb) {
-      stderr += chunk.toString();
-      cb();
-    },
-  });
-  const code = await main(argv, { stdout: sink, stderr: sink });
-  return { code, stderr };
 }
 
 describe('lading serve hardening flags', () => {

@@ -5,11 +5,12 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRegistry, memoryStorage, type Registry } from '@lading/registry';
 import {
+  TextSink,
   recordingProxy,
   startDistributionRegistry,
   type DistributionRegistry,
 } from '@lading/testing';
-import { Sink, lading, ladingJson, run, tree } from './helpers.js';
+import { lading, ladingJson, run, tree } from './helpers.js';
 import { main } from '../src/index.js';
 
 let work: string;
@@ -266,7 +267,7 @@ describe('lading everyday verbs', () => {
       (await lading('blob', `${cncf.host}/verbs/blobs@${layer.digest}`, '-o', file)).code,
     ).toBe(0);
     expect(sha256(await readFile(file))).toBe(layer.digest);
-    const stdout = new Sink();
+    const stdout = new TextSink();
     const code = await main(['blob', `${cncf.host}/verbs/blobs@${m.config.digest}`], { stdout });
     expect(code).toBe(0);
     expect(sha256(Buffer.from(stdout.text))).toBe(m.config.digest);
@@ -373,7 +374,7 @@ describe('lading everyday verbs', () => {
     await mkdir(x);
     await run('tar', ['-xf', file, '-C', x]);
     expect(await readFile(join(x, 'etc/conf'), 'utf8')).toBe('x=3');
-    const stdout = new Sink();
+    const stdout = new TextSink();
     expect(await main(['export', ref, '-'], { stdout })).toBe(0);
     expect(stdout.text.length).toBeGreaterThan(0);
     expect((await stat(file)).size).toBeGreaterThan(0);

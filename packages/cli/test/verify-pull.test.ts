@@ -13,7 +13,6 @@ import {
 } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { Writable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -28,23 +27,8 @@ import { createRegistry, filesystemStorage, type Registry } from '@lading/regist
 import { ociLayout } from '@lading/layout';
 import { registryTarget } from '@lading/remote';
 import { filesTar } from '@lading/testing';
-import { main } from '../src/index.js';
+import { lading } from './helpers.js';
 
-class Sink extends Writable {
-  text = '';
-  override _write(chunk: Buffer, _e: BufferEncoding, cb: () => void): void {
-    this.text += chunk.toString();
-    cb();
-  }
-}
-
-async function lading(...argv: string[]): Promise<{ code: number; stderr: string }> {
-  const stderr = new Sink();
-  const code = await main(argv, { stdout: new Sink(), stderr });
-  return { code, stderr: stderr.text };
-}
-
-/** stored gzips without compression, so two tars of one length give blobs of one length. */
 function stored(tar: Buffer): Buffer {
   return gzipSync(tar, { level: 0 });
 }

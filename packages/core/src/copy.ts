@@ -164,7 +164,7 @@ class CountingStream extends Transform {
 }
 
 /**
- * pushStream feeds `source` through a digest verifier into `dst.push`, and
+ * pushVerified feeds `source` through a digest verifier into `dst.push`, and
  * cleans both up whichever side fails first.
  */
 export async function pushVerified(

@@ -35,18 +35,12 @@ export {
 } from './media-types.js';
 export type { KnownMediaType, MediaTypeString } from './media-types.js';
 export {
-  zstdNodeVersion,
   zstdAvailable,
-  zstdUnsupported,
   isZstdLayerMediaType,
   layerCompressionOf,
-  sniffCompression,
   createDecompressor,
-  decompressSync,
   blockGzipSize,
-  blockGzipHeader,
   blockGzipSync,
-  zstdLevelRange,
   zstdFrameSync,
 } from './compression.js';
 export type { LayerCompression } from './compression.js';
@@ -67,7 +61,6 @@ export { isImageIndex } from './image.js';
 export type { Image, ImageIndex, IndexChild, IndexEntryInput } from './image.js';
 export { ProgressEmitter } from './progress.js';
 export type { ProgressEvent, ProgressEvents, BlobKind } from './progress.js';
-export { isMounter, isBlobWriter } from './target.js';
 export type { Target, Mounter, BlobWriter, IoOptions } from './target.js';
 export {
   parseReference,

@@ -16,3 +16,10 @@ export { ByteCounter } from './byte-counter.js';
 export type { ByteCounterOptions } from './byte-counter.js';
 export { pushImageInOrder } from './write-image.js';
 export type { ImagePushSteps } from './write-image.js';
+export { makeDirectory } from './make-directory.js';
+export {
+  blockGzipHeader,
+  sniffCompression,
+  zstdLevelRange,
+  zstdUnsupported,
+} from './compression.js';

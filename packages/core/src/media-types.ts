@@ -49,7 +49,7 @@ export function isGzipLayerMediaType(mt: string | undefined): boolean {
   return mt !== undefined && (mt.endsWith('+gzip') || mt.endsWith('.tar.gzip'));
 }
 
-/** ManifestAccept is the Accept header value listing every manifest type lading reads. */
+/** manifestAccept is the Accept header value listing every manifest type lading reads. */
 export const manifestAccept: readonly string[] = [
   MediaType.OciManifest,
   MediaType.OciIndex,

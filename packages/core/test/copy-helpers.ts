@@ -1,20 +1,15 @@
-import { Readable, Transform, type TransformCallback } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { gzipSync } from 'node:zlib';
+import { Readable } from 'node:stream';
 import {
   MediaType,
-  digestOf,
   isManifestMediaType,
   layerFromBytes,
   successorsOf,
   type ConfigFile,
   type Descriptor,
   type Digest,
-  type Image,
   type ImageManifest,
   type IndexManifest,
   type IoOptions,
-  type Layer,
   type MemoryTarget,
   type Platform,
   type Target,
@@ -149,8 +144,9 @@ export class RecordingTarget implements Target {
 }
 
 /**
- * assertClosed checks the invariant an interrupted copy must keep: every
- * manifest stored in `target` has all of its children stored too.
+ * danglingChildren lists what breaks the invariant an interrupted copy must
+ * keep (every manifest stored in `target` has all of its children stored
+ * too): the children that are missing, none when it holds.
  */
 export async function danglingChildren(target: MemoryTarget): Promise<string[]> {
   const missing: string[] = [];
@@ -170,115 +166,4 @@ export async function danglingChildren(target: MemoryTarget): Promise<string[]> 
     }
   }
   return missing;
-}
-
-/**
- * OnceLayer is a single-pass layer: its digest, diffId and size stay pending
- * until compressed() has been read to the end, like a stream layer.
- */
-export class OnceLayer implements Layer {
-  readonly mediaType = MediaType.OciLayerGzip;
-  readonly #tar: Buffer;
-  readonly #fail: boolean;
-  #consumed = false;
-  readonly #digest: Promise<Digest>;
-  readonly #size: Promise<number>;
-  #settle: ((v: { digest: Digest; size: number } | Error) => void) | undefined;
-
-  constructor(tar: Buffer, fail = false) {
-    this.#tar = tar;
-    this.#fail = fail;
-    const values = new Promise<{ digest: Digest; size: number }>((resolve, reject) => {
-      this.#settle = (v) => {
-        if (v instanceof Error) reject(v);
-        else resolve(v);
-      };
-    });
-    values.catch(() => undefined);
-    this.#digest = values.then((v) => v.digest);
-    this.#size = values.then((v) => v.size);
-    this.#digest.catch(() => undefined);
-    this.#size.catch(() => undefined);
-  }
-  digest() {
-    return this.#digest;
-  }
-  diffId() {
-    return this.#digest.then(() => digestOf(this.#tar));
-  }
-  size() {
-    return this.#size;
-  }
-  compressed(): Readable {
-    if (this.#consumed) throw new Error('consumed');
-    this.#consumed = true;
-    const gz = gzipSync(this.#tar);
-    const settle = this.#settle;
-    const fail = this.#fail;
-    let n = 0;
-    const hashing = new Transform({
-      transform(chunk: Buffer, _e, cb: TransformCallback) {
-        n += chunk.length;
-        if (fail && n > 10) {
-          const err = new Error('source failed');
-          settle?.(err);
-          cb(err);
-          return;
-        }
-        cb(null, chunk);
-      },
-      flush(cb) {
-        settle?.({ digest: digestOf(gz), size: n });
-        cb();
-      },
-    });
-    const src = Readable.from([gz.subarray(0, 100), gz.subarray(100)]);
-    pipeline(src, hashing).catch(() => undefined);
-    return hashing;
-  }
-  uncompressed(): Readable {
-    return Readable.from([this.#tar]);
-  }
-}
-
-/** lazyImage is a minimal Image over layers whose values may be pending. */
-export function lazyImage(
-  layers: Layer[],
-  platform: Platform = { os: 'linux', architecture: 'amd64' },
-): Image {
-  const rawConfig = async () => {
-    const cfg: ConfigFile = {
-      ...platform,
-      rootfs: { type: 'layers', diff_ids: await Promise.all(layers.map((l) => l.diffId())) },
-    };
-    return Buffer.from(JSON.stringify(cfg));
-  };
-  const configDescriptor = async (): Promise<Descriptor> => {
-    const raw = await rawConfig();
-    return { mediaType: MediaType.OciConfig, digest: digestOf(raw), size: raw.length };
-  };
-  const manifest = async (): Promise<ImageManifest> => ({
-    schemaVersion: 2,
-    mediaType: MediaType.OciManifest,
-    config: await configDescriptor(),
-    layers: await Promise.all(
-      layers.map(async (l) => ({
-        mediaType: l.mediaType,
-        digest: await l.digest(),
-        size: await l.size(),
-      })),
-    ),
-  });
-  const rawManifest = async () => Buffer.from(JSON.stringify(await manifest()));
-  return {
-    mediaType: MediaType.OciManifest,
-    manifest,
-    rawManifest,
-    configFile: async () => JSON.parse((await rawConfig()).toString()) as ConfigFile,
-    rawConfig,
-    configDescriptor,
-    digest: async () => digestOf(await rawManifest()),
-    size: async () => (await rawManifest()).length,
-    layers: () => Promise.resolve(layers),
-  };
 }

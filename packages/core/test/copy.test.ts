@@ -25,12 +25,11 @@ import {
   type Target,
 } from '../src/index.js';
 import { MemoryTarget } from '../src/memory-target.js';
+import { OnceLayer, lazyImage } from '@lading/testing';
 import {
   FlakyTarget,
-  OnceLayer,
   RecordingTarget,
   danglingChildren,
-  lazyImage,
   pushImage,
   pushIndex,
   tarBytes,
@@ -468,7 +467,10 @@ describe('writeImage', () => {
 
   it('writes no config or manifest when a layer fails', async () => {
     const t = memoryTarget();
-    const image = lazyImage([layerFromBytes(tarBytes('ok')), new OnceLayer(tarBytes('bad'), true)]);
+    const image = lazyImage([
+      layerFromBytes(tarBytes('ok')),
+      new OnceLayer(tarBytes('bad'), { fail: true }),
+    ]);
     const err = await caught(writeImage(t, 'v1', image));
     expect((err as Error).message).toBe('source failed');
     expect(t.tags()).toEqual([]);

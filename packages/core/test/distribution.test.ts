@@ -1,10 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { startDistributionRegistry, type DistributionRegistry } from '@lading/testing';
 import {
   appendLayers,
   digestOf,
@@ -24,61 +19,16 @@ import {
 // it accepts a PUT. Pushing what the lazy model produces proves the bytes
 // are manifests a real registry takes, digest for digest.
 
-const binary = ['/usr/bin/docker-registry', '/usr/local/bin/docker-registry'].find((p) =>
-  existsSync(p),
-);
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
-      srv.close(() => {
-        resolve(port);
-      });
-    });
-  });
-}
-
-let child: ChildProcess | undefined;
-let dir = '';
+let registry: DistributionRegistry | undefined;
 let base = '';
 
 beforeAll(async () => {
-  if (binary === undefined) throw new Error('docker-registry (CNCF distribution) is not installed');
-  dir = await mkdtemp(join(tmpdir(), 'lading-core-dist-'));
-  const port = await freePort();
-  await writeFile(
-    join(dir, 'config.yml'),
-    [
-      'version: 0.1',
-      'log: { level: error }',
-      `storage: { filesystem: { rootdirectory: ${join(dir, 'data')} } }`,
-      `http: { addr: 127.0.0.1:${port} }`,
-      '',
-    ].join('\n'),
-  );
-  child = spawn(binary, ['serve', join(dir, 'config.yml')], { stdio: 'ignore' });
-  base = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    try {
-      const res = await fetch(`${base}/v2/`);
-      await res.arrayBuffer();
-      if (res.status === 200) break;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) throw new Error('docker-registry did not start');
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  registry = await startDistributionRegistry();
+  base = registry.url;
 });
 
 afterAll(async () => {
-  child?.kill();
-  if (dir !== '') await rm(dir, { recursive: true, force: true });
+  await registry?.stop();
 });
 
 async function uploadBlob(repo: string, digest: string, bytes: Uint8Array): Promise<void> {

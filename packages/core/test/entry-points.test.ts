@@ -10,6 +10,13 @@ describe('@lading/core entry points', () => {
     expect(Object.keys(pub)).not.toContain('deferredStream');
     expect(Object.keys(pub)).not.toContain('layerTarStream');
     expect(Object.keys(pub)).not.toContain('pushImageInOrder');
+    for (const name of ['sniffCompression', 'blockGzipHeader', 'zstdLevelRange', 'zstdUnsupported'])
+      expect(Object.keys(pub)).not.toContain(name);
+    // Used inside core only: on neither entry point.
+    for (const name of ['decompressSync', 'zstdNodeVersion', 'isMounter', 'isBlobWriter']) {
+      expect(Object.keys(pub)).not.toContain(name);
+      expect(Object.keys(internal)).not.toContain(name);
+    }
     expect(pub.emptyImage).toBeTypeOf('function');
   });
 
@@ -17,15 +24,20 @@ describe('@lading/core entry points', () => {
     expect(Object.keys(internal).sort()).toEqual([
       'ByteCounter',
       'Limiter',
+      'blockGzipHeader',
       'childrenToWrite',
       'deferred',
       'deferredStream',
       'encodeTarHeader',
       'layerTarStream',
+      'makeDirectory',
       'manifestAccept',
       'pushImageInOrder',
+      'sniffCompression',
       'tarPadding',
       'tarTrailer',
+      'zstdLevelRange',
+      'zstdUnsupported',
     ]);
     expect(internal.manifestAccept).toContain('application/vnd.oci.image.manifest.v1+json');
   });

@@ -1,14 +1,8 @@
 import { availableParallelism } from 'node:os';
 import { Transform, type TransformCallback } from 'node:stream';
 import * as zlib from 'node:zlib';
-import {
-  ErrorCode,
-  LadingError,
-  blockGzipHeader,
-  zstdAvailable,
-  zstdLevelRange,
-  zstdUnsupported,
-} from '@lading/core';
+import { ErrorCode, LadingError, zstdAvailable } from '@lading/core';
+import { blockGzipHeader, zstdLevelRange, zstdUnsupported } from '@lading/core/internal';
 import { crc32Combine } from './internal/crc32.js';
 import { adoptable, blockSize, giveBack, takeBlock } from './internal/block-pool.js';
 import {
@@ -17,8 +11,6 @@ import {
   type DeflatePool,
   type DeflateResult,
 } from './internal/gzip-pool.js';
-
-export { crc32 } from './internal/crc32.js';
 
 /**
  * CompressionOptions choose how a layer's tar becomes its blob. Every layer
@@ -56,7 +48,7 @@ export interface ResolvedCompression {
   readonly gzipMode: 'stream' | 'blocks';
 }
 
-/** blockSize is the uncompressed size of each independent block in `blocks` mode. */
+/** gzipBlockSize is the uncompressed size of each independent block in `blocks` mode. */
 export const gzipBlockSize = blockSize;
 
 /** defaultGzipLevel is the gzip level used when none is given (see the README). */
@@ -93,7 +85,8 @@ export function resolveCompression(options: CompressionOptions = {}): ResolvedCo
  * createGzipStream returns a Transform that gzips (or, with
  * `compression: 'zstd'`, zstd-compresses) what is written to it, following
  * {@link CompressionOptions}.
- * @throws INVALID_ARGUMENT, UNSUPPORTED as {@link resolveCompression}.
+ * @throws INVALID_ARGUMENT for a level out of range or workers below 1;
+ *   UNSUPPORTED for zstd on a Node without it (it names the version needed).
  */
 export function createGzipStream(options: CompressionOptions = {}): Transform {
   return gzipTransform(resolveCompression(options), false);

@@ -25,6 +25,7 @@ import {
   throwIfAborted,
   type Layer,
 } from '@lading/core';
+import { makeDirectory } from '@lading/core/internal';
 import { completeTar } from './internal/tar-check.js';
 import { safeRelative, unsafe } from './safe-path.js';
 import {
@@ -430,7 +431,7 @@ export async function extract(
   throwIfAborted(options.signal);
   let root: string;
   try {
-    await mkdir(dir, { recursive: true });
+    await makeDirectory(dir);
     root = await realpath(dir);
   } catch (e) {
     throw fileSystemError(e, dir, 'cannot extract into');

@@ -1,13 +1,5 @@
-export {
-  createGzipStream,
-  resolveCompression,
-  crc32,
-  gzipBlockSize,
-  defaultGzipLevel,
-  defaultZstdLevel,
-} from './compression.js';
-export type { CompressionOptions, ResolvedCompression } from './compression.js';
-export type { Crc32 } from './internal/crc32.js';
+export { createGzipStream } from './compression.js';
+export type { CompressionOptions } from './compression.js';
 export { StreamLayer, streamLayer } from './stream-layer.js';
 export type { LayerOptions, StreamLayerOptions } from './stream-layer.js';
 export { layerFromProcess } from './process-layer.js';
@@ -16,7 +8,6 @@ export type { Opener, OpenerLayerOptions, FileLayerOptions } from './opener-laye
 export { directoryTar, layerFromDirectory } from './directory.js';
 export type { DirectoryTarOptions, DirectoryLayerOptions } from './directory.js';
 export { extract } from './extract.js';
-export { safeRelative } from './safe-path.js';
 export type { ExtractOptions } from './extract.js';
 export { extractVerified } from './verified-extract.js';
 export type { ExtractVerifiedOptions } from './verified-extract.js';

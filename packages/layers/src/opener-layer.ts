@@ -2,13 +2,8 @@ import { createReadStream } from 'node:fs';
 import { open as openFile } from 'node:fs/promises';
 import { closeSync, openSync, readSync } from 'node:fs';
 import type { Readable } from 'node:stream';
-import {
-  sniffCompression,
-  type Descriptor,
-  type Digest,
-  type Layer,
-  type MediaTypeString,
-} from '@lading/core';
+import type { Descriptor, Digest, Layer, MediaTypeString } from '@lading/core';
+import { sniffCompression } from '@lading/core/internal';
 import { resolveCompression, type ResolvedCompression } from './compression.js';
 import {
   drain,

@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { lstat, mkdir, mkdtemp, readdir, realpath, rename, rm, stat } from 'node:fs/promises';
+import { lstat, mkdtemp, readdir, realpath, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -20,7 +20,7 @@ import {
   type Layer,
   type MediaTypeString,
 } from '@lading/core';
-import { Limiter } from '@lading/core/internal';
+import { Limiter, makeDirectory } from '@lading/core/internal';
 import { extract, type ExtractOptions } from './extract.js';
 
 /** ExtractVerifiedOptions configure {@link extractVerified}. */
@@ -284,7 +284,7 @@ export async function extractVerified(
       // one: same filesystem, and DIR keeps its owner and mode), then move
       // the tree into place. A failure discards the staging directory.
       const home = state === 'absent' ? dirname(found.path) : found.path;
-      if (state === 'absent') created = await mkdir(home, { recursive: true });
+      if (state === 'absent') created = await makeDirectory(home);
       work = await mkdtemp(join(home, `.${basename(found.path)}.lading-`));
       const staging = join(work, 'root');
       const checked = list.map((layer, i) => new CheckedLayer(layer, i + 1, fail));
@@ -298,7 +298,7 @@ export async function extractVerified(
       return;
     }
     const parent = dirname(found.path);
-    created = await mkdir(parent, { recursive: true });
+    created = await makeDirectory(parent);
     work = await mkdtemp(join(parent, `.${basename(found.path)}.lading-`));
     const spoolDir = work;
     const files = list.map((_, i) => join(spoolDir, `layer-${String(i + 1)}.tar`));

@@ -4,15 +4,9 @@ import { pipeline } from 'node:stream/promises';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { availableParallelism } from 'node:os';
 import { blockGzipSync, layerFromBytes } from '@lading/core';
-import {
-  crc32,
-  createGzipStream,
-  defaultGzipLevel,
-  gzipBlockSize,
-  resolveCompression,
-  streamLayer,
-} from '../src/index.js';
-import { crc32Combine } from '../src/internal/crc32.js';
+import { createGzipStream, streamLayer } from '../src/index.js';
+import { defaultGzipLevel, gzipBlockSize, resolveCompression } from '../src/compression.js';
+import { crc32, crc32Combine } from '../src/internal/crc32.js';
 import { collect, makeTar, pseudoRandom, run, textish } from './helpers.js';
 
 function corpus(): Buffer {

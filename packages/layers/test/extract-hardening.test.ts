@@ -1,33 +1,16 @@
-import {
-  lstat,
-  mkdir,
-  mkdtemp,
-  open,
-  readFile,
-  readdir,
-  rm,
-  truncate,
-  writeFile,
-} from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { lstat, mkdir, open, readFile, readdir, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pack } from 'tar-stream';
 import { afterEach, describe, expect, it } from 'vitest';
+import { scratchDirs } from '@lading/testing';
 import { isLadingError, layerFromBytes } from '@lading/core';
 import { extract } from '../src/index.js';
 import { collect, makeTar, run } from './helpers.js';
 
-const cleanups: string[] = [];
-afterEach(async () => {
-  for (const d of cleanups.splice(0)) await rm(d, { recursive: true, force: true });
-});
-
-async function scratch(): Promise<string> {
-  const d = await mkdtemp(join(tmpdir(), 'lading-harden-'));
-  cleanups.push(d);
-  return d;
-}
+const dirs = scratchDirs('lading-harden-');
+afterEach(() => dirs.removeAll());
+const scratch = (): Promise<string> => dirs.make();
 
 async function modeOf(p: string): Promise<number> {
   return (await lstat(p)).mode & 0o7777;

@@ -14,7 +14,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { isLadingError, layerFromBytes, type Layer } from '@lading/core';
-import { extract, layerFromDirectory, safeRelative } from '../src/index.js';
+import { extract, layerFromDirectory } from '../src/index.js';
+import { safeRelative } from '../src/safe-path.js';
 import { makeTar, type TarEntry } from './helpers.js';
 
 async function layer(entries: TarEntry[]): Promise<Layer> {

@@ -1,22 +1,15 @@
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
+import { scratchDirs } from '@lading/testing';
 import { digestOf, isLadingError, layerFromBytes, type Digest, type Layer } from '@lading/core';
 import { extractVerified } from '../src/index.js';
 import { makeTar } from './helpers.js';
 
-const cleanups: string[] = [];
-afterEach(async () => {
-  for (const d of cleanups.splice(0)) await rm(d, { recursive: true, force: true });
-});
-
-async function scratch(): Promise<string> {
-  const d = await mkdtemp(join(tmpdir(), 'lading-verified-'));
-  cleanups.push(d);
-  return d;
-}
+const dirs = scratchDirs('lading-verified-');
+afterEach(() => dirs.removeAll());
+const scratch = (): Promise<string> => dirs.make();
 
 /** Claiming is a real layer that claims another diffId than its tar has (a config that lies). */
 class Claiming implements Layer {

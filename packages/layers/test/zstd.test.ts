@@ -8,11 +8,11 @@ import {
   MediaType,
   createDecompressor,
   layerFromBytes,
-  sniffCompression,
   zstdAvailable,
   zstdFrameSync,
   type Layer,
 } from '@lading/core';
+import { sniffCompression } from '@lading/core/internal';
 import {
   directoryTar,
   extract,

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { lstat, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { lstat, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -28,6 +28,7 @@ import {
   type MediaTypeString,
   type Target,
 } from '@lading/core';
+import { makeDirectory } from '@lading/core/internal';
 import { withFileLock } from './internal/lock.js';
 import { onlyImage } from './internal/only.js';
 import { blobParts, codeOf, readSmall } from './internal/layout-files.js';
@@ -96,7 +97,7 @@ export class OciLayout implements Target, BlobWriter {
   /** init creates the layout (directory, `oci-layout`, empty `index.json`) if missing. */
   init(): Promise<void> {
     this.#ready ??= (async () => {
-      await mkdir(join(this.dir, 'blobs', 'sha256'), { recursive: true });
+      await makeDirectory(join(this.dir, 'blobs', 'sha256'));
       await writeFile(
         join(this.dir, 'oci-layout'),
         JSON.stringify({ imageLayoutVersion: '1.0.0' }),
@@ -258,7 +259,7 @@ export class OciLayout implements Target, BlobWriter {
     try {
       await pipeline(content, check, out, { signal: options.signal });
       const digest = final();
-      await mkdir(join(this.dir, 'blobs', digestAlgorithm(digest)), { recursive: true });
+      await makeDirectory(join(this.dir, 'blobs', digestAlgorithm(digest)));
       await rename(tmp, this.#blobPath(digest));
     } catch (err) {
       // An abort can reject the pipeline while the file's open() is still in

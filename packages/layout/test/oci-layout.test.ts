@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { scratchDirs } from '@lading/testing';
 import { spawn } from 'node:child_process';
 import { readFile, readdir, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -18,18 +19,11 @@ import {
   type Target,
 } from '@lading/core';
 import { ociLayout, refNameAnnotation } from '../src/index.js';
-import { OnceLayer, lazyImage, run, tarOf, tempDir } from './helpers.js';
+import { OnceLayer, lazyImage, run, tarOf } from './helpers.js';
 
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0)) await c();
-});
-
-async function scratch(): Promise<string> {
-  const t = await tempDir();
-  cleanups.push(t.cleanup);
-  return t.dir;
-}
+const dirs = scratchDirs('lading-layout-test-');
+afterEach(() => dirs.removeAll());
+const scratch = (): Promise<string> => dirs.make();
 
 function caught(p: Promise<unknown>): Promise<unknown> {
   return p.then(

@@ -1,4 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { scratchDirs } from '@lading/testing';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import {
@@ -20,18 +21,11 @@ import { streamLayer } from '@lading/layers';
 import { createRegistry, memoryStorage, type Registry } from '@lading/registry';
 import { registryTarget } from '@lading/remote';
 import { dockerArchive, ociLayout } from '../src/index.js';
-import { run, tarOf, tempDir } from './helpers.js';
+import { run, tarOf } from './helpers.js';
 
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0)) await c();
-});
-
-async function scratch(): Promise<string> {
-  const t = await tempDir();
-  cleanups.push(t.cleanup);
-  return t.dir;
-}
+const dirs = scratchDirs('lading-layout-test-');
+afterEach(() => dirs.removeAll());
+const scratch = (): Promise<string> => dirs.make();
 
 async function configOf(target: Target, root: Descriptor): Promise<[Descriptor, ConfigFile]> {
   const [config] = await successors(target, root);

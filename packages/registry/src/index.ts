@@ -1,7 +1,7 @@
 export { createRegistry } from './registry.js';
 export type { Registry, RegistryOptions, ListenOptions } from './registry.js';
 export { Authenticator, parseHtpasswd } from './auth.js';
-export { globPattern, grantsFromFile, parseGrants } from './grants.js';
+export { grantsFromFile, parseGrants } from './grants.js';
 export type { HttpLimits } from './server.js';
 export type { WindowLimit } from './limits.js';
 export type {
@@ -15,7 +15,7 @@ export type {
   TokenAuth,
 } from './auth.js';
 export { HttpError, SpecErrorCode } from './errors.js';
-export { isRepositoryName, isTag, repositoryNamePattern, tagPattern } from './names.js';
+export { isRepositoryName, isTag } from './names.js';
 export { memoryStorage } from './storage/memory.js';
 export { filesystemStorage } from './storage/filesystem.js';
 export { readOnlyStorage } from './storage/read-only.js';

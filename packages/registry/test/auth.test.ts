@@ -1,5 +1,6 @@
 import bcrypt from 'bcryptjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { basicAuth as basic } from '@lading/testing';
 import { createRegistry, type Registry } from '../src/index.js';
 import { pushBlob, req } from './helpers.js';
 
@@ -10,9 +11,6 @@ const htpasswd = [
   '',
 ].join('\n');
 
-const basic = (user: string, password: string): Record<string, string> => ({
-  Authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`,
-});
 const bearer = (token: string): Record<string, string> => ({ Authorization: `Bearer ${token}` });
 
 // bob may only pull; alice may do everything.

@@ -1,13 +1,16 @@
 // Differential test: the same request sequence against @lading/registry and
 // the CNCF distribution registry (Debian's docker-registry 2.8), comparing
 // status codes and spec error codes step by step.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import bcrypt from 'bcryptjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  startDistributionRegistry,
+  type DistributionRegistry,
+  type DistributionRegistryOptions,
+} from '@lading/testing';
 import { createRegistry, filesystemStorage, type Registry } from '../src/index.js';
 import { req, sha256, type Reply } from './helpers.js';
 
@@ -16,19 +19,6 @@ interface Step {
   status: number;
   code?: string | undefined;
   range?: string | undefined;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => {
-        resolve(port);
-      });
-    });
-  });
 }
 
 /** scenario runs one push/pull/discovery/management sequence and records what came back. */
@@ -188,42 +178,14 @@ async function scenario(base: string): Promise<Step[]> {
 }
 
 let work: string;
-const children: ChildProcess[] = [];
+const distributions: DistributionRegistry[] = [];
 const registries: Registry[] = [];
 
-/** startDistribution runs docker-registry with `extra` YAML lines under `http`-level config. */
-async function startDistribution(name: string, extra: string[] = []): Promise<string> {
-  const port = await freePort();
-  const config = join(work, `${name}.yml`);
-  writeFileSync(
-    config,
-    [
-      'version: 0.1',
-      'log:',
-      '  level: error',
-      'storage:',
-      '  filesystem:',
-      `    rootdirectory: ${join(work, name)}`,
-      '  delete:',
-      '    enabled: true',
-      'http:',
-      `  addr: 127.0.0.1:${port}`,
-      ...extra,
-      '',
-    ].join('\n'),
-  );
-  const child = spawn('/usr/bin/docker-registry', ['serve', config], { stdio: 'ignore' });
-  children.push(child);
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; ; i++) {
-    const up = await req('GET', `${url}/v2/`).then(
-      () => true,
-      () => false,
-    );
-    if (up) return url;
-    if (i > 200) throw new Error('docker-registry did not start');
-    await new Promise((r) => setTimeout(r, 50));
-  }
+/** startDistribution runs docker-registry (see @lading/testing) and answers its URL. */
+async function startDistribution(options?: DistributionRegistryOptions): Promise<string> {
+  const d = await startDistributionRegistry(options);
+  distributions.push(d);
+  return d.url;
 }
 
 async function startOurs(options: Parameters<typeof createRegistry>[0]): Promise<string> {
@@ -238,13 +200,13 @@ beforeAll(() => {
 
 afterAll(async () => {
   for (const r of registries) await r.close();
-  for (const c of children) c.kill('SIGTERM');
+  for (const d of distributions) await d.stop();
   rmSync(work, { recursive: true, force: true });
 });
 
 describe('@lading/registry vs CNCF distribution', () => {
   it('answers the same status and error code at every step', async () => {
-    const theirs = await scenario(await startDistribution('open'));
+    const theirs = await scenario(await startDistribution());
     const mine = await scenario(
       await startOurs({ storage: filesystemStorage(join(work, 'lading')) }),
     );
@@ -257,14 +219,10 @@ describe('@lading/registry vs CNCF distribution', () => {
   it('answers basic auth (htpasswd) the same way', async () => {
     const file = join(work, 'htpasswd');
     writeFileSync(file, `ci:${bcrypt.hashSync('s3cret', 5)}\n`);
-    const theirs = await startDistribution('basic', [
-      'auth:',
-      '  htpasswd:',
-      '    realm: test-realm',
-      `    path: ${file}`,
-    ]);
+    // The launcher's realm is lading-test; ours is given the same.
+    const theirs = await startDistribution({ htpasswd: { username: 'ci', password: 's3cret' } });
     const mine = await startOurs({
-      auth: { type: 'basic', htpasswdFile: file, realm: 'test-realm' },
+      auth: { type: 'basic', htpasswdFile: file, realm: 'lading-test' },
     });
     const good = { Authorization: `Basic ${Buffer.from('ci:s3cret').toString('base64')}` };
     const bad = { Authorization: `Basic ${Buffer.from('ci:wrong').toString('base64')}` };

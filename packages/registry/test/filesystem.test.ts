@@ -83,6 +83,12 @@ describe('filesystemStorage', () => {
     expect(readdirSync(join(dir, 'uploads'))).toEqual([]);
   });
 
+  it('fails an upload with ENOENT instead of hanging when the directory is under /proc', async () => {
+    // Node's recursive mkdir never returns for /proc/x (see makeDirectory).
+    const { uploads } = filesystemStorage('/proc/lading-x/store');
+    await expect(uploads!.create('repo')).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
   it('still rejects a wrong digest for an upload resumed after a restart', async () => {
     const dir = tempDir();
     const first = await start(dir);

@@ -5,12 +5,12 @@ import bcrypt from 'bcryptjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createRegistry,
-  globPattern,
   grantsFromFile,
   parseGrants,
   type GrantFunction,
   type Registry,
 } from '../src/index.js';
+import { globPattern } from '../src/grants.js';
 import { pushImage, req } from './helpers.js';
 
 const grantsDoc = JSON.stringify({

@@ -1,15 +1,12 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import bcrypt from 'bcryptjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { basicAuth as basic } from '@lading/testing';
 import { createRegistry, type Registry, type RegistryOptions } from '../src/index.js';
 import { req } from './helpers.js';
 
 // Cost 10, what htpasswd -B uses by default: each check is ~50-100 ms of CPU.
 const htpasswd = `alice:${bcrypt.hashSync('wonderland', 10)}\nbob:${bcrypt.hashSync('builder', 10)}`;
-
-const basic = (user: string, password: string): Record<string, string> => ({
-  Authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`,
-});
 
 const registries: Registry[] = [];
 afterAll(async () => {

@@ -1,7 +1,8 @@
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile, rename, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { ErrorCode, LadingError } from '@lading/core';
+import { makeDirectory } from '@lading/core/internal';
 import { checkPushPermission, RegistryClient } from '@lading/remote';
 import { UsageError } from '../exit.js';
 import { positional, remoteOptions, seconds } from './common.js';
@@ -39,7 +40,7 @@ async function readConfig(): Promise<DockerConfig> {
 
 async function writeConfig(config: DockerConfig): Promise<void> {
   const path = configPath();
-  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  await makeDirectory(dirname(path), 0o700);
   const tmp = `${path}.${process.pid}.tmp`;
   await writeFile(tmp, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
   await rename(tmp, path);

@@ -122,7 +122,7 @@ export function encodeConfig(c: ConfigFile): Uint8Array {
   return encoder.encode(JSON.stringify(o));
 }
 
-/** encodeDescriptor is a descriptor in the fixed key order (for tests and tools). */
+/** orderDescriptor is a descriptor in the fixed key order (for tests and tools). */
 export function orderDescriptor(d: Descriptor): Descriptor {
   return orderedDescriptor(d) as Descriptor;
 }

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { access, mkdir, rename, writeFile } from 'node:fs/promises';
+import { access, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { digestAlgorithm, digestHex, ErrorCode, LadingError, type Digest } from '@lading/core';
+import { makeDirectory } from '@lading/core/internal';
 import { isRepositoryName } from '../names.js';
 
 // Where filesystemStorage keeps things, and the file-system helpers its stores share.
@@ -53,10 +54,10 @@ export class Paths {
 
   /** writeAtomic writes a temp file in the storage dir and renames it into place. */
   async writeAtomic(path: string, data: string | Buffer): Promise<void> {
-    await mkdir(this.tmp, { recursive: true });
+    await makeDirectory(this.tmp);
     const tmp = join(this.tmp, randomUUID());
     await writeFile(tmp, data);
-    await mkdir(join(path, '..'), { recursive: true });
+    await makeDirectory(join(path, '..'));
     await rename(tmp, path);
   }
 }

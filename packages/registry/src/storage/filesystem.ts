@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import {
   type FileHandle,
-  mkdir,
   open,
   readdir,
   readFile,
@@ -26,6 +25,7 @@ import {
 } from '@lading/core';
 import { isTag, isUploadId, unknownUpload } from '../names.js';
 import { digestPath, exists, isNotFound, Paths } from './filesystem-paths.js';
+import { makeDirectory } from '@lading/core/internal';
 import type {
   BlobReadOptions,
   BlobStat,
@@ -93,7 +93,7 @@ class FilesystemUploadStore implements UploadStore {
   async create(repository: string): Promise<UploadSession> {
     const id = randomUUID();
     const dir = this.#paths.upload(id);
-    await mkdir(dir, { recursive: true });
+    await makeDirectory(dir);
     await writeFile(join(dir, 'data'), '');
     await writeFile(join(dir, 'repository'), repository);
     return { id };
@@ -173,7 +173,7 @@ class FilesystemUploadStore implements UploadStore {
   async commit(id: string, digest: Digest): Promise<void> {
     if (!isUploadId(id)) throw unknownUpload(id);
     const target = this.#paths.blob(digest);
-    await mkdir(join(target, '..'), { recursive: true });
+    await makeDirectory(join(target, '..'));
     // rename is atomic: two identical concurrent uploads both land whole.
     try {
       await rename(join(this.#paths.upload(id), 'data'), target);
@@ -374,7 +374,7 @@ class FilesystemMetadataStore implements MetadataStore {
 
   async linkBlob(repository: string, digest: Digest): Promise<void> {
     const path = this.#linkPath(repository, digest);
-    await mkdir(join(path, '..'), { recursive: true });
+    await makeDirectory(join(path, '..'));
     await writeFile(path, '');
   }
 
