@@ -7,3 +7,5 @@
 export { childrenToWrite } from './image.js';
 export { manifestAccept } from './media-types.js';
 export { deferredStream, layerTarStream } from './compression.js';
+export { isVerified, markVerified } from './verified.js';
+export type { VerifiedContent } from './verified.js';
