@@ -24,7 +24,7 @@ type Task =
       workers: number;
     }
   | { kind: 'build-push'; dir: string; ref: string; level: number; workers: number }
-  | { kind: 'push-generated'; fileSize: number; ref: string; level: number; workers: number }
+  | { kind: 'push-directory'; dir: string; ref: string }
   | { kind: 'copy-r2r'; src: string; dst: string }
   | { kind: 'copy-r2oci'; src: string; dir: string; tag: string }
   | { kind: 'pull-extract'; src: string; out: string }
@@ -137,14 +137,13 @@ async function buildPush(
   return { ...r, size: await layer.size() };
 }
 
-async function pushGenerated(
-  t: Extract<Task, { kind: 'push-generated' }>,
+/** pushDirectory pushes a directory layer with lading's defaults (every core, block gzip). */
+async function pushDirectory(
+  t: Extract<Task, { kind: 'push-directory' }>,
 ): Promise<Record<string, unknown>> {
-  const source = new CountingSource(t.fileSize);
-  const layer = layers.streamLayer(source, { level: t.level, workers: t.workers });
-  const image = core.appendLayers(core.emptyImage(), layer);
-  const r = await push(t.ref, image);
-  return { ...r, tarBytes: source.produced, size: await layer.size() };
+  const layer = layers.layerFromDirectory(t.dir);
+  const r = await push(t.ref, core.appendLayers(core.emptyImage(), layer));
+  return { ...r, size: await layer.size() };
 }
 
 async function pulled(src: string): Promise<core.Image> {
@@ -254,8 +253,8 @@ async function main(): Promise<void> {
     case 'build-push':
       r = await buildPush(t);
       break;
-    case 'push-generated':
-      r = await pushGenerated(t);
+    case 'push-directory':
+      r = await pushDirectory(t);
       break;
     case 'floor-blocks':
       r = await floorBlocks(t);
