@@ -9,6 +9,7 @@ describe('@lading/core entry points', () => {
     expect(Object.keys(pub)).not.toContain('manifestAccept');
     expect(Object.keys(pub)).not.toContain('deferredStream');
     expect(Object.keys(pub)).not.toContain('layerTarStream');
+    expect(Object.keys(pub)).not.toContain('markVerified');
     expect(pub.emptyImage).toBeTypeOf('function');
   });
 
@@ -16,8 +17,10 @@ describe('@lading/core entry points', () => {
     expect(Object.keys(internal).sort()).toEqual([
       'childrenToWrite',
       'deferredStream',
+      'isVerified',
       'layerTarStream',
       'manifestAccept',
+      'markVerified',
     ]);
     expect(internal.manifestAccept).toContain('application/vnd.oci.image.manifest.v1+json');
   });
