@@ -1,4 +1,8 @@
+import { createWriteStream } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { MiB } from './util.js';
 
 const words = (
@@ -117,5 +121,30 @@ export class CountingSource extends Readable {
       case 'end':
         return;
     }
+  }
+}
+
+/**
+ * writeGeneratedDirectory fills `dir` with files of the {@link mixedBlock}
+ * repeated, `fileSize` bytes each (the last one shorter), `total` bytes in
+ * all: a directory layer of a known size made without a corpus.
+ */
+export async function writeGeneratedDirectory(
+  dir: string,
+  total: number,
+  fileSize = 64 * MiB,
+): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const block = mixedBlock();
+  for (let i = 0, left = total; left > 0; i++, left -= fileSize) {
+    const size = Math.min(left, fileSize);
+    const name = join(dir, `part-${String(i).padStart(4, '0')}.bin`);
+    await pipeline(repeated(block, size), createWriteStream(name));
+  }
+}
+
+function* repeated(block: Buffer, size: number): Generator<Buffer> {
+  for (let done = 0; done < size; done += block.length) {
+    yield block.subarray(0, Math.min(block.length, size - done));
   }
 }

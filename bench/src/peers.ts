@@ -13,11 +13,20 @@ import { log, type Context } from './context.js';
 import { startDebianRegistry, type BenchRegistry } from './registries.js';
 import type { Row, Section } from './report.js';
 import { peerPush } from './scenarios.js';
-import { benchDir, fmtBytes, fmtSec, fmtStat, run, stat, workDir, type Stat } from './util.js';
+import {
+  benchDir,
+  fmtBytes,
+  fmtSec,
+  fmtStat,
+  ladingBin,
+  run,
+  stat,
+  workDir,
+  type Stat,
+} from './util.js';
 
 /** node26 is the Node used for the runs on Node 26 (and for containerify, which needs ≥ 22). */
 const node26 = process.env.LADING_BENCH_NODE26 ?? '/opt/nodes/26.10.0/package/bin/node';
-const ladingBin = join(benchDir, '..', 'packages', 'cli', 'bin', 'lading.js');
 const taskJs = join(benchDir, 'dist', 'task.js');
 /** containerify is installed by hand (npm, Node ≥ 22): `LADING_BENCH_CONTAINERIFY=<bin>`. */
 const containerifyBin =

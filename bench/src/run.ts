@@ -3,7 +3,7 @@
 // --only=build,stages,memory,copy,pull,server,auth (none: only prepare the corpus),
 // --memory-mb=512,1024,2048, --memory-runs=N.
 import { readFile } from 'node:fs/promises';
-import { availableParallelism, totalmem } from 'node:os';
+import { availableParallelism, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { prepareCorpus } from './corpus.js';
 import { log, type BenchConfig, type Context, type Peers } from './context.js';
@@ -137,6 +137,12 @@ async function carryOver(
   return lines;
 }
 
+function loadText(): string {
+  return loadavg()
+    .map((v) => v.toFixed(1))
+    .join(' / ');
+}
+
 async function main(): Promise<void> {
   const config = parseArgs(process.argv.slice(2));
   const started = new Date();
@@ -191,8 +197,14 @@ async function main(): Promise<void> {
   for (const id of scenarioIds) {
     if (config.only !== undefined && !config.only.has(id)) continue;
     try {
+      const startedAt = new Date().toISOString().slice(11, 19);
+      const loadBefore = loadText();
       const s = await scenarios[id](ctx);
       s.ranAt = new Date().toISOString();
+      // Other work on the machine inflates every time: say how busy it was.
+      s.notes.push(
+        `load average (1/5/15 min, ${availableParallelism()} cores): ${loadBefore} at ${startedAt} UTC, ${loadText()} at ${s.ranAt.slice(11, 19)} UTC.`,
+      );
       sections.push(s);
       process.stdout.write(plain([s]) + '\n');
     } catch (err) {

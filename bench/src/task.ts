@@ -8,7 +8,6 @@ import { pipeline } from 'node:stream/promises';
 import { gzipSync } from 'node:zlib';
 import * as core from '@lading/core';
 import * as layers from '@lading/layers';
-import * as layout from '@lading/layout';
 import * as remote from '@lading/remote';
 import { CountingSource } from './generate.js';
 import { now } from './util.js';
@@ -24,9 +23,7 @@ type Task =
       workers: number;
     }
   | { kind: 'build-push'; dir: string; ref: string; level: number; workers: number }
-  | { kind: 'push-generated'; fileSize: number; ref: string; level: number; workers: number }
-  | { kind: 'copy-r2r'; src: string; dst: string }
-  | { kind: 'copy-r2oci'; src: string; dir: string; tag: string }
+  | { kind: 'push-directory'; dir: string; ref: string }
   | { kind: 'pull-extract'; src: string; out: string }
   | { kind: 'auth-fail'; ref: string; username: string; password: string; fileSize: number };
 
@@ -137,47 +134,19 @@ async function buildPush(
   return { ...r, size: await layer.size() };
 }
 
-async function pushGenerated(
-  t: Extract<Task, { kind: 'push-generated' }>,
+/** pushDirectory pushes a directory layer with lading's defaults (every core, block gzip). */
+async function pushDirectory(
+  t: Extract<Task, { kind: 'push-directory' }>,
 ): Promise<Record<string, unknown>> {
-  const source = new CountingSource(t.fileSize);
-  const layer = layers.streamLayer(source, { level: t.level, workers: t.workers });
-  const image = core.appendLayers(core.emptyImage(), layer);
-  const r = await push(t.ref, image);
-  return { ...r, tarBytes: source.produced, size: await layer.size() };
+  const layer = layers.layerFromDirectory(t.dir);
+  const r = await push(t.ref, core.appendLayers(core.emptyImage(), layer));
+  return { ...r, size: await layer.size() };
 }
 
 async function pulled(src: string): Promise<core.Image> {
   const m = await remote.pull(src);
   if (core.isImageIndex(m)) throw new Error(`${src} is an index`);
   return m;
-}
-
-/** registryRef opens `text`'s repository as a copy() target and names its tag or digest. */
-function registryRef(text: string): { target: core.Target; ref: string } {
-  const r = core.parseReference(text);
-  return { target: remote.registryTarget(r.name), ref: r.digest ?? r.tag ?? 'latest' };
-}
-
-async function copyR2r(t: Extract<Task, { kind: 'copy-r2r' }>): Promise<Record<string, unknown>> {
-  const t0 = now();
-  // The same copy() as `lading cp`: blobs stream from registry to registry.
-  const src = registryRef(t.src);
-  const dst = registryRef(t.dst);
-  const desc = await core.copy(src.target, src.ref, dst.target, dst.ref);
-  return { ms: now() - t0, digest: desc.digest };
-}
-
-async function copyR2oci(
-  t: Extract<Task, { kind: 'copy-r2oci' }>,
-): Promise<Record<string, unknown>> {
-  await rm(t.dir, { recursive: true, force: true });
-  const t0 = now();
-  const src = registryRef(t.src);
-  const target = layout.ociLayout(t.dir);
-  await target.init();
-  const desc = await core.copy(src.target, src.ref, target, t.tag);
-  return { ms: now() - t0, digest: desc.digest };
 }
 
 async function pullExtract(
@@ -254,17 +223,11 @@ async function main(): Promise<void> {
     case 'build-push':
       r = await buildPush(t);
       break;
-    case 'push-generated':
-      r = await pushGenerated(t);
+    case 'push-directory':
+      r = await pushDirectory(t);
       break;
     case 'floor-blocks':
       r = await floorBlocks(t);
-      break;
-    case 'copy-r2r':
-      r = await copyR2r(t);
-      break;
-    case 'copy-r2oci':
-      r = await copyR2oci(t);
       break;
     case 'pull-extract':
       r = await pullExtract(t);

@@ -4,6 +4,9 @@ import { fileURLToPath } from 'node:url';
 
 /** benchDir is /…/bench (this file lives in bench/dist). */
 export const benchDir = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+/** ladingBin is the `lading` program of this checkout. */
+export const ladingBin = join(benchDir, '..', 'packages', 'cli', 'bin', 'lading.js');
+
 /** workDir holds everything a run writes besides results (git-ignored). */
 export const workDir = join(benchDir, '.work');
 export const corpusDir = join(benchDir, 'corpus');

@@ -2,6 +2,7 @@ import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { VerifyingStream, digestOf, isDigest, parseDigest } from './digest.js';
 import { ErrorCode, LadingError, throwIfAborted } from './errors.js';
+import { isVerified, markVerified } from './verified.js';
 import { isImageManifestMediaType, isIndexMediaType, isManifestMediaType } from './media-types.js';
 import type { BlobKind, ProgressEmitter } from './progress.js';
 import { isMounter, type IoOptions, type Target } from './target.js';
@@ -165,7 +166,11 @@ class CountingStream extends Transform {
 
 /**
  * pushVerified feeds `source` through a digest verifier into `dst.push`, and
- * cleans both up whichever side fails first.
+ * cleans both up whichever side fails first. A source that already checks
+ * its own bytes against `desc` (see markVerified: a registry's or layout's
+ * fetch) is not hashed a second time; what `dst.push` receives is marked
+ * verified either way, so a target that commits only after a clean end can
+ * skip its own hash too.
  */
 export async function pushVerified(
   dst: Target,
@@ -173,25 +178,28 @@ export async function pushVerified(
   source: Readable,
   options: IoOptions & { onBytes?: (bytes: number) => void } = {},
 ): Promise<void> {
-  const verifier = new VerifyingStream(desc, desc.mediaType);
-  const stages: (Readable | Transform)[] = [source, verifier];
-  let tail: Transform = verifier;
+  const stages: (Readable | Transform)[] = [source];
+  if (!isVerified(source, desc)) stages.push(new VerifyingStream(desc, desc.mediaType));
   if (options.onBytes !== undefined) {
-    tail = new CountingStream(options.onBytes);
-    stages.push(tail);
+    stages.push(markVerified(new CountingStream(options.onBytes), desc));
   }
-  const feeding = pipeline(stages, { signal: options.signal });
-  feeding.catch(() => undefined);
+  const tail = stages[stages.length - 1] as Readable;
+  const feeding = stages.length > 1 ? pipeline(stages, { signal: options.signal }) : undefined;
+  feeding?.catch(() => undefined);
   try {
     await dst.push(desc, tail, { signal: options.signal });
   } catch (err) {
     source.destroy();
     tail.destroy();
-    await feeding.catch(() => undefined);
+    await feeding?.catch(() => undefined);
     throw err;
   }
   // A target may stop reading early because it already holds the blob (a
   // concurrent writer got there first); what it stored, it verified.
+  if (feeding === undefined) {
+    if (!source.readableEnded) source.destroy();
+    return;
+  }
   await feeding.catch((err: unknown) => {
     if (!tail.destroyed || tail.errored !== null) throw err;
   });

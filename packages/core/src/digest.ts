@@ -1,6 +1,7 @@
 import { sha256 as nobleSha256, sha512 as nobleSha512 } from '@noble/hashes/sha2.js';
 import { Transform, type TransformCallback } from 'node:stream';
 import { DigestMismatchError, InvalidDigestError, SizeMismatchError } from './errors.js';
+import { markVerified } from './verified.js';
 
 /** DigestAlgorithm is a hash algorithm lading accepts in digests. */
 export type DigestAlgorithm = 'sha256' | 'sha512';
@@ -179,6 +180,8 @@ export class VerifyingStream extends Transform {
     this.#expectedSize = expected.size;
     this.#what = what;
     this.#hasher = createHasher(digestAlgorithm(expected.digest));
+    if (expected.size !== undefined)
+      markVerified(this, { digest: expected.digest, size: expected.size });
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {

@@ -23,3 +23,5 @@ export {
   zstdLevelRange,
   zstdUnsupported,
 } from './compression.js';
+export { isVerified, markVerified } from './verified.js';
+export type { VerifiedContent } from './verified.js';

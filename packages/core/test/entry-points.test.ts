@@ -17,6 +17,7 @@ describe('@lading/core entry points', () => {
       expect(Object.keys(pub)).not.toContain(name);
       expect(Object.keys(internal)).not.toContain(name);
     }
+    expect(Object.keys(pub)).not.toContain('markVerified');
     expect(pub.emptyImage).toBeTypeOf('function');
   });
 
@@ -29,9 +30,11 @@ describe('@lading/core entry points', () => {
       'deferred',
       'deferredStream',
       'encodeTarHeader',
+      'isVerified',
       'layerTarStream',
       'makeDirectory',
       'manifestAccept',
+      'markVerified',
       'pushImageInOrder',
       'sniffCompression',
       'tarPadding',

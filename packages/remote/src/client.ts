@@ -18,7 +18,7 @@ import {
   type IoOptions,
   type MediaTypeString,
 } from '@lading/core';
-import { manifestAccept } from '@lading/core/internal';
+import { manifestAccept, markVerified } from '@lading/core/internal';
 import { RegistryError } from './errors.js';
 import type { Transport } from './internal/transport/index.js';
 import {
@@ -193,7 +193,7 @@ export class RegistryClient {
     pipeline(res.body, verify, out).catch((err: unknown) => {
       out.destroy(err instanceof Error ? err : new Error(String(err)));
     });
-    return out;
+    return options.size === undefined ? out : markVerified(out, { digest, size: options.size });
   }
 
   /** deleteBlob deletes a blob. @throws NOT_FOUND, DENIED, UNSUPPORTED (405) */

@@ -8,7 +8,7 @@ import {
   type Digest,
   type IoOptions,
 } from '@lading/core';
-import { ByteCounter } from '@lading/core/internal';
+import { ByteCounter, isVerified } from '@lading/core/internal';
 import { RegistryError, UploadError } from './errors.js';
 import { parseRangeEnd, watchSource } from './internal/upload-source.js';
 import {
@@ -257,7 +257,9 @@ export class BlobUpload {
    * dropped connection is resumed from the acknowledged offset while the
    * current chunk is still held) or `monolithic` (PUT with the body; needs
    * `size` and `digest`). The digest is computed while the bytes flow and
-   * checked against `expected.digest` when given.
+   * checked against `expected.digest` when given — unless `source` is marked
+   * as verifying itself against `expected` (markVerified), which fails it
+   * before its end.
    * @throws DIGEST_MISMATCH, SIZE_MISMATCH, UPLOAD_FAILED, REGISTRY_ERROR, NETWORK
    */
   async upload(
@@ -269,9 +271,14 @@ export class BlobUpload {
       onProgress?: (bytes: number) => void;
     } = {},
   ): Promise<UploadResult> {
+    const { digest, size } = options.expected ?? {};
+    // A source that checks itself against the expected digest and size fails
+    // before it ends when they differ, and the commit waits for its end.
+    const verified =
+      digest !== undefined && size !== undefined && isVerified(source, { digest, size });
     const watch = watchSource(source);
     try {
-      return await this.#upload(watch.stream, options);
+      return await this.#upload(watch.stream, options, verified);
     } catch (err) {
       throw watch.error() ?? err;
     } finally {
@@ -287,6 +294,7 @@ export class BlobUpload {
       expected?: { digest?: Digest | undefined; size?: number | undefined };
       onProgress?: (bytes: number) => void;
     },
+    verified: boolean,
   ): Promise<UploadResult> {
     const mode = options.mode ?? 'stream';
     const expected = options.expected ?? {};
@@ -310,19 +318,22 @@ export class BlobUpload {
       return { digest: expected.digest, size: expected.size };
     }
     if (mode === 'chunked') return this.#uploadChunked(source, options, expected);
-    const hashing = new HashingStream();
+    const hashing = verified ? undefined : new HashingStream();
     const counter = progressCounter(options.onProgress);
-    const piped = pipeline(source, hashing, counter);
+    const piped =
+      hashing === undefined ? pipeline(source, counter) : pipeline(source, hashing, counter);
     piped.catch(() => undefined);
     let size: number;
     try {
       size = await this.#patchStream(counter, piped, options);
     } finally {
-      hashing.destroy();
+      hashing?.destroy();
     }
     await piped.catch(() => undefined);
-    const digest = hashing.digest;
-    if (digest === undefined || hashing.size !== size) {
+    // #patchStream has seen the source end cleanly (it rethrows its error).
+    const digest = hashing === undefined ? expected.digest : hashing.digest;
+    const hashed = hashing === undefined ? expected.size : hashing.size;
+    if (digest === undefined || hashed !== size) {
       throw new UploadError(`upload to ${this.repository} ended before the source did`);
     }
     if (expected.digest !== undefined && expected.digest !== digest) {
