@@ -32,6 +32,16 @@ export class ByteCounter extends Transform {
     this.#options = options;
   }
 
+  /** reporting makes a counter that tells `onTotal` the running total after every chunk (progress). */
+  static reporting(onTotal: ((total: number) => void) | undefined): ByteCounter {
+    return new ByteCounter({
+      onChunk: (_chunk, total) => {
+        onTotal?.(total);
+        return undefined;
+      },
+    });
+  }
+
   /** count is the number of bytes seen so far (a refused chunk included). */
   get count(): number {
     return this.#count;

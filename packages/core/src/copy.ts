@@ -1,4 +1,4 @@
-import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { VerifyingStream, digestOf, isDigest, parseDigest } from './digest.js';
 import { ErrorCode, LadingError, throwIfAborted } from './errors.js';
@@ -7,12 +7,10 @@ import { isImageManifestMediaType, isIndexMediaType, isManifestMediaType } from 
 import type { BlobKind, ProgressEmitter } from './progress.js';
 import { isMounter, type IoOptions, type Target } from './target.js';
 import { Limiter } from './limiter.js';
+import { ByteCounter } from './byte-counter.js';
 import { MAX_MANIFEST_SIZE, readCapped } from './parse.js';
 import { selectPlatform } from './platform.js';
 import type { Descriptor, Platform } from './wire.js';
-
-// write-image.ts imports Limiter from here; it lives in limiter.ts.
-export { Limiter };
 
 /** CopyHookResult is what a `preCopy` hook may answer: `'skip'` leaves the node (and its sub-graph) out. */
 export type CopyHookResult = 'skip' | undefined;
@@ -150,20 +148,6 @@ function kindOf(desc: Descriptor, parentKinds: Map<string, BlobKind>): BlobKind 
   return parentKinds.get(desc.digest) ?? 'blob';
 }
 
-class CountingStream extends Transform {
-  #bytes = 0;
-  readonly #emit: (bytes: number) => void;
-  constructor(emit: (bytes: number) => void) {
-    super();
-    this.#emit = emit;
-  }
-  override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
-    this.#bytes += chunk.length;
-    this.#emit(this.#bytes);
-    callback(null, chunk);
-  }
-}
-
 /**
  * pushVerified feeds `source` through a digest verifier into `dst.push`, and
  * cleans both up whichever side fails first. A source that already checks
@@ -181,7 +165,7 @@ export async function pushVerified(
   const stages: (Readable | Transform)[] = [source];
   if (!isVerified(source, desc)) stages.push(new VerifyingStream(desc, desc.mediaType));
   if (options.onBytes !== undefined) {
-    stages.push(markVerified(new CountingStream(options.onBytes), desc));
+    stages.push(markVerified(ByteCounter.reporting(options.onBytes), desc));
   }
   const tail = stages[stages.length - 1] as Readable;
   const feeding = stages.length > 1 ? pipeline(stages, { signal: options.signal }) : undefined;

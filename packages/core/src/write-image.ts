@@ -10,7 +10,8 @@ import {
 import { childrenToWrite, isImageIndex, type Image, type ImageIndex } from './image.js';
 import type { Layer } from './layer.js';
 import type { ProgressEmitter } from './progress.js';
-import { Limiter, pushVerified } from './copy.js';
+import { pushVerified } from './copy.js';
+import { Limiter } from './limiter.js';
 import { isBlobWriter, isMounter, type IoOptions, type Target } from './target.js';
 import type { Descriptor } from './wire.js';
 

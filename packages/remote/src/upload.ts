@@ -28,16 +28,6 @@ export const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
 /** UploadResult is what a committed upload stored. */
 export type UploadResult = { readonly digest: Digest; readonly size: number };
 
-/** progressCounter counts a body's bytes and reports the running total. */
-function progressCounter(onProgress: ((bytes: number) => void) | undefined): ByteCounter {
-  return new ByteCounter({
-    onChunk: (_chunk, total) => {
-      onProgress?.(total);
-      return undefined;
-    },
-  });
-}
-
 /**
  * BlobUpload is one open blob upload (distribution-spec "push"): it
  * always uses the latest `Location` the registry returned (relative ones
@@ -299,7 +289,7 @@ export class BlobUpload {
     const mode = options.mode ?? 'stream';
     const expected = options.expected ?? {};
     if (mode === 'monolithic' && expected.digest !== undefined && expected.size !== undefined) {
-      const counter = progressCounter(options.onProgress);
+      const counter = ByteCounter.reporting(options.onProgress);
       const piped = pipeline(source, counter);
       piped.catch(() => undefined);
       try {
@@ -319,7 +309,7 @@ export class BlobUpload {
     }
     if (mode === 'chunked') return this.#uploadChunked(source, options, expected);
     const hashing = verified ? undefined : new HashingStream();
-    const counter = progressCounter(options.onProgress);
+    const counter = ByteCounter.reporting(options.onProgress);
     const piped =
       hashing === undefined ? pipeline(source, counter) : pipeline(source, hashing, counter);
     piped.catch(() => undefined);
