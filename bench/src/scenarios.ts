@@ -320,7 +320,7 @@ export async function memory(ctx: Context): Promise<Section> {
   };
 }
 
-/** pushSource pushes the corpus with lading into a long-lived Debian registry, as the source of copies and pulls. */
+/** ensureSource pushes the corpus with lading into a long-lived Debian registry, as the source of copies and pulls. */
 async function ensureSource(ctx: Context): Promise<{ host: string; ref: string }> {
   if (ctx.source !== undefined) return ctx.source;
   const reg = await startDebianRegistry();
