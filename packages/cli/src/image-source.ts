@@ -23,8 +23,9 @@ import {
   type MediaTypeString,
   type ProgressEmitter,
   type Target,
+  DescribedLayer,
 } from '@lading/core';
-import { deferredStream, layerTarStream } from '@lading/core/internal';
+import { deferredStream } from '@lading/core/internal';
 import { pull, writeAny, type RemoteOptions, type WriteResult } from '@lading/remote';
 import { parseLocation, type Location } from './transports.js';
 import { openTarget, type OpenedTarget } from './commands/common.js';
@@ -34,13 +35,8 @@ import { openTarget, type OpenedTarget } from './commands/common.js';
 // target only when a writer asks for them, and carry their descriptor so a
 // writer can skip what the destination has.
 
-class TargetLayer implements Layer {
-  readonly mediaType: MediaTypeString;
-  readonly annotations?: Readonly<Record<string, string>>;
+class TargetLayer extends DescribedLayer {
   readonly #target: Target;
-  readonly #desc: Descriptor;
-  readonly #diffId: () => Promise<Digest>;
-  readonly #signal: AbortSignal | undefined;
 
   constructor(
     target: Target,
@@ -48,31 +44,12 @@ class TargetLayer implements Layer {
     diffId: () => Promise<Digest>,
     signal: AbortSignal | undefined,
   ) {
+    super(desc, diffId, signal);
     this.#target = target;
-    this.#desc = desc;
-    this.mediaType = desc.mediaType;
-    if (desc.annotations !== undefined) this.annotations = desc.annotations;
-    this.#diffId = diffId;
-    this.#signal = signal;
   }
 
-  digest(): Promise<Digest> {
-    return Promise.resolve(this.#desc.digest);
-  }
-  size(): Promise<number> {
-    return Promise.resolve(this.#desc.size);
-  }
-  diffId(): Promise<Digest> {
-    return this.#diffId();
-  }
-  knownDescriptor(): Descriptor {
-    return { ...this.#desc };
-  }
   compressed(): Readable {
-    return deferredStream(() => this.#target.fetch(this.#desc, { signal: this.#signal }));
-  }
-  uncompressed(): Readable {
-    return layerTarStream(this.compressed(), this.mediaType);
+    return deferredStream(() => this.#target.fetch(this.described, { signal: this.signal }));
   }
 }
 

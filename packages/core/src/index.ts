@@ -56,6 +56,7 @@ export type {
   ConfigFile,
 } from './wire.js';
 export { BytesLayer, layerFromBytes } from './layer.js';
+export { DescribedLayer } from './described-layer.js';
 export type { Layer, BlobSource, LayerBytesOptions } from './layer.js';
 export { isImageIndex } from './image.js';
 export type { Image, ImageIndex, IndexChild, IndexEntryInput } from './image.js';

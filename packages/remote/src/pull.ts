@@ -23,8 +23,9 @@ import {
   type MediaTypeString,
   type Platform,
   type Reference,
+  DescribedLayer,
 } from '@lading/core';
-import { deferredStream, layerTarStream } from '@lading/core/internal';
+import { deferredStream } from '@lading/core/internal';
 import {
   MANIFEST_SIZE_LIMIT,
   RegistryClient,
@@ -43,14 +44,9 @@ export interface PullOptions extends RemoteOptions {
  * without I/O, its bytes download only when `compressed()` or
  * `uncompressed()` is called, and `source` lets writers mount it.
  */
-export class RemoteLayer implements Layer {
-  readonly mediaType: MediaTypeString;
+export class RemoteLayer extends DescribedLayer {
   readonly source: BlobSource;
-  readonly annotations?: Readonly<Record<string, string>>;
   readonly #client: RegistryClient;
-  readonly #descriptor: Descriptor;
-  readonly #diffId: () => Promise<Digest>;
-  readonly #signal: AbortSignal | undefined;
 
   /** @internal */
   constructor(
@@ -60,28 +56,9 @@ export class RemoteLayer implements Layer {
     diffId: () => Promise<Digest>,
     signal: AbortSignal | undefined,
   ) {
+    super(descriptor, diffId, signal);
     this.#client = client;
-    this.#descriptor = descriptor;
-    this.mediaType = descriptor.mediaType;
     this.source = { registry: client.registry, repository };
-    if (descriptor.annotations !== undefined) this.annotations = descriptor.annotations;
-    this.#diffId = diffId;
-    this.#signal = signal;
-  }
-
-  digest(): Promise<Digest> {
-    return Promise.resolve(this.#descriptor.digest);
-  }
-  size(): Promise<number> {
-    return Promise.resolve(this.#descriptor.size);
-  }
-  diffId(): Promise<Digest> {
-    return this.#diffId();
-  }
-
-  /** knownDescriptor is the descriptor as the manifest lists it. */
-  knownDescriptor(): Descriptor {
-    return { ...this.#descriptor };
   }
 
   /**
@@ -89,8 +66,8 @@ export class RemoteLayer implements Layer {
    * registry's redirects with HEAD, no data transferred).
    */
   location(options: IoOptions = {}): Promise<string> {
-    return this.#client.blobLocation(this.source.repository, this.#descriptor.digest, {
-      signal: options.signal ?? this.#signal,
+    return this.#client.blobLocation(this.source.repository, this.described.digest, {
+      signal: options.signal ?? this.signal,
     });
   }
 
@@ -105,21 +82,14 @@ export class RemoteLayer implements Layer {
     return d;
   }
 
+  /** compressed streams the blob from the registry, opened when first read. */
   compressed(): Readable {
     return deferredStream(() =>
-      this.#client.getBlob(this.source.repository, this.#descriptor.digest, {
-        size: this.#descriptor.size,
-        signal: this.#signal,
+      this.#client.getBlob(this.source.repository, this.described.digest, {
+        size: this.described.size,
+        signal: this.signal,
       }),
     );
-  }
-
-  /**
-   * uncompressed is the layer's tar: gzip and zstd layers are decompressed.
-   * @throws UNSUPPORTED for a zstd layer on a Node without zstd.
-   */
-  uncompressed(): Readable {
-    return layerTarStream(this.compressed(), this.mediaType);
   }
 }
 
