@@ -13,7 +13,7 @@ export type { SessionOptions } from './session.js';
 export { BlobUpload, DEFAULT_CHUNK_SIZE } from './upload.js';
 // eslint-disable-next-line @typescript-eslint/no-deprecated -- kept for source compatibility
 export { UploadSession } from './upload.js';
-export type { UploadMode, UploadResult } from './upload.js';
+export type { UploadMode, UploadOptions, UploadResult } from './upload.js';
 export {
   write,
   writeIndex,

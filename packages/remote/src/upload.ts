@@ -28,6 +28,18 @@ export const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
 /** UploadResult is what a committed upload stored. */
 export type UploadResult = { readonly digest: Digest; readonly size: number };
 
+/** UploadOptions configure {@link BlobUpload.upload}. */
+export type UploadOptions = IoOptions & {
+  /** mode picks how the bytes travel (default `stream`). */
+  mode?: UploadMode;
+  /** chunkSize of `chunked` uploads. */
+  chunkSize?: number;
+  /** expected digest and size of the blob, checked before the upload commits. */
+  expected?: { digest?: Digest | undefined; size?: number | undefined };
+  /** onProgress receives the bytes sent so far. */
+  onProgress?: (bytes: number) => void;
+};
+
 /**
  * BlobUpload is one open blob upload (distribution-spec "push"): it
  * always uses the latest `Location` the registry returned (relative ones
@@ -252,15 +264,7 @@ export class BlobUpload {
    * before its end.
    * @throws DIGEST_MISMATCH, SIZE_MISMATCH, UPLOAD_FAILED, REGISTRY_ERROR, NETWORK
    */
-  async upload(
-    source: Readable,
-    options: IoOptions & {
-      mode?: UploadMode;
-      chunkSize?: number;
-      expected?: { digest?: Digest | undefined; size?: number | undefined };
-      onProgress?: (bytes: number) => void;
-    } = {},
-  ): Promise<UploadResult> {
+  async upload(source: Readable, options: UploadOptions = {}): Promise<UploadResult> {
     const { digest, size } = options.expected ?? {};
     // A source that checks itself against the expected digest and size fails
     // before it ends when they differ, and the commit waits for its end.
@@ -278,12 +282,7 @@ export class BlobUpload {
 
   async #upload(
     source: Readable,
-    options: IoOptions & {
-      mode?: UploadMode;
-      chunkSize?: number;
-      expected?: { digest?: Digest | undefined; size?: number | undefined };
-      onProgress?: (bytes: number) => void;
-    },
+    options: UploadOptions,
     verified: boolean,
   ): Promise<UploadResult> {
     const mode = options.mode ?? 'stream';
