@@ -48,6 +48,7 @@ export default tseslint.config(
       '**/coverage/**',
       'bench/corpus/**',
       'bench/.work/**',
+      'docs/api/**',
     ],
   },
   { linterOptions: { reportUnusedDisableDirectives: 'error' } },
