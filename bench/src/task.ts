@@ -7,6 +7,7 @@ import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { gzipSync } from 'node:zlib';
 import * as core from '@lading/core';
+import { blockGzipSize, blockGzipSync, zstdFrameSync } from '@lading/core/internal';
 import * as layers from '@lading/layers';
 import * as remote from '@lading/remote';
 import { CountingSource } from './generate.js';
@@ -82,11 +83,11 @@ async function floorBlocks(
   const t0 = now();
   const out =
     t.compression === 'gzip'
-      ? core.blockGzipSync(tar, t.level).length
+      ? blockGzipSync(tar, t.level).length
       : (() => {
           let n = 0;
-          for (let off = 0; off < tar.length; off += core.blockGzipSize)
-            n += core.zstdFrameSync(tar.subarray(off, off + core.blockGzipSize), t.level).length;
+          for (let off = 0; off < tar.length; off += blockGzipSize)
+            n += zstdFrameSync(tar.subarray(off, off + blockGzipSize), t.level).length;
           return n;
         })();
   return { ms: now() - t0, tarBytes: tar.length, outBytes: out };

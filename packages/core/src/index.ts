@@ -39,9 +39,6 @@ export {
   isZstdLayerMediaType,
   layerCompressionOf,
   createDecompressor,
-  blockGzipSize,
-  blockGzipSync,
-  zstdFrameSync,
 } from './compression.js';
 export type { LayerCompression } from './compression.js';
 export type {

@@ -19,6 +19,9 @@ export type { ImagePushSteps } from './write-image.js';
 export { makeDirectory } from './make-directory.js';
 export {
   blockGzipHeader,
+  blockGzipSize,
+  blockGzipSync,
+  zstdFrameSync,
   sniffCompression,
   zstdLevelRange,
   zstdUnsupported,

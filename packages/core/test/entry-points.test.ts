@@ -10,7 +10,15 @@ describe('@lading/core entry points', () => {
     expect(Object.keys(pub)).not.toContain('deferredStream');
     expect(Object.keys(pub)).not.toContain('layerTarStream');
     expect(Object.keys(pub)).not.toContain('pushImageInOrder');
-    for (const name of ['sniffCompression', 'blockGzipHeader', 'zstdLevelRange', 'zstdUnsupported'])
+    for (const name of [
+      'sniffCompression',
+      'blockGzipHeader',
+      'blockGzipSize',
+      'blockGzipSync',
+      'zstdFrameSync',
+      'zstdLevelRange',
+      'zstdUnsupported',
+    ])
       expect(Object.keys(pub)).not.toContain(name);
     // Used inside core only: on neither entry point.
     for (const name of ['decompressSync', 'zstdNodeVersion', 'isMounter', 'isBlobWriter']) {
@@ -26,6 +34,8 @@ describe('@lading/core entry points', () => {
       'ByteCounter',
       'Limiter',
       'blockGzipHeader',
+      'blockGzipSize',
+      'blockGzipSync',
       'childrenToWrite',
       'deferred',
       'deferredStream',
@@ -39,6 +49,7 @@ describe('@lading/core entry points', () => {
       'sniffCompression',
       'tarPadding',
       'tarTrailer',
+      'zstdFrameSync',
       'zstdLevelRange',
       'zstdUnsupported',
     ]);

@@ -9,10 +9,9 @@ import {
   createDecompressor,
   layerFromBytes,
   zstdAvailable,
-  zstdFrameSync,
   type Layer,
 } from '@lading/core';
-import { sniffCompression } from '@lading/core/internal';
+import { sniffCompression, zstdFrameSync } from '@lading/core/internal';
 import {
   directoryTar,
   extract,

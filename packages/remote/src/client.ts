@@ -1,3 +1,6 @@
+// RegistryClient is one class with one method per distribution-spec endpoint
+// (~460 lines): splitting it would scatter the API that users read in one
+// place; listing, manifest reading and blob location already live beside it.
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { PassThrough } from 'node:stream';
