@@ -4,7 +4,7 @@
 // and prints `RESULT <json>` with throughputs.
 import { createHash, randomBytes } from 'node:crypto';
 import { Pool } from 'undici';
-import { now } from './util.js';
+import { bounded, drain, now } from './util.js';
 
 interface LoadOptions {
   readonly url: string;
@@ -17,27 +17,6 @@ interface LoadOptions {
 }
 
 const ociManifest = 'application/vnd.oci.image.manifest.v1+json';
-
-async function drain(body: AsyncIterable<unknown>): Promise<number> {
-  let n = 0;
-  for await (const c of body) n += (c as Buffer).length;
-  return n;
-}
-
-async function bounded(
-  count: number,
-  concurrency: number,
-  fn: (i: number) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < count) {
-      const i = next++;
-      await fn(i);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
-}
 
 async function upload(
   pool: Pool,

@@ -23,7 +23,7 @@ import { Agent, request } from 'undici';
 import { log } from './context.js';
 import { markdown, plain, type Row, type Section } from './report.js';
 import { startDebianRegistry, startLadingRegistry, type BenchRegistry } from './registries.js';
-import { benchDir, fmtBytes, fmtStat, MiB, now, stat } from './util.js';
+import { benchDir, bounded, drain, fmtBytes, fmtStat, MiB, now, stat } from './util.js';
 
 interface Options {
   readonly runs: number;
@@ -59,24 +59,6 @@ function parse(argv: readonly string[]): Options {
     blobSize: Number(flags.get('blob-mb') ?? (quick ? 16 : 64)) * MiB,
     concurrency: Number(flags.get('concurrency') ?? 4),
   };
-}
-
-async function bounded(
-  count: number,
-  concurrency: number,
-  fn: (i: number) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < count) await fn(next++);
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
-}
-
-async function drain(body: AsyncIterable<unknown>): Promise<number> {
-  let n = 0;
-  for await (const c of body) n += (c as Buffer).length;
-  return n;
 }
 
 /** throughput answers MB/s of pushing then pulling every blob through the registry at `url`. */

@@ -158,3 +158,23 @@ export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message.split('\n')[0] ?? err.message;
   return String(err);
 }
+
+/** drain reads a response body to its end and answers how many bytes it held. */
+export async function drain(body: AsyncIterable<unknown>): Promise<number> {
+  let n = 0;
+  for await (const c of body) n += (c as Buffer).length;
+  return n;
+}
+
+/** bounded runs `fn(0)` … `fn(count - 1)`, at most `concurrency` at a time. */
+export async function bounded(
+  count: number,
+  concurrency: number,
+  fn: (i: number) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < count) await fn(next++);
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
+}
