@@ -115,15 +115,7 @@ class TargetImage extends TargetManifest implements Image {
         new TargetLayer(
           this.target,
           d,
-          async () => {
-            const id = (await this.configFile()).rootfs.diff_ids[i];
-            if (id === undefined)
-              throw new LadingError(
-                ErrorCode.InvalidConfig,
-                `config lists no diffId for layer ${i}`,
-              );
-            return id;
-          },
+          DescribedLayer.diffIdFromConfig(() => this.configFile(), i),
           this.signal,
         ),
     );

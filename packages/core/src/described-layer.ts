@@ -1,9 +1,10 @@
 import type { Readable } from 'node:stream';
 import { layerTarStream } from './compression.js';
 import type { Digest } from './digest.js';
+import { ErrorCode, LadingError } from './errors.js';
 import type { Layer } from './layer.js';
 import type { MediaTypeString } from './media-types.js';
-import type { Descriptor } from './wire.js';
+import type { ConfigFile, Descriptor } from './wire.js';
 
 /**
  * DescribedLayer is the base of layers whose descriptor is known before any
@@ -37,6 +38,24 @@ export abstract class DescribedLayer implements Layer {
     if (descriptor.annotations !== undefined) this.annotations = descriptor.annotations;
     this.#diffId = diffId;
     this.signal = signal;
+  }
+
+  /**
+   * diffIdFromConfig answers layer `index`'s diffId from an image's config,
+   * read when first asked (the usual `diffId` argument of the constructor).
+   * @throws INVALID_CONFIG when the config lists no diffId for that layer.
+   */
+  static diffIdFromConfig(
+    configFile: () => Promise<ConfigFile>,
+    index: number,
+  ): () => Promise<Digest> {
+    return async () => {
+      const id = (await configFile()).rootfs.diff_ids[index];
+      if (id === undefined) {
+        throw new LadingError(ErrorCode.InvalidConfig, `config lists no diffId for layer ${index}`);
+      }
+      return id;
+    };
   }
 
   /** digest is the descriptor's digest (no I/O). */

@@ -184,15 +184,7 @@ export class RemoteImage extends RemoteManifest implements Image {
           client,
           repository,
           d,
-          async () => {
-            const id = (await this.configFile()).rootfs.diff_ids[i];
-            if (id === undefined)
-              throw new LadingError(
-                ErrorCode.InvalidConfig,
-                `config lists no diffId for layer ${i}`,
-              );
-            return id;
-          },
+          DescribedLayer.diffIdFromConfig(() => this.configFile(), i),
           signal,
         ),
     );
