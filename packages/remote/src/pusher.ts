@@ -11,10 +11,9 @@ import {
   type ProgressEmitter,
   type Reference,
 } from '@lading/core';
-import { pushImageInOrder } from '@lading/core/internal';
+import { pushImageInOrder, type Deferred } from '@lading/core/internal';
 import { RegistryClient, type RemoteOptions } from './client.js';
 import { UploadError } from './errors.js';
-import type { Deferred } from '@lading/core/internal';
 import { BlobUpload, type UploadMode } from './upload.js';
 import { uploadMode } from './upload-policy.js';
 

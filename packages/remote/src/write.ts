@@ -8,9 +8,8 @@ import {
   type MediaTypeString,
   type Reference,
 } from '@lading/core';
-import { childrenToWrite } from '@lading/core/internal';
+import { childrenToWrite, deferred } from '@lading/core/internal';
 import { RegistryClient, type RemoteOptions } from './client.js';
-import { deferred } from '@lading/core/internal';
 import { Pusher, manifestReference, type Placement } from './pusher.js';
 import { sessionOf } from './session.js';
 import type { UploadMode, BlobUpload } from './upload.js';
