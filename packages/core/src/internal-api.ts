@@ -6,7 +6,7 @@
  */
 export { childrenToWrite } from './image.js';
 export { manifestAccept } from './media-types.js';
-export { deferredStream, layerTarStream } from './compression.js';
+export { deferredStream } from './compression.js';
 export { encodeTarHeader, tarPadding, tarTrailer } from './tar-header.js';
 export type { TarHeader, TarType } from './tar-header.js';
 export { Limiter } from './limiter.js';

@@ -41,7 +41,6 @@ describe('@lading/core entry points', () => {
       'deferredStream',
       'encodeTarHeader',
       'isVerified',
-      'layerTarStream',
       'makeDirectory',
       'manifestAccept',
       'markVerified',
