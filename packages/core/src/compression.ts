@@ -1,6 +1,7 @@
 import { PassThrough, type Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
+import { RawDeflater } from './deflate.js';
 import { ErrorCode, LadingError } from './errors.js';
 
 /** LayerCompression is how a layer blob is compressed. */
@@ -110,44 +111,54 @@ export function decompressSync(kind: 'gzip' | 'zstd', bytes: Uint8Array): Buffer
   return zz.zstdDecompressSync(bytes);
 }
 
-/** blockGzipSize is the uncompressed size of each independent block of a block gzip. */
+/** blockGzipSize is the uncompressed size of each block of a block gzip. */
 export const blockGzipSize = 1024 * 1024;
 
 /**
- * blockGzipHeader is the fixed 10-byte header of a block gzip (mtime 0, no
- * name, XFL 0, OS 3 = Unix), so that its bytes never depend on the machine.
+ * blockGzipHeader is the fixed 10-byte header of every member of a block
+ * gzip (mtime 0, no name, XFL 0, OS 3 = Unix), so that its bytes never
+ * depend on the machine.
  */
 export const blockGzipHeader: Uint8Array = Uint8Array.from([
   0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0x00, 0x03,
 ]);
 
-/**
- * blockGzipSync is the block gzip of `bytes` computed on this thread: one gzip
- * member whose 1 MiB blocks are raw-deflated independently (full flush
- * between blocks, finish on the last). It gives the same bytes as the
- * worker-thread block gzip of `@lading/layers` at the same level, for any
- * number of workers. Meant for small layers held in memory.
- */
-export function blockGzipSync(bytes: Uint8Array, level: number): Buffer {
-  const parts: Uint8Array[] = [blockGzipHeader];
-  let crc = 0;
-  let off = 0;
-  do {
-    const end = Math.min(bytes.length, off + blockGzipSize);
-    const block = bytes.subarray(off, end);
-    crc = zlib.crc32(block, crc);
-    parts.push(
-      zlib.deflateRawSync(block, {
-        level,
-        finishFlush: end === bytes.length ? zlib.constants.Z_FINISH : zlib.constants.Z_FULL_FLUSH,
-      }),
-    );
-    off = end;
-  } while (off < bytes.length);
+/** blockGzipTrailer is the 8-byte trailer of a gzip member: CRC-32 and length, little-endian. */
+export function blockGzipTrailer(crc: number, length: number): Buffer {
   const trailer = Buffer.allocUnsafe(8);
   trailer.writeUInt32LE(crc >>> 0, 0);
-  trailer.writeUInt32LE(bytes.length % 0x100000000, 4);
-  parts.push(trailer);
+  trailer.writeUInt32LE(length % 0x100000000, 4);
+  return trailer;
+}
+
+const deflaters = new Map<number, RawDeflater>();
+
+/**
+ * blockGzipSync is the block gzip of `bytes` computed on this thread: a
+ * series of gzip members (RFC 1952 §2.2), one per 1 MiB block, each
+ * deflated on its own by libdeflate (WebAssembly) at `level`, 0–9. Every
+ * gzip reader reads such a series as one stream (it is how BGZF and eStargz
+ * are laid out). It gives the same bytes as the worker-thread block gzip of
+ * `@lading/layers` at the same level, for any number of workers. Meant for
+ * small layers held in memory.
+ */
+export function blockGzipSync(bytes: Uint8Array, level: number): Buffer {
+  let d = deflaters.get(level);
+  if (d === undefined) {
+    d = new RawDeflater(level);
+    deflaters.set(level, d);
+  }
+  const parts: Uint8Array[] = [];
+  let off = 0;
+  do {
+    const block = bytes.subarray(off, off + blockGzipSize);
+    parts.push(
+      blockGzipHeader,
+      d.deflate(block),
+      blockGzipTrailer(zlib.crc32(block), block.length),
+    );
+    off += block.length;
+  } while (off < bytes.length);
   return Buffer.concat(parts);
 }
 

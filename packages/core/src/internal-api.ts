@@ -21,10 +21,13 @@ export {
   blockGzipHeader,
   blockGzipSize,
   blockGzipSync,
+  blockGzipTrailer,
   zstdFrameSync,
   sniffCompression,
   zstdLevelRange,
   zstdUnsupported,
 } from './compression.js';
+export { RawDeflater, libdeflateModule } from './deflate.js';
+export type { WasmModule } from './deflate.js';
 export { isVerified, markVerified } from './verified.js';
 export type { VerifiedContent } from './verified.js';

@@ -2,8 +2,12 @@ import { availableParallelism } from 'node:os';
 import { Transform, type TransformCallback } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { ErrorCode, LadingError, zstdAvailable } from '@lading/core';
-import { blockGzipHeader, zstdLevelRange, zstdUnsupported } from '@lading/core/internal';
-import { crc32Combine } from './internal/crc32.js';
+import {
+  blockGzipHeader,
+  blockGzipTrailer,
+  zstdLevelRange,
+  zstdUnsupported,
+} from '@lading/core/internal';
 import { adoptable, blockSize, giveBack, takeBlock } from './internal/block-pool.js';
 import {
   deflatePool,
@@ -31,11 +35,13 @@ export interface CompressionOptions {
   readonly workers?: number;
   /**
    * gzipMode picks the gzip writer. `blocks` (the default, for any number of
-   * workers) deflates fixed 1 MiB blocks independently on worker threads
-   * (like `pigz --independent`); its bytes do not depend on the number of
-   * workers. `stream` is one zlib deflate stream on the libuv threadpool,
-   * byte-identical with `gzipSync` at the same level (one core). zstd is
-   * always written in blocks: one independent frame per 1 MiB.
+   * workers) deflates fixed 1 MiB blocks on worker threads with libdeflate
+   * (WebAssembly), each its own gzip member (as BGZF and eStargz do; every
+   * gzip reader reads the series as one stream); its bytes do not depend on
+   * the number of workers or the machine. `stream` is one node:zlib deflate
+   * stream on the libuv threadpool, byte-identical with `gzipSync` at the
+   * same level (one core). zstd is always written in blocks: one
+   * independent frame per 1 MiB.
    */
   readonly gzipMode?: 'stream' | 'blocks';
 }
@@ -108,8 +114,8 @@ export function gzipTransform(c: ResolvedCompression, adopt: boolean): Transform
   return zlib.createGzip({ level: c.level, chunkSize: 1024 * 1024 });
 }
 
-// A fixed header (mtime 0, no name, XFL 0, OS 3 = Unix) keeps blocks-mode
-// output identical across machines.
+// A fixed header (mtime 0, no name, XFL 0, OS 3 = Unix) keeps every member
+// the same across machines.
 const gzipHeader = Buffer.from(blockGzipHeader);
 
 interface InFlight {
@@ -119,12 +125,12 @@ interface InFlight {
 }
 
 /**
- * BlockGzip writes one standard gzip member made of independently deflated
- * fixed-size blocks (full flush between blocks, finish on the last), or for
- * zstd one independent frame per block, concatenated. Workers checksum and
- * compress the blocks; this thread only copies input into recycled block
- * buffers, combines the CRCs (gzip) and emits the outputs in order. At most
- * 3 × workers blocks are in flight.
+ * BlockGzip writes a series of gzip members, one per fixed-size block, each
+ * deflated on its own by libdeflate (a reader sees one gzip stream: RFC 1952
+ * §2.2), or for zstd one independent frame per block, concatenated. Workers
+ * checksum and compress the blocks; this thread only copies input into
+ * recycled block buffers and emits the outputs in order, between a fixed
+ * header and each block's trailer. At most 3 × workers blocks are in flight.
  */
 class BlockGzip extends Transform {
   readonly #codec: Codec;
@@ -134,11 +140,8 @@ class BlockGzip extends Transform {
   readonly #adopt: boolean;
   #block: Uint8Array;
   #filled = 0;
-  #held: Uint8Array | undefined;
+  #blocks = 0;
   #inFlight: InFlight[] = [];
-  #crc = 0;
-  #isize = 0;
-  #headerSent = false;
 
   constructor(codec: Codec, level: number, workers: number, adopt: boolean) {
     super({ highWaterMark: gzipBlockSize });
@@ -176,9 +179,7 @@ class BlockGzip extends Transform {
   async #take(chunk: Buffer): Promise<void> {
     if (this.#adopt && this.#filled === 0 && adoptable(chunk)) {
       // A whole pooled block at a block boundary: it is the next block.
-      const prev = this.#held;
-      this.#held = chunk;
-      if (prev !== undefined) await this.#dispatch(prev, gzipBlockSize, false);
+      await this.#dispatch(chunk, gzipBlockSize);
       return;
     }
     let off = 0;
@@ -188,35 +189,25 @@ class BlockGzip extends Transform {
       this.#filled += n;
       off += n;
       if (this.#filled === gzipBlockSize) {
-        // A full block is held back until we know whether another follows:
-        // only the last block is deflated with Z_FINISH.
-        const prev = this.#held;
-        this.#held = this.#block;
+        const full = this.#block;
         this.#block = takeBlock();
         this.#filled = 0;
-        if (prev !== undefined) await this.#dispatch(prev, gzipBlockSize, false);
+        await this.#dispatch(full, gzipBlockSize);
       }
     }
   }
 
   async #finish(): Promise<void> {
-    const held = this.#held;
-    this.#held = undefined;
-    if (held !== undefined) await this.#dispatch(held, gzipBlockSize, this.#filled === 0);
-    if (this.#filled > 0 || held === undefined) {
-      await this.#dispatch(this.#block, this.#filled, true);
-    } else giveBack(this.#block);
+    // An empty input is still one (empty) member or frame: a valid gzip or zstd stream.
+    if (this.#filled > 0 || this.#blocks === 0) await this.#dispatch(this.#block, this.#filled);
+    else giveBack(this.#block);
     while (this.#inFlight.length > 0) await this.#emitHead();
-    if (this.#codec === 'zstd') return;
-    const trailer = Buffer.allocUnsafe(8);
-    trailer.writeUInt32LE(this.#crc >>> 0, 0);
-    trailer.writeUInt32LE(this.#isize >>> 0, 4);
-    this.push(trailer);
   }
 
-  async #dispatch(block: Uint8Array, length: number, last: boolean): Promise<void> {
+  async #dispatch(block: Uint8Array, length: number): Promise<void> {
+    this.#blocks++;
     const entry: InFlight = {
-      p: this.#pool.deflate(block, length, this.#codec, this.#level, last),
+      p: this.#pool.deflate(block, length, this.#codec, this.#level),
       length,
       done: false,
     };
@@ -238,13 +229,13 @@ class BlockGzip extends Transform {
     const head = this.#inFlight.shift();
     if (head === undefined) return;
     const r = await head.p;
-    if (this.#codec === 'gzip') this.#crc = crc32Combine(this.#crc, r.crc, head.length);
-    this.#isize = (this.#isize + head.length) % 0x100000000;
     giveBack(r.input);
-    if (!this.#headerSent && this.#codec === 'gzip') {
-      this.#headerSent = true;
-      this.push(gzipHeader);
+    if (this.#codec === 'zstd') {
+      this.push(r.output);
+      return;
     }
+    this.push(gzipHeader);
     this.push(r.output);
+    this.push(blockGzipTrailer(r.crc, head.length));
   }
 }

@@ -1,55 +1,66 @@
 import { Worker } from 'node:worker_threads';
+import { libdeflateModule } from '@lading/core/internal';
 
 // The worker is plain CommonJS evaluated from a string so that it runs the
 // same way from dist/ and from the TypeScript sources under vitest. It
-// checksums and deflates one block (or compresses it as one zstd frame),
-// and hands the input back for reuse. The zstd call is the one of
-// zstdFrameSync in @lading/core, so the bytes are the same.
+// compresses one block and hands the input back for reuse: gzip blocks are
+// raw-deflated by libdeflate (the WebAssembly module compiled once by the
+// main thread, in workerData) and checksummed; zstd blocks become one zstd
+// frame. The calls are those of RawDeflater and zstdFrameSync in
+// @lading/core, so the bytes are the same as blockGzipSync's.
 const workerSource = `
-const { parentPort } = require('node:worker_threads');
+const { parentPort, workerData } = require('node:worker_threads');
 const zlib = require('node:zlib');
-let table;
-function crc32(data) {
-  if (typeof zlib.crc32 === 'function') return zlib.crc32(data);
-  if (table === undefined) {
-    table = new Uint32Array(256);
-    for (let n = 0; n < 256; n++) {
-      let c = n;
-      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-      table[n] = c >>> 0;
-    }
+let wasm;
+let input = 0;
+let inputCapacity = 0;
+const deflaters = new Map();
+function rawDeflate(data, level) {
+  wasm ??= new WebAssembly.Instance(workerData.libdeflate, {}).exports;
+  let d = deflaters.get(level);
+  if (d === undefined) {
+    d = { compressor: wasm.libdeflate_alloc_compressor(level), output: 0, capacity: 0 };
+    if (d.compressor === 0) throw new Error('libdeflate: out of memory');
+    deflaters.set(level, d);
   }
-  let c = 0xffffffff;
-  for (let i = 0; i < data.length; i++) c = table[(c ^ data[i]) & 0xff] ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
+  const bound = wasm.libdeflate_deflate_compress_bound(d.compressor, data.length);
+  if (data.length > inputCapacity) {
+    wasm.free(input);
+    input = wasm.malloc(Math.max(1, data.length));
+    inputCapacity = data.length;
+  }
+  if (bound > d.capacity) {
+    wasm.free(d.output);
+    d.output = wasm.malloc(bound);
+    d.capacity = bound;
+  }
+  if (input === 0 || d.output === 0) throw new Error('libdeflate: out of memory');
+  new Uint8Array(wasm.memory.buffer, input, data.length).set(data);
+  const n = wasm.libdeflate_deflate_compress(d.compressor, input, data.length, d.output, bound);
+  if (n === 0) throw new Error('libdeflate: output exceeded its bound');
+  return new Uint8Array(wasm.memory.buffer, d.output, n).slice();
 }
 parentPort.on('message', (job) => {
   const transfer = [job.input.buffer];
   try {
     const data = job.input.subarray(0, job.length);
-    // One output chunk for a block (deflate's and zstd's bounds are < 1 % over the input).
-    const chunkSize = Math.max(16384, job.length + (job.length >> 6) + 1024);
     let crc = 0;
-    let out;
+    let output;
     if (job.codec === 'zstd') {
-      out = zlib.zstdCompressSync(data, {
-        chunkSize,
+      // One output chunk for the frame (zstd's bound is < 1 % over the input).
+      const out = zlib.zstdCompressSync(data, {
+        chunkSize: Math.max(16384, job.length + (job.length >> 6) + 1024),
         params: { [zlib.constants.ZSTD_c_compressionLevel]: job.level },
       });
+      // A view at the start of its own buffer is transferred as is; otherwise copied.
+      output = out;
+      if (out.byteOffset !== 0 || out.buffer.byteLength > out.length * 4) {
+        output = new Uint8Array(out.length);
+        output.set(out);
+      }
     } else {
-      crc = crc32(data);
-      out = zlib.deflateRawSync(data, {
-        level: job.level,
-        finishFlush: job.last ? zlib.constants.Z_FINISH : zlib.constants.Z_FULL_FLUSH,
-        chunkSize,
-      });
-    }
-    // With one output chunk the result is a view at the start of its own
-    // buffer: transfer that buffer as is; otherwise copy to an exclusive one.
-    let output = out;
-    if (out.byteOffset !== 0 || out.buffer.byteLength > out.length * 4) {
-      output = new Uint8Array(out.length);
-      output.set(out);
+      crc = zlib.crc32(data);
+      output = rawDeflate(data, job.level);
     }
     transfer.push(output.buffer);
     parentPort.postMessage({ id: job.id, output, crc, input: job.input }, transfer);
@@ -62,7 +73,7 @@ parentPort.on('message', (job) => {
 /** Codec is what a worker compresses a block with. */
 export type Codec = 'gzip' | 'zstd';
 
-/** DeflateResult is one deflated block, its CRC-32 and the input handed back. */
+/** DeflateResult is one compressed block, its CRC-32 (gzip) and the input handed back. */
 export interface DeflateResult {
   readonly output: Buffer;
   readonly crc: number;
@@ -76,7 +87,6 @@ interface Job {
   readonly length: number;
   readonly codec: Codec;
   readonly level: number;
-  readonly last: boolean;
   readonly resolve: (r: DeflateResult) => void;
   readonly reject: (err: Error) => void;
 }
@@ -100,7 +110,10 @@ class PoolWorker {
     onReply: (w: PoolWorker, r: Reply) => void,
     onFail: (w: PoolWorker, e: Error) => void,
   ) {
-    this.worker = new Worker(workerSource, { eval: true });
+    this.worker = new Worker(workerSource, {
+      eval: true,
+      workerData: { libdeflate: libdeflateModule() },
+    });
     this.worker.unref();
     this.worker.on('message', (r: Reply) => {
       onReply(this, r);
@@ -115,7 +128,7 @@ class PoolWorker {
 }
 
 /**
- * DeflatePool checksums and raw-deflates blocks on a fixed number of worker
+ * DeflatePool checksums and compresses blocks on a fixed number of worker
  * threads. Each worker is given up to two blocks ahead so that it goes from
  * one to the next without a round trip to the main thread. Workers are
  * referenced only while they hold a job, so an idle pool never keeps the
@@ -132,21 +145,14 @@ export class DeflatePool {
   }
 
   /**
-   * deflate checksums and compresses `input.subarray(0, length)` as one
-   * independent raw-deflate block, flushed (or finished when `last`), or
-   * with `zstd` as one zstd frame (no checksum). The input's buffer is
-   * transferred to a worker (it must be a whole ArrayBuffer) and comes back
-   * in the result.
+   * deflate checksums `input.subarray(0, length)` and compresses it as one
+   * complete raw deflate stream, or with `zstd` as one zstd frame (no
+   * checksum). The input's buffer is transferred to a worker (it must be a
+   * whole ArrayBuffer) and comes back in the result.
    */
-  deflate(
-    input: Uint8Array,
-    length: number,
-    codec: Codec,
-    level: number,
-    last: boolean,
-  ): Promise<DeflateResult> {
+  deflate(input: Uint8Array, length: number, codec: Codec, level: number): Promise<DeflateResult> {
     return new Promise<DeflateResult>((resolve, reject) => {
-      this.#queue.push({ id: this.#nextId++, input, length, codec, level, last, resolve, reject });
+      this.#queue.push({ id: this.#nextId++, input, length, codec, level, resolve, reject });
       this.#pump();
     });
   }
@@ -178,7 +184,6 @@ export class DeflatePool {
           length: job.length,
           codec: job.codec,
           level: job.level,
-          last: job.last,
         },
         [job.input.buffer as ArrayBuffer],
       );
