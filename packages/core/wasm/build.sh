@@ -15,6 +15,7 @@ sudo=''
 need=()
 command -v clang-14 >/dev/null || need+=(clang-14)
 command -v wasm-ld-14 >/dev/null || need+=(lld-14)
+command -v dpkg-source >/dev/null || need+=(dpkg-dev)
 [ -f /usr/lib/wasm32-wasi/libc.a ] || need+=(wasi-libc)
 if [ ${#need[@]} -gt 0 ]; then
   $sudo apt-get update -qq
