@@ -7,9 +7,9 @@ import { Writable } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import { pipeline } from 'node:stream/promises';
 import * as core from '@lading/core';
-import { blockGzipSize, blockGzipSync, zstdFrameSync } from '@lading/core/internal';
 import * as layers from '@lading/layers';
 import * as remote from '@lading/remote';
+import { compressBlocks, warmUp } from './compress-blocks.js';
 import { CountingSource } from './generate.js';
 import { now } from './util.js';
 
@@ -84,16 +84,9 @@ async function floorBlocks(
   chunks.length = 0;
   const threads = t.threads ?? 1;
   if (threads === 1) {
-    blockGzipSync(tar.subarray(0, 4096), t.level); // warm-up, as the workers do
+    warmUp(tar, t.compression, t.level);
     const t0 = now();
-    let out = 0;
-    for (let off = 0; off < tar.length; off += blockGzipSize) {
-      const block = tar.subarray(off, off + blockGzipSize);
-      out +=
-        t.compression === 'gzip'
-          ? blockGzipSync(block, t.level).length
-          : zstdFrameSync(block, t.level).length;
-    }
+    const out = compressBlocks(tar, t.compression, t.level);
     return { ms: now() - t0, tarBytes: length, outBytes: out, threads };
   }
   const workers = Array.from(
