@@ -29,5 +29,5 @@ export {
 } from './compression.js';
 export { RawDeflater, libdeflateModule } from './deflate.js';
 export type { WasmModule } from './deflate.js';
-export { isVerified, markVerified } from './verified.js';
+export { isVerified, markDigesting, markVerified, ownDigest } from './verified.js';
 export type { VerifiedContent } from './verified.js';

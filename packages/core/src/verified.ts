@@ -30,3 +30,26 @@ export function markVerified<T extends Readable>(stream: T, expected: VerifiedCo
 export function isVerified(stream: Readable, expected: VerifiedContent): boolean {
   return vouched.get(stream) === keyOf(expected);
 }
+
+const digesting = new WeakMap<Readable, () => Promise<VerifiedContent>>();
+
+/**
+ * markDigesting records that `stream` hashes and counts exactly the bytes
+ * it yields: once it has ended cleanly, `content()` resolves their sha256
+ * digest and size (and rejects when the stream failed). A consumer that
+ * commits only after the stream has ended cleanly (an upload's final PUT)
+ * may take them from it instead of hashing the bytes a second time. Mark
+ * the very stream the consumer reads, never one that feeds another.
+ */
+export function markDigesting<T extends Readable>(
+  stream: T,
+  content: () => Promise<VerifiedContent>,
+): T {
+  digesting.set(stream, content);
+  return stream;
+}
+
+/** ownDigest answers how to ask a stream marked by {@link markDigesting} for its digest and size. */
+export function ownDigest(stream: Readable): (() => Promise<VerifiedContent>) | undefined {
+  return digesting.get(stream);
+}

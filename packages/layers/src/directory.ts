@@ -126,8 +126,22 @@ function resolveOptions(options: DirectoryTarOptions): Resolved {
   };
 }
 
-function byteOrder(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+// Anything but printable ASCII (control characters too: names rarely have them).
+const nonAscii = /[^\x20-\x7e]/;
+
+/**
+ * sortByBytes sorts names in byte order of their UTF-8 encoding. Each name
+ * is encoded once, not once per comparison; and a list of printable ASCII
+ * names (the usual case) is not encoded at all: there UTF-16 code-unit
+ * order, the default sort's, is byte order.
+ */
+function sortByBytes(names: Iterable<string>): string[] {
+  const list = [...names];
+  if (list.every((n) => !nonAscii.test(n))) return list.sort();
+  return list
+    .map((name) => ({ name, key: Buffer.from(name, 'utf8') }))
+    .sort((a, b) => Buffer.compare(a.key, b.key))
+    .map((x) => x.name);
 }
 
 function checkAborted(signal: AbortSignal | undefined): void {
@@ -175,7 +189,7 @@ async function* walkTar(root: string, r: Resolved, pooled: boolean): AsyncGenera
     const at = (n: string) => (base === '' ? n : `${base}/${n}`);
     const out: Buffer[] = [];
     if (w.opaque) out.push(synthetic(at('.wh..wh..opq'), 'file'));
-    for (const n of [...w.names].sort(byteOrder)) out.push(synthetic(at(`.wh.${n}`), 'file'));
+    for (const n of sortByBytes(w.names)) out.push(synthetic(at(`.wh.${n}`), 'file'));
     return out;
   };
 
@@ -192,11 +206,10 @@ async function* walkTar(root: string, r: Resolved, pooled: boolean): AsyncGenera
   const list = (abs: string, rel: string) => {
     let names: string[];
     try {
-      names = readdirSync(abs);
+      names = sortByBytes(readdirSync(abs));
     } catch (e) {
       throw ioError(`cannot list ${abs}`, e);
     }
-    names.sort(byteOrder);
     for (const b of emitWhiteouts(rel)) batch.add(b);
     stack.push({ abs, rel, names, i: 0 });
   };
@@ -314,7 +327,7 @@ async function* walkTar(root: string, r: Resolved, pooled: boolean): AsyncGenera
     yield* batch.take();
   }
   // Whiteouts whose directory is not in the tree go last, in byte order.
-  for (const dir of [...r.whiteouts.keys()].sort(byteOrder))
+  for (const dir of sortByBytes(r.whiteouts.keys()))
     for (const b of emitWhiteouts(dir)) batch.add(b);
   batch.add(tarTrailer);
   yield* batch.take();

@@ -127,6 +127,32 @@ describe('directoryTar', () => {
     expect(t.code).toBe(0);
   });
 
+  it('orders names by their UTF-8 bytes when UTF-16 order differs, and ASCII names by byte', async () => {
+    const d = tmp();
+    // U+1F600 is a surrogate pair (D83D …) in UTF-16 but F0 … in UTF-8, so
+    // it sorts before U+FB01 (EF AC 81) by code unit and after it by byte.
+    for (const n of ['b', 'a', 'B', '\u{1F600}', '\uFB01', 'a0']) writeFileSync(join(d, n), n);
+    mkdirSync(join(d, 'z'));
+    for (const n of ['y', 'Y', '_']) writeFileSync(join(d, 'z', n), n);
+    const tar = await collect(directoryTar(d, { deletions: ['z/\u{1F600}', 'z/\uFB01', 'z/A'] }));
+    const names = (await entries(tar)).map((e) => e.header.name);
+    expect(names).toEqual([
+      'B',
+      'a',
+      'a0',
+      'b',
+      'z/',
+      'z/.wh.A',
+      'z/.wh.\uFB01',
+      'z/.wh.\u{1F600}',
+      'z/Y',
+      'z/_',
+      'z/y',
+      '\uFB01',
+      '\u{1F600}',
+    ]);
+  });
+
   it('refuses deletions with .. components', () => {
     expect(() => directoryTar(tmp(), { deletions: ['../etc'] })).toThrow(
       expect.objectContaining({ code: 'UNSAFE_PATH' }),

@@ -3,7 +3,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { layerFromBytes, MediaType } from '@lading/core';
+import { digestOf, layerFromBytes, MediaType, zstdAvailable } from '@lading/core';
+import { ownDigest } from '@lading/core/internal';
 import { layerFromFile, layerFromOpener } from '../src/index.js';
 import { collect, isPending, makeTar, pseudoRandom, textish } from './helpers.js';
 
@@ -86,6 +87,38 @@ describe('layerFromOpener', () => {
     const layer = layerFromOpener(() => Readable.from([gz]), { compressed: true });
     expect((await collect(layer.compressed())).equals(gz)).toBe(true);
     expect(await layer.diffId()).toBe(await bytes.diffId());
+  });
+});
+
+describe('a layer pass', () => {
+  it('states the digest and size of exactly the bytes its compressed stream yielded, for gzip, zstd and none', async () => {
+    const tar = await sampleTar();
+    // (zstd where the runtime has it: Node ≥ 22.15)
+    const kinds = zstdAvailable()
+      ? (['gzip', 'zstd', 'none'] as const)
+      : (['gzip', 'none'] as const);
+    for (const compression of kinds) {
+      const layer = layerFromOpener(() => Readable.from([tar]), { compression, workers: 2 });
+      const stream = layer.compressed();
+      const stated = ownDigest(stream);
+      expect(stated).toBeDefined();
+      const blob = await collect(stream);
+      expect(await stated?.()).toEqual({ digest: digestOf(blob), size: blob.length });
+      expect(await layer.digest()).toBe(digestOf(blob));
+    }
+  });
+
+  it('states nothing for its uncompressed stream, and rejects the stated digest when the pass fails', async () => {
+    const tar = await sampleTar();
+    const layer = layerFromOpener(() => Readable.from([tar]));
+    const plain = layer.uncompressed();
+    expect(ownDigest(plain)).toBeUndefined();
+    await collect(plain);
+    const cut = layerFromOpener(() => Readable.from([tar.subarray(0, 1000)]));
+    const stream = cut.compressed();
+    const stated = ownDigest(stream);
+    await expect(collect(stream)).rejects.toMatchObject({ code: 'INVALID_LAYER' });
+    await expect(stated?.()).rejects.toMatchObject({ code: 'INVALID_LAYER' });
   });
 });
 

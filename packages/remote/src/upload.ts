@@ -8,7 +8,7 @@ import {
   type Digest,
   type IoOptions,
 } from '@lading/core';
-import { ByteCounter, isVerified } from '@lading/core/internal';
+import { ByteCounter, isVerified, ownDigest, type VerifiedContent } from '@lading/core/internal';
 import { RegistryError, UploadError } from './errors.js';
 import { parseRangeEnd, watchSource } from './internal/upload-source.js';
 import {
@@ -270,9 +270,12 @@ export class BlobUpload {
     // before it ends when they differ, and the commit waits for its end.
     const verified =
       digest !== undefined && size !== undefined && isVerified(source, { digest, size });
+    // A source that hashes its own bytes (a layer's pass) tells its digest
+    // once it has ended: hashing it here too would cost a second sha256.
+    const own = verified ? undefined : ownDigest(source);
     const watch = watchSource(source);
     try {
-      return await this.#upload(watch.stream, options, verified);
+      return await this.#upload(watch.stream, options, verified, own);
     } catch (err) {
       throw watch.error() ?? err;
     } finally {
@@ -284,6 +287,7 @@ export class BlobUpload {
     source: Readable,
     options: UploadOptions,
     verified: boolean,
+    own: (() => Promise<VerifiedContent>) | undefined,
   ): Promise<UploadResult> {
     const mode = options.mode ?? 'stream';
     const expected = options.expected ?? {};
@@ -307,7 +311,7 @@ export class BlobUpload {
       return { digest: expected.digest, size: expected.size };
     }
     if (mode === 'chunked') return this.#uploadChunked(source, options, expected);
-    const hashing = verified ? undefined : new HashingStream();
+    const hashing = verified || own !== undefined ? undefined : new HashingStream();
     const counter = ByteCounter.reporting(options.onProgress);
     const piped =
       hashing === undefined ? pipeline(source, counter) : pipeline(source, hashing, counter);
@@ -320,8 +324,12 @@ export class BlobUpload {
     }
     await piped.catch(() => undefined);
     // #patchStream has seen the source end cleanly (it rethrows its error).
-    const digest = hashing === undefined ? expected.digest : hashing.digest;
-    const hashed = hashing === undefined ? expected.size : hashing.size;
+    const { digest, size: hashed } =
+      hashing !== undefined
+        ? { digest: hashing.digest, size: hashing.size }
+        : own !== undefined
+          ? await own()
+          : expected;
     if (digest === undefined || hashed !== size) {
       throw new UploadError(`upload to ${this.repository} ended before the source did`);
     }

@@ -7,7 +7,7 @@ import {
   type Digest,
   type Hasher,
 } from '@lading/core';
-import { deferred } from '@lading/core/internal';
+import { deferred, markDigesting } from '@lading/core/internal';
 import { gzipTransform, type ResolvedCompression } from '../compression.js';
 import { TarCheck } from './tar-check.js';
 
@@ -191,6 +191,11 @@ export function startPass(
       result.reject(err);
     },
   );
+  // The blob's digest and size are those of exactly the bytes `out` yields,
+  // so an upload of this stream need not hash them again.
+  if (output === 'compressed') {
+    markDigesting(out, () => result.promise.then(({ digest, size }) => ({ digest, size })));
+  }
   return { stream: out, result: result.promise };
 }
 
