@@ -1,5 +1,4 @@
 import { ProgressEmitter, copy } from '@lading/core';
-import { extractVerified } from '@lading/layers';
 import { UsageError } from '../exit.js';
 import { parseLocation, type Location } from '../transports.js';
 import {
@@ -58,14 +57,17 @@ async function copyBetween(ctx: CommandContext, srcText: string, dstText: string
   if (platform !== undefined && flag(ctx, 'all'))
     throw new UsageError('--platform and --all exclude each other');
   const jobs = jobsOf(ctx);
-  const progress = new ProgressEmitter();
-  progress.on('progress', ctx.out.progress);
+  // With --quiet or --json nothing is drawn: no emitter, so no counting
+  // stage in every blob's path.
+  const shown = ctx.out.mode === 'tty' || ctx.out.mode === 'plain';
+  const progress = shown ? new ProgressEmitter() : undefined;
+  progress?.on('progress', ctx.out.progress);
   let skipped = 0;
   let mounted = 0;
   const root = await copy(src.target, srcRef, dst.target, dstRef, {
     signal: ctx.signal,
     concurrency: jobs,
-    progress,
+    ...(progress === undefined ? {} : { progress }),
     onSkipped: () => {
       skipped++;
     },
@@ -162,6 +164,9 @@ export const pull: Command = {
     const start = performance.now();
     const options = await remoteOptions(ctx);
     const image = await pullForPlatform(ref, options, str(ctx, 'platform'));
+    // Loaded here: cp and push never unpack, and @lading/layers (tar,
+    // gzip workers) is a tenth of what they would load.
+    const { extractVerified } = await import('@lading/layers');
     // Each layer is verified (digest, size, diffId) before a byte of it
     // lands in DEST; a failed pull leaves DEST as it was.
     await extractVerified(await image.layers(), dest, {
