@@ -1,4 +1,5 @@
-import { cp, mkdir, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import * as nodeModule from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -108,5 +109,24 @@ describe('bin/start.js', () => {
     const dir = await fakeCli('packed', false);
     await rm(join(dir, 'dist', '.tsbuildinfo'));
     expect(await which(dir)).toBe('bundle');
+  });
+});
+
+describe('the compile cache', () => {
+  it('lives under XDG_CACHE_HOME where the runtime has one, and an unwritable place changes nothing', async () => {
+    const ladingBin = join(installed, 'bin', 'lading.js');
+    const cache = join(work, 'cache');
+    await mkdir(cache);
+    const env = { ...process.env, XDG_CACHE_HOME: cache, NODE_COMPILE_CACHE: '' };
+    const { stdout, stderr } = await run(process.execPath, [ladingBin, '--version'], { env });
+    expect({ stdout, stderr }).toEqual({ stdout: '0.1.0\n', stderr: '' });
+    // Node ≥ 22.1 has module.enableCompileCache; on Node 20 nothing is written.
+    const cached = await readdir(join(cache, 'lading', 'node-compile-cache')).catch(() => []);
+    const hasCache = typeof (nodeModule as { enableCompileCache?: unknown }).enableCompileCache;
+    expect(cached.length > 0).toBe(hasCache === 'function');
+    // A cache path under a regular file cannot be created: the command runs as if there were none.
+    const blocked = { ...env, XDG_CACHE_HOME: join(installed, 'bin', 'lading.js') };
+    const r = await run(process.execPath, [ladingBin, '--version'], { env: blocked });
+    expect({ stdout: r.stdout, stderr: r.stderr }).toEqual({ stdout: '0.1.0\n', stderr: '' });
   });
 });
