@@ -3,6 +3,7 @@ import { UsageError } from '../exit.js';
 import { parseLocation, type Location } from '../transports.js';
 import {
   flag,
+  now,
   openTarget,
   positional,
   pullForPlatform,
@@ -39,7 +40,7 @@ function jobsOf(ctx: CommandContext): number {
 }
 
 async function copyBetween(ctx: CommandContext, srcText: string, dstText: string): Promise<void> {
-  const start = performance.now();
+  const start = now();
   const stdinUsers = ['src', 'dest', ''].filter((s) =>
     flag(ctx, s === '' ? 'password-stdin' : `${s}-password-stdin`),
   );
@@ -161,7 +162,7 @@ export const pull: Command = {
       await copyBetween(ctx, ref, dest);
       return;
     }
-    const start = performance.now();
+    const start = now();
     const options = await remoteOptions(ctx);
     const image = await pullForPlatform(ref, options, str(ctx, 'platform'));
     // Loaded here: cp and push never unpack, and @lading/layers (tar,
