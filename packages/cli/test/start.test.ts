@@ -4,7 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDistributionRegistry, type DistributionRegistry } from '@lading/testing';
+import {
+  recordingProxy,
+  startDistributionRegistry,
+  type DistributionRegistry,
+} from '@lading/testing';
 import { programProcess, run } from './helpers.js';
 
 const cliDir = fileURLToPath(new URL('..', import.meta.url));
@@ -58,6 +62,31 @@ describe('the bundled CLI', () => {
       code: 0,
       stdout: `${digest}\n`,
     });
+  });
+
+  it('pings the destination registry alongside the source, before any other request', async () => {
+    const ladingBin = join(installed, 'bin', 'lading.js');
+    const src = join(work, 'src-ping');
+    await mkdir(src);
+    await writeFile(join(src, 'a.txt'), 'a\n');
+    // One proxy in front of both sides: its arrival order spans them.
+    const proxy = await recordingProxy(cncf.url);
+    try {
+      const ref = `${proxy.host}/start/ping:v1`;
+      const digest = (await exec(ladingBin, 'build', src, ref, '--quiet')).stdout.trim();
+      proxy.clear();
+      const r = await exec(ladingBin, 'cp', ref, `${proxy.host}/start/pinged:v1`, '--quiet');
+      expect(r).toEqual({ code: 0, stdout: `${digest}\n`, stderr: '' });
+      const first = proxy.requests
+        .slice(0, 3)
+        .map((q) => `${q.method} ${q.path.split('/manifests/')[0]}`);
+      // Both pings (the source's and the destination's transport) come
+      // before the source's manifest HEAD; one ping each, never more.
+      expect(first).toEqual(['GET /v2/', 'GET /v2/', 'HEAD /v2/start/ping']);
+      expect(proxy.requests.filter((q) => q.path === '/v2/')).toHaveLength(2);
+    } finally {
+      await proxy.close();
+    }
   });
 
   it('exits with the error code and one line when the registry is not there', async () => {

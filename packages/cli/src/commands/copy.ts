@@ -1,4 +1,5 @@
 import { ProgressEmitter, copy } from '@lading/core';
+import { RegistryTarget } from '@lading/remote';
 import { UsageError } from '../exit.js';
 import { parseLocation, type Location } from '../transports.js';
 import {
@@ -58,6 +59,12 @@ async function copyBetween(ctx: CommandContext, srcText: string, dstText: string
   if (platform !== undefined && flag(ctx, 'all'))
     throw new UsageError('--platform and --all exclude each other');
   const jobs = jobsOf(ctx);
+  // The destination's ping (GET /v2/, which learns its auth challenge) goes
+  // out now, beside the source's, not after the source's manifest: the
+  // transport hands the same ping to its first request, which reports a
+  // failure (a failed ping is forgotten and tried again).
+  if (dst.target instanceof RegistryTarget)
+    dst.target.client.ping({ signal: ctx.signal }).catch(() => undefined);
   // With --quiet or --json nothing is drawn: no emitter, so no counting
   // stage in every blob's path.
   const shown = ctx.out.mode === 'tty' || ctx.out.mode === 'plain';
