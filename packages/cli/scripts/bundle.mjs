@@ -15,7 +15,7 @@
 //   used with allowH2, which lading never sets) loads on first use.
 //
 // It also writes dist/bundle/inputs.json (what it was built from, and when), so
-// that bin/lading.js in a checkout can tell a bundle older than `tsc -b`'s
+// that bin/start.js in a checkout can tell a bundle older than `tsc -b`'s
 // output and fall back to dist/main.js.
 import { build } from 'esbuild';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
