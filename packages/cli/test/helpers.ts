@@ -27,11 +27,19 @@ export async function lading(
  * the Node running the tests; one still running after two minutes is
  * killed (SIGKILL) and answers code null.
  */
-export async function ladingProcess(
+export function ladingProcess(
+  ...argv: string[]
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return programProcess(bin, ...argv);
+}
+
+/** programProcess is ladingProcess for another copy of the program (its bin/lading.js). */
+export async function programProcess(
+  program: string,
   ...argv: string[]
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await run(process.execPath, [bin, ...argv], {
+    const { stdout, stderr } = await run(process.execPath, [program, ...argv], {
       timeout: 120_000,
       killSignal: 'SIGKILL',
     });

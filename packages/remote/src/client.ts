@@ -3,7 +3,6 @@
 // place; listing, manifest reading and blob location already live beside it.
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { PassThrough } from 'node:stream';
 import {
   DigestMismatchError,
   ErrorCode,
@@ -191,12 +190,14 @@ export class RegistryClient {
       // The server ignored the range: skip to the start ourselves.
       return skipTo(res.body, range.start, range.end);
     }
+    // The verifier is the stream handed out (as a layout's fetch does): a
+    // failing body destroys it with the body's error, and destroying it
+    // stops the body. No further stage: each one costs every chunk a hop.
     const verify = new VerifyingStream({ digest, size: options.size }, `blob ${digest}`);
-    const out = new PassThrough();
-    pipeline(res.body, verify, out).catch((err: unknown) => {
-      out.destroy(err instanceof Error ? err : new Error(String(err)));
-    });
-    return options.size === undefined ? out : markVerified(out, { digest, size: options.size });
+    pipeline(res.body, verify).catch(() => undefined);
+    return options.size === undefined
+      ? verify
+      : markVerified(verify, { digest, size: options.size });
   }
 
   /** deleteBlob deletes a blob. @throws NOT_FOUND, DENIED, UNSUPPORTED (405) */

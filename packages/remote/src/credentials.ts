@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -109,6 +108,9 @@ export async function runCredentialHelper(
 ): Promise<Credentials | undefined> {
   const env = { ...process.env, ...options.env };
   const program = `docker-credential-${name}`;
+  // Loaded on first use: most lookups never run a helper, and node:child_process
+  // costs every `lading` command a few milliseconds of start-up.
+  const { spawn } = await import('node:child_process');
   const out = await new Promise<{ code: number | null; stdout: string; stderr: string }>(
     (resolve, reject) => {
       const child = spawn(program, ['get'], {

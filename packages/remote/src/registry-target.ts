@@ -36,6 +36,10 @@ export class RegistryTarget implements Target, Mounter, BlobWriter {
   readonly repository: string;
   readonly client: RegistryClient;
   readonly #options: RegistryTargetOptions;
+  // The manifest this target stored last. copy() tags the root right after
+  // pushing it, and tagging PUTs the same bytes under the tag: kept, they
+  // spare a GET of what was just sent. One manifest, at most 4 MiB.
+  #lastManifest: { digest: string; bytes: Uint8Array; mediaType: string } | undefined;
 
   constructor(repository: string | Reference, options: RegistryTargetOptions = {}) {
     const ref = typeof repository === 'string' ? parseReference(repository) : repository;
@@ -92,6 +96,7 @@ export class RegistryTarget implements Target, Mounter, BlobWriter {
     if (isManifestMediaType(desc.mediaType)) {
       const bytes = await readCapped(content, MAX_MANIFEST_SIZE, io.signal);
       await this.client.putManifest(this.repository, desc.digest, bytes, desc.mediaType, io);
+      this.#lastManifest = { digest: desc.digest, bytes, mediaType: desc.mediaType };
       return;
     }
     const session = await this.client.openUpload(this.repository, io);
@@ -136,7 +141,11 @@ export class RegistryTarget implements Target, Mounter, BlobWriter {
     const tag =
       ref.includes(':') || ref.includes('/') ? (parseReference(ref).tag ?? 'latest') : ref;
     if (isDigest(tag)) return;
-    const m = await this.client.getManifest(this.repository, desc.digest, io);
+    const last = this.#lastManifest;
+    const m =
+      last?.digest === desc.digest
+        ? last
+        : await this.client.getManifest(this.repository, desc.digest, io);
     await this.client.putManifest(this.repository, tag, m.bytes, m.mediaType, io);
   }
 

@@ -12,7 +12,7 @@ import {
 } from '@lading/core';
 import { createRegistry, memoryStorage, type Registry } from '@lading/registry';
 import { streamLayer } from '@lading/layers';
-import { singleFileTar } from '@lading/testing';
+import { recordingProxy, singleFileTar } from '@lading/testing';
 import { Readable } from 'node:stream';
 import { RegistryClient, registryTarget, write, writeIndex as pushIndex } from '../src/index.js';
 
@@ -134,6 +134,33 @@ describe('registryTarget', () => {
     const local = build();
     const desc = await writeImageIndex(memoryTarget(), 'v1', local);
     expect(desc.digest).toBe(pushed.digest);
+  });
+
+  it('tags the root it just pushed with the bytes it sent, without reading them back', async () => {
+    const image = appendLayers(emptyImage(), layer('t'));
+    const pushed = await write(`${host}/src/tagged:v1`, image).done;
+    const proxy = await recordingProxy(`http://${host}`);
+    try {
+      const root = await copy(
+        registryTarget(`${host}/src/tagged`),
+        'v1',
+        registryTarget(`${proxy.host}/dst/tagged`),
+        'v2',
+      );
+      expect(root.digest).toBe(pushed.digest);
+      const manifests = proxy.requests
+        .filter((r) => r.path.includes('/manifests/'))
+        .map((r) => `${r.method} ${r.path.replace(/sha256:[0-9a-f]+/, 'DIGEST')} ${r.status}`);
+      expect(manifests).toEqual([
+        'HEAD /v2/dst/tagged/manifests/DIGEST 404',
+        'PUT /v2/dst/tagged/manifests/DIGEST 201',
+        'PUT /v2/dst/tagged/manifests/v2 201',
+      ]);
+      const copied = await new RegistryClient(host).getManifest('dst/tagged', 'v2');
+      expect(copied.digest).toBe(pushed.digest);
+    } finally {
+      await proxy.close();
+    }
   });
 
   it('answers NOT_FOUND for a missing tag', async () => {

@@ -26,7 +26,16 @@ import { RegistryClient } from '@lading/remote';
 import { UsageError } from '../exit.js';
 import { openSource } from '../image-source.js';
 import { parseLocation } from '../transports.js';
-import { keyValues, list, openTarget, parseRef, positional, remoteOptions, str } from './common.js';
+import {
+  keyValues,
+  list,
+  now,
+  openTarget,
+  parseRef,
+  positional,
+  remoteOptions,
+  str,
+} from './common.js';
 import { reportWrite } from './report-write.js';
 import type { Command } from './types.js';
 
@@ -61,7 +70,7 @@ export const index: Command = {
   usage: indexUsage,
   options: { annotation: { type: 'string', multiple: true } },
   run: async (ctx) => {
-    const start = performance.now();
+    const start = now();
     const sub = ctx.positionals[0];
     if (sub !== 'create' && sub !== 'append')
       throw new UsageError(

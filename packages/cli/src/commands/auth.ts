@@ -5,7 +5,7 @@ import { ErrorCode, LadingError } from '@lading/core';
 import { makeDirectory } from '@lading/core/internal';
 import { checkPushPermission, RegistryClient } from '@lading/remote';
 import { UsageError } from '../exit.js';
-import { positional, remoteOptions, seconds } from './common.js';
+import { now, positional, remoteOptions, seconds } from './common.js';
 import type { Command, CommandContext } from './types.js';
 
 const usage = `Usage: lading auth check REF
@@ -47,7 +47,7 @@ async function writeConfig(config: DockerConfig): Promise<void> {
 }
 
 async function check(ctx: CommandContext): Promise<void> {
-  const start = performance.now();
+  const start = now();
   const ref = positional(ctx, 1, 'REF', usage);
   await checkPushPermission(ref, await remoteOptions(ctx));
   ctx.out.result(

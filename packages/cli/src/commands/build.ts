@@ -15,7 +15,7 @@ import { UsageError } from '../exit.js';
 import { parseLocation } from '../transports.js';
 import { openSource, pickImage } from '../image-source.js';
 import { reportWrite } from './report-write.js';
-import { keyValues, list, positional, remoteOptions, str } from './common.js';
+import { keyValues, list, now, positional, remoteOptions, str } from './common.js';
 import type { Command, CommandContext } from './types.js';
 
 const configOptionsHelp = `  --entrypoint JSON|CMD     e.g. '["/app/run"]' or /app/run
@@ -178,7 +178,7 @@ async function addLayers(
 }
 
 async function run(ctx: CommandContext): Promise<void> {
-  const start = performance.now();
+  const start = now();
   const positionals = [...ctx.positionals];
   const layers = list(ctx, 'layer').map(layerSpec);
   // Without --layer, DIR comes first; with it, a first argument that is a
@@ -213,7 +213,7 @@ async function run(ctx: CommandContext): Promise<void> {
 }
 
 async function runAppend(ctx: CommandContext): Promise<void> {
-  const start = performance.now();
+  const start = now();
   const baseText = positional(ctx, 0, 'BASE', appendUsage);
   const destinations = [...ctx.positionals.slice(1), ...list(ctx, 'tag')];
   if (destinations.length === 0)

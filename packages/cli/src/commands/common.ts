@@ -184,9 +184,18 @@ export function requireRef(opened: OpenedTarget): string {
   return opened.ref;
 }
 
-/** seconds formats elapsed time since `start` (performance.now()). */
+/**
+ * now is a monotonic clock in milliseconds for {@link seconds}. Not
+ * `performance.now()`: the global `performance` loads perf_hooks on first
+ * use, a millisecond of every command's start-up.
+ */
+export function now(): number {
+  return Number(process.hrtime.bigint()) / 1e6;
+}
+
+/** seconds formats elapsed time since `start` (from {@link now}). */
 export function seconds(start: number): number {
-  return Math.round((performance.now() - start) / 10) / 100;
+  return Math.round((now() - start) / 10) / 100;
 }
 
 /**

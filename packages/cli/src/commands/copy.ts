@@ -1,9 +1,10 @@
 import { ProgressEmitter, copy } from '@lading/core';
-import { extractVerified } from '@lading/layers';
+import { RegistryTarget } from '@lading/remote';
 import { UsageError } from '../exit.js';
 import { parseLocation, type Location } from '../transports.js';
 import {
   flag,
+  now,
   openTarget,
   positional,
   pullForPlatform,
@@ -40,7 +41,7 @@ function jobsOf(ctx: CommandContext): number {
 }
 
 async function copyBetween(ctx: CommandContext, srcText: string, dstText: string): Promise<void> {
-  const start = performance.now();
+  const start = now();
   const stdinUsers = ['src', 'dest', ''].filter((s) =>
     flag(ctx, s === '' ? 'password-stdin' : `${s}-password-stdin`),
   );
@@ -58,14 +59,23 @@ async function copyBetween(ctx: CommandContext, srcText: string, dstText: string
   if (platform !== undefined && flag(ctx, 'all'))
     throw new UsageError('--platform and --all exclude each other');
   const jobs = jobsOf(ctx);
-  const progress = new ProgressEmitter();
-  progress.on('progress', ctx.out.progress);
+  // The destination's ping (GET /v2/, which learns its auth challenge) goes
+  // out now, beside the source's, not after the source's manifest: the
+  // transport hands the same ping to its first request, which reports a
+  // failure (a failed ping is forgotten and tried again).
+  if (dst.target instanceof RegistryTarget)
+    dst.target.client.ping({ signal: ctx.signal }).catch(() => undefined);
+  // With --quiet or --json nothing is drawn: no emitter, so no counting
+  // stage in every blob's path.
+  const shown = ctx.out.mode === 'tty' || ctx.out.mode === 'plain';
+  const progress = shown ? new ProgressEmitter() : undefined;
+  progress?.on('progress', ctx.out.progress);
   let skipped = 0;
   let mounted = 0;
   const root = await copy(src.target, srcRef, dst.target, dstRef, {
     signal: ctx.signal,
     concurrency: jobs,
-    progress,
+    ...(progress === undefined ? {} : { progress }),
     onSkipped: () => {
       skipped++;
     },
@@ -159,9 +169,12 @@ export const pull: Command = {
       await copyBetween(ctx, ref, dest);
       return;
     }
-    const start = performance.now();
+    const start = now();
     const options = await remoteOptions(ctx);
     const image = await pullForPlatform(ref, options, str(ctx, 'platform'));
+    // Loaded here: cp and push never unpack, and @lading/layers (tar,
+    // gzip workers) is a tenth of what they would load.
+    const { extractVerified } = await import('@lading/layers');
     // Each layer is verified (digest, size, diffId) before a byte of it
     // lands in DEST; a failed pull leaves DEST as it was.
     await extractVerified(await image.layers(), dest, {

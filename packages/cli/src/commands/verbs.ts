@@ -37,13 +37,14 @@ import { configPatch } from './build.js';
 import {
   keyValues,
   list,
+  now,
+  type OpenedTarget,
   openTarget,
   parseRef,
   positional,
   remoteOptions,
   seconds,
   str,
-  type OpenedTarget,
 } from './common.js';
 import type { Command, CommandContext } from './types.js';
 
@@ -280,7 +281,7 @@ export const mutate: Command = {
     platform: { type: 'string' },
   },
   run: async (ctx) => {
-    const start = performance.now();
+    const start = now();
     const srcText = positional(ctx, 0, 'SRC', mutateUsage);
     const destinations = [...ctx.positionals.slice(1), ...list(ctx, 'tag')];
     if (destinations.length === 0) destinations.push(srcText);
@@ -416,7 +417,7 @@ export const validate: Command = {
   usage: validateUsage,
   options: {},
   run: async (ctx) => {
-    const start = performance.now();
+    const start = now();
     const text = positional(ctx, 0, 'LOCATION', validateUsage);
     const opened = openTarget(parseLocation(text), await remoteOptions(ctx), 'read');
     const root = await opened.target.resolve(opened.readRef, { signal: ctx.signal });
