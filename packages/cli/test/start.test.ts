@@ -2,7 +2,7 @@ import { cp, mkdir, mkdtemp, readFile, readdir, rm, utimes, writeFile } from 'no
 import * as nodeModule from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   recordingProxy,
@@ -138,6 +138,15 @@ describe('bin/start.js', () => {
     const dir = await fakeCli('packed', false);
     await rm(join(dir, 'dist', '.tsbuildinfo'));
     expect(await which(dir)).toBe('bundle');
+  });
+
+  it('keeps the optimizing wasm tier for the verbs that deflate layers (build, append) and for serve', async () => {
+    const startJs = pathToFileURL(join(cliDir, 'bin', 'start.js')).href;
+    const verbs = ['build', 'append', 'serve', 'cp', 'pull', 'push', 'digest', 'mutate'];
+    const script = `const { baselineWasm } = await import(${JSON.stringify(startJs)});
+      console.log(JSON.stringify(${JSON.stringify(verbs)}.filter((v) => baselineWasm(v))));`;
+    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script]);
+    expect(JSON.parse(stdout)).toEqual(['cp', 'pull', 'push', 'digest', 'mutate']);
   });
 });
 
