@@ -38,8 +38,12 @@ async function loadedSources(...argv: string[]): Promise<{ stdout: string; sourc
   const hook = `data:text/javascript,${encodeURIComponent(
     `export async function resolve(s, c, next) { const r = await next(s, c); if (r.url.startsWith('file:')) process.stderr.write('LOAD ' + r.url + '\\n'); return r; }`,
   )}`;
+  // In-thread hooks where Node has them (≥ 22.15): the off-thread ones of
+  // register() write from another thread, and a short run can exit first.
   const register = `data:text/javascript,${encodeURIComponent(
-    `import { register } from 'node:module'; register(${JSON.stringify(hook)});`,
+    `import * as m from 'node:module';
+    if (typeof m.registerHooks === 'function') m.registerHooks({ resolve(s, c, next) { const r = next(s, c); if (r.url.startsWith('file:')) process.stderr.write('LOAD ' + r.url + '\\n'); return r; } });
+    else m.register(${JSON.stringify(hook)});`,
   )}`;
   const { stdout, stderr } = await run(process.execPath, ['--import', register, bin, ...argv]);
   const files = [...stderr.matchAll(/^LOAD (\S+)$/gm)].map((m) => fileURLToPath(m[1] ?? ''));
