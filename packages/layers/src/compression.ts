@@ -9,6 +9,7 @@ import {
   zstdUnsupported,
 } from '@lading/core/internal';
 import { adoptable, blockSize, giveBack, takeBlock } from './internal/block-pool.js';
+import { allocatedBlock } from './internal/reclaim.js';
 import {
   deflatePool,
   type Codec,
@@ -130,13 +131,13 @@ interface InFlight {
  * §2.2), or for zstd one independent frame per block, concatenated. Workers
  * checksum and compress the blocks; this thread only copies input into
  * recycled block buffers and emits the outputs in order, between a fixed
- * header and each block's trailer. At most 2 × workers blocks are in flight.
+ * header and each block's trailer. The pool's window bounds the blocks in
+ * flight: two per running worker, and one more while not all have started.
  */
 class BlockGzip extends Transform {
   readonly #codec: Codec;
   readonly #level: number;
   readonly #pool: DeflatePool;
-  readonly #maxInFlight: number;
   readonly #adopt: boolean;
   #block: Uint8Array;
   #filled = 0;
@@ -148,9 +149,6 @@ class BlockGzip extends Transform {
     this.#codec = codec;
     this.#level = level;
     this.#pool = deflatePool(workers);
-    // Two per worker keep every worker busy (each is posted up to two ahead);
-    // a third held ~10 MiB more of peak RSS for no speed (2 workers, 2 GiB).
-    this.#maxInFlight = 2 * workers;
     this.#adopt = adopt;
     // Each block owns its whole ArrayBuffer, so it can be transferred.
     this.#block = takeBlock();
@@ -224,7 +222,9 @@ class BlockGzip extends Transform {
     this.#inFlight.push(entry);
     // Emit whatever already finished, in order; then wait while the window is full.
     while (this.#inFlight[0]?.done === true) await this.#emitHead();
-    while (this.#inFlight.length >= this.#maxInFlight) await this.#emitHead();
+    // Two per worker keep every worker busy (each is posted up to two ahead);
+    // a third held ~10 MiB more of peak RSS for no speed (2 workers, 2 GiB).
+    while (this.#inFlight.length >= this.#pool.window) await this.#emitHead();
   }
 
   async #emitHead(): Promise<void> {
@@ -232,6 +232,7 @@ class BlockGzip extends Transform {
     if (head === undefined) return;
     const r = await head.p;
     giveBack(r.input);
+    allocatedBlock(r.output.buffer.byteLength);
     if (this.#codec === 'zstd') {
       this.push(r.output);
       return;

@@ -106,6 +106,8 @@ class PoolWorker {
   readonly worker: Worker;
   /** jobs posted to this worker, oldest first (a worker answers in order). */
   readonly jobs: Job[] = [];
+  /** answered says the worker has finished a job: it is up and compressing. */
+  answered = false;
   constructor(
     onReply: (w: PoolWorker, r: Reply) => void,
     onFail: (w: PoolWorker, e: Error) => void,
@@ -116,6 +118,7 @@ class PoolWorker {
     });
     this.worker.unref();
     this.worker.on('message', (r: Reply) => {
+      this.answered = true;
       onReply(this, r);
     });
     this.worker.on('error', (e) => {
@@ -128,11 +131,21 @@ class PoolWorker {
 }
 
 /**
- * DeflatePool checksums and compresses blocks on a fixed number of worker
+ * DeflatePool checksums and compresses blocks on up to `size` worker
  * threads. Each worker is given up to two blocks ahead so that it goes from
- * one to the next without a round trip to the main thread. Workers are
- * referenced only while they hold a job, so an idle pool never keeps the
- * process alive.
+ * one to the next without a round trip to the main thread.
+ *
+ * Workers start as the work needs them: the first with the first block, each
+ * further one only while a block waits with every running worker (all of
+ * them answered once, so up) holding two. A producer slower than the workers
+ * it has, such as a main thread busy hashing and sending, never starts the
+ * rest, and each worker not started is ~13 MiB of peak RSS saved (a Node
+ * worker, libdeflate's memory, its blocks). {@link window} tells a producer
+ * how many blocks to keep in flight so that this can happen: enough for the
+ * running workers and one waiting.
+ *
+ * Workers are referenced only while they hold a job, so an idle pool never
+ * keeps the process alive.
  */
 export class DeflatePool {
   readonly size: number;
@@ -142,6 +155,20 @@ export class DeflatePool {
 
   constructor(size: number) {
     this.size = size;
+  }
+
+  /** started is how many workers are running. */
+  get started(): number {
+    return this.#workers.length;
+  }
+
+  /**
+   * window is how many blocks a producer should keep in flight: two per
+   * running worker and one more, which waits and so asks for another
+   * worker; two per worker once all have started.
+   */
+  get window(): number {
+    return Math.min(depth * this.size, depth * this.#workers.length + 1);
   }
 
   /**
@@ -157,11 +184,18 @@ export class DeflatePool {
     });
   }
 
+  /** #wantsWorker says whether a block waits that no running worker can take soon. */
+  #wantsWorker(least: PoolWorker | undefined): boolean {
+    if (this.#workers.length >= this.size) return false;
+    if (least === undefined) return true;
+    return least.jobs.length >= depth && this.#workers.every((w) => w.answered);
+  }
+
   #pump(): void {
     while (this.#queue.length > 0) {
       let w: PoolWorker | undefined;
       for (const x of this.#workers) if (w === undefined || x.jobs.length < w.jobs.length) w = x;
-      if (this.#workers.length < this.size && (w === undefined || w.jobs.length > 0)) {
+      if (this.#wantsWorker(w)) {
         w = new PoolWorker(
           (pw, r) => {
             this.#reply(pw, r);
