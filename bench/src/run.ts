@@ -143,9 +143,22 @@ function loadText(): string {
     .join(' / ');
 }
 
+/**
+ * tlsEnvironment lists the variables that point programs at extra CA
+ * certificates. Every registry here is plain HTTP on 127.0.0.1, so they do
+ * nothing for any tool measured, but Node 20 reads NODE_EXTRA_CA_CERTS at
+ * start-up (~80 ms for a 215 KiB bundle; Node 22 and later read it on the
+ * first TLS connection): a machine that sets it would bill every lading
+ * process for a file no run uses. The bench unsets them for every process
+ * it starts, peers included, and says so in the header.
+ */
+const tlsEnvironment = ['NODE_EXTRA_CA_CERTS', 'SSL_CERT_FILE', 'SSL_CERT_DIR'] as const;
+
 async function main(): Promise<void> {
   const config = parseArgs(process.argv.slice(2));
   const started = new Date();
+  const unset = tlsEnvironment.filter((k) => process.env[k] !== undefined);
+  for (const k of unset) Reflect.deleteProperty(process.env, k);
   log(`lading bench${config.quick ? ' (quick)' : ''}: ${config.runs} run(s) per measurement`);
   // Install the Debian peers when missing (idempotent; needs root or sudo).
   const ensure = await run('bash', [join(benchDir, '..', 'scripts', 'ensure-peers.sh')], {
@@ -228,6 +241,11 @@ async function main(): Promise<void> {
     '',
     `- machine: ${m.nproc} cores (${m.cpu}), ${m.memory} RAM`,
     `- versions: node ${versions.node}, lading ${versions.lading}, ${versions.skopeo}, umoci ${versions.umoci.replace(/^umoci version /, '')}, ${versions['docker-registry']}`,
+    ...(unset.length > 0
+      ? [
+          `- environment: ${unset.join(', ')} unset for every process started (all registries are plain HTTP on 127.0.0.1; Node 20 reads NODE_EXTRA_CA_CERTS at start-up)`,
+        ]
+      : []),
     `- corpus: ${fmtBytes(corpus.bytes)} of real files (${corpus.files} files, ${corpus.symlinks} symlinks) from /usr/lib/x86_64-linux-gnu, /usr/bin, /usr/share/doc`,
     ...(carried.length > 0
       ? [

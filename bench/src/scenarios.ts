@@ -465,11 +465,6 @@ export async function copyScenario(ctx: Context): Promise<Section> {
       'All times are wall times of whole processes: `node packages/cli/bin/lading.js cp --insecure --quiet SRC DST` (node start-up and module loading included) against `skopeo copy`. Every registry → registry copy goes to a fresh Debian registry (no mount, no skip). The source image is the corpus layer pushed by lading. Blobs stream from the source to the destination and are hashed once, as they are read; the destination commits only after a clean end.',
       'The fixed cost is the same copy of an image of one 6-byte file: start-up, module loading and the requests, no bytes to speak of. The last two rows subtract it from both sides, pairing the samples of a run.',
       `\`bin/lading.js\` runs the CLI bundled (packages/cli/dist/bundle, built by \`pnpm bench\`): a few files to load instead of ~130, undici without fetch/WebSocket/HTTP/2, and V8's baseline WebAssembly tier, since Node waits at exit for the optimizing one. What remains above \`node -e 0\` is loading and running ~0.8 MB of JavaScript (undici, core, remote, layout) and the requests.`,
-      ...(process.env.NODE_EXTRA_CA_CERTS !== undefined && process.versions.node.startsWith('20.')
-        ? [
-            'NODE_EXTRA_CA_CERTS is set in this environment: Node 20 reads and parses that file at every start-up, before any JavaScript runs (on Node 22, 24 and 26 the same variable added nothing measurable to `node -e 0` here), which is part of `node -e 0` above and of every lading time.',
-          ]
-        : []),
     ],
   };
 }
