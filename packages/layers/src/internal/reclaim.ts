@@ -2,30 +2,62 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
 /**
- * Compressed blocks come back from the workers as fresh ArrayBuffers
- * (0.3–1 MiB each). V8 frees an ArrayBuffer only when a collection runs,
- * and a pipeline that allocates few JavaScript objects runs few: dead
- * blocks piled up to V8's external-memory limit before a collection freed
- * them, ~30 MiB of peak RSS on Node 20 and ~60 MiB on Node 26 (one worker,
- * 512 MiB layer). A young-generation collection every few MiB of blocks
- * frees them while they are still young; each costs ~0.15 ms on a small
- * heap.
+ * Two kinds of memory wait on V8's garbage collector here, and a pipeline
+ * that allocates few JavaScript objects runs few collections:
+ *
+ * - On the main thread, compressed blocks come back from the workers as
+ *   fresh ArrayBuffers (0.3–1 MiB each); dead ones piled up to V8's
+ *   external-memory limit, ~30 MiB of peak RSS on Node 20 and ~60 MiB on
+ *   Node 26 (one worker, 512 MiB layer). A young-generation collection
+ *   every 8 MiB of blocks frees them while they are young (~0.15 ms each).
+ * - In a worker, each zstd frame is made by a fresh `zstdCompressSync`,
+ *   whose native context (~2 MiB) Node frees only when its handle is
+ *   collected, by a full collection: ~25 MiB per worker piled up. The
+ *   worker runs one every 16 zstd blocks (~10 ms each, ≲ 3 % of the time).
+ *
+ * Both use V8's `gc` function. The process has it under --expose-gc;
+ * otherwise the flag is set only while a context that needs it is created
+ * (a throwaway `vm` context for the main thread, a worker until it is
+ * online) and unset after, so no other context gains a `gc` global except
+ * one created in that moment.
  */
 
-type Collect = (options: { type: 'minor' }) => unknown;
+type Collect = (options: { type: 'minor' | 'major' }) => unknown;
 
-/** Blocks' bytes between two collections. */
+/** Blocks' bytes between two collections on the main thread. */
 const every = 8 * 1024 * 1024;
 
+const exposedByProcess = typeof (globalThis as { gc?: unknown }).gc === 'function';
+let holds = 0;
 let collect: Collect | null | undefined;
 let allocated = 0;
 
+function noop(): void {
+  // nothing to release
+}
+
 /**
- * collector answers V8's gc function: the global one if the process runs
- * with --expose-gc, else one taken from a throwaway context with the flag
- * set only for that moment (so no other context gains a `gc` global), or
- * null if the runtime refuses.
+ * exposeGc sets --expose-gc until the returned function is called; holds
+ * overlap, and the flag is unset when the last is released. A process
+ * started with --expose-gc keeps its flag untouched.
  */
+export function exposeGc(): () => void {
+  if (exposedByProcess) return noop;
+  try {
+    setFlagsFromString('--expose-gc');
+  } catch {
+    return noop;
+  }
+  holds++;
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    if (--holds === 0) setFlagsFromString('--no-expose-gc');
+  };
+}
+
+/** collector answers V8's gc function for this thread, or null if the runtime refuses. */
 function collector(): Collect | null {
   if (collect !== undefined) return collect;
   collect = null;
@@ -34,14 +66,12 @@ function collector(): Collect | null {
     collect = global as Collect;
     return collect;
   }
+  const release = exposeGc();
   try {
-    setFlagsFromString('--expose-gc');
-    const f: unknown = runInNewContext('gc');
+    const f: unknown = runInNewContext('typeof gc === "function" ? gc : null');
     if (typeof f === 'function') collect = f as Collect;
-  } catch {
-    // no collections from here: only memory is at stake
   } finally {
-    setFlagsFromString('--no-expose-gc');
+    release();
   }
   return collect;
 }
