@@ -15,6 +15,7 @@ const zlib = require('node:zlib');
 // V8's gc function, when the pool created this worker with it (reclaim.ts).
 const collect = typeof gc === 'function' ? gc : null;
 let zstdBlocks = 0;
+let collections = 0;
 let wasm;
 let input = 0;
 let inputCapacity = 0;
@@ -63,13 +64,16 @@ parentPort.on('message', (job) => {
         output.set(out);
       }
       // Each call's native context is freed only by a full collection.
-      if (collect !== null && ++zstdBlocks % 16 === 0) collect({ type: 'major' });
+      if (collect !== null && ++zstdBlocks % 16 === 0) {
+        collect({ type: 'major' });
+        collections++;
+      }
     } else {
       crc = zlib.crc32(data);
       output = rawDeflate(data, job.level);
     }
     transfer.push(output.buffer);
-    parentPort.postMessage({ id: job.id, output, crc, input: job.input }, transfer);
+    parentPort.postMessage({ id: job.id, output, crc, input: job.input, collections }, transfer);
   } catch (err) {
     parentPort.postMessage({ id: job.id, input: job.input, error: String(err && err.message || err) }, transfer);
   }
@@ -100,6 +104,8 @@ interface Job {
 interface Reply {
   id: number;
   input: Uint8Array;
+  /** collections is how many full collections the worker has run. */
+  collections?: number;
   output?: Uint8Array;
   crc?: number;
   error?: string;
@@ -114,6 +120,8 @@ class PoolWorker {
   readonly jobs: Job[] = [];
   /** answered says the worker has finished a job: it is up and compressing. */
   answered = false;
+  /** collections is how many full collections the worker has run (zstd contexts). */
+  collections = 0;
   constructor(
     onReply: (w: PoolWorker, r: Reply) => void,
     onFail: (w: PoolWorker, e: Error) => void,
@@ -129,6 +137,7 @@ class PoolWorker {
     this.worker.unref();
     this.worker.on('message', (r: Reply) => {
       this.answered = true;
+      this.collections = r.collections ?? this.collections;
       onReply(this, r);
     });
     this.worker.on('error', (e) => {
@@ -170,6 +179,11 @@ export class DeflatePool {
   /** started is how many workers are running. */
   get started(): number {
     return this.#workers.length;
+  }
+
+  /** collections is how many full collections the running workers have run to free zstd contexts. */
+  get collections(): number {
+    return this.#workers.reduce((n, w) => n + w.collections, 0);
   }
 
   /**
