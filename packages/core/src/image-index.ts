@@ -25,18 +25,48 @@ export interface ImageIndexOptions {
   readonly annotations?: Readonly<Record<string, string>>;
 }
 
-class BuiltIndex implements ImageIndex {
+/**
+ * EncodedIndex answers the manifest bytes, digest and size of an index from
+ * one memoized encoding of {@link indexManifest} (forgotten if it fails, so
+ * a later call retries).
+ */
+abstract class EncodedIndex {
+  #raw: Promise<Uint8Array> | undefined;
+
+  abstract indexManifest(): Promise<IndexManifest>;
+
+  protected encoded(): Promise<Uint8Array> {
+    this.#raw ??= this.indexManifest()
+      .then(encodeManifest)
+      .catch((err: unknown) => {
+        this.#raw = undefined;
+        throw err;
+      });
+    return this.#raw;
+  }
+  async rawManifest(): Promise<Uint8Array> {
+    return (await this.encoded()).slice();
+  }
+  async digest(): Promise<Digest> {
+    return digestOf(await this.encoded());
+  }
+  async size(): Promise<number> {
+    return (await this.encoded()).length;
+  }
+}
+
+class BuiltIndex extends EncodedIndex implements ImageIndex {
   readonly mediaType: MediaTypeString;
   readonly #entries: readonly IndexEntryInput[];
   readonly #annotations: Readonly<Record<string, string>> | undefined;
   #children: Promise<readonly IndexChild[]> | undefined;
-  #raw: Promise<Uint8Array> | undefined;
 
   constructor(
     entries: readonly IndexEntryInput[],
     family: MediaTypeFamily,
     annotations: Readonly<Record<string, string>> | undefined,
   ) {
+    super();
     this.#entries = entries;
     this.#annotations = annotations;
     this.mediaType = indexTypeFor(family);
@@ -73,7 +103,7 @@ class BuiltIndex implements ImageIndex {
     return this.#children;
   }
 
-  async #manifest(): Promise<IndexManifest> {
+  async indexManifest(): Promise<IndexManifest> {
     const children = await this.#childrenMemo();
     const m: IndexManifest = {
       schemaVersion: 2,
@@ -82,29 +112,6 @@ class BuiltIndex implements ImageIndex {
     };
     if (this.#annotations !== undefined) m.annotations = { ...this.#annotations };
     return m;
-  }
-
-  #rawMemo(): Promise<Uint8Array> {
-    this.#raw ??= this.#manifest()
-      .then(encodeManifest)
-      .catch((err: unknown) => {
-        this.#raw = undefined;
-        throw err;
-      });
-    return this.#raw;
-  }
-
-  indexManifest(): Promise<IndexManifest> {
-    return this.#manifest();
-  }
-  async rawManifest(): Promise<Uint8Array> {
-    return (await this.#rawMemo()).slice();
-  }
-  async digest(): Promise<Digest> {
-    return digestOf(await this.#rawMemo());
-  }
-  async size(): Promise<number> {
-    return (await this.#rawMemo()).length;
   }
   async children(): Promise<readonly IndexChild[]> {
     return (await this.#childrenMemo()).map((c) => ({
@@ -155,13 +162,13 @@ export function imageIndex(
 }
 
 /** AnnotatedIndex is an index with annotations merged into its manifest. */
-class AnnotatedIndex implements ImageIndex {
+class AnnotatedIndex extends EncodedIndex implements ImageIndex {
   readonly mediaType: MediaTypeString;
   readonly #base: ImageIndex;
   readonly #annotations: Readonly<Record<string, string>>;
-  #raw: Promise<Uint8Array> | undefined;
 
   constructor(base: ImageIndex, annotations: Readonly<Record<string, string>>) {
+    super();
     this.#base = base;
     this.#annotations = annotations;
     this.mediaType = base.mediaType;
@@ -171,24 +178,6 @@ class AnnotatedIndex implements ImageIndex {
     const m = structuredClone(await this.#base.indexManifest());
     m.annotations = { ...(m.annotations ?? {}), ...this.#annotations };
     return m;
-  }
-  #rawMemo(): Promise<Uint8Array> {
-    this.#raw ??= this.indexManifest()
-      .then(encodeManifest)
-      .catch((err: unknown) => {
-        this.#raw = undefined;
-        throw err;
-      });
-    return this.#raw;
-  }
-  async rawManifest(): Promise<Uint8Array> {
-    return (await this.#rawMemo()).slice();
-  }
-  async digest(): Promise<Digest> {
-    return digestOf(await this.#rawMemo());
-  }
-  async size(): Promise<number> {
-    return (await this.#rawMemo()).length;
   }
   pendingChildren(): readonly (Image | ImageIndex)[] | undefined {
     return this.#base.pendingChildren?.();
