@@ -16,11 +16,12 @@ import { runInNewContext } from 'node:vm';
  *   RSS on Node 26, +57 MiB on Node 22). The worker runs one every 16 zstd
  *   blocks (~10 ms each, ≲ 3 % of the time): +20 and +41 MiB.
  *
- * Both use V8's `gc` function. The process has it under --expose-gc;
- * otherwise the flag is set only while a context that needs it is created
- * (a throwaway `vm` context for the main thread, a worker until it is
- * online) and unset after, so no other context gains a `gc` global except
- * one created in that moment.
+ * Both use V8's `gc` function, from a context created while --expose-gc
+ * is set. A process started with the flag keeps it; otherwise the flag is
+ * set only while the context that needs it is created (a throwaway `vm`
+ * context for the main thread, a worker until it is online) and unset
+ * after, so no other context gains a `gc` global unless it is created in
+ * that moment.
  */
 
 type Collect = (options: { type: 'minor' | 'major' }) => unknown;
@@ -58,15 +59,13 @@ export function exposeGc(): () => void {
   };
 }
 
-/** collector answers V8's gc function for this thread, or null if the runtime refuses. */
+/**
+ * collector answers V8's gc function for this thread (from a throwaway
+ * context created while the flag is held), or null if the runtime refuses.
+ */
 function collector(): Collect | null {
   if (collect !== undefined) return collect;
   collect = null;
-  const global = (globalThis as { gc?: unknown }).gc;
-  if (typeof global === 'function') {
-    collect = global as Collect;
-    return collect;
-  }
   const release = exposeGc();
   try {
     const f: unknown = runInNewContext('typeof gc === "function" ? gc : null');
