@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { startDistributionRegistry } from '@lading/testing';
@@ -18,6 +19,11 @@ export interface BenchRegistry {
   readonly url: string;
   /** host is `127.0.0.1:<port>`. */
   readonly host: string;
+  /**
+   * cpuMs answers the CPU time (user + system) the registry process has used
+   * so far, from /proc (Debian registry only; undefined where unknown).
+   */
+  cpuMs(): Promise<number | undefined>;
   /** stop ends the registry; for @lading/registry it answers the server's peak RSS (KiB). */
   stop(): Promise<number | undefined>;
 }
@@ -67,6 +73,7 @@ export function startLadingRegistry(
           kind: 'lading',
           url,
           host: new URL(url).host,
+          cpuMs: () => processCpuMs(child.pid ?? 0),
           stop: async () => {
             const answer = new Promise<number | undefined>((r) => (rss = r));
             child.stdin.end();
@@ -84,6 +91,22 @@ export function startLadingRegistry(
   });
 }
 
+/**
+ * processCpuMs reads a process's user + system time from /proc/PID/stat
+ * (fields 14 and 15, in clock ticks of 1/100 s on Linux).
+ */
+export async function processCpuMs(pid: number): Promise<number | undefined> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name, which sits in parentheses and may hold spaces.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(f[11]) + Number(f[12]);
+    return Number.isFinite(ticks) && pid > 0 ? ticks * 10 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** startDebianRegistry runs the CNCF distribution registry with packages/testing's helper. */
 export async function startDebianRegistry(
   options: { htpasswd?: { username: string; password: string } } = {},
@@ -95,6 +118,7 @@ export async function startDebianRegistry(
     kind: 'distribution',
     url: r.url,
     host: r.host,
+    cpuMs: () => processCpuMs(r.pid),
     stop: async () => {
       await r.stop();
       return undefined;

@@ -22,7 +22,12 @@ import { startS3, type S3Server } from '@lading/testing';
 import { Agent, request } from 'undici';
 import { log } from './context.js';
 import { markdown, plain, type Row, type Section } from './report.js';
-import { startDebianRegistry, startLadingRegistry, type BenchRegistry } from './registries.js';
+import {
+  processCpuMs,
+  startDebianRegistry,
+  startLadingRegistry,
+  type BenchRegistry,
+} from './registries.js';
 import { benchDir, bounded, drain, fmtBytes, fmtStat, MiB, now, stat } from './util.js';
 
 interface Options {
@@ -182,6 +187,7 @@ function startS3Registry(s3: S3Server, bucket: string): Promise<BenchRegistry> {
         kind: 'lading',
         url,
         host: new URL(url).host,
+        cpuMs: () => processCpuMs(child.pid ?? 0),
         stop: async () => {
           const exited = new Promise((r) => child.once('exit', r));
           child.kill('SIGTERM');

@@ -21,6 +21,8 @@ export interface DistributionRegistry {
   /** host is `127.0.0.1:<port>`, the registry part of a reference. */
   readonly host: string;
   readonly port: number;
+  /** pid is the registry process's id (to read its CPU time from /proc, say). */
+  readonly pid: number;
   /** stop kills the registry and removes its storage. */
   stop(): Promise<void>;
 }
@@ -136,6 +138,7 @@ export async function startDistributionRegistry(
     url,
     host: `127.0.0.1:${port}`,
     port,
+    pid: child.pid ?? 0,
     stop(): Promise<void> {
       stopped ??= (async () => {
         if (child.exitCode === null && child.signalCode === null) {
