@@ -29,6 +29,8 @@ export interface Peers {
   readonly skopeo: boolean;
   readonly umoci: boolean;
   readonly distribution: boolean;
+  /** curl streams the copy's destination floor. */
+  readonly curl: boolean;
 }
 
 /** Context is what every scenario gets. */

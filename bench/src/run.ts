@@ -170,6 +170,7 @@ async function main(): Promise<void> {
     skopeo: await has('skopeo'),
     umoci: await has('umoci'),
     distribution: (await has('docker-registry')) || (await has('/usr/bin/docker-registry')),
+    curl: await has('curl'),
   };
   const pkg = JSON.parse(
     await readFile(join(benchDir, '..', 'packages', 'core', 'package.json'), 'utf8'),

@@ -448,7 +448,7 @@ export async function copyScenario(ctx: Context): Promise<Section> {
     node: [] as number[],
     ingest: [] as number[],
   };
-  const blob = await sourceBlob(src.ref);
+  const blob = ctx.peers.curl ? await sourceBlob(src.ref) : undefined;
   const ociDir = join(workDir, 'oci-copy');
   const fresh = async (f: (host: string) => Promise<CommandResult>): Promise<number> =>
     withRegistry(startDebianRegistry, async (dst) => (await f(dst.host)).ms);
@@ -458,7 +458,9 @@ export async function copyScenario(ctx: Context): Promise<Section> {
     if (ctx.peers.skopeo) {
       t.r2rPeer.push(await fresh((h) => skopeoCopy(src.ref, `docker://${h}/bench/copy:latest`)));
     }
-    t.ingest.push(await withRegistry(startDebianRegistry, (dst) => curlIngest(dst.host, blob)));
+    if (blob !== undefined) {
+      t.ingest.push(await withRegistry(startDebianRegistry, (dst) => curlIngest(dst.host, blob)));
+    }
     for (const [ref, own, peer] of [
       [src.ref, t.oci, t.ociPeer],
       [tiny, t.tiny, t.tinyPeer],
@@ -492,13 +494,17 @@ export async function copyScenario(ctx: Context): Promise<Section> {
     });
   };
   pair('registry → registry', t.r2r, t.r2rPeer, true);
-  rows.push({
-    name: `  the destination's floor: the layer blob (${fmtBytes(blob.size)}) streamed from a file by curl into a fresh Debian registry (POST, PATCH, PUT)`,
-    value: secs(stat(t.ingest)),
-    ratio: `lading ${ratioText(stat(ratios(t.r2r, t.ingest)))}, skopeo ${ratioText(stat(ratios(t.r2rPeer, t.ingest)))}`,
-    data: { ms: t.ingest },
-  });
-  if (ctx.peers.skopeo) {
+  if (blob === undefined) rows.push(missingRow("  the destination's floor", 'curl'));
+  else {
+    await rm(blob.file, { force: true });
+    rows.push({
+      name: `  the destination's floor: the layer blob (${fmtBytes(blob.size)}) streamed from a file by curl into a fresh Debian registry (POST, PATCH, PUT)`,
+      value: secs(stat(t.ingest)),
+      ratio: `lading ${ratioText(stat(ratios(t.r2r, t.ingest)))}, skopeo ${ratioText(stat(ratios(t.r2rPeer, t.ingest)))}`,
+      data: { ms: t.ingest },
+    });
+  }
+  if (ctx.peers.skopeo && blob !== undefined) {
     rows.push({
       name: '  0.9× skopeo minus that floor: what the target leaves a client for its start-up, requests and the rest of the image',
       value: secs(stat(t.r2rPeer.map((v, i) => 0.9 * v - (t.ingest[i] ?? Number.NaN)))),
