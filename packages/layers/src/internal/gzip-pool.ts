@@ -130,8 +130,9 @@ class PoolWorker {
     onReply: (w: PoolWorker, r: Reply) => void,
     onFail: (w: PoolWorker, e: Error) => void,
   ) {
-    // The worker's context is created with V8's gc function (reclaim.ts).
-    const release = exposeGc();
+    // The worker's context is created with V8's gc function (reclaim.ts);
+    // a worker not online within 10 s (it takes ~30 ms) starts without it.
+    const release = exposeGc(10_000);
     try {
       this.worker = new Worker(workerSource, {
         eval: true,

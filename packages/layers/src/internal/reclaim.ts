@@ -19,7 +19,7 @@ import { runInNewContext } from 'node:vm';
  * Both use V8's `gc` function, from a context created while --expose-gc
  * is set. A process started with the flag keeps it; otherwise the flag is
  * set only while the context that needs it is created (a throwaway `vm`
- * context for the main thread, a worker until it is online) and unset
+ * context for the main thread, a worker until it is online, 10 s at most) and unset
  * after, so no other context gains a `gc` global unless it is created in
  * that moment.
  */
@@ -39,11 +39,13 @@ function noop(): void {
 }
 
 /**
- * exposeGc sets --expose-gc until the returned function is called; holds
+ * exposeGc sets --expose-gc until the returned function is called, or
+ * `withinMs` have passed, whichever comes first (a worker that never comes
+ * online must not leave the flag set for the rest of the process); holds
  * overlap, and the flag is unset when the last is released. A process
  * started with --expose-gc keeps its flag untouched.
  */
-export function exposeGc(): () => void {
+export function exposeGc(withinMs?: number): () => void {
   if (exposedByProcess) return noop;
   try {
     setFlagsFromString('--expose-gc');
@@ -52,11 +54,14 @@ export function exposeGc(): () => void {
   }
   holds++;
   let released = false;
-  return () => {
+  const timer = withinMs === undefined ? undefined : setTimeout(release, withinMs).unref();
+  function release(): void {
     if (released) return;
     released = true;
+    clearTimeout(timer);
     if (--holds === 0) setFlagsFromString('--no-expose-gc');
-  };
+  }
+  return release;
 }
 
 /**
