@@ -1,6 +1,7 @@
 import { lstat, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
+import { parseReference } from '@lading/core';
 import { writeGeneratedDirectory } from './generate.js';
 import { log, type Context } from './context.js';
 import { summariseMainThread } from './profile.js';
@@ -359,10 +360,9 @@ async function ensureSource(ctx: Context): Promise<{ host: string; ref: string }
  * HTTP) to a file once, and answers its path, digest and size.
  */
 async function sourceBlob(ref: string): Promise<{ file: string; digest: string; size: number }> {
-  const slash = ref.indexOf('/');
-  const colon = ref.lastIndexOf(':');
-  const base = `http://${ref.slice(0, slash)}/v2/${ref.slice(slash + 1, colon)}`;
-  const res = await fetch(`${base}/manifests/${ref.slice(colon + 1)}`, {
+  const r = parseReference(ref);
+  const base = `http://${r.apiHost}/v2/${r.repository}`;
+  const res = await fetch(`${base}/manifests/${r.context()}`, {
     headers: {
       accept:
         'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json',
@@ -476,6 +476,7 @@ export async function copyScenario(ctx: Context): Promise<Section> {
     // The floor under every lading figure: Node starting and exiting.
     t.node.push((await runChecked(process.execPath, ['-e', '0'])).ms);
   }
+  if (blob !== undefined) await rm(blob.file, { force: true });
   const pair = (name: string, lading: number[], peer: number[], target: boolean): void => {
     rows.push({ name: `lading cp ${name}`, value: secs(stat(lading)), data: { ms: lading } });
     if (!ctx.peers.skopeo) {
@@ -496,19 +497,18 @@ export async function copyScenario(ctx: Context): Promise<Section> {
   pair('registry → registry', t.r2r, t.r2rPeer, true);
   if (blob === undefined) rows.push(missingRow("  the destination's floor", 'curl'));
   else {
-    await rm(blob.file, { force: true });
     rows.push({
       name: `  the destination's floor: the layer blob (${fmtBytes(blob.size)}) streamed from a file by curl into a fresh Debian registry (POST, PATCH, PUT)`,
       value: secs(stat(t.ingest)),
       ratio: `lading ${ratioText(stat(ratios(t.r2r, t.ingest)))}, skopeo ${ratioText(stat(ratios(t.r2rPeer, t.ingest)))}`,
       data: { ms: t.ingest },
     });
-  }
-  if (ctx.peers.skopeo && blob !== undefined) {
-    rows.push({
-      name: '  0.9× skopeo minus that floor: what the target leaves a client for its start-up, requests and the rest of the image',
-      value: secs(stat(t.r2rPeer.map((v, i) => 0.9 * v - (t.ingest[i] ?? Number.NaN)))),
-    });
+    if (ctx.peers.skopeo) {
+      rows.push({
+        name: '  0.9× skopeo minus that floor: what the target leaves a client for its start-up, requests and the rest of the image',
+        value: secs(stat(t.r2rPeer.map((v, i) => 0.9 * v - (t.ingest[i] ?? Number.NaN)))),
+      });
+    }
   }
   pair('registry → OCI layout', t.oci, t.ociPeer, true);
   pair('of a one-file image → OCI layout (fixed cost)', t.tiny, t.tinyPeer, false);
