@@ -5,7 +5,14 @@ import { ErrorCode, LadingError, throwIfAborted } from './errors.js';
 import { isVerified, markVerified } from './verified.js';
 import { isImageManifestMediaType, isIndexMediaType, isManifestMediaType } from './media-types.js';
 import type { BlobKind, ProgressEmitter } from './progress.js';
-import { isMounter, type IoOptions, type Target } from './target.js';
+import {
+  isMounter,
+  isPushPreparer,
+  isTagPusher,
+  type IoOptions,
+  type PreparedPush,
+  type Target,
+} from './target.js';
 import { Limiter } from './limiter.js';
 import { ByteCounter } from './byte-counter.js';
 import { MAX_MANIFEST_SIZE, readCapped } from './parse.js';
@@ -154,24 +161,27 @@ function kindOf(desc: Descriptor, parentKinds: Map<string, BlobKind>): BlobKind 
  * its own bytes against `desc` (see markVerified: a registry's or layout's
  * fetch) is not hashed a second time; what `dst.push` receives is marked
  * verified either way, so a target that commits only after a clean end can
- * skip its own hash too.
+ * skip its own hash too. `dst` may also be a push prepared for `desc`.
  */
 export async function pushVerified(
-  dst: Target,
+  dst: Target | PreparedPush,
   desc: Descriptor,
   source: Readable,
   options: IoOptions & { onBytes?: (bytes: number) => void } = {},
 ): Promise<void> {
+  const io = { signal: options.signal };
+  const push = (content: Readable): Promise<void> =>
+    'cancel' in dst ? dst.push(content, io) : dst.push(desc, content, io);
   const stages: (Readable | Transform)[] = [source];
   if (!isVerified(source, desc)) stages.push(new VerifyingStream(desc, desc.mediaType));
   if (options.onBytes !== undefined) {
     stages.push(markVerified(ByteCounter.reporting(options.onBytes), desc));
   }
   const tail = stages[stages.length - 1] as Readable;
-  const feeding = stages.length > 1 ? pipeline(stages, { signal: options.signal }) : undefined;
+  const feeding = stages.length > 1 ? pipeline(stages, io) : undefined;
   feeding?.catch(() => undefined);
   try {
-    await dst.push(desc, tail, { signal: options.signal });
+    await push(tail);
   } catch (err) {
     source.destroy();
     tail.destroy();
@@ -189,6 +199,24 @@ export async function pushVerified(
   });
 }
 
+/**
+ * both waits for two starts made together. When one fails, what the other
+ * started is given back (`undoA`, `undoB`) and the first failure in
+ * argument order is thrown.
+ */
+async function both<A, B>(
+  a: Promise<A>,
+  b: Promise<B>,
+  undoA: (a: A) => unknown,
+  undoB: (b: B) => unknown,
+): Promise<[A, B]> {
+  const [ra, rb] = await Promise.allSettled([a, b]);
+  if (ra.status === 'fulfilled' && rb.status === 'fulfilled') return [ra.value, rb.value];
+  if (ra.status === 'fulfilled') await undoA(ra.value);
+  if (rb.status === 'fulfilled') await undoB(rb.value);
+  throw ra.status === 'rejected' ? ra.reason : (rb as PromiseRejectedResult).reason;
+}
+
 class CopyRun {
   readonly #src: Target;
   readonly #dst: Target;
@@ -199,12 +227,21 @@ class CopyRun {
   readonly #controller = new AbortController();
   readonly #signal: AbortSignal;
   readonly #mountFrom: string | undefined;
+  readonly #rootTag: { digest: string; tag: string } | undefined;
   #firstError: { error: unknown } | undefined;
+  /** tagged says whether the root was pushed under its tag (a {@link TagPusher}). */
+  tagged = false;
 
-  constructor(src: Target, dst: Target, options: CopyOptions) {
+  constructor(
+    src: Target,
+    dst: Target,
+    options: CopyOptions,
+    rootTag?: { digest: string; tag: string },
+  ) {
     this.#src = src;
     this.#dst = dst;
     this.#options = options;
+    this.#rootTag = rootTag;
     this.#limiter = new Limiter(options.concurrency ?? 4);
     this.#signal =
       options.signal === undefined
@@ -285,9 +322,16 @@ class CopyRun {
       const failed = settled.find((s) => s.status === 'rejected');
       if (failed !== undefined) throw failed.reason;
       throwIfAborted(this.#signal);
-      await this.#limiter.run(() =>
-        this.#dst.push(desc, Readable.from([bytes], { objectMode: false }), io),
-      );
+      const dst = this.#dst;
+      const tag = this.#rootTag?.digest === desc.digest ? this.#rootTag.tag : undefined;
+      if (tag !== undefined && isTagPusher(dst)) {
+        await this.#limiter.run(() => dst.pushTagged(desc, bytes, tag, io));
+        this.tagged = true;
+      } else {
+        await this.#limiter.run(() =>
+          dst.push(desc, Readable.from([bytes], { objectMode: false }), io),
+        );
+      }
       o.progress?.emit('progress', { type: 'manifest-done', digest: desc.digest, size: desc.size });
       await o.postCopy?.(desc, bytes);
       return;
@@ -322,8 +366,18 @@ class CopyRun {
       total: desc.size,
       kind,
     });
-    const source = await this.#src.fetch(desc, io);
-    await pushVerified(this.#dst, desc, source, {
+    const dst = this.#dst;
+    // A destination whose push opens with a request of its own (an upload
+    // POST) makes it while the source's GET is in flight.
+    const [source, into] = isPushPreparer(dst)
+      ? await both(
+          this.#src.fetch(desc, io),
+          dst.preparePush(desc, io),
+          (s) => s.destroy(),
+          (p) => p.cancel(),
+        )
+      : [await this.#src.fetch(desc, io), dst];
+    await pushVerified(into, desc, source, {
       ...io,
       ...(progress === undefined
         ? {}
@@ -356,8 +410,10 @@ class CopyRun {
  * child and re-running it finishes the job: what `dst` already has is skipped
  * (a manifest hit skips its whole sub-graph). Blobs are mounted instead of
  * copied between two repositories of one registry. Every byte is verified
- * against its digest on the way. `dstRef` is applied only after the root is
- * pushed; pass `undefined` (or a digest) to copy without tagging.
+ * against its digest on the way. `dstRef` is applied only once the root is
+ * pushed, or with it where the destination can do both in one request (a
+ * registry's PUT by tag); pass `undefined` (or a digest) to copy without
+ * tagging.
  * @throws NOT_FOUND (unknown ref, or no manifest for the requested platform),
  *   DIGEST_MISMATCH, SIZE_MISMATCH, INVALID_MANIFEST, MANIFEST_TOO_LARGE,
  *   ABORTED, and whatever the targets throw.
@@ -376,11 +432,16 @@ export async function copy(
   if (options.platform !== undefined) {
     root = await selectPlatform(root, options.platform, (d) => fetchVerified(src, d, io));
   }
-  await new CopyRun(src, dst, options).run(root);
+  const tag = dstRef !== undefined && dstRef !== '' && !isDigest(dstRef) ? dstRef : undefined;
+  const run = new CopyRun(
+    src,
+    dst,
+    options,
+    tag === undefined ? undefined : { digest: root.digest, tag },
+  );
+  await run.run(root);
   throwIfAborted(options.signal);
-  if (dstRef !== undefined && dstRef !== '' && !isDigest(dstRef)) {
-    await dst.tag(root, dstRef, io);
-  }
+  if (tag !== undefined && !run.tagged) await dst.tag(root, tag, io);
   const { mediaType, digest, size } = root;
   const out: Descriptor = { mediaType, digest: parseDigest(digest), size };
   if (root.platform !== undefined) out.platform = root.platform;

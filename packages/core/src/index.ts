@@ -59,7 +59,15 @@ export { isImageIndex } from './image.js';
 export type { Image, ImageIndex, IndexChild, IndexEntryInput } from './image.js';
 export { ProgressEmitter } from './progress.js';
 export type { ProgressEvent, ProgressEvents, BlobKind } from './progress.js';
-export type { Target, Mounter, BlobWriter, IoOptions } from './target.js';
+export type {
+  Target,
+  Mounter,
+  BlobWriter,
+  IoOptions,
+  PreparedPush,
+  PushPreparer,
+  TagPusher,
+} from './target.js';
 export {
   parseReference,
   isValidReference,

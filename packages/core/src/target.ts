@@ -57,3 +57,44 @@ export interface BlobWriter {
 export function isBlobWriter(target: Target): target is Target & BlobWriter {
   return typeof (target as Partial<BlobWriter>).pushUnknown === 'function';
 }
+
+/**
+ * PreparedPush is a blob push whose target has made its first request (a
+ * registry's upload POST) and waits for the bytes.
+ */
+export interface PreparedPush {
+  /** push stores `content`, verifying it as Target.push does; a failure gives the push up. */
+  push(content: Readable, options?: IoOptions): Promise<void>;
+  /** cancel gives up a push whose bytes will not come. */
+  cancel(): Promise<void>;
+}
+
+/**
+ * PushPreparer is a target whose blob push starts with a request of its own
+ * (a registry's upload POST). `copy()` prepares the push while the source's
+ * GET is in flight, so that the two round trips overlap.
+ */
+export interface PushPreparer {
+  /** preparePush opens the push of `desc`, a blob; feed it with the returned push(). */
+  preparePush(desc: Descriptor, options?: IoOptions): Promise<PreparedPush>;
+}
+
+/** isPushPreparer tells whether a target can open a blob push before its bytes are at hand. */
+export function isPushPreparer(target: Target): target is Target & PushPreparer {
+  return typeof (target as Partial<PushPreparer>).preparePush === 'function';
+}
+
+/**
+ * TagPusher is a target that stores a manifest and points a tag at it in one
+ * request (a registry's PUT by tag stores it by digest as well). `copy()`
+ * pushes the root that way, instead of pushing it by digest and tagging it.
+ */
+export interface TagPusher {
+  /** pushTagged stores the manifest `bytes` (described by `desc`) under `tag`. */
+  pushTagged(desc: Descriptor, bytes: Uint8Array, tag: string, options?: IoOptions): Promise<void>;
+}
+
+/** isTagPusher tells whether a target can store a manifest under a tag in one step. */
+export function isTagPusher(target: Target): target is Target & TagPusher {
+  return typeof (target as Partial<TagPusher>).pushTagged === 'function';
+}

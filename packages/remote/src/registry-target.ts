@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
 import {
+  DigestMismatchError,
   ErrorCode,
   LadingError,
   MAX_MANIFEST_SIZE,
@@ -12,7 +13,10 @@ import {
   type IoOptions,
   type MediaTypeString,
   type Mounter,
+  type PreparedPush,
+  type PushPreparer,
   type Reference,
+  type TagPusher,
   type Target,
 } from '@lading/core';
 import { RegistryClient, type RemoteOptions } from './client.js';
@@ -31,7 +35,7 @@ export interface RegistryTargetOptions extends RemoteOptions {
  * blobs and manifests by digest, tags by name, cross-repository mounts
  * within the same registry, and uploads of blobs whose digest is unknown.
  */
-export class RegistryTarget implements Target, Mounter, BlobWriter {
+export class RegistryTarget implements Target, Mounter, BlobWriter, PushPreparer, TagPusher {
   readonly registryHost: string;
   readonly repository: string;
   readonly client: RegistryClient;
@@ -95,23 +99,67 @@ export class RegistryTarget implements Target, Mounter, BlobWriter {
     const io = this.#signal(options);
     if (isManifestMediaType(desc.mediaType)) {
       const bytes = await readCapped(content, MAX_MANIFEST_SIZE, io.signal);
-      await this.client.putManifest(this.repository, desc.digest, bytes, desc.mediaType, io);
-      this.#lastManifest = { digest: desc.digest, bytes, mediaType: desc.mediaType };
+      await this.#putManifest(desc, bytes, desc.digest, io);
       return;
     }
-    const session = await this.client.openUpload(this.repository, io);
-    try {
-      await session.upload(content, {
-        ...io,
-        mode: uploadMode(this.#options.uploadMode, desc),
-        ...(this.#options.chunkSize === undefined ? {} : { chunkSize: this.#options.chunkSize }),
-        expected: { digest: desc.digest, size: desc.size },
-      });
-    } catch (err) {
-      content.destroy();
-      await session.cancel();
-      throw err;
-    }
+    await (await this.preparePush(desc, io)).push(content, io);
+  }
+
+  /**
+   * preparePush opens the upload session of a blob (the POST), and answers
+   * the push that streams `desc`'s bytes into it, verified; a failed push
+   * cancels the session.
+   */
+  async preparePush(desc: Descriptor, options?: IoOptions): Promise<PreparedPush> {
+    const session = await this.client.openUpload(this.repository, this.#signal(options));
+    return {
+      push: async (content, pushOptions) => {
+        try {
+          await session.upload(content, {
+            ...this.#signal(pushOptions ?? options),
+            mode: uploadMode(this.#options.uploadMode, desc),
+            ...(this.#options.chunkSize === undefined
+              ? {}
+              : { chunkSize: this.#options.chunkSize }),
+            expected: { digest: desc.digest, size: desc.size },
+          });
+        } catch (err) {
+          content.destroy();
+          await session.cancel();
+          throw err;
+        }
+      },
+      cancel: () => session.cancel(),
+    };
+  }
+
+  /** pushTagged stores a manifest under `ref`'s tag in one PUT; the registry keeps it by digest too. */
+  async pushTagged(
+    desc: Descriptor,
+    bytes: Uint8Array,
+    ref: string,
+    options?: IoOptions,
+  ): Promise<void> {
+    const tag = tagOf(ref);
+    await this.#putManifest(desc, bytes, isDigest(tag) ? desc.digest : tag, this.#signal(options));
+  }
+
+  async #putManifest(
+    desc: Descriptor,
+    bytes: Uint8Array,
+    reference: string,
+    io: IoOptions,
+  ): Promise<void> {
+    const put = await this.client.putManifest(
+      this.repository,
+      reference,
+      bytes,
+      desc.mediaType,
+      io,
+    );
+    if (put.digest !== desc.digest)
+      throw new DigestMismatchError(desc.digest, put.digest, 'manifest');
+    this.#lastManifest = { digest: desc.digest, bytes, mediaType: desc.mediaType };
   }
 
   /** pushUnknown uploads a blob whose digest is computed on the way. */
@@ -138,8 +186,7 @@ export class RegistryTarget implements Target, Mounter, BlobWriter {
   /** tag points `ref` (a tag of this repository) at a manifest already stored here. */
   async tag(desc: Descriptor, ref: string, options?: IoOptions): Promise<void> {
     const io = this.#signal(options);
-    const tag =
-      ref.includes(':') || ref.includes('/') ? (parseReference(ref).tag ?? 'latest') : ref;
+    const tag = tagOf(ref);
     if (isDigest(tag)) return;
     const last = this.#lastManifest;
     const m =
@@ -161,6 +208,11 @@ export class RegistryTarget implements Target, Mounter, BlobWriter {
     }
     return true;
   }
+}
+
+/** tagOf is the tag a `ref` names: a bare tag, or the tag of a full reference (`latest` if it has none). */
+function tagOf(ref: string): string {
+  return ref.includes(':') || ref.includes('/') ? (parseReference(ref).tag ?? 'latest') : ref;
 }
 
 /**

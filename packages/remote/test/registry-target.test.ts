@@ -1,14 +1,18 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   appendLayers,
+  ErrorCode,
+  LadingError,
   copy,
   emptyImage,
   imageIndex,
   layerFromBytes,
   memoryTarget,
   withPlatform,
+  writeImage,
   writeImageIndex,
   type Descriptor,
+  type Target,
 } from '@lading/core';
 import { createRegistry, memoryStorage, type Registry } from '@lading/registry';
 import { streamLayer } from '@lading/layers';
@@ -136,7 +140,7 @@ describe('registryTarget', () => {
     expect(desc.digest).toBe(pushed.digest);
   });
 
-  it('tags the root it just pushed with the bytes it sent, without reading them back', async () => {
+  it('pushes the root under its tag in one PUT, which stores it by digest too', async () => {
     const image = appendLayers(emptyImage(), layer('t'));
     const pushed = await write(`${host}/src/tagged:v1`, image).done;
     const proxy = await recordingProxy(`http://${host}`);
@@ -153,11 +157,143 @@ describe('registryTarget', () => {
         .map((r) => `${r.method} ${r.path.replace(/sha256:[0-9a-f]+/, 'DIGEST')} ${r.status}`);
       expect(manifests).toEqual([
         'HEAD /v2/dst/tagged/manifests/DIGEST 404',
-        'PUT /v2/dst/tagged/manifests/DIGEST 201',
         'PUT /v2/dst/tagged/manifests/v2 201',
       ]);
-      const copied = await new RegistryClient(host).getManifest('dst/tagged', 'v2');
+      const client = new RegistryClient(host);
+      expect((await client.getManifest('dst/tagged', 'v2')).digest).toBe(pushed.digest);
+      expect((await client.getManifest('dst/tagged', pushed.digest)).digest).toBe(pushed.digest);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('tags a root the destination already has with the bytes it stores', async () => {
+    const image = appendLayers(emptyImage(), layer('r'));
+    const pushed = await write(`${host}/src/retag:v1`, image).done;
+    await copy(
+      registryTarget(`${host}/src/retag`),
+      'v1',
+      registryTarget(`${host}/dst/retag`),
+      'v1',
+    );
+    const proxy = await recordingProxy(`http://${host}`);
+    try {
+      await copy(
+        registryTarget(`${host}/src/retag`),
+        'v1',
+        registryTarget(`${proxy.host}/dst/retag`),
+        'v2',
+      );
+      const seen = proxy.requests.map(
+        (r) => `${r.method} ${r.path.replace(/sha256:[0-9a-f]+/, 'DIGEST')} ${r.status}`,
+      );
+      expect(seen).toEqual([
+        'GET /v2/ 200',
+        'HEAD /v2/dst/retag/manifests/DIGEST 200',
+        'GET /v2/dst/retag/manifests/DIGEST 200',
+        'PUT /v2/dst/retag/manifests/v2 201',
+      ]);
+      const copied = await new RegistryClient(host).getManifest('dst/retag', 'v2');
       expect(copied.digest).toBe(pushed.digest);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it("opens each blob's upload while the blob's GET from the source is in flight", async () => {
+    const image = appendLayers(emptyImage(), layer('o1'), layer('o2'));
+    const pushed = await write(`${host}/src/overlap:v1`, image).done;
+    // The source holds every blob GET until the destination has seen as many
+    // upload POSTs as the source has seen blob GETs; a copy that POSTs only
+    // after its GET answered leaves each GET to time out instead.
+    let posts = 0;
+    let gets = 0;
+    const waiting = new Set<() => void>();
+    const dst = await recordingProxy(`http://${host}`, {
+      hold: (r) => {
+        if (r.method === 'POST') {
+          posts++;
+          for (const check of waiting) check();
+        }
+        return undefined;
+      },
+    });
+    const released: string[] = [];
+    const src = await recordingProxy(`http://${host}`, {
+      hold: (r) => {
+        if (r.method !== 'GET' || !r.path.includes('/blobs/')) return undefined;
+        const want = ++gets;
+        return new Promise<void>((resolve) => {
+          const done = (how: string): void => {
+            waiting.delete(check);
+            clearTimeout(timer);
+            released.push(how);
+            resolve();
+          };
+          const check = (): void => {
+            if (posts >= want) done('after the POST');
+          };
+          const timer = setTimeout(() => {
+            done('timed out');
+          }, 2000);
+          waiting.add(check);
+          check();
+        });
+      },
+    });
+    try {
+      const root = await copy(
+        registryTarget(`${src.host}/src/overlap`),
+        'v1',
+        registryTarget(`${dst.host}/dst/overlap`),
+        'v1',
+      );
+      expect(root.digest).toBe(pushed.digest);
+      expect(released).toEqual(['after the POST', 'after the POST', 'after the POST']);
+      expect(dst.requests.filter((r) => r.method === 'DELETE')).toEqual([]);
+      const copied = await new RegistryClient(host).getManifest('dst/overlap', 'v1');
+      expect(copied.digest).toBe(pushed.digest);
+    } finally {
+      await src.close();
+      await dst.close();
+    }
+  });
+
+  it('cancels the upload it opened for a blob the source fails to give', async () => {
+    const image = appendLayers(emptyImage(), layer('gone'));
+    const source = memoryTarget();
+    await writeImage(source, 'v1', image);
+    const missing = (await image.manifest()).layers[0]?.digest;
+    // The source lost the layer's bytes: its fetch fails after a moment, once
+    // the destination's POST is under way.
+    const lossy: Target = {
+      resolve: (ref, o) => source.resolve(ref, o),
+      exists: (d, o) => source.exists(d, o),
+      push: (d, c, o) => source.push(d, c, o),
+      tag: (d, r, o) => source.tag(d, r, o),
+      fetch: async (d, o) => {
+        if (d.digest !== missing) return source.fetch(d, o);
+        await new Promise((r) => setTimeout(r, 50));
+        throw new LadingError(ErrorCode.NotFound, `blob ${d.digest} not found`);
+      },
+    };
+    const proxy = await recordingProxy(`http://${host}`);
+    try {
+      await expect(
+        copy(lossy, 'v1', registryTarget(`${proxy.host}/dst/lossy`), 'v1'),
+      ).rejects.toMatchObject({ code: 'NOT_FOUND' });
+      const opened = proxy.requests.filter((r) => r.method === 'POST' && r.status === 202);
+      const cancelled = proxy.requests.filter((r) => r.method === 'DELETE');
+      const sessions = (rs: typeof opened): string[] =>
+        rs.map((r) => new URL(r.responseHeaders?.location ?? r.path, 'http://x').pathname).sort();
+      expect(opened.length).toBeGreaterThan(0);
+      // Every session the copy opened and did not commit was cancelled.
+      const committed = proxy.requests
+        .filter((r) => r.method === 'PUT' && r.path.includes('/blobs/uploads/') && r.status === 201)
+        .map((r) => new URL(r.path, 'http://x').pathname);
+      expect(sessions(cancelled)).toEqual(sessions(opened).filter((p) => !committed.includes(p)));
+      expect(cancelled.length).toBeGreaterThan(0);
+      expect(await new RegistryClient(host).headManifest('dst/lossy', 'v1')).toBeUndefined();
     } finally {
       await proxy.close();
     }

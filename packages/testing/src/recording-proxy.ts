@@ -49,13 +49,26 @@ export interface RecordingProxy {
   close(): Promise<void>;
 }
 
+/** RecordingProxyOptions configure {@link recordingProxy}. */
+export interface RecordingProxyOptions {
+  /**
+   * hold runs as each request arrives, once it is recorded; the request is
+   * forwarded when the promise it answers settles (at once for undefined).
+   * Tests use it to keep a request pending until another has been seen.
+   */
+  readonly hold?: (req: RecordedRequest) => Promise<unknown> | undefined;
+}
+
 /**
  * recordingProxy forwards every request to `upstreamUrl` (keeping the Host
  * header the client sent, so the upstream's absolute Locations point back at
  * the proxy) and records method, path, headers, byte counts and a global
  * tick sequence so tests can assert the order of events without timing.
  */
-export async function recordingProxy(upstreamUrl: string): Promise<RecordingProxy> {
+export async function recordingProxy(
+  upstreamUrl: string,
+  options: RecordingProxyOptions = {},
+): Promise<RecordingProxy> {
   const upstream = new URL(upstreamUrl);
   const requests: RecordedRequest[] = [];
   let tick = 0;
@@ -79,51 +92,56 @@ export async function recordingProxy(upstreamUrl: string): Promise<RecordingProx
       responseTime: undefined,
     };
     requests.push(rec);
-    const out = httpRequest(
-      {
-        host: upstream.hostname,
-        port: upstream.port,
-        method: req.method,
-        path: req.url,
-        headers: req.headers,
-      },
-      (upRes) => {
-        rec.responseTick = ++tick;
-        rec.responseTime = performance.now();
-        rec.status = upRes.statusCode;
-        rec.responseHeaders = { ...upRes.headers };
-        res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-        upRes.on('data', (b: Buffer) => {
-          rec.responseBytes += b.length;
-          res.write(b);
-        });
-        upRes.on('end', () => {
-          res.end();
-        });
-        upRes.on('error', () => res.destroy());
-      },
-    );
-    out.on('error', () => {
-      if (!res.headersSent) res.writeHead(502);
-      res.end();
-    });
-    req.on('data', (b: Buffer) => {
-      if (b.length > 0 && rec.firstByteTick === undefined) {
-        rec.firstByteTick = ++tick;
-        rec.firstByteTime = performance.now();
-      }
-      rec.bodyBytes += b.length;
-      out.write(b);
-    });
-    req.on('end', () => {
-      rec.endTick = ++tick;
-      rec.endTime = performance.now();
-      out.end();
-    });
-    req.on('error', () => out.destroy());
-    res.on('close', () => {
-      if (!res.writableFinished) out.destroy();
-    });
+    const forward = (): void => {
+      const out = httpRequest(
+        {
+          host: upstream.hostname,
+          port: upstream.port,
+          method: req.method,
+          path: req.url,
+          headers: req.headers,
+        },
+        (upRes) => {
+          rec.responseTick = ++tick;
+          rec.responseTime = performance.now();
+          rec.status = upRes.statusCode;
+          rec.responseHeaders = { ...upRes.headers };
+          res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+          upRes.on('data', (b: Buffer) => {
+            rec.responseBytes += b.length;
+            res.write(b);
+          });
+          upRes.on('end', () => {
+            res.end();
+          });
+          upRes.on('error', () => res.destroy());
+        },
+      );
+      out.on('error', () => {
+        if (!res.headersSent) res.writeHead(502);
+        res.end();
+      });
+      req.on('data', (b: Buffer) => {
+        if (b.length > 0 && rec.firstByteTick === undefined) {
+          rec.firstByteTick = ++tick;
+          rec.firstByteTime = performance.now();
+        }
+        rec.bodyBytes += b.length;
+        out.write(b);
+      });
+      req.on('end', () => {
+        rec.endTick = ++tick;
+        rec.endTime = performance.now();
+        out.end();
+      });
+      req.on('error', () => out.destroy());
+      res.on('close', () => {
+        if (!res.writableFinished) out.destroy();
+      });
+    };
+    const held = options.hold?.(rec);
+    if (held === undefined) forward();
+    else void held.then(forward, forward);
   });
   server.keepAliveTimeout = 1000;
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
