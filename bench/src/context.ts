@@ -31,6 +31,7 @@ export interface Peers {
   readonly distribution: boolean;
   /** curl streams the copy's destination floor. */
   readonly curl: boolean;
+  readonly buildah: boolean;
 }
 
 /** Context is what every scenario gets. */

