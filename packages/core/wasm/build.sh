@@ -5,7 +5,8 @@
 # with wasi-libc (for malloc). Usage:
 #   bash packages/core/wasm/build.sh          # rewrite src/libdeflate-wasm.ts
 #   bash packages/core/wasm/build.sh --check  # fail if it differs from a fresh build
-# Needs root (or sudo) to install clang, lld and wasi-libc when missing.
+# Needs root (or sudo) to install clang, lld, wasi-libc and clang's wasm32
+# builtins when missing.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 out="$here/../src/libdeflate-wasm.ts"
@@ -17,6 +18,9 @@ command -v clang-14 >/dev/null || need+=(clang-14)
 command -v wasm-ld-14 >/dev/null || need+=(lld-14)
 command -v dpkg-source >/dev/null || need+=(dpkg-dev)
 [ -f /usr/lib/wasm32-wasi/libc.a ] || need+=(wasi-libc)
+# clang links every wasm32-wasi program against its compiler-rt builtins.
+ls /usr/lib/llvm-14/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1 ||
+  need+=(libclang-rt-14-dev-wasm32)
 if [ ${#need[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
