@@ -5,14 +5,7 @@ import { ErrorCode, LadingError, throwIfAborted } from './errors.js';
 import { isVerified, markVerified } from './verified.js';
 import { isImageManifestMediaType, isIndexMediaType, isManifestMediaType } from './media-types.js';
 import type { BlobKind, ProgressEmitter } from './progress.js';
-import {
-  isMounter,
-  isPushPreparer,
-  isTagPusher,
-  type IoOptions,
-  type PreparedPush,
-  type Target,
-} from './target.js';
+import { isMounter, isPushPreparer, isTagPusher, type IoOptions, type Target } from './target.js';
 import { Limiter } from './limiter.js';
 import { ByteCounter } from './byte-counter.js';
 import { MAX_MANIFEST_SIZE, readCapped } from './parse.js';
@@ -161,24 +154,36 @@ function kindOf(desc: Descriptor, parentKinds: Map<string, BlobKind>): BlobKind 
  * its own bytes against `desc` (see markVerified: a registry's or layout's
  * fetch) is not hashed a second time; what `dst.push` receives is marked
  * verified either way, so a target that commits only after a clean end can
- * skip its own hash too. `dst` may also be a push prepared for `desc`.
+ * skip its own hash too.
  */
-export async function pushVerified(
-  dst: Target | PreparedPush,
+export function pushVerified(
+  dst: Target,
   desc: Descriptor,
   source: Readable,
   options: IoOptions & { onBytes?: (bytes: number) => void } = {},
 ): Promise<void> {
-  const io = { signal: options.signal };
-  const push = (content: Readable): Promise<void> =>
-    'cancel' in dst ? dst.push(content, io) : dst.push(desc, content, io);
+  return feedVerified(
+    (content) => dst.push(desc, content, { signal: options.signal }),
+    desc,
+    source,
+    options,
+  );
+}
+
+/** feedVerified is {@link pushVerified} into any push of `desc` (a prepared one, say). */
+async function feedVerified(
+  push: (content: Readable) => Promise<void>,
+  desc: Descriptor,
+  source: Readable,
+  options: IoOptions & { onBytes?: (bytes: number) => void },
+): Promise<void> {
   const stages: (Readable | Transform)[] = [source];
   if (!isVerified(source, desc)) stages.push(new VerifyingStream(desc, desc.mediaType));
   if (options.onBytes !== undefined) {
     stages.push(markVerified(ByteCounter.reporting(options.onBytes), desc));
   }
   const tail = stages[stages.length - 1] as Readable;
-  const feeding = stages.length > 1 ? pipeline(stages, io) : undefined;
+  const feeding = stages.length > 1 ? pipeline(stages, { signal: options.signal }) : undefined;
   feeding?.catch(() => undefined);
   try {
     await push(tail);
@@ -367,17 +372,24 @@ class CopyRun {
       kind,
     });
     const dst = this.#dst;
-    // A destination whose push opens with a request of its own (an upload
-    // POST) makes it while the source's GET is in flight.
-    const [source, into] = isPushPreparer(dst)
-      ? await both(
-          this.#src.fetch(desc, io),
-          dst.preparePush(desc, io),
-          (s) => s.destroy(),
-          (p) => p.cancel(),
-        )
-      : [await this.#src.fetch(desc, io), dst];
-    await pushVerified(into, desc, source, {
+    let source: Readable;
+    let push: (content: Readable) => Promise<void>;
+    if (isPushPreparer(dst)) {
+      // The destination's push opens with a request of its own (an upload
+      // POST): it goes out while the source's GET is in flight.
+      const [fetched, prepared] = await both(
+        this.#src.fetch(desc, io),
+        dst.preparePush(desc, io),
+        (s) => s.destroy(),
+        (p) => p.cancel(),
+      );
+      source = fetched;
+      push = (content) => prepared.push(content, io);
+    } else {
+      source = await this.#src.fetch(desc, io);
+      push = (content) => dst.push(desc, content, io);
+    }
+    await feedVerified(push, desc, source, {
       ...io,
       ...(progress === undefined
         ? {}
