@@ -140,8 +140,7 @@ export class RegistryTarget implements Target, Mounter, BlobWriter, PushPreparer
     ref: string,
     options?: IoOptions,
   ): Promise<void> {
-    const tag = tagOf(ref);
-    await this.#putManifest(desc, bytes, isDigest(tag) ? desc.digest : tag, this.#signal(options));
+    await this.#putManifest(desc, bytes, tagOf(ref), this.#signal(options));
   }
 
   async #putManifest(
