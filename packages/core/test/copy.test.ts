@@ -22,10 +22,9 @@ import {
   type Layer,
   type Mounter,
   type ProgressEvent,
-  type Target,
 } from '../src/index.js';
 import { MemoryTarget } from '../src/memory-target.js';
-import { OnceLayer, lazyImage } from '@lading/testing';
+import { OnceLayer, lazyImage, withFetch } from '@lading/testing';
 import {
   FlakyTarget,
   RecordingTarget,
@@ -297,16 +296,10 @@ describe('copy', () => {
   it('fails with DIGEST_MISMATCH and stores nothing bad when the source serves corrupt bytes', async () => {
     const { src, amd } = await multiArch();
     const victim = amd.layers[1]!;
-    const corrupt: Target = {
-      resolve: (r, o) => src.resolve(r, o),
-      exists: (d, o) => src.exists(d, o),
-      push: (d, c, o) => src.push(d, c, o),
-      tag: (d, r, o) => src.tag(d, r, o),
-      fetch: async (d, o) => {
-        if (d.digest !== victim.digest) return src.fetch(d, o);
-        return Readable.from([Buffer.alloc(d.size, 7)]);
-      },
-    };
+    const corrupt = withFetch(src, async (d, o, own) => {
+      if (d.digest !== victim.digest) return own(d, o);
+      return Readable.from([Buffer.alloc(d.size, 7)]);
+    });
     const dst = memoryTarget();
     const err = await caught(copy(corrupt, 'multi', dst, 'x'));
     expect(isLadingError(err, 'DIGEST_MISMATCH')).toBe(true);

@@ -12,11 +12,10 @@ import {
   writeImage,
   writeImageIndex,
   type Descriptor,
-  type Target,
 } from '@lading/core';
 import { createRegistry, memoryStorage, type Registry } from '@lading/registry';
 import { streamLayer } from '@lading/layers';
-import { recordingProxy, singleFileTar } from '@lading/testing';
+import { recordingProxy, singleFileTar, withFetch } from '@lading/testing';
 import { Readable } from 'node:stream';
 import { RegistryClient, registryTarget, write, writeIndex as pushIndex } from '../src/index.js';
 
@@ -266,17 +265,11 @@ describe('registryTarget', () => {
     const missing = (await image.manifest()).layers[0]?.digest;
     // The source lost the layer's bytes: its fetch fails after a moment, once
     // the destination's POST is under way.
-    const lossy: Target = {
-      resolve: (ref, o) => source.resolve(ref, o),
-      exists: (d, o) => source.exists(d, o),
-      push: (d, c, o) => source.push(d, c, o),
-      tag: (d, r, o) => source.tag(d, r, o),
-      fetch: async (d, o) => {
-        if (d.digest !== missing) return source.fetch(d, o);
-        await new Promise((r) => setTimeout(r, 50));
-        throw new LadingError(ErrorCode.NotFound, `blob ${d.digest} not found`);
-      },
-    };
+    const lossy = withFetch(source, async (d, o, own) => {
+      if (d.digest !== missing) return own(d, o);
+      await new Promise((r) => setTimeout(r, 50));
+      throw new LadingError(ErrorCode.NotFound, `blob ${d.digest} not found`);
+    });
     const proxy = await recordingProxy(`http://${host}`);
     try {
       await expect(

@@ -11,6 +11,7 @@ export type { S3Server } from './s3-server.js';
 export { OnceLayer } from './once-layer.js';
 export type { OnceLayerOptions } from './once-layer.js';
 export { lazyImage } from './lazy-image.js';
+export { withFetch } from './with-fetch.js';
 export { scratchDir, scratchDirs } from './scratch-dir.js';
 export type { ScratchDir, ScratchDirs } from './scratch-dir.js';
 export { TextSink } from './text-sink.js';
