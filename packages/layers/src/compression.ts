@@ -2,12 +2,7 @@ import { availableParallelism } from 'node:os';
 import { Transform, type TransformCallback } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { ErrorCode, LadingError, zstdAvailable } from '@lading/core';
-import {
-  blockGzipHeader,
-  blockGzipTrailer,
-  zstdLevelRange,
-  zstdUnsupported,
-} from '@lading/core/internal';
+import { zstdLevelRange, zstdUnsupported } from '@lading/core/internal';
 import { adoptable, blockSize, giveBack, takeBlock } from './internal/block-pool.js';
 import { allocatedBlock } from './internal/reclaim.js';
 import {
@@ -115,13 +110,8 @@ export function gzipTransform(c: ResolvedCompression, adopt: boolean): Transform
   return zlib.createGzip({ level: c.level, chunkSize: 1024 * 1024 });
 }
 
-// A fixed header (mtime 0, no name, XFL 0, OS 3 = Unix) keeps every member
-// the same across machines.
-const gzipHeader = Buffer.from(blockGzipHeader);
-
 interface InFlight {
   readonly p: Promise<DeflateResult>;
-  readonly length: number;
   done: boolean;
 }
 
@@ -129,9 +119,9 @@ interface InFlight {
  * BlockGzip writes a series of gzip members, one per fixed-size block, each
  * deflated on its own by libdeflate (a reader sees one gzip stream: RFC 1952
  * §2.2), or for zstd one independent frame per block, concatenated. Workers
- * checksum and compress the blocks; this thread only copies input into
- * recycled block buffers and emits the outputs in order, between a fixed
- * header and each block's trailer. The pool's window bounds the blocks in
+ * checksum and compress the blocks, each into one whole member (or frame);
+ * this thread only copies input into recycled block buffers and emits the
+ * members in order, one chunk each. The pool's window bounds the blocks in
  * flight: two per running worker, and one more while not all have started.
  */
 class BlockGzip extends Transform {
@@ -208,7 +198,6 @@ class BlockGzip extends Transform {
     this.#blocks++;
     const entry: InFlight = {
       p: this.#pool.deflate(block, length, this.#codec, this.#level),
-      length,
       done: false,
     };
     entry.p.then(
@@ -231,12 +220,6 @@ class BlockGzip extends Transform {
     const r = await head.p;
     giveBack(r.input);
     allocatedBlock(r.output.buffer.byteLength);
-    if (this.#codec === 'zstd') {
-      this.push(r.output);
-      return;
-    }
-    this.push(gzipHeader);
     this.push(r.output);
-    this.push(blockGzipTrailer(r.crc, head.length));
   }
 }

@@ -132,6 +132,21 @@ describe('createGzipStream', () => {
     }
   });
 
+  it('blocks mode emits each member as one chunk, so a reader never has pieces to join', async () => {
+    const input = corpus();
+    const s = createGzipStream({ level: 1, workers: 2 });
+    const chunks: Buffer[] = [];
+    s.on('data', (c: Buffer) => chunks.push(c));
+    await pipeline(chunked(input, 65536), s);
+    expect(chunks).toHaveLength(Math.ceil(input.length / gzipBlockSize));
+    let at = 0;
+    for (const c of chunks) {
+      expect(memberEnd(c, 0)).toBe(c.length);
+      expect(gunzipSync(c).equals(input.subarray(at, at + gzipBlockSize))).toBe(true);
+      at += gzipBlockSize;
+    }
+  });
+
   it('rejects bad options with INVALID_ARGUMENT', () => {
     expect(() => createGzipStream({ level: 11 })).toThrow(
       expect.objectContaining({ code: 'INVALID_ARGUMENT' }),

@@ -1,14 +1,15 @@
 import { Worker } from 'node:worker_threads';
-import { libdeflateModule } from '@lading/core/internal';
+import { blockGzipHeader, libdeflateModule } from '@lading/core/internal';
 import { exposeGc } from './reclaim.js';
 
 // The worker is plain CommonJS evaluated from a string so that it runs the
 // same way from dist/ and from the TypeScript sources under vitest. It
-// compresses one block and hands the input back for reuse: gzip blocks are
-// raw-deflated by libdeflate (the WebAssembly module compiled once by the
-// main thread, in workerData) and checksummed; zstd blocks become one zstd
-// frame. The calls are those of RawDeflater and zstdFrameSync in
-// @lading/core, so the bytes are the same as blockGzipSync's.
+// compresses one block and hands the input back for reuse: a gzip block
+// becomes one whole gzip member, raw-deflated by libdeflate (the
+// WebAssembly module compiled once by the main thread, in workerData) and
+// checksummed; a zstd block becomes one zstd frame. The calls are those of
+// RawDeflater and zstdFrameSync in @lading/core, so the bytes are the same
+// as blockGzipSync's.
 const workerSource = `
 const { parentPort, workerData } = require('node:worker_threads');
 const zlib = require('node:zlib');
@@ -20,7 +21,9 @@ let wasm;
 let input = 0;
 let inputCapacity = 0;
 const deflaters = new Map();
-function rawDeflate(data, level) {
+// A member's fixed header (gzipMember): the same bytes as blockGzipHeader in @lading/core.
+const header = Uint8Array.from(workerData.header);
+function gzipMember(data, level, crc) {
   wasm ??= new WebAssembly.Instance(workerData.libdeflate, {}).exports;
   let d = deflaters.get(level);
   if (d === undefined) {
@@ -43,13 +46,21 @@ function rawDeflate(data, level) {
   new Uint8Array(wasm.memory.buffer, input, data.length).set(data);
   const n = wasm.libdeflate_deflate_compress(d.compressor, input, data.length, d.output, bound);
   if (n === 0) throw new Error('libdeflate: output exceeded its bound');
-  return new Uint8Array(wasm.memory.buffer, d.output, n).slice();
+  // The whole member in one buffer (header, deflate stream, CRC-32 and
+  // length): one chunk per block downstream, so that a reader of the layer
+  // stream is never handed three pieces to join.
+  const member = new Uint8Array(header.length + n + 8);
+  member.set(header, 0);
+  member.set(new Uint8Array(wasm.memory.buffer, d.output, n), header.length);
+  const trailer = new DataView(member.buffer, header.length + n, 8);
+  trailer.setUint32(0, crc, true);
+  trailer.setUint32(4, data.length, true);
+  return member;
 }
 parentPort.on('message', (job) => {
   const transfer = [job.input.buffer];
   try {
     const data = job.input.subarray(0, job.length);
-    let crc = 0;
     let output;
     if (job.codec === 'zstd') {
       // One output chunk for the frame (zstd's bound is < 1 % over the input).
@@ -69,11 +80,10 @@ parentPort.on('message', (job) => {
         collections++;
       }
     } else {
-      crc = zlib.crc32(data);
-      output = rawDeflate(data, job.level);
+      output = gzipMember(data, job.level, zlib.crc32(data));
     }
     transfer.push(output.buffer);
-    parentPort.postMessage({ id: job.id, output, crc, input: job.input, collections }, transfer);
+    parentPort.postMessage({ id: job.id, output, input: job.input, collections }, transfer);
   } catch (err) {
     parentPort.postMessage({ id: job.id, input: job.input, error: String(err && err.message || err) }, transfer);
   }
@@ -83,10 +93,12 @@ parentPort.on('message', (job) => {
 /** Codec is what a worker compresses a block with. */
 export type Codec = 'gzip' | 'zstd';
 
-/** DeflateResult is one compressed block, its CRC-32 (gzip) and the input handed back. */
+/**
+ * DeflateResult is one compressed block, whole (a gzip member: header,
+ * deflate stream and trailer; or a zstd frame), and the input handed back.
+ */
 export interface DeflateResult {
   readonly output: Buffer;
-  readonly crc: number;
   /** input is the block that was given to {@link DeflatePool.deflate}, free again. */
   readonly input: Uint8Array;
 }
@@ -107,7 +119,6 @@ interface Reply {
   /** collections is how many full collections the worker has run. */
   collections?: number;
   output?: Uint8Array;
-  crc?: number;
   error?: string;
 }
 
@@ -136,7 +147,7 @@ class PoolWorker {
     try {
       this.worker = new Worker(workerSource, {
         eval: true,
-        workerData: { libdeflate: libdeflateModule() },
+        workerData: { libdeflate: libdeflateModule(), header: [...blockGzipHeader] },
       });
     } catch (err) {
       release();
@@ -206,9 +217,9 @@ export class DeflatePool {
   }
 
   /**
-   * deflate checksums `input.subarray(0, length)` and compresses it as one
-   * complete raw deflate stream, or with `zstd` as one zstd frame (no
-   * checksum). The input's buffer is transferred to a worker (it must be a
+   * deflate compresses `input.subarray(0, length)` as one gzip member
+   * (libdeflate's raw deflate stream between the fixed header and its
+   * CRC-32 and length), or with `zstd` as one zstd frame. The input's buffer is transferred to a worker (it must be a
    * whole ArrayBuffer) and comes back in the result.
    */
   deflate(input: Uint8Array, length: number, codec: Codec, level: number): Promise<DeflateResult> {
@@ -262,9 +273,9 @@ export class DeflatePool {
     const job = w.jobs.shift();
     if (w.jobs.length === 0) w.worker.unref();
     if (job?.id === r.id) {
-      if (r.output !== undefined && r.crc !== undefined) {
+      if (r.output !== undefined) {
         const output = Buffer.from(r.output.buffer, r.output.byteOffset, r.output.byteLength);
-        job.resolve({ output, crc: r.crc, input: r.input });
+        job.resolve({ output, input: r.input });
       } else job.reject(new Error(`gzip worker failed: ${r.error ?? 'unknown error'}`));
     }
     this.#pump();
