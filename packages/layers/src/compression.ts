@@ -125,7 +125,6 @@ interface InFlight {
  * flight: two per running worker, and one more while not all have started.
  */
 class BlockGzip extends Transform {
-  readonly #codec: Codec;
   readonly #level: number;
   readonly #pool: DeflatePool;
   readonly #adopt: boolean;
@@ -136,9 +135,8 @@ class BlockGzip extends Transform {
 
   constructor(codec: Codec, level: number, workers: number, adopt: boolean) {
     super({ highWaterMark: gzipBlockSize });
-    this.#codec = codec;
     this.#level = level;
-    this.#pool = deflatePool(workers);
+    this.#pool = deflatePool(workers, codec);
     this.#adopt = adopt;
     // Each block owns its whole ArrayBuffer, so it can be transferred.
     this.#block = takeBlock();
@@ -197,7 +195,7 @@ class BlockGzip extends Transform {
   async #dispatch(block: Uint8Array, length: number): Promise<void> {
     this.#blocks++;
     const entry: InFlight = {
-      p: this.#pool.deflate(block, length, this.#codec, this.#level),
+      p: this.#pool.deflate(block, length, this.#level),
       done: false,
     };
     entry.p.then(

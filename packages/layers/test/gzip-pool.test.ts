@@ -19,10 +19,10 @@ function block(): Uint8Array {
 
 describe('DeflatePool', () => {
   it('starts one worker for a producer that waits for each block', async () => {
-    const pool = new DeflatePool(4);
+    const pool = new DeflatePool(4, 'gzip');
     expect(pool.started).toBe(0);
     for (let i = 0; i < 12; i++) {
-      const r = await pool.deflate(block(), MiB, 'gzip', 1);
+      const r = await pool.deflate(block(), MiB, 1);
       expect(zlib.gunzipSync(r.output).equals(text)).toBe(true);
       expect(pool.window).toBe(3);
     }
@@ -30,7 +30,7 @@ describe('DeflatePool', () => {
   });
 
   it('starts more workers while blocks wait on every running one, up to its size', async () => {
-    const pool = new DeflatePool(3);
+    const pool = new DeflatePool(3, 'gzip');
     const first: number[] = [];
     // A producer always ahead of the workers: four blocks more than the window.
     const free = Array.from({ length: 10 }, block);
@@ -38,7 +38,7 @@ describe('DeflatePool', () => {
     for (let i = 0; i < 240; i++) {
       while (inFlight.length >= pool.window + 4 || free.length === 0) await inFlight.shift();
       inFlight.push(
-        pool.deflate(free.pop()!, MiB, 'gzip', 1).then((r) => {
+        pool.deflate(free.pop()!, MiB, 1).then((r) => {
           if (first.length === 0) first.push(pool.started);
           expect(zlib.gunzipSync(r.output).equals(text)).toBe(true);
           free.push(r.input);
@@ -52,14 +52,14 @@ describe('DeflatePool', () => {
   });
 
   it('keeps results in the order of their blocks, whatever worker took them', async () => {
-    const pool = new DeflatePool(2);
+    const pool = new DeflatePool(2, 'gzip');
     const inputs = Array.from({ length: 16 }, (_, i) => {
       const b = block();
       b[0] = i;
       return b;
     });
     const copies = inputs.map((b) => Buffer.from(b));
-    const results = await Promise.all(inputs.map((b, i) => pool.deflate(b, MiB - i, 'gzip', 1)));
+    const results = await Promise.all(inputs.map((b, i) => pool.deflate(b, MiB - i, 1)));
     results.forEach((r, i) => {
       expect(zlib.gunzipSync(r.output).equals(copies[i]!.subarray(0, MiB - i))).toBe(true);
       expect(r.input.byteLength).toBe(MiB);
@@ -69,24 +69,36 @@ describe('DeflatePool', () => {
 
 describe('zstd blocks on a worker', () => {
   it('free their native contexts: the worker runs a full collection every 16 frames', async () => {
-    const pool = new DeflatePool(1);
+    const pool = new DeflatePool(1, 'zstd');
     let b = block();
     if (!zstdAvailable()) {
-      await expect(pool.deflate(b, MiB, 'zstd', 3)).rejects.toThrow(/gzip worker failed/);
+      await expect(pool.deflate(b, MiB, 3)).rejects.toThrow(/gzip worker failed/);
       return;
     }
     // Node frees each zstdCompressSync context only when a full collection
     // finds its handle (measured, 400 frames on one worker: RSS +84 MiB
     // without the worker's collections on Node 26, +20 MiB with them).
     for (let i = 0; i < 40; i++) {
-      const r = await pool.deflate(b, MiB, 'zstd', 3);
+      const r = await pool.deflate(b, MiB, 3);
       const frame = Readable.from([r.output]).pipe(createDecompressor('zstd'));
       expect((await collect(frame)).equals(text)).toBe(true);
       b = r.input;
     }
     expect(pool.collections).toBe(2);
-    for (let i = 0; i < 8; i++) b = (await pool.deflate(b, MiB, 'gzip', 1)).input;
-    expect(pool.collections).toBe(2);
+  });
+});
+
+describe('worker start-up', () => {
+  it('holds --expose-gc only while a zstd worker starts; a gzip worker starts without it', async () => {
+    const typeofGc = () => runInNewContext('typeof gc') as string;
+    const gzip = new DeflatePool(1, 'gzip').deflate(block(), MiB, 1);
+    // The worker is created synchronously, with the first block.
+    expect(typeofGc()).toBe('undefined');
+    expect(zlib.gunzipSync((await gzip).output).equals(text)).toBe(true);
+    const zstd = new DeflatePool(1, 'zstd').deflate(block(), MiB, 3);
+    expect(typeofGc()).toBe('function');
+    await zstd.catch(() => undefined); // (rejected on a Node without zstd)
+    expect(typeofGc()).toBe('undefined');
   });
 });
 

@@ -138,12 +138,14 @@ class PoolWorker {
   /** collections is how many full collections the worker has run (zstd contexts). */
   collections = 0;
   constructor(
+    codec: Codec,
     onReply: (w: PoolWorker, r: Reply) => void,
     onFail: (w: PoolWorker, e: Error) => void,
   ) {
-    // The worker's context is created with V8's gc function (reclaim.ts);
-    // a worker not online within 10 s (it takes ~30 ms) starts without it.
-    const release = exposeGc(10_000);
+    // A zstd worker's context is created with V8's gc function (reclaim.ts);
+    // one not online within 10 s (it takes ~30 ms) starts without it. A gzip
+    // worker needs none, and starts ~20 ms sooner without the flag (Node 20).
+    const release = codec === 'zstd' ? exposeGc(10_000) : () => undefined;
     try {
       this.worker = new Worker(workerSource, {
         eval: true,
@@ -189,12 +191,15 @@ class PoolWorker {
  */
 export class DeflatePool {
   readonly size: number;
+  readonly codec: Codec;
   #workers: PoolWorker[] = [];
   #queue: Job[] = [];
   #nextId = 0;
 
-  constructor(size: number) {
+  /** A pool compresses with one codec: its workers start as that codec needs. */
+  constructor(size: number, codec: Codec) {
     this.size = size;
+    this.codec = codec;
   }
 
   /** started is how many workers are running. */
@@ -219,11 +224,13 @@ export class DeflatePool {
   /**
    * deflate compresses `input.subarray(0, length)` as one gzip member
    * (libdeflate's raw deflate stream between the fixed header and its
-   * CRC-32 and length), or with `zstd` as one zstd frame. The input's buffer is transferred to a worker (it must be a
-   * whole ArrayBuffer) and comes back in the result.
+   * CRC-32 and length), or in a zstd pool as one zstd frame. The input's
+   * buffer is transferred to a worker (it must be a whole ArrayBuffer) and
+   * comes back in the result.
    */
-  deflate(input: Uint8Array, length: number, codec: Codec, level: number): Promise<DeflateResult> {
+  deflate(input: Uint8Array, length: number, level: number): Promise<DeflateResult> {
     return new Promise<DeflateResult>((resolve, reject) => {
+      const codec = this.codec;
       this.#queue.push({ id: this.#nextId++, input, length, codec, level, resolve, reject });
       this.#pump();
     });
@@ -242,6 +249,7 @@ export class DeflatePool {
       for (const x of this.#workers) if (w === undefined || x.jobs.length < w.jobs.length) w = x;
       if (this.#wantsWorker(w)) {
         w = new PoolWorker(
+          this.codec,
           (pw, r) => {
             this.#reply(pw, r);
           },
@@ -290,14 +298,15 @@ export class DeflatePool {
   }
 }
 
-const pools = new Map<number, DeflatePool>();
+const pools = new Map<string, DeflatePool>();
 
-/** deflatePool returns the shared pool with `size` workers. */
-export function deflatePool(size: number): DeflatePool {
-  let p = pools.get(size);
+/** deflatePool returns the shared pool with `size` workers for `codec`. */
+export function deflatePool(size: number, codec: Codec): DeflatePool {
+  const key = `${codec}:${size}`;
+  let p = pools.get(key);
   if (p === undefined) {
-    p = new DeflatePool(size);
-    pools.set(size, p);
+    p = new DeflatePool(size, codec);
+    pools.set(key, p);
   }
   return p;
 }
