@@ -133,14 +133,18 @@ export class RegistryTarget implements Target, Mounter, BlobWriter, PushPreparer
     };
   }
 
-  /** pushTagged stores a manifest under `ref`'s tag in one PUT; the registry keeps it by digest too. */
+  /**
+   * pushTagged stores a manifest under `ref`'s tag in one PUT; the registry
+   * keeps it by digest too. A full reference that names only a digest
+   * (`host/name@sha256:…`) has no tag: the manifest is stored by digest.
+   */
   async pushTagged(
     desc: Descriptor,
     bytes: Uint8Array,
     ref: string,
     options?: IoOptions,
   ): Promise<void> {
-    await this.#putManifest(desc, bytes, tagOf(ref), this.#signal(options));
+    await this.#putManifest(desc, bytes, tagOf(ref) ?? desc.digest, this.#signal(options));
   }
 
   async #putManifest(
@@ -182,11 +186,15 @@ export class RegistryTarget implements Target, Mounter, BlobWriter, PushPreparer
     }
   }
 
-  /** tag points `ref` (a tag of this repository) at a manifest already stored here. */
+  /**
+   * tag points `ref` (a tag of this repository, or a full reference) at a
+   * manifest already stored here; a reference with no tag but a digest
+   * leaves the tags as they are.
+   */
   async tag(desc: Descriptor, ref: string, options?: IoOptions): Promise<void> {
     const io = this.#signal(options);
     const tag = tagOf(ref);
-    if (isDigest(tag)) return;
+    if (tag === undefined) return;
     const last = this.#lastManifest;
     const m =
       last?.digest === desc.digest
@@ -209,9 +217,16 @@ export class RegistryTarget implements Target, Mounter, BlobWriter, PushPreparer
   }
 }
 
-/** tagOf is the tag a `ref` names: a bare tag, or the tag of a full reference (`latest` if it has none). */
-function tagOf(ref: string): string {
-  return ref.includes(':') || ref.includes('/') ? (parseReference(ref).tag ?? 'latest') : ref;
+/**
+ * tagOf is the tag a `ref` names: a bare tag, or the tag of a full
+ * reference; `latest` for a reference with neither tag nor digest, and
+ * none for a digest (bare, or a reference that names only one).
+ */
+function tagOf(ref: string): string | undefined {
+  if (isDigest(ref)) return undefined;
+  if (!ref.includes(':') && !ref.includes('/') && !ref.includes('@')) return ref;
+  const parsed = parseReference(ref);
+  return parsed.tag ?? (parsed.digest === undefined ? 'latest' : undefined);
 }
 
 /**

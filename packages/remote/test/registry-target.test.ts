@@ -166,6 +166,32 @@ describe('registryTarget', () => {
     }
   });
 
+  it('copies to a reference that names only a digest without tagging anything', async () => {
+    const image = appendLayers(emptyImage(), layer('p'));
+    const pushed = await write(`${host}/src/pinned:v1`, image).done;
+    const client = new RegistryClient(host);
+    for (const repo of ['dst/pinned', 'dst/pinned-again']) {
+      const dst = registryTarget(`${host}/${repo}`);
+      // The second repository gets the root by copy() first, then by tag().
+      if (repo === 'dst/pinned-again')
+        await copy(registryTarget(`${host}/src/pinned`), 'v1', dst, undefined);
+      const root = await copy(
+        registryTarget(`${host}/src/pinned`),
+        'v1',
+        dst,
+        `${host}/${repo}@${pushed.digest}`,
+      );
+      await dst.tag(root, `${host}/${repo}@${pushed.digest}`);
+      expect((await client.getManifest(repo, pushed.digest)).digest).toBe(pushed.digest);
+      expect(await client.listTags(repo)).toEqual([]);
+    }
+    // A full reference with a tag still tags, and one with neither tags latest.
+    const dst = registryTarget(`${host}/dst/pinned`);
+    await copy(registryTarget(`${host}/src/pinned`), 'v1', dst, `${host}/dst/pinned:v3`);
+    await dst.tag(pushed, `${host}/dst/pinned`);
+    expect((await client.listTags('dst/pinned')).sort()).toEqual(['latest', 'v3']);
+  });
+
   it('tags a root the destination already has with the bytes it stores', async () => {
     const image = appendLayers(emptyImage(), layer('r'));
     const pushed = await write(`${host}/src/retag:v1`, image).done;
