@@ -3,7 +3,8 @@ import { pipeline } from 'node:stream/promises';
 import type { Digest } from '@lading/core';
 import { HttpError, SpecErrorCode } from './errors.js';
 import { repoNeed, type Call, type RegistryContext } from './internal/context.js';
-import { parseDigestParam, send } from './internal/http.js';
+import { baseHeaders, parseDigestParam, send } from './internal/http.js';
+import { sendFile } from './internal/send-file.js';
 import { isRepositoryName } from './names.js';
 
 // Blobs: GET/HEAD/DELETE /v2/<name>/blobs/<digest>, and cross-repository mounts.
@@ -61,15 +62,26 @@ export async function getBlob(call: Call, name: string, digestText: string): Pro
     }
   }
   const length = size === 0 ? 0 : end - start + 1;
+  const head = () => {
+    res.writeHead(status, { ...baseHeaders, ...headers, 'Content-Length': length });
+  };
+  const file = length === 0 ? undefined : await ctx.storage.blobs.open?.(digest);
+  if (file !== undefined) {
+    head();
+    try {
+      await sendFile(res, file, start, length);
+    } catch {
+      res.destroy();
+    } finally {
+      await file.close().catch(() => undefined);
+    }
+    return;
+  }
   const stream = length === 0 ? undefined : await ctx.storage.blobs.get(digest, { start, end });
   if (length > 0 && stream === undefined) {
     throw new HttpError(404, SpecErrorCode.BlobUnknown, undefined, { digest });
   }
-  res.writeHead(status, {
-    'Docker-Distribution-API-Version': 'registry/2.0',
-    ...headers,
-    'Content-Length': length,
-  });
+  head();
   if (stream === undefined) {
     res.end();
     return;

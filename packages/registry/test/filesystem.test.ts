@@ -1,9 +1,17 @@
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { request } from 'node:http';
+import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createRegistry, filesystemStorage, type Registry } from '../src/index.js';
-import { pushImage, req, sha256 } from './helpers.js';
+import {
+  createRegistry,
+  filesystemStorage,
+  type BlobFile,
+  type Registry,
+  type RegistryStorage,
+} from '../src/index.js';
+import { eventually, pushBlob, pushImage, req, sha256 } from './helpers.js';
 
 const dirs: string[] = [];
 const registries: Registry[] = [];
@@ -111,5 +119,106 @@ describe('filesystemStorage', () => {
       expect(r.status, id).toBe(404);
       expect(r.code(), id).toBe('BLOB_UPLOAD_UNKNOWN');
     }
+  });
+
+  describe('blob GETs', () => {
+    /** watched is filesystem storage whose opened blobs record the buffers read into, and closes. */
+    function watched(dir: string) {
+      const storage = filesystemStorage(dir);
+      const seen = { opened: 0, closed: 0, buffers: new Set<ArrayBufferLike>(), reads: 0 };
+      const blobs = storage.blobs;
+      const open = blobs.open?.bind(blobs);
+      if (open === undefined) throw new Error('filesystem storage has no open()');
+      const wrapped: RegistryStorage = {
+        metadata: storage.metadata,
+        uploads: storage.uploads,
+        blobs: {
+          stat: (d, o) => blobs.stat(d, o),
+          get: (d, o) => blobs.get(d, o),
+          open: async (d, o) => {
+            const f = await open(d, o);
+            if (f === undefined) return undefined;
+            seen.opened++;
+            const file: BlobFile = {
+              read: (b, off, len, pos) => {
+                seen.buffers.add(b.buffer);
+                seen.reads++;
+                return f.read(b, off, len, pos);
+              },
+              close: () => {
+                seen.closed++;
+                return f.close();
+              },
+            };
+            return file;
+          },
+        },
+      };
+      return { storage: wrapped, seen };
+    }
+
+    it('sends a blob and a range of it through two reused buffers, and closes the file', async () => {
+      const { storage, seen } = watched(tempDir());
+      const registry = createRegistry({ storage });
+      registries.push(registry);
+      const { url: base } = await registry.listen();
+      const data = randomBytes(5 * 1024 * 1024 + 12_345);
+      const digest = await pushBlob(base, 'team/big', data);
+      const whole = await req('GET', `${base}/v2/team/big/blobs/${digest}`);
+      expect(whole.status).toBe(200);
+      expect(whole.body.equals(data)).toBe(true);
+      expect(seen.reads).toBe(6);
+      expect(seen.buffers.size).toBeLessThanOrEqual(2);
+      const part = await req('GET', `${base}/v2/team/big/blobs/${digest}`, {
+        headers: { Range: 'bytes=1000-3000000' },
+      });
+      expect(part.status).toBe(206);
+      expect(part.body.equals(data.subarray(1000, 3_000_001))).toBe(true);
+      const tail = await req('GET', `${base}/v2/team/big/blobs/${digest}`, {
+        headers: { Range: 'bytes=-10' },
+      });
+      expect(tail.body.equals(data.subarray(data.length - 10))).toBe(true);
+      expect(seen.closed).toBe(seen.opened);
+      expect(seen.opened).toBe(3);
+    });
+
+    it('stops reading and closes the file when the client goes away mid-blob', async () => {
+      const { storage, seen } = watched(tempDir());
+      const registry = createRegistry({ storage });
+      registries.push(registry);
+      const { url: base } = await registry.listen();
+      const data = randomBytes(48 * 1024 * 1024);
+      const digest = await pushBlob(base, 'team/huge', data);
+      const u = new URL(`${base}/v2/team/huge/blobs/${digest}`);
+      let received = 0;
+      await new Promise<void>((resolve, reject) => {
+        const r = request(
+          { host: u.hostname, port: u.port, path: u.pathname, agent: false },
+          (res) => {
+            res.on('data', (c: Buffer) => {
+              received += c.length;
+              // Gone after the first bytes: the socket closes under the server.
+              if (received > 0) r.destroy();
+            });
+            res.on('error', () => undefined);
+            res.on('close', () => {
+              resolve();
+            });
+          },
+        );
+        r.on('error', () => {
+          resolve();
+        });
+        r.on('timeout', () => {
+          reject(new Error('timeout'));
+        });
+        r.end();
+      });
+      expect(await eventually(() => seen.opened === 1 && seen.closed === 1, 5000)).toBe(true);
+      // Far fewer reads than the blob's 48 (what was in flight when the client left).
+      expect(seen.reads).toBeLessThan(24);
+      const after = await req('GET', `${base}/v2/team/huge/blobs/${digest}`);
+      expect(after.body.equals(data)).toBe(true);
+    });
   });
 });

@@ -27,6 +27,7 @@ import { isTag, isUploadId, unknownUpload } from '../names.js';
 import { digestPath, exists, isNotFound, Paths } from './filesystem-paths.js';
 import { makeDirectory } from '@lading/core/internal';
 import type {
+  BlobFile,
   BlobReadOptions,
   BlobStat,
   BlobStore,
@@ -67,6 +68,15 @@ class FilesystemBlobStore implements BlobStore {
       // 1 MiB reads (not 64 KiB): 16× fewer thread-pool reads and socket writes per blob.
       highWaterMark: 1024 * 1024,
     });
+  }
+
+  async open(digest: Digest): Promise<BlobFile | undefined> {
+    try {
+      return await open(this.#paths.blob(digest), 'r');
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
   }
 
   async delete(digest: Digest): Promise<boolean> {

@@ -8,11 +8,13 @@ export function readOnlyStorage(storage: RegistryStorage): RegistryStorage {
   const b = storage.blobs;
   const m = storage.metadata;
   const location = b.location?.bind(b);
+  const openFile = b.open?.bind(b);
   const blobs: BlobStore = {
     stat: (digest, options) => b.stat(digest, options),
     get: (digest, options) => b.get(digest, options),
   };
   if (location !== undefined) blobs.location = location;
+  if (openFile !== undefined) blobs.open = openFile;
   const metadata: MetadataStore = {
     repositoryExists: (repository, options) => m.repositoryExists(repository, options),
     listRepositories: (options) => m.listRepositories(options),

@@ -44,6 +44,21 @@ export interface BlobStat {
 }
 
 /**
+ * BlobFile is an open blob that its reader reads into buffers of its own
+ * (a `FileHandle` is one).
+ */
+export interface BlobFile {
+  /** read reads up to `length` bytes at `position` into `buffer` at `offset`. */
+  read(
+    buffer: Uint8Array,
+    offset: number,
+    length: number,
+    position: number,
+  ): Promise<{ bytesRead: number }>;
+  close(): Promise<void>;
+}
+
+/**
  * BlobStore holds content-addressed blobs, shared by every repository (the
  * registry decides per repository which blobs are visible, through the
  * metadata store's links). The registry verifies digests and sizes itself,
@@ -65,6 +80,13 @@ export interface BlobStore {
    * Undefined means "serve it through the registry".
    */
   location?(digest: Digest, options?: StorageOptions): Promise<string | undefined>;
+  /**
+   * open answers a blob as a file to read from, or undefined when it is
+   * absent (never NOT_FOUND). Optional: a store on a local file system
+   * offers it, and the registry then sends blobs through two buffers it
+   * reuses instead of a fresh buffer per read (less server CPU per byte).
+   */
+  open?(digest: Digest, options?: StorageOptions): Promise<BlobFile | undefined>;
 }
 
 /** UploadSession is a freshly created upload. */
