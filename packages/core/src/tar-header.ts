@@ -30,21 +30,42 @@ export interface TarHeader {
 const maxOctal7 = 0o7777777;
 const maxOctal11 = 0o77777777777;
 
+/** writeString writes `s` (ASCII, as encodeTarHeader makes every field) into at most `len` bytes. */
 function writeString(buf: Buffer, s: string, off: number, len: number): void {
-  buf.write(s, off, len, 'utf8');
+  const n = Math.min(s.length, len);
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0x7f) {
+      buf.write(s, off, len, 'utf8');
+      return;
+    }
+    buf[off + i] = c;
+  }
 }
 
+/**
+ * writeOctal writes `n` as `len - 1` zero-padded octal digits and a NUL,
+ * digit by digit; anything else than a whole number that fits (never met:
+ * every caller clamps) is written as its longest prefix, as before.
+ */
 function writeOctal(buf: Buffer, n: number, off: number, len: number): void {
-  // len includes the trailing NUL.
-  const s = Math.floor(n)
-    .toString(8)
-    .padStart(len - 1, '0');
-  buf.write(s, off, len - 1, 'ascii');
+  let v = Math.floor(n);
+  if (v < 0 || v >= 8 ** (len - 1) || !Number.isSafeInteger(v)) {
+    buf.write(v.toString(8).padStart(len - 1, '0'), off, len - 1, 'ascii');
+  } else {
+    for (let i = off + len - 2; i >= off; i--) {
+      buf[i] = 0x30 + (v % 8);
+      v = Math.floor(v / 8);
+    }
+  }
   buf[off + len - 1] = 0;
 }
 
+const ustarMagic = Buffer.from('ustar\u000000', 'ascii');
+
 function ustar(h: TarHeader, name: string, linkname: string, size: number, type: number): Buffer {
-  const b = Buffer.alloc(512);
+  // From Node's shared pool: a header costs no allocation of its own.
+  const b = Buffer.allocUnsafe(512).fill(0);
   writeString(b, name, 0, 100);
   writeOctal(b, h.mode & 0o7777, 100, 8);
   writeOctal(b, Math.min(h.uid, maxOctal7), 108, 8);
@@ -54,11 +75,11 @@ function ustar(h: TarHeader, name: string, linkname: string, size: number, type:
   b.fill(0x20, 148, 156);
   b[156] = type;
   writeString(b, linkname, 157, 100);
-  b.write('ustar\u000000', 257, 8, 'ascii');
+  b.set(ustarMagic, 257);
   writeOctal(b, h.devmajor ?? 0, 329, 8);
   writeOctal(b, h.devminor ?? 0, 337, 8);
   let sum = 0;
-  for (const x of b) sum += x;
+  for (let i = 0; i < 512; i++) sum += b[i] ?? 0;
   writeOctal(b, sum, 148, 7);
   b[155] = 0x20;
   return b;

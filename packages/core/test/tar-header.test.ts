@@ -1,0 +1,103 @@
+import { describe, expect, it } from 'vitest';
+import { encodeTarHeader, type TarHeader } from '../src/internal-api.js';
+
+/** field reads a NUL- or space-terminated ustar field. */
+function field(b: Buffer, off: number, len: number): string {
+  const raw = b.subarray(off, off + len).toString('latin1');
+  return raw.replace(/[\0 ].*$/s, '');
+}
+
+function octal(b: Buffer, off: number, len: number): number {
+  return parseInt(field(b, off, len), 8);
+}
+
+/** checksumOk checks the ustar rule: the sum of the bytes, the checksum field counted as spaces. */
+function checksumOk(b: Buffer): boolean {
+  let sum = 0;
+  for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 0x20 : (b[i] ?? 0);
+  return octal(b, 148, 8) === sum && b[154] === 0 && b[155] === 0x20;
+}
+
+/** paxRecords parses the records of a PAX header's body. */
+function paxRecords(body: Buffer): Record<string, string> {
+  const out: Record<string, string> = {};
+  let at = 0;
+  const text = body.toString('utf8');
+  while (at < text.length) {
+    const space = text.indexOf(' ', at);
+    const len = Number(text.slice(at, space));
+    const rec = Buffer.from(text.slice(at)).subarray(0, len).toString('utf8');
+    const [key, value] = rec.slice(rec.indexOf(' ') + 1, -1).split(/=(.*)/s);
+    out[key ?? ''] = value ?? '';
+    at += rec.length;
+  }
+  return out;
+}
+
+const base: TarHeader = { name: 'a', type: 'file', mode: 0o644, uid: 0, gid: 0, size: 0, mtime: 0 };
+
+describe('encodeTarHeader', () => {
+  it('writes every ustar field in octal, with a valid checksum', () => {
+    const h: TarHeader = {
+      name: 'usr/lib/libx.so.1',
+      type: 'character-device',
+      mode: 0o104755,
+      uid: 2_097_151,
+      gid: 1000,
+      size: 8_589_934_591,
+      mtime: 1_700_000_000,
+      linkname: 'target',
+      devmajor: 4095,
+      devminor: 1_048_575,
+    };
+    const b = encodeTarHeader(h);
+    expect(b.length).toBe(512);
+    expect(field(b, 0, 100)).toBe(h.name);
+    expect(octal(b, 100, 8)).toBe(0o4755);
+    expect(octal(b, 108, 8)).toBe(h.uid);
+    expect(octal(b, 116, 8)).toBe(h.gid);
+    expect(octal(b, 124, 12)).toBe(h.size);
+    expect(octal(b, 136, 12)).toBe(h.mtime);
+    expect(String.fromCharCode(b[156] ?? 0)).toBe('3');
+    expect(field(b, 157, 100)).toBe('target');
+    expect(b.subarray(257, 265).toString('latin1')).toBe('ustar\u000000');
+    expect(octal(b, 329, 8)).toBe(4095);
+    expect(octal(b, 337, 8)).toBe(1_048_575);
+    // Every number field is zero-padded to its width, then NUL.
+    expect(b.subarray(100, 108).toString('latin1')).toBe('0004755\0');
+    expect(checksumOk(b)).toBe(true);
+  });
+
+  it('adds a PAX header exactly for what ustar cannot hold', () => {
+    const cases: [Partial<TarHeader>, Record<string, string>][] = [
+      [{ name: 'n'.repeat(100) }, {}],
+      [{ name: 'n'.repeat(101) }, { path: 'n'.repeat(101) }],
+      [{ name: 'café' }, { path: 'café' }],
+      [{ linkname: 'l'.repeat(101), type: 'symlink' }, { linkpath: 'l'.repeat(101) }],
+      [
+        { uid: 2_097_152, gid: 3_000_000 },
+        { uid: '2097152', gid: '3000000' },
+      ],
+      [{ size: 8_589_934_592 }, { size: '8589934592' }],
+    ];
+    for (const [patch, want] of cases) {
+      const h = { ...base, ...patch };
+      const b = encodeTarHeader(h);
+      if (Object.keys(want).length === 0) {
+        expect(b.length, JSON.stringify(patch)).toBe(512);
+        continue;
+      }
+      const paxHeader = b.subarray(0, 512);
+      expect(String.fromCharCode(paxHeader[156] ?? 0)).toBe('x');
+      expect(checksumOk(paxHeader)).toBe(true);
+      const bodyLen = octal(paxHeader, 124, 12);
+      expect(paxRecords(b.subarray(512, 512 + bodyLen))).toEqual(want);
+      const main = b.subarray(b.length - 512);
+      expect(checksumOk(main)).toBe(true);
+      // The ustar fields keep a plain-ASCII stand-in within their width.
+      expect(field(main, 0, 100)).toMatch(/^[\x20-\x7e]{1,100}$/);
+      if (patch.size !== undefined) expect(octal(main, 124, 12)).toBe(0);
+      if (patch.uid !== undefined) expect(octal(main, 108, 8)).toBe(0o7777777);
+    }
+  });
+});
