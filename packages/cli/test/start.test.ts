@@ -140,13 +140,44 @@ describe('bin/start.js', () => {
     expect(await which(dir)).toBe('bundle');
   });
 
-  it('keeps the optimizing wasm tier for the verbs that deflate layers (build, append) and for serve', async () => {
+  it('holds wasm to the baseline tier on V8 before 13 only, and never for serve', async () => {
     const startJs = pathToFileURL(join(cliDir, 'bin', 'start.js')).href;
-    const verbs = ['build', 'append', 'serve', 'cp', 'pull', 'push', 'digest', 'mutate'];
+    const cases = [
+      ['cp', '11.3.244.8-node.38'],
+      ['build', '12.4.254.21-node.33'],
+      ['serve', '11.3.244.8-node.38'],
+      ['cp', '13.6.233.10-node.28'],
+      ['build', '14.6.202.34-node.34'],
+    ];
     const script = `const { baselineWasm } = await import(${JSON.stringify(startJs)});
-      console.log(JSON.stringify(${JSON.stringify(verbs)}.filter((v) => baselineWasm(v))));`;
+      console.log(JSON.stringify(${JSON.stringify(cases)}.map(([verb, v8]) => baselineWasm(verb, v8))));`;
     const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script]);
-    expect(JSON.parse(stdout)).toEqual(['cp', 'pull', 'push', 'digest', 'mutate']);
+    expect(JSON.parse(stdout)).toEqual([true, true, false, false, false]);
+  });
+
+  it('sets the flag after libdeflate is compiled for build and append, at once for the others', async () => {
+    const dir = await fakeCli('tiers', false);
+    // The fake CLI logs compileDeflate; start.js's flags are logged by a patched node:v8.
+    await writeFile(
+      join(dir, 'dist', 'bundle', 'main.js'),
+      "export const main = 'bundle';\nexport async function compileDeflate() { globalThis.log.push('compileDeflate'); }\n",
+    );
+    const startJs = pathToFileURL(join(dir, 'bin', 'start.js')).href;
+    const seen: Record<string, string[]> = {};
+    for (const verb of ['build', 'append', 'serve', 'cp', 'digest']) {
+      const script = `import v8 from 'node:v8';
+        globalThis.log = [];
+        v8.setFlagsFromString = (flag) => globalThis.log.push(flag);
+        const { start } = await import(${JSON.stringify(startJs)});
+        await start(${JSON.stringify(verb)});
+        console.log(JSON.stringify(globalThis.log));`;
+      const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script]);
+      seen[verb] = JSON.parse(stdout) as string[];
+    }
+    const held = Number(process.versions.v8.split('.')[0]) < 13;
+    const after = held ? ['compileDeflate', '--liftoff-only'] : [];
+    const now = held ? ['--liftoff-only'] : [];
+    expect(seen).toEqual({ build: after, append: after, serve: [], cp: now, digest: now });
   });
 });
 
