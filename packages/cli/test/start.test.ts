@@ -155,12 +155,12 @@ describe('bin/start.js', () => {
     expect(JSON.parse(stdout)).toEqual([true, true, false, false, false]);
   });
 
-  it('sets the flag after libdeflate is compiled for build and append, at once for the others', async () => {
+  it('sets the flag once the CLI is loaded, and after libdeflate is compiled for build and append', async () => {
     const dir = await fakeCli('tiers', false);
-    // The fake CLI logs compileDeflate; start.js's flags are logged by a patched node:v8.
+    // The fake CLI logs its loading and compileDeflate; start.js's flags are logged by a patched node:v8.
     await writeFile(
       join(dir, 'dist', 'bundle', 'main.js'),
-      "export const main = 'bundle';\nexport async function compileDeflate() { globalThis.log.push('compileDeflate'); }\n",
+      "globalThis.log.push('loaded');\nexport const main = 'bundle';\nexport async function compileDeflate() { globalThis.log.push('compileDeflate'); }\n",
     );
     const startJs = pathToFileURL(join(dir, 'bin', 'start.js')).href;
     const seen: Record<string, string[]> = {};
@@ -175,9 +175,9 @@ describe('bin/start.js', () => {
       seen[verb] = JSON.parse(stdout) as string[];
     }
     const held = Number(process.versions.v8.split('.')[0]) < 13;
-    const after = held ? ['compileDeflate', '--liftoff-only'] : [];
-    const now = held ? ['--liftoff-only'] : [];
-    expect(seen).toEqual({ build: after, append: after, serve: [], cp: now, digest: now });
+    const after = held ? ['loaded', 'compileDeflate', '--liftoff-only'] : ['loaded'];
+    const now = held ? ['loaded', '--liftoff-only'] : ['loaded'];
+    expect(seen).toEqual({ build: after, append: after, serve: ['loaded'], cp: now, digest: now });
   });
 });
 
