@@ -140,22 +140,7 @@ describe('bin/start.js', () => {
     expect(await which(dir)).toBe('bundle');
   });
 
-  it('holds wasm to the baseline tier on V8 before 13 only, and never for serve', async () => {
-    const startJs = pathToFileURL(join(cliDir, 'bin', 'start.js')).href;
-    const cases = [
-      ['cp', '11.3.244.8-node.38'],
-      ['build', '12.4.254.21-node.33'],
-      ['serve', '11.3.244.8-node.38'],
-      ['cp', '13.6.233.10-node.28'],
-      ['build', '14.6.202.34-node.34'],
-    ];
-    const script = `const { baselineWasm } = await import(${JSON.stringify(startJs)});
-      console.log(JSON.stringify(${JSON.stringify(cases)}.map(([verb, v8]) => baselineWasm(verb, v8))));`;
-    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script]);
-    expect(JSON.parse(stdout)).toEqual([true, true, false, false, false]);
-  });
-
-  it('sets the flag once the CLI is loaded, and after libdeflate is compiled for build and append', async () => {
+  it('sets the wasm tiering budget once the CLI is loaded, after libdeflate for build and append, never for serve', async () => {
     const dir = await fakeCli('tiers', false);
     // The fake CLI logs its loading and compileDeflate; start.js's flags are logged by a patched node:v8.
     await writeFile(
@@ -174,9 +159,9 @@ describe('bin/start.js', () => {
       const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script]);
       seen[verb] = JSON.parse(stdout) as string[];
     }
-    const held = Number(process.versions.v8.split('.')[0]) < 13;
-    const after = held ? ['loaded', 'compileDeflate', '--liftoff-only'] : ['loaded'];
-    const now = held ? ['loaded', '--liftoff-only'] : ['loaded'];
+    const budget = '--wasm-tiering-budget=2147483647';
+    const after = ['loaded', 'compileDeflate', budget];
+    const now = ['loaded', budget];
     expect(seen).toEqual({ build: after, append: after, serve: ['loaded'], cp: now, digest: now });
   });
 });
