@@ -81,12 +81,29 @@ export interface Registry {
   listen(options?: ListenOptions): Promise<{ url: string; port: number }>;
   /**
    * close stops the server started by listen (ending keep-alive sockets),
-   * the upload expiry timer and the password workers.
+   * waits for the requests under way to finish their storage work (up to
+   * 10 s), then stops the upload expiry timer and the password workers:
+   * once it resolves, the registry writes nothing more to its storage.
    */
   close(): Promise<void>;
 }
 
 const defaultMaxManifest = 4 * 1024 * 1024;
+
+/** How long close() waits for the requests under way, once their connections are closed. */
+const closeWaitMs = 10_000;
+
+/** settleWithin waits for every promise to settle, or `ms`, whichever comes first. */
+async function settleWithin(all: readonly Promise<unknown>[], ms: number): Promise<void> {
+  if (all.length === 0) return;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms);
+    timer.unref();
+  });
+  await Promise.race([Promise.allSettled(all), late]);
+  clearTimeout(timer);
+}
 
 /**
  * createRegistry builds an OCI distribution-spec v1.1 registry over
@@ -99,9 +116,13 @@ export function createRegistry(options: RegistryOptions = {}): Registry {
   const router = new Router(ctx, new RequestRate(options.rateLimit));
   ctx.sessions.start();
   let server: Server | undefined;
+  // The requests under way: close() waits for their storage work.
+  const inFlight = new Set<Promise<void>>();
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     guardRequest(req, res, limits);
-    void router.handle(req, res);
+    const handled = router.handle(req, res);
+    inFlight.add(handled);
+    void handled.finally(() => inFlight.delete(handled));
   };
   return {
     handler,
@@ -132,6 +153,7 @@ export function createRegistry(options: RegistryOptions = {}): Registry {
           s.closeAllConnections();
         });
       }
+      await settleWithin([...inFlight], closeWaitMs);
       await ctx.sessions.close();
       await ctx.auth.close();
     },
