@@ -107,7 +107,6 @@ interface Job {
   readonly id: number;
   readonly input: Uint8Array;
   readonly length: number;
-  readonly codec: Codec;
   readonly level: number;
   readonly resolve: (r: DeflateResult) => void;
   readonly reject: (err: Error) => void;
@@ -230,8 +229,7 @@ export class DeflatePool {
    */
   deflate(input: Uint8Array, length: number, level: number): Promise<DeflateResult> {
     return new Promise<DeflateResult>((resolve, reject) => {
-      const codec = this.codec;
-      this.#queue.push({ id: this.#nextId++, input, length, codec, level, resolve, reject });
+      this.#queue.push({ id: this.#nextId++, input, length, level, resolve, reject });
       this.#pump();
     });
   }
@@ -269,7 +267,7 @@ export class DeflatePool {
           id: job.id,
           input: job.input,
           length: job.length,
-          codec: job.codec,
+          codec: this.codec,
           level: job.level,
         },
         [job.input.buffer as ArrayBuffer],
