@@ -1,4 +1,4 @@
-import { Readable } from 'node:stream';
+import { finished, Readable } from 'node:stream';
 
 /**
  * parseRangeEnd reads `Range: 0-<last>` as the acknowledged length.
@@ -14,9 +14,18 @@ export function parseRangeEnd(value: string | undefined): number | undefined {
 }
 
 /**
- * watchSource remembers the first error a source stream reports by itself,
- * so that a failing layer source is reported as the cause instead of the
- * request error it provokes (which would look like a retryable network error).
+ * watchSource relays a source stream chunk by chunk and remembers the first
+ * error the source reports by itself, so that a failing layer source is
+ * reported as the cause instead of the request error it provokes (which
+ * would look like a retryable network error).
+ *
+ * The relay takes the source's chunks as they are pushed ('data' events)
+ * and hands on the same buffers: an async iterator would read() whatever
+ * is buffered, concatenated into a fresh buffer — for a layer, several
+ * compressed blocks copied once more on the main thread. Only the source's
+ * own failures are recorded: when the consumer is destroyed (undici on a
+ * dropped connection), the source is destroyed without an error, and the
+ * premature close that follows is not the source's.
  */
 export function watchSource(source: Readable): {
   stream: Readable;
@@ -24,38 +33,36 @@ export function watchSource(source: Readable): {
   stop(): void;
 } {
   let error: unknown;
-  async function* guarded(): AsyncGenerator<Buffer> {
-    // Only the source's own failures (thrown by next()) are recorded. A
-    // consumer destroyed with an error (undici on a dropped connection)
-    // throws into the generator at `yield`; depending on timing that lands
-    // before or after the request fails (it does first on Node 26), and it
-    // must not pass for the source's error.
-    const it = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-    let finished = false;
-    try {
-      for (;;) {
-        let step: IteratorResult<Buffer>;
-        try {
-          step = await it.next();
-        } catch (err) {
-          finished = true;
-          error ??= err;
-          throw err;
-        }
-        if (step.done === true) {
-          finished = true;
-          return;
-        }
-        yield step.value;
-      }
-    } finally {
-      // Stopped early (return or throw at yield): release the source.
-      if (!finished) await it.return?.();
-    }
-  }
-  return {
-    stream: Readable.from(guarded(), { objectMode: false }),
-    error: () => error,
-    stop: () => undefined,
+  let settled = false;
+  const onData = (chunk: Buffer): void => {
+    if (!stream.push(chunk)) source.pause();
   };
+  const stream = new Readable({
+    read() {
+      source.resume();
+    },
+    destroy(err, callback) {
+      if (!settled) {
+        // Stopped early: release the source.
+        settled = true;
+        source.off('data', onData);
+        source.destroy();
+      }
+      callback(err);
+    },
+  });
+  source.pause();
+  source.on('data', onData);
+  finished(source, { writable: false }, (err) => {
+    if (settled) return;
+    settled = true;
+    source.off('data', onData);
+    if (err === undefined || err === null) {
+      stream.push(null);
+      return;
+    }
+    error ??= err;
+    stream.destroy(err);
+  });
+  return { stream, error: () => error, stop: () => undefined };
 }
