@@ -8,7 +8,7 @@ export { childrenToWrite } from './image.js';
 export { manifestAccept } from './media-types.js';
 export { deferredStream } from './compression.js';
 export { encodeTarHeader, tarPadding, tarTrailer } from './tar-header.js';
-export type { TarHeader, TarType } from './tar-header.js';
+export type { TarHeader, TarName, TarType } from './tar-header.js';
 export { Limiter } from './limiter.js';
 export { deferred } from './deferred.js';
 export type { Deferred } from './deferred.js';

@@ -12,9 +12,16 @@ const typeFlag: Record<TarType, number> = {
   fifo: 0x36,
 };
 
+/**
+ * TarName is an entry's name or link target: a string (written as UTF-8),
+ * or the raw bytes of a name that is not valid UTF-8, as a file system
+ * may hold it (written as they are, in a PAX record).
+ */
+export type TarName = string | Uint8Array;
+
 /** TarHeader is one entry's metadata. */
 export interface TarHeader {
-  readonly name: string;
+  readonly name: TarName;
   readonly type: TarType;
   readonly mode: number;
   readonly uid: number;
@@ -22,7 +29,7 @@ export interface TarHeader {
   readonly size: number;
   /** mtime in whole seconds since the epoch. */
   readonly mtime: number;
-  readonly linkname?: string;
+  readonly linkname?: TarName;
   readonly devmajor?: number;
   readonly devminor?: number;
 }
@@ -93,6 +100,17 @@ function paxRecord(key: string, value: string): string {
   return `${len}${body}`;
 }
 
+/** rawPaxRecord is a record whose value is bytes taken as they are. */
+function rawPaxRecord(key: string, value: Uint8Array): Buffer {
+  const head = paxRecord(key, '\u0000'.repeat(value.length));
+  const len = head.indexOf(' ');
+  return Buffer.concat([
+    Buffer.from(`${head.slice(0, len)} ${key}=`, 'ascii'),
+    value,
+    Buffer.from('\n'),
+  ]);
+}
+
 function isPlainAscii(s: string, max: number): boolean {
   return s.length <= max && /^[\x20-\x7e]*$/.test(s);
 }
@@ -106,6 +124,8 @@ function isPlainAscii(s: string, max: number): boolean {
  * docker archives (`@lading/layout`) both write with it.
  */
 export function encodeTarHeader(h: TarHeader): Buffer {
+  if (typeof h.name !== 'string' || (h.linkname !== undefined && typeof h.linkname !== 'string'))
+    return encodeRawTarHeader(h);
   const pax: string[] = [];
   const linkname = h.linkname ?? '';
   let name = h.name;
@@ -118,6 +138,42 @@ export function encodeTarHeader(h: TarHeader): Buffer {
     pax.push(paxRecord('linkpath', linkname));
     link = truncate(linkname);
   }
+  return withPax(h, name, link, pax, h.name);
+}
+
+/**
+ * encodeRawTarHeader writes a header whose name or link target is raw
+ * bytes: they go into PAX records as they are, as Go's archive/tar writes
+ * them (Docker, containerd, umoci); GNU tar and Go read them back byte for
+ * byte. (No `hdrcharset=BINARY` record: GNU tar warns on every one.)
+ */
+function encodeRawTarHeader(h: TarHeader): Buffer {
+  const records: Buffer[] = [];
+  const field = (key: string, value: TarName): string => {
+    records.push(
+      typeof value === 'string'
+        ? Buffer.from(paxRecord(key, value), 'utf8')
+        : rawPaxRecord(key, value),
+    );
+    return truncate(typeof value === 'string' ? value : Buffer.from(value).toString('latin1'));
+  };
+  const name = field('path', h.name);
+  const link = h.linkname === undefined ? '' : field('linkpath', h.linkname);
+  return withPax(h, name, link, [], name, Buffer.concat(records));
+}
+
+/**
+ * withPax adds the size and ids that do not fit ustar to the PAX records,
+ * and writes the PAX header (when there are records) and the ustar one.
+ */
+function withPax(
+  h: TarHeader,
+  name: string,
+  link: string,
+  pax: string[],
+  label: string,
+  raw?: Buffer,
+): Buffer {
   let size = h.size;
   if (size > maxOctal11) {
     pax.push(paxRecord('size', String(size)));
@@ -126,9 +182,10 @@ export function encodeTarHeader(h: TarHeader): Buffer {
   if (h.uid > maxOctal7) pax.push(paxRecord('uid', String(h.uid)));
   if (h.gid > maxOctal7) pax.push(paxRecord('gid', String(h.gid)));
   const main = ustar(h, name, link, size, typeFlag[h.type]);
-  if (pax.length === 0) return main;
-  const body = Buffer.from(pax.join(''), 'utf8');
-  const paxName = truncate(`PaxHeaders/${h.name.replace(/\/+$/, '').split('/').pop() ?? ''}`);
+  if (pax.length === 0 && raw === undefined) return main;
+  const text = Buffer.from(pax.join(''), 'utf8');
+  const body = raw === undefined ? text : Buffer.concat([raw, text]);
+  const paxName = truncate(`PaxHeaders/${label.replace(/\/+$/, '').split('/').pop() ?? ''}`);
   const paxHeader = ustar(
     { name: paxName, type: 'file', mode: 0o644, uid: 0, gid: 0, size: 0, mtime: h.mtime },
     paxName,

@@ -100,4 +100,53 @@ describe('encodeTarHeader', () => {
       if (patch.uid !== undefined) expect(octal(main, 108, 8)).toBe(0o7777777);
     }
   });
+  it('writes names that are raw bytes into PAX records byte for byte, with exact record lengths', () => {
+    /** rawRecords parses a PAX body as bytes: each record's length, key and value. */
+    const rawRecords = (body: Buffer): { len: number; key: string; value: Buffer }[] => {
+      const out: { len: number; key: string; value: Buffer }[] = [];
+      for (let at = 0; at < body.length;) {
+        const space = body.indexOf(0x20, at);
+        const len = Number(body.subarray(at, space).toString('ascii'));
+        const rec = body.subarray(at, at + len);
+        expect(rec[rec.length - 1]).toBe(0x0a);
+        const eq = rec.indexOf(0x3d);
+        out.push({
+          len,
+          key: rec.subarray(space - at + 1, eq).toString('ascii'),
+          value: rec.subarray(eq + 1, rec.length - 1),
+        });
+        at += len;
+      }
+      return out;
+    };
+    // Lengths on both sides of a change in the length's own digit count.
+    for (const n of [1, 80, 88, 89, 90, 91, 985, 986, 987, 5000]) {
+      const name = Buffer.concat([Buffer.from('d/'), Buffer.alloc(n, 0xff)]);
+      const linkname = Buffer.from([0x74, 0xfe, 0x2f, 0x61]);
+      const b = encodeTarHeader({ ...base, name, type: 'symlink', linkname });
+      expect(checksumOk(b.subarray(0, 512))).toBe(true);
+      expect(b[156]).toBe(0x78);
+      const size = octal(b, 124, 12);
+      const records = rawRecords(b.subarray(512, 512 + size));
+      expect(records.map((r) => [r.key, r.value.toString('hex')])).toEqual([
+        ['path', name.toString('hex')],
+        ['linkpath', linkname.toString('hex')],
+      ]);
+      expect(records.reduce((sum, r) => sum + r.len, 0)).toBe(size);
+      const main = b.subarray(b.length - 512);
+      expect(checksumOk(main)).toBe(true);
+      // The ustar fallback fields stay plain ASCII.
+      expect(field(main, 0, 100)).toBe(`d/${'_'.repeat(Math.min(n, 98))}`);
+      expect(field(main, 157, 100)).toBe('t_/a');
+    }
+    // A string name beside a raw target: the name as UTF-8.
+    const mixed = encodeTarHeader({
+      ...base,
+      name: 'é',
+      type: 'link',
+      linkname: Buffer.from([0xc3]),
+    });
+    const records = rawRecords(mixed.subarray(512, 512 + octal(mixed, 124, 12)));
+    expect(records.map((r) => r.value.toString('hex'))).toEqual(['c3a9', 'c3']);
+  });
 });

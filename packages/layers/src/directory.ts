@@ -11,7 +11,13 @@ import { open as openAsync } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { AbortedError, ErrorCode, LadingError } from '@lading/core';
-import { encodeTarHeader, tarPadding, tarTrailer, type TarHeader } from '@lading/core/internal';
+import {
+  encodeTarHeader,
+  tarPadding,
+  tarTrailer,
+  type TarHeader,
+  type TarName,
+} from '@lading/core/internal';
 import { blockSize as chunkTarget } from './internal/block-pool.js';
 import { Chunker } from './internal/chunker.js';
 import { OpenerLayer } from './opener-layer.js';
@@ -144,6 +150,45 @@ function sortByBytes(names: Iterable<string>): string[] {
     .map((x) => x.name);
 }
 
+/**
+ * A name as the file system holds it: a string when it is valid UTF-8 (the
+ * usual case), else its raw bytes, which are kept as they are — in the
+ * paths the walk opens and in the tar (see encodeTarHeader).
+ */
+type FsName = TarName & (string | Buffer);
+
+/**
+ * listNames lists a directory's names in byte order. Node decodes names as
+ * UTF-8 and turns bytes that are not into U+FFFD, a name that no longer
+ * opens: a listing that has one is read again as bytes, and the names
+ * that are not UTF-8 are kept as bytes.
+ */
+function listNames(abs: FsName): FsName[] {
+  const names = readdirSync(abs);
+  if (!names.some((n) => n.includes('\uFFFD'))) return sortByBytes(names);
+  return readdirSync(abs, { encoding: 'buffer' })
+    .sort((a, b) => Buffer.compare(a, b))
+    .map((b) => asName(b));
+}
+
+/** asName is `bytes` as a string when it is valid UTF-8, else the bytes. */
+function asName(bytes: Buffer): FsName {
+  const s = bytes.toString('utf8');
+  return s.includes('\uFFFD') && !Buffer.from(s, 'utf8').equals(bytes) ? bytes : s;
+}
+
+/** joinName joins `a` and `b` with a slash, as bytes when either is. */
+function joinName(a: FsName, b: FsName): FsName {
+  if (typeof a === 'string' && typeof b === 'string') return `${a}/${b}`;
+  return Buffer.concat([Buffer.from(a), Buffer.from('/'), Buffer.from(b)]);
+}
+
+/** readLink reads a symlink's target, as bytes when it is not UTF-8. */
+function readLink(abs: FsName): FsName {
+  const target = readlinkSync(abs);
+  return target.includes('\uFFFD') ? asName(readlinkSync(abs, { encoding: 'buffer' })) : target;
+}
+
 function checkAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted === true) throw new AbortedError(signal.reason);
 }
@@ -157,7 +202,7 @@ const openFlags = fsConstants.O_RDONLY | ((fsConstants as { O_NOFOLLOW?: number 
 
 async function* walkTar(root: string, r: Resolved, pooled: boolean): AsyncGenerator<Buffer> {
   const batch = new Chunker(pooled);
-  const hardlinks = new Map<string, string>();
+  const hardlinks = new Map<string, FsName>();
   const synthMtime = r.fixed ?? 0;
   const ids = (st: Stats): { uid: number; gid: number } => {
     if (r.owner === 'keep') return { uid: st.uid, gid: st.gid };
@@ -169,8 +214,8 @@ async function* walkTar(root: string, r: Resolved, pooled: boolean): AsyncGenera
     const t = Math.floor(st.mtimeMs / 1000);
     return r.clamp !== undefined && t > r.clamp ? r.clamp : t;
   };
-  const tarName = (rel: string): string =>
-    r.prefix === '' ? rel : rel === '' ? r.prefix : `${r.prefix}/${rel}`;
+  const tarName = (rel: FsName): FsName =>
+    r.prefix === '' ? rel : rel === '' ? r.prefix : joinName(r.prefix, rel);
   const synthetic = (name: string, type: 'file' | 'directory'): Buffer =>
     encodeTarHeader({
       name,
@@ -185,7 +230,7 @@ async function* walkTar(root: string, r: Resolved, pooled: boolean): AsyncGenera
     const w = r.whiteouts.get(dirRel);
     if (w === undefined) return [];
     r.whiteouts.delete(dirRel);
-    const base = tarName(dirRel);
+    const base = String(tarName(dirRel)); // a string: dirRel and the prefix are
     const at = (n: string) => (base === '' ? n : `${base}/${n}`);
     const out: Buffer[] = [];
     if (w.opaque) out.push(synthetic(at('.wh..wh..opq'), 'file'));
@@ -202,15 +247,16 @@ async function* walkTar(root: string, r: Resolved, pooled: boolean): AsyncGenera
 
   // Depth-first, each directory's children in byte order, listed one
   // directory at a time (the tree is never listed up front).
-  const stack: { abs: string; rel: string; names: string[]; i: number }[] = [];
-  const list = (abs: string, rel: string) => {
-    let names: string[];
+  const stack: { abs: FsName; rel: FsName; names: FsName[]; i: number }[] = [];
+  const list = (abs: FsName, rel: FsName) => {
+    let names: FsName[];
     try {
-      names = sortByBytes(readdirSync(abs));
+      names = listNames(abs);
     } catch (e) {
-      throw ioError(`cannot list ${abs}`, e);
+      throw ioError(`cannot list ${String(abs)}`, e);
     }
-    for (const b of emitWhiteouts(rel)) batch.add(b);
+    // (whiteouts are named by strings: a directory whose name is bytes has none)
+    if (typeof rel === 'string') for (const b of emitWhiteouts(rel)) batch.add(b);
     stack.push({ abs, rel, names, i: 0 });
   };
   list(root, '');
@@ -223,31 +269,34 @@ async function* walkTar(root: string, r: Resolved, pooled: boolean): AsyncGenera
       stack.pop();
       continue;
     }
-    const abs = join(top.abs, name);
-    const rel = top.rel === '' ? name : `${top.rel}/${name}`;
+    const abs =
+      typeof top.abs === 'string' && typeof name === 'string'
+        ? join(top.abs, name)
+        : joinName(top.abs, name);
+    const rel = top.rel === '' ? name : joinName(top.rel, name);
     let st: Stats;
     try {
       st = lstatSync(abs);
     } catch (e) {
       if ((e as { code?: string }).code === 'ENOENT') continue; // vanished while walking
-      throw ioError(`cannot stat ${abs}`, e);
+      throw ioError(`cannot stat ${String(abs)}`, e);
     }
     if (st.isSocket()) continue;
-    if (r.filter !== undefined && !r.filter(rel, st)) continue;
+    if (r.filter !== undefined && !r.filter(String(rel), st)) continue;
     const base = { mode: st.mode & 0o7777, ...ids(st), mtime: mtimeOf(st), size: 0 };
     const name2 = tarName(rel);
     if (st.isDirectory()) {
-      batch.add(encodeTarHeader({ ...base, name: `${name2}/`, type: 'directory' }));
+      batch.add(encodeTarHeader({ ...base, name: joinName(name2, ''), type: 'directory' }));
       yield* batch.take();
       list(abs, rel);
       continue;
     }
     if (st.isSymbolicLink()) {
-      let target: string;
+      let target: FsName;
       try {
-        target = readlinkSync(abs);
+        target = readLink(abs);
       } catch (e) {
-        throw ioError(`cannot read link ${abs}`, e);
+        throw ioError(`cannot read link ${String(abs)}`, e);
       }
       batch.add(encodeTarHeader({ ...base, name: name2, type: 'symlink', linkname: target }));
       yield* batch.take();
@@ -287,7 +336,7 @@ async function* walkTar(root: string, r: Resolved, pooled: boolean): AsyncGenera
         fd = openSync(abs, openFlags);
         got = batch.readSync(fd, st.size);
       } catch (e) {
-        throw ioError(`cannot read ${abs}`, e);
+        throw ioError(`cannot read ${String(abs)}`, e);
       } finally {
         if (fd !== undefined) closeSync(fd);
       }
@@ -297,7 +346,7 @@ async function* walkTar(root: string, r: Resolved, pooled: boolean): AsyncGenera
       try {
         file = await openAsync(abs, openFlags);
       } catch (e) {
-        throw ioError(`cannot read ${abs}`, e);
+        throw ioError(`cannot read ${String(abs)}`, e);
       }
       try {
         while (got < st.size) {
@@ -307,7 +356,7 @@ async function* walkTar(root: string, r: Resolved, pooled: boolean): AsyncGenera
           try {
             n = await batch.read(file, got, st.size - got);
           } catch (e) {
-            throw ioError(`cannot read ${abs}`, e);
+            throw ioError(`cannot read ${String(abs)}`, e);
           }
           if (n === 0) break;
           got += n;
@@ -320,7 +369,7 @@ async function* walkTar(root: string, r: Resolved, pooled: boolean): AsyncGenera
     if (got !== st.size) {
       throw new LadingError(
         ErrorCode.Io,
-        `${abs} shrank from ${st.size} to ${got} bytes while being read`,
+        `${String(abs)} shrank from ${st.size} to ${got} bytes while being read`,
       );
     }
     batch.zeros(tarPadding(st.size));

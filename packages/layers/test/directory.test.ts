@@ -5,6 +5,8 @@ import {
   mkdirSync,
   mkdtempSync,
   readdirSync,
+  readFileSync,
+  readlinkSync,
   statSync,
   symlinkSync,
   utimesSync,
@@ -96,6 +98,50 @@ describe('directoryTar', () => {
     expect(t.stdout).toContain('y'.repeat(80));
     expect(t.stdout).toContain('b/hard link to a/small.txt');
     expect(t.stdout).toMatch(/^p.* a\/pipe$/m);
+  });
+
+  it('keeps names and link targets that are not UTF-8 byte for byte, as GNU tar restores them', async () => {
+    // Bytes a file system may hold but UTF-8 cannot decode: Node lists them
+    // as U+FFFD, a name that opens nothing.
+    const d = tmp();
+    const raw = (...parts: (string | number[] | Buffer)[]): Buffer =>
+      Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : Buffer.from(p))));
+    const dir = raw(d, '/dir', [0xfe]);
+    const file = raw(dir, '/f', [0xff, 0xfe]);
+    mkdirSync(dir);
+    writeFileSync(file, 'inside');
+    writeFileSync(raw(d, '/top', [0xe9]), 'latin-1 name');
+    linkSync(file, raw(d, '/hard'));
+    symlinkSync(raw('target', [0xff]), raw(d, '/link'));
+    // A valid name that holds U+FFFD itself stays a UTF-8 name.
+    writeFileSync(join(d, 'ok\uFFFD'), 'replacement character');
+    const seen: string[] = [];
+    const filter = (p: string): boolean => {
+      seen.push(p);
+      return true;
+    };
+    const tar = await collect(directoryTar(d, { filter }));
+    expect(seen).toHaveLength(6);
+
+    const out = tmp();
+    const x = await run('tar', ['-xf', '-', '-C', out], tar);
+    expect(x.stderr).toBe('');
+    expect(x.code).toBe(0);
+    const names = (p: Buffer) =>
+      readdirSync(p, { encoding: 'buffer' })
+        .map((b) => b.toString('hex'))
+        .sort();
+    expect(names(Buffer.from(out))).toEqual(names(Buffer.from(d)));
+    const outDir = raw(out, '/dir', [0xfe]);
+    expect(names(outDir)).toEqual([raw('f', [0xff, 0xfe]).toString('hex')]);
+    expect(readFileSync(raw(outDir, '/f', [0xff, 0xfe]), 'utf8')).toBe('inside');
+    expect(readFileSync(raw(out, '/top', [0xe9]), 'utf8')).toBe('latin-1 name');
+    expect(readFileSync(join(out, 'ok\uFFFD'), 'utf8')).toBe('replacement character');
+    expect(readlinkSync(raw(out, '/link'), { encoding: 'buffer' })).toEqual(raw('target', [0xff]));
+    // The hardlink is a link entry to the first name, in bytes too.
+    expect(statSync(raw(out, '/hard')).ino).toBe(statSync(raw(outDir, '/f', [0xff, 0xfe])).ino);
+    // The same tree gives the same tar.
+    expect((await collect(directoryTar(d))).equals(tar)).toBe(true);
   });
 
   it('places the tree under a prefix and honours filter', async () => {
