@@ -488,6 +488,9 @@ export async function copyScenario(ctx: Context): Promise<Section> {
     // The floor under every lading figure: Node starting and exiting.
     t.node.push((await runChecked(process.execPath, ['-e', '0'])).ms);
   }
+  // How fast one Node process takes the blob off a socket, by the way it
+  // reads: interleaved, each in its own process, against curl.
+  const reads = await socketReads(src.ref, blob, ctx.config.runs);
   if (blob !== undefined) await rm(blob.file, { force: true });
   const pair = (name: string, lading: number[], peer: number[], target: boolean): void => {
     rows.push({ name: `lading cp ${name}`, value: secs(stat(lading)), data: { ms: lading } });
@@ -535,6 +538,7 @@ export async function copyScenario(ctx: Context): Promise<Section> {
   bareRow(t.bare, t.r2r, t.r2rPeer);
   pair('registry → OCI layout', t.oci, t.ociPeer, true);
   bareRow(t.bareOci, t.oci, t.ociPeer);
+  if (reads !== undefined) rows.push(...socketReadRows(reads, blob?.size ?? 0));
   pair('of a one-file image → OCI layout (fixed cost)', t.tiny, t.tinyPeer, false);
   rows.push({
     name: `  of which Node itself (\`node -e 0\`, ${process.version})`,
@@ -569,6 +573,75 @@ export async function copyScenario(ctx: Context): Promise<Section> {
       `\`bin/lading.js\` runs the CLI bundled (packages/cli/dist/bundle, built by \`pnpm bench\`): a few files to load instead of ~130, undici without fetch/WebSocket/HTTP/2, and V8's baseline WebAssembly tier for undici's parser (the largest tiering budget), since Node waits at exit for the optimizing one. What remains above \`node -e 0\` is loading and running ~0.8 MB of JavaScript (undici, core, remote, layout) and the requests.`,
     ],
   };
+}
+
+/** SocketReads are the runs of bench/scripts/socket-read.mjs per mode, and curl's. */
+interface SocketReads {
+  readonly curl: number[];
+  readonly modes: Record<'data' | 'onread' | 'undici', { ms: number[]; faults: number[] }>;
+}
+
+/**
+ * socketReads reads the source's layer blob `runs` times over one
+ * connection in each way socket-read.mjs knows, and with curl to
+ * /dev/null; undefined without curl (no blob known).
+ */
+async function socketReads(
+  ref: string,
+  blob: { digest: string } | undefined,
+  runs: number,
+): Promise<SocketReads | undefined> {
+  if (blob === undefined) return undefined;
+  const r = parseReference(ref);
+  const url = `http://${r.apiHost}/v2/${r.repository}/blobs/${blob.digest}`;
+  const script = join(benchDir, 'scripts', 'socket-read.mjs');
+  const out: SocketReads = {
+    curl: [],
+    modes: {
+      data: { ms: [], faults: [] },
+      onread: { ms: [], faults: [] },
+      undici: { ms: [], faults: [] },
+    },
+  };
+  for (let i = 0; i < Math.max(runs, 3); i++) {
+    for (const mode of ['data', 'onread', 'undici'] as const) {
+      const res = await runChecked(process.execPath, [script, mode, url]);
+      const { ms, minorFaults } = JSON.parse(res.stdout) as { ms: number; minorFaults: number };
+      out.modes[mode].ms.push(ms);
+      out.modes[mode].faults.push(minorFaults);
+    }
+    const c = await runChecked('curl', ['-sSf', '-o', '/dev/null', '-w', '%{time_total}', url]);
+    out.curl.push(Number(c.stdout) * 1000);
+  }
+  return out;
+}
+
+/** socketReadRows reports {@link socketReads}: times, and each Node way's page faults. */
+function socketReadRows(reads: SocketReads, size: number): Row[] {
+  const median = (a: number[]): number => stat(a).median;
+  const way = (name: string, m: { ms: number[]; faults: number[] }): Row => ({
+    name: `    ${name}: ${Math.round(median(m.faults)).toLocaleString('en')} minor page faults`,
+    value: fmtStat(stat(m.ms), (v) => `${v.toFixed(0)} ms`),
+    ratio: `${ratioText(stat(ratios(m.ms, reads.curl)))} curl`,
+    data: { ms: m.ms, faults: m.faults },
+  });
+  return [
+    {
+      name: `  what bounds a Node client here: the layer blob (${fmtBytes(size)}) read to its end over one connection, from connecting to the last byte (in-process, start-up excluded)`,
+      value: '',
+    },
+    {
+      name: '    curl -o /dev/null',
+      value: fmtStat(stat(reads.curl), (v) => `${v.toFixed(0)} ms`),
+      data: { ms: reads.curl },
+    },
+    way(
+      "node:net, 'data' events (a fresh 64 KiB buffer per read, as every Node HTTP client reads)",
+      reads.modes.data,
+    ),
+    way('node:net, `onread` into one reused 1 MiB buffer', reads.modes.onread),
+    way("undici `request()`, the body to its end (lading's client)", reads.modes.undici),
+  ];
 }
 
 /** Scenario 4: pull + extract vs skopeo copy + umoci unpack. */
