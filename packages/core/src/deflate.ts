@@ -1,5 +1,6 @@
 import { ErrorCode, LadingError } from './errors.js';
 import { libdeflateWasm } from './libdeflate-wasm.js';
+import { incompressible, storedDeflate, storedDeflateSize } from './stored-deflate.js';
 
 /**
  * The exports of the libdeflate WebAssembly module (src/libdeflate-wasm.ts,
@@ -78,8 +79,29 @@ export class RawDeflater {
     if (this.#compressor === 0) throw new Error('libdeflate: out of memory');
   }
 
-  /** deflate returns `input` as one raw deflate stream, in a buffer of its own. */
+  /**
+   * deflate returns `input` as one raw deflate stream, in a buffer of its
+   * own. A block deflate would not shrink ({@link incompressible}) is
+   * written as stored blocks without deflating it whole (not at level 0,
+   * which stores anyway).
+   */
   deflate(input: Uint8Array): Buffer {
+    if (
+      this.level > 0 &&
+      incompressible(input.length, this.level, (at, n) =>
+        this.#compress(input.subarray(at, at + n)),
+      )
+    ) {
+      const out = Buffer.allocUnsafe(storedDeflateSize(input.length));
+      storedDeflate(input, out, 0);
+      return out;
+    }
+    const n = this.#compress(input);
+    return Buffer.from(new Uint8Array(this.#wasm.memory.buffer, this.#output, n));
+  }
+
+  /** compress deflates `input` into the output area and answers the stream's size. */
+  #compress(input: Uint8Array): number {
     const w = this.#wasm;
     const bound = w.libdeflate_deflate_compress_bound(this.#compressor, input.length);
     if (input.length > this.#inputCapacity) {
@@ -102,7 +124,7 @@ export class RawDeflater {
       bound,
     );
     if (n === 0) throw new Error('libdeflate: output exceeded its bound');
-    return Buffer.from(new Uint8Array(w.memory.buffer, this.#output, n));
+    return n;
   }
 
   #alloc(size: number): number {

@@ -28,6 +28,7 @@ export {
   zstdUnsupported,
 } from './compression.js';
 export { RawDeflater, libdeflateModule } from './deflate.js';
+export { incompressible, storedDeflate, storedDeflateSize } from './stored-deflate.js';
 export type { WasmModule } from './deflate.js';
 export { isVerified, markDigesting, markVerified, ownDigest } from './verified.js';
 export type { VerifiedContent } from './verified.js';

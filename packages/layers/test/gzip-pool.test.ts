@@ -2,10 +2,12 @@ import { describe, expect, it } from 'vitest';
 import * as zlib from 'node:zlib';
 import { Readable } from 'node:stream';
 import { createDecompressor, zstdAvailable } from '@lading/core';
+import { blockGzipHeader, blockGzipSync, storedDeflateSize } from '@lading/core/internal';
+import { createHash, randomBytes } from 'node:crypto';
 import { runInNewContext } from 'node:vm';
 import { DeflatePool } from '../src/internal/gzip-pool.js';
 import { allocatedBlock, exposeGc } from '../src/internal/reclaim.js';
-import { collect, textish } from './helpers.js';
+import { collect, run, textish } from './helpers.js';
 
 const MiB = 1024 * 1024;
 const text = textish(MiB);
@@ -64,6 +66,38 @@ describe('DeflatePool', () => {
       expect(zlib.gunzipSync(r.output).equals(copies[i]!.subarray(0, MiB - i))).toBe(true);
       expect(r.input.byteLength).toBe(MiB);
     });
+  });
+});
+
+describe('incompressible blocks on a worker', () => {
+  it('are stored without deflating, as blockGzipSync writes them; partly and wholly compressible ones are deflated', async () => {
+    const pool = new DeflatePool(2, 'gzip');
+    const random = randomBytes(MiB);
+    // Random data with a compressible fifth.
+    const mixed = Buffer.from(random);
+    mixed.set(text.subarray(0, 200 * 1024), 160 * 1024);
+    const stored = blockGzipHeader.length + storedDeflateSize(MiB) + 8;
+    for (const level of [1, 6, 9]) {
+      for (const [input, isStored] of [
+        [random, true],
+        [mixed, false],
+        [text, false],
+      ] as const) {
+        const b = new Uint8Array(new ArrayBuffer(MiB));
+        b.set(input);
+        const r = await pool.deflate(b, MiB, level);
+        expect(r.output.equals(blockGzipSync(input, level))).toBe(true);
+        expect(zlib.gunzipSync(r.output).equals(input)).toBe(true);
+        expect(r.output.length === stored).toBe(isStored);
+      }
+    }
+    // GNU gzip reads a stored member.
+    const b = new Uint8Array(new ArrayBuffer(MiB));
+    b.set(random);
+    const r = await pool.deflate(b, MiB, 1);
+    const g = await run('sh', ['-c', 'gzip -dc | sha256sum'], r.output);
+    expect(g.stderr).toBe('');
+    expect(g.stdout.split(' ')[0]).toBe(createHash('sha256').update(random).digest('hex'));
   });
 });
 

@@ -1,5 +1,11 @@
 import { Worker } from 'node:worker_threads';
-import { blockGzipHeader, libdeflateModule } from '@lading/core/internal';
+import {
+  blockGzipHeader,
+  incompressible,
+  libdeflateModule,
+  storedDeflate,
+  storedDeflateSize,
+} from '@lading/core/internal';
 import { exposeGc } from './reclaim.js';
 
 // The worker is plain CommonJS evaluated from a string so that it runs the
@@ -9,7 +15,8 @@ import { exposeGc } from './reclaim.js';
 // WebAssembly module compiled once by the main thread, in workerData) and
 // checksummed; a zstd block becomes one zstd frame. The calls are those of
 // RawDeflater and zstdFrameSync in @lading/core, so the bytes are the same
-// as blockGzipSync's.
+// as blockGzipSync's; the rule for incompressible blocks is core's own
+// functions, their source spliced in.
 const workerSource = `
 const { parentPort, workerData } = require('node:worker_threads');
 const zlib = require('node:zlib');
@@ -23,6 +30,9 @@ let inputCapacity = 0;
 const deflaters = new Map();
 // A member's fixed header (gzipMember): the same bytes as blockGzipHeader in @lading/core.
 const header = Uint8Array.from(workerData.header);
+const incompressible = (${String(incompressible)});
+const storedDeflate = (${String(storedDeflate)});
+const storedDeflateSize = (${String(storedDeflateSize)});
 function gzipMember(data, level, crc) {
   wasm ??= new WebAssembly.Instance(workerData.libdeflate, {}).exports;
   let d = deflaters.get(level);
@@ -43,9 +53,23 @@ function gzipMember(data, level, crc) {
     d.capacity = bound;
   }
   if (input === 0 || d.output === 0) throw new Error('libdeflate: out of memory');
-  new Uint8Array(wasm.memory.buffer, input, data.length).set(data);
-  const n = wasm.libdeflate_deflate_compress(d.compressor, input, data.length, d.output, bound);
-  if (n === 0) throw new Error('libdeflate: output exceeded its bound');
+  const deflate = (at, length) => {
+    new Uint8Array(wasm.memory.buffer, input, length).set(data.subarray(at, at + length));
+    const n = wasm.libdeflate_deflate_compress(d.compressor, input, length, d.output, bound);
+    if (n === 0) throw new Error('libdeflate: output exceeded its bound');
+    return n;
+  };
+  if (level > 0 && incompressible(data.length, level, deflate)) {
+    // Stored blocks, as RawDeflater writes such a block.
+    const member = new Uint8Array(header.length + storedDeflateSize(data.length) + 8);
+    member.set(header, 0);
+    const end = storedDeflate(data, member, header.length);
+    const trailer = new DataView(member.buffer, end, 8);
+    trailer.setUint32(0, crc, true);
+    trailer.setUint32(4, data.length, true);
+    return member;
+  }
+  const n = deflate(0, data.length);
   // The whole member in one buffer (header, deflate stream, CRC-32 and
   // length): one chunk per block downstream, so that a reader of the layer
   // stream is never handed three pieces to join.
