@@ -1,10 +1,12 @@
 import { Worker } from 'node:worker_threads';
 import {
   blockGzipHeader,
+  blockGzipSync,
   incompressible,
   libdeflateModule,
   storedDeflate,
   storedDeflateSize,
+  zstdFrameSync,
 } from '@lading/core/internal';
 import { exposeGc } from './reclaim.js';
 
@@ -146,6 +148,14 @@ interface Reply {
 }
 
 /**
+ * The blocks a pool compresses on the calling thread while no worker is
+ * online: ~40 ms of work at level 1, under a worker's start-up. Not more: a
+ * producer that keeps the thread busy would hold off the worker's 'online'
+ * event, and with it every block after.
+ */
+const hereBlocks = 4;
+
+/**
  * Jobs posted ahead to each worker, so it never waits for the main thread
  * between blocks; also the blocks in flight per worker (a third held ~10 MiB
  * more of peak RSS for no speed, 2 workers, 2 GiB).
@@ -158,6 +168,8 @@ class PoolWorker {
   readonly jobs: Job[] = [];
   /** answered says the worker has finished a job: it is up and compressing. */
   answered = false;
+  /** online says the worker's thread is up and can take a job. */
+  online = false;
   /** collections is how many full collections the worker has run (zstd contexts). */
   collections = 0;
   constructor(
@@ -178,9 +190,11 @@ class PoolWorker {
       release();
       throw err;
     }
-    this.worker.once('online', release);
+    this.worker.once('online', () => {
+      this.online = true;
+      release();
+    });
     this.worker.once('exit', release);
-    this.worker.unref();
     this.worker.on('message', (r: Reply) => {
       this.answered = true;
       this.collections = r.collections ?? this.collections;
@@ -192,6 +206,10 @@ class PoolWorker {
     this.worker.on('exit', (code) => {
       onFail(this, new Error(`gzip worker exited with code ${code}`));
     });
+    // Last: a 'message' listener added after unref() refs the worker again
+    // (a worker started for blocks that were then all compressed here kept
+    // the process alive).
+    this.worker.unref();
   }
 }
 
@@ -209,6 +227,13 @@ class PoolWorker {
  * how many blocks to keep in flight so that this can happen: enough for the
  * running workers and one waiting.
  *
+ * The pool's first blocks (up to four, while no worker is online) are
+ * compressed on the calling thread, with the same bytes (core's
+ * blockGzipSync and zstdFrameSync make the workers' calls): a worker takes
+ * ~75 ms to start (Node 20, here), which a small layer would otherwise wait
+ * for. The first block starts no worker — a layer of one block never needs
+ * one — and the second starts the first.
+ *
  * Workers are referenced only while they hold a job, so an idle pool never
  * keeps the process alive.
  */
@@ -218,6 +243,8 @@ export class DeflatePool {
   #workers: PoolWorker[] = [];
   #queue: Job[] = [];
   #nextId = 0;
+  /** #here is how many blocks this thread has compressed itself. */
+  #here = 0;
 
   /** A pool compresses with one codec: its workers start as that codec needs. */
   constructor(size: number, codec: Codec) {
@@ -267,18 +294,14 @@ export class DeflatePool {
 
   #pump(): void {
     while (this.#queue.length > 0) {
+      if (this.#here < hereBlocks && this.#workers.every((x) => !x.online)) {
+        this.#compressHere();
+        continue;
+      }
       let w: PoolWorker | undefined;
       for (const x of this.#workers) if (w === undefined || x.jobs.length < w.jobs.length) w = x;
       if (this.#wantsWorker(w)) {
-        w = new PoolWorker(
-          this.codec,
-          (pw, r) => {
-            this.#reply(pw, r);
-          },
-          (pw, e) => {
-            this.#fail(pw, e);
-          },
-        );
+        w = this.#startWorker();
         this.#workers.push(w);
       }
       if (w === undefined || w.jobs.length >= depth) return;
@@ -297,6 +320,37 @@ export class DeflatePool {
         [job.input.buffer as ArrayBuffer],
       );
     }
+  }
+
+  /**
+   * #compressHere compresses the next block on this thread (no worker is
+   * online yet) and, from the second block on, starts the first worker.
+   */
+  #compressHere(): void {
+    const job = this.#queue.shift();
+    if (job === undefined) return;
+    if (this.#workers.length === 0 && this.#here > 0) this.#workers.push(this.#startWorker());
+    this.#here++;
+    try {
+      const block = job.input.subarray(0, job.length);
+      const output =
+        this.codec === 'zstd' ? zstdFrameSync(block, job.level) : blockGzipSync(block, job.level);
+      job.resolve({ output, input: job.input });
+    } catch (err) {
+      job.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  #startWorker(): PoolWorker {
+    return new PoolWorker(
+      this.codec,
+      (pw, r) => {
+        this.#reply(pw, r);
+      },
+      (pw, e) => {
+        this.#fail(pw, e);
+      },
+    );
   }
 
   #reply(w: PoolWorker, r: Reply): void {
