@@ -9,6 +9,12 @@ export interface BenchConfig {
   readonly only: ReadonlySet<string> | undefined;
   /** corpusBytes is the corpus budget. */
   readonly corpusBytes: number;
+  /**
+   * corpusDir is a directory to measure as it is (`--corpus=DIR`) instead
+   * of the corpus picked from the machine; its results go to
+   * bench/results/corpus-<name>.{md,json}, not RESULTS.md.
+   */
+  readonly corpusDir: string | undefined;
   /** gzip level of directory builds (lading's default). */
   readonly level: number;
   /** memorySizes are the generated layer sizes of the memory scenario. */

@@ -84,6 +84,29 @@ async function pick(src: string, dst: string, budget: number, acc: Picked): Prom
 }
 
 /**
+ * describeCorpus counts what `dir` holds, to measure it as it is
+ * (`--corpus=DIR`); its budget is its size.
+ */
+export async function describeCorpus(dir: string): Promise<CorpusInfo> {
+  const acc: Picked = { files: 0, dirs: 0, symlinks: 0, bytes: 0 };
+  const walk = async (d: string): Promise<void> => {
+    for (const name of await readdir(d)) {
+      const st = await lstat(join(d, name));
+      if (st.isDirectory()) {
+        acc.dirs++;
+        await walk(join(d, name));
+      } else if (st.isSymbolicLink()) acc.symlinks++;
+      else if (st.isFile()) {
+        acc.files++;
+        acc.bytes += st.size;
+      }
+    }
+  };
+  await walk(dir);
+  return { dir, budget: acc.bytes, ...acc };
+}
+
+/**
  * prepareCorpus copies a deterministic selection of real files from the
  * machine into bench/corpus, up to `budget` bytes, and reuses it when a
  * previous run prepared one with the same budget.

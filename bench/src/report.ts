@@ -84,14 +84,28 @@ const end = '<!-- bench:results:end -->';
 /**
  * writeResults stores bench/results/latest.json and replaces the generated
  * part of bench/RESULTS.md (between the markers), keeping the hand-written
- * reading around it.
+ * reading around it; a run named `name` (over another corpus) writes
+ * bench/results/<name>.json and .md instead.
  */
 export async function writeResults(
   header: string,
   sections: readonly Section[],
+  name: string | undefined,
   json: unknown,
 ): Promise<void> {
   await mkdir(join(benchDir, 'results'), { recursive: true });
+  if (name !== undefined) {
+    // A run over another corpus (--corpus): its own files, RESULTS.md untouched.
+    await writeFile(
+      join(benchDir, 'results', `${name}.json`),
+      JSON.stringify(json, null, 2) + '\n',
+    );
+    await writeFile(
+      join(benchDir, 'results', `${name}.md`),
+      `# lading benchmark results: ${name}\n\n${header}\n\n${markdown(sections)}`,
+    );
+    return;
+  }
   await writeFile(join(benchDir, 'results', 'latest.json'), JSON.stringify(json, null, 2) + '\n');
   const file = join(benchDir, 'RESULTS.md');
   let text: string;

@@ -4,8 +4,8 @@
 // --memory-mb=512,1024,2048, --memory-runs=N.
 import { readFile } from 'node:fs/promises';
 import { availableParallelism, loadavg, totalmem } from 'node:os';
-import { join } from 'node:path';
-import { prepareCorpus } from './corpus.js';
+import { basename, join, resolve } from 'node:path';
+import { describeCorpus, prepareCorpus } from './corpus.js';
 import { log, type BenchConfig, type Context, type Peers } from './context.js';
 import { plain, writeResults, type Section } from './report.js';
 import {
@@ -43,6 +43,7 @@ function parseArgs(argv: readonly string[]): BenchConfig {
   const quick = flags.get('quick') === 'true';
   const runs = Number(flags.get('runs') ?? (quick ? 1 : 3));
   const corpusMb = Number(flags.get('corpus-mb') ?? (quick ? 48 : 512));
+  const corpusDir = flags.get('corpus');
   const only = flags.get('only');
   for (const id of only?.split(',') ?? []) {
     if (id !== 'none' && !(scenarioIds as readonly string[]).includes(id)) {
@@ -63,6 +64,7 @@ function parseArgs(argv: readonly string[]): BenchConfig {
     runs,
     only: only === undefined ? undefined : new Set(only.split(',')),
     corpusBytes: Math.floor(corpusMb * MiB),
+    corpusDir: corpusDir === undefined ? undefined : resolve(corpusDir),
     level: 6,
     memorySizes,
     memoryRuns: Number(flags.get('memory-runs') ?? runs),
@@ -96,6 +98,11 @@ async function machine(): Promise<{ nproc: number; cpu: string; memory: string }
     // not Linux
   }
   return { nproc: availableParallelism(), cpu, memory: fmtBytes(totalmem()) };
+}
+
+/** corpusName names the results of a `--corpus=DIR` run: corpus-<last part of DIR>. */
+function corpusName(dir: string): string {
+  return `corpus-${basename(dir).replace(/[^A-Za-z0-9._-]+/g, '_') || 'root'}`;
 }
 
 function order(id: string): number {
@@ -187,8 +194,11 @@ async function main(): Promise<void> {
   };
   const m = await machine();
   await cleanWork();
-  log(`corpus: preparing up to ${fmtBytes(config.corpusBytes)}`);
-  const corpus = await prepareCorpus(config.corpusBytes);
+  log(`corpus: ${config.corpusDir ?? `preparing up to ${fmtBytes(config.corpusBytes)}`}`);
+  const corpus =
+    config.corpusDir === undefined
+      ? await prepareCorpus(config.corpusBytes)
+      : await describeCorpus(config.corpusDir);
   log(`corpus: ${fmtBytes(corpus.bytes)} in ${corpus.files} files`);
   const ctx: Context = {
     config,
@@ -235,7 +245,10 @@ async function main(): Promise<void> {
     }
   }
   await ctx.source?.stop();
-  const carried = config.only === undefined ? [] : await carryOver(config, corpus.budget, sections);
+  const carried =
+    config.only === undefined || config.corpusDir !== undefined
+      ? []
+      : await carryOver(config, corpus.budget, sections);
   sections.sort((a, b) => order(a.id) - order(b.id));
   const seconds = (Date.now() - started.getTime()) / 1000;
   const header = [
@@ -248,14 +261,17 @@ async function main(): Promise<void> {
           `- environment: ${unset.join(', ')} unset for every process started (all registries are plain HTTP on 127.0.0.1; Node 20 reads NODE_EXTRA_CA_CERTS at start-up)`,
         ]
       : []),
-    `- corpus: ${fmtBytes(corpus.bytes)} of real files (${corpus.files} files, ${corpus.symlinks} symlinks) from /usr/lib/x86_64-linux-gnu, /usr/bin, /usr/share/doc`,
+    config.corpusDir === undefined
+      ? `- corpus: ${fmtBytes(corpus.bytes)} of real files (${corpus.files} files, ${corpus.symlinks} symlinks) from /usr/lib/x86_64-linux-gnu, /usr/bin, /usr/share/doc`
+      : `- corpus: ${config.corpusDir} as it is (\`--corpus\`): ${fmtBytes(corpus.bytes)} in ${corpus.files} files, ${corpus.symlinks} symlinks`,
     ...(carried.length > 0
       ? [
           `- this run measured ${config.only === undefined ? 'all' : [...config.only].join(', ')}; ${carried.join('; ')}`,
         ]
       : []),
   ].join('\n');
-  await writeResults(header, sections, {
+  const name = config.corpusDir === undefined ? undefined : corpusName(config.corpusDir);
+  await writeResults(header, sections, name, {
     date: started.toISOString(),
     seconds,
     machine: m,
@@ -264,7 +280,9 @@ async function main(): Promise<void> {
     corpus,
     sections,
   });
-  log(`done in ${seconds.toFixed(0)} s; wrote bench/results/latest.json and bench/RESULTS.md`);
+  log(
+    `done in ${seconds.toFixed(0)} s; wrote ${name === undefined ? 'bench/results/latest.json and bench/RESULTS.md' : `bench/results/${name}.md and .json`}`,
+  );
 }
 
 main().catch((err: unknown) => {
