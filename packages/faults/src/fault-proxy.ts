@@ -25,10 +25,15 @@ export type FaultAction =
   | { readonly kind: 'drop-after-forward' }
   | { readonly kind: 'stall'; readonly ms: number };
 
-/** FaultRule matches requests by method and path; `nth` picks the n-th match (1-based), `times` how many from there. */
+/**
+ * FaultRule matches requests by method and path (and, with `minLength`, a
+ * Content-Length at least that); `nth` picks the n-th match (1-based),
+ * `times` how many from there.
+ */
 export type FaultRule = {
   readonly method: string;
   readonly path: RegExp;
+  readonly minLength?: number;
   readonly nth?: number;
   readonly times?: number;
   readonly action: FaultAction;
@@ -96,6 +101,8 @@ export async function faultProxy(
   const pick = (req: IncomingMessage): { action: FaultAction; fired: () => void } | undefined => {
     for (const r of live) {
       if (r.method !== req.method || !r.path.test(req.url ?? '')) continue;
+      if (r.minLength !== undefined && Number(req.headers['content-length'] ?? -1) < r.minLength)
+        continue;
       r.seen++;
       const first = r.nth ?? 1;
       if (r.seen >= first && r.seen < first + (r.times ?? 1)) {

@@ -57,8 +57,11 @@ export const scenarios: readonly Scenario[] = [
     mode: 'chunked',
     rules: [
       {
+        // The big layer's second 256 KiB chunk, whenever the small layer's
+        // one PATCH comes (the two uploads race).
         method: 'PATCH',
         path: uploads,
+        minLength: 128 * 1024,
         nth: 2,
         action: { kind: 'reset-request', afterBytes: 64 * 1024 },
       },
@@ -94,7 +97,15 @@ export const scenarios: readonly Scenario[] = [
     name: '416 on a chunk',
     op: 'write',
     mode: 'chunked',
-    rules: [{ method: 'PATCH', path: uploads, nth: 2, action: { kind: 'status', status: 416 } }],
+    rules: [
+      {
+        method: 'PATCH',
+        path: uploads,
+        minLength: 128 * 1024,
+        nth: 2,
+        action: { kind: 'status', status: 416 },
+      },
+    ],
   },
   {
     name: 'stall 1.5 s on a PATCH',
