@@ -61,24 +61,23 @@ function gzipMember(data, level, crc) {
     if (n === 0) throw new Error('libdeflate: output exceeded its bound');
     return n;
   };
-  if (level > 0 && incompressible(data.length, level, deflate)) {
-    // Stored blocks, as RawDeflater writes such a block.
-    const member = new Uint8Array(header.length + storedDeflateSize(data.length) + 8);
-    member.set(header, 0);
-    const end = storedDeflate(data, member, header.length);
-    const trailer = new DataView(member.buffer, end, 8);
-    trailer.setUint32(0, crc, true);
-    trailer.setUint32(4, data.length, true);
-    return member;
-  }
-  const n = deflate(0, data.length);
   // The whole member in one buffer (header, deflate stream, CRC-32 and
   // length): one chunk per block downstream, so that a reader of the layer
   // stream is never handed three pieces to join.
-  const member = new Uint8Array(header.length + n + 8);
+  let member;
+  let end;
+  if (level > 0 && incompressible(data.length, level, deflate)) {
+    // Stored blocks, as RawDeflater writes such a block.
+    member = new Uint8Array(header.length + storedDeflateSize(data.length) + 8);
+    end = storedDeflate(data, member, header.length);
+  } else {
+    const n = deflate(0, data.length);
+    member = new Uint8Array(header.length + n + 8);
+    member.set(new Uint8Array(wasm.memory.buffer, d.output, n), header.length);
+    end = header.length + n;
+  }
   member.set(header, 0);
-  member.set(new Uint8Array(wasm.memory.buffer, d.output, n), header.length);
-  const trailer = new DataView(member.buffer, header.length + n, 8);
+  const trailer = new DataView(member.buffer, end, 8);
   trailer.setUint32(0, crc, true);
   trailer.setUint32(4, data.length, true);
   return member;
