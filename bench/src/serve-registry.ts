@@ -15,7 +15,20 @@ interface ServeOptions {
 
 async function main(): Promise<void> {
   const options = JSON.parse(process.argv[2] ?? '{}') as ServeOptions;
-  const dir = await mkdtemp(join(tmpdir(), 'lading-bench-registry-'));
+  const dir =
+    options.storage === 'memory'
+      ? undefined
+      : await mkdtemp(join(tmpdir(), 'lading-bench-registry-'));
+  const removeStorage = async (): Promise<void> => {
+    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+  };
+  // Ctrl-C reaches the whole process group, this child too: its storage
+  // goes with it rather than staying behind in the temp dir.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      void removeStorage().finally(() => process.exit(1));
+    });
+  }
   let auth: RegistryAuth = { type: 'none' };
   if (options.auth !== undefined) {
     const line = `${options.auth.username}:${bcrypt.hashSync(options.auth.password, 4)}\n`;
@@ -25,7 +38,7 @@ async function main(): Promise<void> {
         : { type: 'token', users: line };
   }
   const registry = createRegistry({
-    storage: options.storage === 'memory' ? memoryStorage() : filesystemStorage(dir),
+    storage: dir === undefined ? memoryStorage() : filesystemStorage(dir),
     auth,
   });
   const { url } = await registry.listen({ host: '127.0.0.1', port: 0 });
@@ -34,8 +47,11 @@ async function main(): Promise<void> {
   process.stdin.once('end', () => {
     process.stdout.write(`RSS ${process.resourceUsage().maxRSS}\n`);
     void (async () => {
-      await registry.close();
-      await rm(dir, { recursive: true, force: true });
+      try {
+        await registry.close();
+      } finally {
+        await removeStorage();
+      }
       process.exit(0);
     })();
   });

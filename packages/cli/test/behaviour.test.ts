@@ -25,8 +25,11 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await cncf.stop();
-  await rm(work, { recursive: true, force: true });
+  try {
+    await cncf.stop();
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
 });
 
 /**

@@ -34,10 +34,13 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await registry.close();
-  await debian.stop();
-  await debianAuth.stop();
-  await rm(work, { recursive: true, force: true });
+  try {
+    await registry.close();
+    await debian.stop();
+    await debianAuth.stop();
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
 });
 
 describe('lading usage errors', () => {

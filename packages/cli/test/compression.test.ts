@@ -1,13 +1,12 @@
-import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { MediaType, zstdAvailable } from '@lading/core';
 import { extract, layerFromFile } from '@lading/layers';
-import { ladingProcess } from './helpers.js';
+import { ladingProcess, tempDir } from './helpers.js';
 
 async function source(): Promise<{ work: string; src: string }> {
-  const work = await mkdtemp(join(tmpdir(), 'lading-cli-compression-'));
+  const work = await tempDir('lading-cli-compression-');
   const src = join(work, 'src');
   await mkdir(join(src, 'etc'), { recursive: true });
   await writeFile(join(src, 'etc/conf'), 'key = value\n'.repeat(200_000));

@@ -40,9 +40,12 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await a.close();
-  await b.close();
-  await rm(work, { recursive: true, force: true });
+  try {
+    await a.close();
+    await b.close();
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
 });
 
 describe('lading cp credentials', () => {

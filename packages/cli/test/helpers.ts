@@ -1,8 +1,10 @@
 import { execFile, spawn } from 'node:child_process';
-import { lstat, readFile, readdir, readlink } from 'node:fs/promises';
+import { lstat, mkdtemp, readFile, readdir, readlink, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { onTestFinished } from 'vitest';
 import { TextSink } from '@lading/testing';
 import { main } from '../src/index.js';
 
@@ -78,6 +80,24 @@ export function spawnLading(
     });
   });
   return { child, exit };
+}
+
+/**
+ * tempDir makes a directory under the OS temp dir, named `<prefix>XXXXXX`,
+ * and removes it when the running test finishes, passed or failed. Only a
+ * test (or its beforeEach) may call it; elsewhere it throws.
+ */
+export async function tempDir(prefix: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  const remove = (): Promise<void> => rm(dir, { recursive: true, force: true });
+  try {
+    onTestFinished(remove);
+  } catch (err) {
+    // Outside a test: nothing would remove it later.
+    await remove();
+    throw err;
+  }
+  return dir;
 }
 
 /** tree reads a directory as path → type:mode:content, the way an unpacked image is compared. */

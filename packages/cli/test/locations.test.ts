@@ -50,8 +50,11 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await registry.close();
-  await rm(work, { recursive: true, force: true });
+  try {
+    await registry.close();
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
 });
 
 describe('--platform is matched the same way by every command', () => {

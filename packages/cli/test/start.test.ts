@@ -31,8 +31,11 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  await cncf.stop();
-  await rm(work, { recursive: true, force: true });
+  try {
+    await cncf.stop();
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
 });
 
 const exec = programProcess;

@@ -49,9 +49,12 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await cncf.stop();
-  await registry.close();
-  await rm(work, { recursive: true, force: true });
+  try {
+    await cncf.stop();
+    await registry.close();
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
 });
 
 describe('lading build with several layers and tags', () => {

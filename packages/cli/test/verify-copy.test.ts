@@ -60,10 +60,13 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await proxy.close();
-  await dest.close();
-  await source.close();
-  await rm(work, { recursive: true, force: true, maxRetries: 5 });
+  try {
+    await proxy.close();
+    await dest.close();
+    await source.close();
+  } finally {
+    await rm(work, { recursive: true, force: true, maxRetries: 5 });
+  }
 });
 
 describe('lading cp from a registry that serves a tampered blob', () => {

@@ -107,8 +107,11 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await registry.close();
-  await rm(work, { recursive: true, force: true });
+  try {
+    await registry.close();
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
 });
 
 async function leftovers(parent: string): Promise<string[]> {

@@ -5,7 +5,7 @@ import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { appendLayers, emptyImage, layerFromBytes, validateImage } from '@lading/core';
 import { createRegistry, filesystemStorage, type Registry } from '@lading/registry';
 import { pullImage, write } from '@lading/remote';
@@ -43,6 +43,8 @@ function sha256(b: Buffer): string {
 describe('registry killed mid-upload (filesystem storage)', () => {
   it('shows no partial blob after a restart and accepts the upload again', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'lading-kill-'));
+    // Also when the registry fails to start, before the try below.
+    onTestFinished(() => rm(dir, { recursive: true, force: true }));
     const port = await freePort();
     const base = `http://127.0.0.1:${port}`;
     const blob = randomBytes(4 * 1024 * 1024);
@@ -80,7 +82,6 @@ describe('registry killed mid-upload (filesystem storage)', () => {
       expect(sha256(got)).toBe(digest);
     } finally {
       child.kill('SIGKILL');
-      await rm(dir, { recursive: true, force: true });
     }
   }, 60_000);
 });

@@ -3,7 +3,6 @@ import { execFileSync } from 'node:child_process';
 import {
   linkSync,
   mkdirSync,
-  mkdtempSync,
   readdirSync,
   readFileSync,
   readlinkSync,
@@ -13,17 +12,16 @@ import {
   writeFileSync,
   chmodSync,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { gunzipSync } from 'node:zlib';
 import { extract as tarExtract, type Header } from 'tar-stream';
 import { layerFromBytes } from '@lading/core';
 import { directoryTar, layerFromDirectory, streamLayer } from '../src/index.js';
-import { collect, pseudoRandom, run, textish } from './helpers.js';
+import { collect, pseudoRandom, run, tempDir, textish } from './helpers.js';
 
 function tmp(): string {
-  return mkdtempSync(join(tmpdir(), 'lading-dir-'));
+  return tempDir('lading-dir-');
 }
 
 async function entries(tar: Buffer): Promise<{ header: Header; body: Buffer }[]> {

@@ -3,20 +3,18 @@ import {
   existsSync,
   lstatSync,
   mkdirSync,
-  mkdtempSync,
   readFileSync,
   readdirSync,
   readlinkSync,
   statSync,
   writeFileSync,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { isLadingError, layerFromBytes, type Layer } from '@lading/core';
 import { extract, layerFromDirectory } from '../src/index.js';
 import { safeRelative } from '../src/safe-path.js';
-import { makeTar, type TarEntry } from './helpers.js';
+import { makeTar, tempDir, type TarEntry } from './helpers.js';
 
 async function layer(entries: TarEntry[]): Promise<Layer> {
   return layerFromBytes(await makeTar(entries));
@@ -24,7 +22,7 @@ async function layer(entries: TarEntry[]): Promise<Layer> {
 
 /** sandbox makes `<tmp>/root` (the extraction target) next to `<tmp>/outside`. */
 function sandbox(): { root: string; outside: string; top: string } {
-  const top = mkdtempSync(join(tmpdir(), 'lading-x-'));
+  const top = tempDir('lading-x-');
   const root = join(top, 'root');
   const outside = join(top, 'outside');
   mkdirSync(root);

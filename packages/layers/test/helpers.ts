@@ -1,7 +1,55 @@
 import { spawn } from 'node:child_process';
+import { chmodSync, lstatSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { pack } from 'tar-stream';
+import { onTestFinished } from 'vitest';
+
+/**
+ * tempDir makes a directory under the OS temp dir, named `<prefix>XXXXXX`,
+ * and removes it when the running test finishes, passed or failed. Only a
+ * test (or its beforeEach) may call it; elsewhere it throws.
+ */
+export function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  try {
+    onTestFinished(() => {
+      removeTree(dir);
+    });
+  } catch (err) {
+    // Outside a test: nothing would remove it later.
+    removeTree(dir);
+    throw err;
+  }
+  return dir;
+}
+
+/**
+ * removeTree removes `path` and everything under it. A tree extracted from a
+ * hostile tarball may hold directories without write or search permission,
+ * which rm cannot empty unless running as root; those are opened up and the
+ * removal tried again.
+ */
+function removeTree(path: string): void {
+  try {
+    rmSync(path, { recursive: true, force: true });
+  } catch {
+    openUp(Buffer.from(path));
+    rmSync(path, { recursive: true, force: true });
+  }
+}
+
+// Paths as bytes: a tree may hold names that are not UTF-8.
+function openUp(path: Buffer): void {
+  const st = lstatSync(path, { throwIfNoEntry: false });
+  if (st?.isDirectory() !== true) return;
+  chmodSync(path, 0o700);
+  for (const name of readdirSync(path, { encoding: 'buffer' })) {
+    openUp(Buffer.concat([path, Buffer.from('/'), name]));
+  }
+}
 
 /** collect reads a stream into one buffer (test data only). */
 export async function collect(stream: Readable): Promise<Buffer> {

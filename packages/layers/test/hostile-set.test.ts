@@ -10,19 +10,17 @@ import { execFileSync } from 'node:child_process';
 import {
   lstatSync,
   mkdirSync,
-  mkdtempSync,
   readFileSync,
   readdirSync,
   readlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { isLadingError } from '@lading/core';
 import { extract, layerFromFile } from '../src/index.js';
-import { makeTar } from './helpers.js';
+import { makeTar, tempDir } from './helpers.js';
 
 type Expect = 'refused' | 'inside' | 'invalid' | 'typed';
 
@@ -226,13 +224,13 @@ async function check(tarPath: string, expected: Expect, top: string): Promise<vo
 }
 
 function sandbox(): { top: string; outside: string; stage: string } {
-  const top = mkdtempSync(join(tmpdir(), 'lading-hostile-'));
+  const top = tempDir('lading-hostile-');
   const outside = join(top, 'outside');
   mkdirSync(join(top, 'root'));
   mkdirSync(join(outside, 'sub'), { recursive: true });
   writeFileSync(join(outside, 'secret'), 'keep me');
   // A separate place for the tarballs and their sources.
-  const stage = mkdtempSync(join(tmpdir(), 'lading-hostile-stage-'));
+  const stage = tempDir('lading-hostile-stage-');
   return { top, outside, stage };
 }
 

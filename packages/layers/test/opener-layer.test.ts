@@ -1,12 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { digestOf, layerFromBytes, MediaType, zstdAvailable } from '@lading/core';
 import { ownDigest } from '@lading/core/internal';
 import { layerFromFile, layerFromOpener } from '../src/index.js';
-import { collect, isPending, makeTar, pseudoRandom, textish } from './helpers.js';
+import { collect, isPending, makeTar, pseudoRandom, tempDir, textish } from './helpers.js';
 
 async function sampleTar(): Promise<Buffer> {
   return makeTar([
@@ -127,7 +126,7 @@ describe('layerFromFile', () => {
     const tar = await sampleTar();
     const bytes = layerFromBytes(tar);
     const gz = await collect(bytes.compressed());
-    const dir = mkdtempSync(join(tmpdir(), 'lading-file-'));
+    const dir = tempDir('lading-file-');
     writeFileSync(join(dir, 'l.tar'), tar);
     writeFileSync(join(dir, 'l.tgz'), gz);
     const a = layerFromFile(join(dir, 'l.tar'));

@@ -1,12 +1,12 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { mkdirSync, mkdtempSync, utimesSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { appendLayers, emptyImage, withConfig, type Image } from '@lading/core';
 import { layerFromDirectory, type DirectoryLayerOptions } from '../src/index.js';
+import { tempDir } from './helpers.js';
 
 function appDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'lading-repro-'));
+  const dir = tempDir('lading-repro-');
   mkdirSync(join(dir, 'lib'));
   writeFileSync(join(dir, 'run'), '#!/bin/sh\necho hi\n', { mode: 0o755 });
   writeFileSync(join(dir, 'lib', 'data.txt'), 'data\n');

@@ -1,16 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { isLadingError, layerFromBytes } from '@lading/core';
 import { extract, layerFromFile, layerFromProcess, streamLayer } from '../src/index.js';
-import { collect, makeTar, pseudoRandom } from './helpers.js';
+import { collect, makeTar, pseudoRandom, tempDir } from './helpers.js';
 
 function scratch(): string {
-  return mkdtempSync(join(tmpdir(), 'lading-tarcheck-'));
+  return tempDir('lading-tarcheck-');
 }
 
 async function rejectsInvalidLayer(p: Promise<unknown>, text?: string): Promise<void> {

@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -21,10 +20,10 @@ import {
   streamLayer,
   type CompressionOptions,
 } from '../src/index.js';
-import { collect, pseudoRandom, run, textish } from './helpers.js';
+import { collect, pseudoRandom, run, tempDir, textish } from './helpers.js';
 
 function tree(): string {
-  const d = mkdtempSync(join(tmpdir(), 'lading-zstd-'));
+  const d = tempDir('lading-zstd-');
   mkdirSync(join(d, 'a/b'), { recursive: true });
   for (let i = 0; i < 50; i++) writeFileSync(join(d, `a/f${i}`), textish(2000 + i * 91, i));
   writeFileSync(join(d, 'a/b/big.bin'), Buffer.concat([textish(1_500_000), pseudoRandom(900_000)]));
@@ -121,7 +120,7 @@ describe('zstd layers', () => {
   it('round-trip through extract, and a .tar.zst file is detected by its magic bytes', async () => {
     const d = tree();
     const tar = await collect(directoryTar(d, { mtime: 0 }));
-    const top = mkdtempSync(join(tmpdir(), 'lading-zstd-x-'));
+    const top = tempDir('lading-zstd-x-');
     const file = join(top, 'layer.tar.zst');
     if (!zstdAvailable()) {
       // A zstd blob made elsewhere: reading it needs zstd too.

@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   appendLayers,
@@ -16,9 +15,10 @@ import {
 import { layerFromProcess, streamLayer } from '@lading/layers';
 import { startDistributionRegistry, type DistributionRegistry } from '@lading/testing';
 import { RegistryClient, registryTarget, write } from '../src/index.js';
+import { tempDir } from './helpers.js';
 
 function scratch(): string {
-  return mkdtempSync(join(tmpdir(), 'lading-producer-'));
+  return tempDir('lading-producer-');
 }
 
 function imageOver(layer: Parameters<typeof appendLayers>[1]): Image {

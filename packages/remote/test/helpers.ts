@@ -1,9 +1,12 @@
 import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
+import { onTestFinished } from 'vitest';
 import {
   LayerConsumedError,
   MediaType,
@@ -18,6 +21,26 @@ import {
   type MediaTypeString,
 } from '@lading/core';
 import { singleFileTar } from '@lading/testing';
+
+/**
+ * tempDir makes a directory under the OS temp dir, named `<prefix>XXXXXX`,
+ * and removes it when the running test finishes, passed or failed. Only a
+ * test (or its beforeEach) may call it; elsewhere it throws.
+ */
+export function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const remove = (): void => {
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    onTestFinished(remove);
+  } catch (err) {
+    // Outside a test: nothing would remove it later.
+    remove();
+    throw err;
+  }
+  return dir;
+}
 
 /** asTar wraps `size` bytes from `source` as the one file of a tar archive, streamed. */
 export async function* asTar(source: Readable, size: number): AsyncGenerator<Buffer> {

@@ -26,10 +26,13 @@ describe('TLS with a custom CA (@lading/registry behind node:https)', () => {
     host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
   });
   afterAll(async () => {
-    server.closeAllConnections();
-    await new Promise((r) => server.close(r));
-    await registry.close();
-    await rm(dir, { recursive: true, force: true });
+    try {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+      await registry.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('pushes and pulls over https when the CA is given', async () => {

@@ -3,7 +3,7 @@
 // zstd) lading pushes a zstd image that skopeo copies out, recompressed to
 // gzip for umoci to unpack.
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -25,7 +25,6 @@ let work: string;
 let content: string;
 
 beforeAll(async () => {
-  reg = await startDistributionRegistry();
   work = mkdtempSync(join(tmpdir(), 'lading-zstd-peers-'));
   content = join(work, 'content');
   mkdirSync(join(content, 'app/lib'), { recursive: true });
@@ -33,10 +32,15 @@ beforeAll(async () => {
   const big = Buffer.alloc(3 * 1024 * 1024 + 17);
   for (let i = 0; i < big.length; i++) big[i] = (i * 7 + (i >> 12)) & 0xff;
   writeFileSync(join(content, 'app/lib/big.bin'), big);
+  reg = await startDistributionRegistry();
 });
 
 afterAll(async () => {
-  await reg.stop();
+  try {
+    await reg.stop();
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
 });
 
 function sameTree(root: string): void {
