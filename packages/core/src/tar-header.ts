@@ -32,6 +32,14 @@ export interface TarHeader {
   readonly linkname?: TarName;
   readonly devmajor?: number;
   readonly devminor?: number;
+  /** uname and gname name the owners: in the header when plain ASCII of up to 32 bytes, else in PAX records. */
+  readonly uname?: string;
+  readonly gname?: string;
+  /**
+   * pax holds more PAX records, written as they are after lading's own
+   * (extended attributes, times): text as UTF-8, bytes byte for byte.
+   */
+  readonly pax?: Readonly<Record<string, string | Uint8Array>>;
 }
 
 const maxOctal7 = 0o7777777;
@@ -70,7 +78,14 @@ function writeOctal(buf: Buffer, n: number, off: number, len: number): void {
 
 const ustarMagic = Buffer.from('ustar\u000000', 'ascii');
 
-function ustar(h: TarHeader, name: string, linkname: string, size: number, type: number): Buffer {
+function ustar(
+  h: TarHeader,
+  name: string,
+  linkname: string,
+  size: number,
+  type: number,
+  owners?: readonly [string, string],
+): Buffer {
   // From Node's shared pool: a header costs no allocation of its own.
   const b = Buffer.allocUnsafe(512).fill(0);
   writeString(b, name, 0, 100);
@@ -83,6 +98,10 @@ function ustar(h: TarHeader, name: string, linkname: string, size: number, type:
   b[156] = type;
   writeString(b, linkname, 157, 100);
   b.set(ustarMagic, 257);
+  if (owners !== undefined) {
+    writeString(b, owners[0], 265, 32);
+    writeString(b, owners[1], 297, 32);
+  }
   writeOctal(b, h.devmajor ?? 0, 329, 8);
   writeOctal(b, h.devminor ?? 0, 337, 8);
   let sum = 0;
@@ -181,10 +200,27 @@ function withPax(
   }
   if (h.uid > maxOctal7) pax.push(paxRecord('uid', String(h.uid)));
   if (h.gid > maxOctal7) pax.push(paxRecord('gid', String(h.gid)));
-  const main = ustar(h, name, link, size, typeFlag[h.type]);
-  if (pax.length === 0 && raw === undefined) return main;
+  let owners: [string, string] | undefined;
+  if (h.uname !== undefined || h.gname !== undefined) {
+    const owner = (key: string, value = ''): string => {
+      if (isPlainAscii(value, 32)) return value;
+      pax.push(paxRecord(key, value));
+      return '';
+    };
+    owners = [owner('uname', h.uname), owner('gname', h.gname)];
+  }
+  const rawExtras: Buffer[] = [];
+  for (const [key, value] of Object.entries(h.pax ?? {})) {
+    if (typeof value === 'string') pax.push(paxRecord(key, value));
+    else rawExtras.push(rawPaxRecord(key, value));
+  }
+  const main = ustar(h, name, link, size, typeFlag[h.type], owners);
+  if (pax.length === 0 && raw === undefined && rawExtras.length === 0) return main;
   const text = Buffer.from(pax.join(''), 'utf8');
-  const body = raw === undefined ? text : Buffer.concat([raw, text]);
+  const body =
+    raw === undefined && rawExtras.length === 0
+      ? text
+      : Buffer.concat([raw ?? Buffer.alloc(0), text, ...rawExtras]);
   const paxName = truncate(`PaxHeaders/${label.replace(/\/+$/, '').split('/').pop() ?? ''}`);
   const paxHeader = ustar(
     { name: paxName, type: 'file', mode: 0o644, uid: 0, gid: 0, size: 0, mtime: h.mtime },

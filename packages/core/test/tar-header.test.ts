@@ -100,6 +100,33 @@ describe('encodeTarHeader', () => {
       if (patch.uid !== undefined) expect(octal(main, 108, 8)).toBe(0o7777777);
     }
   });
+  it('writes owner names into the header when they fit, else PAX records, and extra records after its own', () => {
+    const plain = encodeTarHeader({ ...base, uname: 'alice', gname: 'staff' });
+    expect(plain.length).toBe(512);
+    expect(checksumOk(plain)).toBe(true);
+    expect([field(plain, 265, 32), field(plain, 297, 32)]).toEqual(['alice', 'staff']);
+
+    const b = encodeTarHeader({
+      ...base,
+      name: 'n'.repeat(101),
+      uname: 'u'.repeat(33),
+      gname: 'grüppe',
+      pax: { 'SCHILY.xattr.user.k': 'v=1', mtime: '1.5' },
+    });
+    const size = octal(b, 124, 12);
+    expect(paxRecords(b.subarray(512, 512 + size))).toEqual({
+      path: 'n'.repeat(101),
+      uname: 'u'.repeat(33),
+      gname: 'grüppe',
+      'SCHILY.xattr.user.k': 'v=1',
+      mtime: '1.5',
+    });
+    const main = b.subarray(b.length - 512);
+    expect(checksumOk(main)).toBe(true);
+    // Names that do not fit are left out of the header, not cut.
+    expect([field(main, 265, 32), field(main, 297, 32)]).toEqual(['', '']);
+  });
+
   it('writes names that are raw bytes into PAX records byte for byte, with exact record lengths', () => {
     /** rawRecords parses a PAX body as bytes: each record's length, key and value. */
     const rawRecords = (body: Buffer): { len: number; key: string; value: Buffer }[] => {

@@ -12,13 +12,13 @@ import {
   mkdir,
   readdir,
   realpath,
+  rename,
   rm,
   symlink,
 } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
-import { extract as tarExtract, type Header } from 'tar-stream';
 import {
   AbortedError,
   ErrorCode,
@@ -29,7 +29,8 @@ import {
   type Layer,
 } from '@lading/core';
 import { makeDirectory } from '@lading/core/internal';
-import { completeTar } from './internal/tar-check.js';
+import { RawNames, isAscii } from './internal/tar-check.js';
+import { tarEntries, type TarEntry } from './internal/tar-entries.js';
 import { safeRelative, unsafe } from './safe-path.js';
 import {
   openNewFile,
@@ -65,6 +66,9 @@ export interface ExtractOptions {
   readonly scoped?: boolean;
 }
 
+/** fifos numbers the temporary names of fifos made under another name. */
+let fifos = 0;
+
 /** maxLinks is how many symlinks one path may go through (Linux allows 40). */
 const maxLinks = 40;
 
@@ -78,19 +82,35 @@ function isErrno(e: unknown, code: string): boolean {
  * costs far more than the call.
  */
 function lstatOrUndefined(p: string): Stats | undefined {
-  return lstatSync(p, { throwIfNoEntry: false });
+  return lstatSync(fsPath(p), { throwIfNoEntry: false });
+}
+
+/*
+ * Paths in extract are byte strings: one char per byte of the path (the
+ * latin1 view of its bytes), so that a name that is not UTF-8 keeps its
+ * bytes through the same splitting, joining and comparing as any other.
+ * ASCII paths are the same either way.
+ */
+
+/** fsPath is a byte-string path as the file system takes it. */
+function fsPath(p: string): string | Buffer {
+  return isAscii(p) ? p : Buffer.from(p, 'latin1');
+}
+
+/** shown is a byte-string path as text, for messages. */
+function shown(p: string): string {
+  return isAscii(p) ? p : Buffer.from(p, 'latin1').toString('utf8');
+}
+
+/** byteString is a text path as a byte string. */
+function byteString(p: string): string {
+  return isAscii(p) ? p : Buffer.from(p, 'utf8').toString('latin1');
 }
 
 interface DirMeta {
   readonly abs: string;
   readonly mode: number;
   readonly mtime: Date | undefined;
-}
-
-/** TarEntry is what tar-stream's extractor yields: a (streamx) byte stream with its header. */
-interface TarEntry extends AsyncIterable<Buffer> {
-  readonly header: Header;
-  resume(): unknown;
 }
 
 /** LayerApplier writes one layer's tar entries under a root, never following symlinks. */
@@ -101,7 +121,10 @@ class LayerApplier {
   readonly #dirs: DirMeta[] = [];
   readonly #chown: boolean;
   readonly #scoped: boolean;
+  /** The bytes of names tar-stream cannot decode, from the tar's headers. */
+  readonly #names = new RawNames();
 
+  /** @param root the real path of the destination, as a byte string. */
   constructor(root: string, options: ExtractOptions) {
     this.#root = root;
     this.#options = options;
@@ -142,12 +165,12 @@ class LayerApplier {
       const st = lstatOrUndefined(cur);
       if (st?.isSymbolicLink() === true) {
         if (++links > maxLinks) throw unsafe(name, 'too many levels of symbolic links');
-        const target = readlinkSync(cur);
+        const target = readlinkSync(fsPath(cur), { encoding: 'latin1' });
         if (target.startsWith('/')) {
           if (!this.#scoped) {
             throw unsafe(
               name,
-              `parent ${JSON.stringify(p)} is a symlink to ${JSON.stringify(target)}, outside the root`,
+              `parent ${JSON.stringify(shown(p))} is a symlink to ${JSON.stringify(shown(target))}, outside the root`,
             );
           }
           done.length = 0;
@@ -157,13 +180,13 @@ class LayerApplier {
         continue;
       }
       if (st === undefined) {
-        if (!create) throw unsafe(name, `${JSON.stringify(p)} does not exist`);
-        mkdirSync(cur, { mode: 0o755 });
+        if (!create) throw unsafe(name, `${JSON.stringify(shown(p))} does not exist`);
+        mkdirSync(fsPath(cur), { mode: 0o755 });
       } else if (!st.isDirectory()) {
-        if (!create) throw unsafe(name, `parent ${JSON.stringify(p)} is not a directory`);
+        if (!create) throw unsafe(name, `parent ${JSON.stringify(shown(p))} is not a directory`);
         if (viaLink) throw unsafe(name, `a symlink on its path leads to a non-directory`);
-        await rm(cur, { force: true });
-        mkdirSync(cur, { mode: 0o755 });
+        await rm(fsPath(cur), { force: true });
+        mkdirSync(fsPath(cur), { mode: 0o755 });
       }
       done.push(p);
     }
@@ -175,7 +198,7 @@ class LayerApplier {
     const st = lstatOrUndefined(abs);
     if (st === undefined) return;
     if (keepDir && st.isDirectory()) return;
-    await rm(abs, { recursive: true, force: true });
+    await rm(fsPath(abs), { recursive: true, force: true });
   }
 
   /** opaque hides every lower-layer child of `rel`, keeping what this layer wrote. */
@@ -183,7 +206,7 @@ class LayerApplier {
     const abs = rel === '' ? this.#root : join(this.#root, rel);
     let names: string[];
     try {
-      names = await readdir(abs);
+      names = await readdir(fsPath(abs), { encoding: 'latin1' });
     } catch (e) {
       if (isErrno(e, 'ENOENT')) return;
       throw e;
@@ -192,9 +215,30 @@ class LayerApplier {
       const childRel = rel === '' ? n : `${rel}/${n}`;
       const childAbs = join(abs, n);
       if (this.#written.has(childRel)) {
-        const st = await lstat(childAbs);
+        const st = await lstat(fsPath(childAbs));
         if (st.isDirectory()) await this.#opaque(childRel);
-      } else await rm(childAbs, { recursive: true, force: true });
+      } else await rm(fsPath(childAbs), { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * mkfifo makes a fifo with the mkfifo binary, whose arguments are text: a
+   * path that is not UTF-8 gets it under a temporary name in the root, then
+   * renamed into place.
+   */
+  async #mkfifo(abs: string, mode: number): Promise<void> {
+    const text = shown(abs);
+    if (byteString(text) === abs) {
+      await execFileP('mkfifo', ['-m', mode.toString(8), text]);
+      return;
+    }
+    const tmp = join(this.#root, `.lading-fifo-${String(process.pid)}-${String(fifos++)}`);
+    await execFileP('mkfifo', ['-m', mode.toString(8), shown(tmp)]);
+    try {
+      await rename(fsPath(tmp), fsPath(abs));
+    } catch (e) {
+      await rm(fsPath(tmp), { force: true });
+      throw e;
     }
   }
 
@@ -205,47 +249,19 @@ class LayerApplier {
     mtime: Date | undefined,
     mode = 0,
   ): Promise<void> {
+    const path = fsPath(abs);
     if (this.#chown) {
-      await lchown(abs, uid, gid);
+      await lchown(path, uid, gid);
       // chown clears setuid/setgid: set them again for the restored owner.
-      if ((mode & 0o6000) !== 0) await chmod(abs, mode);
+      if ((mode & 0o6000) !== 0) await chmod(path, mode);
     }
-    if (mtime !== undefined && this.#options.mtimes !== false) await lutimes(abs, mtime, mtime);
+    if (mtime !== undefined && this.#options.mtimes !== false) await lutimes(path, mtime, mtime);
   }
 
   async apply(tar: Readable): Promise<void> {
-    const ex = tarExtract();
-    // tar-stream's extractor is a streamx Writable; feed it by hand with
-    // backpressure (node's pipeline does not see it finish).
-    const feeding = (async () => {
-      // Tolerant like the peers: a layer that ends right after its last
-      // entry's data (umoci 0.4.7) gets its padding and end blocks added.
-      for await (const chunk of completeTar(tar as AsyncIterable<Buffer>)) {
-        if (!ex.write(chunk)) {
-          await new Promise<void>((resolve) => {
-            ex.once('drain', () => {
-              resolve();
-            });
-          });
-        }
-      }
-      (ex as unknown as { end(): void }).end();
-    })();
-    feeding.catch((e: unknown) => {
-      ex.destroy(e as Error);
-    });
-    try {
-      for await (const entry of ex) {
-        throwIfAborted(this.#options.signal);
-        await this.#entry(entry as unknown as TarEntry);
-        // Skip whatever body the entry did not consume.
-        entry.resume();
-      }
-      await feeding;
-    } catch (e) {
-      tar.destroy();
-      ex.destroy();
-      throw e;
+    for await (const entry of tarEntries(tar, this.#names)) {
+      throwIfAborted(this.#options.signal);
+      await this.#entry(entry);
     }
     // Directory modes and times last, deepest first, so read-only
     // directories do not block their own children.
@@ -253,17 +269,27 @@ class LayerApplier {
       const st = lstatOrUndefined(d.abs);
       if (st?.isDirectory() !== true) continue;
       // A later entry may have turned a parent into a symlink: never chmod through it.
-      if ((await realpath(d.abs)) !== d.abs) continue;
-      await chmod(d.abs, d.mode);
+      const path = fsPath(d.abs);
+      if ((await realpath(path, { encoding: 'latin1' })) !== d.abs) continue;
+      await chmod(path, d.mode);
       if (d.mtime !== undefined && this.#options.mtimes !== false)
-        await lutimes(d.abs, d.mtime, d.mtime);
+        await lutimes(path, d.mtime, d.mtime);
     }
   }
 
   async #entry(entry: TarEntry): Promise<void> {
     const h = entry.header;
+    // Every name is looked up, in header order, before anything returns.
+    const name = this.#names.bytes(h.name);
+    const linkname = h.linkname == null ? '' : this.#names.bytes(h.linkname);
+    const sparseName = h.pax?.['GNU.sparse.name'];
+    const sparseBytes = sparseName === undefined ? undefined : this.#names.bytes(sparseName);
     const sparse = sparseOf(h);
-    const named = safeRelative(sparse?.name ?? h.name, this.#scoped);
+    const named = safeRelative(
+      sparse === undefined ? name : (sparseBytes ?? byteString(sparse.name)),
+      this.#scoped,
+      sparse?.name ?? h.name,
+    );
     if (named === '') return; // the root itself
     const parts = named.split('/');
     const base = parts.pop() ?? '';
@@ -292,15 +318,15 @@ class LayerApplier {
       const targetRel = parentRel === '' ? target : `${parentRel}/${target}`;
       // Whiteouts hide lower layers only, never what this layer wrote.
       if (!this.#written.has(targetRel))
-        await rm(join(this.#root, targetRel), { recursive: true, force: true });
+        await rm(fsPath(join(this.#root, targetRel)), { recursive: true, force: true });
       return;
     }
 
     switch (h.type) {
       case 'directory': {
         await this.#clear(abs, true);
-        if (lstatOrUndefined(abs) === undefined) await mkdir(abs, { mode: 0o700 });
-        if (this.#chown) await lchown(abs, h.uid, h.gid);
+        if (lstatOrUndefined(abs) === undefined) await mkdir(fsPath(abs), { mode: 0o700 });
+        if (this.#chown) await lchown(fsPath(abs), h.uid, h.gid);
         this.#dirs.push({ abs, mode, mtime });
         break;
       }
@@ -308,7 +334,7 @@ class LayerApplier {
       case 'contiguous-file': {
         await this.#clear(abs, false);
         if (sparse !== undefined) {
-          await writeSparseFile(abs, entry, sparse, mode);
+          await writeSparseFile(fsPath(abs), entry, sparse, mode);
           await this.#meta(abs, h.uid, h.gid, mtime, mode);
           break;
         }
@@ -322,12 +348,12 @@ class LayerApplier {
             chunks.push(chunk);
             total += chunk.length;
           }
-          writeSmallFileSync(abs, mode, chunks, total);
+          writeSmallFileSync(fsPath(abs), mode, chunks, total);
           await this.#meta(abs, h.uid, h.gid, mtime, mode);
           break;
         }
         // O_EXCL | O_NOFOLLOW: never open through a link, never reuse a file.
-        const fh = await openNewFile(abs);
+        const fh = await openNewFile(fsPath(abs));
         let complete = false;
         try {
           await fh.chmod(mode);
@@ -349,19 +375,19 @@ class LayerApplier {
         } finally {
           await fh.close();
           // An entry the tar ends inside leaves no partial file behind.
-          if (!complete) await rm(abs, { force: true });
+          if (!complete) await rm(fsPath(abs), { force: true });
         }
         await this.#meta(abs, h.uid, h.gid, mtime, mode);
         break;
       }
       case 'symlink': {
         await this.#clear(abs, false);
-        await symlink(h.linkname, abs);
+        await symlink(fsPath(linkname), fsPath(abs));
         await this.#meta(abs, h.uid, h.gid, mtime);
         break;
       }
       case 'link': {
-        const targetParts = safeRelative(h.linkname, this.#scoped).split('/');
+        const targetParts = safeRelative(linkname, this.#scoped, h.linkname ?? '').split('/');
         const targetBase = targetParts.pop() ?? '';
         if (targetBase === '') throw unsafe(h.name, 'hardlink to the root');
         const targetDir = await this.#resolveDir(targetParts, h.name, false);
@@ -372,12 +398,12 @@ class LayerApplier {
         if (st.isDirectory()) throw unsafe(h.name, 'hardlink to a directory');
         if (targetAbs === abs) break;
         await this.#clear(abs, false);
-        await link(targetAbs, abs);
+        await link(fsPath(targetAbs), fsPath(abs));
         break;
       }
       case 'fifo': {
         await this.#clear(abs, false);
-        await execFileP('mkfifo', ['-m', mode.toString(8), abs]);
+        await this.#mkfifo(abs, mode);
         await this.#meta(abs, h.uid, h.gid, mtime);
         break;
       }
@@ -435,7 +461,7 @@ export async function extract(
   let root: string;
   try {
     await makeDirectory(dir);
-    root = await realpath(dir);
+    root = (await realpath(dir, { encoding: 'buffer' })).toString('latin1');
   } catch (e) {
     throw fileSystemError(e, dir, 'cannot extract into');
   }

@@ -1,7 +1,14 @@
-import { PassThrough, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { extract as tarExtract, pack as tarPack, type Header, type Pack } from 'tar-stream';
+import { Readable } from 'node:stream';
 import { AbortedError, ErrorCode, LadingError, type Layer } from '@lading/core';
+import {
+  encodeTarHeader,
+  tarPadding,
+  tarTrailer,
+  type TarName,
+  type TarType,
+} from '@lading/core/internal';
+import { RawNames, isAscii } from './internal/tar-check.js';
+import { tarEntries, type EntryHeader } from './internal/tar-entries.js';
 
 /** FlattenOptions configure {@link flatten}. */
 export interface FlattenOptions {
@@ -68,25 +75,84 @@ class Upper {
   }
 }
 
-async function emit(pack: Pack, header: Header, body: Readable): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    const sink = pack.entry(header, (err) => {
-      if (err) reject(err);
-      else resolve();
-    });
-    pipeline(body, sink).catch(reject);
-  });
-}
-
 function aborted(signal: AbortSignal | undefined): boolean {
   return signal?.aborted === true;
 }
 
-async function flattenInto(
-  pack: Pack,
+/** The entry types flatten writes, as tar-stream names them. */
+const types: Readonly<Record<string, TarType>> = {
+  file: 'file',
+  'contiguous-file': 'file',
+  link: 'link',
+  symlink: 'symlink',
+  'character-device': 'character-device',
+  'block-device': 'block-device',
+  directory: 'directory',
+  fifo: 'fifo',
+};
+
+/** Header fields flatten writes itself: not copied from the entry's PAX records. */
+const ownRecords = new Set(['path', 'linkpath', 'size', 'uid', 'gid', 'uname', 'gname']);
+
+/**
+ * tarName is a byte-string name as encodeTarHeader takes it: text when its
+ * bytes are UTF-8, else the bytes.
+ */
+function tarName(s: string): TarName {
+  if (isAscii(s)) return s;
+  const bytes = Buffer.from(s, 'latin1');
+  const text = bytes.toString('utf8');
+  return Buffer.from(text, 'utf8').equals(bytes) ? text : bytes;
+}
+
+/** extras are the entry's PAX records flatten copies, with their bytes. */
+function extras(h: EntryHeader, names: RawNames): Record<string, string | Buffer> {
+  const pax: Record<string, string | Buffer> = {};
+  for (const [k, v] of Object.entries(h.pax ?? {}))
+    if (!ownRecords.has(k)) pax[k] = names.record(k, v);
+  return pax;
+}
+
+/** header is the tar header flatten writes for `h` under `name`. */
+function header(
+  h: EntryHeader,
+  name: string,
+  linkname: string | undefined,
+  pax: Record<string, string | Buffer>,
+): Buffer {
+  const type = h.type === null ? undefined : types[h.type];
+  if (type === undefined) {
+    throw new LadingError(
+      ErrorCode.Unsupported,
+      `cannot flatten ${JSON.stringify(h.name)}: an entry of unknown type (a GNU sparse file?)`,
+    );
+  }
+  return encodeTarHeader({
+    name: tarName(type === 'directory' ? `${name}/` : name),
+    type,
+    mode: h.mode,
+    uid: h.uid,
+    gid: h.gid,
+    size: type === 'directory' ? 0 : h.size,
+    mtime: Math.floor(h.mtime.getTime() / 1000),
+    ...(linkname === undefined ? {} : { linkname: tarName(linkname) }),
+    devmajor: h.devmajor,
+    devminor: h.devminor,
+    uname: h.uname,
+    gname: h.gname,
+    pax,
+  });
+}
+
+/**
+ * flatChunks yields the flattened tar. Names are byte strings (one char
+ * per byte, as extract keeps them), so a name that is not UTF-8 is matched
+ * and written by its bytes.
+ */
+async function* flatChunks(
   layers: readonly Layer[],
   signal: AbortSignal | undefined,
-): Promise<void> {
+): AsyncGenerator<Buffer> {
   const upper = new Upper();
   // The top layer decides first: walk the layers from the last to the first.
   for (let i = layers.length - 1; i >= 0; i--) {
@@ -94,15 +160,22 @@ async function flattenInto(
     if (layer === undefined) continue;
     if (signal?.aborted === true) throw new AbortedError(signal.reason);
     const mine = new Upper();
-    const reader = tarExtract();
+    const names = new RawNames(true);
     const source = layer.uncompressed();
-    const feeding = pipeline(source, reader, { signal }).catch((err: unknown) => {
-      reader.destroy(err instanceof Error ? err : new Error(String(err)));
-    });
+    const onAbort = () => {
+      source.destroy(new AbortedError(signal?.reason));
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      for await (const entry of reader) {
-        const header = entry.header;
-        const name = clean(header.name);
+      for await (const entry of tarEntries(source, names)) {
+        if (aborted(signal)) throw new AbortedError(signal?.reason);
+        const h = entry.header;
+        // Every name is looked up, in header order, before anything is skipped.
+        const name = clean(names.bytes(h.name));
+        const linkname = h.linkname == null ? undefined : names.bytes(h.linkname);
+        const sparseName = h.pax?.['GNU.sparse.name'];
+        if (sparseName !== undefined) names.bytes(sparseName);
+        const pax = extras(h, names);
         const base = name.slice(name.lastIndexOf('/') + 1);
         if (name === '' || base === opaqueMarker || base.startsWith(whiteoutPrefix)) {
           if (base === opaqueMarker) mine.opaque(parentOf(name));
@@ -111,32 +184,29 @@ async function flattenInto(
             const target = base.slice(whiteoutPrefix.length);
             mine.delete(dir === '' ? target : `${dir}/${target}`);
           }
-          entry.resume();
           continue;
         }
-        if (upper.hides(name)) {
-          entry.resume();
-          continue;
-        }
-        mine.see(name, header.type === 'directory');
-        await emit(
-          pack,
-          { ...header, name: header.type === 'directory' ? `${name}/` : name },
-          entry as unknown as Readable,
-        );
+        if (upper.hides(name)) continue;
+        mine.see(name, h.type === 'directory');
+        yield header(h, name, linkname, pax);
+        if (h.type === 'directory') continue;
+        for await (const chunk of entry) yield chunk;
+        const pad = tarPadding(h.size);
+        if (pad > 0) yield Buffer.alloc(pad);
       }
-      await feeding;
     } catch (err) {
-      source.destroy();
       if (err instanceof LadingError) throw err;
       throw new LadingError(
         aborted(signal) ? ErrorCode.Aborted : ErrorCode.Io,
         `flattening layer ${i}: ${err instanceof Error ? err.message : String(err)}`,
         { cause: err },
       );
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
     }
     upper.merge(mine);
   }
+  yield tarTrailer;
 }
 
 /**
@@ -146,21 +216,12 @@ async function flattenInto(
  * replaces a lower one of the same name. Layers are read one at a time,
  * top first; no file content is held in memory (only the set of names).
  * Entries come out in top-layer-first order.
- * @throws (on the stream) IO, ABORTED and whatever the layers throw.
+ * Names keep their bytes, UTF-8 or not; an entry's other PAX records
+ * (extended attributes, times) are copied as tar-stream decodes them.
+ * @throws (on the stream) IO, ABORTED, UNSUPPORTED for an entry type it
+ *   cannot write (a GNU sparse `S` entry), and whatever the layers throw.
  * @see https://github.com/opencontainers/image-spec/blob/main/layer.md#whiteouts
  */
 export function flatten(layers: readonly Layer[], options: FlattenOptions = {}): Readable {
-  const pack = tarPack();
-  const out = new PassThrough();
-  pipeline(pack, out).catch(() => undefined);
-  flattenInto(pack, layers, options.signal).then(
-    () => {
-      pack.finalize();
-    },
-    (err: unknown) => {
-      out.destroy(err instanceof Error ? err : new Error(String(err)));
-      pack.destroy();
-    },
-  );
-  return out;
+  return Readable.from(flatChunks(layers, options.signal), { objectMode: false });
 }

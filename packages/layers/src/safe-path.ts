@@ -13,14 +13,15 @@ export function unsafe(name: string, why: string): LadingError {
  * `.` components removed; any `..` component is refused, and so is an
  * absolute path unless `scoped` (then it is taken from the root, as
  * containerd does).
+ * `shown` is the name as messages quote it.
  * @throws UNSAFE_PATH for `..` components, absolute paths or NUL bytes.
  */
-export function safeRelative(name: string, scoped = false): string {
-  if (name.includes('\0')) throw unsafe(name, 'NUL byte in the path');
+export function safeRelative(name: string, scoped = false, shown = name): string {
+  if (name.includes('\0')) throw unsafe(shown, 'NUL byte in the path');
   if (!scoped && name.startsWith('/') && name.replace(/^\/+/, '') !== '') {
-    throw unsafe(name, 'the path is absolute');
+    throw unsafe(shown, 'the path is absolute');
   }
   const parts = name.split('/').filter((p) => p !== '' && p !== '.');
-  if (parts.includes('..')) throw unsafe(name, 'the path has a ".." component');
+  if (parts.includes('..')) throw unsafe(shown, 'the path has a ".." component');
   return parts.join('/');
 }

@@ -63,6 +63,11 @@ class SpooledLayer implements Layer {
   }
 }
 
+/** under is `dir`/`name` as bytes, for a name read from a directory as bytes. */
+function under(dir: string, name: Buffer): Buffer {
+  return Buffer.concat([Buffer.from(`${dir}/`), name]);
+}
+
 function typedIo(e: unknown, what: string): unknown {
   if (isLadingError(e)) return e;
   if (typeof e === 'object' && e !== null && 'syscall' in e) {
@@ -291,8 +296,9 @@ export async function extractVerified(
       await extract(checked, staging, { ...options, signal: stop.signal });
       if (state === 'absent') await rename(staging, dest);
       else {
-        for (const name of await readdir(staging)) {
-          await rename(join(staging, name), join(found.path, name));
+        // As bytes: a name need not be UTF-8.
+        for (const name of await readdir(staging, { encoding: 'buffer' })) {
+          await rename(under(staging, name), under(found.path, name));
         }
       }
       return;
@@ -329,8 +335,8 @@ export async function extractVerified(
     await Promise.allSettled(spooled);
     if (state === 'empty') {
       // Only a failed move can have put entries there: take them out again.
-      for (const name of await readdir(target).catch(() => [])) {
-        await rm(join(target, name), { recursive: true, force: true });
+      for (const name of await readdir(target, { encoding: 'buffer' }).catch(() => [])) {
+        await rm(under(target, name), { recursive: true, force: true });
       }
     }
     if (created !== undefined) await rm(created, { recursive: true, force: true });

@@ -1,9 +1,13 @@
+import { execFileSync } from 'node:child_process';
+import { truncateSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { extract } from 'tar-stream';
+import { extract, type Header } from 'tar-stream';
 import { describe, expect, it } from 'vitest';
 import { layerFromBytes, type Layer } from '@lading/core';
+import { encodeTarHeader, tarPadding, tarTrailer } from '@lading/core/internal';
 import { flatten } from '../src/index.js';
-import { collect, makeTar, type TarEntry } from './helpers.js';
+import { collect, makeTar, tempDir, type TarEntry } from './helpers.js';
 
 async function layer(entries: TarEntry[]): Promise<Layer> {
   return layerFromBytes(await makeTar(entries), { compressed: false });
@@ -63,5 +67,93 @@ describe('flatten', () => {
     await expect(collect(flatten([l], { signal: controller.signal }))).rejects.toMatchObject({
       code: 'ABORTED',
     });
+  });
+
+  it('keeps owner names, extended attributes and times from the PAX records', async () => {
+    const body = Buffer.from('ping');
+    const tar = Buffer.concat([
+      encodeTarHeader({
+        name: 'bin/ping',
+        type: 'file',
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        size: body.length,
+        mtime: 1_700_000_000,
+        uname: 'root',
+        gname: 'wheel',
+        pax: { 'SCHILY.xattr.user.note': 'kept', mtime: '1700000000.25' },
+      }),
+      body,
+      Buffer.alloc(tarPadding(body.length)),
+      tarTrailer,
+    ]);
+    const headers: Header[] = [];
+    const x = extract();
+    Readable.from([await collect(flatten([layerFromBytes(tar, { compressed: false })]))]).pipe(x);
+    for await (const e of x) {
+      headers.push(e.header);
+      e.resume();
+    }
+    expect(headers).toHaveLength(1);
+    expect(headers[0]).toMatchObject({ name: 'bin/ping', uname: 'root', gname: 'wheel', size: 4 });
+    expect(headers[0]?.pax).toMatchObject({
+      'SCHILY.xattr.user.note': 'kept',
+      mtime: '1700000000.25',
+    });
+  });
+
+  it('copies a binary extended attribute byte for byte, for the entry that holds it', async () => {
+    // Two capability sets that decode as UTF-8 to the same text: each file keeps its own.
+    const caps = [0xff, 0xfe].map((b) => Buffer.from([1, 0, 0, 2, b, 0x20, 0, 0, 0, 0, 0, 0]));
+    const file = (name: string, cap: Buffer): Buffer =>
+      encodeTarHeader({
+        name,
+        type: 'file',
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        size: 0,
+        mtime: 0,
+        pax: { 'SCHILY.xattr.security.capability': cap },
+      });
+    // The lower layer's hidden entry comes first: its record must not go to the next entry.
+    const lower = Buffer.concat([
+      file('hidden', caps[0] ?? Buffer.alloc(0)),
+      file('shown', caps[1] ?? Buffer.alloc(0)),
+      tarTrailer,
+    ]);
+    const upper = Buffer.concat([
+      file('hidden', caps[1] ?? Buffer.alloc(0)),
+      file('other', caps[0] ?? Buffer.alloc(0)),
+      tarTrailer,
+    ]);
+    const flat = await collect(
+      flatten([
+        layerFromBytes(lower, { compressed: false }),
+        layerFromBytes(upper, { compressed: false }),
+      ]),
+    );
+    const record = (cap: Buffer): Buffer =>
+      Buffer.concat([Buffer.from(' SCHILY.xattr.security.capability='), cap, Buffer.from('\n')]);
+    // Upper first: hidden (0xfe), other (0xff), then the lower layer's shown (0xfe).
+    const at = (cap: Buffer, from = 0): number => flat.indexOf(record(cap), from);
+    const fe = caps[1] ?? Buffer.alloc(0);
+    const ff = caps[0] ?? Buffer.alloc(0);
+    expect(at(fe)).toBeGreaterThan(0);
+    expect(at(ff)).toBeGreaterThan(at(fe));
+    expect(at(fe, at(ff))).toBeGreaterThan(at(ff));
+    expect(flat.includes('\uFFFD')).toBe(false);
+  });
+
+  it('refuses an entry type it cannot write (a GNU sparse file) with UNSUPPORTED', async () => {
+    const dir = tempDir('lading-flat-');
+    const file = join(dir, 'holes');
+    writeFileSync(file, 'data');
+    truncateSync(file, 1024 * 1024);
+    const tar = execFileSync('tar', ['--format=gnu', '-S', '-cf', '-', '-C', dir, 'holes']);
+    await expect(
+      collect(flatten([layerFromBytes(tar, { compressed: false })])),
+    ).rejects.toMatchObject({ code: 'UNSUPPORTED' });
   });
 });

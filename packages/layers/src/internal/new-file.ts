@@ -5,6 +5,7 @@ import {
   openSync,
   writeSync,
   writevSync,
+  type PathLike,
 } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 
@@ -17,7 +18,7 @@ const createFlags =
  * the entry's: O_EXCL | O_NOFOLLOW, so it never opens through a link and
  * never reuses a file.
  */
-export function openNewFile(abs: string): Promise<FileHandle> {
+export function openNewFile(abs: PathLike): Promise<FileHandle> {
   return open(abs, createFlags, 0o600);
 }
 
@@ -45,7 +46,7 @@ export const smallFile = 256 * 1024;
 
 /** writeSmallFileSync creates `abs` (never through a link) with `mode` and writes `chunks` to it. */
 export function writeSmallFileSync(
-  abs: string,
+  abs: PathLike,
   mode: number,
   chunks: Buffer[],
   total: number,

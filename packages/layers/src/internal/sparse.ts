@@ -1,3 +1,4 @@
+import type { PathLike } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { ErrorCode, LadingError } from '@lading/core';
 import { openNewFile } from './new-file.js';
@@ -154,7 +155,7 @@ async function readInlineMap(
  * @throws INVALID_ARGUMENT for a malformed map or data that does not match it
  */
 export async function writeSparseFile(
-  abs: string,
+  abs: PathLike,
   entry: AsyncIterable<Buffer>,
   layout: SparseLayout,
   mode: number,

@@ -43,6 +43,112 @@ function numeric(b: Buffer, off: number, len: number): number {
   return digits === 0 ? 0 : n;
 }
 
+/** untilNul is the bytes of a NUL-terminated field. */
+function untilNul(b: Buffer, off: number, len: number): Buffer {
+  const end = b.indexOf(0, off);
+  return b.subarray(off, end < 0 || end > off + len ? off + len : end);
+}
+
+/** hasHighByte says whether `len` bytes of `b` from `off` hold one over 0x7f (not ASCII). */
+function hasHighByte(b: Buffer, off: number, len: number): boolean {
+  const end = Math.min(b.length, off + len);
+  for (let i = off; i < end; i++) if ((b[i] ?? 0) > 0x7f) return true;
+  return false;
+}
+
+function nonEmpty(b: Buffer | undefined): Buffer | undefined {
+  return b !== undefined && b.length > 0 ? b : undefined;
+}
+
+/** paxRecords yields a PAX header's `length key=value\n` records, the value as bytes. */
+function* paxRecords(data: Buffer): Generator<[string, Buffer]> {
+  let off = 0;
+  while (off < data.length) {
+    const space = data.indexOf(0x20, off);
+    if (space < 0) return;
+    const len = Number(data.toString('latin1', off, space));
+    if (!Number.isSafeInteger(len) || len <= space - off + 1 || off + len > data.length) return;
+    const record = data.subarray(space + 1, off + len - 1);
+    const eq = record.indexOf(0x3d);
+    if (eq < 0) return;
+    yield [record.toString('utf8', 0, eq), record.subarray(eq + 1)];
+    off += len;
+  }
+}
+
+/**
+ * maxRawNames bounds the raw names held for entries not reached yet (the
+ * scanner runs ahead of the tar reader by what the streams buffer).
+ */
+const maxRawNames = 4096;
+
+/**
+ * RawNames carries the bytes of entry names and link targets that are not
+ * UTF-8 from the tar's headers to its reader: tar-stream decodes them as
+ * UTF-8, a U+FFFD for each bad sequence, so two names can decode alike and
+ * neither can be written back. Each decoded string keeps a queue of the
+ * bytes behind it, in the order the headers came.
+ */
+export class RawNames {
+  readonly #queues = new Map<string, Buffer[]>();
+  #held = 0;
+
+  /**
+   * @param records whether the other PAX records of an entry (extended
+   *   attributes) are kept too, as `key=value`, looked up with {@link record}.
+   */
+  constructor(readonly records = false) {}
+
+  /** add records `raw` when decoding it as UTF-8 loses something. */
+  add(raw: Buffer): void {
+    if (!hasHighByte(raw, 0, raw.length)) return;
+    const decoded = raw.toString('utf8');
+    if (!decoded.includes('\uFFFD') || this.#held >= maxRawNames) return;
+    const queue = this.#queues.get(decoded);
+    if (queue === undefined) this.#queues.set(decoded, [Buffer.from(raw)]);
+    else queue.push(Buffer.from(raw));
+    this.#held++;
+  }
+
+  /**
+   * bytes returns the bytes behind `decoded`, a name as tar-stream gave it,
+   * as a byte string (one char per byte, the latin1 view): its bytes when
+   * the header held them, else its UTF-8 encoding. Called once per name
+   * read, in the tar's order.
+   */
+  bytes(decoded: string): string {
+    if (isAscii(decoded)) return decoded;
+    if (decoded.includes('\uFFFD')) {
+      const queue = this.#queues.get(decoded);
+      const raw = queue?.shift();
+      if (raw !== undefined) {
+        this.#held--;
+        if (queue?.length === 0) this.#queues.delete(decoded);
+        return raw.toString('latin1');
+      }
+    }
+    return Buffer.from(decoded, 'utf8').toString('latin1');
+  }
+
+  /**
+   * record returns the bytes behind a PAX record's value as tar-stream gave
+   * it: the bytes when the header held ones that are not UTF-8, else the
+   * text. Called once per record read, in the tar's order.
+   */
+  record(key: string, value: string): string | Buffer {
+    if (!value.includes('\uFFFD')) return value;
+    const bytes = Buffer.from(this.bytes(`${key}=${value}`), 'latin1');
+    return bytes.subarray(Buffer.byteLength(`${key}=`));
+  }
+}
+
+const nonAscii = /[\u0080-\uffff]/;
+
+/** isAscii says whether `s` is all ASCII: its byte string and its text are the same. */
+export function isAscii(s: string): boolean {
+  return !nonAscii.test(s);
+}
+
 function checksumOk(h: Buffer): boolean {
   const stored = numeric(h, 148, 8);
   let unsigned = 0;
@@ -77,8 +183,27 @@ export class TarScanner {
   #zeros = 0;
   #ended = false;
   #entries = 0;
-  #pax: Buffer[] | undefined;
+  /** The data of the PAX header or GNU long name being read, and its type. */
+  #meta: Buffer[] | undefined;
+  #metaType = '';
   #paxSize: number | undefined;
+  readonly #names: RawNames | undefined;
+  /** Raw names from the PAX header and GNU long names before the next entry. */
+  #pending: {
+    path?: Buffer;
+    linkpath?: Buffer;
+    sparseName?: Buffer;
+    long?: Buffer;
+    longLink?: Buffer;
+  } = {};
+
+  /**
+   * @param names collects the raw bytes of names that are not UTF-8 (and,
+   *   when it asks for them, of other PAX records), when given.
+   */
+  constructor(names?: RawNames) {
+    this.#names = names;
+  }
 
   /** update takes the next bytes. @throws INVALID_LAYER for a block that is not a tar header. */
   update(chunk: Uint8Array): void {
@@ -87,10 +212,10 @@ export class TarScanner {
     while (off < buf.length && !this.#ended) {
       if (this.#data > 0) {
         const n = Math.min(this.#data, buf.length - off);
-        this.#pax?.push(buf.subarray(off, off + n));
+        this.#meta?.push(buf.subarray(off, off + n));
         this.#data -= n;
         off += n;
-        if (this.#data === 0 && this.#pax !== undefined) this.#endPax();
+        if (this.#data === 0 && this.#meta !== undefined) this.#endMeta();
         continue;
       }
       if (this.#pad > 0) {
@@ -138,14 +263,62 @@ export class TarScanner {
     this.#entries++;
     this.#data = size;
     this.#pad = size % block === 0 ? 0 : block - (size % block);
-    if (type === 'x' && size > 0 && size <= maxPaxBody) this.#pax = [];
+    const collect = type === 'x' || (this.#names !== undefined && (type === 'L' || type === 'K'));
+    if (collect && size > 0 && size <= maxPaxBody) {
+      this.#meta = [];
+      this.#metaType = type;
+    }
+    if (this.#names !== undefined && type !== 'x' && type !== 'g' && type !== 'L' && type !== 'K')
+      this.#recordNames(h, this.#names);
   }
 
-  #endPax(): void {
-    const body = Buffer.concat(this.#pax ?? []).toString('utf8');
-    this.#pax = undefined;
+  #endMeta(): void {
+    const data = Buffer.concat(this.#meta ?? []);
+    this.#meta = undefined;
+    if (this.#metaType === 'L') {
+      this.#pending.long = untilNul(data, 0, data.length);
+      return;
+    }
+    if (this.#metaType === 'K') {
+      this.#pending.longLink = untilNul(data, 0, data.length);
+      return;
+    }
+    const body = data.toString('utf8');
     const m = /(?:^|\n)\d+ size=(\d+)\n/.exec(body);
     if (m?.[1] !== undefined) this.#paxSize = Number(m[1]);
+    if (this.#names === undefined) return;
+    for (const [key, value] of paxRecords(data)) {
+      if (key === 'path') this.#pending.path = value;
+      else if (key === 'linkpath') this.#pending.linkpath = value;
+      else if (key === 'GNU.sparse.name') this.#pending.sparseName = value;
+      else if (this.#names.records) this.#names.add(Buffer.concat([Buffer.from(`${key}=`), value]));
+    }
+  }
+
+  /**
+   * recordNames gives `names` the bytes of an entry's name, link target
+   * and sparse name, taken the way tar-stream takes them (a PAX record over
+   * a GNU long name over the header's fields), so that its decoded strings
+   * find them.
+   */
+  #recordNames(h: Buffer, names: RawNames): void {
+    const p = this.#pending;
+    this.#pending = {};
+    const path = nonEmpty(p.path) ?? nonEmpty(p.long);
+    if (path !== undefined) names.add(path);
+    else if (hasHighByte(h, 0, 100) || hasHighByte(h, 345, 155)) {
+      let name = untilNul(h, 0, 100);
+      // The ustar prefix (GNU's headers use those bytes for other things).
+      if (h.toString('latin1', 257, 263) === 'ustar\0' && h[345] !== 0)
+        name = Buffer.concat([untilNul(h, 345, 155), Buffer.from('/'), name]);
+      names.add(name);
+    }
+    const link =
+      nonEmpty(p.linkpath) ??
+      nonEmpty(p.longLink) ??
+      (h[157] === 0 ? undefined : untilNul(h, 157, 100));
+    if (link !== undefined) names.add(link);
+    if (p.sparseName !== undefined) names.add(p.sparseName);
   }
 
   /**
@@ -215,11 +388,15 @@ export class TarCheck extends Transform {
 
 /**
  * completeTar yields a tar stream's bytes, then the padding and
- * end-of-archive blocks it lacks when it ended cleanly after an entry.
+ * end-of-archive blocks it lacks when it ended cleanly after an entry;
+ * `names` gets the raw bytes of names that are not UTF-8.
  * @throws INVALID_LAYER when it was cut inside an entry's data or a header.
  */
-export async function* completeTar(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
-  const scanner = new TarScanner();
+export async function* completeTar(
+  source: AsyncIterable<Buffer>,
+  names?: RawNames,
+): AsyncGenerator<Buffer> {
+  const scanner = new TarScanner(names);
   for await (const chunk of source) {
     scanner.update(chunk);
     yield chunk;
