@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { lstat, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
@@ -427,8 +428,12 @@ export async function copyScenario(ctx: Context): Promise<Section> {
   await writeFile(join(tinyDir, 'hello.txt'), 'hello\n');
   const tiny = `${src.host}/bench/tiny:latest`;
   await runChecked(process.execPath, [ladingBin, 'build', tinyDir, tiny, '-q', '--insecure']);
-  const ladingCp = (from: string, to: string): Promise<CommandResult> =>
-    runChecked(process.execPath, [ladingBin, 'cp', '--insecure', '--quiet', from, to]);
+  const ladingCp = (
+    from: string,
+    to: string,
+    env: NodeJS.ProcessEnv = process.env,
+  ): Promise<CommandResult> =>
+    runChecked(process.execPath, [ladingBin, 'cp', '--insecure', '--quiet', from, to], { env });
   const skopeoCopy = (from: string, to: string): Promise<CommandResult> =>
     runChecked('skopeo', [
       'copy',
@@ -449,6 +454,8 @@ export async function copyScenario(ctx: Context): Promise<Section> {
     ingest: [] as number[],
     bare: [] as number[],
     bareOci: [] as number[],
+    r2rHuge: [] as number[],
+    ociHuge: [] as number[],
   };
   const bareClient = join(benchDir, 'scripts', 'node-floor-copy.mjs');
   const blob = ctx.peers.curl ? await sourceBlob(src.ref) : undefined;
@@ -458,6 +465,11 @@ export async function copyScenario(ctx: Context): Promise<Section> {
   for (let i = 0; i < ctx.config.runs; i++) {
     log(`copy run ${i + 1}/${ctx.config.runs}`);
     t.r2r.push(await fresh((h) => ladingCp(src.ref, `${h}/bench/copy:latest`)));
+    if (hugePages) {
+      t.r2rHuge.push(await fresh((h) => ladingCp(src.ref, `${h}/bench/copy:latest`, hugeEnv)));
+      await rm(ociDir, { recursive: true, force: true });
+      t.ociHuge.push((await ladingCp(src.ref, `oci:${ociDir}:bench`, hugeEnv)).ms);
+    }
     if (ctx.peers.skopeo) {
       t.r2rPeer.push(await fresh((h) => skopeoCopy(src.ref, `docker://${h}/bench/copy:latest`)));
     }
@@ -509,7 +521,17 @@ export async function copyScenario(ctx: Context): Promise<Section> {
       data: { ms: peer },
     });
   };
+  const hugeRow = (name: string, huge: number[], peer: number[]): void => {
+    if (huge.length === 0) return;
+    rows.push({
+      name: `  lading cp ${name} with \`GLIBC_TUNABLES=${hugeTunable}\` (opt-in: glibc's malloc on transparent huge pages)`,
+      value: secs(stat(huge)),
+      ...(ctx.peers.skopeo ? { ratio: `lading ${ratioText(stat(ratios(huge, peer)))}` } : {}),
+      data: { ms: huge },
+    });
+  };
   pair('registry → registry', t.r2r, t.r2rPeer, true);
+  hugeRow('registry → registry', t.r2rHuge, t.r2rPeer);
   if (blob === undefined) rows.push(missingRow("  the destination's floor", 'curl'));
   else {
     rows.push({
@@ -537,6 +559,7 @@ export async function copyScenario(ctx: Context): Promise<Section> {
   };
   bareRow(t.bare, t.r2r, t.r2rPeer);
   pair('registry → OCI layout', t.oci, t.ociPeer, true);
+  hugeRow('registry → OCI layout', t.ociHuge, t.ociPeer);
   bareRow(t.bareOci, t.oci, t.ociPeer);
   if (reads !== undefined) rows.push(...socketReadRows(reads, blob?.size ?? 0));
   pair('of a one-file image → OCI layout (fixed cost)', t.tiny, t.tinyPeer, false);
@@ -578,7 +601,30 @@ export async function copyScenario(ctx: Context): Promise<Section> {
 /** SocketReads are the runs of bench/scripts/socket-read.mjs per mode, and curl's. */
 interface SocketReads {
   readonly curl: number[];
-  readonly modes: Record<'data' | 'onread' | 'undici', { ms: number[]; faults: number[] }>;
+  readonly modes: Record<ReadMode, { ms: number[]; faults: number[] }>;
+}
+
+type ReadMode = 'data' | 'onread' | 'undici' | 'dataHuge' | 'undiciHuge';
+
+/**
+ * hugeTunable puts glibc's malloc heap on transparent huge pages (glibc ≥
+ * 2.35, THP `madvise` or `always`): a fresh buffer then faults in 2 MiB at
+ * a time. It is read at process start, so a user sets it; lading cannot.
+ */
+const hugeTunable = 'glibc.malloc.hugetlb=1';
+const hugeEnv: NodeJS.ProcessEnv = { ...process.env, GLIBC_TUNABLES: hugeTunable };
+
+/** hugePages says whether the tunable means anything here (Linux with THP not off). */
+const hugePages =
+  process.platform === 'linux' &&
+  /\[(?:madvise|always)\]/.test(readFileSyncOr('/sys/kernel/mm/transparent_hugepage/enabled'));
+
+function readFileSyncOr(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
 }
 
 /**
@@ -601,11 +647,18 @@ async function socketReads(
       data: { ms: [], faults: [] },
       onread: { ms: [], faults: [] },
       undici: { ms: [], faults: [] },
+      dataHuge: { ms: [], faults: [] },
+      undiciHuge: { ms: [], faults: [] },
     },
   };
+  const modes: ReadMode[] = ['data', 'onread', 'undici'];
+  if (hugePages) modes.push('dataHuge', 'undiciHuge');
   for (let i = 0; i < Math.max(runs, 3); i++) {
-    for (const mode of ['data', 'onread', 'undici'] as const) {
-      const res = await runChecked(process.execPath, [script, mode, url]);
+    for (const mode of modes) {
+      const huge = mode.endsWith('Huge');
+      const res = await runChecked(process.execPath, [script, mode.replace('Huge', ''), url], {
+        env: huge ? hugeEnv : process.env,
+      });
       const { ms, minorFaults } = JSON.parse(res.stdout) as { ms: number; minorFaults: number };
       out.modes[mode].ms.push(ms);
       out.modes[mode].faults.push(minorFaults);
@@ -641,6 +694,12 @@ function socketReadRows(reads: SocketReads, size: number): Row[] {
     ),
     way('node:net, `onread` into one reused 1 MiB buffer', reads.modes.onread),
     way("undici `request()`, the body to its end (lading's client)", reads.modes.undici),
+    ...(reads.modes.dataHuge.ms.length === 0
+      ? []
+      : [
+          way(`'data' events with \`GLIBC_TUNABLES=${hugeTunable}\``, reads.modes.dataHuge),
+          way(`undici with \`GLIBC_TUNABLES=${hugeTunable}\``, reads.modes.undiciHuge),
+        ]),
   ];
 }
 
