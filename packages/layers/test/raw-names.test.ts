@@ -19,9 +19,9 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { layerFromBytes } from '@lading/core';
+import { encodeTarHeader, tarPadding, tarTrailer } from '@lading/core/internal';
 import { extract, extractVerified, flatten, layerFromDirectory } from '../src/index.js';
-import { collect } from './helpers.js';
-import { tempDir } from './helpers.js';
+import { collect, tempDir } from './helpers.js';
 
 type Part = string | number[] | Buffer;
 
@@ -265,6 +265,52 @@ describe('extract keeps names that are not UTF-8 byte for byte', () => {
       expect(readdirSync(parent).sort()).toEqual(['gnu', 'out']);
     },
   );
+
+  it('takes a name from the last PAX header before its entry, as tar-stream does', async () => {
+    const top = tempDir('lading-raw-');
+    const entry = (name: string | Buffer, body: string): Buffer => {
+      const h = encodeTarHeader({
+        name,
+        type: 'file',
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        size: body.length,
+        mtime: 0,
+      });
+      return Buffer.concat([h, Buffer.from(body), Buffer.alloc(tarPadding(body.length))]);
+    };
+    /** paxOnly is the PAX header encodeTarHeader writes for `h`, without its entry. */
+    const paxOnly = (name: string | Buffer, uname?: string): Buffer =>
+      encodeTarHeader({
+        name,
+        type: 'file',
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        size: 0,
+        mtime: 0,
+        ...(uname === undefined ? {} : { uname }),
+      }).subarray(0, -512);
+    // The first entry has two PAX headers: the second, without a path,
+    // replaces the first, so it is named by its ustar field. The path the
+    // first one held decodes like the next entry's: it must not be taken
+    // for it.
+    const tar = Buffer.concat([
+      paxOnly(raw('a', [0xff])),
+      paxOnly('x', 'u'.repeat(40)),
+      entry('plain', '1'),
+      entry(raw('a', [0xfe]), '2'),
+      tarTrailer,
+    ]);
+    const out = join(top, 'out');
+    await extract([layerFromBytes(tar, { compressed: false })], out);
+    const f = (content: string, ...parts: Part[]): Node => {
+      const path = show(raw(...parts));
+      return { path, type: 'file', content, links: path };
+    };
+    expect(walk(out)).toEqual([f('2', 'a', [0xfe]), f('1', 'plain')]);
+  });
 
   it.each(['absent', 'empty'] as const)(
     'moves such names into place after verifying, into an %s destination',

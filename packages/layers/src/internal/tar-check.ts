@@ -287,6 +287,8 @@ export class TarScanner {
     const m = /(?:^|\n)\d+ size=(\d+)\n/.exec(body);
     if (m?.[1] !== undefined) this.#paxSize = Number(m[1]);
     if (this.#names === undefined) return;
+    // A second PAX header before the entry replaces the first (as tar-stream reads them).
+    this.#pending = { long: this.#pending.long, longLink: this.#pending.longLink };
     for (const [key, value] of paxRecords(data)) {
       if (key === 'path') this.#pending.path = value;
       else if (key === 'linkpath') this.#pending.linkpath = value;
