@@ -94,12 +94,21 @@ export function deferredStream(open: () => Promise<Readable>): Readable {
 /**
  * layerTarStream is the tar inside `compressed`, a blob of a layer of media
  * type `mediaType`: decompressed for gzip and zstd, as is otherwise.
- * @throws UNSUPPORTED for a zstd layer on a Node without zstd.
+ * @throws UNSUPPORTED for a zstd layer on a Node without zstd (after
+ *   destroying `compressed`).
  */
 export function layerTarStream(compressed: Readable, mediaType: string): Readable {
   const kind = layerCompressionOf(mediaType);
   if (kind === 'none') return compressed;
-  const decompress = createDecompressor(kind);
+  let decompress: Transform;
+  try {
+    decompress = createDecompressor(kind);
+  } catch (err) {
+    // Nothing will read the blob: close it (a connection, a file).
+    compressed.on('error', () => undefined);
+    compressed.destroy();
+    throw err;
+  }
   pipeline(compressed, decompress).catch(() => undefined);
   return decompress;
 }

@@ -157,9 +157,12 @@ function hashStages(layer: Layer): {
   const known = layer.knownDescriptor?.();
   const blob = new HashingStream(known === undefined ? 'sha256' : digestAlgorithm(known.digest));
   const tar = new HashingStream('sha256');
-  const stages: (Readable | Transform)[] = [layer.compressed(), blob];
+  // The decompressor first: without zstd in this Node it throws, and the
+  // blob must not have been opened for nothing.
   const compression = layerCompressionOf(layer.mediaType);
-  if (compression !== 'none') stages.push(createDecompressor(compression));
+  const decompress = compression === 'none' ? undefined : createDecompressor(compression);
+  const stages: (Readable | Transform)[] = [layer.compressed(), blob];
+  if (decompress !== undefined) stages.push(decompress);
   stages.push(tar);
   return { stages, blob, tar };
 }

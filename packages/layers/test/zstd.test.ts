@@ -1,11 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
+  DescribedLayer,
   MediaType,
   createDecompressor,
+  digestOf,
   layerFromBytes,
   zstdAvailable,
   type Layer,
@@ -14,6 +16,7 @@ import { sniffCompression, zstdFrameSync } from '@lading/core/internal';
 import {
   directoryTar,
   extract,
+  extractVerified,
   layerFromDirectory,
   layerFromFile,
   layerFromOpener,
@@ -117,6 +120,46 @@ describe('zstd layers', () => {
     if (z.code !== 127) expect(z.code).toBe(0);
   });
 
+  it('reads a described zstd layer, or fails UNSUPPORTED without opening its blob or leaving it open', async () => {
+    const d = tree();
+    const tar = await collect(directoryTar(d, { mtime: 0 }));
+    const blob = zstdAvailable()
+      ? await collect(layerFromBytes(tar, { compression: 'zstd' }).compressed())
+      : Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0]);
+    /** Blob is a layer listed in a manifest: it counts the blobs it hands out. */
+    class Blob extends DescribedLayer {
+      readonly opened: Readable[] = [];
+      compressed(): Readable {
+        const r = Readable.from([blob]);
+        this.opened.push(r);
+        return r;
+      }
+    }
+    const layer = new Blob(
+      { mediaType: MediaType.OciLayerZstd, digest: digestOf(blob), size: blob.length },
+      () => layerFromBytes(tar).diffId(),
+      undefined,
+    );
+    const top = tempDir('lading-zstd-d-');
+    if (!zstdAvailable()) {
+      expect(() => layer.uncompressed()).toThrow(expect.objectContaining({ code: 'UNSUPPORTED' }));
+      // The blob it had opened is closed, not left to hold a connection.
+      expect(layer.opened.map((r) => r.destroyed)).toEqual([true]);
+      await expect(extractVerified([layer], join(top, 'root'))).rejects.toMatchObject({
+        code: 'UNSUPPORTED',
+      });
+      // extractVerified asks for the decompressor before the blob.
+      expect(layer.opened).toHaveLength(1);
+      return;
+    }
+    expect((await collect(layer.uncompressed())).equals(tar)).toBe(true);
+    await extractVerified([layer], join(top, 'root'));
+    expect(readFileSync(join(top, 'root', 'a/f3'), 'utf8')).toBe(
+      readFileSync(join(d, 'a/f3'), 'utf8'),
+    );
+    expect(layer.opened).toHaveLength(2);
+  });
+
   it('round-trip through extract, and a .tar.zst file is detected by its magic bytes', async () => {
     const d = tree();
     const tar = await collect(directoryTar(d, { mtime: 0 }));
@@ -131,6 +174,9 @@ describe('zstd layers', () => {
       await expect(extract([layer], join(top, 'root'))).rejects.toMatchObject({
         code: 'UNSUPPORTED',
       });
+      // Each failed pass closes the file it opened (it was left open, and
+      // failed the process once the file was gone).
+      expect(await openedFor(file)).toBe(0);
       return;
     }
     const built = layerFromDirectory(d, { mtime: 0, compression: 'zstd', workers: 2 });
@@ -163,3 +209,17 @@ describe('zstd layers', () => {
     expect((await unzstd(zstdFrameSync(Buffer.alloc(0), 3))).length).toBe(0);
   });
 });
+
+/** openedFor waits up to a second for this process to hold no descriptor of `path`, and says how many it holds. */
+async function openedFor(path: string): Promise<number> {
+  const count = (): number =>
+    readdirSync('/proc/self/fd').filter((fd) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${fd}`) === path;
+      } catch {
+        return false;
+      }
+    }).length;
+  for (let i = 0; i < 100 && count() > 0; i++) await new Promise((r) => setTimeout(r, 10));
+  return count();
+}

@@ -109,6 +109,53 @@ class SideChannel extends Transform {
   }
 }
 
+/** Stages are the transforms of one pass and the hashes that watch them. */
+interface Stages {
+  readonly transforms: Transform[];
+  readonly blobHash: HashingStream;
+  readonly tarHash: HashingStream;
+  readonly blobSink: HashSink | undefined;
+  readonly tarSink: HashSink | undefined;
+  /** none: the layer is an uncompressed tar, its blob is the tar. */
+  readonly none: boolean;
+}
+
+/**
+ * passStages builds the transforms between a pass's source and its output.
+ * @throws UNSUPPORTED for a zstd source on a Node without zstd.
+ */
+function passStages(src: PassSource, output: PassOutput, compression: ResolvedCompression): Stages {
+  const blobHash = new HashingStream();
+  const tarHash = new HashingStream();
+  // Every pass checks that the tar is complete: a producer that failed or
+  // was killed must not become a layer (INVALID_LAYER, nothing settles).
+  const check = new TarCheck();
+  const precompressed = src.gzipped || src.zstd === true;
+  const none = compression.compression === 'none' && !precompressed;
+  const stages: Transform[] = [];
+  let blobSink: HashSink | undefined;
+  let tarSink: HashSink | undefined;
+  if (none) {
+    stages.push(tarHash, check);
+  } else if (!precompressed) {
+    stages.push(tarHash, check);
+    if (output === 'compressed') {
+      stages.push(gzipTransform(compression, src.pooled === true), blobHash);
+    } else {
+      blobSink = new HashSink();
+      stages.push(new SideChannel(gzipTransform(compression, false), blobSink));
+    }
+  } else {
+    stages.push(blobHash);
+    const kind = src.gzipped ? 'gzip' : 'zstd';
+    if (output === 'compressed') {
+      tarSink = new HashSink();
+      stages.push(new SideChannel(createDecompressor(kind), tarSink, check));
+    } else stages.push(createDecompressor(kind), tarHash, check);
+  }
+  return { transforms: stages, blobHash, tarHash, blobSink, tarSink, none };
+}
+
 /** PassOutput is which side of the layer a pass hands to its consumer. */
 export type PassOutput = 'compressed' | 'uncompressed';
 
@@ -145,35 +192,17 @@ export function startPass(
       src.stream.destroy();
       throw out.errored ?? prematureClose();
     }
-    const blobHash = new HashingStream();
-    const tarHash = new HashingStream();
-    // Every pass checks that the tar is complete: a producer that failed or
-    // was killed must not become a layer (INVALID_LAYER, nothing settles).
-    const check = new TarCheck();
-    const precompressed = src.gzipped || src.zstd === true;
-    const none = compression.compression === 'none' && !precompressed;
-    const stages: Transform[] = [];
-    let blobSink: HashSink | undefined;
-    let tarSink: HashSink | undefined;
-    if (none) {
-      stages.push(tarHash, check);
-    } else if (!precompressed) {
-      stages.push(tarHash, check);
-      if (output === 'compressed') {
-        stages.push(gzipTransform(compression, src.pooled === true), blobHash);
-      } else {
-        blobSink = new HashSink();
-        stages.push(new SideChannel(gzipTransform(compression, false), blobSink));
-      }
-    } else {
-      stages.push(blobHash);
-      const kind = src.gzipped ? 'gzip' : 'zstd';
-      if (output === 'compressed') {
-        tarSink = new HashSink();
-        stages.push(new SideChannel(createDecompressor(kind), tarSink, check));
-      } else stages.push(createDecompressor(kind), tarHash, check);
+    let stages: Stages;
+    try {
+      stages = passStages(src, output, compression);
+    } catch (err) {
+      // Nothing will read the source (zstd on a Node without it): close it.
+      src.stream.on('error', noop);
+      src.stream.destroy();
+      throw err;
     }
-    await Promise.all([pipeline([src.stream, ...stages, out]), consumed]);
+    await Promise.all([pipeline([src.stream, ...stages.transforms, out]), consumed]);
+    const { blobHash, tarHash, blobSink, tarSink, none } = stages;
     const diffId = tarSink?.digest ?? tarHash.digest;
     const digest = none ? tarHash.digest : (blobSink?.digest ?? blobHash.digest);
     const size = none ? tarHash.size : (blobSink?.size ?? blobHash.size);
