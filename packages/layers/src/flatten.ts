@@ -105,6 +105,13 @@ function tarName(s: string): TarName {
   return Buffer.from(text, 'utf8').equals(bytes) ? text : bytes;
 }
 
+/** paxNumber reads a PAX record holding a whole number. */
+function paxNumber(v: string | undefined): number | undefined {
+  if (v === undefined || !/^\d+$/.test(v)) return undefined;
+  const n = Number(v);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
 /** extras are the entry's PAX records flatten copies, with their bytes. */
 function extras(h: EntryHeader, names: RawNames): Record<string, string | Buffer> {
   const pax: Record<string, string | Buffer> = {};
@@ -131,15 +138,16 @@ function header(
     name: tarName(type === 'directory' ? `${name}/` : name),
     type,
     mode: h.mode,
-    uid: h.uid,
-    gid: h.gid,
+    // tar-stream applies a PAX path, linkpath and size to the header, not ids or owner names.
+    uid: paxNumber(h.pax?.uid) ?? h.uid,
+    gid: paxNumber(h.pax?.gid) ?? h.gid,
     size: type === 'directory' ? 0 : h.size,
     mtime: Math.floor(h.mtime.getTime() / 1000),
     ...(linkname === undefined ? {} : { linkname: tarName(linkname) }),
     devmajor: h.devmajor,
     devminor: h.devminor,
-    uname: h.uname,
-    gname: h.gname,
+    uname: h.pax?.uname ?? h.uname,
+    gname: h.pax?.gname ?? h.gname,
     pax,
   });
 }

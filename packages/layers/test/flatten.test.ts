@@ -69,7 +69,7 @@ describe('flatten', () => {
     });
   });
 
-  it('keeps owner names, extended attributes and times from the PAX records', async () => {
+  it('keeps owner ids and names, extended attributes and times from the PAX records', async () => {
     const body = Buffer.from('ping');
     const tar = Buffer.concat([
       encodeTarHeader({
@@ -77,11 +77,11 @@ describe('flatten', () => {
         type: 'file',
         mode: 0o755,
         uid: 0,
-        gid: 0,
+        gid: 3_000_000,
         size: body.length,
         mtime: 1_700_000_000,
         uname: 'root',
-        gname: 'wheel',
+        gname: 'g'.repeat(40),
         pax: { 'SCHILY.xattr.user.note': 'kept', mtime: '1700000000.25' },
       }),
       body,
@@ -96,10 +96,13 @@ describe('flatten', () => {
       e.resume();
     }
     expect(headers).toHaveLength(1);
-    expect(headers[0]).toMatchObject({ name: 'bin/ping', uname: 'root', gname: 'wheel', size: 4 });
+    expect(headers[0]).toMatchObject({ name: 'bin/ping', uname: 'root', size: 4 });
+    // An id or owner name too large for ustar comes back in PAX records.
     expect(headers[0]?.pax).toMatchObject({
       'SCHILY.xattr.user.note': 'kept',
       mtime: '1700000000.25',
+      gid: '3000000',
+      gname: 'g'.repeat(40),
     });
   });
 
