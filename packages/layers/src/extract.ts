@@ -30,7 +30,7 @@ import {
 } from '@lading/core';
 import { makeDirectory } from '@lading/core/internal';
 import { RawNames, isAscii } from './internal/tar-check.js';
-import { tarEntries, type TarEntry } from './internal/tar-entries.js';
+import { owners, tarEntries, type TarEntry } from './internal/tar-entries.js';
 import { safeRelative, unsafe } from './safe-path.js';
 import {
   openNewFile,
@@ -279,6 +279,7 @@ class LayerApplier {
 
   async #entry(entry: TarEntry): Promise<void> {
     const h = entry.header;
+    const { uid, gid } = owners(h);
     // Every name is looked up, in header order, before anything returns.
     const name = this.#names.bytes(h.name);
     const linkname = h.linkname == null ? '' : this.#names.bytes(h.linkname);
@@ -326,7 +327,7 @@ class LayerApplier {
       case 'directory': {
         await this.#clear(abs, true);
         if (lstatOrUndefined(abs) === undefined) await mkdir(fsPath(abs), { mode: 0o700 });
-        if (this.#chown) await lchown(fsPath(abs), h.uid, h.gid);
+        if (this.#chown) await lchown(fsPath(abs), uid, gid);
         this.#dirs.push({ abs, mode, mtime });
         break;
       }
@@ -335,7 +336,7 @@ class LayerApplier {
         await this.#clear(abs, false);
         if (sparse !== undefined) {
           await writeSparseFile(fsPath(abs), entry, sparse, mode);
-          await this.#meta(abs, h.uid, h.gid, mtime, mode);
+          await this.#meta(abs, uid, gid, mtime, mode);
           break;
         }
         if (h.size <= smallFile) {
@@ -349,7 +350,7 @@ class LayerApplier {
             total += chunk.length;
           }
           writeSmallFileSync(fsPath(abs), mode, chunks, total);
-          await this.#meta(abs, h.uid, h.gid, mtime, mode);
+          await this.#meta(abs, uid, gid, mtime, mode);
           break;
         }
         // O_EXCL | O_NOFOLLOW: never open through a link, never reuse a file.
@@ -377,13 +378,13 @@ class LayerApplier {
           // An entry the tar ends inside leaves no partial file behind.
           if (!complete) await rm(fsPath(abs), { force: true });
         }
-        await this.#meta(abs, h.uid, h.gid, mtime, mode);
+        await this.#meta(abs, uid, gid, mtime, mode);
         break;
       }
       case 'symlink': {
         await this.#clear(abs, false);
         await symlink(fsPath(linkname), fsPath(abs));
-        await this.#meta(abs, h.uid, h.gid, mtime);
+        await this.#meta(abs, uid, gid, mtime);
         break;
       }
       case 'link': {
@@ -404,7 +405,7 @@ class LayerApplier {
       case 'fifo': {
         await this.#clear(abs, false);
         await this.#mkfifo(abs, mode);
-        await this.#meta(abs, h.uid, h.gid, mtime);
+        await this.#meta(abs, uid, gid, mtime);
         break;
       }
       default:

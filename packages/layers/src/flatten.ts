@@ -8,7 +8,7 @@ import {
   type TarType,
 } from '@lading/core/internal';
 import { RawNames, isAscii } from './internal/tar-check.js';
-import { tarEntries, type EntryHeader } from './internal/tar-entries.js';
+import { owners, tarEntries, type EntryHeader } from './internal/tar-entries.js';
 
 /** FlattenOptions configure {@link flatten}. */
 export interface FlattenOptions {
@@ -105,13 +105,6 @@ function tarName(s: string): TarName {
   return Buffer.from(text, 'utf8').equals(bytes) ? text : bytes;
 }
 
-/** paxNumber reads a PAX record holding a whole number. */
-function paxNumber(v: string | undefined): number | undefined {
-  if (v === undefined || !/^\d+$/.test(v)) return undefined;
-  const n = Number(v);
-  return Number.isSafeInteger(n) ? n : undefined;
-}
-
 /** extras are the entry's PAX records flatten copies, with their bytes. */
 function extras(h: EntryHeader, names: RawNames): Record<string, string | Buffer> {
   const pax: Record<string, string | Buffer> = {};
@@ -138,16 +131,12 @@ function header(
     name: tarName(type === 'directory' ? `${name}/` : name),
     type,
     mode: h.mode,
-    // tar-stream applies a PAX path, linkpath and size to the header, not ids or owner names.
-    uid: paxNumber(h.pax?.uid) ?? h.uid,
-    gid: paxNumber(h.pax?.gid) ?? h.gid,
+    ...owners(h),
     size: type === 'directory' ? 0 : h.size,
     mtime: Math.floor(h.mtime.getTime() / 1000),
     ...(linkname === undefined ? {} : { linkname: tarName(linkname) }),
     devmajor: h.devmajor,
     devminor: h.devminor,
-    uname: h.pax?.uname ?? h.uname,
-    gname: h.pax?.gname ?? h.gname,
     pax,
   });
 }

@@ -61,3 +61,24 @@ export async function* tarEntries(source: Readable, names?: RawNames): AsyncGene
     }
   }
 }
+
+/** paxNumber reads a PAX record holding a whole number. */
+function paxNumber(v: string | undefined): number | undefined {
+  if (v === undefined || !/^\d+$/.test(v)) return undefined;
+  const n = Number(v);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
+/**
+ * owners are an entry's owner ids and names: tar-stream applies a PAX
+ * path, linkpath and size to its header, not these, so ids past ustar's
+ * 2 097 151 and long names are taken from the PAX records here.
+ */
+export function owners(h: EntryHeader): { uid: number; gid: number; uname: string; gname: string } {
+  return {
+    uid: paxNumber(h.pax?.uid) ?? h.uid,
+    gid: paxNumber(h.pax?.gid) ?? h.gid,
+    uname: h.pax?.uname ?? h.uname,
+    gname: h.pax?.gname ?? h.gname,
+  };
+}
