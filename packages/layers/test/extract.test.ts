@@ -12,10 +12,9 @@ import {
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { isLadingError, layerFromBytes, type Layer } from '@lading/core';
-import { encodeTarHeader, tarPadding, tarTrailer } from '@lading/core/internal';
 import { extract, layerFromDirectory } from '../src/index.js';
 import { safeRelative } from '../src/safe-path.js';
-import { makeTar, tempDir, type TarEntry } from './helpers.js';
+import { encodedTar, makeTar, tempDir, type TarEntry } from './helpers.js';
 
 async function layer(entries: TarEntry[]): Promise<Layer> {
   return layerFromBytes(await makeTar(entries));
@@ -327,23 +326,14 @@ describe('safeRelative', () => {
     expect(safeRelative('./a')).toBe('a');
     expect(() => safeRelative('a/../b')).toThrow(expect.objectContaining({ code: 'UNSAFE_PATH' }));
   });
+});
 
+describe('extract owners', () => {
   it('restores owner ids past ustar from PAX records with chown (as root)', async () => {
-    const body = Buffer.from('x');
-    const tar = Buffer.concat([
-      encodeTarHeader({
-        name: 'owned',
-        type: 'file',
-        mode: 0o644,
-        uid: 2_500_000,
-        gid: 3_000_000,
-        size: body.length,
-        mtime: 0,
-      }),
-      body,
-      Buffer.alloc(tarPadding(body.length)),
-      tarTrailer,
-    ]);
+    const tar = encodedTar({
+      header: { name: 'owned', uid: 2_500_000, gid: 3_000_000 },
+      body: 'x',
+    });
     const dir = join(tempDir('lading-x-'), 'root');
     await extract([layerFromBytes(tar, { compressed: false })], dir, { chown: true });
     const st = statSync(join(dir, 'owned'));

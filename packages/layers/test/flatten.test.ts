@@ -5,9 +5,9 @@ import { Readable } from 'node:stream';
 import { extract, type Header } from 'tar-stream';
 import { describe, expect, it } from 'vitest';
 import { layerFromBytes, type Layer } from '@lading/core';
-import { encodeTarHeader, tarPadding, tarTrailer } from '@lading/core/internal';
+import { encodeTarHeader, tarTrailer } from '@lading/core/internal';
 import { flatten } from '../src/index.js';
-import { collect, makeTar, tempDir, type TarEntry } from './helpers.js';
+import { collect, encodedTar, makeTar, tempDir, type TarEntry } from './helpers.js';
 
 async function layer(entries: TarEntry[]): Promise<Layer> {
   return layerFromBytes(await makeTar(entries), { compressed: false });
@@ -70,24 +70,18 @@ describe('flatten', () => {
   });
 
   it('keeps owner ids and names, extended attributes and times from the PAX records', async () => {
-    const body = Buffer.from('ping');
-    const tar = Buffer.concat([
-      encodeTarHeader({
+    const tar = encodedTar({
+      header: {
         name: 'bin/ping',
-        type: 'file',
         mode: 0o755,
-        uid: 0,
         gid: 3_000_000,
-        size: body.length,
         mtime: 1_700_000_000,
         uname: 'root',
         gname: 'g'.repeat(40),
         pax: { 'SCHILY.xattr.user.note': 'kept', mtime: '1700000000.25' },
-      }),
-      body,
-      Buffer.alloc(tarPadding(body.length)),
-      tarTrailer,
-    ]);
+      },
+      body: 'ping',
+    });
     const headers: Header[] = [];
     const x = extract();
     Readable.from([await collect(flatten([layerFromBytes(tar, { compressed: false })]))]).pipe(x);

@@ -6,6 +6,7 @@ import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { pack } from 'tar-stream';
 import { onTestFinished } from 'vitest';
+import { encodeTarHeader, tarPadding, tarTrailer, type TarHeader } from '@lading/core/internal';
 
 /**
  * tempDir makes a directory under the OS temp dir, named `<prefix>XXXXXX`,
@@ -169,4 +170,33 @@ export function textish(n: number, seed = 1): Buffer {
     len += w.length + 1;
   }
   return Buffer.from(out.join('')).subarray(0, n);
+}
+
+/**
+ * encodedTar is a tar of entries whose headers core's encodeTarHeader
+ * writes (PAX records as lading writes them); mode 0644, owner 0 and time
+ * 0 unless given, the size from the body.
+ */
+export function encodedTar(
+  ...entries: { header: Partial<TarHeader> & Pick<TarHeader, 'name'>; body?: string }[]
+): Buffer {
+  const parts: Buffer[] = [];
+  for (const { header, body = '' } of entries) {
+    const data = Buffer.from(body);
+    parts.push(
+      encodeTarHeader({
+        type: 'file',
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        mtime: 0,
+        ...header,
+        size: data.length,
+      }),
+      data,
+      Buffer.alloc(tarPadding(data.length)),
+    );
+  }
+  parts.push(tarTrailer);
+  return Buffer.concat(parts);
 }
