@@ -20,6 +20,7 @@ import {
 } from '@lading/core/internal';
 import { blockSize as chunkTarget } from './internal/block-pool.js';
 import { Chunker } from './internal/chunker.js';
+import { asName } from './internal/tar-check.js';
 import { OpenerLayer } from './opener-layer.js';
 import { defaultMediaType, type LayerOptions } from './stream-layer.js';
 
@@ -169,12 +170,6 @@ function listNames(abs: FsName): FsName[] {
   return readdirSync(abs, { encoding: 'buffer' })
     .sort((a, b) => Buffer.compare(a, b))
     .map((b) => asName(b));
-}
-
-/** asName is `bytes` as a string when it is valid UTF-8, else the bytes. */
-function asName(bytes: Buffer): FsName {
-  const s = bytes.toString('utf8');
-  return s.includes('\uFFFD') && !Buffer.from(s, 'utf8').equals(bytes) ? bytes : s;
 }
 
 /** joinName joins `a` and `b` with a slash, as bytes when either is. */

@@ -7,7 +7,7 @@ import {
   type TarName,
   type TarType,
 } from '@lading/core/internal';
-import { RawNames, isAscii } from './internal/tar-check.js';
+import { RawNames, asName, isAscii } from './internal/tar-check.js';
 import { owners, tarEntries, type EntryHeader } from './internal/tar-entries.js';
 
 /** FlattenOptions configure {@link flatten}. */
@@ -99,10 +99,7 @@ const ownRecords = new Set(['path', 'linkpath', 'size', 'uid', 'gid', 'uname', '
  * bytes are UTF-8, else the bytes.
  */
 function tarName(s: string): TarName {
-  if (isAscii(s)) return s;
-  const bytes = Buffer.from(s, 'latin1');
-  const text = bytes.toString('utf8');
-  return Buffer.from(text, 'utf8').equals(bytes) ? text : bytes;
+  return isAscii(s) ? s : asName(Buffer.from(s, 'latin1'));
 }
 
 /** extras are the entry's PAX records flatten copies, with their bytes. */

@@ -149,6 +149,12 @@ export function isAscii(s: string): boolean {
   return !nonAscii.test(s);
 }
 
+/** asName is `bytes` as a string when they are valid UTF-8, else the bytes (a name as a file system or tar holds it). */
+export function asName(bytes: Buffer): string | Buffer {
+  const s = bytes.toString('utf8');
+  return s.includes('\uFFFD') && !Buffer.from(s, 'utf8').equals(bytes) ? bytes : s;
+}
+
 function checksumOk(h: Buffer): boolean {
   const stored = numeric(h, 148, 8);
   let unsigned = 0;
