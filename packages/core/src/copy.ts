@@ -1,11 +1,34 @@
 import { Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { VerifyingStream, digestOf, isDigest, parseDigest } from './digest.js';
-import { ErrorCode, LadingError, throwIfAborted } from './errors.js';
+import {
+  VerifyingStream,
+  createHasher,
+  digestAlgorithm,
+  digestOf,
+  isDigest,
+  parseDigest,
+} from './digest.js';
+import {
+  DigestMismatchError,
+  ErrorCode,
+  LadingError,
+  SizeMismatchError,
+  throwIfAborted,
+} from './errors.js';
 import { isVerified, markVerified } from './verified.js';
 import { isImageManifestMediaType, isIndexMediaType, isManifestMediaType } from './media-types.js';
 import type { BlobKind, ProgressEmitter } from './progress.js';
-import { isMounter, isPushPreparer, isTagPusher, type IoOptions, type Target } from './target.js';
+import {
+  isBlobLender,
+  isMounter,
+  isPushPreparer,
+  isSinkOpener,
+  isTagPusher,
+  type BlobLender,
+  type IoOptions,
+  type SinkOpener,
+  type Target,
+} from './target.js';
 import { Limiter } from './limiter.js';
 import { ByteCounter } from './byte-counter.js';
 import { MAX_MANIFEST_SIZE, readCapped } from './parse.js';
@@ -205,6 +228,50 @@ async function feedVerified(
 }
 
 /**
+ * lendInto moves a blob from a lender straight into a sink, hashing and
+ * counting every chunk as it passes; the sink commits only when the bytes
+ * are `desc`'s. Resolves false, having stored nothing, when the source
+ * cannot lend this blob.
+ * @throws DIGEST_MISMATCH, SIZE_MISMATCH, ABORTED, NETWORK
+ */
+async function lendInto(
+  src: BlobLender,
+  dst: SinkOpener,
+  desc: Descriptor,
+  options: IoOptions & { onBytes?: ((bytes: number) => void) | undefined },
+): Promise<boolean> {
+  const sink = await dst.openSink(desc, options);
+  if (sink === undefined) return true;
+  const what = `${desc.mediaType} ${desc.digest}`;
+  const hasher = createHasher(digestAlgorithm(desc.digest));
+  let size = 0;
+  let committed = false;
+  try {
+    const lent = await src.lend(
+      desc,
+      (chunk) => {
+        const at = size;
+        size += chunk.length;
+        if (size > desc.size) throw new SizeMismatchError(desc.size, size, what);
+        hasher.update(chunk);
+        options.onBytes?.(size);
+        return sink.write(chunk, at);
+      },
+      options,
+    );
+    if (!lent) return false;
+    if (size !== desc.size) throw new SizeMismatchError(desc.size, size, what);
+    const actual = hasher.digest();
+    if (actual !== desc.digest) throw new DigestMismatchError(desc.digest, actual, desc.mediaType);
+    await sink.commit();
+    committed = true;
+    return true;
+  } finally {
+    if (!committed) await sink.abort();
+  }
+}
+
+/**
  * both waits for two starts made together. When one fails, what the other
  * started is given back (`undoA`, `undoB`) and the first failure in
  * argument order is thrown.
@@ -371,6 +438,41 @@ class CopyRun {
       total: desc.size,
       kind,
     });
+    const onBytes =
+      progress === undefined
+        ? undefined
+        : (bytes: number) =>
+            progress.emit('progress', {
+              type: 'blob-progress',
+              id: desc.digest,
+              bytes,
+              total: desc.size,
+              kind,
+            });
+    const src = this.#src;
+    const dst = this.#dst;
+    // A lender into a sink (a registry into a layout) moves the bytes
+    // without a stream between them, in reused memory.
+    const lent =
+      isBlobLender(src) &&
+      isSinkOpener(dst) &&
+      (await lendInto(src, dst, desc, { ...io, onBytes }));
+    if (!lent) await this.#stream(desc, io, onBytes);
+    progress?.emit('progress', {
+      type: 'blob-done',
+      id: desc.digest,
+      digest: desc.digest,
+      size: desc.size,
+      kind,
+    });
+  }
+
+  /** #stream moves a blob as a stream: the source's fetch into the destination's push. */
+  async #stream(
+    desc: Descriptor,
+    io: IoOptions,
+    onBytes: ((bytes: number) => void) | undefined,
+  ): Promise<void> {
     const dst = this.#dst;
     let source: Readable;
     let push: (content: Readable) => Promise<void>;
@@ -391,25 +493,7 @@ class CopyRun {
     }
     await feedVerified(push, desc, source, {
       ...io,
-      ...(progress === undefined
-        ? {}
-        : {
-            onBytes: (bytes: number) =>
-              progress.emit('progress', {
-                type: 'blob-progress',
-                id: desc.digest,
-                bytes,
-                total: desc.size,
-                kind,
-              }),
-          }),
-    });
-    progress?.emit('progress', {
-      type: 'blob-done',
-      id: desc.digest,
-      digest: desc.digest,
-      size: desc.size,
-      kind,
+      ...(onBytes === undefined ? {} : { onBytes }),
     });
   }
 }

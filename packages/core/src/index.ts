@@ -67,6 +67,9 @@ export type {
   PreparedPush,
   PushPreparer,
   TagPusher,
+  BlobLender,
+  BlobSink,
+  SinkOpener,
 } from './target.js';
 export {
   parseReference,

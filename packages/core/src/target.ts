@@ -98,3 +98,57 @@ export interface TagPusher {
 export function isTagPusher(target: Target): target is Target & TagPusher {
   return typeof (target as Partial<TagPusher>).pushTagged === 'function';
 }
+
+/**
+ * BlobLender is a target that can hand a blob's bytes out in lent chunks:
+ * memory it reads into again once the taker is done with a chunk, instead
+ * of fresh memory per read. `copy()` uses it with a {@link SinkOpener}.
+ */
+export interface BlobLender {
+  /**
+   * lend reads the blob `desc` and calls `take` with each chunk, in order;
+   * a chunk's memory is reused once the promise `take` returned has
+   * settled. The bytes are not verified: the taker checks them. Resolves
+   * true after the last take settled, or false, having taken nothing, when
+   * this blob cannot be lent here (the caller then uses `fetch`).
+   * @throws ABORTED, NETWORK, or what `take` threw
+   */
+  lend(
+    desc: Descriptor,
+    take: (chunk: Buffer) => Promise<void> | void,
+    options?: IoOptions,
+  ): Promise<boolean>;
+}
+
+/** isBlobLender tells whether a target can lend a blob's bytes. */
+export function isBlobLender(target: Target): target is Target & BlobLender {
+  return typeof (target as Partial<BlobLender>).lend === 'function';
+}
+
+/**
+ * BlobSink takes one blob's bytes at given offsets, in any order and
+ * several at once, and stores the blob only when committed.
+ */
+export interface BlobSink {
+  /** write stores `chunk` at `offset`; the chunk is the caller's again once the promise settles. */
+  write(chunk: Buffer, offset: number): Promise<void>;
+  /** commit stores the blob; call it once every write has settled and the bytes were verified. */
+  commit(): Promise<void>;
+  /** abort drops what was written (after any failure; harmless after commit). */
+  abort(): Promise<void>;
+}
+
+/**
+ * SinkOpener is a target that can store a blob from chunks written at
+ * offsets (a file): with a {@link BlobLender} source, `copy()` moves the
+ * blob without a stream between them, verifying it on the way.
+ */
+export interface SinkOpener {
+  /** openSink opens the store of blob `desc`; undefined when the target already holds it. */
+  openSink(desc: Descriptor, options?: IoOptions): Promise<BlobSink | undefined>;
+}
+
+/** isSinkOpener tells whether a target can store a blob from written chunks. */
+export function isSinkOpener(target: Target): target is Target & SinkOpener {
+  return typeof (target as Partial<SinkOpener>).openSink === 'function';
+}

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { lstat, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { lstat, open, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -20,12 +20,14 @@ import {
   MAX_MANIFEST_SIZE,
   successorsOf,
   throwIfAborted,
+  type BlobSink,
   type BlobWriter,
   type Descriptor,
   type Digest,
   type IndexManifest,
   type IoOptions,
   type MediaTypeString,
+  type SinkOpener,
   type Target,
 } from '@lading/core';
 import { isVerified, makeDirectory } from '@lading/core/internal';
@@ -82,7 +84,7 @@ function emptyIndex(): IndexManifest {
  * processes may write one layout at once.
  * @see https://github.com/opencontainers/image-spec/blob/main/image-layout.md
  */
-export class OciLayout implements Target, BlobWriter {
+export class OciLayout implements Target, BlobWriter, SinkOpener {
   /** dir is the layout directory. */
   readonly dir: string;
   readonly #options: OciLayoutOptions;
@@ -273,6 +275,48 @@ export class OciLayout implements Target, BlobWriter {
       await rm(tmp, { force: true });
       throw err;
     }
+  }
+
+  /**
+   * openSink opens the store of blob `desc` as a temp file that chunks are
+   * written into at their offsets; commit renames it into `blobs/`, abort
+   * removes it. The caller verifies the bytes (copy() does) before it
+   * commits. Undefined when the layout already holds the blob.
+   */
+  async openSink(desc: Descriptor, options: IoOptions = {}): Promise<BlobSink | undefined> {
+    if (await this.exists(desc, options)) return undefined;
+    await this.init();
+    const tmp = join(this.dir, `.lading-tmp-${randomUUID()}`);
+    const file = await open(tmp, 'wx');
+    let open_ = true;
+    const close = async (): Promise<void> => {
+      if (!open_) return;
+      open_ = false;
+      await file.close();
+    };
+    return {
+      write: async (chunk, offset) => {
+        throwIfAborted(options.signal);
+        for (let done = 0; done < chunk.length;) {
+          const { bytesWritten } = await file.write(
+            chunk,
+            done,
+            chunk.length - done,
+            offset + done,
+          );
+          done += bytesWritten;
+        }
+      },
+      commit: async () => {
+        await close();
+        await makeDirectory(join(this.dir, 'blobs', digestAlgorithm(desc.digest)));
+        await rename(tmp, this.#blobPath(desc.digest));
+      },
+      abort: async () => {
+        await close().catch(() => undefined);
+        await rm(tmp, { force: true });
+      },
+    };
   }
 
   /**

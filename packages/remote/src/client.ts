@@ -200,6 +200,30 @@ export class RegistryClient {
       : markVerified(verify, { digest, size: options.size });
   }
 
+  /**
+   * lendBlob reads a blob of a plain-HTTP registry over a connection of its
+   * own and hands its bytes to `take` chunk by chunk, in memory that is read
+   * into again once `take`'s promise settles (so a taker that keeps bytes
+   * copies them). Nothing is verified: the taker hashes what it takes.
+   * Resolves false, having taken nothing, when the blob cannot be lent: an
+   * https registry, a `dispatcher` option, an answer that is not a plain
+   * 200 (a redirect, a challenge, an error); use {@link getBlob} then.
+   * @throws ABORTED; once bytes were taken, NETWORK or what `take` threw
+   */
+  lendBlob(
+    repo: string,
+    digest: Digest,
+    take: (chunk: Buffer) => Promise<void> | void,
+    options: IoOptions = {},
+  ): Promise<boolean> {
+    return this.transport.lend(
+      `/v2/${repo}/blobs/${digest}`,
+      this.#pull(repo),
+      options.signal,
+      take,
+    );
+  }
+
   /** deleteBlob deletes a blob. @throws NOT_FOUND, DENIED, UNSUPPORTED (405) */
   async deleteBlob(repo: string, digest: Digest, options: IoOptions = {}): Promise<void> {
     const res = await this.transport.exchange(

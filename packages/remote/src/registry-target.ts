@@ -8,6 +8,7 @@ import {
   isManifestMediaType,
   parseReference,
   readCapped,
+  type BlobLender,
   type BlobWriter,
   type Descriptor,
   type IoOptions,
@@ -35,7 +36,9 @@ export interface RegistryTargetOptions extends RemoteOptions {
  * blobs and manifests by digest, tags by name, cross-repository mounts
  * within the same registry, and uploads of blobs whose digest is unknown.
  */
-export class RegistryTarget implements Target, Mounter, BlobWriter, PushPreparer, TagPusher {
+export class RegistryTarget
+  implements Target, Mounter, BlobWriter, PushPreparer, TagPusher, BlobLender
+{
   readonly registryHost: string;
   readonly repository: string;
   readonly client: RegistryClient;
@@ -79,6 +82,19 @@ export class RegistryTarget implements Target, Mounter, BlobWriter, PushPreparer
       ...this.#signal(options),
       size: desc.size,
     });
+  }
+
+  /**
+   * lend hands a blob's bytes to `take` in reused memory, unverified (see
+   * RegistryClient.lendBlob); false when it cannot (use fetch).
+   */
+  lend(
+    desc: Descriptor,
+    take: (chunk: Buffer) => Promise<void> | void,
+    options?: IoOptions,
+  ): Promise<boolean> {
+    if (isManifestMediaType(desc.mediaType)) return Promise.resolve(false);
+    return this.client.lendBlob(this.repository, desc.digest, take, this.#signal(options));
   }
 
   async exists(desc: Descriptor, options?: IoOptions): Promise<boolean> {

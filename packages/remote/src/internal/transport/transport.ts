@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
+import { throwIfAborted } from '@lading/core';
 import { RegistryError } from '../../errors.js';
 import { Authenticator, type CredentialOptions } from './auth.js';
 import { rawSender, type Body, type RawSend } from './raw.js';
@@ -12,6 +13,7 @@ import {
   type RetryPolicy,
 } from './retry.js';
 import { registryBase, type SchemeOptions } from './scheme.js';
+import { lentGet, type Take } from './lent-get.js';
 
 /** TransportOptions configure how requests reach a registry and authenticate. */
 export interface TransportOptions extends CredentialOptions, SchemeOptions {
@@ -65,6 +67,9 @@ export class Transport {
   readonly retry: RetryPolicy;
   readonly auth: Authenticator;
   readonly #raw: RawSend;
+  /** #lending says blob bodies may be read over connections of lentGet's own. */
+  readonly #lending: boolean;
+  readonly #bodyTimeout: number;
   #pinged: Promise<void> | undefined;
 
   constructor(registry: string, options: TransportOptions, dispatcher: Dispatcher) {
@@ -80,6 +85,8 @@ export class Transport {
       bodyTimeout: options.bodyTimeout,
     });
     this.auth = new Authenticator(registry, this.base, options, this.#raw);
+    this.#lending = options.dispatcher === undefined && this.base.protocol === 'http:';
+    this.#bodyTimeout = options.bodyTimeout ?? 300_000;
   }
 
   /** url resolves a registry path. */
@@ -159,6 +166,45 @@ export class Transport {
       message: 'too many redirects',
       temporary: false,
     });
+  }
+
+  /**
+   * lend GETs `path` of this registry (plain HTTP) over a connection of its
+   * own and lends the body of a 200 to `take` chunk by chunk, in reused
+   * memory (see {@link lentGet}). It resolves false, having taken nothing,
+   * when it cannot: an https registry, a dispatcher given by the caller
+   * (its requests are the caller's to shape), any answer but a plain 200
+   * (a challenge, a redirect, an error), or a failure before the body; the
+   * caller then sends the request the usual way.
+   * @throws ABORTED; once the body has begun, NETWORK or what `take` threw
+   */
+  async lend(
+    path: string,
+    scopes: readonly string[],
+    signal: AbortSignal | undefined,
+    take: Take,
+  ): Promise<boolean> {
+    if (!this.#lending) return false;
+    let authorization: string | undefined;
+    try {
+      await this.ping(signal);
+      authorization = await this.auth.authorization(scopes, signal);
+    } catch {
+      throwIfAborted(signal);
+      return false;
+    }
+    return lentGet(
+      {
+        url: this.url(path),
+        headers: {
+          'user-agent': this.userAgent,
+          ...(authorization === undefined ? {} : { authorization }),
+        },
+        signal,
+        timeout: this.#bodyTimeout,
+      },
+      take,
+    );
   }
 
   /**
