@@ -25,6 +25,7 @@ import {
   isSinkOpener,
   isTagPusher,
   type BlobLender,
+  type BlobSink,
   type IoOptions,
   type SinkOpener,
   type Target,
@@ -229,9 +230,10 @@ async function feedVerified(
 
 /**
  * lendInto moves a blob from a lender straight into a sink, hashing and
- * counting every chunk as it passes; the sink commits only when the bytes
- * are `desc`'s. Resolves false, having stored nothing, when the source
- * cannot lend this blob.
+ * counting every chunk as it passes; the sink opens while the source's
+ * request is in flight and commits only when the bytes are `desc`'s. Resolves
+ * false, having stored nothing, when the source cannot lend this blob or
+ * the destination cannot take it as chunks (the caller then streams it).
  * @throws DIGEST_MISMATCH, SIZE_MISMATCH, ABORTED, NETWORK
  */
 async function lendInto(
@@ -240,34 +242,60 @@ async function lendInto(
   desc: Descriptor,
   options: IoOptions & { onBytes?: ((bytes: number) => void) | undefined },
 ): Promise<boolean> {
-  const sink = await dst.openSink(desc, options);
-  if (sink === undefined) return true;
   const what = `${desc.mediaType} ${desc.digest}`;
   const hasher = createHasher(digestAlgorithm(desc.digest));
+  const verify = (): void => {
+    const actual = hasher.digest();
+    if (actual !== desc.digest) throw new DigestMismatchError(desc.digest, actual, desc.mediaType);
+  };
+  // Opened at once: a registry's upload POST overlaps the source's GET.
+  const opening = dst.openSink(desc, options);
+  opening.catch(() => undefined);
+  const open = (): Promise<BlobSink | undefined> => opening;
+  let sink: BlobSink | undefined;
+  const unable = new Error('the destination takes no chunks');
   let size = 0;
   let committed = false;
   try {
-    const lent = await src.lend(
-      desc,
-      (chunk) => {
-        const at = size;
-        size += chunk.length;
-        if (size > desc.size) throw new SizeMismatchError(desc.size, size, what);
-        hasher.update(chunk);
-        options.onBytes?.(size);
-        return sink.write(chunk, at);
-      },
-      options,
-    );
+    const lent = await src
+      .lend(
+        desc,
+        (chunk) => {
+          const at = size;
+          size += chunk.length;
+          if (size > desc.size) throw new SizeMismatchError(desc.size, size, what);
+          hasher.update(chunk);
+          options.onBytes?.(size);
+          // Checked before the last bytes go: a sink never holds all of a
+          // wrong blob (a registry upload cut short commits nothing).
+          if (size === desc.size) verify();
+          if (sink !== undefined) return sink.write(chunk, at);
+          // Writes queued behind the opening go out in order.
+          return open().then((s) => {
+            if (s === undefined) throw unable;
+            sink = s;
+            return s.write(chunk, at);
+          });
+        },
+        options,
+      )
+      .catch((err: unknown) => {
+        if (err === unable) return false;
+        throw err;
+      });
     if (!lent) return false;
     if (size !== desc.size) throw new SizeMismatchError(desc.size, size, what);
-    const actual = hasher.digest();
-    if (actual !== desc.digest) throw new DigestMismatchError(desc.digest, actual, desc.mediaType);
+    if (size === 0) verify();
+    sink ??= await open();
+    if (sink === undefined) return false;
     await sink.commit();
     committed = true;
     return true;
   } finally {
-    if (!committed) await sink.abort();
+    if (!committed) {
+      const opened = await opening.catch(() => undefined);
+      await opened?.abort();
+    }
   }
 }
 
@@ -456,6 +484,8 @@ class CopyRun {
     const lent =
       isBlobLender(src) &&
       isSinkOpener(dst) &&
+      src.canLend(desc) &&
+      dst.canSink(desc) &&
       (await lendInto(src, dst, desc, { ...io, onBytes }));
     if (!lent) await this.#stream(desc, io, onBytes);
     progress?.emit('progress', {

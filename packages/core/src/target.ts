@@ -105,6 +105,8 @@ export function isTagPusher(target: Target): target is Target & TagPusher {
  * of fresh memory per read. `copy()` uses it with a {@link SinkOpener}.
  */
 export interface BlobLender {
+  /** canLend says whether `lend` may lend `desc` (it may still answer false). */
+  canLend(desc: Descriptor): boolean;
   /**
    * lend reads the blob `desc` and calls `take` with each chunk, in order;
    * a chunk's memory is reused once the promise `take` returned has
@@ -126,8 +128,9 @@ export function isBlobLender(target: Target): target is Target & BlobLender {
 }
 
 /**
- * BlobSink takes one blob's bytes at given offsets, in any order and
- * several at once, and stores the blob only when committed.
+ * BlobSink takes one blob's bytes at given offsets, several at once (a
+ * file in any order, a registry upload in order), and stores the blob only
+ * when committed.
  */
 export interface BlobSink {
   /** write stores `chunk` at `offset`; the chunk is the caller's again once the promise settles. */
@@ -144,7 +147,12 @@ export interface BlobSink {
  * blob without a stream between them, verifying it on the way.
  */
 export interface SinkOpener {
-  /** openSink opens the store of blob `desc`; undefined when the target already holds it. */
+  /** canSink says whether `openSink` may take `desc` as chunks (it may still answer undefined). */
+  canSink(desc: Descriptor): boolean;
+  /**
+   * openSink opens the store of blob `desc`; undefined when the target
+   * cannot take it as chunks (copy() then streams it to `push`).
+   */
   openSink(desc: Descriptor, options?: IoOptions): Promise<BlobSink | undefined>;
 }
 

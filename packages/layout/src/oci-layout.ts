@@ -277,11 +277,17 @@ export class OciLayout implements Target, BlobWriter, SinkOpener {
     }
   }
 
+  /** canSink is true: a layout takes any blob as chunks. */
+  canSink(_desc: Descriptor): boolean {
+    return true;
+  }
+
   /**
    * openSink opens the store of blob `desc` as a temp file that chunks are
    * written into at their offsets; commit renames it into `blobs/`, abort
    * removes it. The caller verifies the bytes (copy() does) before it
-   * commits. Undefined when the layout already holds the blob.
+   * commits. Undefined when the layout already holds the blob (copy()'s
+   * push then sees it there).
    */
   async openSink(desc: Descriptor, options: IoOptions = {}): Promise<BlobSink | undefined> {
     if (await this.exists(desc, options)) return undefined;

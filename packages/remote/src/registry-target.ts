@@ -9,6 +9,7 @@ import {
   parseReference,
   readCapped,
   type BlobLender,
+  type BlobSink,
   type BlobWriter,
   type Descriptor,
   type IoOptions,
@@ -17,6 +18,7 @@ import {
   type PreparedPush,
   type PushPreparer,
   type Reference,
+  type SinkOpener,
   type TagPusher,
   type Target,
 } from '@lading/core';
@@ -37,7 +39,7 @@ export interface RegistryTargetOptions extends RemoteOptions {
  * within the same registry, and uploads of blobs whose digest is unknown.
  */
 export class RegistryTarget
-  implements Target, Mounter, BlobWriter, PushPreparer, TagPusher, BlobLender
+  implements Target, Mounter, BlobWriter, PushPreparer, TagPusher, BlobLender, SinkOpener
 {
   readonly registryHost: string;
   readonly repository: string;
@@ -88,12 +90,17 @@ export class RegistryTarget
    * lend hands a blob's bytes to `take` in reused memory, unverified (see
    * RegistryClient.lendBlob); false when it cannot (use fetch).
    */
+  /** canLend says whether {@link lend} may lend `desc`: a blob of a plain-HTTP registry. */
+  canLend(desc: Descriptor): boolean {
+    return !isManifestMediaType(desc.mediaType) && this.client.transport.ownSockets;
+  }
+
   lend(
     desc: Descriptor,
     take: (chunk: Buffer) => Promise<void> | void,
     options?: IoOptions,
   ): Promise<boolean> {
-    if (isManifestMediaType(desc.mediaType)) return Promise.resolve(false);
+    if (!this.canLend(desc)) return Promise.resolve(false);
     return this.client.lendBlob(this.repository, desc.digest, take, this.#signal(options));
   }
 
@@ -146,6 +153,63 @@ export class RegistryTarget
         }
       },
       cancel: () => session.cancel(),
+    };
+  }
+
+  /** canSink says whether {@link openSink} may take `desc`: a streamed blob of a plain-HTTP registry. */
+  canSink(desc: Descriptor): boolean {
+    return (
+      !isManifestMediaType(desc.mediaType) &&
+      this.client.transport.ownSockets &&
+      uploadMode(this.#options.uploadMode, desc) === 'stream'
+    );
+  }
+
+  /**
+   * openSink opens the upload of a blob that streams (over 1 MiB, unless
+   * another `uploadMode` was chosen) as one PATCH on a connection of its
+   * own, for chunks lent in order (copy() from a lending registry): each
+   * write resolves once the socket has sent the chunk. commit waits for the
+   * registry to take the bytes and closes the session with `PUT ?digest=`;
+   * abort cuts the PATCH short and deletes the session. Undefined when the
+   * registry is not plain HTTP, a dispatcher was given, or the blob goes in
+   * another mode: copy() then streams it.
+   * @throws REGISTRY_ERROR, UNAUTHORIZED, NETWORK
+   */
+  async openSink(desc: Descriptor, options?: IoOptions): Promise<BlobSink | undefined> {
+    if (!this.canSink(desc)) return undefined;
+    const io = this.#signal(options);
+    const session = await this.client.openUpload(this.repository, io);
+    const patch = await session.socketPatch(desc.size, io.signal).catch(async (err: unknown) => {
+      await session.cancel();
+      throw err;
+    });
+    if (patch === undefined) {
+      await session.cancel();
+      return undefined;
+    }
+    let sent = 0;
+    return {
+      write: (chunk, offset) => {
+        if (offset !== sent) {
+          return Promise.reject(
+            new LadingError(
+              ErrorCode.InvalidArgument,
+              `a registry upload takes its bytes in order (${offset} after ${sent})`,
+            ),
+          );
+        }
+        sent += chunk.length;
+        return patch.write(chunk);
+      },
+      commit: async () => {
+        await patch.done();
+        await session.commit(desc.digest, io);
+      },
+      abort: async () => {
+        patch.destroy();
+        await session.cancel();
+      },
     };
   }
 

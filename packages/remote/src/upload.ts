@@ -13,6 +13,7 @@ import { RegistryError, UploadError } from './errors.js';
 import { parseRangeEnd, watchSource } from './internal/upload-source.js';
 import {
   drain,
+  errorFromBody,
   errorFromResponse,
   header,
   type SendResponse,
@@ -233,6 +234,53 @@ export class BlobUpload {
       throw new DigestMismatchError(digest, stored, 'committed blob');
     this.#closed = true;
     return header(res.headers, 'location');
+  }
+
+  /**
+   * @internal socketPatch opens one PATCH of `length` bytes at the current
+   * offset on a connection of its own (see Transport.socketUpload), for a
+   * caller that lends the chunks it writes; `done()` waits for the
+   * registry's answer and moves location and offset on. Undefined when the
+   * session cannot (https, a caller's dispatcher).
+   * @throws REGISTRY_ERROR, NETWORK, ABORTED
+   */
+  async socketPatch(
+    length: number,
+    signal?: AbortSignal,
+  ): Promise<
+    { write(chunk: Buffer): Promise<void>; done(): Promise<void>; destroy(): void } | undefined
+  > {
+    const start = this.#offset;
+    const url = this.#location;
+    const up = await this.#transport.socketUpload(
+      'PATCH',
+      url,
+      {
+        'content-type': 'application/octet-stream',
+        ...(start === 0 || length === 0
+          ? {}
+          : { 'content-range': `${start}-${start + length - 1}` }),
+      },
+      length,
+      this.#scopes,
+      signal,
+    );
+    if (up === undefined) return undefined;
+    return {
+      write: (chunk) => up.write(chunk),
+      destroy: () => {
+        up.destroy();
+      },
+      done: async () => {
+        const a = await up.answer();
+        if (a.status !== 202 && a.status !== 204) {
+          throw errorFromBody('PATCH', url, a.status, a.headers, a.body);
+        }
+        const loc = header(a.headers, 'location');
+        if (loc !== undefined && loc !== '') this.#location = new URL(loc, url);
+        this.#offset = parseRangeEnd(header(a.headers, 'range')) ?? start + length;
+      },
+    };
   }
 
   /** cancel deletes the session; errors are swallowed (it is cleanup). */

@@ -1,7 +1,15 @@
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Image } from '@lading/core';
+import { randomBytes } from 'node:crypto';
+import {
+  appendLayers,
+  copy,
+  emptyImage,
+  layerFromBytes,
+  writeImage,
+  type Image,
+} from '@lading/core';
 import {
   createRegistry,
   memoryStorage,
@@ -11,7 +19,7 @@ import {
   type UploadStore,
 } from '@lading/registry';
 import { htpasswdEntry } from '@lading/testing';
-import { pull, write } from '../src/index.js';
+import { pull, registryTarget, write } from '../src/index.js';
 import { CountingSource, TestStreamLayer, testImage } from './helpers.js';
 
 const alice = { username: 'alice', password: 'pw' };
@@ -104,5 +112,34 @@ describe('uploads handed to an external location by @lading/registry', () => {
     expect(puts.map((u) => u.searchParams.get('digest'))).toContain(await layer.digest());
     const back = (await pull(`${host}/ext/app:1`, { auth: alice })) as Image;
     expect(await back.digest()).toBe(result.digest);
+  });
+
+  it('copies a streamed blob there as one PATCH on its own connection, without credentials', async () => {
+    const source = createRegistry({ storage: memoryStorage() });
+    try {
+      const from = new URL((await source.listen({ host: '127.0.0.1', port: 0 })).url).host;
+      const layer = layerFromBytes(randomBytes(2 * 1024 * 1024));
+      await writeImage(registryTarget(`${from}/src/app`), 'v1', appendLayers(emptyImage(), layer));
+      seen.length = 0;
+      await copy(
+        registryTarget(`${from}/src/app`),
+        'v1',
+        registryTarget(`${host}/ext/copied`, { auth: alice }),
+        'v1',
+      );
+      const size = await layer.size();
+      const patch = seen.find((x) => x.method === 'PATCH');
+      expect(patch?.headers['content-length']).toBe(String(size));
+      expect(patch?.headers.connection).toBe('close');
+      for (const x of seen) expect(x.headers.authorization).toBeUndefined();
+      const put = seen.find((x) => x.method === 'PUT' && x.url.includes('digest='));
+      expect(put?.url.startsWith(`/bucket/`)).toBe(true);
+      expect(new URL(put!.url, externalUrl).searchParams.get('X-Signature')).toBe('a/b=');
+      const back = (await pull(`${host}/ext/copied:v1`, { auth: alice })) as Image;
+      const [copied] = await back.layers();
+      expect(await copied!.digest()).toBe(await layer.digest());
+    } finally {
+      await source.close();
+    }
   });
 });

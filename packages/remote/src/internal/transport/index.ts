@@ -1,6 +1,13 @@
 export { Transport } from './transport.js';
 export type { SendRequest, TransportOptions } from './transport.js';
-export { ERROR_BODY_CAP, discard, drain, errorFromResponse, header } from './response.js';
+export {
+  ERROR_BODY_CAP,
+  discard,
+  drain,
+  errorFromBody,
+  errorFromResponse,
+  header,
+} from './response.js';
 export type { Headers, SendResponse } from './response.js';
 export { isTemporary, withRetry } from './retry.js';
 export type { RetryOptions, RetryPolicy } from './retry.js';

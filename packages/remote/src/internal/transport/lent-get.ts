@@ -1,6 +1,7 @@
 import { connect, type Socket } from 'node:net';
-import { AbortedError, throwIfAborted } from '@lading/core';
+import { AbortedError, ErrorCode, LadingError, throwIfAborted } from '@lading/core';
 import { RegistryError } from '../../errors.js';
+import { HEAD_CAP, parseHead, requestHead, socketAddress, type Head } from './http1.js';
 
 /**
  * Take receives one chunk of a body. The chunk is lent: its memory is read
@@ -21,10 +22,10 @@ export interface LentGet {
 
 /** READ_SIZE is the size of one read buffer. */
 const READ_SIZE = 256 * 1024;
-/** BUFFERS_PER_GET bounds the memory one GET reads into (lent chunks included). */
+/** BUFFERS_PER_GET is the memory one GET reads into (lent chunks included). */
 const BUFFERS_PER_GET = 8;
-/** HEAD_CAP is the most bytes of status line and headers accepted. */
-const HEAD_CAP = 64 * 1024;
+/** BUFFERS_MAX bounds it when reads come while paused. */
+const BUFFERS_MAX = 2 * BUFFERS_PER_GET;
 /** SPARE_CAP bounds the read buffers kept between GETs. */
 const SPARE_CAP = 16;
 
@@ -39,49 +40,6 @@ function takeBuffer(): Buffer {
 
 function giveBack(buffers: Buffer[]): void {
   for (const b of buffers) if (spare.length < SPARE_CAP) spare.push(b);
-}
-
-interface Head {
-  readonly status: number;
-  readonly length: number | undefined;
-  /** plain says the body is exactly `length` bytes as sent (no transfer or content coding). */
-  readonly plain: boolean;
-}
-
-function parseHead(text: string): Head | undefined {
-  const lines = text.split('\r\n');
-  const status = /^HTTP\/1\.[01] (\d{3})(?: |$)/.exec(lines[0] ?? '');
-  if (status === null) return undefined;
-  let length: number | undefined;
-  let plain = true;
-  let lengths = 0;
-  for (const line of lines.slice(1)) {
-    const colon = line.indexOf(':');
-    if (colon <= 0) return undefined;
-    const name = line.slice(0, colon).trim().toLowerCase();
-    const value = line.slice(colon + 1).trim();
-    if (name === 'content-length') {
-      lengths++;
-      length = /^\d{1,15}$/.test(value) ? Number(value) : undefined;
-    } else if (name === 'transfer-encoding') {
-      plain = false;
-    } else if (name === 'content-encoding' && value.toLowerCase() !== 'identity') {
-      plain = false;
-    }
-  }
-  if (lengths !== 1) length = undefined;
-  return { status: Number(status[1]), length, plain };
-}
-
-function requestText(get: LentGet): string | undefined {
-  const { url } = get;
-  const lines = [`GET ${url.pathname}${url.search} HTTP/1.1`, `host: ${url.host}`];
-  for (const [name, value] of Object.entries(get.headers)) {
-    if (/[\r\n:]/.test(name) || /[\r\n]/.test(value)) return undefined;
-    lines.push(`${name}: ${value}`);
-  }
-  lines.push('accept-encoding: identity', 'connection: close', '', '');
-  return lines.join('\r\n');
 }
 
 /**
@@ -100,7 +58,7 @@ function requestText(get: LentGet): string | undefined {
  */
 export async function lentGet(get: LentGet, take: Take): Promise<boolean> {
   throwIfAborted(get.signal);
-  const request = requestText(get);
+  const request = requestHead('GET', get.url, get.headers);
   if (get.url.protocol !== 'http:' || request === undefined) return false;
   return new Promise<boolean>((resolve, reject) => {
     let next = takeBuffer();
@@ -235,25 +193,31 @@ export async function lentGet(get: LentGet, take: Take): Promise<boolean> {
         return lend(undefined, body) && received < length;
       }
       if (!lend(buffer, body)) return false;
-      const replacement = free.pop();
+      let replacement = free.pop();
       if (replacement === undefined) {
-        // Cannot happen: reading resumes only once a buffer is free again.
-        finish({ error: new Error('no free read buffer') });
-        return false;
+        // A read while paused (Node's stream machinery may start one): it
+        // went into the spare `next`; one more buffer takes its place.
+        if (own.length >= BUFFERS_MAX) {
+          finish({ error: new LadingError(ErrorCode.Io, 'lent GET: read buffers exhausted') });
+          return false;
+        }
+        replacement = takeBuffer();
+        own.push(replacement);
       }
       next = replacement;
       if (received === length) return false;
       if (free.length === 0) {
         paused = true;
         socket.setTimeout(0);
+        // pause() also stops the stream machinery from reading on its own.
+        socket.pause();
         return false;
       }
       return true;
     };
 
     const socket: Socket = connect({
-      host: get.url.hostname.replace(/^\[(.*)\]$/, '$1'),
-      port: Number(get.url.port || 80),
+      ...socketAddress(get.url),
       onread: { buffer: () => next, callback: onRead },
     });
     socket.on('error', fail);

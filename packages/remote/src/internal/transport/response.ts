@@ -65,20 +65,37 @@ export async function errorFromResponse(
   res: SendResponse,
   message?: string,
 ): Promise<RegistryError> {
-  let errors: RegistryErrorDetail[] = [];
+  let body: Buffer = Buffer.alloc(0);
   try {
     // Past the cap readCapped throws, and the catch below leaves errors empty.
-    const body = await readCapped(res.body, ERROR_BODY_CAP);
+    body = await readCapped(res.body, ERROR_BODY_CAP);
+  } catch {
+    // cut off: the status says enough
+  }
+  return errorFromBody(method, res.url, res.status, res.headers, body, message);
+}
+
+/** errorFromBody builds the RegistryError of an answer whose body (at most 64 KiB) is at hand. */
+export function errorFromBody(
+  method: string,
+  url: URL,
+  status: number,
+  headers: Headers,
+  body: Buffer,
+  message?: string,
+): RegistryError {
+  let errors: RegistryErrorDetail[] = [];
+  try {
     if (body.length > 0) errors = specErrors(JSON.parse(body.toString('utf8')) as object);
   } catch {
-    // not JSON, or cut off: the status says enough
+    // not JSON: the status says enough
   }
   return new RegistryError({
     method,
-    url: res.url,
-    status: res.status,
+    url,
+    status,
     errors,
-    retryAfterMs: parseRetryAfter(res.headers['retry-after']),
+    retryAfterMs: parseRetryAfter(headers['retry-after']),
     ...(message === undefined ? {} : { message }),
   });
 }

@@ -14,6 +14,7 @@ import {
 } from './retry.js';
 import { registryBase, type SchemeOptions } from './scheme.js';
 import { lentGet, type Take } from './lent-get.js';
+import { socketUpload, type SocketUpload } from './socket-upload.js';
 
 /** TransportOptions configure how requests reach a registry and authenticate. */
 export interface TransportOptions extends CredentialOptions, SchemeOptions {
@@ -70,6 +71,7 @@ export class Transport {
   /** #lending says blob bodies may be read over connections of lentGet's own. */
   readonly #lending: boolean;
   readonly #bodyTimeout: number;
+  readonly #headersTimeout: number;
   #pinged: Promise<void> | undefined;
 
   constructor(registry: string, options: TransportOptions, dispatcher: Dispatcher) {
@@ -87,6 +89,7 @@ export class Transport {
     this.auth = new Authenticator(registry, this.base, options, this.#raw);
     this.#lending = options.dispatcher === undefined && this.base.protocol === 'http:';
     this.#bodyTimeout = options.bodyTimeout ?? 300_000;
+    this.#headersTimeout = options.headersTimeout ?? 300_000;
   }
 
   /** url resolves a registry path. */
@@ -205,6 +208,44 @@ export class Transport {
       },
       take,
     );
+  }
+
+  /** ownSockets says requests may go over connections of lading's own (plain HTTP, no dispatcher given). */
+  get ownSockets(): boolean {
+    return this.#lending;
+  }
+
+  /**
+   * socketUpload opens a request with a body of `length` bytes on a
+   * connection of its own, credentials only for this registry's origin (see
+   * {@link socketUpload}); undefined when it cannot ({@link ownSockets}, or
+   * `url` not plain HTTP). No challenge is answered and nothing is retried.
+   * @throws ABORTED, UNAUTHORIZED (a token refused)
+   */
+  async socketUpload(
+    method: string,
+    url: URL,
+    headers: Readonly<Record<string, string>>,
+    length: number,
+    scopes: readonly string[],
+    signal: AbortSignal | undefined,
+  ): Promise<SocketUpload | undefined> {
+    if (!this.#lending || url.protocol !== 'http:') return undefined;
+    await this.ping(signal);
+    const authorization =
+      url.origin === this.base.origin ? await this.auth.authorization(scopes, signal) : undefined;
+    return socketUpload({
+      method,
+      url,
+      headers: {
+        'user-agent': this.userAgent,
+        ...headers,
+        ...(authorization === undefined ? {} : { authorization }),
+      },
+      length,
+      signal,
+      timeout: this.#headersTimeout,
+    });
   }
 
   /**

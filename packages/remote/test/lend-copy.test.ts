@@ -1,0 +1,170 @@
+import { randomBytes } from 'node:crypto';
+import { buffer } from 'node:stream/consumers';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import {
+  ErrorCode,
+  ProgressEmitter,
+  appendLayers,
+  copy,
+  emptyImage,
+  isLadingError,
+  layerFromBytes,
+  writeImage,
+  type Digest,
+} from '@lading/core';
+import { createRegistry, memoryStorage, type Registry } from '@lading/registry';
+import { recordingProxy, type RecordingProxy } from '@lading/testing';
+import { RegistryClient, registryTarget } from '../src/index.js';
+import { FakeRegistry } from './fake-registry.js';
+
+// copy() between two plain-HTTP registries: the source lends the layer in
+// reused memory and the destination takes it as one PATCH on a connection
+// of its own, committed with PUT ?digest= only once the bytes were checked.
+
+let source: Registry;
+let sourceProxy: RecordingProxy;
+let dest: Registry;
+let destProxy: RecordingProxy;
+const layer = layerFromBytes(randomBytes(3 * 1024 * 1024 + 11));
+let layerBytes: Buffer;
+let layerDigest: Digest;
+
+beforeAll(async () => {
+  source = createRegistry({ storage: memoryStorage() });
+  sourceProxy = await recordingProxy((await source.listen({ host: '127.0.0.1', port: 0 })).url);
+  dest = createRegistry({ storage: memoryStorage() });
+  destProxy = await recordingProxy((await dest.listen({ host: '127.0.0.1', port: 0 })).url);
+  layerBytes = await buffer(layer.compressed());
+  layerDigest = await layer.digest();
+  await writeImage(
+    registryTarget(`${sourceProxy.host}/lend/app`),
+    'v1',
+    appendLayers(emptyImage(), layer),
+  );
+});
+afterAll(async () => {
+  await Promise.all([sourceProxy.close(), destProxy.close()]);
+  await Promise.all([source.close(), dest.close()]);
+});
+beforeEach(() => {
+  sourceProxy.clear();
+  destProxy.clear();
+});
+
+const layerRequests = (proxy: RecordingProxy) =>
+  proxy.requests.filter((r) => r.method !== 'HEAD' && !r.path.includes('/manifests/'));
+
+describe('copy from a registry into a registry, both plain HTTP', () => {
+  it('sends the layer as one PATCH of all its bytes, then PUT ?digest= with none', async () => {
+    const progress = new ProgressEmitter();
+    let last = 0;
+    progress.on('progress', (e) => {
+      if (e.type === 'blob-progress' && e.id === layerDigest) last = e.bytes;
+    });
+    await copy(
+      registryTarget(`${sourceProxy.host}/lend/app`),
+      'v1',
+      registryTarget(`${destProxy.host}/copied/app`),
+      'v1',
+      { progress },
+    );
+    expect(last).toBe(layerBytes.length);
+    const got = await buffer(
+      await new RegistryClient(destProxy.host).getBlob('copied/app', layerDigest),
+    );
+    expect(got.equals(layerBytes)).toBe(true);
+    // The source's GET went on a connection of its own (closed after it).
+    const get = sourceProxy.requests.find(
+      (r) => r.method === 'GET' && r.path.endsWith(layerDigest),
+    );
+    expect(get?.headers.connection).toBe('close');
+    const patches = destProxy.requests.filter((r) => r.method === 'PATCH');
+    const layerPatch = patches.find((r) => r.bodyBytes === layerBytes.length);
+    expect(layerPatch?.headers['content-length']).toBe(String(layerBytes.length));
+    const put = destProxy.requests.find(
+      (r) => r.method === 'PUT' && r.path.includes(encodeURIComponent(layerDigest)),
+    );
+    expect(put?.bodyBytes).toBe(0);
+    expect(put!.index).toBeGreaterThan(layerPatch!.index);
+    expect(put!.startTick).toBeGreaterThan(layerPatch!.endTick!);
+  });
+
+  it('stops at once with ABORTED, deletes the upload and never commits it', async () => {
+    const controller = new AbortController();
+    // Aborted once the first chunk has gone into the open PATCH.
+    const target = registryTarget(`${destProxy.host}/aborted/app`);
+    const openSink = target.openSink.bind(target);
+    target.openSink = async (desc, options) => {
+      const sink = await openSink(desc, options);
+      return (
+        sink && {
+          ...sink,
+          write: async (chunk, offset) => {
+            await sink.write(chunk, offset);
+            controller.abort();
+          },
+        }
+      );
+    };
+    const err = await copy(registryTarget(`${sourceProxy.host}/lend/app`), 'v1', target, 'v1', {
+      signal: controller.signal,
+    }).catch((e: unknown) => e);
+    expect(isLadingError(err) && err.code === ErrorCode.Aborted).toBe(true);
+    const reqs = layerRequests(destProxy);
+    expect(reqs.filter((r) => r.method === 'PUT')).toEqual([]);
+    // The layer's session (the one PATCH went to) is deleted.
+    const patches = reqs.filter((r) => r.method === 'PATCH');
+    expect(patches).toHaveLength(1);
+    expect(reqs.some((r) => r.method === 'DELETE' && r.path === patches[0]!.path)).toBe(true);
+    const head = await fetch(`${destProxy.url}/v2/aborted/app/blobs/${layerDigest}`, {
+      method: 'HEAD',
+    });
+    expect(head.status).toBe(404);
+  });
+});
+
+describe('copy into a registry that refuses the PATCH before its body ends', () => {
+  let fake: FakeRegistry;
+  beforeAll(async () => {
+    fake = await new FakeRegistry().start();
+  });
+  afterAll(() => fake.close());
+
+  it("fails with the registry's error and deletes the session", async () => {
+    fake.faults = [
+      (req) => {
+        if (req.method !== 'PATCH') return false;
+        // Answered at once, on the socket (chunked, as Go and Node send
+        // small error bodies), while the body is still read and thrown
+        // away: a server that closed now would reset the connection, and
+        // the answer with it.
+        const body = '{"errors":[{"code":"DENIED","message":"quota exceeded"}]}';
+        req.socket.write(
+          'HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\n' +
+            `transfer-encoding: chunked\r\n\r\n${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`,
+        );
+        req.resume();
+        req.on('end', () => req.socket.destroy());
+        req.on('close', () => req.socket.destroy());
+        return true;
+      },
+    ];
+    const started = performance.now();
+    const err = await copy(
+      registryTarget(`${sourceProxy.host}/lend/app`),
+      'v1',
+      registryTarget(`${fake.host}/refused/app`),
+      'v1',
+    ).catch((e: unknown) => e);
+    expect(isLadingError(err) && err.code === ErrorCode.Denied).toBe(true);
+    expect((err as Error).message).toMatch(/quota exceeded/);
+    expect(performance.now() - started).toBeLessThan(5000);
+    expect(fake.seen.some((r) => r.method === 'DELETE')).toBe(true);
+    const layerPuts = fake.seen.filter(
+      (r) =>
+        r.method === 'PUT' &&
+        (r.url.includes(layerDigest) || r.url.includes(encodeURIComponent(layerDigest))),
+    );
+    expect(layerPuts).toEqual([]);
+  });
+});
