@@ -251,7 +251,6 @@ async function lendInto(
   // Opened at once: a registry's upload POST overlaps the source's GET.
   const opening = dst.openSink(desc, options);
   opening.catch(() => undefined);
-  const open = (): Promise<BlobSink | undefined> => opening;
   let sink: BlobSink | undefined;
   const unable = new Error('the destination takes no chunks');
   let size = 0;
@@ -271,7 +270,7 @@ async function lendInto(
           if (size === desc.size) verify();
           if (sink !== undefined) return sink.write(chunk, at);
           // Writes queued behind the opening go out in order.
-          return open().then((s) => {
+          return opening.then((s) => {
             if (s === undefined) throw unable;
             sink = s;
             return s.write(chunk, at);
@@ -286,7 +285,7 @@ async function lendInto(
     if (!lent) return false;
     if (size !== desc.size) throw new SizeMismatchError(desc.size, size, what);
     if (size === 0) verify();
-    sink ??= await open();
+    sink ??= await opening;
     if (sink === undefined) return false;
     await sink.commit();
     committed = true;
@@ -479,8 +478,8 @@ class CopyRun {
             });
     const src = this.#src;
     const dst = this.#dst;
-    // A lender into a sink (a registry into a layout) moves the bytes
-    // without a stream between them, in reused memory.
+    // A lender into a sink (a plain-HTTP registry into a layout or another
+    // such registry) moves the bytes without a stream, in reused memory.
     const lent =
       isBlobLender(src) &&
       isSinkOpener(dst) &&

@@ -123,12 +123,17 @@ describe('copy from a registry into a registry, both plain HTTP', () => {
   });
 });
 
-describe('copy into a registry that refuses the PATCH before its body ends', () => {
+describe('copy into a registry that answers the PATCH its own way', () => {
   let fake: FakeRegistry;
   beforeAll(async () => {
     fake = await new FakeRegistry().start();
   });
   afterAll(() => fake.close());
+  beforeEach(() => {
+    // Each test copies into an empty registry.
+    fake.ctx.blobs.clear();
+    fake.ctx.manifests.clear();
+  });
 
   it("fails with the registry's error and deletes the session", async () => {
     fake.faults = [
@@ -166,5 +171,43 @@ describe('copy into a registry that refuses the PATCH before its body ends', () 
         (r.url.includes(layerDigest) || r.url.includes(encodeURIComponent(layerDigest))),
     );
     expect(layerPuts).toEqual([]);
+  });
+
+  it('takes an interim 100 Continue before the answer', async () => {
+    fake.faults = [
+      (req, res) => {
+        if (req.method === 'PATCH') res.writeContinue();
+        return false;
+      },
+    ];
+    const root = await copy(
+      registryTarget(`${sourceProxy.host}/lend/app`),
+      'v1',
+      registryTarget(`${fake.host}/continued/app`),
+      'v1',
+    );
+    const stored = fake.ctx.blobs.get(layerDigest);
+    expect(stored?.equals(layerBytes)).toBe(true);
+    expect(fake.ctx.manifests.get(`continued/app:${root.digest}`)).toBeDefined();
+  });
+
+  it('fails NETWORK (temporary) when the registry stops reading the body', async () => {
+    fake.faults = [
+      (req) => {
+        if (req.method !== 'PATCH') return false;
+        req.pause();
+        return true;
+      },
+    ];
+    const started = performance.now();
+    const err = await copy(
+      registryTarget(`${sourceProxy.host}/lend/app`),
+      'v1',
+      registryTarget(`${fake.host}/stalled/app`, { headersTimeout: 300 }),
+      'v1',
+    ).catch((e: unknown) => e);
+    expect(isLadingError(err) && err.code === ErrorCode.Network).toBe(true);
+    expect((err as { temporary?: boolean }).temporary).toBe(true);
+    expect(performance.now() - started).toBeLessThan(4000);
   });
 });

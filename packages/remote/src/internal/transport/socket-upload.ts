@@ -12,7 +12,7 @@ export interface SocketUploadRequest {
   readonly headers: Readonly<Record<string, string>>;
   readonly length: number;
   readonly signal?: AbortSignal | undefined;
-  /** timeout (ms) bounds the wait for the answer once the body is sent; 0 disables. */
+  /** timeout (ms) bounds any silence of the connection, body and answer alike; 0 disables. */
   readonly timeout?: number | undefined;
 }
 
@@ -94,6 +94,14 @@ export function socketUpload(req: SocketUploadRequest): SocketUpload | undefined
       fail(broken('malformed response head'));
       return;
     }
+    if (parsed.status >= 100 && parsed.status < 200) {
+      // An interim answer (100 Continue, 103 Early Hints): the real one follows.
+      parts.length = 0;
+      bytes = all.length - end - 4;
+      if (bytes > 0) parts.push(all.subarray(end + 4));
+      tryAnswer(ended);
+      return;
+    }
     const raw = all.subarray(end + 4);
     const chunked = parsed.headers['transfer-encoding'] !== undefined;
     const decoded = chunked ? dechunk(raw) : { body: raw, complete: false };
@@ -127,9 +135,12 @@ export function socketUpload(req: SocketUploadRequest): SocketUpload | undefined
     tryAnswer(true);
   });
   socket.on('timeout', () => {
-    fail(broken(`no answer for ${req.timeout ?? 0} ms`));
+    fail(broken(`no data either way for ${req.timeout ?? 0} ms`));
   });
   req.signal?.addEventListener('abort', onAbort, { once: true });
+  // Idle both ways that long (a registry that stops reading the body, or
+  // a source that stops giving it), the request fails, as undici's does.
+  if ((req.timeout ?? 0) > 0) socket.setTimeout(req.timeout ?? 0);
   socket.write(head);
 
   /** early is the error of an answer that came before the whole body. */
@@ -159,9 +170,6 @@ export function socketUpload(req: SocketUploadRequest): SocketUpload | undefined
     answer: () =>
       new Promise<Answer>((resolve, reject) => {
         waiting = { resolve, reject };
-        if (answer === undefined && failure === undefined && (req.timeout ?? 0) > 0) {
-          socket.setTimeout(req.timeout ?? 0);
-        }
         settle();
       }),
     destroy: () => {
