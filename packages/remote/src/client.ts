@@ -205,9 +205,11 @@ export class RegistryClient {
    * own and hands its bytes to `take` chunk by chunk, in memory that is read
    * into again once `take`'s promise settles (so a taker that keeps bytes
    * copies them). Nothing is verified: the taker hashes what it takes.
-   * Resolves false, having taken nothing, when the blob cannot be lent: an
-   * https registry, a `dispatcher` option, an answer that is not a plain
-   * 200 (a redirect, a challenge, an error); use {@link getBlob} then.
+   * Redirects to plain-HTTP locations are followed, credentials sent only
+   * to the registry's origin. Resolves false, having taken nothing, when
+   * the blob cannot be lent: an https registry or location, a `dispatcher`
+   * option, an answer that is not a plain 200 (a challenge, an error, a
+   * chunked body); use {@link getBlob} then.
    * @throws ABORTED; once bytes were taken, NETWORK or what `take` threw
    */
   lendBlob(

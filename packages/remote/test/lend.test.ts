@@ -105,12 +105,13 @@ describe('lendBlob against answers it leaves to getBlob', () => {
   });
   afterAll(() => fake.close());
 
-  it('answers false for a redirect and a chunked body, and getBlob then reads them', async () => {
+  it('answers false for a chunked body and a redirect to https, and getBlob then reads them', async () => {
     fake.faults = [
       (req, res) => {
         if (req.method !== 'GET' || !(req.url ?? '').endsWith(digest)) return false;
-        if (req.headers.connection === 'close' && (req.url ?? '').includes('/r/')) {
-          res.writeHead(307, { location: `/v2/c/blobs/${digest}` }).end();
+        if (req.headers.connection === 'close' && (req.url ?? '').includes('/s/')) {
+          // A closed loopback port: lend must not go there (it is https).
+          res.writeHead(307, { location: `https://127.0.0.1:9/blob` }).end();
           return true;
         }
         if ((req.url ?? '').includes('/c/')) {
@@ -122,11 +123,40 @@ describe('lendBlob against answers it leaves to getBlob', () => {
       },
     ];
     const client = new RegistryClient(fake.host);
-    for (const repo of ['r', 'c']) {
+    for (const repo of ['s', 'c']) {
       const taker = new Taker();
       expect(await client.lendBlob(repo, digest, taker.take)).toBe(false);
       expect(taker.bytes).toBe(0);
       expect(sha(await buffer(await client.getBlob(repo, digest)))).toBe(sha(blob));
+    }
+  });
+
+  it('follows a redirect to another plain-HTTP origin without the credentials', async () => {
+    const storage = await new FakeRegistry().start();
+    try {
+      storage.ctx.blobs.set(digest, blob);
+      fake.requireAuth = `Basic ${Buffer.from('u:p').toString('base64')}`;
+      fake.faults = [
+        (req, res) => {
+          if (req.method !== 'GET' || !(req.url ?? '').endsWith(digest)) return false;
+          if (req.headers.authorization !== fake.requireAuth) return false;
+          res.writeHead(307, { location: `${storage.url}/v2/x/blobs/${digest}?sig=s3cr3t` }).end();
+          return true;
+        },
+      ];
+      const taker = new Taker();
+      const client = new RegistryClient(fake.host, { auth: { username: 'u', password: 'p' } });
+      expect(await client.lendBlob('x', digest, taker.take)).toBe(true);
+      expect(taker.digest()).toBe(digest);
+      const redirected = storage.seen.filter((r) => r.url.includes('sig=s3cr3t'));
+      expect(redirected).toHaveLength(1);
+      expect(redirected[0]!.authorization).toBeUndefined();
+      expect(
+        fake.seen.some((r) => r.url.endsWith(digest) && r.authorization === fake.requireAuth),
+      ).toBe(true);
+    } finally {
+      fake.requireAuth = undefined;
+      await storage.close();
     }
   });
 

@@ -42,6 +42,19 @@ function giveBack(buffers: Buffer[]): void {
   for (const b of buffers) if (spare.length < SPARE_CAP) spare.push(b);
 }
 
+const redirects = new Set([301, 302, 303, 307, 308]);
+
+/** redirectOf is where a redirect answer points, resolved against `url`. */
+function redirectOf(head: Head, url: URL): URL | undefined {
+  const location = head.headers.location;
+  if (!redirects.has(head.status) || typeof location !== 'string') return undefined;
+  try {
+    return new URL(location, url);
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * lentGet sends a GET over a connection of its own and hands the body of a
  * `200` with a Content-Length (and no transfer or content coding) to `take`
@@ -49,18 +62,20 @@ function giveBack(buffers: Buffer[]): void {
  * they are all lent, and a chunk's memory is read into again only once its
  * take has settled.
  *
- * It resolves true when the whole body was taken (every take settled), and
- * false, having taken nothing, for any other answer or when the request
- * failed before the body began: the caller then asks the usual way, which
- * follows redirects, answers challenges, retries and reports errors.
+ * It resolves true when the whole body was taken (every take settled); the
+ * URL a redirect points to, having taken nothing (the caller decides
+ * whether to follow it, and with which credentials); and false, having
+ * taken nothing, for any other answer or when the request failed before
+ * the body began: the caller then asks the usual way, which answers
+ * challenges, retries and reports errors.
  * @throws ABORTED; once the body has begun, NETWORK (temporary) when the
  * connection fails or closes early, or whatever a take threw
  */
-export async function lentGet(get: LentGet, take: Take): Promise<boolean> {
+export async function lentGet(get: LentGet, take: Take): Promise<boolean | URL> {
   throwIfAborted(get.signal);
   const request = requestHead('GET', get.url, get.headers);
   if (get.url.protocol !== 'http:' || request === undefined) return false;
-  return new Promise<boolean>((resolve, reject) => {
+  return new Promise<boolean | URL>((resolve, reject) => {
     let next = takeBuffer();
     const free: Buffer[] = [];
     for (let i = 1; i < BUFFERS_PER_GET; i++) free.push(takeBuffer());
@@ -74,7 +89,7 @@ export async function lentGet(get: LentGet, take: Take): Promise<boolean> {
     let settled = false;
     const timeout = get.timeout ?? 0;
 
-    const finish = (outcome: { value: boolean } | { error: unknown }): void => {
+    const finish = (outcome: { value: boolean | URL } | { error: unknown }): void => {
       if (settled) return;
       settled = true;
       get.signal?.removeEventListener('abort', onAbort);
@@ -162,6 +177,11 @@ export async function lentGet(get: LentGet, take: Take): Promise<boolean> {
         return undefined;
       }
       head = parseHead(all.toString('latin1', 0, end));
+      const location = head === undefined ? undefined : redirectOf(head, get.url);
+      if (location !== undefined) {
+        finish({ value: location });
+        return undefined;
+      }
       if (head?.status !== 200 || head.length === undefined || !head.plain) {
         finish({ value: false });
         return undefined;

@@ -174,11 +174,13 @@ export class Transport {
   /**
    * lend GETs `path` of this registry (plain HTTP) over a connection of its
    * own and lends the body of a 200 to `take` chunk by chunk, in reused
-   * memory (see {@link lentGet}). It resolves false, having taken nothing,
-   * when it cannot: an https registry, a dispatcher given by the caller
-   * (its requests are the caller's to shape), any answer but a plain 200
-   * (a challenge, a redirect, an error), or a failure before the body; the
-   * caller then sends the request the usual way.
+   * memory (see {@link lentGet}), following redirects to plain-HTTP
+   * locations (credentials only to the registry's own origin). It resolves
+   * false, having taken nothing, when it cannot: an https registry or
+   * location, a dispatcher given by the caller (its requests are the
+   * caller's to shape), any other answer but a plain 200 (a challenge, an
+   * error), or a failure before the body; the caller then sends the
+   * request the usual way.
    * @throws ABORTED; once the body has begun, NETWORK or what `take` threw
    */
   async lend(
@@ -196,18 +198,27 @@ export class Transport {
       throwIfAborted(signal);
       return false;
     }
-    return lentGet(
-      {
-        url: this.url(path),
-        headers: {
-          'user-agent': this.userAgent,
-          ...(authorization === undefined ? {} : { authorization }),
+    let url = this.url(path);
+    // Redirects (a registry's storage handing out the blob) are followed
+    // as send() does: credentials for the registry's own origin only.
+    for (let hop = 0; hop < 10; hop++) {
+      const own = url.origin === this.base.origin;
+      const got = await lentGet(
+        {
+          url,
+          headers: {
+            'user-agent': this.userAgent,
+            ...(own && authorization !== undefined ? { authorization } : {}),
+          },
+          signal,
+          timeout: this.#bodyTimeout,
         },
-        signal,
-        timeout: this.#bodyTimeout,
-      },
-      take,
-    );
+        take,
+      );
+      if (!(got instanceof URL)) return got;
+      url = got;
+    }
+    return false;
   }
 
   /** ownSockets says requests may go over connections of lading's own (plain HTTP, no dispatcher given). */
