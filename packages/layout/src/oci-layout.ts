@@ -294,10 +294,10 @@ export class OciLayout implements Target, BlobWriter, SinkOpener {
     await this.init();
     const tmp = join(this.dir, `.lading-tmp-${randomUUID()}`);
     const file = await open(tmp, 'wx');
-    let open_ = true;
+    let isOpen = true;
     const close = async (): Promise<void> => {
-      if (!open_) return;
-      open_ = false;
+      if (!isOpen) return;
+      isOpen = false;
       await file.close();
     };
     return {

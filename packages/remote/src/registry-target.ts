@@ -86,15 +86,15 @@ export class RegistryTarget
     });
   }
 
-  /**
-   * lend hands a blob's bytes to `take` in reused memory, unverified (see
-   * RegistryClient.lendBlob); false when it cannot (use fetch).
-   */
   /** canLend says whether {@link lend} may lend `desc`: a blob of a plain-HTTP registry. */
   canLend(desc: Descriptor): boolean {
     return !isManifestMediaType(desc.mediaType) && this.client.transport.ownSockets;
   }
 
+  /**
+   * lend hands a blob's bytes to `take` in reused memory, unverified (see
+   * RegistryClient.lendBlob); false when it cannot (use fetch).
+   */
   lend(
     desc: Descriptor,
     take: (chunk: Buffer) => Promise<void> | void,

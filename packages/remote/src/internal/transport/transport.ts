@@ -68,8 +68,8 @@ export class Transport {
   readonly retry: RetryPolicy;
   readonly auth: Authenticator;
   readonly #raw: RawSend;
-  /** #lending says blob bodies may be read over connections of lentGet's own. */
-  readonly #lending: boolean;
+  /** #ownSockets says blob bodies may go over connections of lading's own (lentGet, socketUpload). */
+  readonly #ownSockets: boolean;
   readonly #bodyTimeout: number;
   readonly #headersTimeout: number;
   #pinged: Promise<void> | undefined;
@@ -87,7 +87,7 @@ export class Transport {
       bodyTimeout: options.bodyTimeout,
     });
     this.auth = new Authenticator(registry, this.base, options, this.#raw);
-    this.#lending = options.dispatcher === undefined && this.base.protocol === 'http:';
+    this.#ownSockets = options.dispatcher === undefined && this.base.protocol === 'http:';
     this.#bodyTimeout = options.bodyTimeout ?? 300_000;
     this.#headersTimeout = options.headersTimeout ?? 300_000;
   }
@@ -189,7 +189,7 @@ export class Transport {
     signal: AbortSignal | undefined,
     take: Take,
   ): Promise<boolean> {
-    if (!this.#lending) return false;
+    if (!this.#ownSockets) return false;
     let authorization: string | undefined;
     try {
       await this.ping(signal);
@@ -223,7 +223,7 @@ export class Transport {
 
   /** ownSockets says requests may go over connections of lading's own (plain HTTP, no dispatcher given). */
   get ownSockets(): boolean {
-    return this.#lending;
+    return this.#ownSockets;
   }
 
   /**
@@ -241,7 +241,7 @@ export class Transport {
     scopes: readonly string[],
     signal: AbortSignal | undefined,
   ): Promise<SocketUpload | undefined> {
-    if (!this.#lending || url.protocol !== 'http:') return undefined;
+    if (!this.#ownSockets || url.protocol !== 'http:') return undefined;
     await this.ping(signal);
     const authorization =
       url.origin === this.base.origin ? await this.auth.authorization(scopes, signal) : undefined;
