@@ -1,20 +1,7 @@
 import { Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import {
-  VerifyingStream,
-  createHasher,
-  digestAlgorithm,
-  digestOf,
-  isDigest,
-  parseDigest,
-} from './digest.js';
-import {
-  DigestMismatchError,
-  ErrorCode,
-  LadingError,
-  SizeMismatchError,
-  throwIfAborted,
-} from './errors.js';
+import { Verifier, VerifyingStream, digestOf, isDigest, parseDigest } from './digest.js';
+import { ErrorCode, LadingError, throwIfAborted } from './errors.js';
 import { isVerified, markVerified } from './verified.js';
 import { isImageManifestMediaType, isIndexMediaType, isManifestMediaType } from './media-types.js';
 import type { BlobKind, ProgressEmitter } from './progress.js';
@@ -242,32 +229,24 @@ async function lendInto(
   desc: Descriptor,
   options: IoOptions & { onBytes?: ((bytes: number) => void) | undefined },
 ): Promise<boolean> {
-  const what = `${desc.mediaType} ${desc.digest}`;
-  const hasher = createHasher(digestAlgorithm(desc.digest));
-  const verify = (): void => {
-    const actual = hasher.digest();
-    if (actual !== desc.digest) throw new DigestMismatchError(desc.digest, actual, desc.mediaType);
-  };
+  const verifier = new Verifier(desc, desc.mediaType);
   // Opened at once: a registry's upload POST overlaps the source's GET.
   const opening = dst.openSink(desc, options);
   opening.catch(() => undefined);
   let sink: BlobSink | undefined;
   const unable = new Error('the destination takes no chunks');
-  let size = 0;
   let committed = false;
   try {
     const lent = await src
       .lend(
         desc,
         (chunk) => {
-          const at = size;
-          size += chunk.length;
-          if (size > desc.size) throw new SizeMismatchError(desc.size, size, what);
-          hasher.update(chunk);
-          options.onBytes?.(size);
+          const at = verifier.size;
+          verifier.update(chunk);
+          options.onBytes?.(verifier.size);
           // Checked before the last bytes go: a sink never holds all of a
           // wrong blob (a registry upload cut short commits nothing).
-          if (size === desc.size) verify();
+          if (verifier.size === desc.size) verifier.finish();
           if (sink !== undefined) return sink.write(chunk, at);
           // Writes queued behind the opening go out in order.
           return opening.then((s) => {
@@ -283,8 +262,8 @@ async function lendInto(
         throw err;
       });
     if (!lent) return false;
-    if (size !== desc.size) throw new SizeMismatchError(desc.size, size, what);
-    if (size === 0) verify();
+    // A blob shorter than its descriptor (or empty) is checked here.
+    if (verifier.size < desc.size || desc.size === 0) verifier.finish();
     sink ??= await opening;
     if (sink === undefined) return false;
     await sink.commit();

@@ -163,49 +163,79 @@ export class HashingStream extends Transform {
 }
 
 /**
- * VerifyingStream passes bytes through and fails the stream with
- * DIGEST_MISMATCH or SIZE_MISMATCH at the end (or as soon as the size is
- * exceeded) when the content is not what `expected` describes.
+ * Verifier checks bytes against what `expected` describes as they pass:
+ * `update` fails with SIZE_MISMATCH as soon as the size is exceeded,
+ * `finish` with SIZE_MISMATCH or DIGEST_MISMATCH when the bytes seen are
+ * not the content. {@link VerifyingStream} is one as a stream.
  */
-export class VerifyingStream extends Transform {
-  #hasher: Hasher;
+export class Verifier {
+  readonly #hasher: Hasher;
   #size = 0;
   readonly #digest: Digest;
   readonly #expectedSize: number | undefined;
   readonly #what: string;
 
   constructor(expected: { digest: Digest; size?: number | undefined }, what = 'blob') {
-    super();
     this.#digest = expected.digest;
     this.#expectedSize = expected.size;
     this.#what = what;
     this.#hasher = createHasher(digestAlgorithm(expected.digest));
+  }
+
+  /** size is the number of bytes seen so far. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /** update hashes `chunk`. @throws SIZE_MISMATCH past the expected size */
+  update(chunk: Uint8Array): void {
+    this.#size += chunk.length;
+    if (this.#expectedSize !== undefined && this.#size > this.#expectedSize) {
+      throw new SizeMismatchError(this.#expectedSize, this.#size, `${this.#what} ${this.#digest}`);
+    }
+    this.#hasher.update(chunk);
+  }
+
+  /** finish checks the bytes seen; call it once. @throws SIZE_MISMATCH, DIGEST_MISMATCH */
+  finish(): void {
+    if (this.#expectedSize !== undefined && this.#size !== this.#expectedSize) {
+      throw new SizeMismatchError(this.#expectedSize, this.#size, `${this.#what} ${this.#digest}`);
+    }
+    const actual = this.#hasher.digest();
+    if (actual !== this.#digest) throw new DigestMismatchError(this.#digest, actual, this.#what);
+  }
+}
+
+/**
+ * VerifyingStream passes bytes through and fails the stream with
+ * DIGEST_MISMATCH or SIZE_MISMATCH at the end (or as soon as the size is
+ * exceeded) when the content is not what `expected` describes.
+ */
+export class VerifyingStream extends Transform {
+  readonly #verifier: Verifier;
+
+  constructor(expected: { digest: Digest; size?: number | undefined }, what = 'blob') {
+    super();
+    this.#verifier = new Verifier(expected, what);
     if (expected.size !== undefined)
       markVerified(this, { digest: expected.digest, size: expected.size });
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.#size += chunk.length;
-    if (this.#expectedSize !== undefined && this.#size > this.#expectedSize) {
-      callback(
-        new SizeMismatchError(this.#expectedSize, this.#size, `${this.#what} ${this.#digest}`),
-      );
+    try {
+      this.#verifier.update(chunk);
+    } catch (err) {
+      callback(err as Error);
       return;
     }
-    this.#hasher.update(chunk);
     callback(null, chunk);
   }
 
   override _flush(callback: TransformCallback): void {
-    if (this.#expectedSize !== undefined && this.#size !== this.#expectedSize) {
-      callback(
-        new SizeMismatchError(this.#expectedSize, this.#size, `${this.#what} ${this.#digest}`),
-      );
-      return;
-    }
-    const actual = this.#hasher.digest();
-    if (actual !== this.#digest) {
-      callback(new DigestMismatchError(this.#digest, actual, this.#what));
+    try {
+      this.#verifier.finish();
+    } catch (err) {
+      callback(err as Error);
       return;
     }
     callback();

@@ -1,9 +1,46 @@
 // The little of HTTP/1.1 that lading speaks on sockets of its own (lentGet,
 // socketUpload): a request head, and a response head parsed strictly.
+import { RegistryError } from '../../errors.js';
 import type { Headers } from './response.js';
 
 /** HEAD_CAP is the most bytes of status line and headers accepted. */
 export const HEAD_CAP = 64 * 1024;
+
+/** REDIRECTS are the statuses whose Location is followed (GET and HEAD). */
+export const REDIRECTS: ReadonlySet<number> = new Set([301, 302, 303, 307, 308]);
+
+/** MAX_HOPS bounds the redirects followed for one request. */
+export const MAX_HOPS = 10;
+
+/** brokenRequest is the temporary NETWORK error of a connection that failed mid-request. */
+export function brokenRequest(
+  method: string,
+  url: URL,
+  why: string,
+  cause?: unknown,
+): RegistryError {
+  return new RegistryError({
+    method,
+    url,
+    cause,
+    temporary: true,
+    message: `request failed: ${why}`,
+  });
+}
+
+/**
+ * splitHead finds the response head at the start of `all`: the head and
+ * the bytes after it, `'partial'` while more may come, `'too large'` past
+ * {@link HEAD_CAP}, `'malformed'` when it does not parse.
+ */
+export function splitHead(
+  all: Buffer,
+): { head: Head; rest: Buffer } | 'partial' | 'too large' | 'malformed' {
+  const end = all.indexOf('\r\n\r\n');
+  if (end < 0) return all.length > HEAD_CAP ? 'too large' : 'partial';
+  const head = parseHead(all.toString('latin1', 0, end));
+  return head === undefined ? 'malformed' : { head, rest: all.subarray(end + 4) };
+}
 
 /** Head is a response's status line and headers. */
 export interface Head {

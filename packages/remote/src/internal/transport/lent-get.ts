@@ -1,7 +1,13 @@
 import { connect, type Socket } from 'node:net';
 import { AbortedError, ErrorCode, LadingError, throwIfAborted } from '@lading/core';
-import { RegistryError } from '../../errors.js';
-import { HEAD_CAP, parseHead, requestHead, socketAddress, type Head } from './http1.js';
+import {
+  REDIRECTS,
+  brokenRequest,
+  requestHead,
+  socketAddress,
+  splitHead,
+  type Head,
+} from './http1.js';
 
 /**
  * Take receives one chunk of a body. The chunk is lent: its memory is read
@@ -42,12 +48,10 @@ function giveBack(buffers: Buffer[]): void {
   for (const b of buffers) if (spare.length < SPARE_CAP) spare.push(b);
 }
 
-const redirects = new Set([301, 302, 303, 307, 308]);
-
 /** redirectOf is where a redirect answer points, resolved against `url`. */
 function redirectOf(head: Head, url: URL): URL | undefined {
   const location = head.headers.location;
-  if (!redirects.has(head.status) || typeof location !== 'string') return undefined;
+  if (!REDIRECTS.has(head.status) || typeof location !== 'string') return undefined;
   try {
     return new URL(location, url);
   } catch {
@@ -110,13 +114,7 @@ export async function lentGet(get: LentGet, take: Take): Promise<boolean | URL> 
         return;
       }
       finish({
-        error: new RegistryError({
-          method: 'GET',
-          url: get.url,
-          cause: err,
-          temporary: true,
-          message: `request failed: ${err instanceof Error ? err.message : String(err)}`,
-        }),
+        error: brokenRequest('GET', get.url, err instanceof Error ? err.message : String(err), err),
       });
     };
     const onAbort = (): void => {
@@ -170,24 +168,25 @@ export async function lentGet(get: LentGet, take: Take): Promise<boolean | URL> 
       // The head is copied out: the read buffer is read into again.
       headParts.push(Buffer.from(bytes));
       headBytes += bytes.length;
-      const all = Buffer.concat(headParts, headBytes);
-      const end = all.indexOf('\r\n\r\n');
-      if (end < 0) {
-        if (headBytes > HEAD_CAP) finish({ value: false });
+      const split = splitHead(Buffer.concat(headParts, headBytes));
+      if (split === 'partial') return undefined;
+      if (typeof split === 'string') {
+        finish({ value: false });
         return undefined;
       }
-      head = parseHead(all.toString('latin1', 0, end));
-      const location = head === undefined ? undefined : redirectOf(head, get.url);
+      const h = split.head;
+      head = h;
+      const location = redirectOf(h, get.url);
       if (location !== undefined) {
         finish({ value: location });
         return undefined;
       }
-      if (head?.status !== 200 || head.length === undefined || !head.plain) {
+      if (h.status !== 200 || h.length === undefined || !h.plain) {
         finish({ value: false });
         return undefined;
       }
       if (timeout > 0) socket.setTimeout(timeout);
-      return all.subarray(end + 4);
+      return split.rest;
     };
     const onRead = (n: number, buffer: Buffer): boolean => {
       if (settled) return false;

@@ -1,7 +1,14 @@
 import { connect } from 'node:net';
 import { AbortedError, throwIfAborted } from '@lading/core';
-import { RegistryError } from '../../errors.js';
-import { HEAD_CAP, dechunk, parseHead, requestHead, socketAddress, type Head } from './http1.js';
+import type { RegistryError } from '../../errors.js';
+import {
+  brokenRequest,
+  dechunk,
+  requestHead,
+  socketAddress,
+  splitHead,
+  type Head,
+} from './http1.js';
 import { ERROR_BODY_CAP, errorFromBody } from './response.js';
 
 /** SocketUploadRequest is one request whose body of known length the caller writes. */
@@ -69,40 +76,31 @@ export function socketUpload(req: SocketUploadRequest): SocketUpload | undefined
     settle();
   };
   const broken = (why: string, cause?: unknown): RegistryError =>
-    new RegistryError({
-      method: req.method,
-      url: req.url,
-      cause,
-      temporary: true,
-      message: `request failed: ${why}`,
-    });
+    brokenRequest(req.method, req.url, why, cause);
   const onAbort = (): void => {
     fail(new AbortedError(req.signal?.reason));
   };
   /** tryAnswer parses what arrived; the answer is complete at its length or the connection's end. */
   const tryAnswer = (ended: boolean): void => {
     if (answer !== undefined || failure !== undefined) return;
-    const all = Buffer.concat(parts, bytes);
-    const end = all.indexOf('\r\n\r\n');
-    if (end < 0) {
-      if (bytes > HEAD_CAP) fail(broken('response head too large'));
-      else if (ended) fail(broken('connection closed before the response'));
+    const split = splitHead(Buffer.concat(parts, bytes));
+    if (split === 'partial') {
+      if (ended) fail(broken('connection closed before the response'));
       return;
     }
-    const parsed = parseHead(all.toString('latin1', 0, end));
-    if (parsed === undefined) {
-      fail(broken('malformed response head'));
+    if (typeof split === 'string') {
+      fail(broken(`response head ${split}`));
       return;
     }
+    const { head: parsed, rest: raw } = split;
     if (parsed.status >= 100 && parsed.status < 200) {
       // An interim answer (100 Continue, 103 Early Hints): the real one follows.
       parts.length = 0;
-      bytes = all.length - end - 4;
-      if (bytes > 0) parts.push(all.subarray(end + 4));
+      bytes = raw.length;
+      if (bytes > 0) parts.push(raw);
       tryAnswer(ended);
       return;
     }
-    const raw = all.subarray(end + 4);
     const chunked = parsed.headers['transfer-encoding'] !== undefined;
     const decoded = chunked ? dechunk(raw) : { body: raw, complete: false };
     const body = decoded?.body ?? Buffer.alloc(0);

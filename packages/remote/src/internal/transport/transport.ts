@@ -13,6 +13,7 @@ import {
   type RetryPolicy,
 } from './retry.js';
 import { registryBase, type SchemeOptions } from './scheme.js';
+import { MAX_HOPS, REDIRECTS } from './http1.js';
 import { lentGet, type Take } from './lent-get.js';
 import { socketUpload, type SocketUpload } from './socket-upload.js';
 
@@ -51,8 +52,6 @@ export interface SendRequest {
   /** followRedirects for GET/HEAD (3xx); never sends credentials to another origin. */
   readonly followRedirects?: boolean;
 }
-
-const redirects = new Set([301, 302, 303, 307, 308]);
 
 /**
  * Transport talks to one registry host within one session: it sends
@@ -133,7 +132,7 @@ export class Transport {
     const replayable = !(req.body instanceof Readable);
     let challenged = false;
     const origin = url.origin;
-    for (let hop = 0; hop < 10; hop++) {
+    for (let hop = 0; hop < MAX_HOPS; hop++) {
       const headers: Record<string, string> = { ...req.headers };
       const own = url.origin === this.base.origin;
       if (own) {
@@ -154,7 +153,7 @@ export class Transport {
       if (
         req.followRedirects === true &&
         location !== undefined &&
-        redirects.has(res.status) &&
+        REDIRECTS.has(res.status) &&
         (req.method === 'GET' || req.method === 'HEAD')
       ) {
         await drain(res.body);
@@ -201,7 +200,7 @@ export class Transport {
     let url = this.url(path);
     // Redirects (a registry's storage handing out the blob) are followed
     // as send() does: credentials for the registry's own origin only.
-    for (let hop = 0; hop < 10; hop++) {
+    for (let hop = 0; hop < MAX_HOPS; hop++) {
       const own = url.origin === this.base.origin;
       const got = await lentGet(
         {
