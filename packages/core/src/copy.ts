@@ -302,6 +302,8 @@ class CopyRun {
   readonly #limiter: Limiter;
   readonly #nodes = new Map<string, Promise<void>>();
   readonly #kinds = new Map<string, BlobKind>();
+  /** #aside holds manifest reads made ahead of need, awaited before run() ends. */
+  readonly #aside: Promise<unknown>[] = [];
   readonly #controller = new AbortController();
   readonly #signal: AbortSignal;
   readonly #mountFrom: string | undefined;
@@ -338,9 +340,11 @@ class CopyRun {
   async run(root: Descriptor): Promise<void> {
     try {
       await this.#node(root);
+      // Reads made beside a manifest the destination had.
+      await Promise.allSettled(this.#aside);
     } catch (err) {
       this.#controller.abort(err);
-      await Promise.allSettled([...this.#nodes.values()]);
+      await Promise.allSettled([...this.#nodes.values(), ...this.#aside]);
       throwIfAborted(this.#options.signal);
       // The first failure in time is the cause; later ones are its cancellations.
       throw this.#firstError === undefined ? err : this.#firstError.error;
@@ -381,15 +385,27 @@ class CopyRun {
       await o.onSkipped?.(desc);
       return;
     }
-    if (await this.#limiter.run(() => this.#dst.exists(desc, io))) {
-      // A manifest present at the destination has its whole sub-graph there:
-      // every writer pushes children before parents.
-      this.#emitSkipped(desc);
-      await o.onSkipped?.(desc);
-      return;
-    }
+    const present = this.#limiter.run(() => this.#dst.exists(desc, io));
+    present.catch(() => undefined);
     if (isManifestMediaType(desc.mediaType)) {
-      const bytes = await this.#limiter.run(() => fetchVerified(this.#src, desc, io));
+      // The manifest is read while the destination is asked whether it has
+      // it: a present one wastes a small read (none for a root a registry
+      // resolved, whose bytes it holds), a missing one saves a round trip.
+      const fetching = this.#limiter.run(() => fetchVerified(this.#src, desc, io));
+      fetching.catch(() => undefined);
+      this.#aside.push(fetching);
+      const [has, bytes] = await Promise.all([present, fetching]).catch(async (err: unknown) => {
+        // A present manifest is skipped whatever its read did.
+        if (await present.catch(() => false)) return [true, undefined] as const;
+        throw err;
+      });
+      if (has) {
+        // A manifest present at the destination has its whole sub-graph
+        // there: every writer pushes children before parents.
+        this.#emitSkipped(desc);
+        await o.onSkipped?.(desc);
+        return;
+      }
       const children = successorsOf(bytes, desc);
       if (isImageManifestMediaType(desc.mediaType)) {
         children.forEach((c, i) => {
@@ -412,6 +428,11 @@ class CopyRun {
       }
       o.progress?.emit('progress', { type: 'manifest-done', digest: desc.digest, size: desc.size });
       await o.postCopy?.(desc, bytes);
+      return;
+    }
+    if (await present) {
+      this.#emitSkipped(desc);
+      await o.onSkipped?.(desc);
       return;
     }
     const from = this.#mountFrom;
@@ -532,7 +553,8 @@ export async function copy(
 ): Promise<Descriptor> {
   const io = { signal: options.signal };
   throwIfAborted(options.signal);
-  let root = await src.resolve(srcRef, io);
+  // The root's manifest is read next (selectPlatform, or the copy itself).
+  let root = await src.resolve(srcRef, { ...io, fetchNext: true });
   if (options.platform !== undefined) {
     root = await selectPlatform(root, options.platform, (d) => fetchVerified(src, d, io));
   }
@@ -545,7 +567,12 @@ export async function copy(
   );
   await run.run(root);
   throwIfAborted(options.signal);
-  if (tag !== undefined && !run.tagged) await dst.tag(root, tag, io);
+  if (tag !== undefined && !run.tagged) {
+    // The destination had the root already: tag it with the source's bytes
+    // (which the source holds since resolve) in one PUT where it can.
+    if (isTagPusher(dst)) await dst.pushTagged(root, await fetchVerified(src, root, io), tag, io);
+    else await dst.tag(root, tag, io);
+  }
   const { mediaType, digest, size } = root;
   const out: Descriptor = { mediaType, digest: parseDigest(digest), size };
   if (root.platform !== undefined) out.platform = root.platform;

@@ -64,6 +64,7 @@ export type {
   Mounter,
   BlobWriter,
   IoOptions,
+  ResolveOptions,
   PreparedPush,
   PushPreparer,
   TagPusher,

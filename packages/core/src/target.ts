@@ -7,6 +7,17 @@ export interface IoOptions {
   readonly signal?: AbortSignal | undefined;
 }
 
+/** ResolveOptions configure {@link Target.resolve}. */
+export interface ResolveOptions extends IoOptions {
+  /**
+   * fetchNext says the caller reads the manifest right after resolving it,
+   * as copy() does: a target that can answer both with one request (a
+   * registry's GET by tag instead of a HEAD and a GET) may, and keeps the
+   * bytes for that fetch.
+   */
+  readonly fetchNext?: boolean | undefined;
+}
+
 /**
  * Target is somewhere content lives: a registry repository, an OCI layout, a
  * docker archive or memory. `copy()` moves graphs between any two.
@@ -14,7 +25,7 @@ export interface IoOptions {
  */
 export interface Target {
   /** resolve maps a tag (or digest) to the root descriptor. @throws NOT_FOUND */
-  resolve(ref: string, options?: IoOptions): Promise<Descriptor>;
+  resolve(ref: string, options?: ResolveOptions): Promise<Descriptor>;
   /** fetch streams content; the stream fails with DIGEST_MISMATCH if it is not what `desc` says. @throws NOT_FOUND */
   fetch(desc: Descriptor, options?: IoOptions): Promise<Readable>;
   exists(desc: Descriptor, options?: IoOptions): Promise<boolean>;

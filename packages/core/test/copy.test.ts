@@ -168,6 +168,44 @@ describe('copy', () => {
     expect(six.digest).toBe(v6.manifest.digest);
   });
 
+  it('reads each manifest while asking whether the destination has it, and skips a present one whose read failed', async () => {
+    const { src, amd, arm, index } = await multiArch(false);
+    const dst = memoryTarget();
+    await copy(src, 'multi', dst, undefined, { platform: 'linux/amd64' });
+    // Every manifest HEAD at the destination is held until the source was
+    // asked for that manifest: a copy that reads only after the answer
+    // waits forever.
+    const asked = new Map<string, () => void>();
+    const wasAsked = new Map<string, Promise<void>>();
+    const askedFor = (digest: string): Promise<void> => {
+      let p = wasAsked.get(digest);
+      if (p === undefined) {
+        p = new Promise<void>((resolve) => asked.set(digest, resolve));
+        wasAsked.set(digest, p);
+      }
+      return p;
+    };
+    const srcFetch = src.fetch.bind(src);
+    src.fetch = (desc: Descriptor, options?: IoOptions) => {
+      void askedFor(desc.digest);
+      asked.get(desc.digest)?.();
+      // The amd64 manifest is gone from the source; the destination has it.
+      if (desc.digest === amd.manifest.digest) return Promise.reject(new Error('gone'));
+      return srcFetch(desc, options);
+    };
+    const dstExists = dst.exists.bind(dst);
+    dst.exists = async (desc: Descriptor, options?: IoOptions) => {
+      if (desc.mediaType === MediaType.OciManifest || desc.mediaType === MediaType.OciIndex)
+        await askedFor(desc.digest);
+      return dstExists(desc, options);
+    };
+    const root = await copy(src, 'multi', dst, 'both');
+    expect(root.digest).toBe(index.digest);
+    expect(await dst.exists(arm.manifest)).toBe(true);
+    expect((await dst.resolve('both')).digest).toBe(index.digest);
+    expect(await danglingChildren(dst)).toEqual([]);
+  });
+
   it('answers NOT_FOUND when no manifest matches the platform', async () => {
     const { src } = await multiArch();
     const err = await caught(

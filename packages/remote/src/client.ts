@@ -321,14 +321,14 @@ export class RegistryClient {
     options: IoOptions & { accept?: readonly string[] } = {},
   ): Promise<FetchedManifest> {
     return this.transport.withRetry(async () => {
-      await this.transport.ping(options.signal);
-      const res = await this.transport.send({
+      const req = {
         method: 'GET',
         url: `/v2/${repo}/manifests/${reference}`,
         headers: { accept: (options.accept ?? manifestAccept).join(', ') },
         scopes: this.#pull(repo),
         signal: options.signal,
-      });
+      };
+      const res = await this.transport.send(req, await this.transport.ready(req));
       if (res.status !== 200) throw await errorFromResponse('GET', res);
       return readManifest(res, `${repo}:${reference}`, isDigest(reference) ? reference : undefined);
     }, options.signal);

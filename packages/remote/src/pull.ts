@@ -295,7 +295,6 @@ export async function pull(
 ): Promise<Image | ImageIndex> {
   const r = typeof ref === 'string' ? parseReference(ref) : ref;
   const client = new RegistryClient(r.registry, options);
-  await client.ping(options);
   const m = await loadManifest(
     { client, repository: r.repository, signal: options.signal },
     r.digest ?? r.tag ?? 'latest',

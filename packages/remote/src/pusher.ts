@@ -185,13 +185,13 @@ export class Pusher {
   }
 
   /**
-   * openSessions pings, then concurrently opens the config's session and,
-   * per layer, a session, a skip (HEAD found the blob) or a mount. Not one
+   * openSessions concurrently opens the config's session and, per layer, a
+   * session, a skip (HEAD found the blob) or a mount (the first request
+   * stands in for a ping: see Transport.ready). Not one
    * layer byte flows before the registry accepted a session, and every
    * session is open before data flows, so a failure can cancel them all.
    */
   async openSessions(): Promise<void> {
-    await this.#client.ping({ signal: this.#signal });
     const config = this.#open('config');
     config.catch((err: unknown) => {
       this.#fail(err);

@@ -18,6 +18,7 @@ import {
   type PreparedPush,
   type PushPreparer,
   type Reference,
+  type ResolveOptions,
   type SinkOpener,
   type TagPusher,
   type Target,
@@ -45,9 +46,10 @@ export class RegistryTarget
   readonly repository: string;
   readonly client: RegistryClient;
   readonly #options: RegistryTargetOptions;
-  // The manifest this target stored last. copy() tags the root right after
-  // pushing it, and tagging PUTs the same bytes under the tag: kept, they
-  // spare a GET of what was just sent. One manifest, at most 4 MiB.
+  // The manifest this target stored or resolved last, at most 4 MiB. copy()
+  // tags the root right after pushing it, and tagging PUTs the same bytes
+  // under the tag; it reads a root right after resolving it: kept, they
+  // spare a GET.
   #lastManifest: { digest: string; bytes: Uint8Array; mediaType: string } | undefined;
 
   constructor(repository: string | Reference, options: RegistryTargetOptions = {}) {
@@ -62,22 +64,43 @@ export class RegistryTarget
     return { signal: options?.signal ?? this.#options.signal };
   }
 
-  /** resolve maps a tag or digest of this repository to its manifest descriptor. @throws NOT_FOUND */
-  async resolve(ref: string, options?: IoOptions): Promise<Descriptor> {
-    const desc = await this.client.headManifest(this.repository, ref, this.#signal(options));
-    if (desc === undefined) {
-      throw new LadingError(
+  /**
+   * resolve maps a tag or digest of this repository to its manifest
+   * descriptor: a HEAD, or with `fetchNext` a GET whose bytes the
+   * following {@link fetch} of that manifest reads.
+   * @throws NOT_FOUND
+   */
+  async resolve(ref: string, options?: ResolveOptions): Promise<Descriptor> {
+    const notFound = (cause?: unknown): LadingError =>
+      new LadingError(
         ErrorCode.NotFound,
         `${this.registryHost}/${this.repository}:${ref} not found`,
+        {
+          cause,
+        },
       );
+    if (options?.fetchNext === true) {
+      const m = await this.client
+        .getManifest(this.repository, ref, this.#signal(options))
+        .catch((err: unknown) => {
+          throw err instanceof LadingError && err.code === ErrorCode.NotFound ? notFound(err) : err;
+        });
+      this.#lastManifest = m;
+      return { mediaType: m.mediaType, digest: m.digest, size: m.size };
     }
+    const desc = await this.client.headManifest(this.repository, ref, this.#signal(options));
+    if (desc === undefined) throw notFound();
     return desc;
   }
 
   /** fetch streams a manifest or blob, verified against `desc`. @throws NOT_FOUND, DIGEST_MISMATCH */
   async fetch(desc: Descriptor, options?: IoOptions): Promise<Readable> {
     if (isManifestMediaType(desc.mediaType)) {
-      const m = await this.client.getManifest(this.repository, desc.digest, this.#signal(options));
+      const last = this.#lastManifest;
+      const m =
+        last?.digest === desc.digest
+          ? last
+          : await this.client.getManifest(this.repository, desc.digest, this.#signal(options));
       return Readable.from([m.bytes]);
     }
     return this.client.getBlob(this.repository, desc.digest, {

@@ -200,7 +200,6 @@ export async function checkPushPermission(
 ): Promise<void> {
   const r = toRef(ref);
   const client = new RegistryClient(r.registry, options);
-  await client.ping(options);
   const s = await client.openUpload(r.repository, options);
   await s.cancel();
 }
@@ -218,6 +217,5 @@ export async function startUpload(
 ): Promise<BlobUpload> {
   const r = typeof ref === 'string' ? parseReference(ref) : ref;
   const client = new RegistryClient(r.registry, options);
-  await client.ping(options);
   return client.openUpload(r.repository, options);
 }

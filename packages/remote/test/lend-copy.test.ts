@@ -111,7 +111,10 @@ describe('copy from a registry into a registry, both plain HTTP', () => {
     }).catch((e: unknown) => e);
     expect(isLadingError(err) && err.code === ErrorCode.Aborted).toBe(true);
     const reqs = layerRequests(destProxy);
-    expect(reqs.filter((r) => r.method === 'PUT')).toEqual([]);
+    // (The config, a small blob of its own, may be stored before the abort.)
+    expect(reqs.filter((r) => r.method === 'PUT' && r.path.includes(layerDigest.slice(7)))).toEqual(
+      [],
+    );
     // The layer's session (the one PATCH went to) is deleted.
     const patches = reqs.filter((r) => r.method === 'PATCH');
     expect(patches).toHaveLength(1);

@@ -212,14 +212,45 @@ describe('registryTarget', () => {
       const seen = proxy.requests.map(
         (r) => `${r.method} ${r.path.replace(/sha256:[0-9a-f]+/, 'DIGEST')} ${r.status}`,
       );
+      // No ping (the HEAD stands in for it) and no GET: the PUT by tag
+      // carries the bytes the source's GET by tag brought.
       expect(seen).toEqual([
-        'GET /v2/ 200',
         'HEAD /v2/dst/retag/manifests/DIGEST 200',
-        'GET /v2/dst/retag/manifests/DIGEST 200',
         'PUT /v2/dst/retag/manifests/v2 201',
       ]);
       const copied = await new RegistryClient(host).getManifest('dst/retag', 'v2');
       expect(copied.digest).toBe(pushed.digest);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('reads the root of a copy with one GET by tag, and a missing tag fails NOT_FOUND naming it', async () => {
+    const image = appendLayers(emptyImage(), layer('g1'));
+    const pushed = await write(`${host}/src/getroot:v1`, image).done;
+    const proxy = await recordingProxy(`http://${host}`);
+    try {
+      const root = await copy(
+        registryTarget(`${proxy.host}/src/getroot`),
+        'v1',
+        memoryTarget(),
+        'v1',
+      );
+      expect(root.digest).toBe(pushed.digest);
+      const manifests = proxy.requests
+        .filter((r) => r.path.includes('/manifests/'))
+        .map((r) => `${r.method} ${r.path}`);
+      expect(manifests).toEqual(['GET /v2/src/getroot/manifests/v1']);
+      const err = await copy(
+        registryTarget(`${proxy.host}/src/getroot`),
+        'nope',
+        memoryTarget(),
+        'v1',
+      ).catch((e: unknown) => e);
+      expect(err).toMatchObject({
+        code: ErrorCode.NotFound,
+        message: `${proxy.host}/src/getroot:nope not found`,
+      });
     } finally {
       await proxy.close();
     }

@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { throwIfAborted } from '@lading/core';
+import { AbortedError, throwIfAborted } from '@lading/core';
+import { deferred, type Deferred } from '@lading/core/internal';
 import { RegistryError } from '../../errors.js';
 import { Authenticator, type CredentialOptions } from './auth.js';
 import { rawSender, type Body, type RawSend } from './raw.js';
@@ -72,6 +73,12 @@ export class Transport {
   readonly #bodyTimeout: number;
   readonly #headersTimeout: number;
   #pinged: Promise<void> | undefined;
+  /**
+   * #learned settles once this transport has heard from the registry: the
+   * ping's answer, or the first request's (which stands in for the ping).
+   * It never rejects.
+   */
+  #learned: Deferred<undefined> | undefined;
 
   constructor(registry: string, options: TransportOptions, dispatcher: Dispatcher) {
     this.registry = registry;
@@ -98,19 +105,24 @@ export class Transport {
 
   /**
    * ping GETs `/v2/` once per transport and remembers the challenge, so the
-   * first real request already carries the right credentials.
+   * requests after it already carry the right credentials.
    * @throws UNAUTHORIZED, NETWORK, REGISTRY_ERROR
    */
   ping(signal?: AbortSignal): Promise<void> {
+    const learned = this.#learn();
     const p = (this.#pinged ??= (async () => {
-      const res = await this.#raw('GET', this.url('/v2/'), {}, null, signal);
-      await drain(res.body);
-      if (res.status === 200) return;
-      if (res.status === 401) {
-        this.auth.learn(res.headers['www-authenticate']);
-        return;
+      try {
+        const res = await this.#raw('GET', this.url('/v2/'), {}, null, signal);
+        await drain(res.body);
+        if (res.status === 200) return;
+        if (res.status === 401) {
+          this.auth.learn(res.headers['www-authenticate']);
+          return;
+        }
+        throw new RegistryError({ method: 'GET', url: res.url, status: res.status });
+      } finally {
+        learned?.resolve(undefined);
       }
-      throw new RegistryError({ method: 'GET', url: res.url, status: res.status });
     })());
     p.catch(() => {
       // let a later call ping again
@@ -120,13 +132,58 @@ export class Transport {
   }
 
   /**
+   * #learn opens the wait for the registry's first answer and hands it to
+   * the caller, who settles it; undefined when it is open already.
+   */
+  #learn(): Deferred<undefined> | undefined {
+    if (this.#learned !== undefined) return undefined;
+    this.#learned = deferred<undefined>();
+    return this.#learned;
+  }
+
+  /**
+   * ready lets `req` go once this transport knows how the registry wants to
+   * be authenticated, without a ping of its own where it can: the first
+   * request that can be sent again goes at once and stands in for the ping
+   * (a 401 teaches the challenge, which {@link send} answers), and the
+   * requests made meanwhile wait for its answer, so that a bearer registry
+   * issues one token per scope, not one per request. The first request
+   * with a body that cannot be sent twice pings first. It answers the wait
+   * to settle once `req` has its answer (or failed), if `req` holds it.
+   * @throws what {@link ping} throws, for a request that pings
+   */
+  async ready(req: SendRequest): Promise<Deferred<undefined> | undefined> {
+    if (this.#learned !== undefined) {
+      await waitFor(this.#learned, req.signal);
+      return undefined;
+    }
+    if (!(req.body instanceof Readable)) return this.#learn();
+    await this.ping(req.signal);
+    return undefined;
+  }
+
+  /** #heard waits for the registry's first answer, pinging when nothing was sent yet. */
+  async #heard(signal: AbortSignal | undefined): Promise<void> {
+    if (this.#learned === undefined) await this.ping(signal);
+    else await waitFor(this.#learned, signal);
+  }
+
+  /**
    * send performs one request (no retries): credentials for this registry's
    * origin only, one round of challenge handling (a new challenge upgrades
    * the token's scope), and redirects for GET/HEAD followed without
    * credentials.
    * @throws UNAUTHORIZED/DENIED when credentials are refused, NETWORK, ABORTED
    */
-  async send(req: SendRequest): Promise<SendResponse> {
+  async send(req: SendRequest, learned?: Deferred<undefined>): Promise<SendResponse> {
+    try {
+      return await this.#send(req, learned);
+    } finally {
+      learned?.resolve(undefined);
+    }
+  }
+
+  async #send(req: SendRequest, learned: Deferred<undefined> | undefined): Promise<SendResponse> {
     let url = typeof req.url === 'string' ? this.url(req.url) : req.url;
     const scopes = [...(req.scopes ?? [])];
     const replayable = !(req.body instanceof Readable);
@@ -143,7 +200,13 @@ export class Transport {
       if (res.status === 401 && own && !challenged && replayable) {
         await drain(res.body);
         challenged = true;
-        await this.auth.answer(res, req.method, scopes, req.signal);
+        try {
+          await this.auth.answer(res, req.method, scopes, req.signal);
+        } finally {
+          // The challenge is known (and a token for these scopes held):
+          // the requests waiting on it go beside this one's second try.
+          learned?.resolve(undefined);
+        }
         continue;
       }
       if ((res.status === 401 || res.status === 403) && own) {
@@ -191,7 +254,7 @@ export class Transport {
     if (!this.#ownSockets) return false;
     let authorization: string | undefined;
     try {
-      await this.ping(signal);
+      await this.#heard(signal);
       authorization = await this.auth.authorization(scopes, signal);
     } catch {
       throwIfAborted(signal);
@@ -241,7 +304,7 @@ export class Transport {
     signal: AbortSignal | undefined,
   ): Promise<SocketUpload | undefined> {
     if (!this.#ownSockets || url.protocol !== 'http:') return undefined;
-    await this.ping(signal);
+    await this.#heard(signal);
     const authorization =
       url.origin === this.base.origin ? await this.auth.authorization(scopes, signal) : undefined;
     return socketUpload({
@@ -259,14 +322,13 @@ export class Transport {
   }
 
   /**
-   * exchange pings (once per transport), sends and resolves the response
-   * when `ok` accepts it; any other answer becomes its RegistryError. The
-   * whole sequence is retried on temporary failures.
+   * exchange sends once the transport is {@link ready} and resolves the
+   * response when `ok` accepts it; any other answer becomes its
+   * RegistryError. The whole sequence is retried on temporary failures.
    */
   exchange(req: SendRequest, ok: (res: SendResponse) => boolean): Promise<SendResponse> {
     return this.withRetry(async () => {
-      await this.ping(req.signal);
-      const res = await this.send(req);
+      const res = await this.send(req, await this.ready(req));
       if (ok(res)) return res;
       throw await errorFromResponse(req.method, res);
     }, req.signal);
@@ -280,4 +342,21 @@ export class Transport {
   ): Promise<T> {
     return withRetry(this.retry, fn, signal, onRetry);
   }
+}
+
+/** waitFor waits for `d` to settle, or for `signal` to abort. @throws ABORTED */
+async function waitFor(d: Deferred<undefined>, signal: AbortSignal | undefined): Promise<void> {
+  if (d.settled) return;
+  throwIfAborted(signal);
+  if (signal === undefined) return d.promise;
+  await new Promise<void>((resolve, reject) => {
+    const onAbort = (): void => {
+      reject(new AbortedError(signal.reason));
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    void d.promise.finally(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    });
+  });
 }
