@@ -195,7 +195,6 @@ export async function readContent(
 export type Source = {
   readonly content: Image | ImageIndex;
   readonly opened: OpenedTarget;
-  readonly descriptor: Descriptor;
 };
 
 /** openSource opens LOCATION for reading as an image or index. */
@@ -206,14 +205,14 @@ export async function openSource(
 ): Promise<Source> {
   const location = parseLocation(text);
   const opened = openTarget(location, options, 'read');
-  const descriptor = await opened.target.resolve(opened.readRef, { signal });
   // From a registry, use the remote reader: its layers know their
-  // repository, so a push to another repository of the same registry mounts.
-  const content =
-    location.kind === 'registry'
-      ? await pull(location.reference, { ...options, signal })
-      : await readContent(opened.target, descriptor, signal);
-  return { content, opened, descriptor };
+  // repository, so a push to another repository of the same registry
+  // mounts. Its GET of the manifest by tag is the only request.
+  if (location.kind === 'registry') {
+    return { content: await pull(location.reference, { ...options, signal }), opened };
+  }
+  const descriptor = await opened.target.resolve(opened.readRef, { signal, fetchNext: true });
+  return { content: await readContent(opened.target, descriptor, signal), opened };
 }
 
 /**

@@ -92,6 +92,30 @@ describe('the bundled CLI', () => {
       expect(
         proxy.requests.filter((q) => q.method === 'HEAD' && q.path.includes('/start/ping/')),
       ).toEqual([]);
+      // Reading a manifest, or building on a base, takes one request: the
+      // GET by tag (no ping, no HEAD before it).
+      proxy.clear();
+      const m = await exec(ladingBin, 'manifest', ref);
+      expect(m.code).toBe(0);
+      expect(proxy.requests.map((q) => `${q.method} ${q.path}`)).toEqual([
+        'GET /v2/start/ping/manifests/v1',
+      ]);
+      proxy.clear();
+      const built = await exec(
+        ladingBin,
+        'build',
+        src,
+        `oci:${join(work, 'on-base')}:v1`,
+        '--base',
+        ref,
+        '--quiet',
+      );
+      expect(built.code).toBe(0);
+      expect(
+        proxy.requests
+          .filter((q) => q.path.includes('/manifests/'))
+          .map((q) => `${q.method} ${q.path}`),
+      ).toEqual(['GET /v2/start/ping/manifests/v1']);
     } finally {
       await proxy.close();
     }

@@ -22,13 +22,18 @@ import {
 } from './common.js';
 import type { Command, CommandContext } from './types.js';
 
+/**
+ * root resolves LOCATION; `fetchNext` when its manifest is read next (a
+ * registry then answers both with one GET by tag, not a HEAD and a GET).
+ */
 async function root(
   ctx: CommandContext,
   usage: string,
+  fetchNext: boolean,
 ): Promise<{ opened: OpenedTarget; desc: Descriptor }> {
   const text = positional(ctx, 0, 'LOCATION', usage);
   const opened = openTarget(parseLocation(text), await remoteOptions(ctx), 'read');
-  const desc = await opened.target.resolve(opened.readRef, { signal: ctx.signal });
+  const desc = await opened.target.resolve(opened.readRef, { signal: ctx.signal, fetchNext });
   return { opened, desc };
 }
 
@@ -49,8 +54,9 @@ export const digest: Command = {
   usage: digestUsage,
   options: platformOption,
   run: async (ctx) => {
-    const r = await root(ctx, digestUsage);
     const platform = str(ctx, 'platform');
+    // Without a platform a HEAD answers (registries count a GET as a pull).
+    const r = await root(ctx, digestUsage, platform !== undefined);
     const desc =
       platform === undefined
         ? r.desc
@@ -86,7 +92,7 @@ export const manifest: Command = {
   usage: manifestUsage,
   options: platformOption,
   run: async (ctx) => {
-    const r = await root(ctx, manifestUsage);
+    const r = await root(ctx, manifestUsage, true);
     const { bytes } = await platformManifest(ctx, r.opened, r.desc, str(ctx, 'platform'));
     const value = JSON.parse(bytes.toString('utf8')) as unknown;
     ctx.out.result(value, JSON.stringify(value, null, 2));
@@ -100,7 +106,7 @@ export const config: Command = {
   usage: configUsage,
   options: platformOption,
   run: async (ctx) => {
-    const r = await root(ctx, configUsage);
+    const r = await root(ctx, configUsage, true);
     const { desc, bytes } = await platformManifest(
       ctx,
       r.opened,
