@@ -4,7 +4,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ErrorCode, digestOf, isLadingError, type Digest } from '@lading/core';
 import { createRegistry, memoryStorage, type Registry } from '@lading/registry';
 import { htpasswdEntry, recordingProxy, type RecordingProxy } from '@lading/testing';
-import { RegistryClient } from '../src/index.js';
+import { RegistryClient, createSession } from '../src/index.js';
 import { FakeRegistry } from './fake-registry.js';
 
 // A transport sends no ping of its own: its first request goes at once and
@@ -51,6 +51,25 @@ describe('the first request of a transport, on a token registry', () => {
     // One 401 (the first HEAD), one token, then every HEAD with it.
     expect(registryRequests.map((r) => r.status)).toEqual([401, 200, 200, 200, 200]);
     expect(proxy.requests.filter((r) => r.path.startsWith('/token'))).toHaveLength(1);
+  });
+
+  it('sends credentials from the first request on when the session was pinged first', async () => {
+    const session = createSession({ auth: alice });
+    try {
+      await new RegistryClient(proxy.host, { session }).ping();
+      const found = await new RegistryClient(proxy.host, { session }).headBlob(
+        'first/app',
+        blobs[0]!,
+      );
+      expect(found?.digest).toBe(blobs[0]);
+      expect(
+        proxy.requests
+          .filter((r) => !r.path.startsWith('/token'))
+          .map((r) => `${r.method} ${r.path.split('/blobs/')[0]} ${String(r.status)}`),
+      ).toEqual(['GET /v2/ 401', 'HEAD /v2/first/app 200']);
+    } finally {
+      await session.close();
+    }
   });
 
   it('lets a request waiting behind it stop at once with ABORTED', async () => {
