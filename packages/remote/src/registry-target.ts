@@ -75,9 +75,7 @@ export class RegistryTarget
       new LadingError(
         ErrorCode.NotFound,
         `${this.registryHost}/${this.repository}:${ref} not found`,
-        {
-          cause,
-        },
+        cause === undefined ? undefined : { cause },
       );
     if (options?.fetchNext === true) {
       const m = await this.client
