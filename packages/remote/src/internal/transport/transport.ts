@@ -153,12 +153,8 @@ export class Transport {
    * @throws what {@link ping} throws, for a request that pings
    */
   async ready(req: SendRequest): Promise<Deferred<undefined> | undefined> {
-    if (this.#learned !== undefined) {
-      await waitFor(this.#learned, req.signal);
-      return undefined;
-    }
-    if (!(req.body instanceof Readable)) return this.#learn();
-    await this.ping(req.signal);
+    if (this.#learned === undefined && replayable(req)) return this.#learn();
+    await this.#heard(req.signal);
     return undefined;
   }
 
@@ -186,7 +182,7 @@ export class Transport {
   async #send(req: SendRequest, learned: Deferred<undefined> | undefined): Promise<SendResponse> {
     let url = typeof req.url === 'string' ? this.url(req.url) : req.url;
     const scopes = [...(req.scopes ?? [])];
-    const replayable = !(req.body instanceof Readable);
+    const canReplay = replayable(req);
     let challenged = false;
     const origin = url.origin;
     for (let hop = 0; hop < MAX_HOPS; hop++) {
@@ -197,7 +193,7 @@ export class Transport {
         if (auth !== undefined) headers.authorization = auth;
       }
       const res = await this.#raw(req.method, url, headers, req.body, req.signal);
-      if (res.status === 401 && own && !challenged && replayable) {
+      if (res.status === 401 && own && !challenged && canReplay) {
         await drain(res.body);
         challenged = true;
         try {
@@ -342,6 +338,11 @@ export class Transport {
   ): Promise<T> {
     return withRetry(this.retry, fn, signal, onRetry);
   }
+}
+
+/** replayable says whether `req` can be sent again (its body is not a stream). */
+function replayable(req: SendRequest): boolean {
+  return !(req.body instanceof Readable);
 }
 
 /** waitFor waits for `d` to settle, or for `signal` to abort. @throws ABORTED */
