@@ -23,6 +23,7 @@ export {
   blockGzipSync,
   blockGzipTrailer,
   zstdFrameSync,
+  zstdFramer,
   sniffCompression,
   zstdLevelRange,
   zstdUnsupported,

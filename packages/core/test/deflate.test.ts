@@ -3,13 +3,7 @@ import { inflateRawSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { RawDeflater, blockGzipSync } from '../src/internal-api.js';
 import { decompressSync } from '../src/compression.js';
-
-function text(n: number): Buffer {
-  const words = ['layer', 'digest', 'manifest', 'blob', 'tar', 'oci', '\n', ' '];
-  let s = '';
-  for (let i = 0; s.length < n; i++) s += words[(i * 7 + (i >> 3)) % words.length] ?? '';
-  return Buffer.from(s.slice(0, n));
-}
+import { text } from './text.js';
 
 describe('RawDeflater (libdeflate, WebAssembly)', () => {
   it('deflates inputs of every size into raw deflate that inflates back, growing its buffers as needed', () => {

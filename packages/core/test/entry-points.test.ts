@@ -22,6 +22,7 @@ describe('@lading/core entry points', () => {
       'storedDeflate',
       'storedDeflateSize',
       'zstdFrameSync',
+      'zstdFramer',
       'zstdLevelRange',
       'zstdUnsupported',
     ])
@@ -63,6 +64,7 @@ describe('@lading/core entry points', () => {
       'tarPadding',
       'tarTrailer',
       'zstdFrameSync',
+      'zstdFramer',
       'zstdLevelRange',
       'zstdUnsupported',
     ]);

@@ -7,8 +7,8 @@ import {
   storedDeflate,
   storedDeflateSize,
   zstdFrameSync,
+  zstdFramer,
 } from '@lading/core/internal';
-import { exposeGc } from './reclaim.js';
 
 // The worker is plain CommonJS evaluated from a string so that it runs the
 // same way from dist/ and from the TypeScript sources under vitest. It
@@ -17,15 +17,12 @@ import { exposeGc } from './reclaim.js';
 // WebAssembly module compiled once by the main thread, in workerData) and
 // checksummed; a zstd block becomes one zstd frame. The calls are those of
 // RawDeflater and zstdFrameSync in @lading/core, so the bytes are the same
-// as blockGzipSync's; the rule for incompressible blocks is core's own
-// functions, their source spliced in.
+// as blockGzipSync's and zstdFrameSync's; the rule for incompressible
+// blocks and the zstd framer (one native context per level, kept) are
+// core's own functions, their source spliced in.
 const workerSource = `
 const { parentPort, workerData } = require('node:worker_threads');
 const zlib = require('node:zlib');
-// V8's gc function, when the pool created this worker with it (reclaim.ts).
-const collect = typeof gc === 'function' ? gc : null;
-let zstdBlocks = 0;
-let collections = 0;
 let wasm;
 let input = 0;
 let inputCapacity = 0;
@@ -35,6 +32,16 @@ const header = Uint8Array.from(workerData.header);
 const incompressible = (${String(incompressible)});
 const storedDeflate = (${String(storedDeflate)});
 const storedDeflateSize = (${String(storedDeflateSize)});
+const zstdFramer = (${String(zstdFramer)});
+const framers = new Map();
+function zstdFrame(data, level) {
+  let frame = framers.get(level);
+  if (frame === undefined) {
+    frame = zstdFramer(zlib, level);
+    framers.set(level, frame);
+  }
+  return frame(data);
+}
 function gzipMember(data, level, crc) {
   wasm ??= new WebAssembly.Instance(workerData.libdeflate, {}).exports;
   let d = deflaters.get(level);
@@ -88,27 +95,13 @@ parentPort.on('message', (job) => {
     const data = job.input.subarray(0, job.length);
     let output;
     if (job.codec === 'zstd') {
-      // One output chunk for the frame (zstd's bound is < 1 % over the input).
-      const out = zlib.zstdCompressSync(data, {
-        chunkSize: Math.max(16384, job.length + (job.length >> 6) + 1024),
-        params: { [zlib.constants.ZSTD_c_compressionLevel]: job.level },
-      });
-      // A view at the start of its own buffer is transferred as is; otherwise copied.
-      output = out;
-      if (out.byteOffset !== 0 || out.buffer.byteLength > out.length * 4) {
-        output = new Uint8Array(out.length);
-        output.set(out);
-      }
-      // Each call's native context is freed only by a full collection.
-      if (collect !== null && ++zstdBlocks % 16 === 0) {
-        collect({ type: 'major' });
-        collections++;
-      }
+      // A fresh buffer the size of the frame: transferred as is.
+      output = zstdFrame(data, job.level);
     } else {
       output = gzipMember(data, job.level, zlib.crc32(data));
     }
     transfer.push(output.buffer);
-    parentPort.postMessage({ id: job.id, output, input: job.input, collections }, transfer);
+    parentPort.postMessage({ id: job.id, output, input: job.input }, transfer);
   } catch (err) {
     parentPort.postMessage({ id: job.id, input: job.input, error: String(err && err.message || err) }, transfer);
   }
@@ -140,8 +133,6 @@ interface Job {
 interface Reply {
   id: number;
   input: Uint8Array;
-  /** collections is how many full collections the worker has run. */
-  collections?: number;
   output?: Uint8Array;
   error?: string;
 }
@@ -169,34 +160,19 @@ class PoolWorker {
   answered = false;
   /** online says the worker's thread is up and can take a job. */
   online = false;
-  /** collections is how many full collections the worker has run (zstd contexts). */
-  collections = 0;
   constructor(
-    codec: Codec,
     onReply: (w: PoolWorker, r: Reply) => void,
     onFail: (w: PoolWorker, e: Error) => void,
   ) {
-    // A zstd worker's context is created with V8's gc function (reclaim.ts);
-    // one not online within 10 s (it takes ~30 ms) starts without it. A gzip
-    // worker needs none, and starts ~20 ms sooner without the flag (Node 20).
-    const release = codec === 'zstd' ? exposeGc(10_000) : () => undefined;
-    try {
-      this.worker = new Worker(workerSource, {
-        eval: true,
-        workerData: { libdeflate: libdeflateModule(), header: [...blockGzipHeader] },
-      });
-    } catch (err) {
-      release();
-      throw err;
-    }
+    this.worker = new Worker(workerSource, {
+      eval: true,
+      workerData: { libdeflate: libdeflateModule(), header: [...blockGzipHeader] },
+    });
     this.worker.once('online', () => {
       this.online = true;
-      release();
     });
-    this.worker.once('exit', release);
     this.worker.on('message', (r: Reply) => {
       this.answered = true;
-      this.collections = r.collections ?? this.collections;
       onReply(this, r);
     });
     this.worker.on('error', (e) => {
@@ -254,11 +230,6 @@ export class DeflatePool {
   /** started is how many workers are running. */
   get started(): number {
     return this.#workers.length;
-  }
-
-  /** collections is how many full collections the running workers have run to free zstd contexts. */
-  get collections(): number {
-    return this.#workers.reduce((n, w) => n + w.collections, 0);
   }
 
   /**
@@ -342,7 +313,6 @@ export class DeflatePool {
 
   #startWorker(): PoolWorker {
     return new PoolWorker(
-      this.codec,
       (pw, r) => {
         this.#reply(pw, r);
       },
