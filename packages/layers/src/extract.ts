@@ -1,7 +1,6 @@
 // extract is one walk over the layers' tar entries (~460 lines): whiteouts,
 // links, modes, owners and times are applied in one pass and share its state;
 // path safety, sparse files and new-file writes already live beside it.
-import { execFile } from 'node:child_process';
 import { lstatSync, mkdirSync, readlinkSync, type Stats } from 'node:fs';
 import {
   chmod,
@@ -41,7 +40,15 @@ import {
 } from './internal/new-file.js';
 import { sparseOf, writeSparseFile } from './internal/sparse.js';
 
-const execFileP = promisify(execFile);
+/**
+ * mkfifoBinary runs the mkfifo binary. node:child_process is loaded only
+ * here, when a tar holds a fifo: it costs every process that loads this
+ * module 6–11 ms of start-up (Node 20–26) otherwise.
+ */
+async function mkfifoBinary(args: readonly string[]): Promise<void> {
+  const { execFile } = await import('node:child_process');
+  await promisify(execFile)('mkfifo', args);
+}
 
 /** ExtractOptions configure {@link extract}. */
 export interface ExtractOptions {
@@ -229,11 +236,11 @@ class LayerApplier {
   async #mkfifo(abs: string, mode: number): Promise<void> {
     const text = shown(abs);
     if (byteString(text) === abs) {
-      await execFileP('mkfifo', ['-m', mode.toString(8), text]);
+      await mkfifoBinary(['-m', mode.toString(8), text]);
       return;
     }
     const tmp = join(this.#root, `.lading-fifo-${String(process.pid)}-${String(fifos++)}`);
-    await execFileP('mkfifo', ['-m', mode.toString(8), shown(tmp)]);
+    await mkfifoBinary(['-m', mode.toString(8), shown(tmp)]);
     try {
       await rename(fsPath(tmp), fsPath(abs));
     } catch (e) {

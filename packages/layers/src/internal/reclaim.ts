@@ -1,5 +1,5 @@
+import { createRequire } from 'node:module';
 import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 
 /**
  * On the main thread, compressed blocks come back from the workers as
@@ -35,7 +35,9 @@ function collector(): Collect | null {
   collect = null;
   try {
     if (!exposedByProcess) setFlagsFromString('--expose-gc');
-    const f: unknown = runInNewContext('typeof gc === "function" ? gc : null');
+    // node:vm is loaded only now (~3 ms of every start-up otherwise).
+    const vm = createRequire(import.meta.url)('node:vm') as typeof import('node:vm');
+    const f: unknown = vm.runInNewContext('typeof gc === "function" ? gc : null');
     if (typeof f === 'function') collect = f as Collect;
   } catch {
     // no collector: blocks wait for V8's own collections
