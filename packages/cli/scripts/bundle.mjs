@@ -14,6 +14,13 @@
 //   a small entry provides those from undici's own files, and HTTP/2 (only
 //   used with allowH2, which lading never sets) loads on first use.
 //
+// The files are written without comments or indentation (minifyWhitespace;
+// names are kept) and the licence comments of bundled packages go to a
+// .LEGAL.txt file beside the chunk that names it: every file is then plain
+// ASCII, which Node reads as a one-byte string, and ~25 % smaller. A
+// one-file `lading cp` → OCI layout took 310 instead of 330 ms (Node 20,
+// medians of 15 interleaved runs).
+//
 // It also writes dist/bundle/inputs.json (what it was built from, and when), so
 // that bin/start.js in a checkout can tell a bundle older than `tsc -b`'s
 // output and fall back to dist/main.js.
@@ -97,6 +104,9 @@ const result = await build({
   target: 'node20.19',
   sourcemap: 'linked',
   sourcesContent: false,
+  minifyWhitespace: true,
+  legalComments: 'linked',
+  charset: 'ascii',
   metafile: true,
   logLevel: 'warning',
   // Bundled CommonJS (undici, cli-progress) calls require() for node: modules.

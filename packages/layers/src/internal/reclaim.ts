@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import { setFlagsFromString } from 'node:v8';
+import type * as Vm from 'node:vm';
 
 /**
  * On the main thread, compressed blocks come back from the workers as
@@ -36,7 +37,7 @@ function collector(): Collect | null {
   try {
     if (!exposedByProcess) setFlagsFromString('--expose-gc');
     // node:vm is loaded only now (~3 ms of every start-up otherwise).
-    const vm = createRequire(import.meta.url)('node:vm') as typeof import('node:vm');
+    const vm = createRequire(import.meta.url)('node:vm') as typeof Vm;
     const f: unknown = vm.runInNewContext('typeof gc === "function" ? gc : null');
     if (typeof f === 'function') collect = f as Collect;
   } catch {
