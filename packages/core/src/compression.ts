@@ -230,7 +230,11 @@ export function zstdFramer(zlib: ZstdFramerZlib, level: number): (bytes: Uint8Ar
   let out = new Uint8Array(0);
   const oneShot = (bytes: Uint8Array): Uint8Array => {
     if (typeof zlib.zstdCompressSync !== 'function') throw new Error('no zstd in node:zlib');
-    return zlib.zstdCompressSync(bytes, { chunkSize: bound(bytes.length), params });
+    const out = zlib.zstdCompressSync(bytes, { chunkSize: bound(bytes.length), params });
+    // A view into a larger buffer is copied: a worker transfers the buffer.
+    return out.byteOffset === 0 && out.buffer.byteLength === out.byteLength
+      ? out
+      : new Uint8Array(out);
   };
   return (bytes) => {
     if (engine === undefined || engine.destroyed === true) {
