@@ -188,24 +188,27 @@ export class RegistryTarget
 
   /**
    * openSink opens the upload of a blob that streams (over 1 MiB, unless
-   * another `uploadMode` was chosen) as one PATCH on a connection of its
-   * own, for chunks lent in order (copy() from a lending registry): each
-   * write resolves once the socket has sent the chunk. commit waits for the
-   * registry to take the bytes and closes the session with `PUT ?digest=`;
-   * abort cuts the PATCH short and deletes the session. Undefined when the
-   * registry is not plain HTTP, a dispatcher was given, or the blob goes in
-   * another mode: copy() then streams it.
+   * another `uploadMode` was chosen) as one monolithic `PUT ?digest=` on a
+   * connection of its own, for chunks lent in order (copy() from a lending
+   * registry, which checks the bytes before it lends the last chunk): each
+   * write resolves once the socket has sent the chunk; commit waits for the
+   * registry's answer, which stores the blob. Abort cuts the PUT short and
+   * deletes the session. Undefined when the registry is not plain HTTP, a
+   * dispatcher was given, or the blob goes in another mode: copy() then
+   * streams it.
    * @throws REGISTRY_ERROR, UNAUTHORIZED, NETWORK
    */
   async openSink(desc: Descriptor, options?: IoOptions): Promise<BlobSink | undefined> {
     if (!this.canSink(desc)) return undefined;
     const io = this.#signal(options);
     const session = await this.client.openUpload(this.repository, io);
-    const patch = await session.socketPatch(desc.size, io.signal).catch(async (err: unknown) => {
-      await session.cancel();
-      throw err;
-    });
-    if (patch === undefined) {
+    const put = await session
+      .socketCommit(desc.digest, desc.size, io.signal)
+      .catch(async (err: unknown) => {
+        await session.cancel();
+        throw err;
+      });
+    if (put === undefined) {
       await session.cancel();
       return undefined;
     }
@@ -221,14 +224,11 @@ export class RegistryTarget
           );
         }
         sent += chunk.length;
-        return patch.write(chunk);
+        return put.write(chunk);
       },
-      commit: async () => {
-        await patch.done();
-        await session.commit(desc.digest, io);
-      },
+      commit: () => put.done(),
       abort: async () => {
-        patch.destroy();
+        put.destroy();
         await session.cancel();
       },
     };

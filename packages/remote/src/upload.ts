@@ -237,30 +237,29 @@ export class BlobUpload {
   }
 
   /**
-   * @internal socketPatch opens one PATCH of `length` bytes at the current
-   * offset on a connection of its own (see Transport.socketUpload), for a
-   * caller that lends the chunks it writes; `done()` waits for the
-   * registry's answer and moves location and offset on. Undefined when the
-   * session cannot (https, a caller's dispatcher).
-   * @throws REGISTRY_ERROR, NETWORK, ABORTED
+   * @internal socketCommit sends the whole blob, `length` bytes, as the
+   * body of the commit (`PUT ?digest=`, the monolithic upload of the
+   * distribution spec) on a connection of its own (see
+   * Transport.socketUpload), for a caller that lends the chunks it writes
+   * and checks them before the last one goes: one request instead of a
+   * PATCH and then an empty PUT. `done()` waits for the registry's answer
+   * and closes the session. Undefined when the session cannot (https, a
+   * caller's dispatcher).
+   * @throws REGISTRY_ERROR (e.g. DIGEST_INVALID), DIGEST_MISMATCH, NETWORK, ABORTED
    */
-  async socketPatch(
+  async socketCommit(
+    digest: Digest,
     length: number,
     signal?: AbortSignal,
   ): Promise<
     { write(chunk: Buffer): Promise<void>; done(): Promise<void>; destroy(): void } | undefined
   > {
-    const start = this.#offset;
-    const url = this.#location;
+    const url = new URL(this.#location);
+    url.searchParams.set('digest', digest);
     const up = await this.#transport.socketUpload(
-      'PATCH',
+      'PUT',
       url,
-      {
-        'content-type': 'application/octet-stream',
-        ...(start === 0 || length === 0
-          ? {}
-          : { 'content-range': `${start}-${start + length - 1}` }),
-      },
+      { 'content-type': 'application/octet-stream' },
       length,
       this.#scopes,
       signal,
@@ -273,12 +272,14 @@ export class BlobUpload {
       },
       done: async () => {
         const a = await up.answer();
-        if (a.status !== 202 && a.status !== 204) {
-          throw errorFromBody('PATCH', url, a.status, a.headers, a.body);
+        if (a.status !== 201 && a.status !== 204 && a.status !== 202) {
+          throw errorFromBody('PUT', url, a.status, a.headers, a.body);
         }
-        const loc = header(a.headers, 'location');
-        if (loc !== undefined && loc !== '') this.#location = new URL(loc, url);
-        this.#offset = parseRangeEnd(header(a.headers, 'range')) ?? start + length;
+        this.#closed = true;
+        this.#offset = length;
+        const stored = header(a.headers, 'docker-content-digest');
+        if (stored !== undefined && stored !== digest)
+          throw new DigestMismatchError(digest, stored, 'committed blob');
       },
     };
   }

@@ -18,8 +18,9 @@ import { RegistryClient, registryTarget } from '../src/index.js';
 import { FakeRegistry } from './fake-registry.js';
 
 // copy() between two plain-HTTP registries: the source lends the layer in
-// reused memory and the destination takes it as one PATCH on a connection
-// of its own, committed with PUT ?digest= only once the bytes were checked.
+// reused memory and the destination takes it as the body of one
+// PUT ?digest= on a connection of its own, whose last chunk goes only once
+// the bytes were checked.
 
 let source: Registry;
 let sourceProxy: RecordingProxy;
@@ -51,11 +52,15 @@ beforeEach(() => {
   destProxy.clear();
 });
 
+/** isLayerPut tells the layer's commit (its PUT ?digest=) from the config's. */
+const isLayerPut = (req: { method?: string; url?: string }) =>
+  req.method === 'PUT' && (req.url ?? '').includes(encodeURIComponent(layerDigest));
+
 const layerRequests = (proxy: RecordingProxy) =>
   proxy.requests.filter((r) => r.method !== 'HEAD' && !r.path.includes('/manifests/'));
 
 describe('copy from a registry into a registry, both plain HTTP', () => {
-  it('sends the layer as one PATCH of all its bytes, then PUT ?digest= with none', async () => {
+  it('sends the layer as the body of one PUT ?digest= after the POST, with no PATCH', async () => {
     const progress = new ProgressEmitter();
     let last = 0;
     progress.on('progress', (e) => {
@@ -78,15 +83,52 @@ describe('copy from a registry into a registry, both plain HTTP', () => {
       (r) => r.method === 'GET' && r.path.endsWith(layerDigest),
     );
     expect(get?.headers.connection).toBe('close');
-    const patches = destProxy.requests.filter((r) => r.method === 'PATCH');
-    const layerPatch = patches.find((r) => r.bodyBytes === layerBytes.length);
-    expect(layerPatch?.headers['content-length']).toBe(String(layerBytes.length));
-    const put = destProxy.requests.find(
+    expect(destProxy.requests.filter((r) => r.method === 'PATCH')).toEqual([]);
+    const puts = destProxy.requests.filter(
       (r) => r.method === 'PUT' && r.path.includes(encodeURIComponent(layerDigest)),
     );
-    expect(put?.bodyBytes).toBe(0);
-    expect(put!.index).toBeGreaterThan(layerPatch!.index);
-    expect(put!.startTick).toBeGreaterThan(layerPatch!.endTick!);
+    expect(puts).toHaveLength(1);
+    expect(puts[0]?.bodyBytes).toBe(layerBytes.length);
+    expect(puts[0]?.headers['content-length']).toBe(String(layerBytes.length));
+    // Into the session the POST opened.
+    const posts = destProxy.requests.filter((r) => r.method === 'POST');
+    expect(posts.some((r) => r.index < puts[0]!.index)).toBe(true);
+  });
+
+  it('never finishes the PUT of a layer whose bytes are not its digest: DIGEST_MISMATCH, nothing stored', async () => {
+    // A source serving the layer with one byte changed near its end.
+    const bad = await new FakeRegistry().start();
+    try {
+      await copy(
+        registryTarget(`${sourceProxy.host}/lend/app`),
+        'v1',
+        registryTarget(`${bad.host}/lend/app`),
+        'v1',
+      );
+      const tampered = Buffer.from(bad.ctx.blobs.get(layerDigest) ?? Buffer.alloc(0));
+      expect(tampered.length).toBe(layerBytes.length);
+      tampered[tampered.length - 3]! ^= 0xff;
+      bad.ctx.blobs.set(layerDigest, tampered);
+      const err = await copy(
+        registryTarget(`${bad.host}/lend/app`),
+        'v1',
+        registryTarget(`${destProxy.host}/tampered/app`),
+        'v1',
+      ).catch((e: unknown) => e);
+      expect(isLadingError(err) && err.code === ErrorCode.DigestMismatch).toBe(true);
+      // Its PUT went, but not its last bytes: the registry stored nothing.
+      const puts = destProxy.requests.filter(
+        (r) => r.method === 'PUT' && r.path.includes(encodeURIComponent(layerDigest)),
+      );
+      expect(puts).toHaveLength(1);
+      expect(puts[0]!.bodyBytes).toBeLessThan(layerBytes.length);
+      const head = await fetch(`${destProxy.url}/v2/tampered/app/blobs/${layerDigest}`, {
+        method: 'HEAD',
+      });
+      expect(head.status).toBe(404);
+    } finally {
+      await bad.close();
+    }
   });
 
   it('stops at once with ABORTED, deletes the upload and never commits it', async () => {
@@ -112,13 +154,13 @@ describe('copy from a registry into a registry, both plain HTTP', () => {
     expect(isLadingError(err) && err.code === ErrorCode.Aborted).toBe(true);
     const reqs = layerRequests(destProxy);
     // (The config, a small blob of its own, may be stored before the abort.)
-    expect(reqs.filter((r) => r.method === 'PUT' && r.path.includes(layerDigest.slice(7)))).toEqual(
-      [],
-    );
-    // The layer's session (the one PATCH went to) is deleted.
-    const patches = reqs.filter((r) => r.method === 'PATCH');
-    expect(patches).toHaveLength(1);
-    expect(reqs.some((r) => r.method === 'DELETE' && r.path === patches[0]!.path)).toBe(true);
+    // The layer's PUT was cut short: not all its bytes, and its session
+    // (the path the PUT went to) is deleted.
+    const puts = reqs.filter((r) => r.method === 'PUT' && r.path.includes(layerDigest.slice(7)));
+    expect(puts).toHaveLength(1);
+    expect(puts[0]!.bodyBytes).toBeLessThan(layerBytes.length);
+    const session = puts[0]!.path.split('?')[0];
+    expect(reqs.some((r) => r.method === 'DELETE' && r.path.split('?')[0] === session)).toBe(true);
     const head = await fetch(`${destProxy.url}/v2/aborted/app/blobs/${layerDigest}`, {
       method: 'HEAD',
     });
@@ -126,7 +168,7 @@ describe('copy from a registry into a registry, both plain HTTP', () => {
   });
 });
 
-describe('copy into a registry that answers the PATCH its own way', () => {
+describe("copy into a registry that answers the layer's PUT its own way", () => {
   let fake: FakeRegistry;
   beforeAll(async () => {
     fake = await new FakeRegistry().start();
@@ -141,7 +183,7 @@ describe('copy into a registry that answers the PATCH its own way', () => {
   it("fails with the registry's error and deletes the session", async () => {
     fake.faults = [
       (req) => {
-        if (req.method !== 'PATCH') return false;
+        if (!isLayerPut(req)) return false;
         // Answered at once, on the socket (chunked, as Go and Node send
         // small error bodies), while the body is still read and thrown
         // away: a server that closed now would reset the connection, and
@@ -168,18 +210,13 @@ describe('copy into a registry that answers the PATCH its own way', () => {
     expect((err as Error).message).toMatch(/quota exceeded/);
     expect(performance.now() - started).toBeLessThan(5000);
     expect(fake.seen.some((r) => r.method === 'DELETE')).toBe(true);
-    const layerPuts = fake.seen.filter(
-      (r) =>
-        r.method === 'PUT' &&
-        (r.url.includes(layerDigest) || r.url.includes(encodeURIComponent(layerDigest))),
-    );
-    expect(layerPuts).toEqual([]);
+    expect(fake.ctx.blobs.has(layerDigest)).toBe(false);
   });
 
   it('takes an interim 100 Continue before the answer', async () => {
     fake.faults = [
       (req, res) => {
-        if (req.method === 'PATCH') res.writeContinue();
+        if (isLayerPut(req)) res.writeContinue();
         return false;
       },
     ];
@@ -197,7 +234,7 @@ describe('copy into a registry that answers the PATCH its own way', () => {
   it('fails NETWORK (temporary) when the registry stops reading the body', async () => {
     fake.faults = [
       (req) => {
-        if (req.method !== 'PATCH') return false;
+        if (!isLayerPut(req)) return false;
         req.pause();
         return true;
       },
