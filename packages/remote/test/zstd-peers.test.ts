@@ -7,6 +7,7 @@ import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MediaType, appendLayers, emptyImage, zstdAvailable } from '@lading/core';
 import { extract, layerFromDirectory } from '@lading/layers';
@@ -32,6 +33,12 @@ beforeAll(async () => {
   const big = Buffer.alloc(3 * 1024 * 1024 + 17);
   for (let i = 0; i < big.length; i++) big[i] = (i * 7 + (i >> 12)) & 0xff;
   writeFileSync(join(content, 'app/lib/big.bin'), big);
+  // Bytes of this run only: skopeo 1.9 keeps a blob-info cache across runs
+  // (/var/lib/containers/cache for root) and, told to recompress to zstd,
+  // can mount a gzip blob it knows the registry has instead (the likely
+  // cause of one failure: a gzip layer back from a registry that came up on
+  // the port of an earlier run's).
+  writeFileSync(join(content, 'app/run-id'), randomBytes(16).toString('hex'));
   reg = await startDistributionRegistry();
 });
 
