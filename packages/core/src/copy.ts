@@ -365,7 +365,8 @@ class CopyRun {
     return p;
   }
 
-  #emitSkipped(desc: Descriptor): void {
+  /** #skip reports `desc` as not copied: a progress event, then the onSkipped hook. */
+  async #skip(desc: Descriptor): Promise<void> {
     this.#options.progress?.emit('progress', {
       type: 'blob-skipped',
       id: desc.digest,
@@ -373,6 +374,7 @@ class CopyRun {
       size: desc.size,
       kind: kindOf(desc, this.#kinds),
     });
+    await this.#options.onSkipped?.(desc);
   }
 
   async #visit(desc: Descriptor): Promise<void> {
@@ -381,8 +383,7 @@ class CopyRun {
     const o = this.#options;
     if ((await o.preCopy?.(desc)) === 'skip') return;
     if (!o.copyForeignLayers && isForeign(desc)) {
-      this.#emitSkipped(desc);
-      await o.onSkipped?.(desc);
+      await this.#skip(desc);
       return;
     }
     const present = this.#limiter.run(() => this.#dst.exists(desc, io));
@@ -402,8 +403,7 @@ class CopyRun {
       if (has) {
         // A manifest present at the destination has its whole sub-graph
         // there: every writer pushes children before parents.
-        this.#emitSkipped(desc);
-        await o.onSkipped?.(desc);
+        await this.#skip(desc);
         return;
       }
       const children = successorsOf(bytes, desc);
@@ -431,8 +431,7 @@ class CopyRun {
       return;
     }
     if (await present) {
-      this.#emitSkipped(desc);
-      await o.onSkipped?.(desc);
+      await this.#skip(desc);
       return;
     }
     const from = this.#mountFrom;
