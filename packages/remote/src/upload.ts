@@ -16,6 +16,7 @@ import {
   errorFromBody,
   errorFromResponse,
   header,
+  type Headers,
   type SendResponse,
   type Transport,
 } from './internal/transport/index.js';
@@ -211,8 +212,7 @@ export class BlobUpload {
     digest: Digest,
     options: IoOptions & { body?: Uint8Array | Readable; length?: number } = {},
   ): Promise<string | undefined> {
-    const url = new URL(this.#location);
-    url.searchParams.set('digest', digest);
+    const url = this.#commitUrl(digest);
     const headers: Record<string, string> = { 'content-type': 'application/octet-stream' };
     if (options.body === undefined) headers['content-length'] = '0';
     else if (options.length !== undefined) headers['content-length'] = String(options.length);
@@ -226,12 +226,9 @@ export class BlobUpload {
       scopes: this.#scopes,
       signal: options.signal,
     });
-    if (res.status !== 201 && res.status !== 204 && res.status !== 202)
-      throw await errorFromResponse('PUT', res);
-    const stored = header(res.headers, 'docker-content-digest');
+    if (!committed(res.status)) throw await errorFromResponse('PUT', res);
     await drain(res.body);
-    if (stored !== undefined && stored !== digest)
-      throw new DigestMismatchError(digest, stored, 'committed blob');
+    checkStored(res.headers, digest);
     this.#closed = true;
     return header(res.headers, 'location');
   }
@@ -254,8 +251,7 @@ export class BlobUpload {
   ): Promise<
     { write(chunk: Buffer): Promise<void>; done(): Promise<void>; destroy(): void } | undefined
   > {
-    const url = new URL(this.#location);
-    url.searchParams.set('digest', digest);
+    const url = this.#commitUrl(digest);
     const up = await this.#transport.socketUpload(
       'PUT',
       url,
@@ -272,16 +268,22 @@ export class BlobUpload {
       },
       done: async () => {
         const a = await up.answer();
-        if (a.status !== 201 && a.status !== 204 && a.status !== 202) {
-          throw errorFromBody('PUT', url, a.status, a.headers, a.body);
-        }
+        if (!committed(a.status)) throw errorFromBody('PUT', url, a.status, a.headers, a.body);
         this.#closed = true;
         this.#offset = length;
-        const stored = header(a.headers, 'docker-content-digest');
-        if (stored !== undefined && stored !== digest)
-          throw new DigestMismatchError(digest, stored, 'committed blob');
+        checkStored(a.headers, digest);
       },
     };
+  }
+
+  /**
+   * #commitUrl is the session's location with `?digest=` added
+   * (URLSearchParams keeps any query the registry put there).
+   */
+  #commitUrl(digest: Digest): URL {
+    const url = new URL(this.#location);
+    url.searchParams.set('digest', digest);
+    return url;
   }
 
   /** cancel deletes the session; errors are swallowed (it is cleanup). */
@@ -485,3 +487,15 @@ export class BlobUpload {
 export const UploadSession = BlobUpload;
 /** @deprecated Use BlobUpload. */
 export type UploadSession = BlobUpload;
+
+/** committed says whether a commit's status stored the blob. */
+function committed(status: number): boolean {
+  return status === 201 || status === 204 || status === 202;
+}
+
+/** checkStored fails when the registry says it stored other bytes than `digest`. @throws DIGEST_MISMATCH */
+function checkStored(headers: Headers, digest: Digest): void {
+  const stored = header(headers, 'docker-content-digest');
+  if (stored !== undefined && stored !== digest)
+    throw new DigestMismatchError(digest, stored, 'committed blob');
+}
