@@ -11,6 +11,7 @@ import { childrenToWrite, isImageIndex, type Image, type ImageIndex } from './im
 import type { Layer } from './layer.js';
 import type { ProgressEmitter } from './progress.js';
 import { pushVerified } from './copy.js';
+import { deferred } from './deferred.js';
 import { Limiter } from './limiter.js';
 import { isBlobWriter, isMounter, type IoOptions, type Target } from './target.js';
 import type { Descriptor } from './wire.js';
@@ -27,11 +28,29 @@ interface LayerContext extends IoOptions {
   readonly progress: ProgressEmitter | undefined;
 }
 
+/**
+ * whenRead calls `read` once the layer's digest, size and diffId have
+ * settled; called right after `layer.compressed()`, whose pass settles them
+ * (asking first could start a pass of its own). A rejected promise calls
+ * nothing: the pass failed, and its step fails with it.
+ */
+export function whenRead(layer: Layer, read: () => void): void {
+  Promise.all([layer.digest(), layer.size(), layer.diffId()]).then(read, () => undefined);
+}
+
+/** openRead opens the layer's compressed stream and watches its pass with {@link whenRead}. */
+function openRead(layer: Layer, read: () => void): Readable {
+  const stream = layer.compressed();
+  whenRead(layer, read);
+  return stream;
+}
+
 async function writeLayer(
   target: Target,
   layer: Layer,
   index: number,
   ctx: LayerContext,
+  read: () => void,
 ): Promise<void> {
   const io = { signal: ctx.signal };
   const id = `layer-${index}`;
@@ -71,7 +90,7 @@ async function writeLayer(
       total: known.size,
       kind: 'layer',
     });
-    await pushVerified(target, known, layer.compressed(), io);
+    await pushVerified(target, known, openRead(layer, read), io);
     ctx.progress?.emit('progress', {
       type: 'blob-done',
       id,
@@ -89,7 +108,7 @@ async function writeLayer(
     );
   }
   ctx.progress?.emit('progress', { type: 'blob-start', id, kind: 'layer' });
-  const pushed = await target.pushUnknown(layer.compressed(), layer.mediaType, io);
+  const pushed = await target.pushUnknown(openRead(layer, read), layer.mediaType, io);
   const [digest, size] = await Promise.all([layer.digest(), layer.size()]);
   if (pushed.digest !== digest) throw new DigestMismatchError(digest, pushed.digest, 'layer');
   if (pushed.size !== size) throw new SizeMismatchError(size, pushed.size, 'layer');
@@ -120,12 +139,11 @@ function withSignal(options: IoOptions, controller: AbortController): AbortSigna
 /**
  * writeImage writes an Image (stream layers included) into any target in
  * the order remote `write()` shares with it (`pushImageInOrder`): layers
- * (concurrently, bounded, each `compressed()` read once), then the config
- * once every layer has settled,
- * then the manifest, then the tag. A layer without a known descriptor goes
+ * (concurrently, bounded, each `compressed()` read once), the config once
+ * every layer has been read, then the manifest, then the tag. A layer without a known descriptor goes
  * through the target's `pushUnknown` ({@link BlobWriter}) and its digest is
  * checked against `layer.digest()` afterwards. If a layer fails, the others
- * are cancelled and neither config nor manifest is written.
+ * are cancelled and no manifest is written.
  * @throws UNSUPPORTED (unknown-digest layer, target without BlobWriter),
  *   DIGEST_MISMATCH, SIZE_MISMATCH, ABORTED, and whatever the target throws.
  */
@@ -140,8 +158,8 @@ export async function writeImage(
   return pushImageInOrder(
     layers,
     {
-      layer: (layer, i, signal) =>
-        writeLayer(target, layer, i, { signal, progress: options.progress }),
+      layer: (layer, i, signal, read) =>
+        writeLayer(target, layer, i, { signal, progress: options.progress }, read),
       config: async (signal) => {
         const [desc, raw] = await Promise.all([image.configDescriptor(), image.rawConfig()]);
         await pushSmall(target, desc, raw, { signal });
@@ -158,9 +176,19 @@ export async function writeImage(
  * the push fails.
  */
 export interface ImagePushSteps<T> {
-  /** layer stores one layer (or finds it present). */
-  readonly layer: (layer: Layer, index: number, signal: AbortSignal) => Promise<void>;
-  /** config stores the config; it runs once every layer step succeeded. */
+  /**
+   * layer stores one layer (or finds it present). It calls `read` once the
+   * layer's bytes have all been read, when its digest, size and diffId are
+   * settled, which may come before the layer is stored (a registry still
+   * answering the last request); a step that returns counts as read.
+   */
+  readonly layer: (
+    layer: Layer,
+    index: number,
+    signal: AbortSignal,
+    read: () => void,
+  ) => Promise<void>;
+  /** config stores the config; it starts once every layer was read. */
   readonly config: (signal: AbortSignal) => Promise<void>;
   /** manifest stores the manifest; it runs last. */
   readonly manifest: (signal: AbortSignal) => Promise<T>;
@@ -169,9 +197,12 @@ export interface ImagePushSteps<T> {
 /**
  * pushImageInOrder is the push order every writer shares (core's
  * {@link writeImage} and remote's `write()`): layer steps concurrently, at
- * most `concurrency` at once (default 4); the first failure aborts the
- * others and is thrown once they all settled; then the config, whose
- * diffIds are known only now; the manifest last.
+ * most `concurrency` at once (default 4); the config as soon as every
+ * layer has been read (its diffIds are known only then), beside the
+ * layers' last requests; the manifest once every layer and the config are
+ * stored. The first failure aborts the other steps and is thrown once they
+ * all settled; no manifest is written then (a config already stored stays,
+ * unreferenced, like a layer already stored).
  * @throws ABORTED when `signal` aborts, else the first failing step's error.
  */
 export async function pushImageInOrder<T>(
@@ -184,21 +215,47 @@ export async function pushImageInOrder<T>(
   const signal = withSignal(options, controller);
   const limiter = new Limiter(options.concurrency ?? 4);
   let first: { error: unknown } | undefined;
-  await Promise.allSettled(
-    layers.map((layer, i) =>
-      limiter
-        .run(() => steps.layer(layer, i, signal))
-        .catch((error: unknown) => {
-          // The first failure is the cause; the others are its cancellations.
-          first ??= { error };
-          controller.abort(error);
-        }),
-    ),
-  );
+  const fail = (error: unknown): void => {
+    // The first failure is the cause; the others are its cancellations.
+    first ??= { error };
+    controller.abort(error);
+  };
+  // Every layer read (or the push failed): the config may go.
+  let unread = layers.length;
+  const allRead = deferred<boolean>();
+  if (unread === 0) allRead.resolve(true);
+  const onAbort = (): void => {
+    allRead.resolve(false);
+  };
+  signal.addEventListener('abort', onAbort, { once: true });
+  const marks = layers.map(() => {
+    let done = false;
+    return (): void => {
+      if (done) return;
+      done = true;
+      if (--unread === 0) allRead.resolve(true);
+    };
+  });
+  const config = allRead.promise.then(async (go) => {
+    if (go && !signal.aborted) await steps.config(signal);
+  });
+  try {
+    await Promise.allSettled([
+      ...layers.map((layer, i) => {
+        const read = marks[i] ?? ((): void => undefined);
+        return limiter
+          .run(() => steps.layer(layer, i, signal, read))
+          .then(read)
+          .catch(fail);
+      }),
+      config.catch(fail),
+    ]);
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+  }
   throwIfAborted(options.signal);
   if (first !== undefined) throw first.error;
   throwIfAborted(signal);
-  await steps.config(signal);
   return steps.manifest(signal);
 }
 

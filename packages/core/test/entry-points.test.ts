@@ -10,6 +10,7 @@ describe('@lading/core entry points', () => {
     expect(Object.keys(pub)).not.toContain('deferredStream');
     expect(Object.keys(pub)).not.toContain('layerTarStream');
     expect(Object.keys(pub)).not.toContain('pushImageInOrder');
+    expect(Object.keys(pub)).not.toContain('whenRead');
     for (const name of [
       'sniffCompression',
       'blockGzipHeader',
@@ -63,6 +64,7 @@ describe('@lading/core entry points', () => {
       'storedDeflateSize',
       'tarPadding',
       'tarTrailer',
+      'whenRead',
       'zstdFrameSync',
       'zstdFramer',
       'zstdLevelRange',

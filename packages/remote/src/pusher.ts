@@ -11,7 +11,7 @@ import {
   type ProgressEmitter,
   type Reference,
 } from '@lading/core';
-import { pushImageInOrder, type Deferred } from '@lading/core/internal';
+import { pushImageInOrder, whenRead, type Deferred } from '@lading/core/internal';
 import { RegistryClient, type RemoteOptions } from './client.js';
 import { UploadError } from './errors.js';
 import { BlobUpload, type UploadMode } from './upload.js';
@@ -66,8 +66,9 @@ function isTransportLeak(err: unknown): boolean {
  * that needs one; `authorized` settles here), then core's
  * `pushImageInOrder` runs {@link Pusher.uploadLayer} per layer (bounded by
  * `jobs`, each layer read once, retried while it can be re-read),
- * {@link Pusher.uploadConfig} (after every layer settled: the diffIds are
- * known), {@link Pusher.putManifest} last. {@link Pusher.abandon} cancels
+ * {@link Pusher.uploadConfig} (once every layer has been read: the diffIds
+ * are known; beside the layers' last requests), {@link Pusher.putManifest}
+ * once everything is stored. {@link Pusher.abandon} cancels
  * every session the registry handed out.
  */
 export class Pusher {
@@ -117,11 +118,11 @@ export class Pusher {
     outer?.addEventListener('abort', onAbort, { once: true });
     try {
       await this.openSessions();
-      // core's one push order: layers (bounded), config after all settled, manifest last
+      // core's one push order: layers (bounded), config once all were read, manifest last
       return await pushImageInOrder(
         this.#layers,
         {
-          layer: (layer, i) => this.uploadLayer(layer, i),
+          layer: (layer, i, _signal, read) => this.uploadLayer(layer, i, read),
           config: () => this.uploadConfig(),
           manifest: () => this.putManifest(),
         },
@@ -216,7 +217,7 @@ export class Pusher {
    * session opened for it, retried while the layer can be read again. A
    * failure aborts the whole push.
    */
-  async uploadLayer(layer: Layer, i: number): Promise<void> {
+  async uploadLayer(layer: Layer, i: number, read: () => void): Promise<void> {
     const id = `layer-${i}`;
     const prepared = this.#prepared[i];
     if (prepared === undefined) throw new Error('unreachable');
@@ -231,13 +232,13 @@ export class Pusher {
       this.#emit({ type: 'blob-mounted', id, digest, size, from: prep.from });
       return;
     }
-    await this.#uploadLayer(layer, id, prep.session).catch((err: unknown) => {
+    await this.#uploadLayer(layer, id, prep.session, read).catch((err: unknown) => {
       this.#fail(err);
       throw err;
     });
   }
 
-  async #uploadLayer(layer: Layer, id: string, first: BlobUpload): Promise<void> {
+  async #uploadLayer(layer: Layer, id: string, first: BlobUpload, read: () => void): Promise<void> {
     let session = first;
     let lastError: unknown;
     await this.#client.transport.withRetry(
@@ -248,7 +249,7 @@ export class Pusher {
           session = await this.#open(id);
         }
         try {
-          await this.#uploadOnce(layer, id, session, lastError);
+          await this.#uploadOnce(layer, id, session, lastError, read);
         } catch (err) {
           lastError = err;
           throw err;
@@ -268,11 +269,14 @@ export class Pusher {
     id: string,
     session: BlobUpload,
     lastError: unknown,
+    read: () => void,
   ): Promise<void> {
     const known = layer.knownDescriptor?.();
     let stream;
     try {
       stream = layer.compressed();
+      // The config may go once every layer's pass has settled its promises.
+      whenRead(layer, read);
     } catch (err) {
       if (isLadingError(err, ErrorCode.LayerConsumed) && lastError !== undefined) {
         throw new UploadError(

@@ -75,8 +75,9 @@ function inSession<T extends RemoteOptions>(options: T): T {
  * cross-repository mount (when `layer.source` names another repository of
  * this registry) did not link it. `authorized` settles on the first session
  * while the layers have produced zero bytes. Layers then upload
- * concurrently (`jobs`), each in one pass; the config is uploaded after
- * every layer settled, the manifest last. On any failure or abort, open
+ * concurrently (`jobs`), each in one pass; the config as soon as every
+ * layer has been read (its diffIds known), beside the layers' last
+ * requests; the manifest once every blob is stored. On any failure or abort, open
  * sessions are cancelled with DELETE and no manifest is written.
  * @throws (through `done`) UNAUTHORIZED, DENIED, NETWORK, UPLOAD_FAILED, DIGEST_MISMATCH, ABORTED
  */

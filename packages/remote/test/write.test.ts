@@ -113,7 +113,7 @@ describe('write() against the CNCF distribution registry', () => {
     expect(isLadingError(err, 'UNAUTHORIZED')).toBe(true);
   });
 
-  it('opens sessions before layer bytes, sends the config after the last layer and the manifest last', async () => {
+  it('opens sessions before layer bytes, sends the config once every layer was sent and the manifest last', async () => {
     const proxy = await recordingProxy(open.url);
     try {
       const sources = [
@@ -148,12 +148,59 @@ describe('write() against the CNCF distribution registry', () => {
       )!;
       const layerPuts = puts.filter((r) => r !== configPut);
       expect(layerPuts.length).toBe(3);
-      for (const l of layerPuts) expect(configPut.startTick).toBeGreaterThan(l.responseTick!);
+      // the config goes once every layer's bytes went (its diffIds are known then)
+      for (const p of patches) expect(configPut.startTick).toBeGreaterThan(p.firstByteTick!);
       const manifestPut = reqs.find((r) => r.method === 'PUT' && r.path.includes('/manifests/'))!;
       for (const r of reqs)
         if (r !== manifestPut) expect(manifestPut.startTick).toBeGreaterThan(r.responseTick!);
       expect(manifestPut.path).toBe('/v2/order/app/manifests/latest');
       expect(result.digest).toBe(await image.digest());
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('sends the config while the registry still answers the layers, never before their bytes', async () => {
+    // Each layer's PATCH is held at the proxy until the config's PUT
+    // arrived (or 10 s passed): a config that waited for the layers to be
+    // stored would arrive only after that.
+    let configSeen!: () => void;
+    const seen = new Promise<void>((resolve) => {
+      configSeen = resolve;
+    });
+    const proxy = await recordingProxy(open.url, {
+      hold: (r) => {
+        if (r.method === 'PUT' && r.path.includes('digest=')) configSeen();
+        if (r.method !== 'PATCH') return undefined;
+        return Promise.race([seen, new Promise((resolve) => setTimeout(resolve, 10_000))]);
+      },
+    });
+    try {
+      const layers: Layer[] = [
+        new TestStreamLayer(new CountingSource(3, 16 * 1024, 4)),
+        new TestStreamLayer(new CountingSource(2, 16 * 1024, 5)),
+      ];
+      const image = testImage(layers);
+      const started = performance.now();
+      const result = await write(`${proxy.host}/early/config:1`, image).done;
+      expect(performance.now() - started).toBeLessThan(8_000);
+      expect(result.digest).toBe(await image.digest());
+      const reqs = proxy.requests;
+      const configDigest = digestOf(await image.rawConfig());
+      const configPut = reqs.find(
+        (r) => blobPut(r) && new URL(r.path, proxy.url).searchParams.get('digest') === configDigest,
+      )!;
+      const patches = reqs.filter((r) => r.method === 'PATCH');
+      expect(patches.length).toBe(2);
+      for (const p of patches) {
+        expect(configPut.startTick).toBeLessThan(p.responseTick!);
+        expect(p.bodyBytes).toBeGreaterThan(0);
+      }
+      const manifestPut = reqs.find((r) => r.method === 'PUT' && r.path.includes('/manifests/'))!;
+      for (const r of reqs)
+        if (r !== manifestPut) expect(manifestPut.startTick).toBeGreaterThan(r.responseTick!);
+      const pulled = await pullImage(`${open.host}/early/config:1`);
+      expect(await pulled.digest()).toBe(result.digest);
     } finally {
       await proxy.close();
     }
