@@ -32,6 +32,13 @@ export type RawSend = (
 export function rawSender(conn: Connection): RawSend {
   return async (method, url, headers, body, signal) => {
     throwIfAborted(signal);
+    // undici takes a connection back only one event-loop turn after its
+    // answer (a setImmediate that lets a server's late FIN or stray bytes
+    // arrive first); a request made in the same turn, as a chain of awaits
+    // does, found every connection busy and opened a new one (and, over
+    // https, paid a handshake). Waiting for that turn reuses it.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    throwIfAborted(signal);
     try {
       const res = await request(url, {
         method,
@@ -41,6 +48,12 @@ export function rawSender(conn: Connection): RawSend {
         signal: signal ?? null,
         ...(conn.headersTimeout === undefined ? {} : { headersTimeout: conn.headersTimeout }),
         ...(conn.bodyTimeout === undefined ? {} : { bodyTimeout: conn.bodyTimeout }),
+        // undici closes the connection after every HEAD (against servers
+        // that answer HEAD with a body), so the request after each HEAD
+        // paid a new connection (and a TLS handshake). Registries answer
+        // HEAD without one; a body sent anyway makes undici drop that
+        // connection and go on on a new one.
+        ...(method === 'HEAD' ? { reset: false } : {}),
       });
       return {
         status: res.statusCode,
