@@ -140,9 +140,10 @@ function withSignal(options: IoOptions, controller: AbortController): AbortSigna
  * writeImage writes an Image (stream layers included) into any target in
  * the order remote `write()` shares with it (`pushImageInOrder`): layers
  * (concurrently, bounded, each `compressed()` read once), the config once
- * every layer has been read, then the manifest, then the tag. A layer without a known descriptor goes
- * through the target's `pushUnknown` ({@link BlobWriter}) and its digest is
- * checked against `layer.digest()` afterwards. If a layer fails, the others
+ * every layer has been read, then the manifest, then the tag. A layer
+ * without a known descriptor goes through the target's `pushUnknown`
+ * ({@link BlobWriter}) and its digest is checked against `layer.digest()`
+ * afterwards. If a layer fails, the others
  * are cancelled and no manifest is written.
  * @throws UNSUPPORTED (unknown-digest layer, target without BlobWriter),
  *   DIGEST_MISMATCH, SIZE_MISMATCH, ABORTED, and whatever the target throws.
