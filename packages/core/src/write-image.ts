@@ -229,21 +229,18 @@ export async function pushImageInOrder<T>(
     allRead.resolve(false);
   };
   signal.addEventListener('abort', onAbort, { once: true });
-  const marks = layers.map(() => {
-    let done = false;
-    return (): void => {
-      if (done) return;
-      done = true;
-      if (--unread === 0) allRead.resolve(true);
-    };
-  });
   const config = allRead.promise.then(async (go) => {
     if (go && !signal.aborted) await steps.config(signal);
   });
   try {
     await Promise.allSettled([
       ...layers.map((layer, i) => {
-        const read = marks[i] ?? ((): void => undefined);
+        let done = false;
+        const read = (): void => {
+          if (done) return;
+          done = true;
+          if (--unread === 0) allRead.resolve(true);
+        };
         return limiter
           .run(() => steps.layer(layer, i, signal, read))
           .then(read)
