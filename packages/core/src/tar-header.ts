@@ -78,37 +78,42 @@ function writeOctal(buf: Buffer, n: number, off: number, len: number): void {
 
 const ustarMagic = Buffer.from('ustar\u000000', 'ascii');
 
-function ustar(
-  h: TarHeader,
+/**
+ * ustarInto writes one ustar header into `b` at `off`, over 512 bytes that
+ * are zero (no prefix field: a name that does not fit goes to PAX).
+ */
+function ustarInto(
+  b: Buffer,
+  off: number,
+  h: Pick<TarHeader, 'mode' | 'uid' | 'gid' | 'mtime' | 'devmajor' | 'devminor'>,
   name: string,
   linkname: string,
   size: number,
   type: number,
   owners?: readonly [string, string],
-): Buffer {
-  // From Node's shared pool: a header costs no allocation of its own.
-  const b = Buffer.allocUnsafe(512).fill(0);
-  writeString(b, name, 0, 100);
-  writeOctal(b, h.mode & 0o7777, 100, 8);
-  writeOctal(b, Math.min(h.uid, maxOctal7), 108, 8);
-  writeOctal(b, Math.min(h.gid, maxOctal7), 116, 8);
-  writeOctal(b, size, 124, 12);
-  writeOctal(b, Math.min(Math.max(h.mtime, 0), maxOctal11), 136, 12);
-  b.fill(0x20, 148, 156);
-  b[156] = type;
-  writeString(b, linkname, 157, 100);
-  b.set(ustarMagic, 257);
+): void {
+  writeString(b, name, off, 100);
+  writeOctal(b, h.mode & 0o7777, off + 100, 8);
+  writeOctal(b, Math.min(h.uid, maxOctal7), off + 108, 8);
+  writeOctal(b, Math.min(h.gid, maxOctal7), off + 116, 8);
+  writeOctal(b, size, off + 124, 12);
+  writeOctal(b, Math.min(Math.max(h.mtime, 0), maxOctal11), off + 136, 12);
+  b.fill(0x20, off + 148, off + 156);
+  b[off + 156] = type;
+  writeString(b, linkname, off + 157, 100);
+  b.set(ustarMagic, off + 257);
   if (owners !== undefined) {
-    writeString(b, owners[0], 265, 32);
-    writeString(b, owners[1], 297, 32);
+    writeString(b, owners[0], off + 265, 32);
+    writeString(b, owners[1], off + 297, 32);
   }
-  writeOctal(b, h.devmajor ?? 0, 329, 8);
-  writeOctal(b, h.devminor ?? 0, 337, 8);
+  writeOctal(b, h.devmajor ?? 0, off + 329, 8);
+  writeOctal(b, h.devminor ?? 0, off + 337, 8);
+  // The checksum, over the 345 bytes written to: the prefix field and the
+  // rest of the 512 stay zero.
   let sum = 0;
-  for (let i = 0; i < 512; i++) sum += b[i] ?? 0;
-  writeOctal(b, sum, 148, 7);
-  b[155] = 0x20;
-  return b;
+  for (let i = off; i < off + 345; i++) sum += b[i] ?? 0;
+  writeOctal(b, sum, off + 148, 7);
+  b[off + 155] = 0x20;
 }
 
 function paxRecord(key: string, value: string): string {
@@ -214,22 +219,34 @@ function withPax(
     if (typeof value === 'string') pax.push(paxRecord(key, value));
     else rawExtras.push(rawPaxRecord(key, value));
   }
-  const main = ustar(h, name, link, size, typeFlag[h.type], owners);
-  if (pax.length === 0 && raw === undefined && rawExtras.length === 0) return main;
-  const text = Buffer.from(pax.join(''), 'utf8');
-  const body =
-    raw === undefined && rawExtras.length === 0
-      ? text
-      : Buffer.concat([raw ?? Buffer.alloc(0), text, ...rawExtras]);
-  const paxName = truncate(`PaxHeaders/${label.replace(/\/+$/, '').split('/').pop() ?? ''}`);
-  const paxHeader = ustar(
-    { name: paxName, type: 'file', mode: 0o644, uid: 0, gid: 0, size: 0, mtime: h.mtime },
-    paxName,
-    '',
-    body.length,
-    0x78,
-  );
-  return Buffer.concat([paxHeader, body, Buffer.alloc(tarPadding(body.length)), main]);
+  const type = typeFlag[h.type];
+  if (pax.length === 0 && raw === undefined && rawExtras.length === 0) {
+    // From Node's shared pool: a header costs no allocation of its own.
+    const b = Buffer.allocUnsafe(512).fill(0);
+    ustarInto(b, 0, h, name, link, size, type, owners);
+    return b;
+  }
+  // The PAX header, its records and their padding, then the ustar header:
+  // one buffer, written in place.
+  const text = pax.join('');
+  const textLength = Buffer.byteLength(text);
+  const bodyLength = (raw?.length ?? 0) + textLength + rawExtras.reduce((n, r) => n + r.length, 0);
+  const out = Buffer.allocUnsafe(512 + bodyLength + tarPadding(bodyLength) + 512).fill(0);
+  let at = 512;
+  if (raw !== undefined) at += raw.copy(out, at);
+  at += out.write(text, at, 'utf8');
+  for (const r of rawExtras) at += r.copy(out, at);
+  const paxName = truncate(`PaxHeaders/${lastPart(label)}`);
+  ustarInto(out, 0, { mode: 0o644, uid: 0, gid: 0, mtime: h.mtime }, paxName, '', bodyLength, 0x78);
+  ustarInto(out, out.length - 512, h, name, link, size, type, owners);
+  return out;
+}
+
+/** lastPart is what follows the last slash of `label`, trailing slashes dropped. */
+function lastPart(label: string): string {
+  let end = label.length;
+  while (end > 0 && label.charCodeAt(end - 1) === 0x2f) end--;
+  return label.slice(label.lastIndexOf('/', end - 1) + 1, end);
 }
 
 function truncate(s: string): string {
