@@ -14,7 +14,7 @@ export { deferred } from './deferred.js';
 export type { Deferred } from './deferred.js';
 export { ByteCounter } from './byte-counter.js';
 export type { ByteCounterOptions } from './byte-counter.js';
-export { pushImageInOrder, whenRead } from './write-image.js';
+export { openRead, pushImageInOrder } from './write-image.js';
 export type { ImagePushSteps } from './write-image.js';
 export { makeDirectory } from './make-directory.js';
 export {

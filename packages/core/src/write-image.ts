@@ -29,19 +29,14 @@ interface LayerContext extends IoOptions {
 }
 
 /**
- * whenRead calls `read` once the layer's digest, size and diffId have
- * settled; called right after `layer.compressed()`, whose pass settles them
- * (asking first could start a pass of its own). A rejected promise calls
- * nothing: the pass failed, and its step fails with it.
+ * openRead opens the layer's compressed stream, then calls `read` once the
+ * layer's digest, size and diffId have settled: the stream's pass settles
+ * them (asking before opening could start a pass of its own). A rejected
+ * promise calls nothing: the pass failed, and its step fails with it.
  */
-export function whenRead(layer: Layer, read: () => void): void {
-  Promise.all([layer.digest(), layer.size(), layer.diffId()]).then(read, () => undefined);
-}
-
-/** openRead opens the layer's compressed stream and watches its pass with {@link whenRead}. */
-function openRead(layer: Layer, read: () => void): Readable {
+export function openRead(layer: Layer, read: () => void): Readable {
   const stream = layer.compressed();
-  whenRead(layer, read);
+  Promise.all([layer.digest(), layer.size(), layer.diffId()]).then(read, () => undefined);
   return stream;
 }
 

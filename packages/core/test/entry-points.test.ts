@@ -10,7 +10,7 @@ describe('@lading/core entry points', () => {
     expect(Object.keys(pub)).not.toContain('deferredStream');
     expect(Object.keys(pub)).not.toContain('layerTarStream');
     expect(Object.keys(pub)).not.toContain('pushImageInOrder');
-    expect(Object.keys(pub)).not.toContain('whenRead');
+    expect(Object.keys(pub)).not.toContain('openRead');
     for (const name of [
       'sniffCompression',
       'blockGzipHeader',
@@ -57,6 +57,7 @@ describe('@lading/core entry points', () => {
       'manifestAccept',
       'markDigesting',
       'markVerified',
+      'openRead',
       'ownDigest',
       'pushImageInOrder',
       'sniffCompression',
@@ -64,7 +65,6 @@ describe('@lading/core entry points', () => {
       'storedDeflateSize',
       'tarPadding',
       'tarTrailer',
-      'whenRead',
       'zstdFrameSync',
       'zstdFramer',
       'zstdLevelRange',

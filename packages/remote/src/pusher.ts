@@ -11,7 +11,7 @@ import {
   type ProgressEmitter,
   type Reference,
 } from '@lading/core';
-import { pushImageInOrder, whenRead, type Deferred } from '@lading/core/internal';
+import { openRead, pushImageInOrder, type Deferred } from '@lading/core/internal';
 import { RegistryClient, type RemoteOptions } from './client.js';
 import { UploadError } from './errors.js';
 import { BlobUpload, type UploadMode } from './upload.js';
@@ -274,9 +274,8 @@ export class Pusher {
     const known = layer.knownDescriptor?.();
     let stream;
     try {
-      stream = layer.compressed();
-      // The config may go once every layer's pass has settled its promises.
-      whenRead(layer, read);
+      // (the config may go once every layer's pass has settled its promises)
+      stream = openRead(layer, read);
     } catch (err) {
       if (isLadingError(err, ErrorCode.LayerConsumed) && lastError !== undefined) {
         throw new UploadError(
