@@ -1,15 +1,10 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { createServer as createNetServer, type AddressInfo, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { digestOf, layerFromBytes } from '@lading/core';
-import { createRegistry, memoryStorage, type Registry } from '@lading/registry';
 import { startDistributionRegistry, type DistributionRegistry } from '@lading/testing';
 import { RegistryClient, RemoteSession, write } from '../src/index.js';
-import { selfSignedCert, testImage } from './helpers.js';
+import { httpsRegistry, testImage, type HttpsRegistry } from './helpers.js';
 
 /**
  * undici closes a connection after each HEAD unless told otherwise, so the
@@ -34,32 +29,22 @@ async function headsThenGet(client: RegistryClient, repo: string): Promise<void>
 }
 
 describe('HEAD keeps its connection', () => {
-  let dir: string;
-  let registry: Registry;
-  let https: HttpsServer;
+  let https: HttpsRegistry;
   let httpsHost: string;
   let ca: Buffer;
   let handshakes = 0;
   let distribution: DistributionRegistry;
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'lading-head-'));
-    const pair = await selfSignedCert(dir);
-    ca = pair.cert;
-    registry = createRegistry({ storage: memoryStorage() });
-    https = createHttpsServer({ key: pair.key, cert: ca }, registry.handler);
-    https.on('secureConnection', () => handshakes++);
-    await new Promise<void>((r) => https.listen(0, '127.0.0.1', r));
-    httpsHost = `127.0.0.1:${(https.address() as AddressInfo).port}`;
+    https = await httpsRegistry('lading-head-');
+    ({ host: httpsHost, ca } = https);
+    https.server.on('secureConnection', () => handshakes++);
     distribution = await startDistributionRegistry();
   });
   afterAll(async () => {
     try {
-      https.closeAllConnections();
-      await new Promise((r) => https.close(r));
-      await registry.close();
-      await distribution.stop();
+      await https.close();
     } finally {
-      await rm(dir, { recursive: true, force: true });
+      await distribution.stop();
     }
   });
 

@@ -1,6 +1,8 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
@@ -21,6 +23,7 @@ import {
   type MediaTypeString,
 } from '@lading/core';
 import { singleFileTar } from '@lading/testing';
+import { createRegistry, memoryStorage } from '@lading/registry';
 
 /**
  * tempDir makes a directory under the OS temp dir, named `<prefix>XXXXXX`,
@@ -241,4 +244,37 @@ export async function selfSignedCert(dir: string): Promise<{ key: Buffer; cert: 
     { stdio: 'ignore' },
   );
   return { key: await readFile(join(dir, 'key.pem')), cert: await readFile(join(dir, 'cert.pem')) };
+}
+
+/** HttpsRegistry is an in-memory @lading/registry served over https with a self-signed certificate. */
+export interface HttpsRegistry {
+  readonly server: HttpsServer;
+  /** host is `127.0.0.1:<port>`. */
+  readonly host: string;
+  /** ca is the certificate to trust. */
+  readonly ca: Buffer;
+  close(): Promise<void>;
+}
+
+/** httpsRegistry starts a {@link HttpsRegistry}; its certificate lives in a temporary directory `close` removes. */
+export async function httpsRegistry(prefix: string): Promise<HttpsRegistry> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  const { key, cert: ca } = await selfSignedCert(dir);
+  const registry = createRegistry({ storage: memoryStorage() });
+  const server = createHttpsServer({ key, cert: ca }, registry.handler);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    server,
+    host: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+    ca,
+    close: async () => {
+      try {
+        server.closeAllConnections();
+        await new Promise((r) => server.close(r));
+        await registry.close();
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+  };
 }

@@ -1,38 +1,20 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer, type Server } from 'node:https';
-import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isLadingError, layerFromBytes } from '@lading/core';
-import { createRegistry, memoryStorage, type Registry } from '@lading/registry';
+import { createRegistry, memoryStorage } from '@lading/registry';
 import { recordingProxy } from '@lading/testing';
 import { RegistryClient, checkPushPermission, pullImage, write } from '../src/index.js';
-import { selfSignedCert, testImage } from './helpers.js';
+import { httpsRegistry, testImage, type HttpsRegistry } from './helpers.js';
 
 describe('TLS with a custom CA (@lading/registry behind node:https)', () => {
-  let dir: string;
-  let registry: Registry;
-  let server: Server;
+  let https: HttpsRegistry;
   let host: string;
   let ca: Buffer;
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'lading-tls-'));
-    const pair = await selfSignedCert(dir);
-    ca = pair.cert;
-    registry = createRegistry({ storage: memoryStorage() });
-    server = createServer({ key: pair.key, cert: ca }, registry.handler);
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+    https = await httpsRegistry('lading-tls-');
+    ({ host, ca } = https);
   });
   afterAll(async () => {
-    try {
-      server.closeAllConnections();
-      await new Promise((r) => server.close(r));
-      await registry.close();
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    await https.close();
   });
 
   it('pushes and pulls over https when the CA is given', async () => {
