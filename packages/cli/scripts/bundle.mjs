@@ -10,9 +10,10 @@
 //   unbundled: it is long-running, so start-up does not matter, and
 //   registry resolves bcryptjs relative to its own files.
 // - undici's index.js, which loads fetch, WebSocket, the cache stores, the
-//   mock agent and HTTP/2 (~80 ms). The CLI needs `Agent` and `request`;
-//   a small entry provides those from undici's own files, and HTTP/2 (only
-//   used with allowH2, which lading never sets) loads on first use.
+//   mock agent and HTTP/2 (~80 ms). remote takes `Agent` and `request`
+//   from undici's own files (its transport/undici-parts.js); here they are
+//   bundled, and HTTP/2 (only used with allowH2, which lading never sets)
+//   loads on first use.
 //
 // The files are written without comments or indentation (minifyWhitespace;
 // names are kept) and the licence comments of bundled packages go to a
@@ -40,23 +41,28 @@ const remoteRequire = createRequire(
 );
 const undiciDir = dirname(remoteRequire.resolve('undici/package.json'));
 
+// remote loads undici's files through createRequire (with the index as a
+// fallback), which esbuild does not follow; its loader module is replaced
+// by this entry, which hands remote's loadUndici the same files bundled.
+const remoteTransport = join(
+  dirname(remoteRequire.resolve('@lading/remote/package.json')),
+  'dist',
+  'internal',
+  'transport',
+);
 const undiciEntry = `'use strict';
-const Agent = require('./lib/dispatcher/agent.js');
-const Dispatcher = require('./lib/dispatcher/dispatcher.js');
-const apiRequest = require('./lib/api/api-request.js');
-const { getGlobalDispatcher } = require('./lib/global.js');
-// request is undici's request(url, options) (index.js, makeDispatcher) for
-// the options lading passes: a URL string and a dispatcher.
-function request(url, opts = {}) {
-  const u = new URL(url);
-  return apiRequest.call(opts.dispatcher ?? getGlobalDispatcher(), {
-    ...opts,
-    origin: u.origin,
-    path: u.search ? u.pathname + u.search : u.pathname,
-    method: opts.method || (opts.body ? 'PUT' : 'GET'),
-  });
-}
-module.exports = { Agent, Dispatcher, request };
+const { loadUndici } = require(${JSON.stringify(join(remoteTransport, 'undici-parts.js'))});
+const files = {
+  'undici/lib/dispatcher/agent.js': () => require('./lib/dispatcher/agent.js'),
+  'undici/lib/api/api-request.js': () => require('./lib/api/api-request.js'),
+  'undici/lib/core/util.js': () => require('./lib/core/util.js'),
+};
+const parts = loadUndici((id) => {
+  const file = files[id];
+  if (file === undefined) throw new Error(id + ' is not in the bundle');
+  return file();
+});
+module.exports = { Agent: parts.Agent, request: parts.request };
 `;
 
 // esbuild runs a CommonJS module's body on its first require(), so this
@@ -71,7 +77,11 @@ module.exports = function connectH2(client, socket) {
 const plugin = {
   name: 'lading-cli',
   setup(b) {
-    b.onResolve({ filter: /^undici$/ }, () => ({ path: 'undici-entry', namespace: 'lading' }));
+    b.onResolve({ filter: /(^|\/)undici\.js$/ }, (args) =>
+      join(args.resolveDir, args.path) === join(remoteTransport, 'undici.js')
+        ? { path: 'undici-entry', namespace: 'lading' }
+        : undefined,
+    );
     b.onResolve({ filter: /^\.\/client-h2\.js$/ }, (args) =>
       args.importer.endsWith(join('undici', 'lib', 'dispatcher', 'client.js'))
         ? { path: 'lazy-h2', namespace: 'lading' }

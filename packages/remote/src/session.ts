@@ -1,4 +1,5 @@
-import { Agent, type Dispatcher } from 'undici';
+import type { Agent as UndiciAgent, Dispatcher } from 'undici';
+import { Agent } from './internal/transport/undici.js';
 import { Transport, type TransportOptions } from './internal/transport/transport.js';
 
 /**
@@ -9,9 +10,9 @@ export type SessionOptions = TransportOptions;
 
 // Connections carry no credentials, so sessions that do not ask for their
 // own pool (ca, connections or dispatcher) share this one.
-let sharedAgent: Agent | undefined;
+let sharedAgent: UndiciAgent | undefined;
 
-function ownAgent(options: SessionOptions): Agent | undefined {
+function ownAgent(options: SessionOptions): UndiciAgent | undefined {
   if (options.dispatcher !== undefined) return undefined;
   if (options.ca === undefined && options.connections === undefined) return undefined;
   const ca = options.ca;
@@ -45,7 +46,7 @@ function ownAgent(options: SessionOptions): Agent | undefined {
 export class RemoteSession {
   readonly #options: SessionOptions;
   readonly #dispatcher: Dispatcher;
-  readonly #owned: Agent | undefined;
+  readonly #owned: UndiciAgent | undefined;
   readonly #transports = new Map<string, Transport>();
 
   constructor(options: SessionOptions = {}) {

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
-import { request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { request } from './undici.js';
 import { AbortedError, isLadingError, throwIfAborted } from '@lading/core';
 import { RegistryError } from '../../errors.js';
 import { isNetworkError } from './retry.js';
