@@ -125,11 +125,20 @@ const result = await build({
   },
   plugins: [plugin],
 });
+// remote's loader left in would resolve undici from the bundle's directory,
+// where it is not: fail here rather than in the first request.
+const bundled = Object.keys(result.metafile.inputs);
+if (!bundled.includes('lading:undici-entry')) {
+  throw new Error('bundle.mjs: remote/dist/internal/transport/undici.js was not replaced');
+}
+if (bundled.some((f) => /[\\/]undici[\\/]index\.js$/.test(f))) {
+  throw new Error("bundle.mjs: undici's index.js was bundled");
+}
 // What bin/start.js stats to tell a stale bundle: tsc -b rewrites a
 // package's dist/.tsbuildinfo whenever it rebuilds it, and a dependency's
 // directory is replaced (package.json included) when its version changes.
 const stamps = new Set();
-for (const input of Object.keys(result.metafile.inputs)) {
+for (const input of bundled) {
   if (input.includes(':')) continue;
   const file = resolve(cliDir, input);
   const nm = file.lastIndexOf(`${sep}node_modules${sep}`);
