@@ -80,7 +80,8 @@ const ustarMagic = Buffer.from('ustar\u000000', 'ascii');
 
 /**
  * ustarInto writes one ustar header into `b` at `off`, over 512 bytes that
- * are zero (no prefix field: a name that does not fit goes to PAX).
+ * are zero; `prefix` is the ustar prefix field (the name's leading
+ * directories, see {@link ustarSplit}).
  */
 function ustarInto(
   b: Buffer,
@@ -91,6 +92,7 @@ function ustarInto(
   size: number,
   type: number,
   owners?: readonly [string, string],
+  prefix = '',
 ): void {
   writeString(b, name, off, 100);
   writeOctal(b, h.mode & 0o7777, off + 100, 8);
@@ -108,10 +110,12 @@ function ustarInto(
   }
   writeOctal(b, h.devmajor ?? 0, off + 329, 8);
   writeOctal(b, h.devminor ?? 0, off + 337, 8);
-  // The checksum, over the 345 bytes written to: the prefix field and the
-  // rest of the 512 stay zero.
+  writeString(b, prefix, off + 345, 155);
+  // The checksum, over the bytes written to: the prefix field when there is
+  // a prefix, and the 345 before it; the rest of the 512 stays zero.
   let sum = 0;
-  for (let i = off; i < off + 345; i++) sum += b[i] ?? 0;
+  const end = off + (prefix === '' ? 345 : 500);
+  for (let i = off; i < end; i++) sum += b[i] ?? 0;
   writeOctal(b, sum, off + 148, 7);
   b[off + 155] = 0x20;
 }
@@ -140,9 +144,24 @@ function isPlainAscii(s: string, max: number): boolean {
 }
 
 /**
+ * ustarSplit splits a plain-ASCII name of 101–256 bytes for ustar's prefix
+ * (up to 155 bytes) and name (up to 100) fields at a slash, which readers
+ * put back (POSIX ustar; Go's archive/tar, and so umoci and crane, write
+ * long names so). The slash is the last one that leaves the name field
+ * something: the shortest name part, so the split is found if there is one.
+ * undefined when no slash works; the name then goes to a PAX record.
+ */
+function ustarSplit(name: string): [prefix: string, rest: string] | undefined {
+  const slash = name.lastIndexOf('/', Math.min(155, name.length - 2));
+  if (slash < 1 || name.length - slash - 1 > 100) return undefined;
+  return [name.slice(0, slash), name.slice(slash + 1)];
+}
+
+/**
  * encodeTarHeader encodes a tar header as ustar, preceded by a PAX extended
- * header when a field does not fit ustar (names or link targets over 100
- * bytes or non-ASCII, sizes ≥ 8 GiB, ids over 2 097 151). The output is a
+ * header when a field does not fit ustar (non-ASCII names or link targets,
+ * link targets over 100 bytes, names over 100 bytes that the prefix field
+ * cannot take, sizes ≥ 8 GiB, ids over 2 097 151). The output is a
  * pure function of its input, so archives are reproducible. It is the one
  * tar-header writer of lading: directory layers (`@lading/layers`) and
  * docker archives (`@lading/layout`) both write with it.
@@ -153,16 +172,22 @@ export function encodeTarHeader(h: TarHeader): Buffer {
   const pax: string[] = [];
   const linkname = h.linkname ?? '';
   let name = h.name;
+  let prefix = '';
   if (!isPlainAscii(name, 100)) {
-    pax.push(paxRecord('path', name));
-    name = truncate(name);
+    const split = isPlainAscii(name, 256) ? ustarSplit(name) : undefined;
+    if (split !== undefined) {
+      [prefix, name] = split;
+    } else {
+      pax.push(paxRecord('path', name));
+      name = truncate(name);
+    }
   }
   let link = linkname;
   if (!isPlainAscii(linkname, 100)) {
     pax.push(paxRecord('linkpath', linkname));
     link = truncate(linkname);
   }
-  return withPax(h, name, link, pax, h.name);
+  return withPax(h, name, link, pax, h.name, undefined, prefix);
 }
 
 /**
@@ -197,6 +222,7 @@ function withPax(
   pax: string[],
   label: string,
   raw?: Buffer,
+  prefix = '',
 ): Buffer {
   let size = h.size;
   if (size > maxOctal11) {
@@ -223,7 +249,7 @@ function withPax(
   if (pax.length === 0 && raw === undefined && rawExtras.length === 0) {
     // From Node's shared pool: a header costs no allocation of its own.
     const b = Buffer.allocUnsafe(512).fill(0);
-    ustarInto(b, 0, h, name, link, size, type, owners);
+    ustarInto(b, 0, h, name, link, size, type, owners, prefix);
     return b;
   }
   // The PAX header, its records and their padding, then the ustar header:
@@ -238,7 +264,7 @@ function withPax(
   for (const r of rawExtras) at += r.copy(out, at);
   const paxName = truncate(`PaxHeaders/${lastPart(label)}`);
   ustarInto(out, 0, { mode: 0o644, uid: 0, gid: 0, mtime: h.mtime }, paxName, '', bodyLength, 0x78);
-  ustarInto(out, out.length - 512, h, name, link, size, type, owners);
+  ustarInto(out, out.length - 512, h, name, link, size, type, owners, prefix);
   return out;
 }
 

@@ -100,6 +100,51 @@ describe('encodeTarHeader', () => {
       if (patch.uid !== undefined) expect(octal(main, 108, 8)).toBe(0o7777777);
     }
   });
+  it('splits a long ASCII name at a slash into the prefix field, else writes it to PAX', () => {
+    const dir =
+      'node_modules/.pnpm/@scope+package-name@1.2.3_peer@4.5.6/node_modules/@scope/package-name/packages/inner';
+    const split: [string, string, string][] = [
+      // name, prefix field, name field
+      [`${dir}/dist/esm/index.js`, `${dir}/dist/esm`, 'index.js'],
+      [`${dir}/lib/`, dir, 'lib/'],
+      [`${'p'.repeat(155)}/${'n'.repeat(100)}`, 'p'.repeat(155), 'n'.repeat(100)],
+      [`a/${'b'.repeat(99)}`, 'a', 'b'.repeat(99)],
+      // The last slash that leaves the name field something wins.
+      [`${'x/'.repeat(60)}f`, 'x/'.repeat(60).slice(0, -1), 'f'],
+    ];
+    for (const [name, prefix, rest] of split) {
+      expect(name.length).toBeGreaterThan(100);
+      const b = encodeTarHeader({ ...base, name });
+      expect(b.length, name).toBe(512);
+      expect(field(b, 345, 155)).toBe(prefix);
+      expect(b.subarray(0, 100).toString('latin1').replace(/\0+$/, '')).toBe(rest);
+      expect(
+        `${field(b, 345, 155)}/${b.subarray(0, 100).toString('latin1').replace(/\0+$/, '')}`,
+      ).toBe(name);
+      expect(checksumOk(b)).toBe(true);
+    }
+    const pax = [
+      `${'p'.repeat(156)}/${'n'.repeat(99)}`, // no slash within 155 bytes
+      `a/${'n'.repeat(101)}`, // the last part over 100 bytes
+      `${'d/'.repeat(128)}f`, // over 256 bytes
+      `${dir}/café/index.js`, // not ASCII
+      `/${'n'.repeat(100)}`, // only a leading slash
+    ];
+    for (const name of pax) {
+      const b = encodeTarHeader({ ...base, name });
+      expect(String.fromCharCode(b[156] ?? 0), name).toBe('x');
+      const bodyLen = octal(b, 124, 12);
+      expect(paxRecords(b.subarray(512, 512 + bodyLen))).toEqual({ path: name });
+      const main = b.subarray(b.length - 512);
+      expect(main[345]).toBe(0);
+      expect(checksumOk(main)).toBe(true);
+    }
+    // A split name with a record of its own: the PAX header holds only that.
+    const both = encodeTarHeader({ ...base, name: `${dir}/dist/esm/index.js`, uid: 3_000_000 });
+    expect(paxRecords(both.subarray(512, 512 + octal(both, 124, 12)))).toEqual({ uid: '3000000' });
+    expect(field(both.subarray(both.length - 512), 345, 155)).toBe(`${dir}/dist/esm`);
+  });
+
   it('writes owner names into the header when they fit, else PAX records, and extra records after its own', () => {
     const plain = encodeTarHeader({ ...base, uname: 'alice', gname: 'staff' });
     expect(plain.length).toBe(512);

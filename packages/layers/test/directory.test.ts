@@ -98,6 +98,63 @@ describe('directoryTar', () => {
     expect(t.stdout).toMatch(/^p.* a\/pipe$/m);
   });
 
+  it('writes long names in the ustar prefix field where they split, else in PAX, as GNU tar reads them', async () => {
+    const d = tmp();
+    const deep = ['node_modules', '.pnpm', '@scope+package-name@1.2.3_peer@4.5.6', 'node_modules'];
+    const split = [...deep, '@scope', 'package-name', 'dist', 'esm', 'index.js'].join('/'); // 107
+    const lastLong = [...deep, 'f'.repeat(120)].join('/'); // its last part alone is over 100
+    const veryLong = [...deep, ...Array<string>(6).fill('d'.repeat(30)), 'file.js'].join('/'); // 262
+    for (const name of [split, lastLong, veryLong]) {
+      mkdirSync(join(d, name, '..'), { recursive: true });
+      writeFileSync(join(d, name), name);
+    }
+    expect(split.length).toBeGreaterThan(100);
+    expect(veryLong.length).toBeGreaterThan(256);
+    const tar = await collect(directoryTar(d));
+    const es = await entries(tar);
+    const files = es.filter((e) => e.header.type === 'file');
+    expect(files.map((e) => e.header.name).sort()).toEqual([split, lastLong, veryLong].sort());
+    for (const e of files) expect(e.body.toString()).toBe(e.header.name);
+    // Each file's ustar header: its name and prefix fields, and whether a
+    // PAX header came before it.
+    const headers: { name: string; prefix: string; pax: boolean }[] = [];
+    let paxBefore = false;
+    const text = (b: Buffer, off: number, len: number): string =>
+      b
+        .subarray(off, off + len)
+        .toString('latin1')
+        .replace(/\0.*$/s, '');
+    for (let at = 0; at + 512 <= tar.length; at += 512) {
+      const block = tar.subarray(at, at + 512);
+      if (text(block, 257, 6) !== 'ustar') continue;
+      if (block[156] === 0x78) paxBefore = true;
+      else {
+        if (block[156] === 0x30) {
+          headers.push({
+            name: text(block, 0, 100),
+            prefix: text(block, 345, 155),
+            pax: paxBefore,
+          });
+        }
+        paxBefore = false;
+      }
+      at += Math.ceil((parseInt(text(block, 124, 12), 8) || 0) / 512) * 512;
+    }
+    expect(headers).toEqual([
+      { name: 'index.js', prefix: split.slice(0, -'/index.js'.length), pax: false },
+      // Sorted by name; the ustar name field keeps the first 100 bytes.
+      { name: veryLong.slice(0, 100), prefix: '', pax: true },
+      { name: lastLong.slice(0, 100), prefix: '', pax: true },
+    ]);
+    const out = tmp();
+    const x = await run('tar', ['-xf', '-', '-C', out], tar);
+    expect(x.code).toBe(0);
+    expect(x.stderr).toBe('');
+    for (const name of [split, lastLong, veryLong]) {
+      expect(readFileSync(join(out, name), 'utf8')).toBe(name);
+    }
+  });
+
   it('keeps names and link targets that are not UTF-8 byte for byte, as GNU tar restores them', async () => {
     // Bytes a file system may hold but UTF-8 cannot decode: Node lists them
     // as U+FFFD, a name that opens nothing.
