@@ -10,10 +10,9 @@
 //   unbundled: it is long-running, so start-up does not matter, and
 //   registry resolves bcryptjs relative to its own files.
 // - undici's index.js, which loads fetch, WebSocket, the cache stores, the
-//   mock agent and HTTP/2 (~80 ms). remote takes `Agent` and `request`
-//   from undici's own files (its transport/undici-parts.js); here they are
-//   bundled, and HTTP/2 (only used with allowH2, which lading never sets)
-//   loads on first use.
+//   mock agent and HTTP/2 (~80 ms). remote imports `Agent` and `request`
+//   from undici's own files (its transport/undici.ts), and HTTP/2 (only
+//   used with allowH2, which lading never sets) loads on first use here.
 //
 // The files are written without comments or indentation (minifyWhitespace;
 // names are kept) and the licence comments of bundled packages go to a
@@ -41,30 +40,6 @@ const remoteRequire = createRequire(
 );
 const undiciDir = dirname(remoteRequire.resolve('undici/package.json'));
 
-// remote loads undici's files through createRequire (with the index as a
-// fallback), which esbuild does not follow; its loader module is replaced
-// by this entry, which hands remote's loadUndici the same files bundled.
-const remoteTransport = join(
-  dirname(remoteRequire.resolve('@lading/remote/package.json')),
-  'dist',
-  'internal',
-  'transport',
-);
-const undiciEntry = `'use strict';
-const { loadUndici } = require(${JSON.stringify(join(remoteTransport, 'undici-parts.js'))});
-const files = {
-  'undici/lib/dispatcher/agent.js': () => require('./lib/dispatcher/agent.js'),
-  'undici/lib/api/api-request.js': () => require('./lib/api/api-request.js'),
-  'undici/lib/core/util.js': () => require('./lib/core/util.js'),
-};
-const parts = loadUndici((id) => {
-  const file = files[id];
-  if (file === undefined) throw new Error(id + ' is not in the bundle');
-  return file();
-});
-module.exports = { Agent: parts.Agent, request: parts.request };
-`;
-
 // esbuild runs a CommonJS module's body on its first require(), so this
 // defers client-h2.js and node:http2 (and tls) until a connection is h2.
 const lazyH2 = `'use strict';
@@ -77,11 +52,6 @@ module.exports = function connectH2(client, socket) {
 const plugin = {
   name: 'lading-cli',
   setup(b) {
-    b.onResolve({ filter: /(^|\/)undici\.js$/ }, (args) =>
-      join(args.resolveDir, args.path) === join(remoteTransport, 'undici.js')
-        ? { path: 'undici-entry', namespace: 'lading' }
-        : undefined,
-    );
     b.onResolve({ filter: /^\.\/client-h2\.js$/ }, (args) =>
       args.importer.endsWith(join('undici', 'lib', 'dispatcher', 'client.js'))
         ? { path: 'lazy-h2', namespace: 'lading' }
@@ -92,11 +62,11 @@ const plugin = {
         ? { path: '../commands/serve.js', external: true }
         : undefined,
     );
-    b.onLoad({ filter: /.*/, namespace: 'lading' }, (args) =>
-      args.path === 'undici-entry'
-        ? { contents: undiciEntry, loader: 'js', resolveDir: undiciDir }
-        : { contents: lazyH2, loader: 'js', resolveDir: join(undiciDir, 'lib', 'dispatcher') },
-    );
+    b.onLoad({ filter: /.*/, namespace: 'lading' }, () => ({
+      contents: lazyH2,
+      loader: 'js',
+      resolveDir: join(undiciDir, 'lib', 'dispatcher'),
+    }));
   },
 };
 
@@ -125,12 +95,8 @@ const result = await build({
   },
   plugins: [plugin],
 });
-// remote's loader left in would resolve undici from the bundle's directory,
-// where it is not: fail here rather than in the first request.
+// remote imports undici's own files (transport/undici.ts), never its index.
 const bundled = Object.keys(result.metafile.inputs);
-if (!bundled.includes('lading:undici-entry')) {
-  throw new Error('bundle.mjs: remote/dist/internal/transport/undici.js was not replaced');
-}
 if (bundled.some((f) => /[\\/]undici[\\/]index\.js$/.test(f))) {
   throw new Error("bundle.mjs: undici's index.js was bundled");
 }

@@ -1,23 +1,9 @@
 import { execFile } from 'node:child_process';
-import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRegistry, type Registry } from '@lading/registry';
-import { loadUndici, type UndiciParts } from '../src/internal/transport/undici-parts.js';
-
-const realRequire = createRequire(import.meta.url);
-
-/** deepFails is a require that cannot find undici's own files, only its index. */
-const deepFails = (id: string): unknown => {
-  if (id !== 'undici')
-    throw Object.assign(new Error(`Cannot find module '${id}'`), { code: 'MODULE_NOT_FOUND' });
-  return realRequire(id);
-};
-
-/** otherExports is a require whose util.js no longer has parseURL (another layout). */
-const otherExports = (id: string): unknown =>
-  id === 'undici/lib/core/util.js' ? {} : realRequire(id);
+import { Agent, request } from '../src/internal/transport/undici.js';
 
 describe('undici, loaded from its own files', () => {
   let registry: Registry;
@@ -31,17 +17,14 @@ describe('undici, loaded from its own files', () => {
     await registry.close();
   });
 
-  async function exercise(parts: UndiciParts): Promise<void> {
-    const agent = new parts.Agent({ connections: 1 });
+  it('sends requests through Agent and request taken from undici’s own files', async () => {
+    const agent = new Agent({ connections: 1 });
     try {
-      const ping = await parts.request(new URL(`${base}/v2/`), {
-        method: 'GET',
-        dispatcher: agent,
-      });
+      const ping = await request(new URL(`${base}/v2/`), { method: 'GET', dispatcher: agent });
       expect(ping.statusCode).toBe(200);
       await ping.body.dump();
       // The query reaches the server: n=-1 is refused as a page size.
-      const catalog = await parts.request(new URL(`${base}/v2/_catalog?n=-1`), {
+      const catalog = await request(new URL(`${base}/v2/_catalog?n=-1`), {
         method: 'GET',
         dispatcher: agent,
       });
@@ -50,29 +33,11 @@ describe('undici, loaded from its own files', () => {
       // Refused before any connection, as undici's index refuses it (it throws).
       await expect(
         (async () =>
-          parts.request(new URL('ftp://127.0.0.1/v2/'), { method: 'GET', dispatcher: agent }))(),
+          request(new URL('ftp://127.0.0.1/v2/'), { method: 'GET', dispatcher: agent }))(),
       ).rejects.toThrow(/protocol/i);
     } finally {
       await agent.close();
     }
-  }
-
-  it('takes Agent and request from the files, not the index', async () => {
-    const parts = loadUndici(realRequire);
-    expect(parts.whole).toBe(false);
-    await exercise(parts);
-  });
-
-  it('falls back to the index where the files are not there', async () => {
-    const parts = loadUndici(deepFails);
-    expect(parts.whole).toBe(true);
-    await exercise(parts);
-  });
-
-  it('falls back to the index where a file no longer exports what it needs', async () => {
-    const parts = loadUndici(otherExports);
-    expect(parts.whole).toBe(true);
-    await exercise(parts);
   });
 
   it('importing @lading/remote does not load undici’s index', async () => {
