@@ -1,4 +1,4 @@
-import type { Agent as UndiciAgent, Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import { Agent } from './internal/transport/undici.js';
 import { Transport, type TransportOptions } from './internal/transport/transport.js';
 
@@ -10,9 +10,9 @@ export type SessionOptions = TransportOptions;
 
 // Connections carry no credentials, so sessions that do not ask for their
 // own pool (ca, connections or dispatcher) share this one.
-let sharedAgent: UndiciAgent | undefined;
+let sharedAgent: Agent | undefined;
 
-function ownAgent(options: SessionOptions): UndiciAgent | undefined {
+function ownAgent(options: SessionOptions): Agent | undefined {
   if (options.dispatcher !== undefined) return undefined;
   if (options.ca === undefined && options.connections === undefined) return undefined;
   const ca = options.ca;
@@ -46,7 +46,7 @@ function ownAgent(options: SessionOptions): UndiciAgent | undefined {
 export class RemoteSession {
   readonly #options: SessionOptions;
   readonly #dispatcher: Dispatcher;
-  readonly #owned: UndiciAgent | undefined;
+  readonly #owned: Agent | undefined;
   readonly #transports = new Map<string, Transport>();
 
   constructor(options: SessionOptions = {}) {

@@ -12,8 +12,9 @@ import util from 'undici/lib/core/util.js';
 // releases of the undici they were checked against only, and the tests
 // (undici.test.ts) load them.
 
-/** Agent is undici's Agent. */
+/** Agent is undici's Agent (the class, and its instances' type). */
 export const Agent: typeof Undici.Agent = agent;
+export type Agent = Undici.Agent;
 
 /** RequestOptions are undici's request options; lading always names a dispatcher. */
 export type RequestOptions = Omit<Undici.Dispatcher.RequestOptions, 'origin' | 'path'> & {
