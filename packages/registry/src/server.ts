@@ -173,7 +173,9 @@ export function createLimitedServer(
       if (left <= 0) perClient.delete(key);
       else perClient.set(key, left);
     });
-    // A socket that never sends a request: Node's headersTimeout only starts at its first byte.
+    // A socket that never sends a request: Node's own headers check answers
+    // it 408 and closes it, but only at its next pass (connectionsCheckingInterval);
+    // this closes it at the limit itself, whichever comes first.
     if (limits.headersMs > 0) socket.setTimeout(limits.headersMs);
   });
   return server;
