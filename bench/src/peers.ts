@@ -3,14 +3,15 @@
 // buildah, containerify — on the same corpus, each pushing to a fresh Debian
 // registry, on the system Node and on Node 26. Times are wall times of whole
 // processes; blob sizes and peak RSS (GNU time) sit beside them.
-import { existsSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { emptyImage, withPlatform } from '@lading/core';
 import { write } from '@lading/remote';
 import { log, type Context } from './context.js';
-import { startDebianRegistry, type BenchRegistry } from './registries.js';
+import { startDebianRegistry, statCpuMsSync, type BenchRegistry } from './registries.js';
 import type { Row, Section } from './report.js';
 import { peerPush } from './scenarios.js';
 import {
@@ -129,6 +130,93 @@ async function ladingBuild(
       registryCpuMs: (after ?? NaN) - (before ?? NaN),
       rssKiB: t.rssKiB,
       size: await layerSize(ref),
+    };
+  });
+}
+
+/** ThreadSplit is one build's CPU time by thread, in ms. */
+interface ThreadSplit {
+  readonly mainMs: number;
+  /** workersMs is the CPU of the `workers` busiest threads besides the main one. */
+  readonly workersMs: number;
+  readonly workers: number;
+  /** otherMs is every other thread's: V8's compilers and garbage collector, libuv's file reads. */
+  readonly otherMs: number;
+  readonly registryMs: number;
+}
+
+/**
+ * threadCpuMs reads the user + system time of each of a process's threads
+ * (tid → ms), synchronously: ~0.2 ms of CPU a reading here, against ~2.5 ms
+ * through fs/promises, so that reading every 20 ms barely slows the build.
+ */
+function threadCpuMs(pid: number): Map<number, number> {
+  const out = new Map<number, number>();
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out; // the process has ended
+  }
+  for (const tid of tids) {
+    const ms = statCpuMsSync(`/proc/${pid}/task/${tid}/stat`);
+    if (ms !== undefined) out.set(Number(tid), ms);
+  }
+  return out;
+}
+
+/**
+ * ladingBuildByThread runs one more `lading build` (not timed) and reads
+ * /proc every 20 ms while it runs, keeping each thread's last CPU time: the
+ * main thread, the `workers` busiest other threads (the compression
+ * workers: Node 20 and 22 leave every thread named `node`, so they are told
+ * apart by their work), and the rest. A thread's last 20 ms may go unseen.
+ */
+async function ladingBuildByThread(
+  ctx: Context,
+  node: string,
+  extra: readonly string[],
+  workers: number,
+): Promise<ThreadSplit> {
+  return fresh(async (reg) => {
+    const before = await reg.cpuMs();
+    const child = spawn(
+      node,
+      [ladingBin, 'build', ctx.corpus.dir, `${reg.host}/bench/lading:1`, '-q', ...extra],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    let stderr = '';
+    child.stderr.on('data', (b: Buffer) => {
+      if (stderr.length < 10_000) stderr += b.toString('utf8');
+    });
+    const closed = new Promise<number | null>((resolve, reject) => {
+      child.once('error', reject);
+      child.once('close', resolve);
+    });
+    const state = { ended: false };
+    const end = (): void => {
+      state.ended = true;
+    };
+    closed.then(end, end);
+    const seen = new Map<number, number>();
+    const pid = child.pid ?? 0;
+    while (!state.ended) {
+      for (const [tid, ms] of threadCpuMs(pid)) seen.set(tid, Math.max(ms, seen.get(tid) ?? 0));
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const code = await closed;
+    if (code !== 0)
+      throw new Error(`lading build (by thread): exit ${String(code)}: ${stderr.slice(-1500)}`);
+    const after = await reg.cpuMs();
+    const rest = [...seen].filter(([tid]) => tid !== pid).map(([, ms]) => ms);
+    rest.sort((a, b) => b - a);
+    const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
+    return {
+      mainMs: seen.get(pid) ?? NaN,
+      workersMs: sum(rest.slice(0, workers)),
+      workers,
+      otherMs: sum(rest.slice(workers)),
+      registryMs: (after ?? NaN) - (before ?? NaN),
     };
   });
 }
@@ -281,7 +369,10 @@ export async function peersScenario(ctx: Context): Promise<Section> {
     log(`${tag}: floors`);
     addFloor('gzip-ideal', (await floorMs(ctx, process.execPath, 'gzip', 1, 1)) / cores);
     addFloor('gzip', await floorMs(ctx, process.execPath, 'gzip', 1, cores));
-    if (has26) addFloor('zstd', await floorMs(ctx, node26, 'zstd', 3, cores));
+    if (has26) {
+      addFloor('zstd', await floorMs(ctx, node26, 'zstd', 3, cores));
+      addFloor('zstd-1', await floorMs(ctx, node26, 'zstd', 3, 1));
+    }
     for (const n of nodes) {
       log(`${tag}: lading build (no flags), ${n.label}`);
       add(`lading:${n.label}`, await ladingBuild(ctx, n.bin, []));
@@ -310,6 +401,19 @@ export async function peersScenario(ctx: Context): Promise<Section> {
         cfyError = err instanceof Error ? err.message.slice(0, 300) : String(err);
         log(`${tag}: containerify failed: ${cfyError}`);
       }
+    }
+  }
+  // Where each build's CPU goes, thread by thread: one more build of each, untimed.
+  const splits = new Map<string, ThreadSplit>();
+  for (const n of nodes) {
+    log(`peers: lading build by thread, ${n.label}`);
+    splits.set(`lading:${n.label}`, await ladingBuildByThread(ctx, n.bin, [], cores));
+    if (n.bin === node26) {
+      log(`peers: lading build --compression zstd by thread, ${n.label}`);
+      splits.set(
+        `zstd:${n.label}`,
+        await ladingBuildByThread(ctx, n.bin, ['--compression', 'zstd'], cores),
+      );
     }
   }
   const peers = [
@@ -352,6 +456,31 @@ export async function peersScenario(ctx: Context): Promise<Section> {
       data: { cpuMs: own, registryCpuMs: reg, boundMs: bound },
     });
   };
+  /**
+   * threadRow splits one more build's CPU by thread, beside the compression
+   * alone on one core (`floor1`): what the workers spend beyond it, and
+   * what the main thread and the rest add, is the work on top of the floor.
+   */
+  const threadRow = (
+    label: string,
+    k: string,
+    floor1: readonly number[],
+    floorN: readonly number[],
+  ): void => {
+    const t = splits.get(k);
+    if (t === undefined) return;
+    const f1 = stat(floor1).median;
+    const fN = stat(floorN).median;
+    rows.push({
+      name: `  ${label} by thread (one more build, /proc read every 20 ms): main thread ${fmtSec(t.mainMs)}, the ${t.workers} busiest others (the compression workers) ${fmtSec(t.workersMs)}, the rest (V8's compilers and GC, libuv's file reads) ${fmtSec(t.otherMs)}; registry ${fmtSec(t.registryMs)}`,
+      value: fmtSec(t.mainMs + t.workersMs + t.otherMs),
+      ratio: Number.isNaN(f1)
+        ? 'n/a'
+        : `workers ${(t.workersMs / f1).toFixed(2)}× the compression alone on 1 core (${fmtSec(f1)}); the floor's ${cores} threads at once ${((fN * cores) / f1).toFixed(2)}×`,
+      data: { ...t, floor1Ms: floor1, floorMs: floorN },
+    });
+  };
+  const gzip1 = (floors.get('gzip-ideal') ?? []).map((v) => v * cores);
   rows.push({
     name: `gzip level 1 alone over ${cores} cores (floor: 1 MiB blocks, tar in memory, ${cores} threads at once)`,
     value: fmtStat(stat(floors.get('gzip') ?? []), fmtSec),
@@ -392,6 +521,7 @@ export async function peersScenario(ctx: Context): Promise<Section> {
       data: { headline: true, ratio: f.samples, target: 1.15 },
     });
     cpuRow(`that build (${n.label})`, `lading:${n.label}`, 'gzip');
+    threadRow(`lading's CPU (${n.label})`, `lading:${n.label}`, gzip1, floors.get('gzip') ?? []);
   }
   if (has26) {
     line('lading build --compression zstd, Node 26', 'zstd:Node 26');
@@ -415,6 +545,12 @@ export async function peersScenario(ctx: Context): Promise<Section> {
       data: { headline: true, ratio: f.samples, target: 1.15 },
     });
     cpuRow('the zstd build (Node 26)', 'zstd:Node 26', 'zstd');
+    threadRow(
+      "lading's CPU (zstd, Node 26)",
+      'zstd:Node 26',
+      floors.get('zstd-1') ?? [],
+      floors.get('zstd') ?? [],
+    );
   } else rows.push({ name: 'lading zstd / Node 26 runs', value: 'n/a (missing: Node 26)' });
   if (!ctx.peers.buildah) rows.push({ name: 'buildah', value: 'n/a (missing: buildah)' });
   if (!hasCfy)
@@ -429,6 +565,7 @@ export async function peersScenario(ctx: Context): Promise<Section> {
       `floors: ${cores} threads at once compressing the tar held in memory in 1 MiB blocks (what the layers write: libdeflate gzip members, or zstd frames): the time the compression alone needs over all cores of this machine, measured. One thread's time ÷ ${cores} is shown beside it: the machine does not scale perfectly, so that ideal is out of reach for any pipeline.`,
       'Ratios pair the samples of the same run (lading ÷ the peer that was fastest by median).',
       `The CPU rows add lading's CPU time (GNU time: user + system, every thread) to the registry's during the same build (/proc/PID/stat before and after) and divide by the ${cores} cores: the work both processes must do on this machine, on every core and with no time lost to waiting. A target below that bound is out of reach on this machine for this work; the gap between it and the wall time is what waiting and serial phases (start-up, the walk before the first block, the last block, the manifest) cost.`,
+      `The "by thread" rows come from one more build of each kind, not timed: /proc/PID/task/*/stat read every 20 ms while it runs (each thread's last reading kept; a thread's last 20 ms may go unseen). The main thread walks the tree, reads the files, builds the tar, hashes it and the blob (sha256, twice) and sends the blob; the workers compress (their CPU beside the same compression alone on one core, and beside the thread time of the floor's ${cores} threads at once — on this machine two threads compressing at once each run slower than one alone, so that figure, not 1×, is what compression on every core costs; what the workers spend beyond it is messaging, copies and their start-up); the rest are V8's background compilers and garbage collector and libuv's threads reading the larger files. Node 20 and 22 name every thread \`node\`, so the workers are told apart as the ${cores} busiest threads besides the main one (the default is one worker per core, and this corpus starts them all).`,
     ],
   };
 }
