@@ -77,6 +77,22 @@ export function createDecompressor(kind: 'gzip' | 'zstd'): Transform {
 }
 
 /**
+ * decompressionError gives a failure of a {@link createDecompressor} stream
+ * a code: a zlib (`Z_…`) or zstd (`ZSTD_error_…`) error means the bytes are
+ * not the gzip or zstd stream their media type says — INVALID_LAYER
+ * "`what` does not decompress: …". Anything else is answered as it is.
+ */
+export function decompressionError(e: unknown, what: string): unknown {
+  const code = (e as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string' || !(code.startsWith('Z_') || code.startsWith('ZSTD_error')))
+    return e;
+  const message = e instanceof Error ? e.message : code;
+  return new LadingError(ErrorCode.InvalidLayer, `${what} does not decompress: ${message}`, {
+    cause: e,
+  });
+}
+
+/**
  * deferredStream returns a Readable at once that carries the stream `open`
  * resolves with, or fails with its error: a layer's `compressed()` is
  * synchronous, while fetching its blob is not.

@@ -25,7 +25,7 @@ export const ErrorCode = {
   Unsupported: 'UNSUPPORTED',
   Conflict: 'CONFLICT',
   Io: 'IO',
-  /** InvalidLayer: a layer's bytes are not a complete tar archive, or its producer failed. */
+  /** InvalidLayer: a layer's bytes are not a complete tar archive (or do not decompress), or its producer failed. */
   InvalidLayer: 'INVALID_LAYER',
 } as const;
 

@@ -22,6 +22,7 @@ export {
   blockGzipSize,
   blockGzipSync,
   blockGzipTrailer,
+  decompressionError,
   zstdFrameSync,
   zstdFramer,
   sniffCompression,

@@ -47,6 +47,7 @@ describe('@lading/core entry points', () => {
       'blockGzipSync',
       'blockGzipTrailer',
       'childrenToWrite',
+      'decompressionError',
       'deferred',
       'deferredStream',
       'encodeTarHeader',

@@ -1,8 +1,8 @@
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
-import { isLadingError } from '@lading/core';
-import { ByteCounter, Limiter, deferred } from '@lading/core/internal';
+import { createDecompressor, isLadingError } from '@lading/core';
+import { ByteCounter, Limiter, decompressionError, deferred } from '@lading/core/internal';
 
 function sink(): Writable {
   return new Writable({
@@ -130,5 +130,27 @@ describe('ByteCounter', () => {
     });
     await expect(pipeline(chunks(2, 2, 2, 2), counter, sink())).rejects.toThrow('refused');
     expect(seen).toEqual([2, 2]);
+  });
+});
+
+describe('decompressionError', () => {
+  it('types a gunzip failure INVALID_LAYER with what failed, and passes anything else', async () => {
+    const bad = Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 0xff, 0xff, 0xff, 0xff]);
+    const raw = await pipeline(Readable.from([bad]), createDecompressor('gzip'), sink()).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    const typed = decompressionError(raw, 'layer sha256:ab');
+    expect(isLadingError(typed, 'INVALID_LAYER')).toBe(true);
+    expect((typed as Error).message).toMatch(/^layer sha256:ab does not decompress: \S/);
+    expect((typed as Error).cause).toBe(raw);
+    // zstd's codes (Node ≥ 22.15), by shape: this Node may have no zstd.
+    const zstd = Object.assign(new Error('Data corruption detected'), {
+      code: 'ZSTD_error_corruption_detected',
+    });
+    expect(isLadingError(decompressionError(zstd, 'a layer'), 'INVALID_LAYER')).toBe(true);
+    const other = Object.assign(new Error('disk full'), { code: 'ENOSPC' });
+    expect(decompressionError(other, 'a layer')).toBe(other);
+    expect(decompressionError(undefined, 'a layer')).toBeUndefined();
   });
 });

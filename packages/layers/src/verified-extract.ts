@@ -20,7 +20,7 @@ import {
   type Layer,
   type MediaTypeString,
 } from '@lading/core';
-import { Limiter, makeDirectory } from '@lading/core/internal';
+import { Limiter, decompressionError, makeDirectory } from '@lading/core/internal';
 import { extract, type ExtractOptions } from './extract.js';
 
 /** ExtractVerifiedOptions configure {@link extractVerified}. */
@@ -79,23 +79,16 @@ function typedIo(e: unknown, what: string): unknown {
 
 /**
  * spoolError gives a failure while spooling layer `index` a code: the
- * layer's own typed errors pass, zlib errors mean the blob is not what its
- * media type says (INVALID_ARGUMENT), undici's a transfer cut short
+ * layer's own typed errors pass, zlib and zstd errors mean the blob is not what its
+ * media type says (INVALID_LAYER), undici's a transfer cut short
  * (NETWORK), file-system errors IO; an abort passes as is.
  */
 function spoolError(e: unknown, index: number): unknown {
   if (isLadingError(e)) return e;
+  const typed = decompressionError(e, `layer ${index}`);
+  if (typed !== e) return typed;
   const code = (e as { code?: unknown } | null)?.code;
   const message = e instanceof Error ? e.message : 'unknown error';
-  if (typeof code === 'string' && code.startsWith('Z_')) {
-    return new LadingError(
-      ErrorCode.InvalidArgument,
-      `layer ${index} does not decompress: ${message}`,
-      {
-        cause: e,
-      },
-    );
-  }
   if (typeof code === 'string' && code.startsWith('UND_ERR')) {
     return new LadingError(ErrorCode.Network, `reading layer ${index}: ${message}`, { cause: e });
   }
@@ -106,7 +99,7 @@ function spoolError(e: unknown, index: number): unknown {
  * spool reads `layer` once, hashing its compressed bytes and its tar, and
  * writes the tar to `file`; it resolves only when the blob's digest and
  * size and the tar's diffId are the ones the layer claims.
- * @throws DIGEST_MISMATCH, SIZE_MISMATCH, INVALID_ARGUMENT (not gzip), IO
+ * @throws DIGEST_MISMATCH, SIZE_MISMATCH, INVALID_LAYER (not gzip or zstd), IO
  */
 async function spool(
   layer: Layer,

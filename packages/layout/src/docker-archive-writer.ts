@@ -24,6 +24,7 @@ import {
   type IoOptions,
   type MediaTypeString,
 } from '@lading/core';
+import { decompressionError } from '@lading/core/internal';
 import { DockerArchive, normalizeRepoTag, type ArchiveImage } from './docker-archive.js';
 import { closed, notFound, wrongMode } from './internal/archive-errors.js';
 import {
@@ -131,6 +132,7 @@ export class DockerArchiveWriter extends DockerArchive {
     mediaType: MediaTypeString,
     front: Transform,
     options: IoOptions,
+    label: string,
   ): Promise<Spooled> {
     const path = join(await this.#spool(), `${randomUUID()}.tar`);
     const diff = new HashingStream();
@@ -145,7 +147,7 @@ export class DockerArchiveWriter extends DockerArchive {
       });
     } catch (err) {
       await rm(path, { force: true });
-      throw err;
+      throw decompressionError(err, label);
     }
     if (diff.digest === undefined) throw new LadingError(ErrorCode.Io, 'hash not computed');
     return { path, diffId: diff.digest, size: diff.size, mediaType };
@@ -194,7 +196,7 @@ export class DockerArchiveWriter extends DockerArchive {
     if (isLayerMediaType(desc.mediaType)) {
       this.#layers.set(
         desc.digest,
-        await this.#spoolLayer(content, desc.mediaType, verifier, options),
+        await this.#spoolLayer(content, desc.mediaType, verifier, options, `layer ${desc.digest}`),
       );
     } else {
       const bytes = await this.#readSmall(content, verifier, options);
@@ -211,7 +213,13 @@ export class DockerArchiveWriter extends DockerArchive {
     this.#assertOpen();
     const blob = new HashingStream();
     if (isLayerMediaType(mediaType)) {
-      const spooled = await this.#spoolLayer(content, mediaType, blob, options);
+      const spooled = await this.#spoolLayer(
+        content,
+        mediaType,
+        blob,
+        options,
+        `a ${mediaType} layer`,
+      );
       if (blob.digest === undefined) throw new LadingError(ErrorCode.Io, 'hash not computed');
       this.#layers.set(blob.digest, spooled);
       return { mediaType, digest: blob.digest, size: blob.size };

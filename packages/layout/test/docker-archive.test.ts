@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -296,6 +296,21 @@ describe('dockerArchive', () => {
     expect(
       isLadingError(await caught(dockerArchive(join(dir, 'none.tar')).resolve('a')), 'NOT_FOUND'),
     ).toBe(true);
+  });
+
+  it('refuses a layer that does not decompress with INVALID_LAYER, and discard() leaves no spool', async () => {
+    const dir = await scratch();
+    const spool = join(dir, 'spool');
+    await mkdir(spool);
+    const out = new DockerArchiveWriter(join(dir, 'bad.tar'), { tmpDir: spool });
+    // gzip's magic, then bytes that are no deflate stream.
+    const bad = Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 0xff, 0xff, 0xff, 0xff]);
+    const err = await caught(out.pushUnknown(Readable.from([bad]), MediaType.OciLayerGzip));
+    expect(isLadingError(err, 'INVALID_LAYER'), String(err)).toBe(true);
+    expect((err as Error).message).toMatch(/^a .*tar\+gzip layer does not decompress: /);
+    expect(await readdir(spool)).toHaveLength(1); // the spool directory, its file removed
+    await out.discard();
+    expect(await readdir(spool)).toEqual([]);
   });
 
   it('opens a reader or a writer by mode, each refusing the other side with UNSUPPORTED', async () => {
