@@ -278,22 +278,26 @@ async function writeOne(
   { progress, signal, onAuthorized }: WriteToOptions,
 ): Promise<{ descriptor: Descriptor; opened: OpenedTarget }> {
   const opened = openTarget(location, options, 'write');
-  if (location.kind === 'registry') {
-    const handle = writeAny(location.reference, content, { ...options, signal });
-    handle.on('progress', (e) => progress.emit('progress', e));
-    handle.authorized.then(onAuthorized, () => undefined);
-    const result: WriteResult = await handle.done;
-    return {
-      descriptor: { mediaType: result.mediaType, digest: result.digest, size: result.size },
-      opened,
-    };
+  const write = async (): Promise<Descriptor> => {
+    if (location.kind === 'registry') {
+      const handle = writeAny(location.reference, content, { ...options, signal });
+      handle.on('progress', (e) => progress.emit('progress', e));
+      handle.authorized.then(onAuthorized, () => undefined);
+      const result: WriteResult = await handle.done;
+      return { mediaType: result.mediaType, digest: result.digest, size: result.size };
+    }
+    if (opened.ref === undefined)
+      throw new LadingError(ErrorCode.InvalidArgument, `${opened.label} needs a tag (…:TAG)`);
+    return isImageIndex(content)
+      ? await writeImageIndex(opened.target, opened.ref, content, { signal, progress })
+      : await writeImage(opened.target, opened.ref, content, { signal, progress });
+  };
+  try {
+    return { descriptor: await write(), opened };
+  } catch (err) {
+    await opened.abandon().catch(() => undefined);
+    throw err;
   }
-  if (opened.ref === undefined)
-    throw new LadingError(ErrorCode.InvalidArgument, `${opened.label} needs a tag (…:TAG)`);
-  const descriptor = isImageIndex(content)
-    ? await writeImageIndex(opened.target, opened.ref, content, { signal, progress })
-    : await writeImage(opened.target, opened.ref, content, { signal, progress });
-  return { descriptor, opened };
 }
 
 /**
@@ -317,19 +321,26 @@ export async function writeTo(
   const [first, ...rest] = order;
   if (first === undefined) throw new LadingError(ErrorCode.InvalidArgument, 'no destination');
   const { descriptor, opened } = await writeOne(parseLocation(first), content, options, how);
-  const finishers = [opened];
-  for (const text of rest) {
-    if (readable < 0) {
-      finishers.push((await writeOne(parseLocation(text), content, options, how)).opened);
-      continue;
+  // Every location opened so far: committed at the end, or on a failure
+  // abandoned (a docker archive's spooled layers must not stay in /tmp).
+  const pending = [opened];
+  try {
+    for (const text of rest) {
+      if (readable < 0) {
+        pending.push((await writeOne(parseLocation(text), content, options, how)).opened);
+        continue;
+      }
+      const other = openTarget(parseLocation(text), options, 'write');
+      pending.push(other);
+      await copy(opened.target, descriptor.digest, other.target, other.ref ?? 'latest', {
+        signal,
+        progress,
+      });
     }
-    const other = openTarget(parseLocation(text), options, 'write');
-    finishers.push(other);
-    await copy(opened.target, descriptor.digest, other.target, other.ref ?? 'latest', {
-      signal,
-      progress,
-    });
+    for (let f = pending.shift(); f !== undefined; f = pending.shift()) await f.finish();
+  } catch (err) {
+    for (const f of pending) await f.abandon().catch(() => undefined);
+    throw err;
   }
-  for (const f of finishers) await f.finish();
   return { descriptor, locations: texts };
 }

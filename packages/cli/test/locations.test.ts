@@ -1,4 +1,5 @@
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,7 +15,7 @@ import {
 import { createRegistry, memoryStorage, type Registry } from '@lading/registry';
 import { singleFileTar } from '@lading/testing';
 import { write, writeIndex } from '@lading/remote';
-import { lading, ladingProcess, run } from './helpers.js';
+import { bin, lading, ladingProcess, run } from './helpers.js';
 
 let work: string;
 let app: string;
@@ -144,6 +145,38 @@ describe('local locations', () => {
     expect(fromArchive.stdout.trim()).toBe(tagged.stdout.trim());
     const config = await lading('config', `docker-archive:${archive}`, '--json');
     expect(config.code, config.stderr).toBe(0);
+  });
+
+  it('leaves nothing in the temp dir when a copy to a docker archive fails', async () => {
+    const layout = join(work, 'damaged-layout');
+    const built = await lading('build', app, `oci:${layout}:v1`, '-q');
+    expect(built.code, built.stderr).toBe(0);
+    const blob = (digest: string) => join(layout, 'blobs', 'sha256', digest.slice(7));
+    const manifest = JSON.parse(await readFile(blob(built.stdout.trim()), 'utf8')) as {
+      layers: { digest: string }[];
+    };
+    // The layer blob damaged near its end (same size): the archive
+    // writer has spooled most of it when the copy fails.
+    const layerPath = blob(manifest.layers[0]?.digest ?? '');
+    const bytes = await readFile(layerPath);
+    bytes[bytes.length - 10] = (bytes[bytes.length - 10] ?? 0) ^ 0xff;
+    await writeFile(layerPath, bytes);
+    const tmp = join(work, 'archive-tmp');
+    await mkdir(tmp);
+    const archive = join(work, 'damaged.tar');
+    const r = await run(
+      process.execPath,
+      [bin, 'cp', `oci:${layout}:v1`, `docker-archive:${archive}:team/app:v1`],
+      { env: { ...process.env, TMPDIR: tmp } },
+    ).then(
+      () => ({ code: 0, stderr: '' }),
+      (e: unknown) => e as { code: number; stderr: string },
+    );
+    // (Whichever notices first: the digest, or gunzip on the damaged stream.)
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^lading: .*(digest mismatch|does not decompress)/m);
+    expect(await readdir(tmp)).toEqual([]);
+    expect(existsSync(archive)).toBe(false);
   });
 
   it('build writes no local path into the history and no null into the config', async () => {

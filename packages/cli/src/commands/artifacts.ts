@@ -35,6 +35,7 @@ import {
   positional,
   remoteOptions,
   str,
+  writing,
 } from './common.js';
 import { reportWrite } from './report-write.js';
 import type { Command } from './types.js';
@@ -212,52 +213,54 @@ export const attach: Command = {
     const options = await remoteOptions(ctx);
     const opened = openTarget(location, options, 'write');
     const { signal } = ctx;
-    const subject = await opened.target.resolve(opened.readRef, { signal });
-    const fileType = str(ctx, 'file-type') ?? 'application/octet-stream';
-    const layers: Descriptor[] = [];
-    for (const file of files) {
-      const d = await fileDescriptor(file, fileType, signal);
-      if (!(await opened.target.exists(d, { signal })))
-        await opened.target.push(d, createReadStream(file, { signal }), { signal });
-      layers.push(d);
-    }
-    if (!(await opened.target.exists(emptyConfig, { signal })))
-      await opened.target.push(emptyConfig, Readable.from([Buffer.from('{}')]), { signal });
-    const manifest = {
-      schemaVersion: 2,
-      mediaType: MediaType.OciManifest,
-      artifactType,
-      config: emptyConfig,
-      layers,
-      subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size },
-      ...(Object.keys(annotations).length > 0 ? { annotations } : {}),
-    };
-    const bytes = Buffer.from(JSON.stringify(manifest));
-    const desc: Descriptor = {
-      mediaType: MediaType.OciManifest,
-      digest: digestOf(bytes),
-      size: bytes.length,
-      artifactType,
-      ...(Object.keys(annotations).length > 0 ? { annotations } : {}),
-    };
-    let apiHandled = false;
-    if (location.kind === 'registry') {
-      const r = parseRef(location.reference);
-      const slash = r.repo.indexOf('/');
-      const put = await new RegistryClient(r.repo.slice(0, slash), options).putManifest(
-        r.repo.slice(slash + 1),
-        desc.digest,
-        bytes,
-        desc.mediaType,
-        { signal },
-      );
-      // OCI-Subject in the answer: the registry indexes referrers itself.
-      apiHandled = put.subject !== undefined;
-    } else {
-      await opened.target.push(desc, Readable.from([bytes]), { signal });
-    }
-    if (!apiHandled) await addToFallbackIndex(opened.target, subject.digest, desc, signal);
-    await opened.finish();
+    const { subject, desc, apiHandled } = await writing(opened, async () => {
+      const subject = await opened.target.resolve(opened.readRef, { signal });
+      const fileType = str(ctx, 'file-type') ?? 'application/octet-stream';
+      const layers: Descriptor[] = [];
+      for (const file of files) {
+        const d = await fileDescriptor(file, fileType, signal);
+        if (!(await opened.target.exists(d, { signal })))
+          await opened.target.push(d, createReadStream(file, { signal }), { signal });
+        layers.push(d);
+      }
+      if (!(await opened.target.exists(emptyConfig, { signal })))
+        await opened.target.push(emptyConfig, Readable.from([Buffer.from('{}')]), { signal });
+      const manifest = {
+        schemaVersion: 2,
+        mediaType: MediaType.OciManifest,
+        artifactType,
+        config: emptyConfig,
+        layers,
+        subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size },
+        ...(Object.keys(annotations).length > 0 ? { annotations } : {}),
+      };
+      const bytes = Buffer.from(JSON.stringify(manifest));
+      const desc: Descriptor = {
+        mediaType: MediaType.OciManifest,
+        digest: digestOf(bytes),
+        size: bytes.length,
+        artifactType,
+        ...(Object.keys(annotations).length > 0 ? { annotations } : {}),
+      };
+      let apiHandled = false;
+      if (location.kind === 'registry') {
+        const r = parseRef(location.reference);
+        const slash = r.repo.indexOf('/');
+        const put = await new RegistryClient(r.repo.slice(0, slash), options).putManifest(
+          r.repo.slice(slash + 1),
+          desc.digest,
+          bytes,
+          desc.mediaType,
+          { signal },
+        );
+        // OCI-Subject in the answer: the registry indexes referrers itself.
+        apiHandled = put.subject !== undefined;
+      } else {
+        await opened.target.push(desc, Readable.from([bytes]), { signal });
+      }
+      if (!apiHandled) await addToFallbackIndex(opened.target, subject.digest, desc, signal);
+      return { subject, desc, apiHandled };
+    });
     ctx.out.result(
       { subject: subject.digest, digest: desc.digest, artifactType, referrersApi: apiHandled },
       desc.digest,

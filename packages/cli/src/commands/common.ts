@@ -118,8 +118,31 @@ export type OpenedTarget = {
   readonly readRef: string;
   /** finish commits (docker-archive writes its file) after a successful write. */
   finish(): Promise<void>;
+  /**
+   * abandon drops what a failed write left behind: a docker archive's
+   * spooled layers (its temp dir), which finish() would have removed. A
+   * registry or layout keeps the blobs it verified, as a registry would.
+   */
+  abandon(): Promise<void>;
   readonly label: string;
 };
+
+/**
+ * writing runs `fn`, which writes to `opened`, then commits it; if `fn`
+ * fails (an error, a refused blob, Ctrl-C), `opened` is abandoned first, so
+ * that nothing is left in the temp dir. finish() cleans up after itself.
+ */
+export async function writing<T>(opened: OpenedTarget, fn: () => Promise<T>): Promise<T> {
+  let result: T;
+  try {
+    result = await fn();
+  } catch (err) {
+    await opened.abandon().catch(() => undefined);
+    throw err;
+  }
+  await opened.finish();
+  return result;
+}
 
 /** openTarget opens a location for reading or writing. */
 export function openTarget(
@@ -135,6 +158,7 @@ export function openTarget(
         ref: ref.digest ?? ref.tag,
         readRef: ref.digest ?? ref.tag,
         finish: () => Promise.resolve(),
+        abandon: () => Promise.resolve(),
         label: location.reference,
       };
     }
@@ -144,6 +168,7 @@ export function openTarget(
         ref: location.tag,
         readRef: location.tag ?? '',
         finish: () => Promise.resolve(),
+        abandon: () => Promise.resolve(),
         label: `oci:${location.dir}`,
       };
     case 'docker-archive': {
@@ -154,6 +179,7 @@ export function openTarget(
         readRef: location.tag ?? '',
         finish: () =>
           mode === 'write' ? archive.close({ signal: options.signal }) : Promise.resolve(),
+        abandon: () => (mode === 'write' ? archive.discard() : Promise.resolve()),
         label: `docker-archive:${location.file}`,
       };
     }

@@ -11,6 +11,7 @@ import {
   remoteOptions,
   seconds,
   str,
+  writing,
 } from './common.js';
 import type { Command, CommandContext } from './types.js';
 
@@ -72,19 +73,20 @@ async function copyBetween(ctx: CommandContext, srcText: string, dstText: string
   progress?.on('progress', ctx.out.progress);
   let skipped = 0;
   let mounted = 0;
-  const root = await copy(src.target, srcRef, dst.target, dstRef, {
-    signal: ctx.signal,
-    concurrency: jobs,
-    ...(progress === undefined ? {} : { progress }),
-    onSkipped: () => {
-      skipped++;
-    },
-    onMounted: () => {
-      mounted++;
-    },
-    ...(platform === undefined ? {} : { platform }),
-  });
-  await dst.finish();
+  const root = await writing(dst, () =>
+    copy(src.target, srcRef, dst.target, dstRef, {
+      signal: ctx.signal,
+      concurrency: jobs,
+      ...(progress === undefined ? {} : { progress }),
+      onSkipped: () => {
+        skipped++;
+      },
+      onMounted: () => {
+        mounted++;
+      },
+      ...(platform === undefined ? {} : { platform }),
+    }),
+  );
   ctx.out.result(
     {
       source: srcText,

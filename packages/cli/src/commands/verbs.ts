@@ -45,6 +45,7 @@ import {
   remoteOptions,
   seconds,
   str,
+  writing,
 } from './common.js';
 import type { Command, CommandContext } from './types.js';
 
@@ -76,10 +77,11 @@ export const tag: Command = {
         await src.target.tag(desc, t, { signal: ctx.signal });
       } else {
         const dst = openTarget(parseLocation(t), options, 'write');
-        await copy(src.target, desc.digest, dst.target, dst.ref ?? 'latest', {
-          signal: ctx.signal,
-        });
-        await dst.finish();
+        await writing(dst, () =>
+          copy(src.target, desc.digest, dst.target, dst.ref ?? 'latest', {
+            signal: ctx.signal,
+          }),
+        );
       }
       done.push(t);
     }
