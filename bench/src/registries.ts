@@ -1,6 +1,5 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { startDistributionRegistry } from '@lading/testing';
@@ -96,20 +95,11 @@ export function startLadingRegistry(
  * processCpuMs reads a process's user + system time from /proc/PID/stat
  * (fields 14 and 15, in clock ticks of 1/100 s on Linux).
  */
-export async function processCpuMs(pid: number): Promise<number | undefined> {
-  return pid > 0 ? statCpuMs(`/proc/${pid}/stat`) : undefined;
+export function processCpuMs(pid: number): Promise<number | undefined> {
+  return Promise.resolve(pid > 0 ? statCpuMsSync(`/proc/${pid}/stat`) : undefined);
 }
 
-/** statCpuMs reads user + system time from a /proc stat file (a process's, or a thread's under task/). */
-async function statCpuMs(path: string): Promise<number | undefined> {
-  try {
-    return cpuMsOf(await readFile(path, 'utf8'));
-  } catch {
-    return undefined;
-  }
-}
-
-/** statCpuMsSync is {@link statCpuMs}, synchronous (cheaper when read often). */
+/** statCpuMsSync reads user + system time from a /proc stat file (a process's, or a thread's under task/). */
 export function statCpuMsSync(path: string): number | undefined {
   try {
     return cpuMsOf(readFileSync(path, 'utf8'));

@@ -28,7 +28,7 @@ import {
 import { deferredStream } from '@lading/core/internal';
 import { pull, writeAny, type RemoteOptions, type WriteResult } from '@lading/remote';
 import { parseLocation, type Location } from './transports.js';
-import { openTarget, type OpenedTarget } from './commands/common.js';
+import { abandoning, openTarget, type OpenedTarget } from './commands/common.js';
 
 // Images and indexes read from any Target (an OCI layout or docker archive):
 // manifests and configs are small and verified; layer bytes stream from the
@@ -292,12 +292,7 @@ async function writeOne(
       ? await writeImageIndex(opened.target, opened.ref, content, { signal, progress })
       : await writeImage(opened.target, opened.ref, content, { signal, progress });
   };
-  try {
-    return { descriptor: await write(), opened };
-  } catch (err) {
-    await opened.abandon().catch(() => undefined);
-    throw err;
-  }
+  return { descriptor: await abandoning([opened], write), opened };
 }
 
 /**
@@ -324,7 +319,7 @@ export async function writeTo(
   // Every location opened so far: committed at the end, or on a failure
   // abandoned (a docker archive's spooled layers must not stay in /tmp).
   const pending = [opened];
-  try {
+  await abandoning(pending, async () => {
     for (const text of rest) {
       if (readable < 0) {
         pending.push((await writeOne(parseLocation(text), content, options, how)).opened);
@@ -337,10 +332,8 @@ export async function writeTo(
         progress,
       });
     }
+    // A target whose finish() fails has cleaned up itself and left `pending`.
     for (let f = pending.shift(); f !== undefined; f = pending.shift()) await f.finish();
-  } catch (err) {
-    for (const f of pending) await f.abandon().catch(() => undefined);
-    throw err;
-  }
+  });
   return { descriptor, locations: texts };
 }

@@ -128,18 +128,29 @@ export type OpenedTarget = {
 };
 
 /**
- * writing runs `fn`, which writes to `opened`, then commits it; if `fn`
- * fails (an error, a refused blob, Ctrl-C), `opened` is abandoned first, so
- * that nothing is left in the temp dir. finish() cleans up after itself.
+ * abandoning runs `fn`, which writes to `targets`; if it fails (an error, a
+ * refused blob, Ctrl-C), every target in `targets` at that moment (the
+ * array may grow while `fn` runs) is abandoned first, so that nothing is
+ * left in the temp dir.
  */
-export async function writing<T>(opened: OpenedTarget, fn: () => Promise<T>): Promise<T> {
-  let result: T;
+export async function abandoning<T>(
+  targets: readonly OpenedTarget[],
+  fn: () => Promise<T>,
+): Promise<T> {
   try {
-    result = await fn();
+    return await fn();
   } catch (err) {
-    await opened.abandon().catch(() => undefined);
+    for (const t of targets) await t.abandon().catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * writing runs `fn`, which writes to `opened`, then commits it; a failure
+ * of `fn` abandons it ({@link abandoning}). finish() cleans up after itself.
+ */
+export async function writing<T>(opened: OpenedTarget, fn: () => Promise<T>): Promise<T> {
+  const result = await abandoning([opened], fn);
   await opened.finish();
   return result;
 }
