@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { emptyImage, withPlatform } from '@lading/core';
 import { write } from '@lading/remote';
 import { log, type Context } from './context.js';
+import { describeCorpus, type CorpusInfo } from './corpus.js';
 import { startDebianRegistry, statCpuMsSync, type BenchRegistry } from './registries.js';
 import type { Row, Section } from './report.js';
 import { peerPush } from './scenarios.js';
@@ -118,11 +119,12 @@ async function ladingBuild(
   ctx: Context,
   node: string,
   extra: readonly string[],
+  dir: string = ctx.corpus.dir,
 ): Promise<Measured> {
   return fresh(async (reg) => {
     const ref = `${reg.host}/bench/lading:1`;
     const before = await reg.cpuMs();
-    const t = await timed(node, [ladingBin, 'build', ctx.corpus.dir, ref, '-q', ...extra]);
+    const t = await timed(node, [ladingBin, 'build', dir, ref, '-q', ...extra]);
     const after = await reg.cpuMs();
     return {
       ms: t.ms,
@@ -364,6 +366,13 @@ export async function peersScenario(ctx: Context): Promise<Section> {
   };
   let cfyError: string | undefined;
   await mkdir(workDir, { recursive: true });
+  // A second corpus, of the kind a TypeScript user pushes: this checkout's
+  // own JavaScript tree (many small text files, some symlinks).
+  const jsDir = join(benchDir, '..', 'node_modules', '.pnpm');
+  const jsTree: CorpusInfo | undefined =
+    ctx.peers.umoci && ctx.peers.skopeo && existsSync(jsDir)
+      ? await describeCorpus(jsDir)
+      : undefined;
   for (let i = 0; i < ctx.config.runs; i++) {
     const tag = `peers run ${i + 1}/${ctx.config.runs}`;
     log(`${tag}: floors`);
@@ -401,6 +410,18 @@ export async function peersScenario(ctx: Context): Promise<Section> {
         cfyError = err instanceof Error ? err.message.slice(0, 300) : String(err);
         log(`${tag}: containerify failed: ${cfyError}`);
       }
+    }
+    if (jsTree !== undefined) {
+      log(`${tag}: the JavaScript tree: lading build (no flags), Node ${process.version}`);
+      add('js:lading', await ladingBuild(ctx, process.execPath, [], jsTree.dir));
+      log(`${tag}: the JavaScript tree: umoci + skopeo`);
+      add(
+        'js:umoci+skopeo',
+        await fresh(async (reg) => {
+          const p = await peerPush(ctx, reg.host, 'bench/peer', jsTree.dir);
+          return { ms: p.ms, size: p.size, rssKiB: NaN };
+        }),
+      );
     }
   }
   // Where each build's CPU goes, thread by thread: one more build of each, untimed.
@@ -553,6 +574,26 @@ export async function peersScenario(ctx: Context): Promise<Section> {
       floors.get('zstd') ?? [],
     );
   } else rows.push({ name: 'lading zstd / Node 26 runs', value: 'n/a (missing: Node 26)' });
+  if (jsTree !== undefined) {
+    line(
+      `the JavaScript tree (${jsTree.files} files, ${jsTree.symlinks} symlinks, ${fmtBytes(jsTree.bytes)}): umoci+skopeo`,
+      'js:umoci+skopeo',
+    );
+    line(`the JavaScript tree: lading build (no flags), Node ${process.version}`, 'js:lading');
+    const r = ratioStat(ms('js:lading'), ms('js:umoci+skopeo'));
+    const sizeOf = (k: string): number => stat((samples.get(k) ?? []).map((m) => m.size)).median;
+    const size = sizeOf('js:lading');
+    const peerSize = sizeOf('js:umoci+skopeo');
+    rows.push({
+      name: `lading (no flags, Node ${process.version}) / umoci+skopeo on the JavaScript tree; blob ${((size / peerSize - 1) * 100).toFixed(1)} % vs its`,
+      value: '',
+      ratio: ratioText(r),
+      target: '≤ 0.8×, blob ≤ +5 %',
+      met: Number.isNaN(r.median) ? undefined : r.median <= 0.8 && size <= peerSize * 1.05,
+      data: { headline: true, ratio: r.samples, target: 0.8 },
+    });
+  } else
+    rows.push({ name: 'the JavaScript tree', value: `n/a (missing: ${jsDir}, umoci or skopeo)` });
   if (!ctx.peers.buildah) rows.push({ name: 'buildah', value: 'n/a (missing: buildah)' });
   if (!hasCfy)
     rows.push({ name: 'containerify', value: `n/a (missing: ${containerifyBin} or Node 26)` });
@@ -565,6 +606,7 @@ export async function peersScenario(ctx: Context): Promise<Section> {
       'lading: `node packages/cli/bin/lading.js build CORPUS REF` (defaults: every core, block gzip level 1) and `--compression zstd` (level 3) on Node 26. umoci: `init`, `new`, `insert --rootless`, then `skopeo copy oci:… docker://…`. buildah (vfs storage, own root): `from scratch`, `copy`, `commit docker://…`. containerify 4 on Node 26: `--customContent .` on an empty linux/amd64 base pushed by lading, over a copy of the corpus without its symlinks (its `fs.cpSync` follows them: dangling ones fail, `usr/bin/X11 -> .` loops), so its tar holds slightly less.',
       `floors: ${cores} threads at once compressing the tar held in memory in 1 MiB blocks (what the layers write: libdeflate gzip members, or zstd frames): the time the compression alone needs over all cores of this machine, measured. One thread's time ÷ ${cores} is shown beside it: the machine does not scale perfectly, so that ideal is out of reach for any pipeline.`,
       'Ratios pair the samples of the same run (lading ÷ the peer that was fastest by median).',
+      "The JavaScript tree is a second corpus of the kind a TypeScript user pushes: this checkout's `node_modules/.pnpm` as pnpm installed it (many small text files and symlinks; it changes with the lockfile), built by lading on the system Node and by umoci + skopeo, the fastest peer on the main corpus, each into a fresh Debian registry. On such a tree the walk (four system calls per file, on the main thread) rather than the compression sets lading's pace, and text is where level 1's blob sits furthest above Go's level 6.",
       `The CPU rows add lading's CPU time (GNU time: user + system, every thread) to the registry's during the same build (/proc/PID/stat before and after) and divide by the ${cores} cores: the work both processes must do on this machine, on every core and with no time lost to waiting. A target below that bound is out of reach on this machine for this work; the gap between it and the wall time is what waiting and serial phases (start-up, the walk before the first block, the last block, the manifest) cost.`,
       `The "by thread" rows come from one more build of each kind, not timed: /proc/PID/task/*/stat read every 20 ms while it runs (each thread's last reading kept; a thread's last 20 ms may go unseen). The main thread walks the tree, reads the files, builds the tar, hashes it and the blob (sha256, twice) and sends the blob; the workers compress (their CPU beside the same compression alone on one core, and beside the thread time of the floor's ${cores} threads at once — on this machine two threads compressing at once each run slower than one alone, so that figure, not 1×, is what compression on every core costs; what the workers spend beyond it is messaging, copies and their start-up); the rest are V8's background compilers and garbage collector and libuv's threads reading the larger files. Node 20 and 22 name every thread \`node\`, so the workers are told apart as the ${cores} busiest threads besides the main one (the default is one worker per core, and this corpus starts them all).`,
     ],

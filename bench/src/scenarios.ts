@@ -76,6 +76,7 @@ export async function peerPush(
   ctx: Context,
   host: string,
   repo: string,
+  dir: string = ctx.corpus.dir,
 ): Promise<{ ms: number; size: number }> {
   const layoutDir = join(workDir, 'umoci-push');
   await rm(layoutDir, { recursive: true, force: true });
@@ -83,14 +84,7 @@ export async function peerPush(
   ms += (await runChecked('umoci', ['init', '--layout', layoutDir])).ms;
   ms += (await runChecked('umoci', ['new', '--image', `${layoutDir}:bench`])).ms;
   ms += (
-    await runChecked('umoci', [
-      'insert',
-      '--rootless',
-      '--image',
-      `${layoutDir}:bench`,
-      ctx.corpus.dir,
-      '/',
-    ])
+    await runChecked('umoci', ['insert', '--rootless', '--image', `${layoutDir}:bench`, dir, '/'])
   ).ms;
   ms += (
     await runChecked('skopeo', [
