@@ -20,6 +20,7 @@ import {
 } from '@lading/core/internal';
 import { blockSize as chunkTarget } from './internal/block-pool.js';
 import { Chunker } from './internal/chunker.js';
+import { linkKey } from './internal/link-key.js';
 import { asName } from './internal/tar-check.js';
 import { OpenerLayer } from './opener-layer.js';
 import { defaultMediaType, type LayerOptions } from './stream-layer.js';
@@ -312,7 +313,12 @@ async function* walkTar(root: string, r: Resolved, pooled: boolean): AsyncGenera
     }
     if (!st.isFile()) continue;
     if (st.nlink > 1) {
-      const key = `${st.dev}:${st.ino}`;
+      let key: string;
+      try {
+        key = linkKey(st, () => lstatSync(abs, { bigint: true }));
+      } catch (e) {
+        throw ioError(`cannot stat ${String(abs)}`, e);
+      }
       const first = hardlinks.get(key);
       if (first !== undefined) {
         batch.add(encodeTarHeader({ ...base, name: name2, type: 'link', linkname: first }));
