@@ -7,6 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 node_bin="$(bash scripts/node.sh "${1:?usage: scripts/test-on-node.sh VERSION}")"
+# pnpm itself: LADING_PNPM (.ci/run resolves it once), else npx's, resolved
+# before the other Node goes first on PATH. Its bin is a `node` script, so it
+# runs on that Node.
+pnpm_bin="${LADING_PNPM:-$(npx -y -p pnpm@10 -- sh -c 'command -v pnpm')}"
 export PATH="$(dirname "$node_bin"):$PATH"
 echo "test suite on Node $(node --version)"
-npx -y pnpm@10 test
+"$pnpm_bin" test
