@@ -123,9 +123,9 @@ async function ladingBuild(
 ): Promise<Measured> {
   return fresh(async (reg) => {
     const ref = `${reg.host}/bench/lading:1`;
-    const before = await reg.cpuMs();
+    const before = reg.cpuMs();
     const t = await timed(node, [ladingBin, 'build', dir, ref, '-q', ...extra]);
-    const after = await reg.cpuMs();
+    const after = reg.cpuMs();
     return {
       ms: t.ms,
       cpuMs: t.cpuMs,
@@ -181,7 +181,7 @@ async function ladingBuildByThread(
   workers: number,
 ): Promise<ThreadSplit> {
   return fresh(async (reg) => {
-    const before = await reg.cpuMs();
+    const before = reg.cpuMs();
     const child = spawn(
       node,
       [ladingBin, 'build', ctx.corpus.dir, `${reg.host}/bench/lading:1`, '-q', ...extra],
@@ -209,7 +209,7 @@ async function ladingBuildByThread(
     const code = await closed;
     if (code !== 0)
       throw new Error(`lading build (by thread): exit ${String(code)}: ${stderr.slice(-1500)}`);
-    const after = await reg.cpuMs();
+    const after = reg.cpuMs();
     const rest = [...seen].filter(([tid]) => tid !== pid).map(([, ms]) => ms);
     rest.sort((a, b) => b - a);
     const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
@@ -443,13 +443,15 @@ export async function peersScenario(ctx: Context): Promise<Section> {
     ...(samples.has('containerify') ? ['containerify'] : []),
   ];
   const ms = (k: string): number[] => (samples.get(k) ?? []).map((m) => m.ms);
+  /** sizeOf is the median blob size of the builds under `k`. */
+  const sizeOf = (k: string): number => stat((samples.get(k) ?? []).map((m) => m.size)).median;
   // The fastest peer of each run (by median over runs, then paired per run).
   const fastest = peers.reduce((a, b) => (stat(ms(b)).median < stat(ms(a)).median ? b : a));
-  const fastestSize = stat((samples.get(fastest) ?? []).map((m) => m.size)).median;
+  const fastestSize = sizeOf(fastest);
   const rows: Row[] = [];
   const line = (name: string, k: string): void => {
     const m = samples.get(k) ?? [];
-    const size = stat(m.map((x) => x.size)).median;
+    const size = sizeOf(k);
     const rss = stat(m.map((x) => x.rssKiB / 1024)).median;
     rows.push({
       name: `${name} — blob ${fmtBytes(size)}${Number.isNaN(rss) ? '' : `, peak RSS ${rss.toFixed(0)} MiB`}`,
@@ -523,7 +525,7 @@ export async function peersScenario(ctx: Context): Promise<Section> {
   for (const n of nodes) {
     line(`lading build (no flags), ${n.label}`, `lading:${n.label}`);
     const r = ratioStat(ms(`lading:${n.label}`), ms(fastest));
-    const size = stat((samples.get(`lading:${n.label}`) ?? []).map((m) => m.size)).median;
+    const size = sizeOf(`lading:${n.label}`);
     const sizeOk = size <= fastestSize * 1.05;
     rows.push({
       name: `lading (no flags, ${n.label}) / fastest peer (${fastest}); blob ${((size / fastestSize - 1) * 100).toFixed(1)} % vs its`,
@@ -548,7 +550,7 @@ export async function peersScenario(ctx: Context): Promise<Section> {
   if (has26) {
     line('lading build --compression zstd, Node 26', 'zstd:Node 26');
     const r = ratioStat(ms('zstd:Node 26'), ms(fastest));
-    const size = stat((samples.get('zstd:Node 26') ?? []).map((m) => m.size)).median;
+    const size = sizeOf('zstd:Node 26');
     rows.push({
       name: `lading zstd (Node 26) / fastest peer (${fastest}); blob ${((size / fastestSize - 1) * 100).toFixed(1)} % vs its gzip`,
       value: '',
@@ -581,7 +583,6 @@ export async function peersScenario(ctx: Context): Promise<Section> {
     );
     line(`the JavaScript tree: lading build (no flags), Node ${process.version}`, 'js:lading');
     const r = ratioStat(ms('js:lading'), ms('js:umoci+skopeo'));
-    const sizeOf = (k: string): number => stat((samples.get(k) ?? []).map((m) => m.size)).median;
     const size = sizeOf('js:lading');
     const peerSize = sizeOf('js:umoci+skopeo');
     rows.push({

@@ -23,7 +23,7 @@ export interface BenchRegistry {
    * cpuMs answers the CPU time (user + system) the registry process has used
    * so far, from /proc (Debian registry only; undefined where unknown).
    */
-  cpuMs(): Promise<number | undefined>;
+  cpuMs(): number | undefined;
   /** stop ends the registry; for @lading/registry it answers the server's peak RSS (KiB). */
   stop(): Promise<number | undefined>;
 }
@@ -95,8 +95,8 @@ export function startLadingRegistry(
  * processCpuMs reads a process's user + system time from /proc/PID/stat
  * (fields 14 and 15, in clock ticks of 1/100 s on Linux).
  */
-export function processCpuMs(pid: number): Promise<number | undefined> {
-  return Promise.resolve(pid > 0 ? statCpuMsSync(`/proc/${pid}/stat`) : undefined);
+export function processCpuMs(pid: number): number | undefined {
+  return pid > 0 ? statCpuMsSync(`/proc/${pid}/stat`) : undefined;
 }
 
 /** statCpuMsSync reads user + system time from a /proc stat file (a process's, or a thread's under task/). */
