@@ -61,7 +61,8 @@ export class UploadSessions {
   readonly #perOwner = new Map<string, number>();
   readonly #uploads: UploadStore | undefined;
   readonly #hashes = new Map<string, SessionHash>();
-  readonly #busy = new Set<string>();
+  /** #busy maps a session a request is writing to that request's end and a way to stop it. */
+  readonly #busy = new Map<string, { readonly done: Promise<void>; readonly stop: () => void }>();
   #timer: NodeJS.Timeout | undefined;
   #sweeping: Promise<void> | undefined;
   #closed = false;
@@ -217,7 +218,7 @@ export class UploadSessions {
    * lock runs `fn` as the only writer of session `id`.
    * @throws HttpError 400 BLOB_UPLOAD_INVALID when another request is writing it
    */
-  async lock<T>(id: string, fn: () => Promise<T>): Promise<T> {
+  async lock<T>(id: string, fn: () => Promise<T>, stop: () => void = () => undefined): Promise<T> {
     if (this.#busy.has(id)) {
       throw new HttpError(
         400,
@@ -228,12 +229,38 @@ export class UploadSessions {
         },
       );
     }
-    this.#busy.add(id);
+    let release = (): void => undefined;
+    const done = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    this.#busy.set(id, { done, stop });
     try {
       return await fn();
     } finally {
       this.#busy.delete(id);
+      release();
     }
+  }
+
+  /**
+   * stopWriter stops the request writing session `id`, if one is (a DELETE
+   * that follows a client's cut-off PATCH or PUT finds the registry still
+   * reading what was sent), and waits up to `ms` for it to let go.
+   * @returns whether no request is writing the session now
+   */
+  async stopWriter(id: string, ms = 5000): Promise<boolean> {
+    const writer = this.#busy.get(id);
+    if (writer === undefined) return true;
+    writer.stop();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      writer.done,
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, ms);
+      }),
+    ]);
+    clearTimeout(timer);
+    return !this.#busy.has(id);
   }
 
   #untrack(id: string): void {

@@ -262,40 +262,55 @@ function chunkLength(
 export async function patchUpload(call: Call, name: string, id: string): Promise<void> {
   const { ctx, req, res } = call;
   const uploads = uploadStore(ctx);
-  await ctx.sessions.lock(id, async () => {
-    const size = await session(ctx, uploads, name, id);
-    const { declared, ranged } = chunkLength(req, name, id, size);
-    if (ranged !== undefined && declared !== undefined && declared !== ranged) {
-      throw new HttpError(
-        400,
-        SpecErrorCode.SizeInvalid,
-        'Content-Length does not match Content-Range',
-        {
-          contentLength: declared,
-          range: ranged,
-        },
-      );
-    }
-    const newSize = await append(ctx, uploads, id, size, req, ranged ?? declared);
-    send(req, res, 202, uploadHeaders(name, id, newSize));
-  });
+  await ctx.sessions.lock(
+    id,
+    async () => {
+      const size = await session(ctx, uploads, name, id);
+      const { declared, ranged } = chunkLength(req, name, id, size);
+      if (ranged !== undefined && declared !== undefined && declared !== ranged) {
+        throw new HttpError(
+          400,
+          SpecErrorCode.SizeInvalid,
+          'Content-Length does not match Content-Range',
+          {
+            contentLength: declared,
+            range: ranged,
+          },
+        );
+      }
+      const newSize = await append(ctx, uploads, id, size, req, ranged ?? declared);
+      send(req, res, 202, uploadHeaders(name, id, newSize));
+    },
+    stopRequest(req),
+  );
+}
+
+/** stopRequest ends a request that is writing a session which a DELETE cancels. */
+function stopRequest(req: IncomingMessage): () => void {
+  return () => {
+    req.destroy(new HttpError(404, SpecErrorCode.BlobUploadUnknown, 'the upload was cancelled'));
+  };
 }
 
 /** putUpload answers the closing `PUT ?digest=`, with or without a last chunk (201). */
 export async function putUpload(call: Call, name: string, id: string): Promise<void> {
   const { ctx, req, res, query } = call;
   const uploads = uploadStore(ctx);
-  await ctx.sessions.lock(id, async () => {
-    let size = await session(ctx, uploads, name, id);
-    const digest = parseDigestParam(query.get('digest'));
-    if (hasBody(req)) {
-      const { declared, ranged } = chunkLength(req, name, id, size);
-      const algorithm = digestAlgorithm(digest);
-      size = await append(ctx, uploads, id, size, req, ranged ?? declared, algorithm);
-    }
-    await commit(ctx, uploads, name, id, digest, undefined);
-    send(req, res, 201, blobCreated(name, digest));
-  });
+  await ctx.sessions.lock(
+    id,
+    async () => {
+      let size = await session(ctx, uploads, name, id);
+      const digest = parseDigestParam(query.get('digest'));
+      if (hasBody(req)) {
+        const { declared, ranged } = chunkLength(req, name, id, size);
+        const algorithm = digestAlgorithm(digest);
+        size = await append(ctx, uploads, id, size, req, ranged ?? declared, algorithm);
+      }
+      await commit(ctx, uploads, name, id, digest, undefined);
+      send(req, res, 201, blobCreated(name, digest));
+    },
+    stopRequest(req),
+  );
 }
 
 /**
@@ -396,14 +411,17 @@ export async function uploadStatus(call: Call, name: string, id: string): Promis
 }
 
 /**
- * cancelUpload answers DELETE of a session (204).
- * @throws HttpError 400 BLOB_UPLOAD_INVALID while a request is writing it
+ * cancelUpload answers DELETE of a session (204), after stopping a request
+ * that is writing it.
+ * @throws HttpError 400 BLOB_UPLOAD_INVALID when that request does not let go within 5 s
  */
 export async function cancelUpload(call: Call, name: string, id: string): Promise<void> {
   const { ctx, req, res } = call;
   const uploads = uploadStore(ctx);
   await session(ctx, uploads, name, id);
-  if (ctx.sessions.busy(id)) {
+  // A request still writing the session (the client cut it off, then sent
+  // this DELETE) is stopped first: cancelling is what the client asks.
+  if (!(await ctx.sessions.stopWriter(id))) {
     throw new HttpError(400, SpecErrorCode.BlobUploadInvalid, 'upload is being written');
   }
   await uploads.cancel(id);

@@ -162,6 +162,34 @@ describe('hostile input', () => {
     const put = await req('PUT', `${loc}?digest=${sha256('first bytes and the rest')}`);
     expect(put.status).toBe(201);
   });
+
+  it('cancels on DELETE a session that a request is still writing', async () => {
+    // A client cut off mid-PATCH (Ctrl-C) sends DELETE while the registry
+    // is still reading what it sent: the DELETE stops that request.
+    for (const method of ['PATCH', 'PUT'] as const) {
+      const post = await req('POST', `${base}/v2/cut/blobs/uploads/`);
+      const loc = `${base}${String(post.headers.location)}`;
+      const body = new PassThrough();
+      const url = method === 'PUT' ? `${loc}?digest=${sha256('never all of it')}` : loc;
+      const writing = req(method, url, { body }).then(
+        (r) => r.status,
+        () => 'cut',
+      );
+      body.write('some bytes');
+      for (;;) {
+        const s = await req('GET', loc);
+        if (s.headers.range !== '0-0') break;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      const del = await req('DELETE', loc);
+      expect(del.status).toBe(204);
+      expect(await writing).toBe('cut');
+      const after = await req('GET', loc);
+      expect(after.status).toBe(404);
+      expect(after.code()).toBe('BLOB_UPLOAD_UNKNOWN');
+      body.destroy();
+    }
+  });
 });
 
 describe('concurrency and size', () => {
