@@ -149,10 +149,18 @@ export function sanitize(text: string, multiline = false): string {
   return multiline ? stripped : stripped.replace(lineBreaks, ' ');
 }
 
+/**
+ * userinfo is `user:password@` at the start of a word, as in a reference
+ * typed without its scheme (`alice:secret@host/repo`); not `name:tag@sha256:…`.
+ */
+const userinfo =
+  /(^|[\s"'(=<[])[^\s"'/@:]+:[^\s"'/@]+@(?![a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,})/g;
+
 /** redact removes credentials that may appear in URLs or headers. */
 export function redact(text: string): string {
   return text
     .replace(/(\/\/)[^/@\s:]+:[^/@\s]+@/g, '$1***:***@')
+    .replace(userinfo, '$1***:***@')
     .replace(/(authorization:\s*)(\S+\s+)?\S+/gi, '$1***')
     .replace(
       /([?&](?:token|sig|signature|password|access_token|X-Amz-Signature)=)[^&\s]+/gi,

@@ -121,6 +121,9 @@ export async function main(
       out.result({ usage: command.usage }, command.usage);
       return ExitCode.Ok;
     }
+    const extra = parsed.positionals[command.positionals ?? Infinity];
+    if (extra !== undefined)
+      throw new UsageError(`${name}: unexpected argument ${JSON.stringify(extra)}`, command.usage);
     const values: Readonly<Record<string, unknown>> = parsed.values;
     if (['password', 'src-password', 'dest-password'].some((k) => typeof values[k] === 'string'))
       out.warn(

@@ -13,7 +13,7 @@ import {
   type DistributionRegistry,
 } from '@lading/testing';
 import { Output, indeterminateBar } from '../src/output.js';
-import { sanitize } from '../src/exit.js';
+import { redact, sanitize } from '../src/exit.js';
 import { bin, lading, run, spawnLading } from './helpers.js';
 
 let work: string;
@@ -127,6 +127,60 @@ describe('lading errors', () => {
     expect(sanitize('a\u001b[1;31mb\u001b]8;;http://x\u001b\\c\u0007d\u0085e')).toBe('abcde');
     expect(sanitize('one\ntwo\tthree', true)).toBe('one\ntwo\tthree');
     expect(sanitize('one\ntwo')).toBe('one two');
+  });
+
+  it('prints one line per tag and repository, whatever the names a registry sends', async () => {
+    const server: Server = createServer((req, res) => {
+      const body =
+        req.url === '/v2/'
+          ? {}
+          : req.url?.startsWith('/v2/_catalog')
+            ? { repositories: ['a/b', 'x\ny'] }
+            : { name: 'a/b', tags: ['ok', 'nl\nfake: line'] };
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      const tags = await lading('ls', `127.0.0.1:${port}/a/b`);
+      expect(tags.code).toBe(0);
+      expect(tags.stdout.trim().split('\n')).toEqual(['ok', 'nl fake: line']);
+      const repos = await lading('catalog', `127.0.0.1:${port}`);
+      expect(repos.code).toBe(0);
+      expect(repos.stdout.trim().split('\n')).toEqual(['a/b', 'x y']);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it('refuses an operand a command does not take, with exit 2', async () => {
+    for (const argv of [
+      ['validate', 'oci:/nonexistent/a:v1', 'oci:/nonexistent/b:v1'],
+      ['cp', 'oci:/nonexistent/a:v1', 'oci:/nonexistent/b:v1', 'oci:/nonexistent/c:v1'],
+      ['digest', 'x/y:1', 'x/y:2'],
+      ['serve', 'extra'],
+    ]) {
+      const r = await lading(...argv);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/^lading: \w+: unexpected argument "[^"]+"\nhint: /);
+    }
+  });
+
+  it('never prints a password typed into a reference', async () => {
+    for (const argv of [
+      ['digest', 'alice:Secret123@127.0.0.1:1/a/b:v1'],
+      ['digest', 'alice:Secret123@127.0.0.1:1/a/b:v1', '--json'],
+      ['cp', 'http://alice:Secret123@127.0.0.1:1/a/b:v1', 'oci:/nonexistent/x:v1'],
+    ]) {
+      const r = await lading(...argv);
+      expect(r.code).not.toBe(0);
+      expect(r.stdout + r.stderr).not.toContain('Secret123');
+    }
+    expect(redact('invalid reference "bob:pw@host/x": y')).toBe(
+      'invalid reference "***:***@host/x": y',
+    );
+    const pinned = `ubuntu:22.04@sha256:${'a'.repeat(64)}`;
+    expect(redact(`not found: ${pinned}`)).toBe(`not found: ${pinned}`);
   });
 });
 

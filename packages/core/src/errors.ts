@@ -69,8 +69,16 @@ export function isLadingError(err: unknown, code?: ErrorCode): err is LadingErro
 export class InvalidReferenceError extends LadingError {
   override name = 'InvalidReferenceError';
   readonly input: string;
+  /**
+   * The message shows `input` with any `user:password@` before the host
+   * (a reference typed with credentials in it) as `***:***@`.
+   */
   constructor(input: string, reason: string) {
-    super(ErrorCode.InvalidReference, `invalid reference ${JSON.stringify(input)}: ${reason}`);
+    const shown = input.replace(
+      /^((?:[a-z][a-z0-9+.-]*:\/\/)?)[^/@:]+:[^/@]+@(?![a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,})/,
+      '$1***:***@',
+    );
+    super(ErrorCode.InvalidReference, `invalid reference ${JSON.stringify(shown)}: ${reason}`);
     this.input = input;
   }
 }

@@ -225,16 +225,27 @@ describe('parseReference', () => {
   });
 
   it.each(invalid)('rejects %j with INVALID_REFERENCE saying %s', (input, why) => {
-    let caught: unknown;
-    try {
-      parseReference(input);
-    } catch (err) {
-      caught = err;
-    }
+    const caught = parseError(input);
     expect(isLadingError(caught, 'INVALID_REFERENCE')).toBe(true);
     expect((caught as Error).name).toBe('InvalidReferenceError');
     expect((caught as Error).message).toContain(JSON.stringify(input));
     expect((caught as Error).message).toContain(why);
+  });
+
+  it.each([
+    ['alice:s3cret@127.0.0.1:5000/a/b:v1', 's3cret'],
+    ['http://alice:s3cret@registry.example/a/b', 's3cret'],
+    ['bob:hunter2@example.com/app', 'hunter2'],
+  ])('never shows the password of %j in its message', (input, password) => {
+    const caught = parseError(input);
+    expect(isLadingError(caught, 'INVALID_REFERENCE')).toBe(true);
+    expect((caught as Error).message).not.toContain(password);
+    expect((caught as Error).message).toContain('***:***@');
+  });
+
+  it('keeps a digest after a tag in its message', () => {
+    const input = 'Bad/Repo:v1@sha256:' + 'a'.repeat(64);
+    expect(() => parseReference(input)).toThrow(JSON.stringify(input));
   });
 
   it('has at least 80 table cases', () => {
@@ -351,3 +362,13 @@ describe('parseReference properties', () => {
     );
   });
 });
+
+/** parseError is what parseReference(input) throws (undefined when it parses). */
+function parseError(input: string): unknown {
+  try {
+    parseReference(input);
+  } catch (err) {
+    return err;
+  }
+  return undefined;
+}

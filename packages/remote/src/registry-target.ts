@@ -74,7 +74,7 @@ export class RegistryTarget
     const notFound = (cause?: unknown): LadingError =>
       new LadingError(
         ErrorCode.NotFound,
-        `${this.registryHost}/${this.repository}:${ref} not found`,
+        `${this.registryHost}/${this.repository}${ref.includes(':') ? '@' : ':'}${ref} not found`,
         cause === undefined ? undefined : { cause },
       );
     if (options?.fetchNext === true) {

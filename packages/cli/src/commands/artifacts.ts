@@ -276,6 +276,7 @@ referrers API, or the sha256-<hex> tag schema where the registry lacks it
 
 /** discover is `lading discover SUBJECT`. */
 export const discover: Command = {
+  positionals: 1,
   usage: discoverUsage,
   options: { 'artifact-type': { type: 'string' } },
   run: async (ctx) => {

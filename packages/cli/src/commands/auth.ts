@@ -94,6 +94,7 @@ async function logout(ctx: CommandContext): Promise<void> {
 
 /** auth is `lading auth check|login|logout`. */
 export const auth: Command = {
+  positionals: 2,
   usage,
   options: { registry: { type: 'string' } },
   run: async (ctx) => {

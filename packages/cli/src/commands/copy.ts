@@ -118,6 +118,7 @@ const cpOptions = {
 
 /** cp is `lading cp SRC DST`. */
 export const cp: Command = {
+  positionals: 2,
   usage: cpUsage,
   options: cpOptions,
   run: (ctx) =>
@@ -131,6 +132,7 @@ registry reference. Same options as lading cp.`;
 
 /** push is `lading push SRC REF`. */
 export const push: Command = {
+  positionals: 2,
   usage: pushUsage,
   options: cpOptions,
   run: async (ctx) => {
@@ -160,6 +162,7 @@ setuid/setgid bits, which are cleared otherwise.`;
 
 /** pull is `lading pull REF DEST`. */
 export const pull: Command = {
+  positionals: 2,
   usage: pullUsage,
   options: { ...cpOptions, scoped: { type: 'boolean' }, 'preserve-owners': { type: 'boolean' } },
   run: async (ctx) => {

@@ -10,7 +10,7 @@ import {
   type Descriptor,
 } from '@lading/core';
 import { RegistryClient } from '@lading/remote';
-import { UsageError } from '../exit.js';
+import { UsageError, sanitize } from '../exit.js';
 import { parseLocation } from '../transports.js';
 import {
   openTarget,
@@ -51,6 +51,7 @@ const digestUsage =
   'Usage: lading digest LOCATION [--platform OS/ARCH]\n\nPrints the digest of the manifest LOCATION points at; with --platform, of the matching image manifest.';
 /** digest is `lading digest`. */
 export const digest: Command = {
+  positionals: 1,
   usage: digestUsage,
   options: platformOption,
   run: async (ctx) => {
@@ -89,6 +90,7 @@ async function platformManifest(
 
 /** manifest is `lading manifest`. */
 export const manifest: Command = {
+  positionals: 1,
   usage: manifestUsage,
   options: platformOption,
   run: async (ctx) => {
@@ -103,6 +105,7 @@ const configUsage =
   'Usage: lading config LOCATION [--platform OS/ARCH]\n\nPrints the image config (an index needs --platform; default linux/amd64).';
 /** config is `lading config`. */
 export const config: Command = {
+  positionals: 1,
   usage: configUsage,
   options: platformOption,
   run: async (ctx) => {
@@ -134,6 +137,7 @@ const lsUsage =
   'Usage: lading ls REPOSITORY\n\nLists the tags of a registry repository (host/name).';
 /** ls is `lading ls`. */
 export const ls: Command = {
+  positionals: 1,
   usage: lsUsage,
   options: {},
   run: async (ctx) => {
@@ -141,7 +145,7 @@ export const ls: Command = {
     const slash = ref.repo.indexOf('/');
     const client = new RegistryClient(ref.repo.slice(0, slash), await remoteOptions(ctx));
     const tags = await client.listTags(ref.repo.slice(slash + 1), { signal: ctx.signal });
-    ctx.out.result({ repository: ref.repo, tags }, tags.join('\n'));
+    ctx.out.result({ repository: ref.repo, tags }, tags.map((t) => sanitize(t)).join('\n'));
   },
 };
 
@@ -149,6 +153,7 @@ const catalogUsage =
   'Usage: lading catalog REGISTRY\n\nLists the repositories of a registry (host[:port]).';
 /** catalog is `lading catalog`. */
 export const catalog: Command = {
+  positionals: 1,
   usage: catalogUsage,
   options: {},
   run: async (ctx) => {
@@ -160,6 +165,9 @@ export const catalog: Command = {
       );
     const client = new RegistryClient(host, await remoteOptions(ctx));
     const repositories = await client.catalog({ signal: ctx.signal });
-    ctx.out.result({ registry: host, repositories }, repositories.join('\n'));
+    ctx.out.result(
+      { registry: host, repositories },
+      repositories.map((r) => sanitize(r)).join('\n'),
+    );
   },
 };

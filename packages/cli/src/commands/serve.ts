@@ -27,6 +27,7 @@ ${serveHardeningUsage}`;
 
 /** serve is `lading serve`. */
 export const serve: Command = {
+  positionals: 0,
   usage,
   options: {
     port: { type: 'string' },

@@ -16,5 +16,7 @@ export interface CommandContext {
 export interface Command {
   readonly usage: string;
   readonly options: NonNullable<ParseArgsConfig['options']>;
+  /** positionals is how many operands the command takes at most (unset: any number). */
+  readonly positionals?: number;
   run(ctx: CommandContext): Promise<void>;
 }

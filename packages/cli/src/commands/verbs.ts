@@ -99,6 +99,7 @@ collection); in an OCI layout the tag (or every tag of a @digest).`;
 
 /** del is `lading delete LOCATION`. */
 export const del: Command = {
+  positionals: 1,
   usage: deleteUsage,
   options: {},
   run: async (ctx) => {
@@ -188,6 +189,7 @@ async function writeOutput(
 
 /** blob is `lading blob LOCATION@DIGEST`. */
 export const blob: Command = {
+  positionals: 1,
   usage: blobUsage,
   options: { output: { type: 'string', short: 'o' } },
   run: async (ctx) => {
@@ -270,6 +272,7 @@ async function mutateIndex(
 
 /** mutate is `lading mutate SRC [-t DST]…`. */
 export const mutate: Command = {
+  positionals: 1,
   usage: mutateUsage,
   options: {
     tag: { type: 'string', multiple: true, short: 't' },
@@ -310,6 +313,7 @@ applied) to FILE or stdout. An index needs --platform (default linux/amd64).`;
 
 /** exportFs is `lading export LOCATION FILE|-`. */
 export const exportFs: Command = {
+  positionals: 2,
   usage: exportUsage,
   options: { platform: { type: 'string' } },
   run: async (ctx) => {
@@ -416,6 +420,7 @@ async function validateNode(
 
 /** validate is `lading validate LOCATION`. */
 export const validate: Command = {
+  positionals: 1,
   usage: validateUsage,
   options: {},
   run: async (ctx) => {
