@@ -66,6 +66,7 @@ describe('@lading/core entry points', () => {
       'storedDeflateSize',
       'tarPadding',
       'tarTrailer',
+      'writeOutputFile',
       'zstdFrameSync',
       'zstdFramer',
       'zstdLevelRange',

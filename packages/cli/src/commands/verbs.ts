@@ -1,7 +1,3 @@
-import { randomUUID } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { rm, rename } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
 import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
@@ -26,6 +22,7 @@ import {
   type ImageIndex,
   type Target,
 } from '@lading/core';
+import { writeOutputFile } from '@lading/core/internal';
 import { flatten } from '@lading/layers';
 import { DockerArchive, OciLayout } from '@lading/layout';
 import { RegistryClient } from '@lading/remote';
@@ -176,15 +173,9 @@ async function writeOutput(
     await pipeline(content, ctx.stdout, { signal: ctx.signal, end: false });
     return;
   }
-  // A temp file next to FILE, renamed into place: never a half-written FILE.
-  const tmp = join(dirname(file), `.${basename(file)}.${randomUUID()}.tmp`);
-  try {
-    await pipeline(content, createWriteStream(tmp, { flags: 'wx' }), { signal: ctx.signal });
-    await rename(tmp, file);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
+  // A temp file next to FILE, renamed into place (never a half-written
+  // FILE); a device or FIFO is written through, a symlink followed.
+  await writeOutputFile(file, content, ctx.signal);
 }
 
 /** blob is `lading blob LOCATION@DIGEST`. */

@@ -1,9 +1,6 @@
-import { randomUUID } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { rename, rm, stat } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import {
   DigestMismatchError,
   ErrorCode,
@@ -23,7 +20,7 @@ import type {
   IoOptions,
   MediaTypeString,
 } from '@lading/core';
-import { tarPadding, tarTrailer } from '@lading/core/internal';
+import { tarPadding, tarTrailer, writeOutputFile } from '@lading/core/internal';
 import { refNameAnnotation } from '../oci-layout.js';
 import { jsonOf, notFound } from './archive-errors.js';
 import { tarEntry, tarHeader } from './tar.js';
@@ -217,23 +214,18 @@ async function* archiveChunks(
  * next to `file` and renames it into place: `<diffId-hex>/layer.tar`,
  * `<config-hex>.json`, `manifest.json`, the OCI layout docker 25+ adds
  * (hardlinks, no second copy) and `repositories`, the form every
- * `docker load` accepts. A failure leaves `file` as it was.
+ * `docker load` accepts. A failure leaves `file` as it was. A device or
+ * FIFO at `file` is written through, a symlink followed (core's
+ * writeOutputFile).
  */
 export async function writeArchiveFile(
   file: string,
   planned: readonly PlannedImage[],
   options: IoOptions,
 ): Promise<void> {
-  const tmp = join(dirname(file), `.${basename(file)}.${randomUUID()}.tmp`);
-  try {
-    await pipeline(
-      Readable.from(archiveChunks(planned, options.signal)),
-      createWriteStream(tmp, { flags: 'wx' }),
-      { signal: options.signal },
-    );
-    await rename(tmp, file);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
+  await writeOutputFile(
+    file,
+    Readable.from(archiveChunks(planned, options.signal)),
+    options.signal,
+  );
 }
