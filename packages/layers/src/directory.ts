@@ -350,18 +350,19 @@ async function* walkTar(root: string, r: Resolved, pooled: boolean): AsyncGenera
         throw ioError(`cannot read ${String(abs)}`, e);
       }
       try {
-        while (got < st.size) {
+        for (;;) {
           // (a function call: the loop above narrowed `aborted` to false)
           checkAborted(r.signal);
-          let n: number;
+          let read: { n: number; grew: boolean; end: boolean };
           try {
-            n = await batch.read(file, got, st.size - got);
+            read = await batch.read(file, got, st.size - got);
           } catch (e) {
             throw ioError(`cannot read ${String(abs)}`, e);
           }
-          if (n === 0) break;
-          got += n;
+          got += read.n;
           yield* batch.take();
+          if (read.grew) got = st.size + 1;
+          if (read.grew || read.end || read.n === 0) break;
         }
       } finally {
         await file.close();
@@ -370,7 +371,9 @@ async function* walkTar(root: string, r: Resolved, pooled: boolean): AsyncGenera
     if (got !== st.size) {
       throw new LadingError(
         ErrorCode.Io,
-        `${String(abs)} shrank from ${st.size} to ${got} bytes while being read`,
+        got > st.size
+          ? `${String(abs)} grew past its ${st.size} bytes while being read`
+          : `${String(abs)} shrank from ${st.size} to ${got} bytes while being read`,
       );
     }
     batch.zeros(tarPadding(st.size));

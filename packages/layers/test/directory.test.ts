@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import {
+  appendFileSync,
+  truncateSync,
   linkSync,
   mkdirSync,
   readdirSync,
@@ -272,6 +274,64 @@ describe('directoryTar', () => {
     expect(t.stdout).toContain('1000/3000000');
     const kept = await entries(await collect(directoryTar(d, { owner: 'keep' })));
     expect(kept[0]!.header.uid).toBe(statSync(join(d, 'f')).uid);
+  });
+});
+
+describe('a file that changes size while the walk reads it', () => {
+  // The filter runs after a file's lstat and before its read: it changes
+  // the file in between, as another process would.
+  const cases = [
+    ['small', 1000],
+    ['large', 3 * 1024 * 1024 + 7],
+  ] as const;
+  it.each(cases)('fails the stream with IO when a %s file grew', async (_, size) => {
+    const dir = tempDir('grow');
+    writeFileSync(join(dir, 'a'), pseudoRandom(size, 1));
+    writeFileSync(join(dir, 'f'), pseudoRandom(size, 2));
+    const tar = directoryTar(dir, {
+      filter: (path) => {
+        if (path === 'f') appendFileSync(join(dir, 'f'), 'more');
+        return true;
+      },
+    });
+    await expect(collect(tar)).rejects.toMatchObject({
+      code: 'IO',
+      message: expect.stringMatching(/f grew past its \d+ bytes while being read/) as unknown,
+    });
+  });
+
+  it.each(cases)('fails the stream with IO when a %s file shrank', async (_, size) => {
+    const dir = tempDir('shrink');
+    writeFileSync(join(dir, 'f'), pseudoRandom(size, 3));
+    const tar = directoryTar(dir, {
+      filter: () => {
+        truncateSync(join(dir, 'f'), size - 10);
+        return true;
+      },
+    });
+    await expect(collect(tar)).rejects.toMatchObject({
+      code: 'IO',
+      message: expect.stringMatching(/f shrank from \d+ to \d+ bytes while being read/) as unknown,
+    });
+  });
+
+  it('reads files whose end lands on a chunk boundary, and the next one whole', async () => {
+    // A header and a file filling the rest of the first 1 MiB chunk: the
+    // read that checks for more bytes has no room left in the chunk and
+    // goes to the next one. The tar is `a`'s header and bytes, then `b`'s.
+    const mib = 1024 * 1024;
+    for (const size of [mib - 513, mib - 512, mib - 511, mib - 1024, mib - 1025]) {
+      const dir = tempDir('edge');
+      const a = pseudoRandom(size, size);
+      const b = pseudoRandom(5000, 5);
+      writeFileSync(join(dir, 'a'), a);
+      writeFileSync(join(dir, 'b'), b);
+      const tar = await collect(directoryTar(dir));
+      expect(tar.subarray(512, 512 + size).equals(a)).toBe(true);
+      const at = 512 + Math.ceil(size / 512) * 512;
+      expect(tar.subarray(at, at + 2).toString()).toBe('b\0');
+      expect(tar.subarray(at + 512, at + 512 + 5000).equals(b)).toBe(true);
+    }
   });
 });
 

@@ -49,29 +49,46 @@ export class Chunker {
     }
   }
 
-  /** readSync reads up to `size` bytes of `fd` from the start; returns how many it got. */
+  /**
+   * readSync reads the `size` bytes of `fd` from its start and returns how
+   * many it got: fewer when the file shrank, `size + 1` when it has more
+   * (it grew since its size was read). Where the chunk has room the last
+   * read asks for one byte past `size`, so a file that ends where it should
+   * costs no extra call.
+   */
   readSync(fd: number, size: number): number {
     let got = 0;
-    while (got < size) {
-      const want = Math.min(size - got, chunkTarget - this.#used);
+    for (;;) {
+      const rest = size - got;
+      const want = Math.min(rest + 1, chunkTarget - this.#used);
       const n = readSync(fd, this.#buf, this.#used, want, got);
-      if (n === 0) break;
+      if (n > rest) {
+        this.#advance(rest);
+        return size + 1;
+      }
+      if (n === 0) return got;
       got += n;
       this.#advance(n);
+      if (got === size && n < want) return got;
     }
-    return got;
   }
 
-  /** read reads once from `file` at `position`, at most `max` bytes; returns how many it got. */
+  /**
+   * read reads once from `file` at `position`, at most the `rest` bytes the
+   * file should still have, asking for one more where the chunk has room.
+   * `n` is how many of those it got; `grew` says the file had more than
+   * `rest`; `end` says the read found the file's end right after them.
+   */
   async read(
     file: { read: (b: Buffer, o: number, l: number, p: number) => Promise<{ bytesRead: number }> },
     position: number,
-    max: number,
-  ): Promise<number> {
-    const want = Math.min(max, chunkTarget - this.#used);
+    rest: number,
+  ): Promise<{ n: number; grew: boolean; end: boolean }> {
+    const want = Math.min(rest + 1, chunkTarget - this.#used);
     const { bytesRead } = await file.read(this.#buf, this.#used, want, position);
-    this.#advance(bytesRead);
-    return bytesRead;
+    const n = Math.min(bytesRead, rest);
+    this.#advance(n);
+    return { n, grew: bytesRead > rest, end: bytesRead < want && n === rest };
   }
 
   /** take hands out the full chunks. */
