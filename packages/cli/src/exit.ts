@@ -15,14 +15,27 @@ export const ExitCode = {
 /** ExitCode is the union of the exit codes. */
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
+const usageBrand = Symbol.for('lading.usage-error');
+
 /** UsageError is a mistake on the command line: exit code 2. */
 export class UsageError extends Error {
   override name = 'UsageError';
   readonly hint: string | undefined;
+  readonly [usageBrand] = true;
   constructor(message: string, hint?: string) {
     super(message);
     this.hint = hint;
   }
+}
+
+/**
+ * isUsageError tells a UsageError from any copy of this module: `serve`
+ * runs from dist/ beside the bundle, with a UsageError class of its own.
+ */
+export function isUsageError(err: unknown): err is UsageError {
+  return (
+    typeof err === 'object' && err !== null && (err as Record<symbol, unknown>)[usageBrand] === true
+  );
 }
 
 // The brand @lading/core puts on every LadingError (see isLadingError there);
@@ -41,7 +54,7 @@ function ladingCode(err: unknown): string | undefined {
  * `USAGE` for a command-line mistake, the system code (ENOENT, …) or `ERROR`.
  */
 export function errorCode(err: unknown): string {
-  if (err instanceof UsageError) return 'USAGE';
+  if (isUsageError(err)) return 'USAGE';
   const code = ladingCode(err) ?? (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' && /^[A-Z][A-Z0-9_]*$/.test(code) ? code : 'ERROR';
 }
@@ -75,8 +88,7 @@ function isLocal(err: unknown): boolean {
 
 /** classify maps an error to the exit code and the hint printed with it. */
 export function classify(err: unknown): { code: ExitCode; hint: string | undefined } {
-  if (err instanceof UsageError)
-    return { code: ExitCode.Usage, hint: err.hint ?? 'see lading --help' };
+  if (isUsageError(err)) return { code: ExitCode.Usage, hint: err.hint ?? 'see lading --help' };
   const lading = ladingCode(err);
   if (lading !== undefined) {
     const hint = Array.isArray((err as { offered?: unknown }).offered)
@@ -114,7 +126,7 @@ export function classify(err: unknown): { code: ExitCode; hint: string | undefin
  * @lading/core is loaded only then, so `lading --version` need not load it.
  */
 export async function typed(err: unknown): Promise<unknown> {
-  if (ladingCode(err) !== undefined || err instanceof UsageError) return err;
+  if (ladingCode(err) !== undefined || isUsageError(err)) return err;
   const e = err as { syscall?: unknown; path?: unknown } | null;
   if (typeof e?.syscall === 'string' && typeof e.path === 'string') {
     const { fileSystemError } = await import('@lading/core');

@@ -170,6 +170,8 @@ describe('lading serve hardening flags', () => {
       ['serve', '--htpasswd', htpasswd, '--token', '--host', '0.0.0.0'],
       ['serve', '--token-realm', 'https://x/token'],
       ['serve', '--grants', join(dir, 'nope.json'), '--htpasswd', htpasswd],
+      ['serve', '--port', 'abc'],
+      ['serve', '--storage', htpasswd],
     ]) {
       const { code, stderr } = await lading(...argv);
       expect(code, argv.join(' ')).toBe(2);

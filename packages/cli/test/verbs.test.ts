@@ -274,6 +274,23 @@ describe('lading everyday verbs', () => {
     const code = await main(['blob', `${cncf.host}/verbs/blobs@${m.config.digest}`], { stdout });
     expect(code).toBe(0);
     expect(sha256(Buffer.from(stdout.text))).toBe(m.config.digest);
+    // The manifest itself, by its digest: a registry serves it from /manifests/.
+    const digest = (await lading('digest', ref)).stdout.trim();
+    const manifestFile = join(work, 'manifest.json');
+    expect(
+      (await lading('blob', `${cncf.host}/verbs/blobs@${digest}`, '-o', manifestFile)).code,
+    ).toBe(0);
+    expect(sha256(await readFile(manifestFile))).toBe(digest);
+    expect(
+      (
+        await lading(
+          'blob',
+          `${cncf.host}/verbs/blobs@sha256:${'0'.repeat(64)}`,
+          '-o',
+          manifestFile,
+        )
+      ).code,
+    ).toBe(4);
     const layout = join(work, 'blob-layout');
     expect((await lading('build', one, `oci:${layout}:v1`)).code).toBe(0);
     const out = join(work, 'layer-from-layout.tgz');

@@ -1,3 +1,4 @@
+import { stat } from 'node:fs/promises';
 import { filesystemStorage, memoryStorage, type RegistryStorage } from '@lading/registry';
 import { UsageError } from '../exit.js';
 import { flag, str } from './common.js';
@@ -21,6 +22,12 @@ export async function serveStorage(ctx: CommandContext): Promise<ServeStorage> {
   if (spec === undefined)
     return { storage: memoryStorage(), label: 'memory', close: () => undefined };
   if (!spec.startsWith('s3://')) {
+    const st = await stat(spec).catch(() => undefined);
+    if (st !== undefined && !st.isDirectory())
+      throw new UsageError(
+        `--storage ${spec}: not a directory`,
+        'give a directory, or s3://BUCKET',
+      );
     return { storage: filesystemStorage(spec), label: spec, close: () => undefined };
   }
   const [bucket = '', ...rest] = spec.slice('s3://'.length).split('/');

@@ -1,4 +1,4 @@
-import { Writable, type Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   ErrorCode,
@@ -11,6 +11,7 @@ import {
   parseManifest,
   successors,
   isDigest,
+  isLadingError,
   isImageIndex,
   parsePlatform,
   withAnnotations,
@@ -195,11 +196,22 @@ export const blob: Command = {
         throw new UsageError('blob needs a digest (REPO@sha256:…)', 'lading blob --help');
       digest = r.digest as Digest;
       const slash = r.repo.indexOf('/');
-      content = await new RegistryClient(r.repo.slice(0, slash), options).getBlob(
-        r.repo.slice(slash + 1),
-        digest,
-        { signal: ctx.signal },
-      );
+      const client = new RegistryClient(r.repo.slice(0, slash), options);
+      const repo = r.repo.slice(slash + 1);
+      const blobDigest = digest;
+      // A manifest is a blob by digest too, served from /manifests/: that
+      // is where a registry answers for it when /blobs/ does not.
+      content = await client
+        .getBlob(repo, blobDigest, { signal: ctx.signal })
+        .catch(async (err: unknown) => {
+          if (!isLadingError(err, ErrorCode.NotFound)) throw err;
+          const m = await client
+            .getManifest(repo, blobDigest, { signal: ctx.signal })
+            .catch((again: unknown) => {
+              throw isLadingError(again, ErrorCode.NotFound) ? err : again;
+            });
+          return Readable.from([m.bytes]);
+        });
     } else {
       const opened = openTarget(location, options, 'read');
       if (opened.ref === undefined || !isDigest(opened.ref))
