@@ -15,7 +15,7 @@ import {
 import { createRegistry, memoryStorage, type Registry } from '@lading/registry';
 import { singleFileTar } from '@lading/testing';
 import { write, writeIndex } from '@lading/remote';
-import { bin, lading, ladingProcess, run } from './helpers.js';
+import { bin, lading, ladingJson, ladingProcess, run } from './helpers.js';
 
 let work: string;
 let app: string;
@@ -145,6 +145,36 @@ describe('local locations', () => {
     expect(fromArchive.stdout.trim()).toBe(tagged.stdout.trim());
     const config = await lading('config', `docker-archive:${archive}`, '--json');
     expect(config.code, config.stderr).toBe(0);
+  });
+
+  it('prints the digest a docker archive stores (its layers are uncompressed)', async () => {
+    const archive = join(work, 'stored.tar');
+    const layout = join(work, 'stored-layout');
+    const built = await ladingJson<{ digest: string; digests: Record<string, string> }>(
+      'build',
+      app,
+      '-t',
+      `oci:${layout}:v1`,
+      '-t',
+      `docker-archive:${archive}:team/app:v1`,
+      '--json',
+    );
+    const inLayout = (await lading('digest', `oci:${layout}:v1`)).stdout.trim();
+    const inArchive = (
+      await lading('digest', `docker-archive:${archive}:team/app:v1`)
+    ).stdout.trim();
+    expect(inArchive).not.toBe(inLayout);
+    expect(built.digest).toBe(inLayout);
+    expect(built.digests).toEqual({
+      [`oci:${layout}:v1`]: inLayout,
+      [`docker-archive:${archive}:team/app:v1`]: inArchive,
+    });
+    const alone = await lading('build', app, `docker-archive:${archive}:team/app:v2`, '-q');
+    expect(alone.stdout.trim()).toBe(
+      (await lading('digest', `docker-archive:${archive}:team/app:v2`)).stdout.trim(),
+    );
+    const copied = await lading('cp', `oci:${layout}:v1`, `docker-archive:${archive}:x:1`, '-q');
+    expect(copied.stdout.trim()).toBe(inArchive);
   });
 
   it('leaves nothing in the temp dir when a copy to a docker archive fails', async () => {

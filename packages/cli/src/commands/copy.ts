@@ -13,6 +13,7 @@ import {
   str,
   writing,
 } from './common.js';
+import { storedAs } from './report-write.js';
 import type { Command, CommandContext } from './types.js';
 
 const cpUsage = `Usage: lading cp SRC DST [--platform OS/ARCH] [--all]
@@ -87,20 +88,21 @@ async function copyBetween(ctx: CommandContext, srcText: string, dstText: string
       ...(platform === undefined ? {} : { platform }),
     }),
   );
+  const stored = await storedAs(dstText, root, await remoteOptions(ctx, 'dest'), ctx.signal);
   ctx.out.result(
     {
       source: srcText,
       destination: dstText,
-      digest: root.digest,
-      mediaType: root.mediaType,
-      size: root.size,
+      digest: stored.digest,
+      mediaType: stored.mediaType,
+      size: stored.size,
       skipped,
       mounted,
       seconds: seconds(start),
     },
     flag(ctx, 'quiet')
-      ? root.digest
-      : `${dstText}\n${root.digest} (${seconds(start)} s, ${skipped} skipped, ${mounted} mounted)`,
+      ? stored.digest
+      : `${dstText}\n${stored.digest} (${seconds(start)} s, ${skipped} skipped, ${mounted} mounted)`,
   );
 }
 

@@ -2,7 +2,8 @@ import type { Descriptor, Image, ImageIndex } from '@lading/core';
 import { ProgressEmitter } from '@lading/core';
 import type { RemoteOptions } from '@lading/remote';
 import { writeTo } from '../image-source.js';
-import { flag, seconds } from './common.js';
+import { parseLocation } from '../transports.js';
+import { flag, openTarget, seconds } from './common.js';
 import type { CommandContext } from './types.js';
 
 /**
@@ -25,18 +26,51 @@ export async function reportWrite(
       ctx.out.info(`authorized to push ${destinations[0] ?? ''} after ${seconds(start)} s`);
     },
   });
+  const stored: Record<string, Descriptor> = {};
+  for (const text of destinations)
+    stored[text] = await storedAs(text, descriptor, options, ctx.signal);
+  // The digest printed is the manifest's as written to a registry or
+  // layout; where every destination is an archive, the first archive's.
+  const allArchives = destinations.every((d) => stored[d]?.digest !== descriptor.digest);
+  const first = allArchives ? (stored[destinations[0] ?? ''] ?? descriptor) : descriptor;
   ctx.out.result(
     {
-      digest: descriptor.digest,
-      size: descriptor.size,
-      mediaType: descriptor.mediaType,
+      digest: first.digest,
+      size: first.size,
+      mediaType: first.mediaType,
       destination: destinations[0],
       destinations,
+      digests: Object.fromEntries(destinations.map((d) => [d, (stored[d] ?? descriptor).digest])),
       seconds: seconds(start),
     },
     flag(ctx, 'quiet')
-      ? descriptor.digest
-      : `${destinations.join('\n')}\n${descriptor.digest} (${seconds(start)} s)`,
+      ? first.digest
+      : `${destinations
+          .map((d) => {
+            const own = stored[d];
+            return own === undefined || own.digest === descriptor.digest
+              ? d
+              : `${d}  ${own.digest}`;
+          })
+          .join('\n')}\n${first.digest} (${seconds(start)} s)`,
   );
-  return descriptor;
+  return first;
+}
+
+/**
+ * storedAs answers the manifest `location` holds after `written` was
+ * written to it: `written` itself, except in a docker archive, which stores
+ * its layers uncompressed (what `docker load` checks) and so a manifest of
+ * its own — the digest `lading digest docker-archive:…` prints.
+ */
+export async function storedAs(
+  location: string,
+  written: Descriptor,
+  options: RemoteOptions,
+  signal: AbortSignal,
+): Promise<Descriptor> {
+  const parsed = parseLocation(location);
+  if (parsed.kind !== 'docker-archive') return written;
+  const opened = openTarget(parsed, options, 'read');
+  return opened.target.resolve(opened.readRef, { signal });
 }
