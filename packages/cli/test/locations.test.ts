@@ -147,6 +147,31 @@ describe('local locations', () => {
     expect(config.code, config.stderr).toBe(0);
   });
 
+  it('removes a layout a failed copy created, and keeps one that was there', async () => {
+    const src = join(work, 'tampered-src');
+    expect((await lading('build', app, `oci:${src}:v1`)).code).toBe(0);
+    const m = JSON.parse((await lading('manifest', `oci:${src}:v1`)).stdout) as {
+      layers: { digest: string }[];
+    };
+    const blob = join(src, 'blobs', 'sha256', m.layers[0]!.digest.slice('sha256:'.length));
+    const bytes = await readFile(blob);
+    const at = bytes.length - 20;
+    bytes.writeUInt8((bytes.readUInt8(at) ^ 0xff) & 0xff, at);
+    await writeFile(blob, bytes);
+    const fresh = join(work, 'never-made');
+    const r = await lading('cp', `oci:${src}:v1`, `oci:${fresh}:v1`);
+    expect(r.code, r.stdout + r.stderr).toBe(1);
+    expect(existsSync(fresh)).toBe(false);
+    const kept = join(work, 'kept-layout');
+    const other = join(work, 'other-app');
+    await mkdir(other);
+    await writeFile(join(other, 'other'), 'another image\n');
+    expect((await lading('build', other, `oci:${kept}:old`)).code).toBe(0);
+    expect((await lading('cp', `oci:${src}:v1`, `oci:${kept}:v1`)).code).toBe(1);
+    expect((await lading('digest', `oci:${kept}:old`)).code).toBe(0);
+    expect((await lading('digest', `oci:${kept}:v1`)).code).toBe(4);
+  });
+
   it('prints the digest a docker archive stores (its layers are uncompressed)', async () => {
     const archive = join(work, 'stored.tar');
     const layout = join(work, 'stored-layout');

@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import {
   ErrorCode,
   LadingError,
@@ -173,15 +175,21 @@ export function openTarget(
         label: location.reference,
       };
     }
-    case 'oci':
+    case 'oci': {
+      // A layout this write creates goes again when the write fails, so
+      // that a failed copy leaves no directory behind; one that was there
+      // keeps what it had (its new blobs, referenced by no tag, stay).
+      const created = mode === 'write' && !existsSync(location.dir);
       return {
         target: ociLayout(location.dir),
         ref: location.tag,
         readRef: location.tag ?? '',
         finish: () => Promise.resolve(),
-        abandon: () => Promise.resolve(),
+        abandon: () =>
+          created ? rm(location.dir, { recursive: true, force: true }) : Promise.resolve(),
         label: `oci:${location.dir}`,
       };
+    }
     case 'docker-archive': {
       const archive: DockerArchive = dockerArchive(location.file, { mode });
       return {
