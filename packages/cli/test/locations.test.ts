@@ -147,6 +147,24 @@ describe('local locations', () => {
     expect(config.code, config.stderr).toBe(0);
   });
 
+  it('copies an index again when the destination lost one of its children', async () => {
+    expect((await lading('cp', `${host}/loc/multi:1`, `${host}/rp/app:multi`)).code).toBe(0);
+    const index = JSON.parse((await lading('manifest', `${host}/rp/app:multi`)).stdout) as {
+      manifests: { digest: string }[];
+    };
+    const child = index.manifests[1]!.digest;
+    expect((await lading('delete', `${host}/rp/app@${child}`)).code).toBe(0);
+    expect((await lading('digest', `${host}/rp/app@${child}`)).code).toBe(4);
+    // The index is still there, so the copy is skipped, but tagging it is
+    // refused (a child is missing): the copy goes through the index again.
+    const again = await lading('cp', `${host}/loc/multi:1`, `${host}/rp/app:multi2`);
+    expect(again.code, again.stderr).toBe(0);
+    expect((await lading('digest', `${host}/rp/app@${child}`)).code).toBe(0);
+    expect((await lading('digest', `${host}/rp/app:multi2`)).stdout.trim()).toBe(
+      (await lading('digest', `${host}/loc/multi:1`)).stdout.trim(),
+    );
+  });
+
   it('removes a layout a failed copy created, and keeps one that was there', async () => {
     const src = join(work, 'tampered-src');
     expect((await lading('build', app, `oci:${src}:v1`)).code).toBe(0);

@@ -308,6 +308,8 @@ class CopyRun {
   readonly #signal: AbortSignal;
   readonly #mountFrom: string | undefined;
   readonly #rootTag: { digest: string; tag: string } | undefined;
+  /** #recheck descends into manifests the destination has, pushing what they miss. */
+  readonly #recheck: boolean;
   #firstError: { error: unknown } | undefined;
   /** tagged says whether the root was pushed under its tag (a {@link TagPusher}). */
   tagged = false;
@@ -317,11 +319,13 @@ class CopyRun {
     dst: Target,
     options: CopyOptions,
     rootTag?: { digest: string; tag: string },
+    recheck = false,
   ) {
     this.#src = src;
     this.#dst = dst;
     this.#options = options;
     this.#rootTag = rootTag;
+    this.#recheck = recheck;
     this.#limiter = new Limiter(options.concurrency ?? 4);
     this.#signal =
       options.signal === undefined
@@ -400,7 +404,7 @@ class CopyRun {
         if (await present.catch(() => false)) return [true, undefined] as const;
         throw err;
       });
-      if (has) {
+      if (has && (!this.#recheck || bytes === undefined)) {
         // A manifest present at the destination has its whole sub-graph
         // there: every writer pushes children before parents.
         await this.#skip(desc);
@@ -532,7 +536,9 @@ class CopyRun {
  * their parents (layers and config before a manifest, manifests before their
  * index), so an interrupted copy never leaves a parent pointing at a missing
  * child and re-running it finishes the job: what `dst` already has is skipped
- * (a manifest hit skips its whole sub-graph). Blobs are mounted instead of
+ * (a manifest hit skips its whole sub-graph; when the destination then
+ * refuses to tag such a root, as a registry does whose copy lost a child,
+ * the sub-graph is copied again node by node). Blobs are mounted instead of
  * copied between two repositories of one registry. Every byte is verified
  * against its digest on the way. `dstRef` is applied only once the root is
  * pushed, or with it where the destination can do both in one request (a
@@ -569,8 +575,18 @@ export async function copy(
   if (tag !== undefined && !run.tagged) {
     // The destination had the root already: tag it with the source's bytes
     // (which the source holds since resolve) in one PUT where it can.
-    if (isTagPusher(dst)) await dst.pushTagged(root, await fetchVerified(src, root, io), tag, io);
-    else await dst.tag(root, tag, io);
+    try {
+      if (isTagPusher(dst)) await dst.pushTagged(root, await fetchVerified(src, root, io), tag, io);
+      else await dst.tag(root, tag, io);
+    } catch (err) {
+      // A registry checks a manifest's children when it is tagged: one of
+      // them went since the root was stored (a child manifest deleted by
+      // digest). Copy the sub-graph again, node by node, and tag with it.
+      throwIfAborted(options.signal);
+      const again = new CopyRun(src, dst, options, { digest: root.digest, tag }, true);
+      await again.run(root);
+      if (!again.tagged) throw err;
+    }
   }
   const { mediaType, digest, size } = root;
   const out: Descriptor = { mediaType, digest: parseDigest(digest), size };
