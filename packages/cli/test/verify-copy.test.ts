@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -80,9 +80,20 @@ describe('lading cp from a registry that serves a tampered blob', () => {
     expect(r.stderr.split('\n').filter((l) => l.startsWith('lading:'))).toHaveLength(1);
     const blob = join(dir, 'blobs', 'sha256', digestHex(layerDigest));
     expect(await stat(blob).catch(() => undefined)).toBeUndefined();
-    const index = await readFile(join(dir, 'index.json'), 'utf8').catch(() => '{}');
+    // The copy created the layout: it is gone again.
+    expect(await stat(dir).catch(() => undefined)).toBeUndefined();
+    // Into a layout that was there: no blob, no tag, no temp file either.
+    const kept = join(work, 'kept-layout');
+    await mkdir(kept);
+    await writeFile(join(kept, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+    await writeFile(join(kept, 'index.json'), '{"schemaVersion":2,"manifests":[]}');
+    expect((await lading('cp', `${sourceHost}/copy/tampered:v1`, `oci:${kept}:v1`)).code).toBe(1);
+    expect(
+      await stat(join(kept, 'blobs', 'sha256', digestHex(layerDigest))).catch(() => undefined),
+    ).toBeUndefined();
+    const index = await readFile(join(kept, 'index.json'), 'utf8');
     expect((JSON.parse(index) as { manifests?: unknown[] }).manifests ?? []).toEqual([]);
-    expect((await readdir(dir)).filter((n) => n.includes('.lading-'))).toEqual([]);
+    expect((await readdir(kept)).filter((n) => n.includes('.lading-'))).toEqual([]);
   });
 
   it('fails with DIGEST_MISMATCH and never commits the blob, the manifest or the tag at a registry', async () => {
