@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { finished, pipeline } from 'node:stream/promises';
 import {
   DigestMismatchError,
   HashingStream,
@@ -21,6 +21,8 @@ import {
   type Transport,
 } from './internal/transport/index.js';
 
+/** answerMs is how long a PATCH whose body was ended early waits for the registry's answer. */
+const answerMs = 5000;
 /** UploadMode picks how blob bytes travel. @see ../README.md */
 export type UploadMode = 'stream' | 'chunked' | 'monolithic';
 
@@ -149,6 +151,17 @@ export class BlobUpload {
   /** patchStream sends `body` (the end of `piped`) as one PATCH. */
   async #patchStream(body: ByteCounter, piped: Promise<void>, options: IoOptions): Promise<number> {
     const start = this.#offset;
+    // The request is cut only when the registry has not answered within
+    // `answerMs` of the source failing or the caller aborting.
+    const cut = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const giveUp = (): void => {
+      timer ??= setTimeout(() => {
+        cut.abort(options.signal?.reason);
+      }, answerMs);
+    };
+    piped.catch(giveUp);
+    options.signal?.addEventListener('abort', giveUp, { once: true });
     let res: SendResponse;
     try {
       res = await this.#transport.send({
@@ -157,14 +170,20 @@ export class BlobUpload {
         headers: { 'content-type': 'application/octet-stream' },
         body,
         scopes: this.#scopes,
-        signal: options.signal,
+        signal: cut.signal,
       });
     } catch (err) {
       body.destroy();
       await piped.catch(() => undefined);
-      throw err;
+      throw options.signal?.aborted === true ? (options.signal.reason ?? err) : err;
+    } finally {
+      clearTimeout(timer);
+      options.signal?.removeEventListener('abort', giveUp);
     }
     await piped.catch(async (err: unknown) => {
+      // The body was ended early: the answer carries the location the
+      // session is cancelled at.
+      if (res.status === 202 || res.status === 204) this.#advance(res);
       await drain(res.body);
       throw err;
     });
@@ -364,13 +383,34 @@ export class BlobUpload {
     if (mode === 'chunked') return this.#uploadChunked(source, options, expected);
     const hashing = verified || own !== undefined ? undefined : new HashingStream();
     const counter = ByteCounter.reporting(options.onProgress);
+    // The body ends with the source; when the source fails (or the caller
+    // aborts), the body is ended where it is instead of cut off, so that the
+    // registry answers the PATCH: a registry that signs the upload offset
+    // into the session URL (the CNCF registry) refuses the DELETE of a
+    // session whose request was cut, and keeps its bytes.
+    const last = hashing ?? source;
     const piped =
-      hashing === undefined ? pipeline(source, counter) : pipeline(source, hashing, counter);
-    piped.catch(() => undefined);
+      hashing === undefined ? finished(source, { writable: false }) : pipeline(source, hashing);
+    last.pipe(counter);
+    piped.catch(() => {
+      last.unpipe(counter);
+      counter.end();
+    });
+    // The body gone before the source ended (the request failed, or the
+    // registry answered before the end): the source is released.
+    counter.once('close', () => {
+      if (!last.readableEnded)
+        source.destroy(new UploadError(`upload to ${this.repository} ended before the source did`));
+    });
+    const onAbort = (): void => {
+      source.destroy(options.signal?.reason instanceof Error ? options.signal.reason : undefined);
+    };
+    options.signal?.addEventListener('abort', onAbort, { once: true });
     let size: number;
     try {
       size = await this.#patchStream(counter, piped, options);
     } finally {
+      options.signal?.removeEventListener('abort', onAbort);
       hashing?.destroy();
     }
     await piped.catch(() => undefined);

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import {
   appendLayers,
   copy,
@@ -86,6 +87,47 @@ describe('a failed layer producer against the CNCF registry', () => {
     expect(isLadingError(e2, 'INVALID_LAYER'), String(e2)).toBe(true);
     expect((e2 as Error).message).toContain('inside the data');
     await expectNothingTagged('producer/killed-plain');
+  });
+
+  /** leftBytes lists the bytes of upload sessions the registry still holds for `repo`. */
+  function leftBytes(repo: string): number[] {
+    const uploads = join(reg.dataDir, 'docker/registry/v2/repositories', repo, '_uploads');
+    if (!existsSync(uploads)) return [];
+    return readdirSync(uploads)
+      .map((id) => join(uploads, id, 'data'))
+      .filter((f) => existsSync(f))
+      .map((f) => statSync(f).size);
+  }
+
+  it('leaves no upload bytes at the registry when the producer dies or the push is aborted mid-layer', async () => {
+    const dir = bigDir();
+    const { stdout } = killedProducer(dir, 'ignore');
+    if (stdout === null) throw new Error('no stdout pipe');
+    const killed = write(`${reg.host}/producer/left-killed:v1`, imageOver(streamLayer(stdout)));
+    expect(isLadingError(await killed.done.catch((e: unknown) => e), 'INVALID_LAYER')).toBe(true);
+    expect(leftBytes('producer/left-killed')).toEqual([]);
+
+    // A layer that sends 2 MiB, then waits: aborted once the registry has them.
+    const controller = new AbortController();
+    let sent = 0;
+    const slow = new Readable({
+      read() {
+        if (sent < 2 * 1024 * 1024) {
+          sent += 64 * 1024;
+          this.push(Buffer.alloc(64 * 1024, 'y'));
+        }
+      },
+    });
+    const aborted = write(`${reg.host}/producer/left-aborted:v1`, imageOver(streamLayer(slow)), {
+      signal: controller.signal,
+    });
+    await aborted.authorized;
+    while (sent < 2 * 1024 * 1024) await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, 200));
+    controller.abort(new Error('stop'));
+    expect(await aborted.done.catch((e: unknown) => e)).toBeInstanceOf(Error);
+    expect(leftBytes('producer/left-aborted')).toEqual([]);
+    await expectNothingTagged('producer/left-aborted');
   });
 
   it('writeImage() into a registry target stores nothing either; copy() of a good build still tags', async () => {

@@ -23,6 +23,8 @@ export interface DistributionRegistry {
   readonly port: number;
   /** pid is the registry process's id (to read its CPU time from /proc, say). */
   readonly pid: number;
+  /** dataDir is the registry's storage root (its `rootdirectory`). */
+  readonly dataDir: string;
   /** stop kills the registry and removes its storage. */
   stop(): Promise<void>;
 }
@@ -139,6 +141,7 @@ export async function startDistributionRegistry(
     host: `127.0.0.1:${port}`,
     port,
     pid: child.pid ?? 0,
+    dataDir: join(dir, 'data'),
     stop(): Promise<void> {
       stopped ??= (async () => {
         if (child.exitCode === null && child.signalCode === null) {
