@@ -14,10 +14,20 @@ export function parseLocation(text: string): Location {
   if (text === '') throw new UsageError('an image location is empty');
   if (text.startsWith('oci:')) {
     const { path, tag } = splitPathTag(text.slice(4), 'oci');
+    if (tag !== undefined && !isDigestText(tag) && !ociRefName.test(tag))
+      throw new UsageError(
+        `oci: tag ${JSON.stringify(tag)} is not a valid reference name`,
+        'letters, digits and . _ - : @ + between them, / between components (OCI image layout)',
+      );
     return { kind: 'oci', dir: path, tag };
   }
   if (text.startsWith('docker-archive:')) {
     const { path, tag } = splitPathTag(text.slice('docker-archive:'.length), 'docker-archive');
+    if (tag !== undefined && !isDigestText(tag) && !dockerName.test(tag))
+      throw new UsageError(
+        `docker-archive: name ${JSON.stringify(tag)} is not a valid image reference`,
+        'NAME[:TAG] as docker load takes it: lowercase repository, e.g. team/app:v1',
+      );
     return { kind: 'docker-archive', file: path, tag };
   }
   if (text.startsWith('docker://'))
@@ -30,6 +40,24 @@ export function parseLocation(text: string): Location {
     );
   }
   return { kind: 'registry', reference: text };
+}
+
+// The names a layout's index may hold (org.opencontainers.image.ref.name,
+// image-layout spec): components of letters and digits joined by one of
+// - . _ : @ + (or --), separated by '/'.
+const ociComponent = '[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*';
+const ociRefName = new RegExp(`^${ociComponent}(?:/${ociComponent})*$`);
+
+// A docker image reference as `docker load` reads RepoTags: an optional
+// registry host, lowercase path components, an optional tag.
+const label = '[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?';
+// A first component is a host only with a dot, a port, or as localhost.
+const hostPart = `(?:(?:localhost|${label}(?:\\.${label})+)(?::[0-9]+)?/|${label}:[0-9]+/)?`;
+const pathPart = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
+const dockerName = new RegExp(`^${hostPart}${pathPart}(?:/${pathPart})*(?::\\w[\\w.-]{0,127})?$`);
+
+function isDigestText(tag: string): boolean {
+  return /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/.test(tag);
 }
 
 // The tag is what follows the last ':' when it contains no '/', so

@@ -165,6 +165,20 @@ describe('local locations', () => {
     );
   });
 
+  it('refuses a layout tag or an archive name that other tools would not read, with exit 2', async () => {
+    for (const dst of [
+      `oci:${join(work, 'badtag')}:bad*tag`,
+      `docker-archive:${join(work, 'bad.tar')}:UPPER/x:v1`,
+      `docker-archive:${join(work, 'bad.tar')}:Bad Name`,
+    ]) {
+      const r = await lading('build', app, dst);
+      expect(r.code, dst).toBe(2);
+      expect(r.stderr).toMatch(/^lading: (oci: tag|docker-archive: name) "/);
+    }
+    expect(existsSync(join(work, 'badtag'))).toBe(false);
+    expect(existsSync(join(work, 'bad.tar'))).toBe(false);
+  });
+
   it('removes a layout a failed copy created, and keeps one that was there', async () => {
     const src = join(work, 'tampered-src');
     expect((await lading('build', app, `oci:${src}:v1`)).code).toBe(0);
