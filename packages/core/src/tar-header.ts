@@ -212,7 +212,7 @@ function encodeRawTarHeader(h: TarHeader): Buffer {
 }
 
 /**
- * withPax adds the size and ids that do not fit ustar to the PAX records,
+ * withPax adds the size, ids and mtime that do not fit ustar to the PAX records,
  * and writes the PAX header (when there are records) and the ustar one.
  */
 function withPax(
@@ -231,6 +231,8 @@ function withPax(
   }
   if (h.uid > maxOctal7) pax.push(paxRecord('uid', String(h.uid)));
   if (h.gid > maxOctal7) pax.push(paxRecord('gid', String(h.gid)));
+  // Past 2242-03-16 the 11 octal digits of ustar's mtime saturate.
+  if (h.mtime > maxOctal11) pax.push(paxRecord('mtime', String(Math.trunc(h.mtime))));
   let owners: [string, string] | undefined;
   if (h.uname !== undefined || h.gname !== undefined) {
     const owner = (key: string, value = ''): string => {

@@ -79,6 +79,8 @@ describe('encodeTarHeader', () => {
         { uid: '2097152', gid: '3000000' },
       ],
       [{ size: 8_589_934_592 }, { size: '8589934592' }],
+      [{ mtime: 8_589_934_591 }, {}],
+      [{ mtime: 10_413_792_000 }, { mtime: '10413792000' }],
     ];
     for (const [patch, want] of cases) {
       const h = { ...base, ...patch };
@@ -98,6 +100,7 @@ describe('encodeTarHeader', () => {
       expect(field(main, 0, 100)).toMatch(/^[\x20-\x7e]{1,100}$/);
       if (patch.size !== undefined) expect(octal(main, 124, 12)).toBe(0);
       if (patch.uid !== undefined) expect(octal(main, 108, 8)).toBe(0o7777777);
+      if (patch.mtime !== undefined) expect(octal(main, 136, 12)).toBe(0o77777777777);
     }
   });
   it('splits a long ASCII name at a slash into the prefix field, else writes it to PAX', () => {

@@ -111,14 +111,21 @@ function intOption(
 }
 
 function sourceDateEpoch(ctx: CommandContext): number {
-  const epochText = str(ctx, 'source-date-epoch') ?? process.env.SOURCE_DATE_EPOCH ?? '0';
-  const epoch = Number(epochText);
-  if (!Number.isInteger(epoch) || epoch < 0)
+  const fromEnv = process.env.SOURCE_DATE_EPOCH;
+  const epochText = str(ctx, 'source-date-epoch') ?? (fromEnv === '' ? undefined : fromEnv) ?? '0';
+  // Decimal digits only (Number() would take '', ' 5', '0x10' and '1e3'),
+  // up to the last second of year 9999, which the config's RFC 3339
+  // `created` can still write.
+  const epoch = /^[0-9]{1,12}$/.test(epochText) ? Number(epochText) : Number.NaN;
+  if (!(epoch <= maxEpoch))
     throw new UsageError(
-      `source date epoch must be a non-negative integer, got ${JSON.stringify(epochText)}`,
+      `source date epoch must be whole seconds from 0 to ${maxEpoch}, got ${JSON.stringify(epochText)}`,
     );
   return epoch;
 }
+
+/** maxEpoch is 9999-12-31T23:59:59Z. */
+const maxEpoch = 253_402_300_799;
 
 /** configPatch reads --env, --entrypoint, --cmd, --workdir, --user, --label and --expose. */
 export function configPatch(ctx: CommandContext): ConfigPatch {
