@@ -72,6 +72,7 @@ const hints: Record<string, string> = {
     'a layer path escapes the destination directory, or a layout file is a symlink or not a regular file',
   INVALID_LAYER:
     'a layer is not a complete tar archive (did its producer fail?); nothing was tagged',
+  IO: 'a local file could not be read or written: check it is there, unchanged, and readable',
 };
 
 // Errors about a local file or directory (they carry its `path`) get a hint

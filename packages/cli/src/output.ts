@@ -187,14 +187,14 @@ export class Output {
 
   /**
    * error prints one line (and an optional one-line hint) on stderr; in json
-   * mode one JSON object with `error`, `code` and `hint`.
+   * mode one JSON object with `error`, `code` and `hint` (null when there is none).
    */
   error(message: string, hint?: string, code?: string): void {
     this.stop();
     const line = sanitize(message);
     const oneHint = hint === undefined ? undefined : sanitize(hint.split('\n')[0] ?? '');
     if (this.mode === 'json') {
-      this.#stderr.write(`${JSON.stringify({ error: line, code, hint: oneHint })}\n`);
+      this.#stderr.write(`${JSON.stringify({ error: line, code, hint: oneHint ?? null })}\n`);
       return;
     }
     this.#stderr.write(`lading: ${line}\n`);

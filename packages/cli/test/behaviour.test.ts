@@ -13,7 +13,8 @@ import {
   type DistributionRegistry,
 } from '@lading/testing';
 import { Output, indeterminateBar } from '../src/output.js';
-import { redact, sanitize } from '../src/exit.js';
+import { ErrorCode, LadingError } from '@lading/core';
+import { classify, redact, sanitize } from '../src/exit.js';
 import { bin, lading, run, spawnLading } from './helpers.js';
 
 let work: string;
@@ -164,6 +165,19 @@ describe('lading errors', () => {
       expect(r.code).toBe(2);
       expect(r.stderr).toMatch(/^lading: \w+: unexpected argument "[^"]+"\nhint: /);
     }
+  });
+
+  it('gives every --json error a hint key, and a local read failure its hint', () => {
+    const stderr = new TextSink();
+    new Output('json', new TextSink(), stderr).error('something failed', undefined, 'UNSUPPORTED');
+    expect(JSON.parse(stderr.text)).toEqual({
+      error: 'something failed',
+      code: 'UNSUPPORTED',
+      hint: null,
+    });
+    const io = classify(new LadingError(ErrorCode.Io, 'cannot list src/d'));
+    expect(io.code).toBe(1);
+    expect(io.hint).toMatch(/local file/);
   });
 
   it('never prints a password typed into a reference', async () => {
