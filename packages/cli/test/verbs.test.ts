@@ -421,6 +421,18 @@ describe('lading everyday verbs', () => {
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain('layers[1]');
     expect(bad.stderr).toContain(victim.digest);
+    // Two bad blobs: --json lists both on stdout.
+    const other = m.layers[0]!;
+    const otherPath = join(layout, 'blobs', 'sha256', other.digest.slice(7));
+    await writeFile(otherPath, Buffer.concat([await readFile(otherPath), Buffer.from('x')]));
+    const both = await lading('validate', `oci:${layout}:v1`, '--json');
+    expect(both.code).toBe(1);
+    const report = JSON.parse(both.stdout) as { valid: boolean; problems: { digest: string }[] };
+    expect(report.valid).toBe(false);
+    expect(report.problems.map((p) => p.digest).sort()).toEqual(
+      [other.digest, victim.digest].sort(),
+    );
+    expect(JSON.parse(both.stderr)).toMatchObject({ code: 'INVALID_MANIFEST' });
   });
 });
 

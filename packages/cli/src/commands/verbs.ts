@@ -438,6 +438,9 @@ export const validate: Command = {
     if (first !== undefined) {
       for (const p of problems.slice(1))
         ctx.out.info(`also bad: ${p.path} ${p.digest}: ${p.error}`);
+      // --json: every problem on stdout, the error (the first) on stderr.
+      if (ctx.out.mode === 'json')
+        ctx.out.result({ location: text, digest: root.digest, valid: false, problems }, '');
       throw new LadingError(
         ErrorCode.InvalidManifest,
         `${problems.length} bad descriptor(s); ${first.path} ${first.digest}: ${first.error}`,
