@@ -551,6 +551,20 @@ describe('lading index, attach and discover', () => {
       expect(art.artifactType).toBe('application/spdx+json');
       expect(art.subject.digest).toBe((await lading('digest', subject)).stdout.trim());
       expect(art.layers[0]!.annotations['org.opencontainers.image.title']).toBe('sbom.json');
+      // A docker archive holds images only.
+      const archived = await lading(
+        'attach',
+        `docker-archive:${join(work, 'x.tar')}:a:1`,
+        '--artifact-type',
+        'application/spdx+json',
+        sbom,
+      );
+      expect(archived.code).toBe(2);
+      expect(archived.stderr).toContain('cannot hold artifacts');
+      // An artifact's config is printed as stored: the empty descriptor's {}.
+      const config = await lading('config', subject.replace(/:v1$/, `@${a.digest}`), '--json');
+      expect(config.code, config.stderr).toBe(0);
+      expect(JSON.parse(config.stdout)).toEqual({});
     }
   });
 });

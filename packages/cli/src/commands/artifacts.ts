@@ -210,6 +210,11 @@ export const attach: Command = {
     if (files.length === 0) throw new UsageError('attach needs at least one FILE');
     const annotations = keyValues(list(ctx, 'annotation'), 'annotation');
     const location = parseLocation(subjectText);
+    if (location.kind === 'docker-archive')
+      throw new UsageError(
+        'a docker archive cannot hold artifacts (docker load reads images only)',
+        'attach to a registry reference or an oci:DIR layout',
+      );
     const options = await remoteOptions(ctx);
     const opened = openTarget(location, options, 'write');
     const { signal } = ctx;

@@ -2,6 +2,7 @@ import {
   ErrorCode,
   LadingError,
   MAX_MANIFEST_SIZE,
+  MediaType,
   parseConfigFile,
   isIndexMediaType,
   parseManifest,
@@ -128,6 +129,20 @@ export const config: Command = {
       MAX_MANIFEST_SIZE,
       ctx.signal,
     );
+    const type = parsed.manifest.config.mediaType;
+    if (type !== MediaType.OciConfig && type !== MediaType.DockerConfig) {
+      // An artifact's config (the empty `{}`, or its own JSON): printed as
+      // stored, not checked as an image config.
+      const text = raw.toString('utf8');
+      let value: unknown = text;
+      try {
+        value = JSON.parse(text) as unknown;
+      } catch {
+        // not JSON: printed as text
+      }
+      ctx.out.result(value, typeof value === 'string' ? text : JSON.stringify(value, null, 2));
+      return;
+    }
     const value = parseConfigFile(raw);
     ctx.out.result(value, JSON.stringify(value, null, 2));
   },
