@@ -84,8 +84,11 @@ async function login(ctx: CommandContext): Promise<void> {
 async function logout(ctx: CommandContext): Promise<void> {
   const registry = positional(ctx, 1, 'REGISTRY', usage);
   const config = await readConfig();
-  if (config.auths?.[registry] === undefined)
-    throw new LadingError(ErrorCode.NotFound, `no stored credentials for ${registry}`);
+  if (config.auths?.[registry] === undefined) {
+    // As `docker logout`: not logged in is not a failure.
+    ctx.out.result({ registry, removed: false }, `no stored credentials for ${registry}`);
+    return;
+  }
   const { [registry]: _removed, ...rest } = config.auths;
   config.auths = rest;
   await writeConfig(config);

@@ -10,6 +10,7 @@ import {
   selectPlatform,
   type Descriptor,
 } from '@lading/core';
+import { DockerArchive, OciLayout } from '@lading/layout';
 import { RegistryClient } from '@lading/remote';
 import { UsageError, sanitize } from '../exit.js';
 import { parseLocation } from '../transports.js';
@@ -149,14 +150,30 @@ export const config: Command = {
 };
 
 const lsUsage =
-  'Usage: lading ls REPOSITORY\n\nLists the tags of a registry repository (host/name).';
+  'Usage: lading ls REPOSITORY\n\nLists the tags of a registry repository (host/name), of an oci:DIR layout,\nor the names in a docker-archive:FILE.';
 /** ls is `lading ls`. */
 export const ls: Command = {
   positionals: 1,
   usage: lsUsage,
   options: {},
   run: async (ctx) => {
-    const ref = parseRef(positional(ctx, 0, 'REPOSITORY', lsUsage));
+    const text = positional(ctx, 0, 'REPOSITORY', lsUsage);
+    const location = parseLocation(text);
+    if (location.kind !== 'registry') {
+      if (location.tag !== undefined)
+        throw new UsageError(`ls lists a whole ${location.kind}: drop the tag`, lsUsage);
+      const opened = openTarget(location, await remoteOptions(ctx), 'read');
+      const t = opened.target;
+      const names =
+        t instanceof OciLayout
+          ? await t.tags({ signal: ctx.signal })
+          : t instanceof DockerArchive
+            ? (await t.images({ signal: ctx.signal })).flatMap((i) => i.repoTags)
+            : [];
+      ctx.out.result({ location: text, tags: names }, names.map((n) => sanitize(n)).join('\n'));
+      return;
+    }
+    const ref = parseRef(text);
     const slash = ref.repo.indexOf('/');
     const client = new RegistryClient(ref.repo.slice(0, slash), await remoteOptions(ctx));
     const tags = await client.listTags(ref.repo.slice(slash + 1), { signal: ctx.signal });
