@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRegistry, memoryStorage, type Registry } from '@lading/registry';
 import { startDistributionRegistry, freePort, type DistributionRegistry } from '@lading/testing';
+import { layerSpec } from '../src/commands/build.js';
 import { bin, lading, run, tree } from './helpers.js';
 
 let work: string;
@@ -76,6 +77,27 @@ describe('lading usage errors', () => {
 });
 
 describe('lading build', () => {
+  it('writes one DEST for equivalent spellings, so the image digest is the same', async () => {
+    for (const spelling of ['d:/x/', 'd://x', 'd:/x/.', 'd:/x'])
+      expect(layerSpec(spelling), spelling).toEqual({ dir: 'd', dest: '/x' });
+    expect(layerSpec('d')).toEqual({ dir: 'd', dest: '/' });
+    expect(layerSpec('d:/../x').dest).toBe('/../x');
+    const digests = new Set<string>();
+    for (const prefix of ['', '.', '/']) {
+      const r = await lading(
+        'build',
+        src,
+        `oci:${join(work, 'prefix')}:v1`,
+        '-q',
+        '--prefix',
+        prefix,
+      );
+      expect(r.code, r.stderr).toBe(0);
+      digests.add(r.stdout.trim());
+    }
+    expect(digests.size).toBe(1);
+  });
+
   it('pushes a directory to a registry and pulls back the same tree', async () => {
     const r = await lading(
       'build',

@@ -11,6 +11,7 @@ import {
 } from '@lading/core';
 import { layerFromDirectory } from '@lading/layers';
 import { stat } from 'node:fs/promises';
+import { posix } from 'node:path';
 import { UsageError } from '../exit.js';
 import { parseLocation } from '../transports.js';
 import { openSource, pickImage } from '../image-source.js';
@@ -65,8 +66,21 @@ ${configOptionsHelp}`;
 /** layerSpec splits `DIR[:DEST]`: DEST is what follows the last ':' when it is absolute. */
 export function layerSpec(text: string): { dir: string; dest: string } {
   const i = text.lastIndexOf(':');
-  if (i > 0 && text[i + 1] === '/') return { dir: text.slice(0, i), dest: text.slice(i + 1) };
+  if (i > 0 && text[i + 1] === '/')
+    return { dir: text.slice(0, i), dest: destPath(text.slice(i + 1)) };
   return { dir: text, dest: '/' };
+}
+
+/**
+ * destPath writes a layer's place in the image one way (`/x/`, `//x` and
+ * `/x/.` are `/x`; `` and `.` are `/`), so that the same layer gives the
+ * same history entry and so the same image digest. A `..` is kept for the
+ * layer to refuse.
+ */
+function destPath(dest: string): string {
+  if (dest.split('/').includes('..')) return dest;
+  const p = posix.normalize(`/${dest}`);
+  return p.length > 1 && p.endsWith('/') ? p.slice(0, -1) : p;
 }
 
 async function isDirectory(path: string): Promise<boolean> {
@@ -198,7 +212,7 @@ async function run(ctx: CommandContext): Promise<void> {
     if (dir === undefined)
       throw new UsageError('missing DIR (or --layer DIR)', 'lading build --help');
     if (!(await isDirectory(dir))) throw new UsageError(`${dir} is not a directory`);
-    layers.unshift({ dir, dest: str(ctx, 'prefix') ?? '/' });
+    layers.unshift({ dir, dest: destPath(str(ctx, 'prefix') ?? '/') });
   }
   const destinations = [...list(ctx, 'dest'), ...positionals, ...list(ctx, 'tag')];
   if (destinations.length === 0)
