@@ -329,6 +329,13 @@ describe('local locations', () => {
     expect(r.stderr).not.toMatch(/EEXIST|mkdir '/);
   });
 
+  it('pull refuses a DEST that reads as a registry reference, and creates nothing', async () => {
+    const r = await lading('pull', `${host}/loc/amd-only:1`, `${host}/loc/pulled:1`);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('looks like a registry reference');
+    expect(existsSync(host)).toBe(false);
+  });
+
   it('fails cp and pull with one typed line when the destination is under /proc', async () => {
     // A child process: before the fix, Node's recursive mkdir spun forever
     // on /proc/x and held a thread-pool thread that no abort could free.

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { ProgressEmitter, copy } from '@lading/core';
 import { RegistryTarget } from '@lading/remote';
 import { UsageError } from '../exit.js';
@@ -162,6 +163,18 @@ Each layer is verified before it is unpacked; a failed pull leaves DEST as
 it was. --preserve-owners (as root) restores the tar's owners and keeps
 setuid/setgid bits, which are cleared otherwise.`;
 
+/**
+ * looksLikeRegistry says whether a pull DEST reads as a registry reference:
+ * a host with a port or `localhost` first, or a dotted host first and a tag
+ * or digest last (`registry.example/app:v1`). `out.d/rootfs` does not.
+ */
+function looksLikeRegistry(dest: string): boolean {
+  if (/^(?:localhost(?::[0-9]+)?|[a-zA-Z0-9.-]+:[0-9]+)\//.test(dest)) return true;
+  return /^[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)+\/[^:@]+(?::[\w][\w.-]*|@[a-z0-9]+:[a-f0-9]+)$/.test(
+    dest,
+  );
+}
+
 /** pull is `lading pull REF DEST`. */
 export const pull: Command = {
   positionals: 2,
@@ -176,6 +189,13 @@ export const pull: Command = {
       await copyBetween(ctx, ref, dest);
       return;
     }
+    // `host:port/repo:tag` or `registry.example/repo` as DEST is a copy
+    // meant for a registry, not a directory to create under that name.
+    if (looksLikeRegistry(dest) && !existsSync(dest.slice(0, dest.indexOf('/'))))
+      throw new UsageError(
+        `pull unpacks into a directory; ${JSON.stringify(dest)} looks like a registry reference`,
+        'lading cp REF DEST copies to a registry (./DEST for a directory of that name)',
+      );
     const start = now();
     const options = await remoteOptions(ctx);
     const image = await pullForPlatform(ref, options, str(ctx, 'platform'));
