@@ -121,6 +121,14 @@ export async function main(
       out.result({ usage: command.usage }, command.usage);
       return ExitCode.Ok;
     }
+    // Node decodes arguments as UTF-8: bytes that are not become U+FFFD,
+    // and a path or tag so altered would be written somewhere else.
+    const mangled = rest.find((a) => a.includes('\uFFFD'));
+    if (mangled !== undefined)
+      throw new UsageError(
+        `${name}: argument ${JSON.stringify(mangled)} is not valid UTF-8 (Node cannot pass its bytes)`,
+        'rename the path, or give it through a directory whose name is UTF-8',
+      );
     const extra = parsed.positionals[command.positionals ?? Infinity];
     if (extra !== undefined)
       throw new UsageError(`${name}: unexpected argument ${JSON.stringify(extra)}`, command.usage);

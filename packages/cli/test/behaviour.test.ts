@@ -180,6 +180,23 @@ describe('lading errors', () => {
     expect(io.hint).toMatch(/local file/);
   });
 
+  it('refuses an argument that is not UTF-8 instead of writing to an altered path', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'lading-utf8-'));
+    try {
+      // The shell passes the byte 0xff; Node would decode it as U+FFFD.
+      const script = `exec "$0" "$1" build "$2" -t "oci:$2/lay$(printf '\\377'):1"`;
+      const r = await run('sh', ['-c', script, process.execPath, bin, dir]).then(
+        () => ({ code: 0, stderr: '' }),
+        (e: { code: number; stderr: string }) => e,
+      );
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain('is not valid UTF-8');
+      expect(await readdir(dir)).toEqual([]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('never prints a password typed into a reference', async () => {
     for (const argv of [
       ['digest', 'alice:Secret123@127.0.0.1:1/a/b:v1'],
