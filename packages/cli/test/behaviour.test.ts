@@ -187,7 +187,7 @@ describe('lading errors', () => {
       const script = `exec "$0" "$1" build "$2" -t "oci:$2/lay$(printf '\\377'):1"`;
       const r = await run('sh', ['-c', script, process.execPath, bin, dir]).then(
         () => ({ code: 0, stderr: '' }),
-        (e: { code: number; stderr: string }) => e,
+        (e: unknown) => e as { code: number; stderr: string },
       );
       expect(r.code).toBe(2);
       expect(r.stderr).toContain('is not valid UTF-8');
