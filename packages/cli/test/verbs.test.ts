@@ -551,6 +551,10 @@ describe('lading index, attach and discover', () => {
       expect(art.artifactType).toBe('application/spdx+json');
       expect(art.subject.digest).toBe((await lading('digest', subject)).stdout.trim());
       expect(art.layers[0]!.annotations['org.opencontainers.image.title']).toBe('sbom.json');
+      // A type that is not type/subtype is refused before anything is pushed.
+      const badType = await lading('attach', subject, '--artifact-type', 'bad type', sbom);
+      expect(badType.code).toBe(2);
+      expect(badType.stderr).toContain('is not a media type');
       // A docker archive holds images only.
       const archived = await lading(
         'attach',

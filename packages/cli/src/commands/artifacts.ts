@@ -193,6 +193,10 @@ Options:
   --file-type TYPE       media type of the files (default application/octet-stream)
   --annotation K=V       manifest annotation, repeatable`;
 
+/** mediaTypeSyntax is RFC 6838's type/subtype (restricted-name), which OCI asks of artifactType. */
+const mediaTypeSyntax =
+  /^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}\/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$/;
+
 /** attach is `lading attach SUBJECT --artifact-type T FILE…`. */
 export const attach: Command = {
   usage: attachUsage,
@@ -206,6 +210,16 @@ export const attach: Command = {
     const artifactType = str(ctx, 'artifact-type');
     if (artifactType === undefined)
       throw new UsageError('attach needs --artifact-type', 'lading attach --help');
+    const fileType = str(ctx, 'file-type') ?? 'application/octet-stream';
+    for (const [option, type] of [
+      ['artifact-type', artifactType],
+      ['file-type', fileType],
+    ] as const)
+      if (!mediaTypeSyntax.test(type))
+        throw new UsageError(
+          `--${option} ${JSON.stringify(type)} is not a media type`,
+          'type/subtype, as RFC 6838 writes them: application/vnd.example.sbom+json',
+        );
     const files = ctx.positionals.slice(1);
     if (files.length === 0) throw new UsageError('attach needs at least one FILE');
     const annotations = keyValues(list(ctx, 'annotation'), 'annotation');
@@ -220,7 +234,6 @@ export const attach: Command = {
     const { signal } = ctx;
     const { subject, desc, apiHandled } = await writing(opened, async () => {
       const subject = await opened.target.resolve(opened.readRef, { signal });
-      const fileType = str(ctx, 'file-type') ?? 'application/octet-stream';
       const layers: Descriptor[] = [];
       for (const file of files) {
         const d = await fileDescriptor(file, fileType, signal);
