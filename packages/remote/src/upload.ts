@@ -185,7 +185,7 @@ export class BlobUpload {
       // session is cancelled at.
       if (res.status === 202 || res.status === 204) this.#advance(res);
       await drain(res.body);
-      throw err;
+      throw options.signal?.aborted === true ? (options.signal.reason ?? err) : err;
     });
     await this.#expect(res, 'PATCH', [202, 204]);
     if (parseRangeEnd(header(res.headers, 'range')) === undefined)
@@ -381,6 +381,8 @@ export class BlobUpload {
       return { digest: expected.digest, size: expected.size };
     }
     if (mode === 'chunked') return this.#uploadChunked(source, options, expected);
+    // (an abort is watched from here on: one that came before is seen now)
+    options.signal?.throwIfAborted();
     const hashing = verified || own !== undefined ? undefined : new HashingStream();
     const counter = ByteCounter.reporting(options.onProgress);
     // The body ends with the source; when the source fails (or the caller
