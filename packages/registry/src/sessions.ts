@@ -1,5 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import type { DigestAlgorithm } from '@lading/core';
+import { deferred } from '@lading/core/internal';
 import { HttpError, SpecErrorCode } from './errors.js';
 import { HashCounter } from './internal/http.js';
 import type { UploadStore } from './storage/types.js';
@@ -62,7 +63,10 @@ export class UploadSessions {
   readonly #uploads: UploadStore | undefined;
   readonly #hashes = new Map<string, SessionHash>();
   /** #busy maps a session a request is writing to that request's end and a way to stop it. */
-  readonly #busy = new Map<string, { readonly done: Promise<void>; readonly stop: () => void }>();
+  readonly #busy = new Map<
+    string,
+    { readonly done: Promise<unknown>; readonly stop: () => void }
+  >();
   #timer: NodeJS.Timeout | undefined;
   #sweeping: Promise<void> | undefined;
   #closed = false;
@@ -229,16 +233,13 @@ export class UploadSessions {
         },
       );
     }
-    let release = (): void => undefined;
-    const done = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    this.#busy.set(id, { done, stop });
+    const done = deferred<undefined>();
+    this.#busy.set(id, { done: done.promise, stop });
     try {
       return await fn();
     } finally {
       this.#busy.delete(id);
-      release();
+      done.resolve(undefined);
     }
   }
 
