@@ -13,8 +13,8 @@ export type Location =
 export function parseLocation(text: string): Location {
   if (text === '') throw new UsageError('an image location is empty');
   if (text.startsWith('oci:')) {
-    const { path, tag } = splitPathTag(text.slice(4), 'oci');
-    if (tag !== undefined && !isDigestText(tag) && !ociRefName.test(tag))
+    const { path, tag, digest } = splitPathTag(text.slice(4), 'oci');
+    if (tag !== undefined && !digest && !ociRefName.test(tag))
       throw new UsageError(
         `oci: tag ${JSON.stringify(tag)} is not a valid reference name`,
         'letters, digits and . _ - : @ + between them, / between components (OCI image layout)',
@@ -22,8 +22,11 @@ export function parseLocation(text: string): Location {
     return { kind: 'oci', dir: path, tag };
   }
   if (text.startsWith('docker-archive:')) {
-    const { path, tag } = splitPathTag(text.slice('docker-archive:'.length), 'docker-archive');
-    if (tag !== undefined && !isDigestText(tag) && !dockerName.test(tag))
+    const { path, tag, digest } = splitPathTag(
+      text.slice('docker-archive:'.length),
+      'docker-archive',
+    );
+    if (tag !== undefined && !digest && !dockerName.test(tag))
       throw new UsageError(
         `docker-archive: name ${JSON.stringify(tag)} is not a valid image reference`,
         'NAME[:TAG] as docker load takes it: lowercase repository, e.g. team/app:v1',
@@ -56,25 +59,25 @@ const hostPart = `(?:(?:localhost|${label}(?:\\.${label})+)(?::[0-9]+)?/|${label
 const pathPart = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
 const dockerName = new RegExp(`^${hostPart}${pathPart}(?:/${pathPart})*(?::\\w[\\w.-]{0,127})?$`);
 
-function isDigestText(tag: string): boolean {
-  return /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/.test(tag);
-}
-
 // The tag is what follows the last ':' when it contains no '/', so
 // `oci:/tmp/x:v1` and `docker-archive:out.tar:app:v1` both work.
-function splitPathTag(rest: string, transport: string): { path: string; tag: string | undefined } {
+function splitPathTag(
+  rest: string,
+  transport: string,
+): { path: string; tag: string | undefined; digest: boolean } {
   if (rest === '') throw new UsageError(`${transport}: needs a path`, `${transport}:PATH[:TAG]`);
   // PATH@sha256:… names a manifest (or blob) by digest.
   const at = /@[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/.exec(rest);
-  if (at !== null) return { path: rest.slice(0, at.index), tag: at[0].slice(1) };
+  if (at !== null) return { path: rest.slice(0, at.index), tag: at[0].slice(1), digest: true };
   if (transport === 'docker-archive') {
     const i = rest.indexOf(':');
-    if (i < 0) return { path: rest, tag: undefined };
+    if (i < 0) return { path: rest, tag: undefined, digest: false };
     const tag = rest.slice(i + 1);
-    return { path: rest.slice(0, i), tag: tag === '' ? undefined : tag };
+    return { path: rest.slice(0, i), tag: tag === '' ? undefined : tag, digest: false };
   }
   const i = rest.lastIndexOf(':');
-  if (i < 0 || rest.slice(i + 1).includes('/')) return { path: rest, tag: undefined };
+  if (i < 0 || rest.slice(i + 1).includes('/'))
+    return { path: rest, tag: undefined, digest: false };
   const tag = rest.slice(i + 1);
-  return { path: rest.slice(0, i), tag: tag === '' ? undefined : tag };
+  return { path: rest.slice(0, i), tag: tag === '' ? undefined : tag, digest: false };
 }
