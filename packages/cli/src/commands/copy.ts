@@ -54,7 +54,8 @@ async function copyBetween(ctx: CommandContext, srcText: string, dstText: string
     );
   const src = openTarget(parseLocation(srcText), await remoteOptions(ctx, 'src'), 'read');
   const dstLoc: Location = parseLocation(dstText);
-  const dst = openTarget(dstLoc, await remoteOptions(ctx, 'dest'), 'write');
+  const dstOptions = await remoteOptions(ctx, 'dest');
+  const dst = openTarget(dstLoc, dstOptions, 'write');
   // A tagless layout or archive source means its only image (skopeo's rule).
   const srcRef = src.readRef;
   const dstRef = dst.ref ?? (srcRef === '' ? 'latest' : srcRef);
@@ -89,7 +90,7 @@ async function copyBetween(ctx: CommandContext, srcText: string, dstText: string
       ...(platform === undefined ? {} : { platform }),
     }),
   );
-  const stored = await storedAs(dstText, root, await remoteOptions(ctx, 'dest'), ctx.signal);
+  const stored = await storedAs(dstText, root, dstOptions, ctx.signal);
   ctx.out.result(
     {
       source: srcText,

@@ -26,13 +26,14 @@ export async function reportWrite(
       ctx.out.info(`authorized to push ${destinations[0] ?? ''} after ${seconds(start)} s`);
     },
   });
-  const stored: Record<string, Descriptor> = {};
+  const stored = new Map<string, Descriptor>();
   for (const text of destinations)
-    stored[text] = await storedAs(text, descriptor, options, ctx.signal);
+    stored.set(text, await storedAs(text, descriptor, options, ctx.signal));
   // The digest printed is the manifest's as written to a registry or
   // layout; where every destination is an archive, the first archive's.
-  const allArchives = destinations.every((d) => stored[d]?.digest !== descriptor.digest);
-  const first = allArchives ? (stored[destinations[0] ?? ''] ?? descriptor) : descriptor;
+  const archivesOnly = destinations.every((d) => parseLocation(d).kind === 'docker-archive');
+  const first = (archivesOnly ? stored.get(destinations[0] ?? '') : undefined) ?? descriptor;
+  const own = (d: string): Descriptor => stored.get(d) ?? descriptor;
   ctx.out.result(
     {
       digest: first.digest,
@@ -40,18 +41,13 @@ export async function reportWrite(
       mediaType: first.mediaType,
       destination: destinations[0],
       destinations,
-      digests: Object.fromEntries(destinations.map((d) => [d, (stored[d] ?? descriptor).digest])),
+      digests: Object.fromEntries(destinations.map((d) => [d, own(d).digest])),
       seconds: seconds(start),
     },
     flag(ctx, 'quiet')
       ? first.digest
       : `${destinations
-          .map((d) => {
-            const own = stored[d];
-            return own === undefined || own.digest === descriptor.digest
-              ? d
-              : `${d}  ${own.digest}`;
-          })
+          .map((d) => (own(d).digest === descriptor.digest ? d : `${d}  ${own(d).digest}`))
           .join('\n')}\n${first.digest} (${seconds(start)} s)`,
   );
   return first;
