@@ -81,6 +81,8 @@ const localHints: Record<string, string> = {
   NOT_FOUND:
     'check the path, or name one image: oci:DIR[:TAG] is an OCI layout directory, docker-archive:FILE[:TAG] a tar file',
   CONFLICT: 'choose another path, or remove what is there',
+  INVALID_ARGUMENT:
+    'name one image in the location: oci:DIR:TAG, oci:DIR@sha256:…, docker-archive:FILE:REPO:TAG',
 };
 
 function isLocal(err: unknown): boolean {

@@ -1,5 +1,16 @@
 import { execFile } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readFile,
+  rm,
+  stat,
+  symlink,
+  utimes,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -284,6 +295,37 @@ describe('lading against failures', () => {
       const again = await lading('auth', 'logout', debianAuth.host);
       expect(again.code).toBe(0);
       expect(again.stdout).toContain('no stored credentials');
+      expect((await stat(join(config, 'config.json'))).mode & 0o777).toBe(0o600);
+
+      // A config that is not JSON fails every verb that reads it, with exit 2
+      // and without quoting the file (it holds credentials); nothing is
+      // rewritten. A symlinked config is written through, the link kept.
+      const secret = '{"auths": {"x": {"auth": "c2VjcmV0LXRleHQ="}';
+      await writeFile(join(config, 'config.json'), secret);
+      for (const argv of [
+        ['auth', 'logout', debianAuth.host],
+        ['auth', 'login', debianAuth.host, '-u', 'ci', '-p', 'right-password'],
+        ['auth', 'check', `${debianAuth.host}/cli/stored`],
+      ]) {
+        const r = await lading(...argv);
+        expect(r.code, argv.join(' ')).toBe(2);
+        expect(r.stderr).toContain(
+          `lading: credentials file ${join(config, 'config.json')} is not a JSON object; fix or remove it\n`,
+        );
+        expect(r.stderr).not.toContain('c2Vj');
+      }
+      expect(await readFile(join(config, 'config.json'), 'utf8')).toBe(secret);
+      const real = join(work, 'real-config.json');
+      await writeFile(real, '{}', { mode: 0o640 });
+      await chmod(real, 0o640);
+      await rm(join(config, 'config.json'));
+      await symlink(real, join(config, 'config.json'));
+      expect(
+        (await lading('auth', 'login', debianAuth.host, '-u', 'ci', '-p', 'right-password')).code,
+      ).toBe(0);
+      expect((await lstat(join(config, 'config.json'))).isSymbolicLink()).toBe(true);
+      expect((await stat(real)).mode & 0o777).toBe(0o640);
+      expect(JSON.parse(await readFile(real, 'utf8'))).toHaveProperty(['auths', debianAuth.host]);
     } finally {
       if (saved === undefined) delete process.env.DOCKER_CONFIG;
       else process.env.DOCKER_CONFIG = saved;

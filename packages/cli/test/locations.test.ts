@@ -297,10 +297,11 @@ describe('local locations', () => {
     await lading('build', app, `oci:${layout}:v1`);
     await lading('build', app, `oci:${layout}:v2`, '--env', 'A=1');
     const r = await lading('digest', `oci:${layout}`);
-    expect(r.code).toBe(4);
+    expect(r.code).toBe(2);
     expect(r.stderr.split('\n')[0]).toBe(
       `lading: the OCI layout ${layout} holds 2 images; name one: v1; v2`,
     );
+    expect(r.stderr.split('\n')[1]).toMatch(/^hint: name one image in the location: oci:DIR:TAG/);
     expect(r.stderr).not.toContain('lading ls');
   });
 

@@ -40,6 +40,8 @@ async function outputTarget(file: string): Promise<{ path: string; st: Stats | u
  * - a device, FIFO or socket (`/dev/null`, a named pipe) is written
  *   through, never unlinked and replaced by a regular file;
  * - a directory is an error naming `file`.
+ * `newMode` gives a file created here its permission bits (0o600 for one
+ * that holds secrets); by default the umask decides, as for any new file.
  * @throws IO, NOT_FOUND, PERMISSION_DENIED (as LocalPathError), or the
  *   content's own error
  */
@@ -47,6 +49,7 @@ export async function writeOutputFile(
   file: string,
   content: Readable | AsyncIterable<Uint8Array>,
   signal?: AbortSignal,
+  newMode?: number,
 ): Promise<void> {
   const { path, st } = await outputTarget(file);
   if (st?.isDirectory() === true)
@@ -61,7 +64,11 @@ export async function writeOutputFile(
   }
   const tmp = join(dirname(path), `.${basename(path)}.${randomUUID()}.tmp`);
   try {
-    await pipeline(content, createWriteStream(tmp, { flags: 'wx' }), { signal });
+    await pipeline(
+      content,
+      createWriteStream(tmp, { flags: 'wx', ...(newMode === undefined ? {} : { mode: newMode }) }),
+      { signal },
+    );
     if (st !== undefined) await chmod(tmp, st.mode & 0o7777);
     await rename(tmp, path);
   } catch (err) {

@@ -29,6 +29,16 @@ describe('writeOutputFile', () => {
     expect((await fs.readdir(dir)).filter((n) => n.endsWith('.tmp'))).toEqual([]);
   });
 
+  it('gives a new file newMode, and an existing one keeps its own', async () => {
+    const file = join(dir, 'secret.json');
+    await writeOutputFile(file, bytes('{}'), undefined, 0o600);
+    expect((await fs.stat(file)).mode & 0o777).toBe(0o600);
+    await fs.chmod(file, 0o640);
+    await writeOutputFile(file, bytes('{"a":1}'), undefined, 0o600);
+    expect((await fs.stat(file)).mode & 0o777).toBe(0o640);
+    expect(await fs.readFile(file, 'utf8')).toBe('{"a":1}');
+  });
+
   it('leaves the old file as it was when the content fails', async () => {
     const file = join(dir, 'kept.tar');
     await fs.writeFile(file, 'old');

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { ErrorCode, fileSystemError, LadingError } from '@lading/core';
 import { AuthError } from './errors.js';
 
 /**
@@ -34,19 +35,37 @@ type ConfigFileShape = {
   credHelpers?: Record<string, string>;
 };
 
+/**
+ * readJson reads one credentials file; a missing or empty file (or a parent
+ * that is not a directory) holds nothing. A file that is there but cannot be
+ * read, or is not a JSON object, fails, as it does in crane and podman:
+ * silently pushing anonymously would hide the mistake behind a later 401. The
+ * JSON parser's own message is never shown, since it quotes the file's text.
+ */
 async function readJson(path: string): Promise<ConfigFileShape | undefined> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
-  } catch {
-    return undefined;
+  } catch (err) {
+    const code = (err as { code?: unknown } | null)?.code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw fileSystemError(err, path, 'reading credentials');
   }
+  // docker reads an empty file as an empty config
+  if (text.trim() === '') return undefined;
+  let parsed: unknown;
   try {
-    const parsed: unknown = JSON.parse(text);
-    return typeof parsed === 'object' && parsed !== null ? parsed : undefined;
+    parsed = JSON.parse(text);
   } catch {
-    return undefined;
+    parsed = undefined;
   }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new LadingError(
+      ErrorCode.InvalidArgument,
+      `credentials file ${path} is not a JSON object; fix or remove it`,
+    );
+  }
+  return parsed;
 }
 
 /** hub names: docker stores Docker Hub credentials under its v1 index URL. */

@@ -102,6 +102,38 @@ describe('resolveCredentials', () => {
       password: 'hubpass',
     });
   });
+
+  it('fails, without quoting the file, on a credentials file that is not a JSON object', async () => {
+    const bad = join(dir, 'bad');
+    await mkdir(bad, { recursive: true });
+    for (const text of ['{"auths": {"reg.example:5000": {"auth": "c2VjcmV0"}', '[]', 'null']) {
+      await writeFile(join(bad, 'config.json'), text);
+      const err = await resolveCredentials('reg.example:5000', {
+        env: { ...env(), DOCKER_CONFIG: bad },
+      }).catch((e: unknown) => e);
+      expect(err).toMatchObject({
+        code: 'INVALID_ARGUMENT',
+        message: `credentials file ${join(bad, 'config.json')} is not a JSON object; fix or remove it`,
+      });
+    }
+    // a directory where the file should be cannot be read: IO, naming the path
+    await rm(join(bad, 'config.json'));
+    await mkdir(join(bad, 'config.json'));
+    await expect(
+      resolveCredentials('reg.example:5000', { env: { ...env(), DOCKER_CONFIG: bad } }),
+    ).rejects.toMatchObject({ code: 'IO', path: join(bad, 'config.json') });
+    // no file, an empty one (as docker reads it), or a parent that is a file: nothing stored
+    const empty = join(dir, 'empty');
+    await mkdir(empty, { recursive: true });
+    await writeFile(join(empty, 'config.json'), '\n');
+    for (const missing of [join(dir, 'none'), empty, join(dir, 'authfile.json')]) {
+      expect(
+        await resolveCredentials('reg.example:5000', {
+          env: { ...env(), DOCKER_CONFIG: missing },
+        }),
+      ).toBeUndefined();
+    }
+  });
 });
 
 describe('stored credentials against the CNCF registry with htpasswd', () => {

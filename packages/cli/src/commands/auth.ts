@@ -1,8 +1,9 @@
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
+import { Readable } from 'node:stream';
 import { dirname, join } from 'node:path';
-import { ErrorCode, LadingError } from '@lading/core';
-import { makeDirectory } from '@lading/core/internal';
+import { ErrorCode, fileSystemError, LadingError } from '@lading/core';
+import { makeDirectory, writeOutputFile } from '@lading/core/internal';
 import { checkPushPermission, RegistryClient } from '@lading/remote';
 import { UsageError } from '../exit.js';
 import { now, positional, remoteOptions, seconds } from './common.js';
@@ -18,7 +19,8 @@ stores them in the docker config ($DOCKER_CONFIG/config.json, else
 ~/.docker/config.json); logout removes them.`;
 
 function configPath(): string {
-  return join(process.env.DOCKER_CONFIG ?? join(homedir(), '.docker'), 'config.json');
+  const dir = process.env.DOCKER_CONFIG;
+  return join(dir !== undefined && dir !== '' ? dir : join(homedir(), '.docker'), 'config.json');
 }
 
 type DockerConfig = {
@@ -26,24 +28,38 @@ type DockerConfig = {
   [k: string]: unknown;
 };
 
-async function readConfig(): Promise<DockerConfig> {
+// The parser's message is never shown: it quotes the file, credentials and all.
+async function readConfig(signal: AbortSignal): Promise<DockerConfig> {
+  const path = configPath();
+  let text: string;
   try {
-    return JSON.parse(await readFile(configPath(), 'utf8')) as DockerConfig;
+    text = await readFile(path, { encoding: 'utf8', signal });
   } catch (err) {
     if ((err as { code?: unknown }).code === 'ENOENT') return {};
-    throw new LadingError(
-      ErrorCode.InvalidConfig,
-      `cannot read ${configPath()}: ${(err as Error).message}`,
-    );
+    throw fileSystemError(err, path);
   }
+  if (text.trim() === '') return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = undefined;
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+    throw new LadingError(
+      ErrorCode.InvalidArgument,
+      `credentials file ${path} is not a JSON object; fix or remove it`,
+    );
+  return parsed as DockerConfig;
 }
 
-async function writeConfig(config: DockerConfig): Promise<void> {
+// A new config is private (0600) in a private directory, as docker makes it;
+// an existing one keeps its mode, and a symlinked one stays a link.
+async function writeConfig(config: DockerConfig, signal: AbortSignal): Promise<void> {
   const path = configPath();
   await makeDirectory(dirname(path), 0o700);
-  const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
-  await rename(tmp, path);
+  const text = `${JSON.stringify(config, null, 2)}\n`;
+  await writeOutputFile(path, Readable.from([Buffer.from(text)]), signal, 0o600);
 }
 
 async function check(ctx: CommandContext): Promise<void> {
@@ -62,6 +78,7 @@ async function login(ctx: CommandContext): Promise<void> {
   if (options.auth === undefined || !('password' in options.auth))
     throw new UsageError('login needs --username and --password (or --password-stdin)', usage);
   const { username, password } = options.auth;
+  const config = await readConfig(ctx.signal);
   // Verify before storing, as docker login does: GET /v2/ with these credentials.
   await new RegistryClient(registry, {
     ...options,
@@ -69,12 +86,11 @@ async function login(ctx: CommandContext): Promise<void> {
   }).verifyCredentials({
     signal: ctx.signal,
   });
-  const config = await readConfig();
   config.auths = {
     ...config.auths,
     [registry]: { auth: Buffer.from(`${username}:${password}`).toString('base64') },
   };
-  await writeConfig(config);
+  await writeConfig(config, ctx.signal);
   ctx.out.result(
     { registry, stored: configPath() },
     `credentials for ${registry} stored in ${configPath()}`,
@@ -83,7 +99,7 @@ async function login(ctx: CommandContext): Promise<void> {
 
 async function logout(ctx: CommandContext): Promise<void> {
   const registry = positional(ctx, 1, 'REGISTRY', usage);
-  const config = await readConfig();
+  const config = await readConfig(ctx.signal);
   if (config.auths?.[registry] === undefined) {
     // As `docker logout`: not logged in is not a failure.
     ctx.out.result({ registry, removed: false }, `no stored credentials for ${registry}`);
@@ -91,7 +107,7 @@ async function logout(ctx: CommandContext): Promise<void> {
   }
   const { [registry]: _removed, ...rest } = config.auths;
   config.auths = rest;
-  await writeConfig(config);
+  await writeConfig(config, ctx.signal);
   ctx.out.result({ registry, removed: true }, `credentials for ${registry} removed`);
 }
 

@@ -2,8 +2,10 @@ import { ErrorCode, LocalPathError, type Descriptor } from '@lading/core';
 
 /**
  * onlyImage returns the single manifest of a location read without a tag or
- * digest (as skopeo does), or NOT_FOUND listing the names (else digests) to
- * choose from.
+ * digest (as skopeo does). It fails with NOT_FOUND when the location holds
+ * none, and with INVALID_ARGUMENT, listing the names (else digests) to
+ * choose from, when it holds several: the reference, not the location, is
+ * what needs fixing.
  */
 export function onlyImage(
   manifests: readonly Descriptor[],
@@ -21,7 +23,7 @@ export function onlyImage(
     return n.length > 0 ? n.join(', ') : d.digest;
   });
   throw new LocalPathError(
-    ErrorCode.NotFound,
+    ErrorCode.InvalidArgument,
     `${where} holds ${manifests.length} images; name one: ${listed.join('; ')}`,
     path,
   );
