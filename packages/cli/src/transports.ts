@@ -1,3 +1,4 @@
+import { isLadingError, parseDigest } from '@lading/core';
 import { UsageError } from './exit.js';
 
 /** Location is where an image is read from or written to. */
@@ -68,7 +69,19 @@ function splitPathTag(
   if (rest === '') throw new UsageError(`${transport}: needs a path`, `${transport}:PATH[:TAG]`);
   // PATH@sha256:… names a manifest (or blob) by digest.
   const at = /@[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/.exec(rest);
-  if (at !== null) return { path: rest.slice(0, at.index), tag: at[0].slice(1), digest: true };
+  if (at !== null) {
+    const digest = at[0].slice(1);
+    try {
+      parseDigest(digest);
+    } catch (err) {
+      if (!isLadingError(err)) throw err;
+      throw new UsageError(
+        `${transport}: ${err.message}`,
+        `${transport}:PATH@sha256:<64 lowercase hex> names an image by digest`,
+      );
+    }
+    return { path: rest.slice(0, at.index), tag: digest, digest: true };
+  }
   if (transport === 'docker-archive') {
     const i = rest.indexOf(':');
     if (i < 0) return { path: rest, tag: undefined, digest: false };

@@ -194,6 +194,26 @@ describe('local locations', () => {
     expect(existsSync(join(work, 'bad.tar'))).toBe(false);
   });
 
+  it('refuses a malformed @digest in a location with exit 2, and a missing one is local', async () => {
+    const layout = join(work, 'digest-layout');
+    expect((await lading('build', app, `oci:${layout}:v1`)).code).toBe(0);
+    for (const [where, why] of [
+      [`oci:${layout}@sha256:00`, 'sha256 needs 64 hex characters, got 2'],
+      [`oci:${layout}@md5:${'0'.repeat(32)}`, 'unsupported algorithm "md5"'],
+      [`docker-archive:${join(work, 'none.tar')}@sha256:${'A'.repeat(64)}`, 'lowercase'],
+    ]) {
+      const r = await lading('digest', where);
+      expect(r.code, where).toBe(2);
+      expect(r.stderr).toMatch(/^lading: (oci|docker-archive): invalid digest "/);
+      expect(r.stderr).toContain(why);
+    }
+    const absent = await lading('digest', `oci:${layout}@sha256:${'0'.repeat(64)}`);
+    expect(absent.code).toBe(4);
+    expect(absent.stderr).toContain('not found in the OCI layout');
+    expect(absent.stderr).toContain('hint: check the path');
+    expect(absent.stderr).not.toContain('lading ls REPO');
+  });
+
   it('removes a layout a failed copy created, and keeps one that was there', async () => {
     const src = join(work, 'tampered-src');
     expect((await lading('build', app, `oci:${src}:v1`)).code).toBe(0);

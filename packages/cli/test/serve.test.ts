@@ -177,5 +177,17 @@ describe('lading serve hardening flags', () => {
       expect(code, argv.join(' ')).toBe(2);
       expect(stderr).toMatch(/^lading: /);
     }
+    // a file an option names that is not there: the option, the file, no layout hint
+    for (const [option, other] of [
+      ['--htpasswd', []],
+      ['--grants', ['--htpasswd', htpasswd]],
+    ] as const) {
+      const missing = join(dir, 'missing-file');
+      const { code, stderr } = await lading('serve', option, missing, ...other);
+      expect(code).toBe(2);
+      expect(stderr).toBe(
+        `lading: ${option} ${missing}: no such file or directory\nhint: check the file named by the option\n`,
+      );
+    }
   });
 });

@@ -57,8 +57,11 @@ export interface OciLayoutOptions {
 /** GcResult reports what {@link OciLayout.gc} removed. */
 export type GcResult = { readonly removed: Digest[]; readonly bytes: number };
 
-function notFound(what: string, cause?: unknown): LadingError {
-  return new LadingError(ErrorCode.NotFound, `${what} not found in the OCI layout`, { cause });
+// Carries the layout's path, so that a CLI hints at the path, not at a registry.
+function notFound(what: string, dir: string, cause?: unknown): LadingError {
+  return new LocalPathError(ErrorCode.NotFound, `${what} not found in the OCI layout`, dir, {
+    cause,
+  });
 }
 
 function withoutRefName(d: Descriptor): Descriptor {
@@ -213,7 +216,7 @@ export class OciLayout implements Target, BlobWriter, SinkOpener {
         bytes = await readSmall(this.dir, blobParts(ref), MAX_MANIFEST_SIZE);
       } catch (err) {
         if (isLadingError(err, ErrorCode.UnsafePath)) throw err;
-        throw notFound(`reference ${ref}`, err);
+        throw notFound(`reference ${ref}`, this.dir, err);
       }
       let mediaType: unknown;
       try {
@@ -225,7 +228,7 @@ export class OciLayout implements Target, BlobWriter, SinkOpener {
         return { mediaType, digest: ref, size: bytes.length };
       }
     }
-    throw notFound(`reference ${JSON.stringify(ref)}`);
+    throw notFound(`reference ${JSON.stringify(ref)}`, this.dir);
   }
 
   /**
@@ -236,7 +239,7 @@ export class OciLayout implements Target, BlobWriter, SinkOpener {
   async fetch(desc: Descriptor, options: IoOptions = {}): Promise<Readable> {
     throwIfAborted(options.signal);
     const fh = await openRegularFile(this.dir, blobParts(desc.digest)).catch((err: unknown) => {
-      throw codeOf(err) === 'ENOENT' ? notFound(`blob ${desc.digest}`, err) : err;
+      throw codeOf(err) === 'ENOENT' ? notFound(`blob ${desc.digest}`, this.dir, err) : err;
     });
     const file = createReadStream('', { fd: fh, signal: options.signal });
     const verifier = new VerifyingStream(desc, desc.mediaType);
@@ -398,7 +401,7 @@ export class OciLayout implements Target, BlobWriter, SinkOpener {
    */
   async tag(desc: Descriptor, ref: string, options: IoOptions = {}): Promise<void> {
     if (!(await this.exists(desc, options))) {
-      throw notFound(`manifest ${desc.digest} (push it before tagging)`);
+      throw notFound(`manifest ${desc.digest} (push it before tagging)`, this.dir);
     }
     const entry: Descriptor = { mediaType: desc.mediaType, digest: desc.digest, size: desc.size };
     if (desc.platform !== undefined) entry.platform = desc.platform;
@@ -452,7 +455,7 @@ export class OciLayout implements Target, BlobWriter, SinkOpener {
     try {
       return await readSmall(this.dir, blobParts(digest), MAX_MANIFEST_SIZE);
     } catch (err) {
-      if (codeOf(err) === 'ENOENT') throw notFound(`blob ${digest}`, err);
+      if (codeOf(err) === 'ENOENT') throw notFound(`blob ${digest}`, this.dir, err);
       throw err;
     }
   }

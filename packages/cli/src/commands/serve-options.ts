@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { grantsFromFile, type GrantFunction, type RegistryOptions } from '@lading/registry';
+import { fileSystemError } from '@lading/core';
 import { UsageError } from '../exit.js';
 import { flag, str } from './common.js';
 import type { CommandContext } from './types.js';
@@ -81,6 +82,20 @@ function loopback(host: string): boolean {
 }
 
 /**
+ * optionFileError is a file named by a serve option (--htpasswd, --grants)
+ * that cannot be read or parsed: a usage error (exit 2) that names the option
+ * and the file, with the system error in words rather than Node's text.
+ */
+export function optionFileError(option: string, path: string, err: unknown): UsageError {
+  const e = err as { syscall?: unknown; code?: unknown } | null;
+  const why =
+    typeof e?.syscall === 'string'
+      ? fileSystemError(err, path).message
+      : `${path}: ${(err as Error).message}`;
+  return new UsageError(`--${option} ${why}`, 'check the file named by the option');
+}
+
+/**
  * serveHardening turns the flags of {@link serveHardeningOptions} into
  * registry options.
  * @throws UsageError on malformed values, or --token on a non-loopback host without --token-realm
@@ -107,7 +122,7 @@ export function serveHardening(
     try {
       grants = grantsFromFile(grantsFile);
     } catch (err) {
-      throw new UsageError(`--grants ${grantsFile}: ${(err as Error).message}`);
+      throw optionFileError('grants', grantsFile, err);
     }
   }
   const failures = number(ctx, 'max-auth-failures', true);

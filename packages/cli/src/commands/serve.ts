@@ -2,7 +2,12 @@ import { readFile } from 'node:fs/promises';
 import { createRegistry, type RegistryAuth } from '@lading/registry';
 import { UsageError } from '../exit.js';
 import { flag, str } from './common.js';
-import { serveHardening, serveHardeningOptions, serveHardeningUsage } from './serve-options.js';
+import {
+  optionFileError,
+  serveHardening,
+  serveHardeningOptions,
+  serveHardeningUsage,
+} from './serve-options.js';
 import { serveStorage } from './serve-storage.js';
 import type { Command } from './types.js';
 
@@ -56,7 +61,11 @@ export const serve: Command = {
     });
     let auth: RegistryAuth = { type: 'none' };
     if (htpasswdFile !== undefined) {
-      const htpasswd = await readFile(htpasswdFile, 'utf8');
+      const htpasswd = await readFile(htpasswdFile, { encoding: 'utf8', signal: ctx.signal }).catch(
+        (err: unknown) => {
+          throw optionFileError('htpasswd', htpasswdFile, err);
+        },
+      );
       auth = flag(ctx, 'token')
         ? {
             type: 'token',
