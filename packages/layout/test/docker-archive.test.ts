@@ -397,7 +397,7 @@ describe('dockerArchive with several images', () => {
         (await image.configFile()).rootfs.diff_ids,
       );
     }
-    expect(isLadingError(await caught(back.resolve('')), 'NOT_FOUND')).toBe(true);
+    expect(isLadingError(await caught(back.resolve('')), 'INVALID_ARGUMENT')).toBe(true);
   });
 });
 
