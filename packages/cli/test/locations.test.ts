@@ -201,7 +201,7 @@ describe('local locations', () => {
       [`oci:${layout}@sha256:00`, 'sha256 needs 64 hex characters, got 2'],
       [`oci:${layout}@md5:${'0'.repeat(32)}`, 'unsupported algorithm "md5"'],
       [`docker-archive:${join(work, 'none.tar')}@sha256:${'A'.repeat(64)}`, 'lowercase'],
-    ]) {
+    ] as const) {
       const r = await lading('digest', where);
       expect(r.code, where).toBe(2);
       expect(r.stderr).toMatch(/^lading: (oci|docker-archive): invalid digest "/);
@@ -299,6 +299,38 @@ describe('local locations', () => {
     expect(r.stderr).toMatch(/^lading: .*(digest mismatch|does not decompress)/m);
     expect(await readdir(tmp)).toEqual([]);
     expect(existsSync(archive)).toBe(false);
+  });
+
+  it('build leaves out of the layer the layout and archive it writes inside DIR', async () => {
+    const src = join(work, 'self-src');
+    await mkdir(join(src, 'sub'), { recursive: true });
+    await mkdir(join(src, 'out', 'deep'), { recursive: true });
+    // big enough that the layout's blob is being written while the tree is walked
+    await writeFile(join(src, 'sub', 'data'), Buffer.alloc(8 << 20, 'incompressible? no'));
+    await writeFile(join(src, 'z-last'), 'after the outputs in byte order\n');
+    const clean = await lading('build', src, `oci:${join(work, 'self-clean')}:v1`);
+    expect(clean.code, clean.stderr).toBe(0);
+    const want = (await lading('digest', `oci:${join(work, 'self-clean')}:v1`)).stdout.trim();
+    const layout = join(src, 'out', 'deep', 'lay');
+    // twice: the second time the layout (with its blobs) and the archive are there
+    for (const tag of ['v1', 'v2']) {
+      const inside = await lading(
+        'build',
+        src,
+        '-t',
+        `oci:${layout}:${tag}`,
+        '-t',
+        `docker-archive:${join(src, 'sub', 'img.tar')}:self/app:${tag}`,
+      );
+      expect(inside.code, inside.stderr).toBe(0);
+      expect((await lading('digest', `oci:${layout}:${tag}`)).stdout.trim(), tag).toBe(want);
+    }
+    expect((await readdir(join(src, 'sub'))).sort()).toEqual(['data', 'img.tar']);
+    // the layout at DIR itself is refused, and nothing is written there
+    const into = await lading('build', src, `oci:${src}:v1`);
+    expect(into.code).toBe(2);
+    expect(into.stderr).toContain('the directory being built');
+    expect(existsSync(join(src, 'index.json'))).toBe(false);
   });
 
   it('build writes no local path into the history and no null into the config', async () => {

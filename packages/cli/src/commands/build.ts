@@ -10,8 +10,9 @@ import {
   type Image,
 } from '@lading/core';
 import { layerFromDirectory } from '@lading/layers';
-import { stat } from 'node:fs/promises';
-import { posix } from 'node:path';
+import type { Stats } from 'node:fs';
+import { realpath, stat } from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, posix, relative } from 'node:path';
 import { UsageError } from '../exit.js';
 import { parseLocation } from '../transports.js';
 import { openSource, pickImage } from '../image-source.js';
@@ -161,12 +162,79 @@ export function configPatch(ctx: CommandContext): ConfigPatch {
   };
 }
 
+// The real path of `path`, or of its nearest existing ancestor with the rest
+// appended: a destination usually does not exist yet.
+async function realish(path: string): Promise<string> {
+  try {
+    return await realpath(path);
+  } catch {
+    const parent = dirname(path);
+    return parent === path ? path : join(await realish(parent), basename(path));
+  }
+}
+
+// The top directory of `rel` (under root) that does not exist yet: writing
+// the layout creates it, so it is left out with the layout, whenever the
+// walk would reach it.
+async function createdBelow(root: string, rel: string): Promise<string> {
+  const parts = rel.split('/');
+  for (let i = 1; i < parts.length; i++) {
+    const top = parts.slice(0, i).join('/');
+    if ((await stat(join(root, top)).catch(() => undefined)) === undefined) return top;
+  }
+  return rel;
+}
+
+/**
+ * ownOutputs is the filter that keeps out of the layer of `dir` what this
+ * command writes inside it, as GNU tar leaves out its own archive: an
+ * `oci:` layout below DIR, a `docker-archive:` file and the temp file it is
+ * written to beside it, and the directories created to hold a layout.
+ * Packing them would pack half-written files, and the layer would not be
+ * the same twice.
+ * @throws UsageError when a layout would be written into DIR itself
+ */
+async function ownOutputs(
+  dir: string,
+  destinations: readonly string[],
+): Promise<((path: string, stat: Stats) => boolean) | undefined> {
+  const root = await realish(dir);
+  const layouts: string[] = [];
+  const archives: string[] = [];
+  for (const d of destinations) {
+    const loc = parseLocation(d);
+    if (loc.kind === 'registry') continue;
+    const rel = relative(root, await realish(loc.kind === 'oci' ? loc.dir : loc.file));
+    if (rel.startsWith('..') || isAbsolute(rel)) continue;
+    if (rel === '')
+      throw new UsageError(
+        `${d} would be written into ${dir}, the directory being built`,
+        'write the layout elsewhere, or into a directory inside it',
+      );
+    if (loc.kind === 'docker-archive') archives.push(rel);
+    else layouts.push(await createdBelow(root, rel));
+  }
+  if (layouts.length === 0 && archives.length === 0) return undefined;
+  return (path) => {
+    if (layouts.includes(path) || archives.includes(path)) return false;
+    const name = posix.basename(path);
+    const parent = posix.dirname(path);
+    return !archives.some(
+      (a) =>
+        posix.dirname(a) === parent &&
+        name.startsWith(`.${posix.basename(a)}.`) &&
+        name.endsWith('.tmp'),
+    );
+  };
+}
+
 /** addLayers appends one layer per directory, then applies the config options. */
 async function addLayers(
   ctx: CommandContext,
   base: Image,
   layers: readonly { dir: string; dest: string }[],
   command: string,
+  destinations: readonly string[],
 ): Promise<Image> {
   const epoch = sourceDateEpoch(ctx);
   const [compression, levelText] = (str(ctx, 'compression') ?? 'gzip').split(':', 2);
@@ -178,8 +246,10 @@ async function addLayers(
   let image = base;
   for (const { dir, dest } of layers) {
     if (!(await isDirectory(dir))) throw new UsageError(`${dir} is not a directory`);
+    const filter = await ownOutputs(dir, destinations);
     const layer = layerFromDirectory(dir, {
       prefix: dest,
+      ...(filter === undefined ? {} : { filter }),
       sourceDateEpoch: epoch,
       compression,
       ...(level === undefined ? {} : { level }),
@@ -229,7 +299,7 @@ async function run(ctx: CommandContext): Promise<void> {
           (await openSource(baseText, options, ctx.signal)).content,
           str(ctx, 'platform') ?? 'linux/amd64',
         );
-  const image = await addLayers(ctx, base, layers, 'build');
+  const image = await addLayers(ctx, base, layers, 'build', destinations);
   await reportWrite(ctx, image, destinations, options, start);
 }
 
@@ -247,7 +317,7 @@ async function runAppend(ctx: CommandContext): Promise<void> {
     (await openSource(baseText, options, ctx.signal)).content,
     str(ctx, 'platform'),
   );
-  const image = await addLayers(ctx, base, layers, 'append');
+  const image = await addLayers(ctx, base, layers, 'append', destinations);
   await reportWrite(ctx, image, destinations, options, start);
 }
 
