@@ -498,6 +498,28 @@ describe('lading index, attach and discover', () => {
       'arm64',
       's390x',
     ]);
+    // The same image again is listed once; another image for a platform the
+    // index has is refused, naming both, and the index stays as it was.
+    expect((await lading('index', 'append', idx, s390)).code).toBe(0);
+    expect((JSON.parse((await lading('manifest', idx)).stdout) as typeof m).manifests).toHaveLength(
+      3,
+    );
+    const otherAmd = `${cncf.host}/verbs/plat:amd64-other`;
+    expect((await lading('build', three, otherAmd, '--platform', 'linux/amd64')).code).toBe(0);
+    const before = await lading('digest', idx);
+    for (const argv of [
+      ['index', 'append', idx, otherAmd],
+      ['index', 'create', `${cncf.host}/verbs/multiarch:dup`, amd, otherAmd],
+    ]) {
+      const dup = await lading(...argv);
+      expect(dup.code, argv.join(' ')).toBe(2);
+      expect(dup.stderr).toMatch(
+        /^lading: two images for linux\/amd64: sha256:\S+ \(.+\) and sha256:/,
+      );
+      expect(dup.stderr).toContain(`(${otherAmd})`);
+    }
+    expect((await lading('digest', idx)).stdout).toBe(before.stdout);
+    expect((await lading('digest', `${cncf.host}/verbs/multiarch:dup`)).code).toBe(4);
   });
 
   it('attaches an artifact and discovers it on both registries and in a layout', async () => {

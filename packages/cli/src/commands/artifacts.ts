@@ -11,9 +11,11 @@ import {
   digestHex,
   digestOf,
   fetchVerified,
+  formatPlatform,
   imageIndex,
   isImageIndex,
   isLadingError,
+  platformMatches,
   type Descriptor,
   type Digest,
   type Image,
@@ -66,6 +68,38 @@ async function entriesOf(content: Image | ImageIndex): Promise<IndexEntryInput[]
   });
 }
 
+/**
+ * onePerPlatform returns the positions of the entries to keep: an image
+ * listed twice (same digest, same platform) is kept once, and two different
+ * images for one platform are refused, since a client picking that platform
+ * could get either. Entries without a real platform (artifacts, buildx's
+ * `unknown/unknown` attestations) are never compared.
+ * @throws UsageError naming both images and where they came from
+ */
+function onePerPlatform(manifests: readonly Descriptor[], from: readonly string[]): number[] {
+  const kept: number[] = [];
+  for (const [i, d] of manifests.entries()) {
+    const p = d.platform;
+    const same =
+      p === undefined || p.os === 'unknown' || p.architecture === 'unknown'
+        ? undefined
+        : kept.find((k) => {
+            const q = manifests[k]?.platform;
+            return q !== undefined && platformMatches(p, q) && platformMatches(q, p);
+          });
+    if (p === undefined || same === undefined) {
+      kept.push(i);
+      continue;
+    }
+    if (manifests[same]?.digest === d.digest) continue;
+    throw new UsageError(
+      `two images for ${formatPlatform(p)}: ${String(manifests[same]?.digest)} (${String(from[same])}) and ${d.digest} (${String(from[i])})`,
+      'an index lists one image per platform: leave one out (to replace an image, create the index again)',
+    );
+  }
+  return kept;
+}
+
 /** index is `lading index create|append DST SRC…`. */
 export const index: Command = {
   usage: indexUsage,
@@ -92,11 +126,20 @@ export const index: Command = {
       annotations = { ...(await content.indexManifest()).annotations, ...annotations };
       entries.push(...(await entriesOf(content)));
     }
-    for (const text of sources)
-      entries.push(...(await entriesOf((await openSource(text, options, ctx.signal)).content)));
-    const built = imageIndex(entries, {
-      ...(Object.keys(annotations).length > 0 ? { annotations } : {}),
-    });
+    const from: string[] = entries.map(() => dst);
+    for (const text of sources) {
+      const more = await entriesOf((await openSource(text, options, ctx.signal)).content);
+      entries.push(...more);
+      from.push(...more.map(() => text));
+    }
+    const indexOptions = Object.keys(annotations).length > 0 ? { annotations } : {};
+    let built = imageIndex(entries, indexOptions);
+    const kept = onePerPlatform((await built.indexManifest()).manifests, from);
+    if (kept.length < entries.length)
+      built = imageIndex(
+        kept.map((i) => entries[i] as IndexEntryInput),
+        indexOptions,
+      );
     await reportWrite(ctx, built, [dst], options, start);
   },
 };
