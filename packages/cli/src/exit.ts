@@ -68,6 +68,7 @@ const hints: Record<string, string> = {
   TIMEOUT: 'the registry did not answer in time',
   INVALID_REFERENCE: 'references look like host[:port]/repository[:tag][@sha256:...]',
   DIGEST_MISMATCH: 'the content changed or was corrupted in transit; nothing was written',
+  SIZE_MISMATCH: 'the content changed or was corrupted in transit; nothing was written',
   UNSAFE_PATH:
     'a layer path escapes the destination directory, or a layout file is a symlink or not a regular file',
   INVALID_LAYER:

@@ -158,6 +158,10 @@ describe('lading pull REF DIR (verify before apply)', () => {
         expect(r.code).toBe(1);
         expect(r.stderr).toMatch(/digest mismatch|size mismatch|not a valid tar|decompress/);
         expect(r.stderr.split('\n').filter(Boolean).length).toBeLessThanOrEqual(2);
+        expect(r.stderr).toMatch(/^hint: /m);
+        // each digest is named once (it used to be repeated in one message)
+        const named = r.stderr.split('\n')[0]?.match(/sha256:[0-9a-f]{64}/g) ?? [];
+        expect(new Set(named).size).toBe(named.length);
         expect(await snapshot(dir)).toEqual(before);
       }
       expect(await leftovers(parent)).toEqual([]);

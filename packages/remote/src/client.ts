@@ -193,7 +193,7 @@ export class RegistryClient {
     // The verifier is the stream handed out (as a layout's fetch does): a
     // failing body destroys it with the body's error, and destroying it
     // stops the body. No further stage: each one costs every chunk a hop.
-    const verify = new VerifyingStream({ digest, size: options.size }, `blob ${digest}`);
+    const verify = new VerifyingStream({ digest, size: options.size }, 'blob');
     pipeline(res.body, verify).catch(() => undefined);
     return options.size === undefined
       ? verify
