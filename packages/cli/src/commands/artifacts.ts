@@ -137,7 +137,7 @@ export const index: Command = {
     const kept = onePerPlatform((await built.indexManifest()).manifests, from);
     if (kept.length < entries.length)
       built = imageIndex(
-        kept.map((i) => entries[i] as IndexEntryInput),
+        entries.filter((_, i) => kept.includes(i)),
         indexOptions,
       );
     await reportWrite(ctx, built, [dst], options, start);
