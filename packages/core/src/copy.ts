@@ -453,6 +453,14 @@ class CopyRun {
         return;
       }
     }
+    // A config is read whole by whoever uses the image (and by lading's own
+    // readers, capped): one declared past the cap is refused before a byte
+    // of it is fetched, as containers/image does, rather than spooled.
+    if (kindOf(desc, this.#kinds) === 'config' && desc.size > MAX_MANIFEST_SIZE)
+      throw new LadingError(
+        ErrorCode.ManifestTooLarge,
+        `config ${desc.digest} is ${desc.size} bytes, over the ${MAX_MANIFEST_SIZE}-byte cap`,
+      );
     await this.#limiter.run(() => this.#transfer(desc));
     await o.postCopy?.(desc);
   }

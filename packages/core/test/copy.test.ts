@@ -206,6 +206,50 @@ describe('copy', () => {
     expect(await danglingChildren(dst)).toEqual([]);
   });
 
+  it('refuses a config declared past the 4 MiB cap before fetching a byte of it', async () => {
+    const src = memoryTarget();
+    const layer = tarBytes('a');
+    const layerDesc: Descriptor = {
+      mediaType: MediaType.OciLayerGzip,
+      digest: digestOf(layer),
+      size: layer.length,
+    };
+    await src.push(layerDesc, Readable.from([layer]));
+    const config: Descriptor = {
+      mediaType: MediaType.OciConfig,
+      digest: digestOf(Buffer.from('never stored')),
+      size: 2 ** 40,
+    };
+    const body = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: MediaType.OciManifest,
+        config,
+        layers: [layerDesc],
+      }),
+    );
+    const manifest: Descriptor = {
+      mediaType: MediaType.OciManifest,
+      digest: digestOf(body),
+      size: body.length,
+    };
+    await src.push(manifest, Readable.from([body]));
+    const fetched: string[] = [];
+    const srcFetch = src.fetch.bind(src);
+    src.fetch = (desc: Descriptor, options?: IoOptions) => {
+      fetched.push(desc.digest);
+      return srcFetch(desc, options);
+    };
+    const dst = memoryTarget();
+    const err = await caught(copy(src, manifest.digest, dst, 'x'));
+    expect(err).toMatchObject({
+      code: 'MANIFEST_TOO_LARGE',
+      message: `config ${config.digest} is ${2 ** 40} bytes, over the 4194304-byte cap`,
+    });
+    expect(fetched).not.toContain(config.digest);
+    expect(await dst.exists(manifest)).toBe(false);
+  });
+
   it('answers NOT_FOUND when no manifest matches the platform', async () => {
     const { src } = await multiArch();
     const err = await caught(
