@@ -145,16 +145,27 @@ class LayerApplier {
    * followed while it stays inside the root; an absolute target or one that
    * climbs above the root is an escape, refused unless `scoped` (then it is
    * taken as the container would: from the root, `..` stopping there), so
-   * the result is always inside the root. With `create`, missing directories are made and
-   * a file in the way is replaced by one.
-   * @throws UNSAFE_PATH for a missing parent (without `create`), an escape,
+   * the result is always inside the root. With `create: true`, missing directories are made and
+   * a file in the way is replaced by one; with `'lookup'`, a missing
+   * directory or a file in the way resolves to undefined (nothing is there).
+   * @throws UNSAFE_PATH for a missing parent (with `create: false`), an escape,
    *   a symlink loop, or a symlink on the way that leads to something else than a directory.
    */
   async #resolveDir(
     parts: readonly string[],
     name: string,
-    create: boolean,
-  ): Promise<{ abs: string; rel: string }> {
+    create: true | false,
+  ): Promise<{ abs: string; rel: string }>;
+  async #resolveDir(
+    parts: readonly string[],
+    name: string,
+    create: 'lookup',
+  ): Promise<{ abs: string; rel: string } | undefined>;
+  async #resolveDir(
+    parts: readonly string[],
+    name: string,
+    create: boolean | 'lookup',
+  ): Promise<{ abs: string; rel: string } | undefined> {
     const done: string[] = [];
     const todo = [...parts];
     let links = 0;
@@ -187,9 +198,11 @@ class LayerApplier {
         continue;
       }
       if (st === undefined) {
+        if (create === 'lookup') return undefined;
         if (!create) throw unsafe(name, `${JSON.stringify(shown(p))} does not exist`);
         mkdirSync(fsPath(cur), { mode: 0o755 });
       } else if (!st.isDirectory()) {
+        if (create === 'lookup') return undefined;
         if (!create) throw unsafe(name, `parent ${JSON.stringify(shown(p))} is not a directory`);
         if (viaLink) throw unsafe(name, `a symlink on its path leads to a non-directory`);
         await rm(fsPath(cur), { force: true });
@@ -284,6 +297,25 @@ class LayerApplier {
     }
   }
 
+  /**
+   * whiteout deletes `target` in the directory `parts` (symlinked parents
+   * resolved, escapes refused). A whiteout hides what lower layers wrote:
+   * when its directory is missing, or is a file, there is nothing to hide,
+   * and nothing is created or replaced (as umoci; containerd makes the
+   * directories, and refuses a file in the way).
+   * @throws INVALID_LAYER for `.wh.`, `.wh..` and `.wh...`
+   */
+  async #whiteout(parts: readonly string[], target: string, name: string): Promise<void> {
+    if (target === '' || target === '.' || target === '..')
+      throw new LadingError(ErrorCode.InvalidLayer, `invalid whiteout ${JSON.stringify(name)}`);
+    const parent = await this.#resolveDir(parts, name, 'lookup');
+    if (parent === undefined) return;
+    const targetRel = parent.rel === '' ? target : `${parent.rel}/${target}`;
+    // Whiteouts hide lower layers only, never what this layer wrote.
+    if (!this.#written.has(targetRel))
+      await rm(fsPath(join(this.#root, targetRel)), { recursive: true, force: true });
+  }
+
   async #entry(entry: TarEntry): Promise<void> {
     const h = entry.header;
     const { uid, gid } = owners(h);
@@ -301,6 +333,10 @@ class LayerApplier {
     if (named === '') return; // the root itself
     const parts = named.split('/');
     const base = parts.pop() ?? '';
+    if (base.startsWith('.wh.') && base !== '.wh..wh..opq') {
+      await this.#whiteout(parts, base.slice(4), h.name);
+      return;
+    }
     // Paths below are where the entry really lands, symlinked parents resolved.
     const parent = await this.#resolveDir(parts, h.name, true);
     const parentRel = parent.rel;
@@ -315,21 +351,6 @@ class LayerApplier {
       await this.#opaque(parentRel);
       return;
     }
-    if (base.startsWith('.wh.')) {
-      const target = base.slice(4);
-      if (target === '' || target === '.' || target === '..') {
-        throw new LadingError(
-          ErrorCode.InvalidArgument,
-          `invalid whiteout ${JSON.stringify(h.name)}`,
-        );
-      }
-      const targetRel = parentRel === '' ? target : `${parentRel}/${target}`;
-      // Whiteouts hide lower layers only, never what this layer wrote.
-      if (!this.#written.has(targetRel))
-        await rm(fsPath(join(this.#root, targetRel)), { recursive: true, force: true });
-      return;
-    }
-
     switch (h.type) {
       case 'directory': {
         await this.#clear(abs, true);

@@ -315,6 +315,32 @@ describe('extract', () => {
     );
     expect(readFileSync(join(root, 'a'), 'utf8')).toBe('a');
   });
+
+  it('a whiteout under a file or a missing directory changes nothing', async () => {
+    const { root } = sandbox();
+    writeFileSync(join(root, 'mine'), 'the user kept this');
+    await extract(
+      [
+        await layer([{ name: 'a', body: 'lower' }]),
+        await layer([
+          { name: 'a/.wh.x', body: '' },
+          { name: 'mine/.wh.x', body: '' },
+          { name: 'x/y/.wh.z', body: '' },
+        ]),
+      ],
+      root,
+    );
+    expect(readFileSync(join(root, 'a'), 'utf8')).toBe('lower');
+    expect(readFileSync(join(root, 'mine'), 'utf8')).toBe('the user kept this');
+    expect(tree(root)).toEqual(['a', 'mine']);
+  });
+
+  it('refuses .wh., .wh.. and .wh... as INVALID_LAYER', async () => {
+    for (const name of ['.wh.', 'd/.wh..', '.wh...']) {
+      const { root } = sandbox();
+      await expectCode(extract([await layer([{ name, body: '' }])], root), 'INVALID_LAYER');
+    }
+  });
 });
 
 describe('safeRelative', () => {
