@@ -35,7 +35,7 @@ import { withFileLock } from './internal/lock.js';
 import { onlyImage } from './internal/only.js';
 import { blobParts, codeOf, readSmall } from './internal/layout-files.js';
 import { sweep } from './internal/layout-gc.js';
-import { openRegularFile } from './internal/regular-file.js';
+import { checkLayoutShape, openRegularFile } from './internal/regular-file.js';
 
 /** The annotation that names a tag in an OCI layout's index.json. */
 export const refNameAnnotation = 'org.opencontainers.image.ref.name';
@@ -118,6 +118,7 @@ export class OciLayout implements Target, BlobWriter, SinkOpener {
       }).catch((err: unknown) => {
         if (codeOf(err) !== 'EEXIST') throw err;
       });
+      await checkLayoutShape(this.dir, ['sha256']);
     })();
     const ready = this.#ready;
     ready.catch(() => {

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { mkdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import {
   MediaType,
   digestAlgorithm,
@@ -82,5 +83,25 @@ describe('ociLayout blob reads', () => {
     const chunks: Buffer[] = [];
     for await (const c of await ociLayout(dir).fetch(desc)) chunks.push(c as Buffer);
     expect(Buffer.concat(chunks)).toEqual(await readFile(blobPath(dir, desc)));
+  });
+});
+
+describe('ociLayout writes', () => {
+  it('refuses with UNSAFE_PATH to write through a symlinked blobs, blobs/sha256 or index.json', async () => {
+    for (const swapped of ['blobs', join('blobs', 'sha256'), 'index.json', 'oci-layout']) {
+      const { dir, outside, desc } = await layoutWithBlob();
+      const elsewhere = join(dir, '..', 'elsewhere');
+      await mkdir(elsewhere);
+      await rename(join(dir, swapped), join(elsewhere, 'moved'));
+      await symlink(join(elsewhere, 'moved'), join(dir, swapped));
+      const err = await rejection(
+        ociLayout(dir).push(desc, Readable.from([await readFile(outside)])),
+      );
+      expect(isLadingError(err, 'UNSAFE_PATH'), swapped).toBe(true);
+      expect((err as Error).message).toContain(`${join(dir, swapped)} is a symlink`);
+      // nothing written through the link
+      const { stdout } = await run('find', [elsewhere, '-type', 'f', '-newer', outside]);
+      expect(stdout.split('\n').filter((l) => l.includes(digestHex(desc.digest)))).toEqual([]);
+    }
   });
 });

@@ -45,3 +45,28 @@ export async function openRegularFile(root: string, parts: readonly string[]): P
     throw err;
   }
 }
+
+/**
+ * checkLayoutShape makes sure a layout about to be written is made of real
+ * directories (`blobs`, `blobs/<alg>`) and regular files (`oci-layout`,
+ * `index.json`), as its readers require: a symlink there would send the
+ * blobs elsewhere, and the layout could not be read back.
+ * @throws UNSAFE_PATH naming the first entry that is not
+ */
+export async function checkLayoutShape(root: string, algorithms: readonly string[]): Promise<void> {
+  const entries: [string, 'directory' | 'file'][] = [
+    ['blobs', 'directory'],
+    ...algorithms.map((a): [string, 'directory'] => [join('blobs', a), 'directory']),
+    ['oci-layout', 'file'],
+    ['index.json', 'file'],
+  ];
+  for (const [rel, kind] of entries) {
+    const path = join(root, rel);
+    const st = await lstat(path);
+    if (kind === 'directory' ? st.isDirectory() : st.isFile()) continue;
+    throw new LadingError(
+      ErrorCode.UnsafePath,
+      `${path} is ${st.isSymbolicLink() ? 'a symlink' : kind === 'file' ? 'not a regular file' : 'not a directory'}, not a ${kind === 'file' ? 'regular file' : 'directory'} inside the layout; refusing to write through it`,
+    );
+  }
+}
