@@ -160,8 +160,10 @@ docker-archive:FILE[:TAG] to keep the image, or a plain directory to unpack
 its filesystem into (whiteouts applied, paths that escape refused).
 --scoped unpacks as a container sees the tree: absolute names and symlinks
 (such as var/run -> /run) are taken from DEST instead of refused.
-Each layer is verified before it is unpacked; a failed pull leaves DEST as
-it was. --preserve-owners (as root) restores the tar's owners and keeps
+Each layer is verified before it is unpacked: into an absent or empty DEST
+a failed pull leaves nothing; into a non-empty one, a layer refused while it
+is applied (a path that escapes, say) leaves what it and the layers before
+it wrote. --preserve-owners (as root) restores the tar's owners and keeps
 setuid/setgid bits, which are cleared otherwise.`;
 
 /**
@@ -204,7 +206,7 @@ export const pull: Command = {
     // gzip workers) is a tenth of what they would load.
     const { extractVerified } = await import('@lading/layers');
     // Each layer is verified (digest, size, diffId) before a byte of it
-    // lands in DEST; a failed pull leaves DEST as it was.
+    // lands in DEST; a failed pull leaves an absent or empty DEST as it was.
     await extractVerified(await image.layers(), dest, {
       signal: ctx.signal,
       scoped: flag(ctx, 'scoped'),
