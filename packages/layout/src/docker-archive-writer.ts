@@ -28,15 +28,12 @@ import { decompressionError } from '@lading/core/internal';
 import { DockerArchive, normalizeRepoTag, type ArchiveImage } from './docker-archive.js';
 import { closed, notFound, wrongMode } from './internal/archive-errors.js';
 import {
+  isLayerMediaType,
   planArchive,
   writeArchiveFile,
   type SmallBlob,
   type Spooled,
 } from './internal/archive-write.js';
-
-function isLayerMediaType(mt: string): boolean {
-  return mt.includes('.layer.') || mt.includes('.rootfs.');
-}
 
 /**
  * DockerArchiveWriter collects pushed content and writes a `docker save`

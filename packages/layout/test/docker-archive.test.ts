@@ -271,6 +271,48 @@ describe('dockerArchive', () => {
     );
   });
 
+  it('writes an image whose manifest has a subject, and refuses a layer that is not a tar', async () => {
+    const mem = memoryTarget();
+    const base = await writeImage(
+      mem,
+      'base',
+      lazyImage([layerFromBytes(await tarOf({ a: 'a' }))]),
+    );
+    const m = json(mem, base) as ImageManifest & { subject?: Descriptor };
+    const variant = async (patch: Partial<ImageManifest> & { subject?: Descriptor }) => {
+      const bytes = Buffer.from(JSON.stringify({ ...m, ...patch }));
+      const desc = {
+        mediaType: MediaType.OciManifest,
+        digest: digestOf(bytes),
+        size: bytes.length,
+      };
+      await mem.push(desc, Readable.from([bytes]));
+      return desc;
+    };
+    const signed = await variant({ subject: base });
+    const dir = await scratch();
+    const file = join(dir, 'subject.tar');
+    const out = dockerArchive(file, { mode: 'write' });
+    await copy(mem, signed.digest, out, 'signed:1');
+    await out.close();
+    const back = dockerArchive(file);
+    expect(await back.resolve('signed:1')).toMatchObject({
+      digest: expect.stringMatching(/^sha256:/),
+    });
+    const layer = m.layers[0]!;
+    const foreign = await variant({ layers: [{ ...layer, mediaType: 'application/x-foo' }] });
+    const bad = dockerArchive(join(dir, 'foreign.tar'), { mode: 'write' });
+    const err = await caught(
+      copy(mem, foreign.digest, bad, 'foreign:1').finally(() => bad.close()),
+    );
+    expect(err).toMatchObject({
+      code: 'UNSUPPORTED_MEDIA_TYPE',
+      message: expect.stringContaining(
+        '"application/x-foo": a docker archive holds tar layers only',
+      ),
+    });
+  });
+
   it('refuses indexes, read-mode pushes, unknown refs and gzip archives with codes', async () => {
     const dir = await scratch();
     const file = join(dir, 'x.tar');

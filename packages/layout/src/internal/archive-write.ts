@@ -53,6 +53,17 @@ function fullName(repoTag: string): string {
   return repoTag.includes('/') ? `docker.io/${repoTag}` : `docker.io/library/${repoTag}`;
 }
 
+/** isLayerMediaType tells the blobs an archive stores as layer.tar files (tar layers, any compression). */
+export function isLayerMediaType(mt: string): boolean {
+  return mt.includes('.layer.') || mt.includes('.rootfs.');
+}
+
+function hasSubject(bytes: Uint8Array): boolean {
+  return (
+    (JSON.parse(Buffer.from(bytes).toString('utf8')) as { subject?: unknown }).subject !== undefined
+  );
+}
+
 /**
  * planArchive turns everything pushed into the archive's images: every
  * pushed image manifest, with its config, its spooled layers and the tags
@@ -71,8 +82,16 @@ export function planArchive(
   for (const [digest, blob] of small) {
     if (!isImageManifestMediaType(blob.mediaType)) continue;
     const desc: Descriptor = { mediaType: blob.mediaType, digest, size: blob.bytes.length };
-    const [configDesc, ...layerDescs] = successorsOf(blob.bytes, desc);
+    // config, layers, then the subject when there is one (not a layer)
+    const [configDesc, ...rest] = successorsOf(blob.bytes, desc);
     if (configDesc === undefined) continue;
+    const layerDescs = hasSubject(blob.bytes) ? rest.slice(0, -1) : rest;
+    for (const l of layerDescs)
+      if (!isLayerMediaType(l.mediaType))
+        throw new LadingError(
+          ErrorCode.UnsupportedMediaType,
+          `layer ${l.digest} of ${digest} is ${JSON.stringify(l.mediaType)}: a docker archive holds tar layers only`,
+        );
     const config = small.get(configDesc.digest);
     if (config === undefined) throw notFound(`config ${configDesc.digest} of ${digest}`);
     const configFile = jsonOf(config.bytes, configDesc.digest) as Partial<ConfigFile>;
