@@ -1,10 +1,10 @@
-import { readdir } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { scratchDirs } from '@lading/testing';
 import { digestOf, isLadingError, layerFromBytes, type Digest, type Layer } from '@lading/core';
-import { extractVerified } from '../src/index.js';
+import { extract, extractVerified } from '../src/index.js';
 import { makeTar } from './helpers.js';
 
 const dirs = scratchDirs('lading-verified-');
@@ -64,6 +64,31 @@ describe('extractVerified', () => {
     await extractVerified([l1, l2], dir, { concurrency: 2 });
     expect((await readdir(dir)).sort()).toEqual(['b.txt', 'c.txt']);
     expect(await readdir(parent)).toEqual(['out']);
+  });
+
+  it('ignores bytes after the end-of-archive marker (as GNU tar and umoci), still verifying them', async () => {
+    const tar = await makeTar([{ name: 'a.txt', body: 'a' }]);
+    // GNU tar's record padding, then bytes that are no tar header
+    const junk = Buffer.concat([tar, Buffer.alloc(10240), Buffer.alloc(1200, 0x41)]);
+    for (const into of ['absent', 'full']) {
+      const parent = await scratch();
+      const dir = join(parent, 'out');
+      if (into === 'full') {
+        await mkdir(dir);
+        await writeFile(join(dir, 'kept'), 'k');
+      }
+      await extractVerified([layerFromBytes(junk)], dir);
+      expect((await readdir(dir)).sort(), into).toEqual(
+        into === 'full' ? ['a.txt', 'kept'] : ['a.txt'],
+      );
+      await extract([layerFromBytes(junk)], join(parent, 'plain'));
+      expect(await readdir(join(parent, 'plain'))).toEqual(['a.txt']);
+      // the digest still covers them: a layer claiming the tar's diffId fails
+      const err = await rejection(
+        extractVerified([new Claiming(layerFromBytes(junk), digestOf(tar))], join(parent, 'x')),
+      );
+      expect(isLadingError(err, 'DIGEST_MISMATCH')).toBe(true);
+    }
   });
 
   it('spools every layer at once into a full dir when concurrency is Infinity, and refuses NaN', async () => {

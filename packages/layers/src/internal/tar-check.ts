@@ -188,6 +188,7 @@ export class TarScanner {
   #pad = 0;
   #zeros = 0;
   #ended = false;
+  #endAt: number | undefined;
   #entries = 0;
   /** The data of the PAX header or GNU long name being read, and its type. */
   #meta: Buffer[] | undefined;
@@ -242,11 +243,22 @@ export class TarScanner {
     this.#offset += buf.length;
   }
 
+  /**
+   * endAt is the offset just past the end-of-archive marker (the second
+   * zero block) once it has been seen; what follows is not the archive.
+   */
+  get endAt(): number | undefined {
+    return this.#endAt;
+  }
+
   #onHeader(at: number): void {
     const h = this.#header;
     if (isZero(h)) {
       this.#zeros++;
-      if (this.#zeros >= 2) this.#ended = true;
+      if (this.#zeros >= 2) {
+        this.#ended = true;
+        this.#endAt = at + block;
+      }
       return;
     }
     this.#zeros = 0;
@@ -395,7 +407,8 @@ export class TarCheck extends Transform {
 }
 
 /**
- * completeTar yields a tar stream's bytes, then the padding and
+ * completeTar yields a tar stream's bytes up to its end-of-archive marker
+ * (reading, not yielding, whatever follows), or the padding and
  * end-of-archive blocks it lacks when it ended cleanly after an entry;
  * `names` gets the raw bytes of names that are not UTF-8.
  * @throws INVALID_LAYER when it was cut inside an entry's data or a header.
@@ -405,8 +418,20 @@ export async function* completeTar(
   names?: RawNames,
 ): AsyncGenerator<Buffer> {
   const scanner = new TarScanner(names);
+  let at = 0;
+  let past = false;
   for await (const chunk of source) {
+    // Bytes after the end-of-archive marker are read (whoever verifies the
+    // layer hashes them) but not handed on: GNU tar and umoci ignore them.
+    if (past) continue;
     scanner.update(chunk);
+    const end = scanner.endAt;
+    if (end !== undefined) {
+      past = true;
+      if (end > at) yield chunk.subarray(0, end - at);
+      continue;
+    }
+    at += chunk.length;
     yield chunk;
   }
   const tail = scanner.tail();
