@@ -568,6 +568,11 @@ export async function copy(
   throwIfAborted(options.signal);
   // The root's manifest is read next (selectPlatform, or the copy itself).
   let root = await src.resolve(srcRef, { ...io, fetchNext: true });
+  if (root.mediaType.startsWith('application/vnd.docker.distribution.manifest.v1+'))
+    throw new LadingError(
+      ErrorCode.UnsupportedMediaType,
+      `${srcRef} is a Docker schema 1 manifest (${root.mediaType}), which lading does not read; push it again with a current client`,
+    );
   if (options.platform !== undefined) {
     root = await selectPlatform(root, options.platform, (d) => fetchVerified(src, d, io));
   }

@@ -250,6 +250,26 @@ describe('copy', () => {
     expect(await dst.exists(manifest)).toBe(false);
   });
 
+  it('refuses a Docker schema 1 root with UNSUPPORTED_MEDIA_TYPE, fetching nothing', async () => {
+    const src = memoryTarget();
+    const body = Buffer.from('{"schemaVersion":1}');
+    const desc: Descriptor = {
+      mediaType: 'application/vnd.docker.distribution.manifest.v1+prettyjws',
+      digest: digestOf(body),
+      size: body.length,
+    };
+    src.resolve = () => Promise.resolve(desc);
+    const fetched: string[] = [];
+    src.fetch = (d: Descriptor) => {
+      fetched.push(d.digest);
+      return Promise.reject(new Error('not here'));
+    };
+    const err = await caught(copy(src, 'old', memoryTarget(), 'x'));
+    expect(err).toMatchObject({ code: 'UNSUPPORTED_MEDIA_TYPE' });
+    expect((err as Error).message).toContain('Docker schema 1');
+    expect(fetched).toEqual([]);
+  });
+
   it('answers NOT_FOUND when no manifest matches the platform', async () => {
     const { src } = await multiArch();
     const err = await caught(
