@@ -1,10 +1,10 @@
 import { createWriteStream, type Stats } from 'node:fs';
-import { chmod, lstat, readlink, rename, rm } from 'node:fs/promises';
+import { chmod, lstat, readlink, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { randomUUID } from 'node:crypto';
-import { fileSystemError } from './errors.js';
+import { ErrorCode, LocalPathError, fileSystemError } from './errors.js';
 
 /** The symbolic links followed to find an output file, as the kernel allows. */
 const maxLinks = 40;
@@ -31,6 +31,30 @@ async function outputTarget(file: string): Promise<{ path: string; st: Stats | u
 }
 
 /**
+ * checkOutputFile tells, before any work is spent on its content, whether
+ * {@link writeOutputFile} can write `file`: not a directory, and in a
+ * directory that exists. It returns what is there (undefined: nothing).
+ * @throws IO (a LocalPathError naming `file`)
+ */
+export async function checkOutputFile(
+  file: string,
+): Promise<{ path: string; st: Stats | undefined }> {
+  const target = await outputTarget(file);
+  if (target.st?.isDirectory() === true)
+    throw fileSystemError(Object.assign(new Error('is a directory'), { code: 'EISDIR' }), file);
+  if (target.st !== undefined) return target;
+  const dir = dirname(target.path);
+  const st = await stat(dir).catch(() => undefined);
+  if (st?.isDirectory() !== true)
+    throw new LocalPathError(
+      ErrorCode.Io,
+      `cannot write ${file}: ${st === undefined ? `no directory ${dir}` : `${dir} is not a directory`}`,
+      file,
+    );
+  return target;
+}
+
+/**
  * writeOutputFile writes `content` to `file` the way a user who names an
  * output file expects:
  * - a regular file (or none) is replaced whole: the bytes go to a temp file
@@ -51,9 +75,7 @@ export async function writeOutputFile(
   signal?: AbortSignal,
   newMode?: number,
 ): Promise<void> {
-  const { path, st } = await outputTarget(file);
-  if (st?.isDirectory() === true)
-    throw fileSystemError(Object.assign(new Error('is a directory'), { code: 'EISDIR' }), file);
+  const { path, st } = await checkOutputFile(file);
   if (st !== undefined && !st.isFile()) {
     await pipeline(content, createWriteStream(path, { flags: 'w' }), { signal }).catch(
       (err: unknown) => {

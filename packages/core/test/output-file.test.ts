@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isLadingError } from '../src/index.js';
-import { writeOutputFile } from '../src/internal-api.js';
+import { checkOutputFile, writeOutputFile } from '../src/internal-api.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -95,8 +95,25 @@ describe('writeOutputFile', () => {
 
   it('names the file, not its temp file, when the directory is missing', async () => {
     const file = join(dir, 'no', 'such', 'dir.tar');
-    const err = await writeOutputFile(file, bytes('x')).catch((e: unknown) => e);
-    expect(isLadingError(err)).toBe(true);
-    expect((err as Error).message).toContain(file);
+    let read = false;
+    const content = new Readable({
+      read() {
+        read = true;
+        this.push(null);
+      },
+    });
+    const err = await writeOutputFile(file, content).catch((e: unknown) => e);
+    expect(err).toMatchObject({
+      code: 'IO',
+      path: file,
+      message: `cannot write ${file}: no directory ${join(dir, 'no', 'such')}`,
+    });
+    // checked before the content is read: nothing is spent on it
+    expect(read).toBe(false);
+    await fs.writeFile(join(dir, 'afile'), '');
+    await expect(checkOutputFile(join(dir, 'afile', 'x.tar'))).rejects.toMatchObject({
+      code: 'IO',
+    });
+    expect((await checkOutputFile(join(dir, 'fresh.tar'))).st).toBeUndefined();
   });
 });

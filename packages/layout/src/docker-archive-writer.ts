@@ -24,7 +24,7 @@ import {
   type IoOptions,
   type MediaTypeString,
 } from '@lading/core';
-import { decompressionError } from '@lading/core/internal';
+import { checkOutputFile, decompressionError } from '@lading/core/internal';
 import { DockerArchive, normalizeRepoTag, type ArchiveImage } from './docker-archive.js';
 import { closed, notFound, wrongMode } from './internal/archive-errors.js';
 import {
@@ -54,6 +54,7 @@ export class DockerArchiveWriter extends DockerArchive {
   readonly #small = new Map<Digest, SmallBlob>();
   readonly #tags = new Map<string, Digest>();
   #closed = false;
+  #writable: Promise<void> | undefined;
 
   /** tmpDir is where pushed layers are spooled until close(); default os.tmpdir(). */
   constructor(file: string, options: { readonly tmpDir?: string } = {}) {
@@ -188,6 +189,15 @@ export class DockerArchiveWriter extends DockerArchive {
     if (await this.exists(desc, options)) {
       content.destroy();
       return;
+    }
+    // The archive is written on close(): a FILE that cannot be written
+    // fails the first push, not the close after every blob came.
+    this.#writable ??= checkOutputFile(this.file).then(() => undefined);
+    try {
+      await this.#writable;
+    } catch (err) {
+      content.destroy();
+      throw err;
     }
     const verifier = new VerifyingStream(desc, desc.mediaType);
     if (isLayerMediaType(desc.mediaType)) {

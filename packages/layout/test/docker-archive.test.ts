@@ -313,6 +313,17 @@ describe('dockerArchive', () => {
     });
   });
 
+  it('fails the first push, before reading it, when FILE cannot be written', async () => {
+    const dir = await scratch();
+    const file = join(dir, 'missing', 'x.tar');
+    const out = dockerArchive(file, { mode: 'write', tmpDir: dir });
+    const layer = new OnceLayer(await tarOf({ a: 'a' }));
+    const err = await caught(writeImage(out, 'a:1', lazyImage([layer])));
+    expect(err).toMatchObject({ code: 'IO', path: file });
+    await out.close().catch(() => undefined);
+    expect(await readdir(dir)).toEqual([]);
+  });
+
   it('refuses indexes, read-mode pushes, unknown refs and gzip archives with codes', async () => {
     const dir = await scratch();
     const file = join(dir, 'x.tar');
