@@ -95,11 +95,16 @@ export function classify(err: unknown): { code: ExitCode; hint: string | undefin
   if (isUsageError(err)) return { code: ExitCode.Usage, hint: err.hint ?? 'see lading --help' };
   const lading = ladingCode(err);
   if (lading !== undefined) {
-    const hint = Array.isArray((err as { offered?: unknown }).offered)
-      ? 'pass one of the platforms offered to --platform (os/arch[/variant])'
-      : isLocal(err)
-        ? (localHints[lading] ?? 'check the path and its permissions')
-        : hints[lading];
+    // A command that knows better than the code (see blob to stdout) sets its own.
+    const own = (err as { hint?: unknown }).hint;
+    const hint =
+      typeof own === 'string'
+        ? own
+        : Array.isArray((err as { offered?: unknown }).offered)
+          ? 'pass one of the platforms offered to --platform (os/arch[/variant])'
+          : isLocal(err)
+            ? (localHints[lading] ?? 'check the path and its permissions')
+            : hints[lading];
     switch (lading) {
       case 'UNAUTHORIZED':
       case 'DENIED':

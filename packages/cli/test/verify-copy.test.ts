@@ -113,3 +113,20 @@ describe('lading cp from a registry that serves a tampered blob', () => {
     expect(head.status).toBe(404);
   });
 });
+
+describe('lading blob from a registry that serves a tampered blob', () => {
+  it('to FILE: fails and writes no FILE; to stdout: says the bytes already sent are not the blob', async () => {
+    const file = join(work, 'blob-out');
+    const toFile = await lading('blob', `${sourceHost}/copy/tampered@${layerDigest}`, '-o', file);
+    expect(toFile.code).toBe(1);
+    expect(toFile.stderr).toContain('hint: the content changed or was corrupted in transit');
+    expect(await stat(file).catch(() => undefined)).toBeUndefined();
+    const toStdout = await lading('blob', `${sourceHost}/copy/tampered@${layerDigest}`);
+    expect(toStdout.code).toBe(1);
+    expect(toStdout.stderr).toMatch(/digest mismatch/i);
+    expect(toStdout.stderr).toMatch(
+      /^hint: \d+ bytes were already written to stdout and are not the blob: discard them$/m,
+    );
+    expect(toStdout.stderr).not.toContain('nothing was written');
+  });
+});

@@ -171,7 +171,19 @@ async function writeOutput(
   file: string | undefined,
 ): Promise<void> {
   if (file === undefined || file === '-') {
-    await pipeline(content, ctx.stdout, { signal: ctx.signal, end: false });
+    let sent = 0;
+    content.on('data', (chunk: Buffer) => (sent += chunk.length));
+    await pipeline(content, ctx.stdout, { signal: ctx.signal, end: false }).catch(
+      (err: unknown) => {
+        // Bytes on stdout cannot be taken back: say so, rather than the
+        // "nothing was written" a failed verification says elsewhere.
+        if (sent > 0 && typeof err === 'object' && err !== null)
+          Object.assign(err, {
+            hint: `${String(sent)} bytes were already written to stdout and are not the blob: discard them`,
+          });
+        throw err;
+      },
+    );
     return;
   }
   // A temp file next to FILE, renamed into place (never a half-written
