@@ -377,7 +377,7 @@ describe('local locations', () => {
     const r = await lading('pull', `${host}/loc/multi:1`, file);
     expect(r.code).toBe(1);
     expect(r.stderr.split('\n')[0]).toBe(
-      `lading: cannot unpack into: ${file}: already exists and is not a directory`,
+      `lading: cannot unpack into ${file}: it exists and is not a directory`,
     );
     expect(r.stderr).not.toMatch(/EEXIST|mkdir '/);
   });

@@ -281,7 +281,11 @@ class LayerApplier {
   async apply(tar: Readable): Promise<void> {
     for await (const entry of tarEntries(tar, this.#names)) {
       throwIfAborted(this.#options.signal);
-      await this.#entry(entry);
+      try {
+        await this.#entry(entry);
+      } catch (e) {
+        throw tooLong(e, entry.header.name);
+      }
     }
     // Directory modes and times last, deepest first, so read-only
     // directories do not block their own children.
@@ -442,6 +446,21 @@ class LayerApplier {
     }
     this.#written.add(rel);
   }
+}
+
+/**
+ * tooLong names the entry, not the path under the root (which may be a
+ * staging directory, and thousands of bytes long), when the file system
+ * refuses a name as too long; other errors pass.
+ */
+function tooLong(e: unknown, name: string): unknown {
+  if (!isErrno(e, 'ENAMETOOLONG')) return e;
+  const shownName = name.length > 100 ? `${name.slice(0, 60)}…${name.slice(-30)}` : name;
+  return new LadingError(
+    ErrorCode.Io,
+    `entry ${JSON.stringify(shownName)} (${String(Buffer.byteLength(name))} bytes): a name is longer than the file system allows (255 bytes a component, 4096 a path)`,
+    { cause: e },
+  );
 }
 
 /**

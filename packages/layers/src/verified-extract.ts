@@ -223,7 +223,7 @@ async function inspect(dest: string): Promise<{ state: DestinationState; path: s
   if (!(await stat(path)).isDirectory()) {
     throw new LocalPathError(
       ErrorCode.Conflict,
-      `cannot unpack into: ${dest}: already exists and is not a directory`,
+      `cannot unpack into ${dest}: it exists and is not a directory`,
       dest,
     );
   }

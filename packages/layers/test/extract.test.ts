@@ -335,6 +335,24 @@ describe('extract', () => {
     expect(tree(root)).toEqual(['a', 'mine']);
   });
 
+  it('names the entry, in one short line, when a name is too long for the file system', async () => {
+    const { root } = sandbox();
+    const long = `dir/${'n'.repeat(300)}`;
+    let caught: unknown;
+    try {
+      await extract([await layer([{ name: long, body: 'x' }])], root);
+    } catch (e) {
+      caught = e;
+    }
+    expect(caught).toMatchObject({ code: 'IO' });
+    const message = (caught as Error).message;
+    expect(message).toMatch(
+      /^entry "dir\/n+…n+" \(304 bytes\): a name is longer than the file system allows/,
+    );
+    expect(message).not.toContain(root);
+    expect(message.length).toBeLessThan(250);
+  });
+
   it('refuses .wh., .wh.. and .wh... as INVALID_LAYER', async () => {
     for (const name of ['.wh.', 'd/.wh..', '.wh...']) {
       const { root } = sandbox();
