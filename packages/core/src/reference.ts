@@ -224,6 +224,14 @@ export function parseReference(text: string, options: ParseReferenceOptions = {}
   let rest = text;
   let digest: Digest | undefined;
   const at = rest.indexOf('@');
+  // user[:password]@host/…: a URL's userinfo, which references do not carry
+  // (the '@' of a digest comes after the last '/').
+  if (at >= 0 && at < rest.lastIndexOf('/') && !rest.slice(0, at).includes('/')) {
+    fail(
+      text,
+      'credentials cannot be given in a reference; pass them as options (--username, --password-stdin) or store them (lading auth login)',
+    );
+  }
   if (at >= 0) {
     const digestText = rest.slice(at + 1);
     rest = rest.slice(0, at);

@@ -243,6 +243,15 @@ describe('parseReference', () => {
     expect((caught as Error).message).toContain('***:***@');
   });
 
+  it.each(['alice:s3cret@127.0.0.1:5000/a/b:v1', 'bob@example.com/app', 'bob:pw@example.com/app'])(
+    'says that %j carries credentials, which a reference cannot',
+    (input) => {
+      expect((parseError(input) as Error).message).toContain(
+        'credentials cannot be given in a reference',
+      );
+    },
+  );
+
   it('keeps a digest after a tag in its message', () => {
     const input = 'Bad/Repo:v1@sha256:' + 'a'.repeat(64);
     expect(() => parseReference(input)).toThrow(JSON.stringify(input));

@@ -87,6 +87,7 @@ function loopback(host: string): boolean {
  * and the file, with the system error in words rather than Node's text.
  */
 export function optionFileError(option: string, path: string, err: unknown): UsageError {
+  if (path === '') return new UsageError(`--${option} needs a file name`);
   const e = err as { syscall?: unknown; code?: unknown } | null;
   const why =
     typeof e?.syscall === 'string'
