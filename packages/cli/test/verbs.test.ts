@@ -401,6 +401,59 @@ describe('lading everyday verbs', () => {
     expect((await readdir(work)).some((n) => n.endsWith('.tmp'))).toBe(false);
   });
 
+  it('export checks the config: its digest, a diff_id per layer, each layer against its diff_id', async () => {
+    const layout = join(work, 'export-config-layout');
+    expect((await lading('build', one, `oci:${layout}:v1`)).code).toBe(0);
+    const blobPath = (d: string) => join(layout, 'blobs', 'sha256', d.slice(7));
+    const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+    const index = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8')) as {
+      manifests: { digest: string; size: number; annotations?: Record<string, string> }[];
+    };
+    const top = index.manifests[0]!;
+    const manifest = JSON.parse(await readFile(blobPath(top.digest), 'utf8')) as {
+      config: { digest: string; size: number };
+    };
+    const config = JSON.parse(await readFile(blobPath(manifest.config.digest), 'utf8')) as {
+      rootfs: { diff_ids: string[] };
+    };
+    // Store a variant of the config (and a manifest for it) under tag NAME.
+    const variant = async (name: string, diffIds: string[]) => {
+      const c = Buffer.from(
+        JSON.stringify({ ...config, rootfs: { ...config.rootfs, diff_ids: diffIds } }),
+      );
+      await writeFile(blobPath(sha(c)), c);
+      const m = Buffer.from(
+        JSON.stringify({
+          ...manifest,
+          config: { ...manifest.config, digest: sha(c), size: c.length },
+        }),
+      );
+      await writeFile(blobPath(sha(m)), m);
+      index.manifests.push({
+        ...top,
+        digest: sha(m),
+        size: m.length,
+        annotations: { 'org.opencontainers.image.ref.name': name },
+      });
+      await writeFile(join(layout, 'index.json'), JSON.stringify(index));
+    };
+    await variant('zeros', [`sha256:${'0'.repeat(64)}`]);
+    await variant('none', []);
+    const zeros = await lading('export', `oci:${layout}:zeros`, join(work, 'zeros.tar'));
+    expect(zeros.code).toBe(1);
+    expect(zeros.stderr).toMatch(/^lading: diffId of layer 1 digest mismatch/);
+    const none = await lading('export', `oci:${layout}:none`, join(work, 'none.tar'));
+    expect(none.code).toBe(1);
+    expect(none.stderr).toContain('the config lists 0 diff_ids for 1 layers');
+    // a config whose bytes changed under its digest
+    await writeFile(blobPath(manifest.config.digest), JSON.stringify({ ...config, os: 'plan9' }));
+    const tampered = await lading('export', `oci:${layout}:v1`, join(work, 'tampered.tar'));
+    expect(tampered.code).toBe(1);
+    expect(tampered.stderr).toMatch(/mismatch/);
+    for (const f of ['zeros.tar', 'none.tar', 'tampered.tar'])
+      expect(await stat(join(work, f)).catch(() => undefined), f).toBeUndefined();
+  });
+
   it('validate passes a good image and names the corrupted blob', async () => {
     const layout = join(work, 'validate-layout');
     expect(

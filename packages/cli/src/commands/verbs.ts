@@ -17,10 +17,12 @@ import {
   withAnnotations,
   withConfig,
   withPlatform,
+  VerifyingStream,
   type Descriptor,
   type Digest,
   type Image,
   type ImageIndex,
+  type Layer,
   type Target,
 } from '@lading/core';
 import { writeOutputFile } from '@lading/core/internal';
@@ -326,6 +328,41 @@ const exportUsage = `Usage: lading export LOCATION FILE|- [--platform OS/ARCH]
 Writes the image's filesystem as one tar (layers stacked, whiteouts
 applied) to FILE or stdout. An index needs --platform (default linux/amd64).`;
 
+/**
+ * checkedLayers are the image's layers, each checking as it is read that
+ * its uncompressed bytes are the diff_id its config names, as `pull` does:
+ * the config is read (and its digest checked) first, and one that does not
+ * list a diff_id per layer is refused before any layer is read.
+ * @throws INVALID_CONFIG, DIGEST_MISMATCH (at the end of the bad layer)
+ */
+async function checkedLayers(image: Image): Promise<Layer[]> {
+  const layers = await image.layers();
+  const diffIds = (await image.configFile()).rootfs.diff_ids;
+  if (diffIds.length !== layers.length)
+    throw new LadingError(
+      ErrorCode.InvalidConfig,
+      `the config lists ${String(diffIds.length)} diff_ids for ${String(layers.length)} layers`,
+    );
+  return layers.map((layer, i) => ({
+    ...layer,
+    mediaType: layer.mediaType,
+    digest: () => layer.digest(),
+    size: () => layer.size(),
+    diffId: () => layer.diffId(),
+    compressed: () => layer.compressed(),
+    uncompressed: () => {
+      const check = new VerifyingStream(
+        { digest: diffIds[i] as Digest },
+        `diffId of layer ${String(i + 1)}`,
+      );
+      const source = layer.uncompressed();
+      source.once('error', (err) => check.destroy(err));
+      check.once('close', () => source.destroy());
+      return source.pipe(check);
+    },
+  }));
+}
+
 /** exportFs is `lading export LOCATION FILE|-`. */
 export const exportFs: Command = {
   positionals: 2,
@@ -339,7 +376,7 @@ export const exportFs: Command = {
       (await openSource(srcText, options, ctx.signal)).content,
       str(ctx, 'platform'),
     );
-    await writeOutput(ctx, flatten(await image.layers(), { signal: ctx.signal }), file);
+    await writeOutput(ctx, flatten(await checkedLayers(image), { signal: ctx.signal }), file);
     if (file !== '-') ctx.out.result({ source: srcText, file }, file);
   },
 };
