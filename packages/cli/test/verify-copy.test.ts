@@ -115,7 +115,7 @@ describe('lading cp from a registry that serves a tampered blob', () => {
 });
 
 describe('lading blob from a registry that serves a tampered blob', () => {
-  it('to FILE: fails and writes no FILE; to stdout: says the bytes already sent are not the blob', async () => {
+  it('to FILE: fails and writes no FILE; to stdout: says the bytes already sent cannot be trusted', async () => {
     const file = join(work, 'blob-out');
     const toFile = await lading('blob', `${sourceHost}/copy/tampered@${layerDigest}`, '-o', file);
     expect(toFile.code).toBe(1);
@@ -125,7 +125,7 @@ describe('lading blob from a registry that serves a tampered blob', () => {
     expect(toStdout.code).toBe(1);
     expect(toStdout.stderr).toMatch(/digest mismatch/i);
     expect(toStdout.stderr).toMatch(
-      /^hint: \d+ bytes were already written to stdout and are not the blob: discard them$/m,
+      /^hint: \d+ bytes were already written to stdout before the failure and cannot be trusted: discard them$/m,
     );
     expect(toStdout.stderr).not.toContain('nothing was written');
   });

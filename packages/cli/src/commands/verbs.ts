@@ -181,7 +181,7 @@ async function writeOutput(
         // "nothing was written" a failed verification says elsewhere.
         if (sent > 0 && typeof err === 'object' && err !== null)
           Object.assign(err, {
-            hint: `${String(sent)} bytes were already written to stdout and are not the blob: discard them`,
+            hint: `${String(sent)} bytes were already written to stdout before the failure and cannot be trusted: discard them`,
           });
         throw err;
       },
