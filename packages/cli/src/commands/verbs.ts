@@ -352,7 +352,7 @@ async function checkedLayers(image: Image): Promise<Layer[]> {
     compressed: () => layer.compressed(),
     uncompressed: () => {
       const check = new VerifyingStream(
-        { digest: diffIds[i] as Digest },
+        { digest: diffIds[i]! },
         `diffId of layer ${String(i + 1)}`,
       );
       const source = layer.uncompressed();
