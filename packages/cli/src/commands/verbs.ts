@@ -343,24 +343,25 @@ async function checkedLayers(image: Image): Promise<Layer[]> {
       ErrorCode.InvalidConfig,
       `the config lists ${String(diffIds.length)} diff_ids for ${String(layers.length)} layers`,
     );
-  return layers.map((layer, i) => ({
-    ...layer,
-    mediaType: layer.mediaType,
-    digest: () => layer.digest(),
-    size: () => layer.size(),
-    diffId: () => layer.diffId(),
-    compressed: () => layer.compressed(),
-    uncompressed: () => {
-      const check = new VerifyingStream(
-        { digest: diffIds[i]! },
-        `diffId of layer ${String(i + 1)}`,
-      );
-      const source = layer.uncompressed();
-      source.once('error', (err) => check.destroy(err));
-      check.once('close', () => source.destroy());
-      return source.pipe(check);
-    },
-  }));
+  return layers.map((layer, i) => {
+    const diffId = diffIds[i];
+    if (diffId === undefined) throw new LadingError(ErrorCode.InvalidConfig, 'no diff_id');
+    return {
+      ...layer,
+      mediaType: layer.mediaType,
+      digest: () => layer.digest(),
+      size: () => layer.size(),
+      diffId: () => layer.diffId(),
+      compressed: () => layer.compressed(),
+      uncompressed: () => {
+        const check = new VerifyingStream({ digest: diffId }, `diffId of layer ${String(i + 1)}`);
+        const source = layer.uncompressed();
+        source.once('error', (err) => check.destroy(err));
+        check.once('close', () => source.destroy());
+        return source.pipe(check);
+      },
+    };
+  });
 }
 
 /** exportFs is `lading export LOCATION FILE|-`. */
