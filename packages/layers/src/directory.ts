@@ -56,9 +56,13 @@ export interface DirectoryTarOptions {
    * for a directory, everything below it).
    */
   readonly filter?: (path: string, stat: Stats) => boolean;
-  /** deletions are paths (relative to the layer root, under `prefix`) to delete from lower layers: `.wh.<name>` entries. */
+  /**
+   * deletions are paths to delete from lower layers, relative to the layer
+   * root (so they include `prefix`, and may lie outside it): `.wh.<name>`
+   * entries.
+   */
   readonly deletions?: readonly string[];
-  /** opaque are directories whose lower-layer contents are hidden: `.wh..wh..opq` entries. */
+  /** opaque are directories (relative to the layer root, like deletions) whose lower-layer contents are hidden: `.wh..wh..opq` entries. */
   readonly opaque?: readonly string[];
   /** signal aborts the walk. */
   readonly signal?: AbortSignal;
@@ -222,17 +226,20 @@ async function* walkTar(root: string, r: Resolved, pooled: boolean): AsyncGenera
       size: 0,
       mtime: synthMtime,
     });
-  const emitWhiteouts = (dirRel: string): Buffer[] => {
-    const w = r.whiteouts.get(dirRel);
+  // Whiteouts are keyed by their directory's path in the layer (prefix
+  // included), so that they may also name paths outside the prefix.
+  const emitAt = (base: string): Buffer[] => {
+    const w = r.whiteouts.get(base);
     if (w === undefined) return [];
-    r.whiteouts.delete(dirRel);
-    const base = String(tarName(dirRel)); // a string: dirRel and the prefix are
+    r.whiteouts.delete(base);
     const at = (n: string) => (base === '' ? n : `${base}/${n}`);
     const out: Buffer[] = [];
     if (w.opaque) out.push(synthetic(at('.wh..wh..opq'), 'file'));
     for (const n of sortByBytes(w.names)) out.push(synthetic(at(`.wh.${n}`), 'file'));
     return out;
   };
+  // (a string: dirRel and the prefix are)
+  const emitWhiteouts = (dirRel: string): Buffer[] => emitAt(String(tarName(dirRel)));
 
   // The prefix's own directories.
   if (r.prefix !== '') {
@@ -380,8 +387,7 @@ async function* walkTar(root: string, r: Resolved, pooled: boolean): AsyncGenera
     yield* batch.take();
   }
   // Whiteouts whose directory is not in the tree go last, in byte order.
-  for (const dir of sortByBytes(r.whiteouts.keys()))
-    for (const b of emitWhiteouts(dir)) batch.add(b);
+  for (const dir of sortByBytes(r.whiteouts.keys())) for (const b of emitAt(dir)) batch.add(b);
   batch.add(tarTrailer);
   yield* batch.take();
   const rest = batch.rest();

@@ -230,6 +230,28 @@ describe('directoryTar', () => {
     expect(t.code).toBe(0);
   });
 
+  it('takes deletions and opaque paths from the layer root, prefix included or not', async () => {
+    const d = fixture();
+    const tar = await collect(
+      directoryTar(d, {
+        prefix: 'app',
+        deletions: ['app/b/gone', '/app/old', 'etc/outside'],
+        opaque: ['app/a'],
+      }),
+    );
+    const names = (await entries(tar)).map((e) => e.header.name);
+    expect(names.slice(0, 5)).toEqual([
+      'app/',
+      'app/.wh.old',
+      'app/a/',
+      'app/a/.wh..wh..opq',
+      'app/a/pipe',
+    ]);
+    expect(names).toContain('app/b/.wh.gone');
+    expect(names[names.length - 1]).toBe('etc/.wh.outside');
+    expect(names.some((n) => n.startsWith('app/app/'))).toBe(false);
+  });
+
   it('orders names by their UTF-8 bytes when UTF-16 order differs, and ASCII names by byte', async () => {
     const d = tmp();
     // U+1F600 is a surrogate pair (D83D …) in UTF-16 but F0 … in UTF-8, so
