@@ -122,6 +122,27 @@ describe('a layer pass', () => {
 });
 
 describe('layerFromFile', () => {
+  it('fails with typed errors: NOT_FOUND for a missing file, INVALID_LAYER for bad gzip', async () => {
+    const tar = await sampleTar();
+    const gz = await collect(layerFromBytes(tar).compressed());
+    const dir = tempDir('lading-file-bad-');
+    writeFileSync(join(dir, 'cut.tgz'), gz.subarray(0, 150));
+    writeFileSync(join(dir, 'junk.tgz'), Buffer.from([0x1f, 0x8b, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]));
+    const missing = join(dir, 'nope.tar');
+    await expect(layerFromFile(missing).digest()).rejects.toMatchObject({
+      code: 'NOT_FOUND',
+      path: missing,
+    });
+    for (const name of ['cut.tgz', 'junk.tgz']) {
+      const layer = layerFromFile(join(dir, name));
+      await expect(layer.digest(), name).rejects.toMatchObject({ code: 'INVALID_LAYER' });
+      // a consumer of the stream sees the same typed error
+      await expect(collect(layerFromFile(join(dir, name)).uncompressed())).rejects.toMatchObject({
+        code: 'INVALID_LAYER',
+      });
+    }
+  });
+
   it('detects tar and tar.gz files by their magic bytes', async () => {
     const tar = await sampleTar();
     const bytes = layerFromBytes(tar);
@@ -141,10 +162,5 @@ describe('layerFromFile', () => {
     expect(await plain.digest()).toBe(await bytes.diffId());
     const gzNone = layerFromFile(join(dir, 'l.tgz'), { compression: 'none' });
     expect(gzNone.mediaType).toBe(MediaType.OciLayerGzip);
-  });
-
-  it('fails with the fs error for a missing file', async () => {
-    const layer = layerFromFile('/nonexistent/lading/layer.tar');
-    await expect(layer.digest()).rejects.toMatchObject({ code: 'ENOENT' });
   });
 });

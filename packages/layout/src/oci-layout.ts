@@ -104,27 +104,29 @@ export class OciLayout implements Target, BlobWriter, SinkOpener {
 
   /** init creates the layout (directory, `oci-layout`, empty `index.json`) if missing. */
   init(): Promise<void> {
-    this.#ready ??= (async () => {
-      await makeDirectory(join(this.dir, 'blobs', 'sha256'));
-      await writeFile(
-        join(this.dir, 'oci-layout'),
-        JSON.stringify({ imageLayoutVersion: '1.0.0' }),
-        { flag: 'wx' },
-      ).catch((err: unknown) => {
-        if (codeOf(err) !== 'EEXIST') throw err;
-      });
-      await writeFile(join(this.dir, 'index.json'), JSON.stringify(emptyIndex()), {
-        flag: 'wx',
-      }).catch((err: unknown) => {
-        if (codeOf(err) !== 'EEXIST') throw err;
-      });
-      await checkLayoutShape(this.dir, ['sha256']);
-    })();
+    this.#ready ??= this.#init().catch((err: unknown) => {
+      throw fileSystemError(err, this.dir, 'cannot write the OCI layout');
+    });
     const ready = this.#ready;
     ready.catch(() => {
       if (this.#ready === ready) this.#ready = undefined;
     });
     return ready;
+  }
+
+  async #init(): Promise<void> {
+    await makeDirectory(join(this.dir, 'blobs', 'sha256'));
+    await writeFile(join(this.dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }), {
+      flag: 'wx',
+    }).catch((err: unknown) => {
+      if (codeOf(err) !== 'EEXIST') throw err;
+    });
+    await writeFile(join(this.dir, 'index.json'), JSON.stringify(emptyIndex()), {
+      flag: 'wx',
+    }).catch((err: unknown) => {
+      if (codeOf(err) !== 'EEXIST') throw err;
+    });
+    await checkLayoutShape(this.dir, ['sha256']);
   }
 
   /**
@@ -137,8 +139,9 @@ export class OciLayout implements Target, BlobWriter, SinkOpener {
     try {
       bytes = await readSmall(this.dir, ['index.json'], maxIndexBytes);
     } catch (err) {
-      if (codeOf(err) === 'ENOENT') return emptyIndex();
-      throw err;
+      // none there, or DIR is not a directory: no layout (yet)
+      if (codeOf(err) === 'ENOENT' || codeOf(err) === 'ENOTDIR') return emptyIndex();
+      throw fileSystemError(err, join(this.dir, 'index.json'));
     }
     let parsed: unknown;
     try {

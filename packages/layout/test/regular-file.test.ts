@@ -105,3 +105,19 @@ describe('ociLayout writes', () => {
     }
   });
 });
+
+describe('ociLayout at a path that is a file', () => {
+  it('reads as no layout (NOT_FOUND) and fails a write with one IO line naming it', async () => {
+    const t = await tempDir();
+    cleanups.push(t.cleanup);
+    const file = join(t.dir, 'plain');
+    await writeFile(file, 'not a layout');
+    const layout = ociLayout(file);
+    expect(await rejection(layout.resolve('x'))).toMatchObject({ code: 'NOT_FOUND', path: file });
+    const bytes = Buffer.from('x');
+    const desc = { mediaType: MediaType.OciLayerGzip, digest: digestOf(bytes), size: 1 };
+    const err = await rejection(layout.push(desc, Readable.from([bytes])));
+    expect(err).toMatchObject({ code: 'IO', path: file });
+    expect((err as Error).message).toMatch(/^cannot write the OCI layout: /);
+  });
+});

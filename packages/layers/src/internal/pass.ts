@@ -4,10 +4,12 @@ import {
   HashingStream,
   createDecompressor,
   createHasher,
+  fileSystemError,
+  isLadingError,
   type Digest,
   type Hasher,
 } from '@lading/core';
-import { deferred, markDigesting } from '@lading/core/internal';
+import { decompressionError, deferred, markDigesting } from '@lading/core/internal';
 import { gzipTransform, type ResolvedCompression } from '../compression.js';
 import { TarCheck } from './tar-check.js';
 
@@ -181,7 +183,14 @@ export function startPass(
   output: PassOutput,
   compression: ResolvedCompression,
 ): Pass {
-  const out = new PassThrough({ highWaterMark: 1024 * 1024 });
+  const out = new PassThrough({
+    highWaterMark: 1024 * 1024,
+    // Whoever reads the layer sees the typed error, whichever stage failed
+    // (the pipeline below destroys `out` with the stage's own error).
+    destroy(err, callback) {
+      callback(err === null ? null : (typedPassError(err) as Error));
+    },
+  });
   const result = deferred<PassResult>();
   // Attach 'end'/'error' watchers before anything flows.
   const consumed = finished(out);
@@ -215,7 +224,8 @@ export function startPass(
     (v) => {
       result.resolve(v);
     },
-    (err: unknown) => {
+    (raw: unknown) => {
+      const err = typedPassError(raw);
       if (!out.destroyed) out.destroy(err as Error);
       result.reject(err);
     },
@@ -226,6 +236,19 @@ export function startPass(
     markDigesting(out, () => result.promise.then(({ digest, size }) => ({ digest, size })));
   }
   return { stream: out, result: result.promise };
+}
+
+/**
+ * typedPassError gives the errors a pass meets a lading code: a source that
+ * does not decompress is INVALID_LAYER, a file-system error (a file
+ * layer's file missing or unreadable) a LocalPathError naming the file.
+ */
+function typedPassError(err: unknown): unknown {
+  if (isLadingError(err)) return err;
+  const e = err as { syscall?: unknown; path?: unknown } | null;
+  if (typeof e?.syscall === 'string' && typeof e.path === 'string')
+    return fileSystemError(err, e.path);
+  return decompressionError(err, 'the layer');
 }
 
 function prematureClose(): Error {
