@@ -17,6 +17,7 @@ export type { ByteCounterOptions } from './byte-counter.js';
 export { openRead, pushImageInOrder } from './write-image.js';
 export type { ImagePushSteps } from './write-image.js';
 export { makeDirectory } from './make-directory.js';
+export { evalWorkerExecArgv } from './eval-worker.js';
 export { checkOutputFile, writeOutputFile } from './output-file.js';
 export {
   blockGzipHeader,

@@ -7,7 +7,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { runInNewContext } from 'node:vm';
 import { DeflatePool } from '../src/internal/gzip-pool.js';
 import { allocatedBlock } from '../src/internal/reclaim.js';
-import { collect, run, textish } from './helpers.js';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { collect, run, tempDir, textish } from './helpers.js';
 
 const MiB = 1024 * 1024;
 const text = textish(MiB);
@@ -222,5 +224,39 @@ describe('allocatedBlock', () => {
     expect(peak).toBeLessThan(24 * MiB);
     expect((globalThis as { gc?: unknown }).gc).toBeUndefined();
     expect(runInNewContext('typeof gc')).toBe('undefined');
+  });
+});
+
+describe('the pool embedded in node --input-type=module -e', () => {
+  it('starts its workers (their inline CommonJS source is not read as a module)', async () => {
+    const dist = new URL('../dist/index.js', import.meta.url).href;
+    const dir = tempDir('lading-esm-');
+    writeFileSync(
+      join(dir, 'big.txt'),
+      Buffer.alloc(8 << 20, 'lading, embedded in an ES module. '),
+    );
+    // 8 MiB of text: enough blocks that both workers get some
+    const script = `const { layerFromDirectory } = await import(${JSON.stringify(dist)});
+console.log(await layerFromDirectory(${JSON.stringify(dir)}, { workers: 2 }).digest());`;
+    const r = await run(process.execPath, ['--input-type=module', '-e', script]);
+    expect(r.stderr).not.toContain('require is not defined');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toMatch(/^sha256:[0-9a-f]{64}$/);
+  });
+});
+
+describe('evalWorkerExecArgv', () => {
+  it('drops --input-type in both spellings and keeps the other flags', async () => {
+    const { evalWorkerExecArgv } = await import('@lading/core/internal');
+    expect(
+      evalWorkerExecArgv([
+        '--input-type=module',
+        '--max-old-space-size=100',
+        '--input-type',
+        'commonjs',
+        '-e',
+        'x',
+      ]),
+    ).toEqual(['--max-old-space-size=100', '-e', 'x']);
   });
 });

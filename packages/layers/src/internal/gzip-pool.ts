@@ -2,6 +2,7 @@ import { Worker } from 'node:worker_threads';
 import {
   blockGzipHeader,
   blockGzipSync,
+  evalWorkerExecArgv,
   incompressible,
   libdeflateModule,
   storedDeflate,
@@ -166,6 +167,7 @@ class PoolWorker {
   ) {
     this.worker = new Worker(workerSource, {
       eval: true,
+      execArgv: evalWorkerExecArgv(),
       workerData: { libdeflate: libdeflateModule(), header: [...blockGzipHeader] },
     });
     this.worker.once('online', () => {

@@ -4,6 +4,7 @@ import { availableParallelism } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
+import { evalWorkerExecArgv } from '@lading/core/internal';
 import { WindowCounter, type WindowLimit } from '../limits.js';
 
 // Plain CommonJS evaluated from a string, so it runs the same from dist/ and
@@ -54,6 +55,7 @@ export class PasswordVerifier {
       const pending = new Map<number, Pending>();
       const worker = new Worker(workerSource, {
         eval: true,
+        execArgv: evalWorkerExecArgv(),
         workerData: { bcrypt: createRequire(import.meta.url).resolve('bcryptjs') },
       });
       worker.unref();
