@@ -100,11 +100,13 @@ export function classify(err: unknown): { code: ExitCode; hint: string | undefin
     const hint =
       typeof own === 'string'
         ? own
-        : Array.isArray((err as { offered?: unknown }).offered)
-          ? 'pass one of the platforms offered to --platform (os/arch[/variant])'
-          : isLocal(err)
-            ? (localHints[lading] ?? 'check the path and its permissions')
-            : hints[lading];
+        : lading === 'DIGEST_MISMATCH' && /\bdiff_?id\b/i.test(describe(err))
+          ? "the image's config names another diff_id than its layer holds: the image is inconsistent, or was altered; nothing was written"
+          : Array.isArray((err as { offered?: unknown }).offered)
+            ? 'pass one of the platforms offered to --platform (os/arch[/variant])'
+            : isLocal(err)
+              ? (localHints[lading] ?? 'check the path and its permissions')
+              : hints[lading];
     switch (lading) {
       case 'UNAUTHORIZED':
       case 'DENIED':

@@ -395,7 +395,9 @@ describe('local locations', () => {
     const ref = `${host}/loc/amd-only:1`;
     const cp = await ladingProcess('cp', ref, 'oci:/proc/lading-x/layout');
     expect(cp.code, cp.stderr).toBe(4);
-    expect(cp.stderr.split('\n')[0]).toBe('lading: /proc/lading-x: no such file or directory');
+    expect(cp.stderr.split('\n')[0]).toBe(
+      'lading: cannot write the OCI layout: /proc/lading-x: no such file or directory',
+    );
     const pull = await ladingProcess('pull', ref, '/proc/lading-x/rootfs');
     expect(pull.code, pull.stderr).toBe(1);
     expect(pull.stderr.trim().split('\n').slice(1)).toEqual([expect.stringMatching(/^hint: /)]);

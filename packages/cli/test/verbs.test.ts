@@ -442,6 +442,7 @@ describe('lading everyday verbs', () => {
     const zeros = await lading('export', `oci:${layout}:zeros`, join(work, 'zeros.tar'));
     expect(zeros.code).toBe(1);
     expect(zeros.stderr).toMatch(/^lading: diffId of layer 1 digest mismatch/);
+    expect(zeros.stderr).toContain("hint: the image's config names another diff_id than its layer");
     const none = await lading('export', `oci:${layout}:none`, join(work, 'none.tar'));
     expect(none.code).toBe(1);
     expect(none.stderr).toContain('the config lists 0 diff_ids for 1 layers');

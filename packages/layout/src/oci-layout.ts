@@ -105,7 +105,13 @@ export class OciLayout implements Target, BlobWriter, SinkOpener {
   /** init creates the layout (directory, `oci-layout`, empty `index.json`) if missing. */
   init(): Promise<void> {
     this.#ready ??= this.#init().catch((err: unknown) => {
-      throw fileSystemError(err, this.dir, 'cannot write the OCI layout');
+      // the path the system names (the missing parent, say), else DIR
+      const path = (err as { path?: unknown } | null)?.path;
+      throw fileSystemError(
+        err,
+        typeof path === 'string' ? path : this.dir,
+        'cannot write the OCI layout',
+      );
     });
     const ready = this.#ready;
     ready.catch(() => {

@@ -117,7 +117,9 @@ describe('ociLayout at a path that is a file', () => {
     const bytes = Buffer.from('x');
     const desc = { mediaType: MediaType.OciLayerGzip, digest: digestOf(bytes), size: 1 };
     const err = await rejection(layout.push(desc, Readable.from([bytes])));
-    expect(err).toMatchObject({ code: 'IO', path: file });
-    expect((err as Error).message).toMatch(/^cannot write the OCI layout: /);
+    expect(err).toMatchObject({ code: 'IO' });
+    expect((err as Error).message).toMatch(
+      new RegExp(`^cannot write the OCI layout: ${file}(/\\S*)?: not a directory`),
+    );
   });
 });
