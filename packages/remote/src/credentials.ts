@@ -36,16 +36,23 @@ type ConfigFileShape = {
 };
 
 /**
- * readJson reads one credentials file; a missing or empty file (or a parent
- * that is not a directory) holds nothing. A file that is there but cannot be
- * read, or is not a JSON object, fails, as it does in crane and podman:
- * silently pushing anonymously would hide the mistake behind a later 401. The
- * JSON parser's own message is never shown, since it quotes the file's text.
+ * readCredentialsFile reads one credentials file (a docker `config.json`,
+ * podman's `auth.json`) as {@link resolveCredentials} does, for a tool that
+ * edits it (`lading auth login`): undefined when the file is missing or
+ * empty (or a parent is not a directory). A file that is there but cannot
+ * be read, or is not a JSON object, fails, as it does in crane and podman:
+ * silently pushing anonymously would hide the mistake behind a later 401.
+ * The JSON parser's own message is never shown, since it quotes the file's
+ * text.
+ * @throws IO (a LocalPathError), INVALID_ARGUMENT
  */
-async function readJson(path: string): Promise<ConfigFileShape | undefined> {
+export async function readCredentialsFile(
+  path: string,
+  signal?: AbortSignal,
+): Promise<Record<string, unknown> | undefined> {
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    text = await readFile(path, { encoding: 'utf8', signal });
   } catch (err) {
     const code = (err as { code?: unknown } | null)?.code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
@@ -65,7 +72,21 @@ async function readJson(path: string): Promise<ConfigFileShape | undefined> {
       `credentials file ${path} is not a JSON object; fix or remove it`,
     );
   }
-  return parsed;
+  return parsed as Record<string, unknown>;
+}
+
+/**
+ * dockerConfigPath is the docker config file: `$DOCKER_CONFIG/config.json`,
+ * else `~/.docker/config.json` (`env` replaces process.env).
+ */
+export function dockerConfigPath(
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): string {
+  const dir =
+    env.DOCKER_CONFIG !== undefined && env.DOCKER_CONFIG !== ''
+      ? env.DOCKER_CONFIG
+      : join(env.HOME ?? homedir(), '.docker');
+  return join(dir, 'config.json');
 }
 
 /** hub names: docker stores Docker Hub credentials under its v1 index URL. */
@@ -175,7 +196,7 @@ async function fromFile(
   options: CredentialLookupOptions,
   helpers: boolean,
 ): Promise<Credentials | undefined> {
-  const file = await readJson(path);
+  const file = (await readCredentialsFile(path, options.signal)) as ConfigFileShape | undefined;
   if (file === undefined) return undefined;
   const keys = keysFor(registry);
   if (helpers && file.credHelpers !== undefined) {
@@ -227,11 +248,7 @@ export async function resolveCredentials(
   if (env.XDG_RUNTIME_DIR !== undefined && env.XDG_RUNTIME_DIR !== '') {
     files.push([join(env.XDG_RUNTIME_DIR, 'containers', 'auth.json'), true]);
   }
-  const dockerDir =
-    env.DOCKER_CONFIG !== undefined && env.DOCKER_CONFIG !== ''
-      ? env.DOCKER_CONFIG
-      : join(env.HOME ?? homedir(), '.docker');
-  files.push([join(dockerDir, 'config.json'), true]);
+  files.push([dockerConfigPath(env), true]);
   for (const [path, helpers] of files) {
     const creds = await fromFile(path, registry, options, helpers);
     if (creds !== undefined) return creds;

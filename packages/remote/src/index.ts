@@ -1,6 +1,11 @@
 export { RegistryError, AuthError, UploadError, redactUrl, isTemporaryStatus } from './errors.js';
 export type { RegistryErrorDetail, RegistryErrorInit } from './errors.js';
-export { resolveCredentials, runCredentialHelper } from './credentials.js';
+export {
+  dockerConfigPath,
+  readCredentialsFile,
+  resolveCredentials,
+  runCredentialHelper,
+} from './credentials.js';
 export type { Credentials, CredentialLookupOptions } from './credentials.js';
 export { RegistryClient, MANIFEST_SIZE_LIMIT } from './client.js';
 export { PAGINATION_LIMITS } from './listing.js';

@@ -1,10 +1,12 @@
-import { readFile } from 'node:fs/promises';
-import { homedir } from 'node:os';
 import { Readable } from 'node:stream';
-import { dirname, join } from 'node:path';
-import { ErrorCode, fileSystemError, LadingError } from '@lading/core';
+import { dirname } from 'node:path';
 import { makeDirectory, writeOutputFile } from '@lading/core/internal';
-import { checkPushPermission, RegistryClient } from '@lading/remote';
+import {
+  checkPushPermission,
+  dockerConfigPath,
+  readCredentialsFile,
+  RegistryClient,
+} from '@lading/remote';
 import { UsageError } from '../exit.js';
 import { now, positional, remoteOptions, seconds } from './common.js';
 import type { Command, CommandContext } from './types.js';
@@ -18,45 +20,20 @@ you may push, 3 when the registry refuses. login verifies the credentials and
 stores them in the docker config ($DOCKER_CONFIG/config.json, else
 ~/.docker/config.json); logout removes them.`;
 
-function configPath(): string {
-  const dir = process.env.DOCKER_CONFIG;
-  return join(dir !== undefined && dir !== '' ? dir : join(homedir(), '.docker'), 'config.json');
-}
-
 type DockerConfig = {
   auths?: Record<string, { auth?: string; [k: string]: unknown }>;
   [k: string]: unknown;
 };
 
-// The parser's message is never shown: it quotes the file, credentials and all.
+// Read as every registry lookup reads it (a malformed file fails, unquoted).
 async function readConfig(signal: AbortSignal): Promise<DockerConfig> {
-  const path = configPath();
-  let text: string;
-  try {
-    text = await readFile(path, { encoding: 'utf8', signal });
-  } catch (err) {
-    if ((err as { code?: unknown }).code === 'ENOENT') return {};
-    throw fileSystemError(err, path);
-  }
-  if (text.trim() === '') return {};
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    parsed = undefined;
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
-    throw new LadingError(
-      ErrorCode.InvalidArgument,
-      `credentials file ${path} is not a JSON object; fix or remove it`,
-    );
-  return parsed as DockerConfig;
+  return (await readCredentialsFile(dockerConfigPath(), signal)) ?? {};
 }
 
 // A new config is private (0600) in a private directory, as docker makes it;
 // an existing one keeps its mode, and a symlinked one stays a link.
 async function writeConfig(config: DockerConfig, signal: AbortSignal): Promise<void> {
-  const path = configPath();
+  const path = dockerConfigPath();
   await makeDirectory(dirname(path), 0o700);
   const text = `${JSON.stringify(config, null, 2)}\n`;
   await writeOutputFile(path, Readable.from([Buffer.from(text)]), signal, 0o600);
@@ -92,8 +69,8 @@ async function login(ctx: CommandContext): Promise<void> {
   };
   await writeConfig(config, ctx.signal);
   ctx.out.result(
-    { registry, stored: configPath() },
-    `credentials for ${registry} stored in ${configPath()}`,
+    { registry, stored: dockerConfigPath() },
+    `credentials for ${registry} stored in ${dockerConfigPath()}`,
   );
 }
 
