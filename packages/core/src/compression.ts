@@ -3,6 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
 import { RawDeflater } from './deflate.js';
 import { ErrorCode, LadingError } from './errors.js';
+import { ZstdFrames } from './zstd-frames.js';
 
 /** LayerCompression is how a layer blob is compressed. */
 export type LayerCompression = 'gzip' | 'zstd' | 'none';
@@ -66,14 +67,47 @@ export function sniffCompression(head: Uint8Array): LayerCompression {
 
 /**
  * createDecompressor returns a Transform that decompresses a gzip or zstd
- * stream (several concatenated gzip members or zstd frames included).
+ * stream (several concatenated gzip members or zstd frames included). Data
+ * after the last member or frame fails the stream, except zeros after gzip.
  * @throws UNSUPPORTED for zstd on a Node without it.
  */
 export function createDecompressor(kind: 'gzip' | 'zstd'): Transform {
   // 1 MiB output chunks: fewer, larger writes for whoever reads the tar.
   if (kind === 'gzip') return zlib.createGunzip({ chunkSize: 1024 * 1024 });
   if (typeof zz.createZstdDecompress !== 'function') throw zstdUnsupported('read a zstd layer');
-  return zz.createZstdDecompress({ chunkSize: 1024 * 1024 });
+  return strictZstd(zz.createZstdDecompress({ chunkSize: 1024 * 1024 }));
+}
+
+/**
+ * strictZstd makes Node's zstd decompressor refuse bytes after the last
+ * frame, as the zstd tool and Go's decoders do (Node drops them): every
+ * chunk is followed through {@link ZstdFrames} before it is decompressed.
+ * A gzip stream needs no such check: Node's gunzip already refuses data
+ * after the last member, except zero padding, which GNU gzip also accepts.
+ */
+function strictZstd(d: Transform): Transform {
+  const frames = new ZstdFrames();
+  const transform = d._transform.bind(d);
+  const flush = d._flush.bind(d);
+  d._transform = (chunk: Buffer, encoding, callback) => {
+    try {
+      frames.scan(chunk);
+    } catch (err) {
+      callback(err as Error);
+      return;
+    }
+    transform(chunk, encoding, callback);
+  };
+  d._flush = (callback) => {
+    try {
+      frames.end();
+    } catch (err) {
+      callback(err as Error);
+      return;
+    }
+    flush(callback);
+  };
+  return d;
 }
 
 /**
@@ -133,6 +167,9 @@ export function layerTarStream(compressed: Readable, mediaType: string): Readabl
 export function decompressSync(kind: 'gzip' | 'zstd', bytes: Uint8Array): Buffer {
   if (kind === 'gzip') return zlib.gunzipSync(bytes);
   if (typeof zz.zstdDecompressSync !== 'function') throw zstdUnsupported('read a zstd layer');
+  const frames = new ZstdFrames();
+  frames.scan(bytes);
+  frames.end();
   return zz.zstdDecompressSync(bytes);
 }
 

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
+import * as zlib from 'node:zlib';
 import { gzipSync } from 'node:zlib';
 import { blockGzipSync } from '../src/internal-api.js';
 import {
@@ -19,6 +20,7 @@ import {
   withCreated,
   withMediaTypeFamily,
   withPlatform,
+  zstdAvailable,
   type ConfigFile,
   type Descriptor,
   type Digest,
@@ -589,6 +591,44 @@ describe('validateImage', () => {
       (e: unknown) => e,
     );
     expect(isLadingError(err, 'SIZE_MISMATCH')).toBe(true);
+  });
+
+  it('reports INVALID_LAYER for a layer that does not decompress, or has data after its last member or frame', async () => {
+    const tar = Buffer.alloc(1024);
+    const blobLayer = (mediaType: string, blob: Buffer): Layer => ({
+      mediaType,
+      digest: () => Promise.resolve(sha(blob)),
+      diffId: () => Promise.resolve(sha(tar)),
+      size: () => Promise.resolve(blob.length),
+      compressed: () => Readable.from([blob]),
+      uncompressed: () => Readable.from([tar]),
+    });
+    const gz = gzipSync(tar);
+    const cases: { mediaType: string; blob: Buffer }[] = [
+      { mediaType: MediaType.OciLayerGzip, blob: Buffer.from('not gzip at all') },
+      { mediaType: MediaType.OciLayerGzip, blob: Buffer.concat([gz, Buffer.from('junk')]) },
+    ];
+    if (zstdAvailable()) {
+      const zs = (zlib as unknown as { zstdCompressSync: (b: Buffer) => Buffer }).zstdCompressSync(
+        tar,
+      );
+      for (const tail of [Buffer.alloc(8), Buffer.from('junk')])
+        cases.push({ mediaType: MediaType.OciLayerZstd, blob: Buffer.concat([zs, tail]) });
+    }
+    for (const c of cases) {
+      const err: unknown = await validateImage(
+        appendLayers(emptyImage(), blobLayer(c.mediaType, c.blob)),
+      ).catch((e: unknown) => e);
+      expect(isLadingError(err, 'INVALID_LAYER')).toBe(true);
+      expect((err as Error).message).toMatch(/^layer 0 does not decompress: \S/);
+    }
+    // Zero padding after the last gzip member is read past, as GNU gzip does.
+    await validateImage(
+      appendLayers(
+        emptyImage(),
+        blobLayer(MediaType.OciLayerGzip, Buffer.concat([gz, Buffer.alloc(512)])),
+      ),
+    );
   });
 
   it('reports INVALID_CONFIG when diff_ids and layers disagree in number', async () => {

@@ -207,6 +207,21 @@ describe('zstd layers', () => {
     expect(await layerFromBytes(blob).diffId()).toBe(await built.diffId());
     // An empty tar stream is still one valid frame.
     expect((await unzstd(zstdFrameSync(Buffer.alloc(0), 3))).length).toBe(0);
+    // Bytes after the last frame, which Node's decompressor drops, are refused
+    // (as the zstd tool and Go's decoders refuse them), zeros too.
+    for (const [i, tail] of [Buffer.alloc(512), Buffer.from('trailing')].entries()) {
+      const padded = join(top, `padded${i}.tar.zst`);
+      writeFileSync(padded, Buffer.concat([blob, tail]));
+      const bad = layerFromFile(padded);
+      const refused = expect.objectContaining({
+        code: 'INVALID_LAYER',
+        message: expect.stringContaining(`after the last frame, at byte ${blob.length}`) as string,
+      }) as object;
+      await expect(bad.diffId()).rejects.toMatchObject(refused);
+      const root3 = join(top, `root3-${i}`);
+      mkdirSync(root3);
+      await expect(extract([bad], root3)).rejects.toMatchObject(refused);
+    }
   });
 });
 

@@ -12,7 +12,7 @@ import {
 } from '../errors.js';
 import { isImageIndex, type Image, type ImageIndex } from '../image.js';
 import type { Layer } from '../layer.js';
-import { createDecompressor, layerCompressionOf } from '../compression.js';
+import { createDecompressor, decompressionError, layerCompressionOf } from '../compression.js';
 import { MediaType } from '../media-types.js';
 import { parseConfigFile, parseImageManifest, parseIndexManifest } from '../parse.js';
 import type { IoOptions } from '../target.js';
@@ -116,7 +116,9 @@ async function validateIndex(index: ImageIndex, options: ValidateOptions): Promi
  * index it checks the children's descriptors and validates each child.
  * It reads every layer once; single-pass layers are consumed.
  * @throws INVALID_MANIFEST, INVALID_CONFIG, DIGEST_MISMATCH, SIZE_MISMATCH (the first
- *   disagreement found); ABORTED; IO when a layer cannot be read.
+ *   disagreement found); INVALID_LAYER for a layer that does not decompress
+ *   (data after its last gzip member or zstd frame included); ABORTED; IO
+ *   when a layer cannot be read.
  */
 export async function validateImage(
   image: Image | ImageIndex,
@@ -136,6 +138,9 @@ export async function validateImage(
         hashed.push(await hashLayer(layer, options.signal));
       } catch (err) {
         if (isLadingError(err)) throw err;
+        // Bytes that are not the gzip or zstd stream their media type says.
+        const typed = decompressionError(err, `layer ${i}`);
+        if (typed !== err) throw typed;
         throw new LadingError(ErrorCode.Io, `layer ${i}: ${(err as Error).message}`, {
           cause: err,
         });
