@@ -484,15 +484,26 @@ export class BlobUpload {
   /**
    * sendChunkResuming PATCHes one chunk; on a 416 or a dropped connection it
    * asks for the upload's status and resends the unacknowledged tail of the
-   * chunk, which is still held here.
+   * chunk, which is still held here. A registry that answers with a `Range`
+   * short of what was sent is sent the rest the same way: the next chunk
+   * never goes at an offset the registry did not acknowledge.
    */
   async #sendChunkResuming(chunk: Buffer, signal: AbortSignal | undefined): Promise<void> {
     const chunkStart = this.#offset;
+    const chunkEnd = chunkStart + chunk.length;
     for (let attempt = 0; ; attempt++) {
       const done = this.#offset - chunkStart;
       try {
         await this.write(chunk.subarray(done), { signal });
-        return;
+        if (this.#offset === chunkEnd) return;
+        if (this.#offset < chunkStart + done || this.#offset > chunkEnd || attempt >= 3) {
+          throw new UploadError(
+            `upload to ${this.repository} failed: after a PATCH of bytes ${chunkStart + done}-${chunkEnd - 1} the registry acknowledged ${this.#offset} bytes`,
+            undefined,
+            true,
+          );
+        }
+        continue;
       } catch (err) {
         const resumable =
           err instanceof RegistryError &&

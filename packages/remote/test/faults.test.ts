@@ -46,6 +46,59 @@ describe('chunked upload resume (fake registry)', () => {
     expect(f.seen.some((q) => q.method === 'GET' && q.url.startsWith('/upload/'))).toBe(true);
   });
 
+  /** keepShort makes the PATCHes `which` picks keep only `keep(n)` of their n bytes, answering 202 with the honest Range. */
+  function keepShort(f: FakeRegistry, which: (n: number) => boolean, keep: (n: number) => number) {
+    let patches = 0;
+    f.faults.push((req, res, ctx) => {
+      if (req.method !== 'PATCH' || !which(++patches)) return false;
+      const id = /\/upload\/(\d+)/.exec(req.url ?? '')![1]!;
+      const parts: Buffer[] = [];
+      req.on('data', (c: Buffer) => parts.push(c));
+      req.on('end', () => {
+        const body = Buffer.concat(parts);
+        const have = ctx.uploads.get(id)!;
+        const k = keep(body.length);
+        // (a negative k drops bytes acknowledged before)
+        const next =
+          k >= 0 ? Buffer.concat([have, body.subarray(0, k)]) : have.subarray(0, have.length + k);
+        ctx.uploads.set(id, next);
+        res.writeHead(202, { location: `/upload/${id}`, range: `0-${next.length - 1}` }).end();
+      });
+      return true;
+    });
+  }
+
+  it('sends the rest of a chunk when a 202 acknowledges less than the PATCH carried', async () => {
+    const f = await fake();
+    keepShort(
+      f,
+      (n) => n === 2,
+      () => 1000,
+    );
+    const client = new RegistryClient(f.host, fast);
+    const data = randomBytes(10_000);
+    const s = await client.openUpload('short/range');
+    const r = await s.upload(Readable.from([data]), { mode: 'chunked', chunkSize: 4000 });
+    expect(f.ctx.blobs.get(r.digest)!.equals(data)).toBe(true);
+    const ranges = f.seen.filter((q) => q.method === 'PATCH').map((q) => q.contentRange);
+    expect(ranges).toEqual(['0-3999', '4000-7999', '5000-7999', '8000-9999']);
+  });
+
+  it('fails UPLOAD_FAILED, committing nothing, when the registry keeps acknowledging less or goes back', async () => {
+    for (const keep of [() => 10, () => -500]) {
+      const f = await fake();
+      keepShort(f, (n) => n >= 2, keep);
+      const client = new RegistryClient(f.host, fast);
+      const s = await client.openUpload('short/range');
+      const err: unknown = await s
+        .upload(Readable.from([randomBytes(10_000)]), { mode: 'chunked', chunkSize: 4000 })
+        .catch((e: unknown) => e);
+      expect(isLadingError(err, 'UPLOAD_FAILED')).toBe(true);
+      expect((err as Error).message).toMatch(/the registry acknowledged \d+ bytes$/);
+      expect(f.seen.some((q) => q.method === 'PUT')).toBe(false);
+    }
+  });
+
   it('resumes after the connection drops in the middle of a chunk', async () => {
     const f = await fake();
     let patches = 0;
