@@ -330,7 +330,12 @@ export class RegistryClient {
       };
       const res = await this.transport.send(req, await this.transport.ready(req));
       if (res.status !== 200) throw await errorFromResponse('GET', res);
-      return readManifest(res, `${repo}:${reference}`, isDigest(reference) ? reference : undefined);
+      return readManifest(
+        res,
+        `${repo}:${reference}`,
+        isDigest(reference) ? reference : undefined,
+        options.signal,
+      );
     }, options.signal);
   }
 

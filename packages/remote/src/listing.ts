@@ -3,13 +3,13 @@ import {
   LadingError,
   MAX_MANIFEST_SIZE,
   MediaType,
-  readCapped,
+  isLadingError,
   type Descriptor,
   type Digest,
   type IndexManifest,
 } from '@lading/core';
 import { parseLinkNext } from './internal/challenge.js';
-import { drain, header, type Transport } from './internal/transport/index.js';
+import { header, type SendResponse, type Transport } from './internal/transport/index.js';
 
 /**
  * PAGINATION_LIMITS bound what a paginated listing (tags, catalog,
@@ -52,6 +52,8 @@ export async function paginate<T>(t: Transport, listing: Listing<T>): Promise<T[
   let bytes = 0;
   const bounded = (why: string): LadingError =>
     new LadingError(ErrorCode.Registry, `${first.pathname}: ${why}; giving up`);
+  const tooMany = (): LadingError =>
+    bounded(`the pages add up to over ${PAGINATION_LIMITS.bytes} bytes`);
   for (let page = 0; url !== undefined; page++) {
     const current: URL = url;
     // A Link back to a page already read would loop forever.
@@ -60,16 +62,22 @@ export async function paginate<T>(t: Transport, listing: Listing<T>): Promise<T[
     if (page >= PAGINATION_LIMITS.pages)
       throw bounded(`more than ${PAGINATION_LIMITS.pages} pages`);
     seen.add(current.href);
-    const res = await t.exchange(
-      { method: 'GET', url: current, scopes: listing.scopes, signal },
-      (r) => r.status === 200,
-    );
-    const next = parseLinkNext(res.headers.link);
-    const body = await readCapped(res.body, MAX_MANIFEST_SIZE);
-    bytes += body.length;
-    if (bytes > PAGINATION_LIMITS.bytes) {
-      throw bounded(`the pages add up to over ${PAGINATION_LIMITS.bytes} bytes`);
+    // A page may be as large as what is left of the byte limit (registries
+    // that list every tag in one answer send pages of many MiB).
+    let got: { res: SendResponse; body: Buffer };
+    try {
+      got = await t.exchangeWhole(
+        { method: 'GET', url: current, scopes: listing.scopes, signal },
+        (r) => r.status === 200,
+        PAGINATION_LIMITS.bytes - bytes,
+      );
+    } catch (err) {
+      if (isLadingError(err, ErrorCode.ManifestTooLarge)) throw tooMany();
+      throw err;
     }
+    const { res, body } = got;
+    const next = parseLinkNext(res.headers.link);
+    bytes += body.length;
     const items = listing.pick(parsePage(body, `page ${current.pathname} is not JSON`));
     if (out.length + items.length > PAGINATION_LIMITS.entries) {
       throw bounded(`more than ${PAGINATION_LIMITS.entries} entries`);
@@ -84,6 +92,27 @@ export async function paginate<T>(t: Transport, listing: Listing<T>): Promise<T[
     }
   }
   return out;
+}
+
+/**
+ * descriptors picks the `manifests` of a referrers page (an image index):
+ * none when it has no such list; REGISTRY_ERROR for an entry that is not a
+ * descriptor.
+ */
+function descriptors(page: unknown, what: string): Descriptor[] {
+  const list = (page as Partial<IndexManifest> | null)?.manifests;
+  if (!Array.isArray(list)) return [];
+  return list.map((d: unknown) => {
+    const x = d as Partial<Descriptor> | null;
+    if (
+      typeof x !== 'object' ||
+      x === null ||
+      typeof x.digest !== 'string' ||
+      typeof x.mediaType !== 'string'
+    )
+      throw new LadingError(ErrorCode.Registry, `${what} list an entry that is not a descriptor`);
+    return x as Descriptor;
+  });
 }
 
 /** strings picks the string entries of `field` in a listing page. */
@@ -116,21 +145,17 @@ export async function listReferrers(t: Transport, q: ReferrersQuery): Promise<De
   const scopes = [`repository:${q.repo}:pull`];
   let found: Descriptor[];
   let filtered = false;
-  const res = await t.exchange(
+  const { res, body } = await t.exchangeWhole(
     { method: 'GET', url, headers: { accept: MediaType.OciIndex }, scopes, signal: q.signal },
     (r) => r.status === 200 || r.status === 404,
+    MAX_MANIFEST_SIZE,
   );
   if (res.status === 404) {
-    await drain(res.body);
     found = await q.byTag();
   } else {
     filtered = header(res.headers, 'oci-filters-applied')?.includes('artifactType') === true;
-    const body = await readCapped(res.body, MAX_MANIFEST_SIZE);
-    const page = parsePage(
-      body,
-      `the referrers of ${q.digest} are not JSON`,
-    ) as Partial<IndexManifest>;
-    found = Array.isArray(page.manifests) ? [...page.manifests] : [];
+    const what = `the referrers of ${q.digest}`;
+    found = descriptors(parsePage(body, `${what} are not JSON`), what);
     // Follow pages on the same origin.
     const next = parseLinkNext(res.headers.link);
     if (next !== undefined) {
@@ -139,7 +164,7 @@ export async function listReferrers(t: Transport, q: ReferrersQuery): Promise<De
         const more = await paginate(t, {
           first: nextUrl,
           scopes,
-          pick: (b) => (b as IndexManifest).manifests,
+          pick: (b) => descriptors(b, what),
           signal: q.signal,
         });
         for (const d of more) found.push(d);

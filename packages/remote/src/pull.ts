@@ -6,7 +6,6 @@ import {
   parseManifest,
   isManifestMediaType,
   parseReference,
-  readCapped,
   selectPlatform,
   type ManifestLoader,
   type BlobSource,
@@ -32,6 +31,7 @@ import {
   type FetchedManifest,
   type RemoteOptions,
 } from './client.js';
+import { readWhole } from './internal/transport/index.js';
 
 /** PullOptions configure {@link pull}. */
 export interface PullOptions extends RemoteOptions {
@@ -163,8 +163,7 @@ export class RemoteImage extends RemoteManifest implements Image {
         throw new LadingError(ErrorCode.ManifestTooLarge, `config ${c.digest} is ${c.size} bytes`);
       }
       const { client, repository, signal } = this.origin;
-      const body = await client.getBlob(repository, c.digest, { size: c.size, signal });
-      return readCapped(body, MANIFEST_SIZE_LIMIT);
+      return readSmallBlob(client, repository, c, signal);
     })());
     p.catch(() => {
       if (this.#config === p) this.#config = undefined;
@@ -256,9 +255,30 @@ function loaderFor(from: Omit<ManifestOrigin, 'fetched'>): ManifestLoader {
     if (d.size > MANIFEST_SIZE_LIMIT) {
       throw new LadingError(ErrorCode.ManifestTooLarge, `config ${d.digest} is ${d.size} bytes`);
     }
-    const body = await client.getBlob(repository, d.digest, { size: d.size, signal });
-    return readCapped(body, MANIFEST_SIZE_LIMIT);
+    return readSmallBlob(client, repository, d, signal);
   };
+}
+
+/**
+ * readSmallBlob reads a config (a blob of at most 4 MiB) whole, verified;
+ * a connection that drops before its end is retried like one that drops
+ * before the headers.
+ * @throws NETWORK, DIGEST_MISMATCH, SIZE_MISMATCH, MANIFEST_TOO_LARGE, ABORTED
+ */
+function readSmallBlob(
+  client: RegistryClient,
+  repository: string,
+  d: Descriptor,
+  signal: AbortSignal | undefined,
+): Promise<Buffer> {
+  const request = {
+    method: 'GET',
+    url: client.transport.url(`/v2/${repository}/blobs/${d.digest}`),
+  };
+  return client.transport.withRetry(async () => {
+    const body = await client.getBlob(repository, d.digest, { size: d.size, signal });
+    return readWhole(body, MANIFEST_SIZE_LIMIT, request, signal);
+  }, signal);
 }
 
 /** loadManifest fetches `reference` and wraps it as a {@link RemoteImage} or a {@link RemoteIndex}. */

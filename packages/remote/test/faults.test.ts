@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { afterEach, describe, expect, it } from 'vitest';
 import { digestOf, isLadingError, layerFromBytes, type ProgressEvent } from '@lading/core';
-import { RegistryClient, RegistryError, write } from '../src/index.js';
+import { RegistryClient, RegistryError, pullImage, write } from '../src/index.js';
 import { FakeRegistry } from './fake-registry.js';
 import { CountingSource, TestStreamLayer, testImage } from './helpers.js';
 
@@ -285,6 +285,116 @@ describe('transport errors and retries (fake registry)', () => {
       .catch((e: unknown) => e);
     expect(isLadingError(err, 'NETWORK')).toBe(true);
     expect((err as RegistryError).temporary).toBe(true);
+  });
+
+  /**
+   * cutOnce makes the first GET of each path that passes `match` send 5
+   * bytes of its body, then drop the connection; it answers how many it cut.
+   */
+  function cutOnce(f: FakeRegistry, match: (path: string) => boolean): () => number {
+    const cut = new Set<string>();
+    // (first: before any fault that answers the same paths)
+    f.faults.unshift((req, res) => {
+      const path = new URL(req.url!, f.url).pathname;
+      if (req.method !== 'GET' || !match(path) || cut.has(path)) return false;
+      cut.add(path);
+      res.writeHead(200, { 'content-length': '1000', 'content-type': 'application/json' });
+      res.write('{"tag');
+      setTimeout(() => res.socket?.destroy(), 20);
+      return true;
+    });
+    return () => cut.size;
+  }
+
+  it('reads a manifest, a tags page and a config again when the connection drops mid-body, else fails NETWORK', async () => {
+    const f = await fake();
+    const image = testImage([layerFromBytes(Buffer.from('config read twice'))]);
+    await write(`${f.host}/mid/body:1`, image, fast).done;
+    f.faults.push((req, res) => {
+      if (new URL(req.url!, f.url).pathname !== '/v2/mid/body/tags/list') return false;
+      res.writeHead(200).end('{"tags":["1"]}');
+      return true;
+    });
+    const config = (await image.manifest()).config.digest;
+    const cuts = cutOnce(
+      f,
+      (p) => p.endsWith('/manifests/1') || p.endsWith('/tags/list') || p.endsWith(config),
+    );
+    const client = new RegistryClient(f.host, fast);
+    expect((await client.getManifest('mid/body', '1')).digest).toBe(await image.digest());
+    expect(await client.listTags('mid/body')).toEqual(['1']);
+    const pulled = await pullImage(`${f.host}/mid/body:1`, fast);
+    expect(Buffer.from(await pulled.rawConfig()).equals(Buffer.from(await image.rawConfig()))).toBe(
+      true,
+    );
+    expect(cuts()).toBe(3);
+    // Without retries: one line, NETWORK (temporary), not undici's raw SocketError.
+    cutOnce(f, (p) => p.endsWith('/manifests/1') || p.endsWith('/tags/list'));
+    const once = new RegistryClient(f.host, { ...fast, retry: false });
+    for (const op of [() => once.getManifest('mid/body', '1'), () => once.listTags('mid/body')]) {
+      const err = await op().catch((e: unknown) => e);
+      expect(isLadingError(err, 'NETWORK')).toBe(true);
+      expect((err as RegistryError).temporary).toBe(true);
+      expect((err as Error).message).toMatch(
+        /^GET http:\/\/127\.0\.0\.1:\d+\/v2\/mid\/body\/\S+: reading the response failed: /,
+      );
+    }
+  });
+
+  it('reads a tags page larger than a manifest, within the listing byte limit', async () => {
+    const f = await fake();
+    const tags = Array.from({ length: 200_000 }, (_, i) => `tag-${String(i).padStart(20, '0')}`);
+    const page = JSON.stringify({ name: 'big', tags });
+    expect(page.length).toBeGreaterThan(4 * 1024 * 1024);
+    f.faults.push((req, res) => {
+      if (new URL(req.url!, f.url).pathname !== '/v2/big/tags/list') return false;
+      res.writeHead(200, { 'content-type': 'application/json' }).end(page);
+      return true;
+    });
+    expect(await new RegistryClient(f.host, fast).listTags('big')).toEqual(tags);
+  });
+
+  it('answers REGISTRY_ERROR, not a TypeError, for referrers pages of the wrong shape', async () => {
+    const f = await fake();
+    const subject = digestOf('subject');
+    const good = {
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      digest: digestOf('r'),
+      size: 2,
+    };
+    const pages: Record<string, unknown> = {
+      first: { manifests: [good] },
+      nulls: { manifests: [null] },
+      none: {},
+    };
+    let second: unknown;
+    f.faults.push((req, res) => {
+      const u = new URL(req.url!, f.url);
+      if (!u.pathname.startsWith('/v2/refs/referrers/')) return false;
+      const body = u.searchParams.get('page') === null ? pages.first : second;
+      res
+        .writeHead(200, {
+          'content-type': 'application/vnd.oci.image.index.v1+json',
+          ...(u.searchParams.get('page') === null
+            ? { link: `<${u.pathname}?page=2>; rel="next"` }
+            : {}),
+        })
+        .end(JSON.stringify({ schemaVersion: 2, ...(body as object) }));
+      return true;
+    });
+    const client = new RegistryClient(f.host, fast);
+    second = pages.none;
+    expect(await client.referrers('refs', subject)).toEqual([good]);
+    second = pages.nulls;
+    for (const artifactType of [undefined, 'x']) {
+      const err = await client
+        .referrers('refs', subject, { artifactType })
+        .catch((e: unknown) => e);
+      expect(isLadingError(err, 'REGISTRY_ERROR')).toBe(true);
+      expect((err as Error).message).toBe(
+        `the referrers of ${subject} list an entry that is not a descriptor`,
+      );
+    }
   });
 
   it('refuses manifests over 4 MiB and manifests that do not match their digest', async () => {

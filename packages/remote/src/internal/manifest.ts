@@ -6,11 +6,10 @@ import {
   MediaType,
   digestOf,
   isDigest,
-  readCapped,
   type Digest,
   type MediaTypeString,
 } from '@lading/core';
-import { discard, header, type SendResponse } from './transport/index.js';
+import { discard, header, readWhole, type SendResponse } from './transport/index.js';
 
 /** FetchedManifest is a manifest read from a registry, verified. */
 export type FetchedManifest = {
@@ -35,12 +34,14 @@ function mediaTypeOf(bytes: Buffer, headerType: string | undefined): MediaTypeSt
  * against `expected` (the reference, when it is a digest) or else the
  * registry's `Docker-Content-Digest`, hashing with the algorithm of the
  * digest it checks against.
- * @throws MANIFEST_TOO_LARGE, DIGEST_MISMATCH
+ * @throws MANIFEST_TOO_LARGE, DIGEST_MISMATCH; NETWORK when the connection
+ *   drops before the end (temporary: a retry reads it again); ABORTED
  */
 export async function readManifest(
   res: SendResponse,
   name: string,
   expected: Digest | undefined,
+  signal?: AbortSignal,
 ): Promise<FetchedManifest> {
   const length = Number(header(res.headers, 'content-length') ?? '0');
   if (length > MAX_MANIFEST_SIZE) {
@@ -50,7 +51,12 @@ export async function readManifest(
       `manifest ${name} is ${length} bytes (limit ${MAX_MANIFEST_SIZE})`,
     );
   }
-  const bytes = await readCapped(res.body, MAX_MANIFEST_SIZE);
+  const bytes = await readWhole(
+    res.body,
+    MAX_MANIFEST_SIZE,
+    { method: 'GET', url: res.url },
+    signal,
+  );
   const sent = header(res.headers, 'docker-content-digest');
   const want = expected ?? (sent !== undefined && isDigest(sent) ? sent : undefined);
   const digest = digestOf(bytes, want?.startsWith('sha512:') === true ? 'sha512' : 'sha256');

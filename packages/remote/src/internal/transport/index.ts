@@ -7,6 +7,7 @@ export {
   errorFromBody,
   errorFromResponse,
   header,
+  readWhole,
 } from './response.js';
 export type { Headers, SendResponse } from './response.js';
 export { isTemporary, withRetry } from './retry.js';

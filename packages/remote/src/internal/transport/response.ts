@@ -1,7 +1,9 @@
+import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { readCapped } from '@lading/core';
+import { AbortedError, isLadingError, readCapped } from '@lading/core';
 import { RegistryError, type RegistryErrorDetail } from '../../errors.js';
 import { parseRetryAfter } from '../challenge.js';
+import { isNetworkError } from './retry.js';
 
 /** ERROR_BODY_CAP is the most bytes read from an error body. */
 export const ERROR_BODY_CAP = 64 * 1024;
@@ -39,6 +41,35 @@ export async function drain(body: SendResponse['body']): Promise<void> {
 export function discard(body: SendResponse['body']): void {
   body.on('error', () => undefined);
   body.destroy();
+}
+
+/**
+ * readWhole reads a whole body (a manifest, a page of a listing, a config)
+ * capped at `max` bytes (MANIFEST_TOO_LARGE past it). A connection that
+ * drops or stalls before its end is a RegistryError, temporary like a
+ * request that failed to connect, so that a retry reads it again (and the
+ * CLI answers NETWORK); an abort is ABORTED.
+ * @throws MANIFEST_TOO_LARGE, NETWORK, ABORTED
+ */
+export async function readWhole(
+  body: Readable,
+  max: number,
+  request: { readonly method: string; readonly url: URL | string },
+  signal?: AbortSignal,
+): Promise<Buffer> {
+  try {
+    return await readCapped(body, max, signal);
+  } catch (err) {
+    if (signal?.aborted === true) throw new AbortedError(signal.reason);
+    if (isLadingError(err)) throw err;
+    throw new RegistryError({
+      method: request.method,
+      url: new URL(request.url),
+      cause: err,
+      temporary: isNetworkError(err),
+      message: `reading the response failed: ${err instanceof Error ? err.message : String(err)}`,
+    });
+  }
 }
 
 /** specErrors picks the distribution spec's `errors[]` out of a parsed error body. */

@@ -5,7 +5,7 @@ import { deferred, type Deferred } from '@lading/core/internal';
 import { RegistryError } from '../../errors.js';
 import { Authenticator, type CredentialOptions } from './auth.js';
 import { rawSender, type Body, type RawSend } from './raw.js';
-import { drain, errorFromResponse, header, type SendResponse } from './response.js';
+import { drain, errorFromResponse, header, readWhole, type SendResponse } from './response.js';
 import {
   retryPolicy,
   withRetry,
@@ -327,6 +327,27 @@ export class Transport {
       const res = await this.send(req, await this.ready(req));
       if (ok(res)) return res;
       throw await errorFromResponse(req.method, res);
+    }, req.signal);
+  }
+
+  /**
+   * exchangeWhole is {@link exchange} for an answer read whole (a listing's
+   * page), capped at `max` bytes: a connection that drops before the body's
+   * end is retried like one that drops before the headers.
+   * @throws MANIFEST_TOO_LARGE past `max`; what exchange throws
+   */
+  exchangeWhole(
+    req: SendRequest,
+    ok: (res: SendResponse) => boolean,
+    max: number,
+  ): Promise<{ readonly res: SendResponse; readonly body: Buffer }> {
+    return this.withRetry(async () => {
+      const res = await this.send(req, await this.ready(req));
+      if (!ok(res)) throw await errorFromResponse(req.method, res);
+      return {
+        res,
+        body: await readWhole(res.body, max, { method: req.method, url: res.url }, req.signal),
+      };
     }, req.signal);
   }
 
