@@ -1,5 +1,14 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { ExitCode, UsageError, classify, describe, errorCode, typed } from './exit.js';
+import {
+  ExitCode,
+  UsageError,
+  classify,
+  describe,
+  errorCode,
+  redact,
+  sanitize,
+  typed,
+} from './exit.js';
 import { Output, type OutputMode } from './output.js';
 import { commands, type CommandContext } from './commands/index.js';
 
@@ -161,10 +170,12 @@ export async function main(
         ? `lading ${name !== undefined && commands[name] !== undefined ? `${name} ` : ''}--help shows the usage`
         : hint;
     out.error(describe(err), oneLine, errorCode(err));
-    if (debug && err instanceof Error)
-      stderr.write(
-        `${err.stack ?? ''}\n${err.cause instanceof Error ? `cause: ${err.cause.stack ?? ''}\n` : ''}`,
-      );
+    if (debug && err instanceof Error) {
+      // The stacks carry what the other side said: no terminal escapes and
+      // no credentials, as in the one-line error.
+      const stacks = `${err.stack ?? ''}\n${err.cause instanceof Error ? `cause: ${err.cause.stack ?? ''}\n` : ''}`;
+      stderr.write(redact(sanitize(stacks, true)));
+    }
     return code;
   } finally {
     out.stop();

@@ -11,6 +11,8 @@ import {
   utimes,
   writeFile,
 } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -84,6 +86,28 @@ describe('lading usage errors', () => {
     const r = await lading('digest', '127.0.0.1:1/none/here:v1', '--debug');
     expect(r.code).toBe(5);
     expect(r.stderr).toMatch(/\n\s+at /);
+  });
+
+  it('writes no terminal escape a registry sent, with --debug too', async () => {
+    const evil = 'no such manifest \u001b]0;PWNED\u0007\u001b[2J\u009b31m';
+    const server = createServer((_req, res) => {
+      res
+        .writeHead(404, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ errors: [{ code: 'MANIFEST_UNKNOWN', message: evil }] }));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      for (const flags of [[], ['--debug']]) {
+        const r = await lading('manifest', `127.0.0.1:${port}/r:latest`, '--insecure', ...flags);
+        expect(r.code).toBe(4);
+        // (the one-line error names the reference; the stack quotes the registry)
+        if (flags.length > 0) expect(r.stderr).toContain('no such manifest');
+        for (const c of ['\u001b', '\u0007', '\u009b']) expect(r.stderr).not.toContain(c);
+      }
+    } finally {
+      server.close();
+    }
   });
 });
 

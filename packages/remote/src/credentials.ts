@@ -181,8 +181,9 @@ export async function runCredentialHelper(
   let parsed: { Username?: unknown; Secret?: unknown };
   try {
     parsed = JSON.parse(out.stdout) as { Username?: unknown; Secret?: unknown };
-  } catch (err) {
-    throw new AuthError('UNAUTHORIZED', `credential helper ${program} printed invalid JSON`, err);
+  } catch {
+    // (no cause: the parser's message quotes what the helper printed, a secret)
+    throw new AuthError('UNAUTHORIZED', `credential helper ${program} printed invalid JSON`);
   }
   if (typeof parsed.Secret !== 'string' || parsed.Secret === '') return undefined;
   const username = typeof parsed.Username === 'string' ? parsed.Username : '';

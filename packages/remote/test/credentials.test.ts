@@ -1,6 +1,7 @@
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { inspect } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { layerFromBytes } from '@lading/core';
 import { startDistributionRegistry, type DistributionRegistry } from '@lading/testing';
@@ -40,7 +41,7 @@ describe('resolveCredentials', () => {
     const helper = join(dir, 'bin', 'docker-credential-fake');
     await writeFile(
       helper,
-      '#!/bin/sh\nread server\ncase "$server" in\n  helped.example) echo "{\\"Username\\":\\"from-helper\\",\\"Secret\\":\\"$server-secret\\"}";;\n  store.example) echo "{\\"Username\\":\\"<token>\\",\\"Secret\\":\\"identity\\"}";;\n  *) echo "credentials not found in native keychain"; exit 1;;\nesac\n',
+      '#!/bin/sh\nread server\ncase "$server" in\n  helped.example) echo "{\\"Username\\":\\"from-helper\\",\\"Secret\\":\\"$server-secret\\"}";;\n  store.example) echo "{\\"Username\\":\\"<token>\\",\\"Secret\\":\\"identity\\"}";;\n  bare.example) echo "TOPSECRET-hunter2";;\n  *) echo "credentials not found in native keychain"; exit 1;;\nesac\n',
     );
     await chmod(helper, 0o755);
   });
@@ -76,6 +77,17 @@ describe('resolveCredentials', () => {
       username: 'from-helper',
       password: 'helped.example-secret',
     });
+  });
+  it('fails UNAUTHORIZED on a helper that prints no JSON, never quoting what it printed', async () => {
+    const err: unknown = await resolveCredentials('bare.example', { env: env() }).catch(
+      (e: unknown) => e,
+    );
+    expect(err).toMatchObject({ code: 'UNAUTHORIZED' });
+    expect((err as Error).message).toBe(
+      'credential helper docker-credential-fake printed invalid JSON',
+    );
+    // (the CLI's --debug prints the cause's stack too)
+    expect(inspect(err)).not.toContain('hunter2');
   });
   it('falls back to credsStore and maps a <token> username to an identity token', async () => {
     expect(await resolveCredentials('store.example', { env: env() })).toEqual({

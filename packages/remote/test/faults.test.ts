@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
+import { inspect } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { digestOf, isLadingError, layerFromBytes, type ProgressEvent } from '@lading/core';
 import { RegistryClient, RegistryError, pullImage, write } from '../src/index.js';
@@ -487,6 +488,51 @@ describe('transport errors and retries (fake registry)', () => {
     expect(err.url).toContain('sig=REDACTED');
     expect(err.url).not.toContain('abc');
     expect(err.message).not.toContain('abc');
+  });
+});
+
+describe('token endpoints that answer badly (fake registry)', () => {
+  it('fails UNAUTHORIZED, quoting nothing, on a bare token, an empty one, or one no header can carry', async () => {
+    const answers = [
+      'TOPSECRET-hunter2',
+      JSON.stringify({ access_token: '' }),
+      JSON.stringify({ token: 'hunter2\r\nx-injected: 1' }),
+      JSON.stringify({ token: 'hunter2-\u00e9\u4e2d' }),
+    ];
+    const whys = [
+      'the token endpoint answered invalid JSON',
+      'the token endpoint answered no token',
+      'the token endpoint answered a token that cannot be sent in a header',
+      'the token endpoint answered a token that cannot be sent in a header',
+    ];
+    for (const [i, answer] of answers.entries()) {
+      const f = await fake();
+      f.faults.push((req, res) => {
+        const u = new URL(req.url!, f.url);
+        if (u.pathname === '/token') {
+          res.writeHead(200, { 'content-type': 'application/json' }).end(answer);
+          return true;
+        }
+        if (req.headers.authorization === undefined) {
+          res
+            .writeHead(401, {
+              'www-authenticate': `Bearer realm="${f.url}/token",service="fake"`,
+            })
+            .end();
+          return true;
+        }
+        return false;
+      });
+      const err: unknown = await new RegistryClient(f.host, {
+        ...fast,
+        auth: { username: 'u', password: 'p' },
+      })
+        .getManifest('a/b', '1')
+        .catch((e: unknown) => e);
+      expect(isLadingError(err, 'UNAUTHORIZED')).toBe(true);
+      expect((err as Error).message).toBe(`${f.host}: ${whys[i]!}`);
+      expect(inspect(err)).not.toContain('hunter2');
+    }
   });
 });
 

@@ -119,16 +119,24 @@ export async function requestToken(send: RawSend, req: TokenRequest): Promise<Is
   };
   try {
     parsed = JSON.parse(body?.toString('utf8') ?? '') as typeof parsed;
-  } catch (err) {
-    throw refuse(req.registry, 'the token endpoint answered invalid JSON', err);
+  } catch {
+    // (no cause: the parser's message quotes the body, which may be a bare token)
+    throw refuse(req.registry, 'the token endpoint answered invalid JSON');
   }
   const token =
     typeof parsed.token === 'string' && parsed.token !== ''
       ? parsed.token
-      : typeof parsed.access_token === 'string'
+      : typeof parsed.access_token === 'string' && parsed.access_token !== ''
         ? parsed.access_token
         : undefined;
   if (token === undefined) throw refuse(req.registry, 'the token endpoint answered no token');
+  // It goes into an Authorization header: visible ASCII only (RFC 6750's
+  // token68 and the JWTs registries issue are).
+  if (!/^[\x21-\x7e]+$/.test(token))
+    throw refuse(
+      req.registry,
+      'the token endpoint answered a token that cannot be sent in a header',
+    );
   return {
     token,
     expiresIn: typeof parsed.expires_in === 'number' ? parsed.expires_in : 60,
