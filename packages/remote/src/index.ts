@@ -15,7 +15,7 @@ export type { BlobReadOptions } from './client.js';
 export type { RetryOptions, TransportOptions } from './internal/transport/index.js';
 export { RemoteSession, createSession } from './session.js';
 export type { SessionOptions } from './session.js';
-export { BlobUpload, DEFAULT_CHUNK_SIZE } from './upload.js';
+export { BlobUpload, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE } from './upload.js';
 // eslint-disable-next-line @typescript-eslint/no-deprecated -- kept for source compatibility
 export { UploadSession } from './upload.js';
 export type { UploadMode, UploadOptions, UploadResult } from './upload.js';

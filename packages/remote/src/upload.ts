@@ -29,6 +29,13 @@ export type UploadMode = 'stream' | 'chunked' | 'monolithic';
 /** DEFAULT_CHUNK_SIZE is the chunk size of chunked uploads unless the registry asks for more. */
 export const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
 
+/**
+ * MAX_CHUNK_SIZE is the largest chunk a chunked upload holds in memory: a
+ * larger `chunkSize` is lowered to it; a registry whose
+ * `OCI-Chunk-Min-Length` is larger gets the blob as one streamed PATCH.
+ */
+export const MAX_CHUNK_SIZE = 64 * 1024 * 1024;
+
 /** UploadResult is what a committed upload stored. */
 export type UploadResult = { readonly digest: Digest; readonly size: number };
 
@@ -380,7 +387,11 @@ export class BlobUpload {
       });
       return { digest: expected.digest, size: expected.size };
     }
-    if (mode === 'chunked') return this.#uploadChunked(source, options, expected);
+    // A registry that asks for chunks past MAX_CHUNK_SIZE is sent the blob in
+    // one streamed PATCH (one chunk of any size satisfies its minimum): a
+    // chunk is held in memory.
+    if (mode === 'chunked' && (this.minChunkLength ?? 0) <= MAX_CHUNK_SIZE)
+      return this.#uploadChunked(source, options, expected);
     // (an abort is watched from here on: one that came before is seen now)
     options.signal?.throwIfAborted();
     const hashing = verified || own !== undefined ? undefined : new HashingStream();
@@ -439,7 +450,7 @@ export class BlobUpload {
     expected: { digest?: Digest | undefined },
   ): Promise<UploadResult> {
     const chunkSize = Math.max(
-      options.chunkSize ?? DEFAULT_CHUNK_SIZE,
+      Math.min(options.chunkSize ?? DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE),
       this.minChunkLength ?? 0,
       1,
     );

@@ -4,7 +4,7 @@ import { buffer } from 'node:stream/consumers';
 import { inspect } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { digestOf, isLadingError, layerFromBytes, type ProgressEvent } from '@lading/core';
-import { RegistryClient, RegistryError, pullImage, write } from '../src/index.js';
+import { MAX_CHUNK_SIZE, RegistryClient, RegistryError, pullImage, write } from '../src/index.js';
 import { FakeRegistry } from './fake-registry.js';
 import { CountingSource, TestStreamLayer, testImage } from './helpers.js';
 
@@ -98,6 +98,30 @@ describe('chunked upload resume (fake registry)', () => {
       expect((err as Error).message).toMatch(/the registry acknowledged \d+ bytes$/);
       expect(f.seen.some((q) => q.method === 'PUT')).toBe(false);
     }
+  });
+
+  it('streams the blob in one PATCH when the registry asks for chunks past MAX_CHUNK_SIZE', async () => {
+    const f = await fake();
+    f.faults.push((req, res, ctx) => {
+      if (req.method !== 'POST') return false;
+      const id = String(ctx.uploads.size + 1);
+      ctx.uploads.set(id, Buffer.alloc(0));
+      res
+        .writeHead(202, {
+          location: `/upload/${id}`,
+          range: '0-0',
+          'oci-chunk-min-length': String(MAX_CHUNK_SIZE + 1),
+        })
+        .end();
+      return true;
+    });
+    const data = randomBytes(100_000);
+    const s = await new RegistryClient(f.host, fast).openUpload('huge/min');
+    expect(s.minChunkLength).toBe(MAX_CHUNK_SIZE + 1);
+    const r = await s.upload(Readable.from([data]), { mode: 'chunked', chunkSize: 4000 });
+    expect(f.ctx.blobs.get(r.digest)!.equals(data)).toBe(true);
+    const patches = f.seen.filter((q) => q.method === 'PATCH');
+    expect(patches.map((q) => q.contentRange)).toEqual([undefined]);
   });
 
   it('resumes after the connection drops in the middle of a chunk', async () => {
