@@ -9,6 +9,7 @@ import {
   isBlobLender,
   isMounter,
   isPushPreparer,
+  isRetrier,
   isSinkOpener,
   isTagPusher,
   type BlobLender,
@@ -489,15 +490,27 @@ class CopyRun {
             });
     const src = this.#src;
     const dst = this.#dst;
-    // A lender into a sink (a plain-HTTP registry into a layout or another
-    // such registry) moves the bytes without a stream, in reused memory.
-    const lent =
-      isBlobLender(src) &&
-      isSinkOpener(dst) &&
-      src.canLend(desc) &&
-      dst.canSink(desc) &&
-      (await lendInto(src, dst, desc, { ...io, onBytes }));
-    if (!lent) await this.#stream(desc, io, onBytes);
+    const once = async (): Promise<void> => {
+      // A lender into a sink (a plain-HTTP registry into a layout or another
+      // such registry) moves the bytes without a stream, in reused memory.
+      const lent =
+        isBlobLender(src) &&
+        isSinkOpener(dst) &&
+        src.canLend(desc) &&
+        dst.canSink(desc) &&
+        (await lendInto(src, dst, desc, { ...io, onBytes }));
+      if (!lent) await this.#stream(desc, io, onBytes);
+    };
+    // A transfer cut short by a temporary failure (a registry's 503, a
+    // dropped connection) starts over: the source is fetched again into a
+    // new push. Both are re-openable; what a failed push began, it gave up.
+    const retrier = isRetrier(dst) ? dst : isRetrier(src) ? src : undefined;
+    if (retrier === undefined) await once();
+    else
+      await retrier.withRetry(once, io.signal, (attempt, delayMs, err) => {
+        const reason = err instanceof Error ? err.message : String(err);
+        progress?.emit('progress', { type: 'retry', id: desc.digest, attempt, delayMs, reason });
+      });
     progress?.emit('progress', {
       type: 'blob-done',
       id: desc.digest,

@@ -67,6 +67,7 @@ export type {
   ResolveOptions,
   PreparedPush,
   PushPreparer,
+  Retrier,
   TagPusher,
   BlobLender,
   BlobSink,

@@ -70,6 +70,31 @@ export function isBlobWriter(target: Target): target is Target & BlobWriter {
 }
 
 /**
+ * Retrier is a target that knows which of its failures are temporary (a
+ * registry: 408, 429, 5xx, a dropped connection) and how long to wait before
+ * trying again. `copy()` runs each blob's whole transfer — the source's
+ * fetch, a new push — through the destination's withRetry, else the
+ * source's, so that a transfer cut short starts over instead of failing the
+ * copy.
+ */
+export interface Retrier {
+  /**
+   * withRetry runs `fn` and runs it again after a temporary failure, telling
+   * `onRetry` first; it throws the last failure, or any other at once.
+   */
+  withRetry<T>(
+    fn: (attempt: number) => Promise<T>,
+    signal?: AbortSignal,
+    onRetry?: (attempt: number, delayMs: number, err: unknown) => void,
+  ): Promise<T>;
+}
+
+/** isRetrier tells whether a target retries its temporary failures. */
+export function isRetrier(target: Target): target is Target & Retrier {
+  return typeof (target as Partial<Retrier>).withRetry === 'function';
+}
+
+/**
  * PreparedPush is a blob push whose target has made its first request (a
  * registry's upload POST) and waits for the bytes.
  */

@@ -24,6 +24,7 @@ import { manifestAccept, markVerified } from '@lading/core/internal';
 import { RegistryError } from './errors.js';
 import type { Transport } from './internal/transport/index.js';
 import {
+  bodyError,
   drain,
   errorFromResponse,
   header,
@@ -194,6 +195,12 @@ export class RegistryClient {
     // failing body destroys it with the body's error, and destroying it
     // stops the body. No further stage: each one costs every chunk a hop.
     const verify = new VerifyingStream({ digest, size: options.size }, 'blob');
+    // A connection that drops mid-body fails the stream with a temporary
+    // NETWORK error (so copy() fetches the blob again), not undici's own:
+    // this listener runs before pipeline's, and a stream keeps its first error.
+    res.body.once('error', (err: unknown) => {
+      if (!verify.destroyed) verify.destroy(bodyError(err, res.url, options.signal));
+    });
     pipeline(res.body, verify).catch(() => undefined);
     return options.size === undefined
       ? verify

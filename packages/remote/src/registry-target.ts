@@ -17,6 +17,7 @@ import {
   type Mounter,
   type PreparedPush,
   type PushPreparer,
+  type Retrier,
   type Reference,
   type ResolveOptions,
   type SinkOpener,
@@ -40,7 +41,7 @@ export interface RegistryTargetOptions extends RemoteOptions {
  * within the same registry, and uploads of blobs whose digest is unknown.
  */
 export class RegistryTarget
-  implements Target, Mounter, BlobWriter, PushPreparer, TagPusher, BlobLender, SinkOpener
+  implements Target, Mounter, BlobWriter, PushPreparer, TagPusher, BlobLender, SinkOpener, Retrier
 {
   readonly registryHost: string;
   readonly repository: string;
@@ -105,6 +106,20 @@ export class RegistryTarget
       ...this.#signal(options),
       size: desc.size,
     });
+  }
+
+  /**
+   * withRetry runs `fn` under the client's retry policy (`retry` option:
+   * 408, 429, 5xx, dropped connections; backoff with jitter, Retry-After):
+   * copy() runs each blob's transfer through it, so that one cut short
+   * starts over, fetched again into a new upload session.
+   */
+  withRetry<T>(
+    fn: (attempt: number) => Promise<T>,
+    signal?: AbortSignal,
+    onRetry?: (attempt: number, delayMs: number, err: unknown) => void,
+  ): Promise<T> {
+    return this.client.transport.withRetry(fn, signal, onRetry);
   }
 
   /** canLend says whether {@link lend} may lend `desc`: a blob of a plain-HTTP registry. */

@@ -3,8 +3,24 @@ import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { inspect } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
-import { digestOf, isLadingError, layerFromBytes, type ProgressEvent } from '@lading/core';
-import { MAX_CHUNK_SIZE, RegistryClient, RegistryError, pullImage, write } from '../src/index.js';
+import {
+  ProgressEmitter,
+  copy,
+  digestOf,
+  isLadingError,
+  layerFromBytes,
+  memoryTarget,
+  writeImage,
+  type ProgressEvent,
+} from '@lading/core';
+import {
+  MAX_CHUNK_SIZE,
+  RegistryClient,
+  RegistryError,
+  pullImage,
+  registryTarget,
+  write,
+} from '../src/index.js';
 import { FakeRegistry } from './fake-registry.js';
 import { CountingSource, TestStreamLayer, testImage } from './helpers.js';
 
@@ -194,6 +210,90 @@ describe('write() retries (fake registry)', () => {
     expect(((err as Error).cause as RegistryError).status).toBe(500);
     expect(f.seen.some((q) => q.url.includes('/manifests/'))).toBe(false);
     expect(f.ctx.uploads.size).toBe(0); // every session cancelled
+  });
+});
+
+describe('copy() retries a blob transfer cut short (fake registry)', () => {
+  it('pushes again from a fresh fetch after a 500 on the PATCH or a PUT, or a dropped connection', async () => {
+    const data = randomBytes(3_000_000);
+    const image = testImage([layerFromBytes(data, { compression: 'none' })]);
+    const faults: Record<string, (f: FakeRegistry) => void> = {
+      patch500: (f) => {
+        let n = 0;
+        f.faults.push((req, res) => {
+          if (req.method !== 'PATCH' || n++ > 0) return false;
+          req.resume();
+          req.on('end', () => res.writeHead(500).end());
+          return true;
+        });
+      },
+      put503: (f) => {
+        let n = 0;
+        f.faults.push((req, res) => {
+          if (req.method !== 'PUT' || !req.url!.includes('digest=') || n++ > 0) return false;
+          req.resume();
+          req.on('end', () => res.writeHead(503).end());
+          return true;
+        });
+      },
+      patchReset: (f) => {
+        let n = 0;
+        f.faults.push((req) => {
+          if (req.method !== 'PATCH' || n++ > 0) return false;
+          req.once('data', () => req.socket.destroy());
+          return true;
+        });
+      },
+    };
+    for (const [name, inject] of Object.entries(faults)) {
+      const src = memoryTarget();
+      await writeImage(src, 'v1', image);
+      const f = await fake();
+      inject(f);
+      const progress = new ProgressEmitter();
+      const retries: ProgressEvent[] = [];
+      progress.on('progress', (e) => {
+        if (e.type === 'retry') retries.push(e);
+      });
+      const root = await copy(src, 'v1', registryTarget(`${f.host}/cp/retry`, fast), 'v1', {
+        progress,
+      });
+      expect(root.digest, name).toBe(await image.digest());
+      expect(f.ctx.blobs.get(await image.layers().then((l) => l[0]!.digest()))?.equals(data)).toBe(
+        true,
+      );
+      expect(retries.length, name).toBeGreaterThan(0);
+    }
+  });
+
+  it('fetches a blob again when the source drops the connection mid-body', async () => {
+    const f = await fake();
+    const data = randomBytes(2_000_000);
+    const image = testImage([layerFromBytes(data, { compression: 'none' })]);
+    await write(`${f.host}/cp/src:1`, image, fast).done;
+    const layer = await (await image.layers())[0]!.digest();
+    let cut = 0;
+    f.faults.unshift((req, res) => {
+      if (req.method !== 'GET' || !req.url!.endsWith(layer) || cut++ > 0) return false;
+      res.writeHead(200, { 'content-length': String(data.length) });
+      res.write(data.subarray(0, 100_000));
+      setTimeout(() => res.socket?.destroy(), 20);
+      return true;
+    });
+    const dst = memoryTarget();
+    // (a memory target takes a stream: the source's GET is what is cut)
+    const root = await copy(registryTarget(`${f.host}/cp/src`, fast), '1', dst, 'v1');
+    expect(root.digest).toBe(await image.digest());
+    expect(cut).toBe(2);
+    // Without retries, the cut is one NETWORK error, not undici's SocketError.
+    cut = 0;
+    const err = await copy(
+      registryTarget(`${f.host}/cp/src`, { ...fast, retry: false }),
+      '1',
+      memoryTarget(),
+      'v1',
+    ).catch((e: unknown) => e);
+    expect(isLadingError(err, 'NETWORK')).toBe(true);
   });
 });
 

@@ -2,6 +2,7 @@ export { Transport } from './transport.js';
 export type { SendRequest, TransportOptions } from './transport.js';
 export {
   ERROR_BODY_CAP,
+  bodyError,
   discard,
   drain,
   errorFromBody,

@@ -60,16 +60,30 @@ export async function readWhole(
   try {
     return await readCapped(body, max, signal);
   } catch (err) {
-    if (signal?.aborted === true) throw new AbortedError(signal.reason);
-    if (isLadingError(err)) throw err;
-    throw new RegistryError({
-      method: request.method,
-      url: new URL(request.url),
-      cause: err,
-      temporary: isNetworkError(err),
-      message: `reading the response failed: ${err instanceof Error ? err.message : String(err)}`,
-    });
+    throw bodyError(err, request.url, signal, request.method);
   }
+}
+
+/**
+ * bodyError types a failure to read a response body: ABORTED when `signal`
+ * fired, a LadingError as it is, anything else a RegistryError (NETWORK,
+ * temporary for a dropped connection or a body timeout).
+ */
+export function bodyError(
+  err: unknown,
+  url: URL | string,
+  signal?: AbortSignal,
+  method = 'GET',
+): Error {
+  if (signal?.aborted === true) return new AbortedError(signal.reason);
+  if (isLadingError(err)) return err;
+  return new RegistryError({
+    method,
+    url: new URL(url),
+    cause: err,
+    temporary: isNetworkError(err),
+    message: `reading the response failed: ${err instanceof Error ? err.message : String(err)}`,
+  });
 }
 
 /** specErrors picks the distribution spec's `errors[]` out of a parsed error body. */
