@@ -13,8 +13,9 @@ export function parseChallenge(header: string | string[] | undefined): Challenge
   if (m === null) return undefined;
   const scheme = (m[1] ?? '').toLowerCase();
   const params: Record<string, string> = {};
-  const re = /([A-Za-z][\w-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))\s*,?\s*/gy;
-  const rest = m[2] ?? '';
+  // (empty list elements, `a=1,,b=2`, are allowed: RFC 9110 §5.6.1)
+  const re = /([A-Za-z][\w-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))\s*(?:,\s*)*/gy;
+  const rest = (m[2] ?? '').replace(/^[\s,]+/, '');
   let p: RegExpExecArray | null;
   while ((p = re.exec(rest)) !== null) {
     const key = (p[1] ?? '').toLowerCase();
@@ -24,14 +25,29 @@ export function parseChallenge(header: string | string[] | undefined): Challenge
   return { scheme, params };
 }
 
-/** parseLinkNext returns the `rel="next"` target of a Link header. */
+/**
+ * parseLinkNext returns the target of a Link header's link whose `rel` is
+ * (or lists) `next` (RFC 8288): parameters are read as `name=value` pairs,
+ * so `rel="next-page"` or a `title` that quotes `rel=next` is no next link.
+ */
 export function parseLinkNext(header: string | string[] | undefined): string | undefined {
   const values = Array.isArray(header) ? header : header === undefined ? [] : [header];
   for (const v of values) {
     for (const part of v.split(/,(?=\s*<)/)) {
-      const m = /^\s*<([^>]*)>\s*;(.*)$/.exec(part);
+      const m = /^\s*<([^>]*)>(.*)$/s.exec(part);
       if (m === null) continue;
-      if (/\brel\s*=\s*"?next"?/i.test(m[2] ?? '')) return m[1];
+      const param = /\s*;\s*([A-Za-z][\w*-]*)\s*(?:=\s*(?:"((?:[^"\\]|\\.)*)"|([^;,\s]*)))?/gy;
+      const rest = m[2] ?? '';
+      let p: RegExpExecArray | null;
+      while ((p = param.exec(rest)) !== null) {
+        const value = p[2] !== undefined ? p[2].replace(/\\(.)/g, '$1') : (p[3] ?? '');
+        if (
+          (p[1] ?? '').toLowerCase() === 'rel' &&
+          value.toLowerCase().split(/\s+/).includes('next')
+        )
+          return m[1];
+        if (param.lastIndex >= rest.length) break;
+      }
     }
   }
   return undefined;
