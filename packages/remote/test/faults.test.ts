@@ -716,6 +716,43 @@ describe('credentials stay on the registry origin (fake registry)', () => {
     expect(await client.blobLocation('x', digest)).toBe(`${cdn.url}/v2/x/blobs/${digest}`);
   });
 
+  it('answers REGISTRY_ERROR, not DENIED or NETWORK, for a refusing storage, a non-HTTP redirect and a redirect loop', async () => {
+    const reg = await fake();
+    const cdn = await fake();
+    const digest = digestOf('stored elsewhere');
+    const where: Record<string, string> = {
+      expired: `${cdn.url}/signed?X-Amz-Signature=abc`,
+      file: 'file:///etc/passwd',
+      loop: `/v2/x/blobs/${digest}`,
+    };
+    let pick = 'expired';
+    reg.faults.push((req, res) => {
+      if (!req.url!.includes('/blobs/sha256:')) return false;
+      res.writeHead(307, { location: where[pick] }).end();
+      return true;
+    });
+    cdn.faults.push((_req, res) => {
+      res
+        .writeHead(403, { 'content-type': 'application/xml' })
+        .end('<Error>Request has expired</Error>');
+      return true;
+    });
+    const client = new RegistryClient(reg.host, { ...fast, retry: false });
+    const messages: Record<string, RegExp> = {
+      expired:
+        /: 403 from the storage the registry redirected to \(a signed URL that expired or was refused\)$/,
+      file: /: 307 redirects to a file: URL$/,
+      loop: /: too many redirects$/,
+    };
+    for (const name of Object.keys(where)) {
+      pick = name;
+      const err = await client.getBlob('x', digest).catch((e: unknown) => e);
+      expect(isLadingError(err, 'REGISTRY_ERROR'), name).toBe(true);
+      expect((err as Error).message, name).toMatch(messages[name]!);
+      expect((err as Error).message).not.toContain('abc');
+    }
+  });
+
   it('follows pagination Links on the same origin only', async () => {
     const reg = await fake();
     const other = await fake();

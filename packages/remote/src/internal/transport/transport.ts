@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { AbortedError, throwIfAborted } from '@lading/core';
+import { AbortedError, ErrorCode, throwIfAborted } from '@lading/core';
 import { deferred, type Deferred } from '@lading/core/internal';
 import { RegistryError } from '../../errors.js';
 import { Authenticator, type CredentialOptions } from './auth.js';
@@ -216,7 +216,17 @@ export class Transport {
         (req.method === 'GET' || req.method === 'HEAD')
       ) {
         await drain(res.body);
-        url = new URL(location, url);
+        const next = new URL(location, url);
+        if (next.protocol !== 'http:' && next.protocol !== 'https:') {
+          throw new RegistryError({
+            method: req.method,
+            url,
+            code: ErrorCode.Registry,
+            message: `${res.status} redirects to a ${next.protocol} URL`,
+            temporary: false,
+          });
+        }
+        url = next;
         continue;
       }
       return { ...res, url, redirected: url.origin !== origin || hop > 0 };
@@ -224,6 +234,7 @@ export class Transport {
     throw new RegistryError({
       method: req.method,
       url,
+      code: ErrorCode.Registry,
       message: 'too many redirects',
       temporary: false,
     });
@@ -326,8 +337,28 @@ export class Transport {
     return this.withRetry(async () => {
       const res = await this.send(req, await this.ready(req));
       if (ok(res)) return res;
-      throw await errorFromResponse(req.method, res);
+      throw await this.#refusal(req.method, res);
     }, req.signal);
+  }
+
+  /**
+   * #refusal is the RegistryError of an answer `ok` did not accept. A 401 or
+   * 403 from another origin (the storage a registry redirected to, which
+   * never gets credentials) is REGISTRY_ERROR, not a refusal of the
+   * caller's credentials: most often a signed URL that expired.
+   */
+  async #refusal(method: string, res: SendResponse): Promise<RegistryError> {
+    const err = await errorFromResponse(method, res);
+    if (res.url.origin === this.base.origin || (res.status !== 401 && res.status !== 403))
+      return err;
+    return new RegistryError({
+      method,
+      url: res.url,
+      status: res.status,
+      errors: err.errors,
+      code: ErrorCode.Registry,
+      message: `${res.status} from the storage the registry redirected to (a signed URL that expired or was refused)`,
+    });
   }
 
   /**
@@ -343,7 +374,7 @@ export class Transport {
   ): Promise<{ readonly res: SendResponse; readonly body: Buffer }> {
     return this.withRetry(async () => {
       const res = await this.send(req, await this.ready(req));
-      if (!ok(res)) throw await errorFromResponse(req.method, res);
+      if (!ok(res)) throw await this.#refusal(req.method, res);
       return {
         res,
         body: await readWhole(res.body, max, { method: req.method, url: res.url }, req.signal),
