@@ -105,7 +105,10 @@ export function classify(err: unknown): { code: ExitCode; hint: string | undefin
           : Array.isArray((err as { offered?: unknown }).offered)
             ? 'pass one of the platforms offered to --platform (os/arch[/variant])'
             : isLocal(err)
-              ? (localHints[lading] ?? 'check the path and its permissions')
+              ? // (what lading does not support, the message names: no path to check)
+                lading === 'UNSUPPORTED'
+                ? undefined
+                : (localHints[lading] ?? 'check the path and its permissions')
               : hints[lading];
     switch (lading) {
       case 'UNAUTHORIZED':

@@ -85,11 +85,11 @@ export async function fetchVerified(
   return bytes;
 }
 
-function invalid(desc: Descriptor, why: string): LadingError {
-  return new LadingError(ErrorCode.InvalidManifest, `manifest ${desc.digest}: ${why}`);
+function invalid(owner: string, why: string): LadingError {
+  return new LadingError(ErrorCode.InvalidManifest, `${owner}: ${why}`);
 }
 
-function asDescriptor(value: unknown, owner: Descriptor, where: string): Descriptor {
+function asDescriptor(value: unknown, owner: string, where: string): Descriptor {
   if (typeof value !== 'object' || value === null)
     throw invalid(owner, `${where} is not an object`);
   const v = value as Partial<Record<keyof Descriptor, unknown>>;
@@ -106,31 +106,37 @@ function asDescriptor(value: unknown, owner: Descriptor, where: string): Descrip
 /**
  * successorsOf lists the children of a manifest given its bytes: the
  * manifests of an index, the config and layers of an image manifest, and the
- * `subject` of either. Other media types have no children.
+ * `subject` of either. Other media types have no children. Errors name the
+ * manifest `name` (default `manifest <digest>`; an OCI layout's index.json
+ * has no digest of its own).
  * @throws INVALID_MANIFEST
  */
-export function successorsOf(bytes: Uint8Array, desc: Descriptor): Descriptor[] {
+export function successorsOf(
+  bytes: Uint8Array,
+  desc: Descriptor,
+  name = `manifest ${desc.digest}`,
+): Descriptor[] {
   if (!isManifestMediaType(desc.mediaType)) return [];
   let parsed: unknown;
   try {
     parsed = JSON.parse(Buffer.from(bytes).toString('utf8'));
   } catch (err) {
-    throw new LadingError(ErrorCode.InvalidManifest, `manifest ${desc.digest} is not JSON`, {
+    throw new LadingError(ErrorCode.InvalidManifest, `${name} is not JSON`, {
       cause: err,
     });
   }
-  if (typeof parsed !== 'object' || parsed === null) throw invalid(desc, 'not a JSON object');
+  if (typeof parsed !== 'object' || parsed === null) throw invalid(name, 'not a JSON object');
   const m = parsed as Record<string, unknown>;
   const out: Descriptor[] = [];
   if (isIndexMediaType(desc.mediaType)) {
-    if (!Array.isArray(m.manifests)) throw invalid(desc, 'an index needs a manifests array');
-    m.manifests.forEach((d, i) => out.push(asDescriptor(d, desc, `manifests[${i}]`)));
+    if (!Array.isArray(m.manifests)) throw invalid(name, 'an index needs a manifests array');
+    m.manifests.forEach((d, i) => out.push(asDescriptor(d, name, `manifests[${i}]`)));
   } else {
-    out.push(asDescriptor(m.config, desc, 'config'));
-    if (!Array.isArray(m.layers)) throw invalid(desc, 'an image manifest needs a layers array');
-    m.layers.forEach((d, i) => out.push(asDescriptor(d, desc, `layers[${i}]`)));
+    out.push(asDescriptor(m.config, name, 'config'));
+    if (!Array.isArray(m.layers)) throw invalid(name, 'an image manifest needs a layers array');
+    m.layers.forEach((d, i) => out.push(asDescriptor(d, name, `layers[${i}]`)));
   }
-  if (m.subject !== undefined) out.push(asDescriptor(m.subject, desc, 'subject'));
+  if (m.subject !== undefined) out.push(asDescriptor(m.subject, name, 'subject'));
   return out;
 }
 

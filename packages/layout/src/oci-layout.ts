@@ -92,6 +92,7 @@ export class OciLayout implements Target, BlobWriter, SinkOpener {
   readonly dir: string;
   readonly #options: OciLayoutOptions;
   #ready: Promise<void> | undefined;
+  #version: Promise<void> | undefined;
 
   constructor(dir: string, options: OciLayoutOptions = {}) {
     this.dir = dir;
@@ -100,6 +101,45 @@ export class OciLayout implements Target, BlobWriter, SinkOpener {
 
   #blobPath(digest: Digest): string {
     return join(this.dir, ...blobParts(digest));
+  }
+
+  /**
+   * checkVersion reads `oci-layout` once per instance: a layout whose
+   * `imageLayoutVersion` is not 1.x is refused (UNSUPPORTED), as skopeo and
+   * umoci refuse it, rather than read or written as if it were 1.0. A
+   * missing `oci-layout` is let pass: a layout without one is still read.
+   */
+  #checkVersion(): Promise<void> {
+    this.#version ??= (async () => {
+      const path = join(this.dir, 'oci-layout');
+      let bytes: Buffer;
+      try {
+        bytes = await readSmall(this.dir, ['oci-layout'], 64 * 1024);
+      } catch (err) {
+        if (codeOf(err) === 'ENOENT' || codeOf(err) === 'ENOTDIR') return;
+        if (isLadingError(err)) throw err;
+        throw fileSystemError(err, path);
+      }
+      let version: unknown;
+      try {
+        version = (JSON.parse(bytes.toString('utf8')) as { imageLayoutVersion?: unknown } | null)
+          ?.imageLayoutVersion;
+      } catch {
+        version = undefined;
+      }
+      if (typeof version !== 'string' || !/^1\.\d+\.\d+$/.test(version)) {
+        throw new LocalPathError(
+          ErrorCode.Unsupported,
+          `${path}: imageLayoutVersion ${version === undefined ? 'missing' : JSON.stringify(version)} is not an OCI image layout 1.x`,
+          this.dir,
+        );
+      }
+    })();
+    const checked = this.#version;
+    checked.catch(() => {
+      if (this.#version === checked) this.#version = undefined;
+    });
+    return checked;
   }
 
   /** init creates the layout (directory, `oci-layout`, empty `index.json`) if missing. */
@@ -133,6 +173,7 @@ export class OciLayout implements Target, BlobWriter, SinkOpener {
       if (codeOf(err) !== 'EEXIST') throw err;
     });
     await checkLayoutShape(this.dir, ['sha256']);
+    await this.#checkVersion();
   }
 
   /**
@@ -149,6 +190,7 @@ export class OciLayout implements Target, BlobWriter, SinkOpener {
       if (codeOf(err) === 'ENOENT' || codeOf(err) === 'ENOTDIR') return emptyIndex();
       throw fileSystemError(err, join(this.dir, 'index.json'));
     }
+    await this.#checkVersion();
     let parsed: unknown;
     try {
       parsed = JSON.parse(bytes.toString('utf8'));
@@ -161,12 +203,17 @@ export class OciLayout implements Target, BlobWriter, SinkOpener {
     if (index === null || typeof index !== 'object' || !Array.isArray(index.manifests)) {
       throw new LadingError(ErrorCode.InvalidManifest, `${this.dir}/index.json is not an index`);
     }
-    // Validate every entry the way manifests are validated.
-    successorsOf(bytes, {
-      mediaType: MediaType.OciIndex,
-      digest: 'sha256:0000000000000000000000000000000000000000000000000000000000000000',
-      size: bytes.length,
-    });
+    // Validate every entry the way manifests are validated (the digest is
+    // only a placeholder: errors name the file).
+    successorsOf(
+      bytes,
+      {
+        mediaType: MediaType.OciIndex,
+        digest: 'sha256:0000000000000000000000000000000000000000000000000000000000000000',
+        size: bytes.length,
+      },
+      `${this.dir}/index.json`,
+    );
     return index as IndexManifest;
   }
 

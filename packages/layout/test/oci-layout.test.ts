@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { scratchDirs } from '@lading/testing';
 import { spawn } from 'node:child_process';
-import { readFile, readdir, utimes, writeFile } from 'node:fs/promises';
+import { readFile, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -71,6 +71,45 @@ describe('ociLayout', () => {
     );
     // nothing but blobs, oci-layout and index.json: temp files were renamed away
     expect((await readdir(dir)).sort()).toEqual(['blobs', 'index.json', 'oci-layout']);
+  });
+
+  it('refuses a layout of another imageLayoutVersion, to read or to write, and reads one without oci-layout', async () => {
+    const dir = await scratch();
+    const image = await sampleImage();
+    await writeImage(ociLayout(dir), 'v1', image);
+    const index = await readFile(join(dir, 'index.json'));
+    for (const text of ['{"imageLayoutVersion":"2.0.0"}', '{}', 'not json']) {
+      await writeFile(join(dir, 'oci-layout'), text);
+      const layout = ociLayout(dir);
+      for (const err of [
+        await caught(layout.resolve('v1')),
+        await caught(writeImage(layout, 'v2', await sampleImage())),
+      ]) {
+        expect(isLadingError(err, 'UNSUPPORTED'), text).toBe(true);
+        expect((err as Error).message).toMatch(
+          /\/oci-layout: imageLayoutVersion (?:"2\.0\.0"|missing) is not an OCI image layout 1\.x$/,
+        );
+      }
+      // nothing was written
+      expect((await readFile(join(dir, 'index.json'))).equals(index)).toBe(true);
+    }
+    await writeFile(join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.1.0"}');
+    expect((await ociLayout(dir).resolve('v1')).digest).toBe(await image.digest());
+    await rm(join(dir, 'oci-layout'));
+    expect((await ociLayout(dir).resolve('v1')).digest).toBe(await image.digest());
+  });
+
+  it('names index.json, not a made-up digest, when an entry of it is not a descriptor', async () => {
+    const dir = await scratch();
+    await writeImage(ociLayout(dir), 'v1', await sampleImage());
+    const index = JSON.parse(await readFile(join(dir, 'index.json'), 'utf8')) as IndexManifest;
+    (index.manifests[0] as { digest: string }).digest = 'sha256:nothex';
+    await writeFile(join(dir, 'index.json'), JSON.stringify(index));
+    const err = await caught(ociLayout(dir).resolve('v1'));
+    expect(isLadingError(err, 'INVALID_MANIFEST')).toBe(true);
+    expect((err as Error).message).toBe(
+      `${dir}/index.json: manifests[0].digest is not a valid digest`,
+    );
   });
 
   it('passes umoci stat and skopeo inspect when written by lading', async () => {
