@@ -100,7 +100,7 @@ export function classify(err: unknown): { code: ExitCode; hint: string | undefin
     const hint =
       typeof own === 'string'
         ? own
-        : lading === 'DIGEST_MISMATCH' && /\bdiff_?id\b/i.test(describe(err))
+        : (err as { diffId?: unknown }).diffId === true
           ? "the image's config names another diff_id than its layer holds: the image is inconsistent, or was altered; nothing was written"
           : Array.isArray((err as { offered?: unknown }).offered)
             ? 'pass one of the platforms offered to --platform (os/arch[/variant])'

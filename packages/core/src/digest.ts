@@ -174,11 +174,18 @@ export class Verifier {
   readonly #digest: Digest;
   readonly #expectedSize: number | undefined;
   readonly #what: string;
+  readonly #diffId: boolean;
 
-  constructor(expected: { digest: Digest; size?: number | undefined }, what = 'blob') {
+  /** With `diffId`, a mismatch is a DigestMismatchError whose `diffId` is true: the bytes are a layer's tar checked against its config. */
+  constructor(
+    expected: { digest: Digest; size?: number | undefined },
+    what = 'blob',
+    options: { readonly diffId?: boolean } = {},
+  ) {
     this.#digest = expected.digest;
     this.#expectedSize = expected.size;
     this.#what = what;
+    this.#diffId = options.diffId ?? false;
     this.#hasher = createHasher(digestAlgorithm(expected.digest));
   }
 
@@ -202,7 +209,8 @@ export class Verifier {
       throw new SizeMismatchError(this.#expectedSize, this.#size, `${this.#what} ${this.#digest}`);
     }
     const actual = this.#hasher.digest();
-    if (actual !== this.#digest) throw new DigestMismatchError(this.#digest, actual, this.#what);
+    if (actual !== this.#digest)
+      throw new DigestMismatchError(this.#digest, actual, this.#what, { diffId: this.#diffId });
   }
 }
 
@@ -214,9 +222,13 @@ export class Verifier {
 export class VerifyingStream extends Transform {
   readonly #verifier: Verifier;
 
-  constructor(expected: { digest: Digest; size?: number | undefined }, what = 'blob') {
+  constructor(
+    expected: { digest: Digest; size?: number | undefined },
+    what = 'blob',
+    options: { readonly diffId?: boolean } = {},
+  ) {
     super();
-    this.#verifier = new Verifier(expected, what);
+    this.#verifier = new Verifier(expected, what, options);
     if (expected.size !== undefined)
       markVerified(this, { digest: expected.digest, size: expected.size });
   }

@@ -99,10 +99,22 @@ export class DigestMismatchError extends LadingError {
   override name = 'DigestMismatchError';
   readonly expected: string;
   readonly actual: string;
-  constructor(expected: string, actual: string, what = 'content') {
+  /**
+   * diffId says the digests compared are a layer's uncompressed tar and the
+   * diff_id its image's config names: the image contradicts itself (or was
+   * altered), where other mismatches mean bytes changed on their way.
+   */
+  readonly diffId: boolean;
+  constructor(
+    expected: string,
+    actual: string,
+    what = 'content',
+    options: { readonly diffId?: boolean } = {},
+  ) {
     super(ErrorCode.DigestMismatch, `${what} digest mismatch: expected ${expected}, got ${actual}`);
     this.expected = expected;
     this.actual = actual;
+    this.diffId = options.diffId ?? false;
   }
 }
 

@@ -8,6 +8,7 @@ import { blockGzipSync } from '../src/internal-api.js';
 import {
   MediaType,
   appendLayers,
+  type DigestMismatchError,
   emptyImage,
   imageIndex,
   isLadingError,
@@ -558,6 +559,7 @@ describe('validateImage', () => {
       (e: unknown) => e,
     );
     expect(isLadingError(err, 'DIGEST_MISMATCH')).toBe(true);
+    expect((err as DigestMismatchError).diffId).toBe(false);
   });
 
   it('reports DIGEST_MISMATCH when a layer lies about its diffId', async () => {
@@ -575,6 +577,7 @@ describe('validateImage', () => {
     );
     expect(isLadingError(err, 'DIGEST_MISMATCH')).toBe(true);
     expect((err as Error).message).toContain('diff_ids[0]');
+    expect((err as DigestMismatchError).diffId).toBe(true);
   });
 
   it('reports SIZE_MISMATCH when a layer lies about its size', async () => {

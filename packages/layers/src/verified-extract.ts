@@ -137,7 +137,7 @@ function checkClaims(blob: HashingStream, tar: HashingStream, claims: Claims, in
   if (blob.size !== size) throw new SizeMismatchError(size, blob.size, what);
   if (blob.digest !== digest) throw new DigestMismatchError(digest, String(blob.digest), what);
   if (tar.digest !== diffId) {
-    throw new DigestMismatchError(diffId, String(tar.digest), `${what} diffId`);
+    throw new DigestMismatchError(diffId, String(tar.digest), `${what} diffId`, { diffId: true });
   }
 }
 

@@ -115,6 +115,8 @@ describe('extractVerified', () => {
     );
     const err = await rejection(extractVerified([good, lying], dir));
     expect(isLadingError(err, 'DIGEST_MISMATCH')).toBe(true);
+    // (the CLI's hint: an inconsistent image, not bytes corrupted in transit)
+    expect((err as { diffId?: unknown }).diffId).toBe(true);
     expect(await readdir(parent)).toEqual([]);
   });
 

@@ -354,7 +354,9 @@ async function checkedLayers(image: Image): Promise<Layer[]> {
       diffId: () => layer.diffId(),
       compressed: () => layer.compressed(),
       uncompressed: () => {
-        const check = new VerifyingStream({ digest: diffId }, `diffId of layer ${String(i + 1)}`);
+        const check = new VerifyingStream({ digest: diffId }, `diffId of layer ${String(i + 1)}`, {
+          diffId: true,
+        });
         const source = layer.uncompressed();
         source.once('error', (err) => check.destroy(err));
         check.once('close', () => source.destroy());

@@ -221,13 +221,17 @@ export async function validateImage(
     if (d !== desc.digest) throw new DigestMismatchError(desc.digest, d, `${what} digest()`);
     if (s !== desc.size) throw new SizeMismatchError(desc.size, s, `${what} size()`);
     if (id !== diffId)
-      throw new DigestMismatchError(diffId, id, `$.rootfs.diff_ids[${i}] diffId()`);
+      throw new DigestMismatchError(diffId, id, `$.rootfs.diff_ids[${i}] diffId()`, {
+        diffId: true,
+      });
     const h = hashed[i];
     if (h === undefined) continue;
     if (h.digest !== desc.digest) throw new DigestMismatchError(desc.digest, h.digest, what);
     if (h.size !== desc.size) throw new SizeMismatchError(desc.size, h.size, what);
     if (h.diffId !== diffId) {
-      throw new DigestMismatchError(diffId, h.diffId, `$.rootfs.diff_ids[${i}]`);
+      throw new DigestMismatchError(diffId, h.diffId, `$.rootfs.diff_ids[${i}]`, {
+        diffId: true,
+      });
     }
   }
 }

@@ -104,7 +104,9 @@ export function planArchive(
         if (spooled === undefined) throw notFound(`layer ${l.digest} of ${digest}`);
         const want = diffIds[i];
         if (want !== spooled.diffId) {
-          throw new DigestMismatchError(want ?? '(none)', spooled.diffId, `diffId of layer ${i}`);
+          throw new DigestMismatchError(want ?? '(none)', spooled.diffId, `diffId of layer ${i}`, {
+            diffId: true,
+          });
         }
         return spooled;
       }),
