@@ -137,6 +137,37 @@ describe('lading pull REF DIR (verify before apply)', () => {
     expect(await leftovers(parent)).toEqual([]);
   });
 
+  it('puts a non-empty DIR back when a verified layer is refused while it is applied', async () => {
+    // Layer 1 replaces and whites out the user's files; layer 2 writes one
+    // more, then has a path that escapes.
+    const one = stored(
+      filesTar([
+        { name: 'app/two.txt', body: Buffer.from('from the image\n') },
+        { name: '.wh.notes.txt', body: Buffer.alloc(0) },
+      ]),
+    );
+    const two = stored(
+      filesTar([
+        { name: 'app/more.txt', body: Buffer.from('more\n') },
+        { name: '../escaped.txt', body: Buffer.from('out\n') },
+      ]),
+    );
+    const image = appendLayers(emptyImage(), layerFromBytes(one), layerFromBytes(two));
+    await writeImage(registryTarget(`${host}/verify/escape`), 'v1', image);
+    const parent = join(work, 'escape');
+    const full = join(parent, 'full');
+    await mkdir(join(full, 'app'), { recursive: true });
+    await writeFile(join(full, 'app', 'two.txt'), 'the original two\n');
+    await writeFile(join(full, 'notes.txt'), 'my notes\n');
+    const before = await snapshot(full);
+    const r = await lading('pull', `${host}/verify/escape:v1`, full);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^lading: .*escaped\.txt/);
+    expect(await snapshot(full)).toEqual(before);
+    expect(await leftovers(parent)).toEqual([]);
+    expect(await readdir(parent)).toEqual(['full']);
+  });
+
   it.each([
     ['layer 2 (after a good layer 1)', 1],
     ['layer 1', 0],

@@ -1,7 +1,7 @@
 // extract is one walk over the layers' tar entries (~460 lines): whiteouts,
 // links, modes, owners and times are applied in one pass and share its state;
 // path safety, sparse files and new-file writes already live beside it.
-import { lstatSync, mkdirSync, readlinkSync, type Stats } from 'node:fs';
+import { mkdirSync, readlinkSync } from 'node:fs';
 import {
   chmod,
   lchown,
@@ -28,7 +28,9 @@ import {
   type Layer,
 } from '@lading/core';
 import { makeDirectory } from '@lading/core/internal';
-import { RawNames, isAscii } from './internal/tar-check.js';
+import { byteString, fsPath, lstatOrUndefined, shown } from './internal/byte-paths.js';
+import { RawNames } from './internal/tar-check.js';
+import { UndoJournal } from './internal/undo-journal.js';
 import { owners, tarEntries, type TarEntry } from './internal/tar-entries.js';
 import { safeRelative, unsafe } from './safe-path.js';
 import {
@@ -83,37 +85,6 @@ function isErrno(e: unknown, code: string): boolean {
   return (e as { code?: unknown } | null)?.code === code;
 }
 
-/**
- * lstatOrUndefined is a synchronous lstat: extract makes tens of thousands
- * of these on a page-cached tree, and a thread-pool round trip for each
- * costs far more than the call.
- */
-function lstatOrUndefined(p: string): Stats | undefined {
-  return lstatSync(fsPath(p), { throwIfNoEntry: false });
-}
-
-/*
- * Paths in extract are byte strings: one char per byte of the path (the
- * latin1 view of its bytes), so that a name that is not UTF-8 keeps its
- * bytes through the same splitting, joining and comparing as any other.
- * ASCII paths are the same either way.
- */
-
-/** fsPath is a byte-string path as the file system takes it. */
-function fsPath(p: string): string | Buffer {
-  return isAscii(p) ? p : Buffer.from(p, 'latin1');
-}
-
-/** shown is a byte-string path as text, for messages. */
-function shown(p: string): string {
-  return isAscii(p) ? p : Buffer.from(p, 'latin1').toString('utf8');
-}
-
-/** byteString is a text path as a byte string. */
-function byteString(p: string): string {
-  return isAscii(p) ? p : Buffer.from(p, 'utf8').toString('latin1');
-}
-
 interface DirMeta {
   readonly abs: string;
   readonly mode: number;
@@ -130,11 +101,14 @@ class LayerApplier {
   readonly #scoped: boolean;
   /** The bytes of names tar-stream cannot decode, from the tar's headers. */
   readonly #names = new RawNames();
+  /** #journal, for a destination that held files, makes the extract undoable. */
+  readonly #journal: UndoJournal | undefined;
 
   /** @param root the real path of the destination, as a byte string. */
-  constructor(root: string, options: ExtractOptions) {
+  constructor(root: string, options: ExtractOptions, journal: UndoJournal | undefined) {
     this.#root = root;
     this.#options = options;
+    this.#journal = journal;
     this.#scoped = options.scoped === true;
     this.#chown = options.chown === true && process.getuid?.() === 0;
   }
@@ -200,12 +174,14 @@ class LayerApplier {
       if (st === undefined) {
         if (create === 'lookup') return undefined;
         if (!create) throw unsafe(name, `${JSON.stringify(shown(p))} does not exist`);
+        this.#journal?.made(cur);
         mkdirSync(fsPath(cur), { mode: 0o755 });
       } else if (!st.isDirectory()) {
         if (create === 'lookup') return undefined;
         if (!create) throw unsafe(name, `parent ${JSON.stringify(shown(p))} is not a directory`);
         if (viaLink) throw unsafe(name, `a symlink on its path leads to a non-directory`);
-        await rm(fsPath(cur), { force: true });
+        await this.#remove(cur);
+        this.#journal?.made(cur);
         mkdirSync(fsPath(cur), { mode: 0o755 });
       }
       done.push(p);
@@ -213,12 +189,25 @@ class LayerApplier {
     return { abs: join(this.#root, ...done), rel: done.join('/') };
   }
 
-  /** clear removes `abs` whatever it is (a symlink itself, never its target). */
+  /**
+   * remove deletes `abs` whatever it is (a symlink itself, never its
+   * target); with a journal, what was there before the extract is moved
+   * aside instead.
+   */
+  async #remove(abs: string): Promise<void> {
+    if (this.#journal !== undefined) await this.#journal.remove(abs);
+    else await rm(fsPath(abs), { recursive: true, force: true });
+  }
+
+  /**
+   * clear removes `abs` (a directory stays with `keepDir`) before the
+   * extract makes something there.
+   */
   async #clear(abs: string, keepDir: boolean): Promise<void> {
     const st = lstatOrUndefined(abs);
-    if (st === undefined) return;
-    if (keepDir && st.isDirectory()) return;
-    await rm(fsPath(abs), { recursive: true, force: true });
+    if (st !== undefined && keepDir && st.isDirectory()) return;
+    if (st !== undefined) await this.#remove(abs);
+    this.#journal?.made(abs);
   }
 
   /** opaque hides every lower-layer child of `rel`, keeping what this layer wrote. */
@@ -234,10 +223,11 @@ class LayerApplier {
     for (const n of names) {
       const childRel = rel === '' ? n : `${rel}/${n}`;
       const childAbs = join(abs, n);
+      if (rel === '' && n === this.#journal?.name) continue;
       if (this.#written.has(childRel)) {
         const st = await lstat(fsPath(childAbs));
         if (st.isDirectory()) await this.#opaque(childRel);
-      } else await rm(fsPath(childAbs), { recursive: true, force: true });
+      } else await this.#remove(childAbs);
     }
   }
 
@@ -295,6 +285,7 @@ class LayerApplier {
       // A later entry may have turned a parent into a symlink: never chmod through it.
       const path = fsPath(d.abs);
       if ((await realpath(path, { encoding: 'latin1' })) !== d.abs) continue;
+      this.#journal?.noteDirectory(d.abs, st);
       await chmod(path, d.mode);
       if (d.mtime !== undefined && this.#options.mtimes !== false)
         await lutimes(path, d.mtime, d.mtime);
@@ -315,9 +306,10 @@ class LayerApplier {
     const parent = await this.#resolveDir(parts, name, 'lookup');
     if (parent === undefined) return;
     const targetRel = parent.rel === '' ? target : `${parent.rel}/${target}`;
-    // Whiteouts hide lower layers only, never what this layer wrote.
-    if (!this.#written.has(targetRel))
-      await rm(fsPath(join(this.#root, targetRel)), { recursive: true, force: true });
+    // Whiteouts hide lower layers only, never what this layer wrote (nor
+    // the journal).
+    if (!this.#written.has(targetRel) && targetRel !== this.#journal?.name)
+      await this.#remove(join(this.#root, targetRel));
   }
 
   async #entry(entry: TarEntry): Promise<void> {
@@ -358,7 +350,9 @@ class LayerApplier {
     switch (h.type) {
       case 'directory': {
         await this.#clear(abs, true);
-        if (lstatOrUndefined(abs) === undefined) await mkdir(fsPath(abs), { mode: 0o700 });
+        const there = lstatOrUndefined(abs);
+        if (there === undefined) await mkdir(fsPath(abs), { mode: 0o700 });
+        else this.#journal?.noteDirectory(abs, there);
         if (this.#chown) await lchown(fsPath(abs), uid, gid);
         this.#dirs.push({ abs, mode, mtime });
         break;
@@ -513,21 +507,42 @@ export async function extract(
   } catch (e) {
     throw fileSystemError(e, dir, 'cannot extract into');
   }
-  let index = 0;
-  for await (const layer of layers) {
-    throwIfAborted(options.signal);
-    index++;
-    const tar = layer.uncompressed();
-    const onAbort = () => {
-      tar.destroy(new AbortedError(options.signal?.reason));
-    };
-    options.signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      await new LayerApplier(root, options).apply(tar);
-    } catch (e) {
-      throw typed(e, index);
-    } finally {
-      options.signal?.removeEventListener('abort', onAbort);
-    }
+  // Into a directory that holds files, the extract is undone when it fails.
+  let journal: UndoJournal | undefined;
+  try {
+    if ((await readdir(fsPath(root))).length > 0) journal = new UndoJournal(root);
+  } catch (e) {
+    throw fileSystemError(e, dir, 'cannot extract into');
   }
+  let index = 0;
+  try {
+    for await (const layer of layers) {
+      throwIfAborted(options.signal);
+      index++;
+      const tar = layer.uncompressed();
+      const onAbort = () => {
+        tar.destroy(new AbortedError(options.signal?.reason));
+      };
+      options.signal?.addEventListener('abort', onAbort, { once: true });
+      try {
+        await new LayerApplier(root, options, journal).apply(tar);
+      } catch (e) {
+        throw typed(e, index);
+      } finally {
+        options.signal?.removeEventListener('abort', onAbort);
+      }
+    }
+  } catch (e) {
+    const kept = await journal?.rollback();
+    if (kept !== undefined && isLadingError(e)) {
+      // (the directory could not be put back whole: say where the rest is)
+      throw new LadingError(
+        e.code,
+        `${e.message}; ${dir} could not be restored whole: what was replaced is in ${kept}`,
+        { cause: e },
+      );
+    }
+    throw e;
+  }
+  await journal?.commit();
 }

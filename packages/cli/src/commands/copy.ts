@@ -160,10 +160,11 @@ docker-archive:FILE[:TAG] to keep the image, or a plain directory to unpack
 its filesystem into (whiteouts applied, paths that escape refused).
 --scoped unpacks as a container sees the tree: absolute names and symlinks
 (such as var/run -> /run) are taken from DEST instead of refused.
-Each layer is verified before it is unpacked: into an absent or empty DEST
-a failed pull leaves nothing; into a non-empty one, a layer refused while it
-is applied (a path that escapes, say) leaves what it and the layers before
-it wrote. --preserve-owners (as root) restores the tar's owners and keeps
+Each layer is verified before it is unpacked, and a failed or interrupted
+pull leaves DEST as it was: an absent or empty DEST gets nothing; in a
+non-empty one, what the pull replaced or deleted is put back (it is moved
+aside while the pull runs, into a hidden .lading-undo-* directory in DEST).
+--preserve-owners (as root) restores the tar's owners and keeps
 setuid/setgid bits, which are cleared otherwise.`;
 
 /**
