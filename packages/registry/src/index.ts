@@ -26,6 +26,7 @@ export type {
   ObjectRequestLog,
 } from './examples/object-storage.js';
 export type {
+  AppendOptions,
   BlobFile,
   BlobReadOptions,
   BlobStat,

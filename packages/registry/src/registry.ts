@@ -2,6 +2,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Authenticator, type RegistryAuth } from './auth.js';
 import type { RegistryContext } from './internal/context.js';
+import { splitUrl } from './internal/http.js';
 import { RequestRate, type WindowLimit } from './limits.js';
 import { Router } from './router.js';
 import { createLimitedServer, guardRequest, resolveHttpLimits, type HttpLimits } from './server.js';
@@ -63,6 +64,13 @@ export interface RegistryOptions {
    * 60 s; false: no limit).
    */
   readonly authFailureLimit?: WindowLimit | false | undefined;
+  /**
+   * onError receives the failures clients get only a generic error for
+   * (500 UNKNOWN, or 400 BLOB_UPLOAD_INVALID when the storage fails on a
+   * chunk): their messages can name storage endpoints, object keys or
+   * paths, which stay in the server's log. Default: one line on stderr.
+   */
+  readonly onError?: ((err: unknown, req: IncomingMessage | undefined) => void) | undefined;
 }
 
 /** ListenOptions say where {@link Registry.listen} binds. */
@@ -160,6 +168,13 @@ export function createRegistry(options: RegistryOptions = {}): Registry {
   };
 }
 
+/** logError is the default {@link RegistryOptions.onError}: one line on stderr. */
+function logError(err: unknown, req: IncomingMessage | undefined): void {
+  const where = req === undefined ? '' : ` ${req.method ?? ''} ${splitUrl(req.url).path}`;
+  const what = err instanceof Error ? (err.stack ?? err.message) : String(err);
+  console.error(`lading registry:${where}: ${what}`);
+}
+
 /**
  * contextOf resolves `options` into what the endpoint modules share, with
  * the upload store bound to the registry's commit hook.
@@ -185,6 +200,7 @@ function contextOf(options: RegistryOptions): RegistryContext {
     chunkMin: options.chunkMinLength ?? 0,
     deleteEnabled: options.deleteEnabled ?? true,
     maxPage: options.maxPageSize ?? 10_000,
+    log: options.onError ?? logError,
   };
   storage.uploads?.bindRegistry?.({
     complete: (id, digest, opts) => completeUpload(ctx, id, digest, opts?.signal),

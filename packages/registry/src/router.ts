@@ -52,6 +52,12 @@ function allow(method: string, ...methods: string[]): void {
   }
 }
 
+/** clientLeft tells whether `err` is only the client going away mid-request. */
+function clientLeft(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE';
+}
+
 /**
  * Router answers every request: rate limit, the token endpoint, then each
  * `/v2/` endpoint after its access check, and errors as spec error bodies.
@@ -78,9 +84,13 @@ export class Router {
         sendError(req, res, err);
         return;
       }
-      if (req.destroyed || res.destroyed) return;
-      const message = err instanceof Error ? err.message : String(err);
-      sendJson(req, res, 500, { errors: [{ code: 'UNKNOWN', message }] });
+      // A request whose body was read is destroyed by then: only a
+      // response that can no longer be written goes unanswered.
+      const gone = res.destroyed || res.writableEnded;
+      if (!gone || !clientLeft(err)) this.#ctx.log(err, req);
+      if (gone) return;
+      // The details (store endpoints, keys, paths) stay in the log.
+      sendJson(req, res, 500, { errors: [{ code: 'UNKNOWN', message: 'internal server error' }] });
     }
   }
 

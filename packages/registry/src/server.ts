@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { splitUrl } from './internal/http.js';
 
 /**
  * HttpLimits bound what one client can hold of the server: time to send
@@ -81,11 +82,12 @@ export function resolveHttpLimits(limits: HttpLimits = {}): ResolvedHttpLimits {
   };
 }
 
-const uploadPath = /\/blobs\/uploads\/[^/?]*(?:\?|$)/;
+const uploadPath = /\/blobs\/uploads(?:\/[^/]*)?$/;
 
 function isUploadBody(req: IncomingMessage): boolean {
   const m = req.method;
-  return (m === 'PATCH' || m === 'PUT' || m === 'POST') && uploadPath.test(req.url ?? '');
+  // The path only: a query that mentions /blobs/uploads/ makes no upload.
+  return (m === 'PATCH' || m === 'PUT' || m === 'POST') && uploadPath.test(splitUrl(req.url).path);
 }
 
 /**

@@ -58,6 +58,8 @@ export class UploadSessions {
   readonly #maxPerClient: number;
   readonly #maxBytes: number;
   #held = 0;
+  /** #pending counts the slots admit() reserved for sessions being created. */
+  #pending = 0;
   readonly #tracked = new Map<string, Tracked>();
   readonly #perOwner = new Map<string, number>();
   readonly #uploads: UploadStore | undefined;
@@ -105,11 +107,13 @@ export class UploadSessions {
   }
 
   /**
-   * admit checks that `owner` may open one more session.
+   * admit checks that `owner` may open one more session and reserves its
+   * slot (in the total and in the owner's count) until {@link UploadSessions.opened}
+   * takes it over or the returned function releases it.
    * @throws HttpError 429 TOOMANYREQUESTS over maxSessions or maxSessionsPerClient
    */
-  admit(owner: string): void {
-    const full = this.#tracked.size >= this.#maxSessions;
+  admit(owner: string): () => void {
+    const full = this.#tracked.size + this.#pending >= this.#maxSessions;
     if (full || (this.#perOwner.get(owner) ?? 0) >= this.#maxPerClient) {
       const retry = this.timeoutMs > 0 ? Math.min(3600, Math.ceil(this.timeoutMs / 4000)) : 60;
       throw new HttpError(
@@ -120,10 +124,20 @@ export class UploadSessions {
         { 'Retry-After': String(Math.max(1, retry)) },
       );
     }
+    this.#pending++;
+    this.#perOwner.set(owner, (this.#perOwner.get(owner) ?? 0) + 1);
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      this.#pending--;
+      this.#release(owner);
+    };
   }
 
-  /** opened records a new session of `owner`. */
-  opened(id: string, owner: string | undefined): void {
+  /** opened records a new session of `owner`, taking over the slot `release` (from admit) holds. */
+  opened(id: string, owner: string | undefined, release?: () => void): void {
+    release?.();
     this.#track(id, Date.now(), owner, 0);
   }
 
@@ -269,10 +283,13 @@ export class UploadSessions {
     if (t === undefined) return;
     this.#tracked.delete(id);
     this.#held -= t.size;
-    if (t.owner === undefined) return;
-    const left = (this.#perOwner.get(t.owner) ?? 1) - 1;
-    if (left <= 0) this.#perOwner.delete(t.owner);
-    else this.#perOwner.set(t.owner, left);
+    if (t.owner !== undefined) this.#release(t.owner);
+  }
+
+  #release(owner: string): void {
+    const left = (this.#perOwner.get(owner) ?? 1) - 1;
+    if (left <= 0) this.#perOwner.delete(owner);
+    else this.#perOwner.set(owner, left);
   }
 
   #track(id: string, at: number, owner: string | undefined, size: number): void {

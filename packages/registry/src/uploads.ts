@@ -13,7 +13,12 @@ import {
   parseDigestParam,
   send,
 } from './internal/http.js';
-import type { CompletionResponse, UploadStore } from './storage/types.js';
+import type {
+  CompletionResponse,
+  UploadCreateOptions,
+  UploadSession,
+  UploadStore,
+} from './storage/types.js';
 
 // Uploads: POST /v2/<name>/blobs/uploads/ and PATCH/PUT/GET/DELETE of a
 // session, the closing commit, and the commit hook for external locations.
@@ -90,13 +95,11 @@ export async function startUpload(
     });
   }
   const digestParam = query.get('digest');
-  if (digestParam !== null && mount === null && hasBody(req)) {
-    // Single-POST monolithic upload.
+  const declared = contentLength(req);
+  if (digestParam !== null && mount === null && (hasBody(req) || declared === 0)) {
+    // Single-POST monolithic upload (an empty blob included: Content-Length: 0).
     const digest = parseDigestParam(digestParam);
-    const declared = contentLength(req);
-    sessions.admit(owner);
-    const session = await uploads.create(name);
-    sessions.opened(session.id, owner);
+    const session = await open(ctx, uploads, name, owner);
     try {
       await append(ctx, uploads, session.id, 0, req, declared, digestAlgorithm(digest));
       await commit(ctx, uploads, name, session.id, digest, declared);
@@ -109,14 +112,36 @@ export async function startUpload(
     return;
   }
   req.resume();
-  sessions.admit(owner);
-  const session = await uploads.create(name, { origin: originOf(req) });
-  sessions.opened(session.id, owner);
+  const session = await open(ctx, uploads, name, owner, { origin: originOf(req) });
   sessions.newHash(session.id, algorithmParam === 'sha512' ? 'sha512' : 'sha256');
   const headers = uploadHeaders(name, session.id, 0);
   if (session.location !== undefined) headers.Location = session.location;
   headers['OCI-Chunk-Min-Length'] = String(ctx.chunkMin);
   send(req, res, 202, headers);
+}
+
+/**
+ * open creates a session for `owner` in the slot {@link UploadSessions.admit}
+ * reserves, so that parallel POSTs cannot pass the session caps together.
+ * @throws HttpError 429 TOOMANYREQUESTS over the session caps
+ */
+async function open(
+  ctx: RegistryContext,
+  uploads: UploadStore,
+  name: string,
+  owner: string,
+  options?: UploadCreateOptions,
+): Promise<UploadSession> {
+  const release = ctx.sessions.admit(owner);
+  let session: UploadSession;
+  try {
+    session = await uploads.create(name, options);
+  } catch (err) {
+    release();
+    throw err;
+  }
+  ctx.sessions.opened(session.id, owner, release);
+  return session;
 }
 
 /**
@@ -171,11 +196,15 @@ async function append(
     throw err;
   }
   let size: number;
+  // Another process sharing the store must see a long append as activity.
+  const refreshEvery = sessions.timeoutMs > 0 ? sessions.timeoutMs / 3 : undefined;
+  let bodyFailed = false;
   try {
     const [appended, piped] = await Promise.allSettled([
-      uploads.append(id, offset, counter),
+      uploads.append(id, offset, counter, { refreshEvery }),
       pipeline(body, counter),
     ]);
+    bodyFailed = piped.status === 'rejected';
     if (piped.status === 'rejected' && piped.reason instanceof HttpError) throw piped.reason;
     if (appended.status === 'rejected') throw appended.reason;
     if (piped.status === 'rejected') throw piped.reason;
@@ -183,37 +212,56 @@ async function append(
     sessions.touch(id, size);
   } catch (err) {
     sessions.dropHash(id);
+    let kept: number | undefined;
     if (sessions.dropsSession(err)) {
       await drop(ctx, uploads, id);
     } else {
       // Count what the store kept, not what passed the counter.
-      const now = await uploads.status(id).catch(() => undefined);
-      if (now !== undefined) sessions.touch(id, now.size);
+      kept = (await uploads.status(id).catch(() => undefined))?.size;
+      if (kept !== undefined) sessions.touch(id, kept);
     }
-    if (err instanceof HttpError) throw err;
     if (isLadingError(err, 'NOT_FOUND')) throw sessionGone(ctx, id, err);
     if (isLadingError(err, 'CONFLICT')) {
-      const now = await uploads.status(id).catch(() => undefined);
       throw new HttpError(
         416,
         SpecErrorCode.BlobUploadInvalid,
         'upload offset changed',
         undefined,
         {
-          Range: rangeHeader(now?.size ?? 0),
+          Range: rangeHeader(kept ?? 0),
         },
       );
     }
-    throw new HttpError(400, SpecErrorCode.BlobUploadInvalid, 'the request body failed', {
-      reason: err instanceof Error ? err.message : String(err),
-    });
+    // The session keeps what the store took of a failed body: say how much.
+    const where: Record<string, string> = kept === undefined ? {} : { Range: rangeHeader(kept) };
+    if (err instanceof HttpError) {
+      if (kept === undefined) throw err;
+      throw new HttpError(err.status, err.code, err.message, err.detail, {
+        ...err.headers,
+        ...where,
+      });
+    }
+    // A store failure names endpoints, keys or paths: those go to the log only.
+    if (!bodyFailed) ctx.log(err, body);
+    throw new HttpError(
+      400,
+      SpecErrorCode.BlobUploadInvalid,
+      bodyFailed ? 'the request body failed' : 'the storage failed while appending the chunk',
+      kept === undefined ? undefined : { kept },
+      where,
+    );
   }
   if (expected !== undefined && counter.count !== expected) {
+    // Only a chunked body can end short of its Content-Range; the store
+    // has taken it, so the answer says what the session holds now.
     sessions.dropHash(id);
-    throw new HttpError(400, SpecErrorCode.SizeInvalid, 'body shorter than declared', {
-      declared: expected,
-      received: counter.count,
-    });
+    throw new HttpError(
+      400,
+      SpecErrorCode.SizeInvalid,
+      'body shorter than declared; the session kept what arrived',
+      { declared: expected, received: counter.count, kept: size },
+      { Range: rangeHeader(size) },
+    );
   }
   if (state !== undefined) {
     if (size === offset + counter.count) state.size = size;
@@ -226,8 +274,8 @@ async function append(
  * chunkLength reads the lengths a PATCH or PUT body declares for the
  * session `id` of `name`, now `size` bytes long: `declared` from
  * Content-Length, `ranged` from Content-Range once the range is checked to
- * start at `size`.
- * @throws HttpError 400 BLOB_UPLOAD_INVALID on a malformed Content-Range; 416 with the session's Range when it starts elsewhere
+ * start at `size` and to match Content-Length.
+ * @throws HttpError 400 BLOB_UPLOAD_INVALID on a malformed Content-Range, SIZE_INVALID when it contradicts Content-Length; 416 with the session's Range when it starts elsewhere
  */
 function chunkLength(
   req: IncomingMessage,
@@ -255,7 +303,19 @@ function chunkLength(
       uploadHeaders(name, id, size),
     );
   }
-  return { declared, ranged: range.end - range.start + 1 };
+  const ranged = range.end - range.start + 1;
+  if (declared !== undefined && declared !== ranged) {
+    throw new HttpError(
+      400,
+      SpecErrorCode.SizeInvalid,
+      'Content-Length does not match Content-Range',
+      {
+        contentLength: declared,
+        range: ranged,
+      },
+    );
+  }
+  return { declared, ranged };
 }
 
 /** patchUpload answers PATCH: one streamed or ranged chunk (202). */
@@ -267,17 +327,6 @@ export async function patchUpload(call: Call, name: string, id: string): Promise
     async () => {
       const size = await session(ctx, uploads, name, id);
       const { declared, ranged } = chunkLength(req, name, id, size);
-      if (ranged !== undefined && declared !== undefined && declared !== ranged) {
-        throw new HttpError(
-          400,
-          SpecErrorCode.SizeInvalid,
-          'Content-Length does not match Content-Range',
-          {
-            contentLength: declared,
-            range: ranged,
-          },
-        );
-      }
       const newSize = await append(ctx, uploads, id, size, req, ranged ?? declared);
       send(req, res, 202, uploadHeaders(name, id, newSize));
     },
@@ -335,39 +384,63 @@ async function commit(
   }
   const algorithm = digestAlgorithm(digest);
   const state = ctx.sessions.hash(id);
-  let actual: string;
-  if (state?.algorithm === algorithm && state.size === status.size) {
-    actual = `${algorithm}:${state.hash.copy().digest('hex')}`;
-  } else {
-    // After a restart, a failed chunk or an external upload: hash what the store holds.
-    const hash = createHash(algorithm);
-    let seen = 0;
-    const stored = await uploads.read(id).catch((err: unknown) => {
-      throw sessionGone(ctx, id, err);
-    });
-    for await (const chunk of stored) {
-      const b = chunk as Buffer;
-      seen += b.length;
-      hash.update(b);
-    }
-    if (seen !== status.size) {
-      throw new HttpError(400, SpecErrorCode.SizeInvalid, 'stored upload size changed');
-    }
-    actual = `${algorithm}:${hash.digest('hex')}`;
-  }
-  if (actual !== digest) {
+  const refuse = async (actual: string): Promise<never> => {
     await uploads.cancel(id).catch(() => undefined);
     ctx.sessions.forget(id);
-    throw new HttpError(400, SpecErrorCode.DigestInvalid, undefined, {
-      expected: digest,
-      actual,
-    });
+    throw new HttpError(400, SpecErrorCode.DigestInvalid, undefined, { expected: digest, actual });
+  };
+  const committed = async (): Promise<void> => {
+    ctx.sessions.forget(id);
+    await ctx.storage.metadata.linkBlob?.(name, digest);
+  };
+  if (state?.algorithm === algorithm && state.size === status.size) {
+    // Every byte went through this process's hash. The store refuses the
+    // commit (CONFLICT) when another process wrote the session since: then
+    // the hash proves nothing and the bytes are read back below.
+    const actual = `${algorithm}:${state.hash.copy().digest('hex')}`;
+    if (actual !== digest) await refuse(actual);
+    const stale = await uploads.commit(id, digest).then(
+      () => false,
+      (err: unknown) => {
+        if (isLadingError(err, 'CONFLICT')) return true;
+        throw sessionGone(ctx, id, err);
+      },
+    );
+    if (!stale) {
+      await committed();
+      return;
+    }
   }
-  await uploads.commit(id, digest).catch((err: unknown) => {
+  // After a restart, a failed chunk, chunks through another process or an
+  // external upload: hash what the store holds (a hash kept past this
+  // point could later vouch for bytes it never saw).
+  ctx.sessions.dropHash(id);
+  const hash = createHash(algorithm);
+  let seen = 0;
+  const stored = await uploads.read(id).catch((err: unknown) => {
     throw sessionGone(ctx, id, err);
   });
-  ctx.sessions.forget(id);
-  await ctx.storage.metadata.linkBlob?.(name, digest);
+  for await (const chunk of stored) {
+    const b = chunk as Buffer;
+    seen += b.length;
+    hash.update(b);
+  }
+  if (seen !== status.size) {
+    throw new HttpError(400, SpecErrorCode.SizeInvalid, 'stored upload size changed');
+  }
+  const actual = `${algorithm}:${hash.digest('hex')}`;
+  if (actual !== digest) await refuse(actual);
+  await uploads.commit(id, digest).catch((err: unknown) => {
+    if (isLadingError(err, 'CONFLICT')) {
+      throw new HttpError(
+        400,
+        SpecErrorCode.BlobUploadInvalid,
+        'the upload was written by another request while it was being committed',
+      );
+    }
+    throw sessionGone(ctx, id, err);
+  });
+  await committed();
 }
 
 /**

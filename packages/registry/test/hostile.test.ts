@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -83,6 +83,10 @@ describe('hostile input', () => {
     });
     expect(short.status).toBe(400);
     expect(short.code()).toBe('SIZE_INVALID');
+    // The store took the short body: the answer says what the session holds now.
+    expect(short.headers.range).toBe('0-2');
+    expect(short.json()).toMatchObject({ errors: [{ detail: { kept: 3 } }] });
+    expect((await req('GET', loc)).headers.range).toBe('0-2');
     const post2 = await req('POST', `${base}/v2/sizes2/blobs/uploads/`);
     const long = await req('PATCH', `${base}${String(post2.headers.location)}`, {
       body: Readable.from([Buffer.from('0123456789abcdef')]),
@@ -90,6 +94,36 @@ describe('hostile input', () => {
     });
     expect(long.status).toBe(400);
     expect(long.code()).toBe('SIZE_INVALID');
+  });
+
+  it('changes nothing when a closing PUT has a Content-Length that contradicts its Content-Range', async () => {
+    const post = await req('POST', `${base}/v2/sizes3/blobs/uploads/`);
+    const loc = `${base}${String(post.headers.location)}`;
+    expect((await req('PATCH', loc, { body: 'hello' })).headers.range).toBe('0-4');
+    const put = await req('PUT', `${loc}?digest=${sha256('helloworld')}`, {
+      body: 'world',
+      headers: { 'Content-Range': '5-14' },
+    });
+    expect(put.status).toBe(400);
+    expect(put.code()).toBe('SIZE_INVALID');
+    expect((await req('GET', loc)).headers.range).toBe('0-4');
+    const done = await req('PUT', `${loc}?digest=${sha256('helloworld')}`, {
+      body: 'world',
+      headers: { 'Content-Range': '5-9' },
+    });
+    expect(done.status).toBe(201);
+  });
+
+  it('stores an empty blob from a single POST with Content-Length: 0', async () => {
+    const digest = sha256('');
+    const post = await req('POST', `${base}/v2/empty/blobs/uploads/?digest=${digest}`, {
+      body: '',
+    });
+    expect(post.status).toBe(201);
+    expect(post.headers['docker-content-digest']).toBe(digest);
+    const head = await req('HEAD', `${base}/v2/empty/blobs/${digest}`);
+    expect(head.status).toBe(200);
+    expect(head.headers['content-length']).toBe('0');
   });
 
   it('answers BLOB_UPLOAD_INVALID for a malformed Content-Range', async () => {
@@ -189,6 +223,75 @@ describe('hostile input', () => {
       expect(after.code()).toBe('BLOB_UPLOAD_UNKNOWN');
       body.destroy();
     }
+  });
+});
+
+describe('store failures', () => {
+  let dir: string;
+  let broken: Registry;
+  let brokenBase: string;
+  const logged: unknown[] = [];
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'lading-broken-'));
+    broken = createRegistry({
+      storage: filesystemStorage(dir),
+      onError: (err) => logged.push(err),
+    });
+    ({ url: brokenBase } = await broken.listen());
+  });
+  afterAll(async () => {
+    await broken.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('answers 500 UNKNOWN without store details when the store fails after the body was read', async () => {
+    const post = await req('POST', `${brokenBase}/v2/b/blobs/uploads/`);
+    expect(post.status).toBe(202);
+    // From now on the store cannot create sessions nor write metadata.
+    rmSync(join(dir, 'uploads'), { recursive: true, force: true });
+    writeFileSync(join(dir, 'uploads'), 'not a directory');
+    rmSync(join(dir, 'tmp'), { recursive: true, force: true });
+    writeFileSync(join(dir, 'tmp'), 'not a directory');
+    const manifest = JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.index.v1+json',
+      manifests: [],
+    });
+    const replies = await Promise.all([
+      req('POST', `${brokenBase}/v2/b/blobs/uploads/`),
+      req('POST', `${brokenBase}/v2/b/blobs/uploads/`, { body: 'x'.repeat(1000) }),
+      req('PUT', `${brokenBase}/v2/b/manifests/t`, {
+        body: manifest,
+        headers: { 'Content-Type': 'application/vnd.oci.image.index.v1+json' },
+      }),
+    ]);
+    for (const r of replies) {
+      expect(r.status).toBe(500);
+      expect(r.code()).toBe('UNKNOWN');
+      expect(r.text).not.toContain(dir);
+    }
+    // The details went to onError.
+    expect(logged.map(String).join('\n')).toContain(dir);
+  }, 15_000);
+
+  it('keeps store details out of a 400 for a chunk the store failed on', async () => {
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir);
+    const post = await req('POST', `${brokenBase}/v2/c/blobs/uploads/`);
+    const id = String(post.headers['docker-upload-uuid']);
+    // The session's data file becomes a directory: appending to it fails.
+    const data = join(dir, 'uploads', id, 'data');
+    rmSync(data);
+    mkdirSync(data);
+    const patch = await req('PATCH', `${brokenBase}${String(post.headers.location)}`, {
+      body: 'abc',
+    });
+    expect(patch.status).toBe(400);
+    expect(patch.code()).toBe('BLOB_UPLOAD_INVALID');
+    expect(patch.text).not.toContain(dir);
+    expect(patch.text).not.toContain('EISDIR');
+    expect(logged.map(String).join('\n')).toContain('EISDIR');
   });
 });
 

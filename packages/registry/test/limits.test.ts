@@ -126,6 +126,17 @@ describe('HTTP limits', () => {
     const ms = await within(m.closed, 10_000);
     expect(ms).not.toBe('open');
     expect(ms).toBeGreaterThanOrEqual(900);
+
+    // Nor is one whose query string mentions /blobs/uploads/: the path decides.
+    const q = await socket(port);
+    q.s.write(
+      'PUT /v2/big/manifests/v2?x=/blobs/uploads/ HTTP/1.1\r\nHost: x\r\n' +
+        'Content-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: 100000\r\n\r\n',
+    );
+    void trickle(q.s, 'x'.repeat(512), 100, 100); // 10 s, never slow enough for bodyTimeout
+    const qms = await within(q.closed, 5_000);
+    expect(qms).not.toBe('open');
+    expect(qms).toBeGreaterThanOrEqual(900);
   });
 
   it('refuses connections past maxConnectionsPerClient and maxConnections, and frees the slots', async () => {

@@ -2,17 +2,20 @@
 // started by s3-up.sh): the storage contract, uploads continued by another
 // storage instance, verification, cleanup and large copies.
 import { randomBytes, randomUUID } from 'node:crypto';
+import { connect, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import {
   CreateMultipartUploadCommand,
+  GetObjectCommand,
+  PutObjectCommand,
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
 } from '@aws-sdk/client-s3';
 import { isLadingError, type Digest } from '@lading/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRegistry, type Registry } from '../src/index.js';
+import { createRegistry, type Registry, type RegistryOptions } from '../src/index.js';
 import type { S3Storage } from '../src/s3.js';
-import { pushImage, req, sha256 } from './helpers.js';
+import { pushImage, req, sha256, sleep } from './helpers.js';
 import { startS3Fixture, type S3Fixture } from './s3-helpers.js';
 
 const MiB = 1024 * 1024;
@@ -27,8 +30,8 @@ afterAll(async () => {
   await (s3 as S3Fixture | undefined)?.stop();
 }, 60_000);
 
-async function serve(storage: S3Storage): Promise<string> {
-  const r = createRegistry({ storage });
+async function serve(storage: S3Storage, options: RegistryOptions = {}): Promise<string> {
+  const r = createRegistry({ ...options, storage });
   registries.push(r);
   return (await r.listen()).url;
 }
@@ -51,6 +54,45 @@ async function multipartsUnder(prefix: string): Promise<string[]> {
     new ListMultipartUploadsCommand({ Bucket: s3.bucket, Prefix: `${prefix}/` }),
   );
   return (r.Uploads ?? []).map((u) => u.UploadId ?? '');
+}
+
+/** holdBody sends a request's head and all of `body` but its last byte, and answers a way to finish it. */
+function holdBody(
+  url: string,
+  method: string,
+  path: string,
+  body: Buffer,
+): { socket: Socket; finish: () => Promise<string> } {
+  const u = new URL(url);
+  const socket = connect(Number(u.port), '127.0.0.1');
+  let reply = '';
+  socket.on('data', (d: Buffer) => (reply += d.toString()));
+  socket.on('error', () => undefined);
+  const ended = new Promise<void>((resolve) => socket.once('close', resolve));
+  socket.write(
+    `${method} ${path} HTTP/1.1\r\nHost: x\r\nContent-Length: ${String(body.length)}\r\n\r\n`,
+  );
+  socket.write(body.subarray(0, -1));
+  return {
+    socket,
+    finish: async () => {
+      socket.write(body.subarray(-1));
+      for (let i = 0; i < 200 && !reply.includes('\r\n\r\n{') && !reply.includes('\r\n\r\n'); i++) {
+        await sleep(50);
+      }
+      await Promise.race([ended, sleep(300)]);
+      socket.destroy();
+      return reply;
+    },
+  };
+}
+
+/** stateOf reads a session's state object. */
+async function stateOf(prefix: string, id: string): Promise<Record<string, unknown>> {
+  const r = await s3.client.send(
+    new GetObjectCommand({ Bucket: s3.bucket, Key: `${prefix}/uploads/${id}/state` }),
+  );
+  return JSON.parse(await r.Body!.transformToString()) as Record<string, unknown>;
 }
 
 // Generous: the S3 store shares a loaded machine with everything else.
@@ -146,7 +188,10 @@ describe('s3Storage', { timeout: 180_000 }, () => {
     expect(status?.size).toBe(data.length);
     expect(status?.repository).toBe('x/y');
     expect((await readAll(await b.uploads.read(id))).equals(data)).toBe(true);
-    await a.uploads.commit(id, digest);
+    // Only the instance that read (verified) the bytes last may commit them.
+    const stale = await a.uploads.commit(id, digest).catch((e: unknown) => e);
+    expect(isLadingError(stale, 'CONFLICT')).toBe(true);
+    await b.uploads.commit(id, digest);
     expect(await b.uploads.status(id)).toBeUndefined();
     expect(await b.blobs.stat(digest)).toEqual({ size: data.length });
     const range = await b.blobs.get(digest, { start: 5 * MiB - 2, end: 5 * MiB + 1 });
@@ -231,6 +276,119 @@ describe('s3Storage', { timeout: 180_000 }, () => {
     const head = await req('HEAD', `${two}/v2/v/blobs/${sha256(data)}`);
     expect(head.headers['content-length']).toBe(String(data.length));
   });
+
+  it('never stores bytes under a digest they do not match when two registries write one session at once', async () => {
+    const prefix = `t-${randomUUID()}`;
+    const one = await serve(s3.storage(prefix, { redirect: false }));
+    const two = await serve(s3.storage(prefix, { redirect: false }));
+    const good = Buffer.from('GOOD-LAYER-CONTENT-0123456789');
+    const evil = Buffer.from('EVIL-LAYER-CONTENT-9876543210');
+    const victim = await req('POST', `${one}/v2/victim/app/blobs/uploads/?digest=${sha256(good)}`, {
+      body: good,
+    });
+    expect(victim.status).toBe(201);
+    const post = await req('POST', `${one}/v2/attacker/repo/blobs/uploads/`);
+    const path = String(post.headers.location);
+    // The evil bytes start through one, all but their last byte ...
+    const held = holdBody(one, 'PATCH', path, evil);
+    await sleep(300);
+    // ... the good bytes go through two at the same offset ...
+    expect((await req('PATCH', `${two}${path}`, { body: good })).status).toBe(202);
+    // ... then the evil PATCH ends: it is refused, not recorded.
+    expect(await held.finish()).toMatch(/^HTTP\/1\.1 416/);
+    const put = await req('PUT', `${two}${path}?digest=${sha256(good)}`);
+    expect(put.status).toBe(201);
+    const got = await req('GET', `${one}/v2/victim/app/blobs/${sha256(good)}`);
+    expect(got.body.equals(good)).toBe(true);
+  });
+
+  it('re-reads and verifies when another registry rewrote the session after this one hashed it', async () => {
+    const prefix = `t-${randomUUID()}`;
+    const one = await serve(s3.storage(prefix, { redirect: false }));
+    const good = Buffer.from('GOOD-LAYER-CONTENT-0123456789');
+    const evil = Buffer.from('EVIL-LAYER-CONTENT-9876543210');
+    for (const big of [false, true]) {
+      const pad = big ? randomBytes(6 * MiB) : Buffer.alloc(0);
+      const post = await req('POST', `${one}/v2/attacker/repo/blobs/uploads/`);
+      const path = String(post.headers.location);
+      const id = String(post.headers['docker-upload-uuid']);
+      expect(
+        (await req('PATCH', `${one}${path}`, { body: Buffer.concat([pad, good]) })).status,
+      ).toBe(202);
+      // What a second writer that passed its checks in the same instant
+      // leaves: a state of the same size naming other bytes.
+      const state = await stateOf(prefix, id);
+      const tail = `tail-forged-${randomUUID()}`;
+      const tailStart = big ? 5 * MiB : 0;
+      const forgedBytes = Buffer.concat([pad, evil]).subarray(tailStart);
+      await s3.client.send(
+        new PutObjectCommand({
+          Bucket: s3.bucket,
+          Key: `${prefix}/uploads/${id}/${tail}`,
+          Body: forgedBytes,
+        }),
+      );
+      await s3.client.send(
+        new PutObjectCommand({
+          Bucket: s3.bucket,
+          Key: `${prefix}/uploads/${id}/state`,
+          Body: JSON.stringify({ ...state, gen: randomUUID(), tail }),
+        }),
+      );
+      const digest = sha256(Buffer.concat([pad, good]));
+      const put = await req('PUT', `${one}${path}?digest=${digest}`);
+      expect(put.status).toBe(400);
+      expect(put.code()).toBe('DIGEST_INVALID');
+      expect((await req('HEAD', `${one}/v2/attacker/repo/blobs/${digest}`)).status).toBe(404);
+    }
+  });
+
+  it('answers 404 to an append whose session another registry cancelled meanwhile, and does not bring it back', async () => {
+    const prefix = `t-${randomUUID()}`;
+    const one = await serve(s3.storage(prefix));
+    const two = await serve(s3.storage(prefix));
+    const post = await req('POST', `${one}/v2/c/blobs/uploads/`);
+    const path = String(post.headers.location);
+    const id = String(post.headers['docker-upload-uuid']);
+    const held = holdBody(one, 'PATCH', path, randomBytes(1000));
+    await sleep(300);
+    expect((await req('DELETE', `${two}${path}`)).status).toBe(204);
+    const reply = await held.finish();
+    expect(reply).toMatch(/^HTTP\/1\.1 404/);
+    expect(reply).toContain('BLOB_UPLOAD_UNKNOWN');
+    expect((await req('GET', `${one}${path}`)).status).toBe(404);
+    expect(await keysUnder(`${prefix}/uploads/${id}`)).toEqual([]);
+  });
+
+  it('keeps a session that one registry is writing from the idle expiry of another', async () => {
+    const prefix = `t-${randomUUID()}`;
+    const one = await serve(s3.storage(prefix), { uploadTimeout: 2 });
+    await serve(s3.storage(prefix), { uploadTimeout: 2 });
+    const post = await req('POST', `${one}/v2/long/blobs/uploads/`);
+    const path = String(post.headers.location);
+    const chunk = randomBytes(2048);
+    const count = 12; // 12 × 400 ms: well past the 2 s timeout
+    const data = Buffer.concat(Array.from({ length: count }, () => chunk));
+    const u = new URL(one);
+    const socket = connect(Number(u.port), '127.0.0.1');
+    let reply = '';
+    socket.on('data', (d: Buffer) => (reply += d.toString()));
+    socket.write(
+      `PATCH ${path} HTTP/1.1\r\nHost: x\r\nContent-Length: ${String(data.length)}\r\n\r\n`,
+    );
+    const id = String(post.headers['docker-upload-uuid']);
+    for (let i = 0; i < count; i++) {
+      socket.write(chunk);
+      await sleep(400);
+      // The other registry's expiry never removes the session meanwhile.
+      expect(await keysUnder(`${prefix}/uploads/${id}`)).toContain(`${prefix}/uploads/${id}/state`);
+    }
+    for (let i = 0; i < 100 && !reply.includes('\r\n\r\n'); i++) await sleep(50);
+    socket.destroy();
+    expect(reply).toMatch(/^HTTP\/1\.1 202/);
+    const put = await req('PUT', `${one}${path}?digest=${sha256(data)}`);
+    expect(put.status).toBe(201);
+  }, 60_000);
 
   it('lists open sessions with updatedAt and cancels them with their multipart upload', async () => {
     const prefix = `t-${randomUUID()}`;

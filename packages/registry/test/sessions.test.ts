@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -113,6 +113,33 @@ describe('upload session bounds', () => {
     expect(Number(over.headers['retry-after'])).toBeGreaterThan(0);
     expect((await req('DELETE', `${url}${String(posts[0]?.headers.location)}`)).status).toBe(204);
     expect((await req('POST', `${url}/v2/n/blobs/uploads/`)).status).toBe(202);
+  });
+
+  it('keeps both session caps when many POSTs arrive at once', async () => {
+    for (const storage of [memoryStorage(), filesystemStorage(tempDir())]) {
+      const perClient = await start({ storage, maxUploadSessionsPerClient: 4 });
+      const burst = await Promise.all(
+        Array.from({ length: 60 }, () => req('POST', `${perClient}/v2/r/blobs/uploads/`)),
+      );
+      expect(burst.filter((r) => r.status === 202)).toHaveLength(4);
+      expect(burst.filter((r) => r.status === 429)).toHaveLength(56);
+    }
+    const total = await start({
+      storage: filesystemStorage(tempDir()),
+      maxUploadSessions: 5,
+      maxUploadSessionsPerClient: 0,
+    });
+    const burst = await Promise.all(
+      Array.from({ length: 60 }, () => req('POST', `${total}/v2/r/blobs/uploads/`)),
+    );
+    expect(burst.filter((r) => r.status === 202)).toHaveLength(5);
+    // A failed create gives its reserved slot back.
+    const dir = tempDir();
+    const failing = await start({ storage: filesystemStorage(dir), maxUploadSessionsPerClient: 1 });
+    writeFileSync(join(dir, 'uploads'), 'not a directory');
+    expect((await req('POST', `${failing}/v2/r/blobs/uploads/`)).status).toBe(500);
+    rmSync(join(dir, 'uploads'));
+    expect((await req('POST', `${failing}/v2/r/blobs/uploads/`)).status).toBe(202);
   });
 
   it('caps sessions per user when authenticated and per address otherwise', async () => {

@@ -18,6 +18,8 @@ export interface RegistryContext {
   readonly deleteEnabled: boolean;
   /** maxPage caps `n` on tags list and catalog. */
   readonly maxPage: number;
+  /** log records a failure whose details clients do not see (RegistryOptions.onError). */
+  readonly log: (err: unknown, req?: IncomingMessage) => void;
 }
 
 /** Call is one request being answered by an endpoint module. */

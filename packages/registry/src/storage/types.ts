@@ -14,7 +14,12 @@ import type { Descriptor, Digest } from '@lading/core';
  *   upload session": the registry answers 404 BLOB_UPLOAD_UNKNOWN. From any
  *   other method it is a store failure like any other.
  * - CONFLICT is thrown only by {@link UploadStore.append}, when `offset` is
- *   not the session's size: the registry answers 416 with the session's Range.
+ *   not the session's size (or another writer recorded an append meanwhile):
+ *   the registry answers 416 with the session's Range; and by
+ *   {@link UploadStore.commit}, when the session was written since this
+ *   process last appended to it or read it (a store several processes share
+ *   must say so): the registry then reads the bytes back and verifies them
+ *   before it commits again.
  * - A call whose `options.signal` aborts rejects with what the store
  *   meets (ABORTED from S3 storage, Node's AbortError from the file system).
  * - Anything else (IO, INVALID_ARGUMENT, a plain Error) is a failure of the
@@ -139,6 +144,16 @@ export interface UploadStatus {
   readonly updatedAt?: number | undefined;
 }
 
+/** AppendOptions are what {@link UploadStore.append} accepts. */
+export interface AppendOptions extends StorageOptions {
+  /**
+   * refreshEvery asks a store that records `updatedAt` to refresh it at
+   * least this often (ms) while the append runs, so that the idle expiry of
+   * other processes sharing the store leaves a session being written alone.
+   */
+  readonly refreshEvery?: number | undefined;
+}
+
 /** UploadInfo describes one open upload session (see {@link UploadStore.list}). */
 export interface UploadInfo extends UploadStatus {
   readonly id: string;
@@ -162,17 +177,21 @@ export interface UploadStore {
    * and resolves with the new size. When `data` fails midway the bytes
    * already written may stay; status() tells how many. It consumes or
    * destroys `data` in every case.
-   * @throws LadingError NOT_FOUND when the session is unknown; CONFLICT when `offset` is not its size
+   * @throws LadingError NOT_FOUND when the session is unknown (or was cancelled meanwhile); CONFLICT when `offset` is not its size
    */
-  append(id: string, offset: number, data: Readable, options?: StorageOptions): Promise<number>;
+  append(id: string, offset: number, data: Readable, options?: AppendOptions): Promise<number>;
   /**
    * read streams every byte received so far (used to verify after a restart).
    * @throws LadingError NOT_FOUND (a rejection, not a stream error) when the session is unknown
    */
   read(id: string, options?: StorageOptions): Promise<Readable>;
   /**
-   * commit turns the (already verified) upload into the blob `digest` and ends the session.
-   * @throws LadingError NOT_FOUND when the session is unknown
+   * commit turns the (already verified) upload into the blob `digest` and
+   * ends the session. The bytes it commits must be the ones this process
+   * verified: those its own appends wrote, or those its last read()
+   * streamed. A store that other processes write too throws CONFLICT when
+   * the session changed since then.
+   * @throws LadingError NOT_FOUND when the session is unknown; CONFLICT (see above)
    */
   commit(id: string, digest: Digest, options?: StorageOptions): Promise<void>;
   /** cancel drops a session; resolves false when it was unknown (never NOT_FOUND). */
