@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, type Transform } from 'node:stream';
@@ -10,11 +10,13 @@ import {
   HashingStream,
   LadingError,
   VerifyingStream,
+  copy,
   createDecompressor,
   digestOf,
   isDigest,
   isImageManifestMediaType,
   isIndexMediaType,
+  isLadingError,
   isManifestMediaType,
   layerCompressionOf,
   MAX_MANIFEST_SIZE,
@@ -26,6 +28,7 @@ import {
 } from '@lading/core';
 import { checkOutputFile, decompressionError } from '@lading/core/internal';
 import { DockerArchive, normalizeRepoTag, type ArchiveImage } from './docker-archive.js';
+import { DockerArchiveReader } from './docker-archive-reader.js';
 import { closed, notFound, wrongMode } from './internal/archive-errors.js';
 import {
   isLayerMediaType,
@@ -55,11 +58,16 @@ export class DockerArchiveWriter extends DockerArchive {
   readonly #tags = new Map<string, Digest>();
   #closed = false;
   #writable: Promise<void> | undefined;
+  readonly #keepOthers: boolean;
 
   /** tmpDir is where pushed layers are spooled until close(); default os.tmpdir(). */
-  constructor(file: string, options: { readonly tmpDir?: string } = {}) {
+  constructor(
+    file: string,
+    options: { readonly tmpDir?: string; readonly keepOtherImages?: boolean } = {},
+  ) {
     super(file);
     this.#tmpRoot = options.tmpDir ?? tmpdir();
+    this.#keepOthers = options.keepOtherImages === true;
   }
 
   #assertOpen(): void {
@@ -271,10 +279,43 @@ export class DockerArchiveWriter extends DockerArchive {
   async close(options: IoOptions = {}): Promise<void> {
     if (this.#closed) return;
     try {
+      if (this.#keepOthers) await this.#keepOtherImages(options);
       const planned = planArchive(this.#small, this.#layers, this.#tags);
       await writeArchiveFile(this.file, planned, options);
     } finally {
       await this.discard();
+    }
+  }
+
+  /**
+   * keepOtherImages copies into this writer the images the archive at
+   * `file` holds now under RepoTags this writer does not take (and its
+   * untagged images), so that writing an image into an archive of several
+   * keeps the rest. A missing file, or one that cannot be read as an
+   * archive, keeps nothing: it is replaced, as without the option.
+   */
+  async #keepOtherImages(options: IoOptions): Promise<void> {
+    const st = await stat(this.file).catch(() => undefined);
+    if (st?.isFile() !== true || st.size === 0) return;
+    const reader = new DockerArchiveReader(this.file);
+    try {
+      let images: ArchiveImage[];
+      try {
+        images = await reader.images(options);
+      } catch (err) {
+        if (isLadingError(err, ErrorCode.Aborted)) throw err;
+        return;
+      }
+      for (const image of images) {
+        const tags = image.repoTags.map(normalizeRepoTag).filter((t) => !this.#tags.has(t));
+        // (an image whose every tag is taken is the one replaced)
+        if (image.repoTags.length > 0 && tags.length === 0) continue;
+        const [first, ...more] = tags;
+        await copy(reader, image.manifest.digest, this, first, options);
+        for (const t of more) await this.tag(image.manifest, t, options);
+      }
+    } finally {
+      await reader.close();
     }
   }
 

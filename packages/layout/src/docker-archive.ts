@@ -14,6 +14,15 @@ export interface DockerArchiveOptions {
   readonly mode?: 'read' | 'write';
   /** tmpDir is where pushed layers are spooled until close() (write mode); default os.tmpdir(). */
   readonly tmpDir?: string;
+  /**
+   * keepOtherImages (write mode): on close(), the images the existing
+   * `file` holds under RepoTags this writer did not tag (and its untagged
+   * ones) are written into the new archive too, so that writing one image
+   * into an archive of several replaces that one only. Default false: the
+   * new archive replaces the file. A file that is not an archive is
+   * replaced either way.
+   */
+  readonly keepOtherImages?: boolean;
 }
 
 /** ArchiveImage is one image of an archive: its manifest and its RepoTags. */

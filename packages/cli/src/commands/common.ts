@@ -191,7 +191,11 @@ export function openTarget(
       };
     }
     case 'docker-archive': {
-      const archive: DockerArchive = dockerArchive(location.file, { mode });
+      // Writing one image into an archive of several keeps the others.
+      const archive: DockerArchive = dockerArchive(location.file, {
+        mode,
+        keepOtherImages: true,
+      });
       return {
         target: archive,
         ref: location.tag,
