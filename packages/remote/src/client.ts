@@ -379,7 +379,11 @@ export class RegistryClient {
 
   /**
    * putManifest stores a manifest under a tag or its digest and resolves
-   * its digest (checked against the registry's Docker-Content-Digest).
+   * its digest (checked against the registry's Docker-Content-Digest). A
+   * manifest with a `subject` that the registry does not answer with
+   * `OCI-Subject` (it has no referrers API) is added to the subject's
+   * `sha256-<hex>` tag schema index, as the distribution spec asks of
+   * clients; `subject` in the answer is then absent.
    * @throws MANIFEST_TOO_LARGE, REGISTRY_ERROR (MANIFEST_BLOB_UNKNOWN, …), DENIED
    */
   async putManifest(
@@ -418,7 +422,38 @@ export class RegistryClient {
     ) {
       throw new DigestMismatchError(digest, stored, 'stored manifest');
     }
-    return subject === undefined ? { digest } : { digest, subject };
+    if (subject !== undefined) return { digest, subject };
+    const referrer = referrerOf(bytes, mediaType, digest);
+    if (referrer !== undefined)
+      await this.#indexReferrer(repo, referrer.subject, referrer.descriptor, options.signal);
+    return { digest };
+  }
+
+  /**
+   * indexReferrer adds `desc` to the `sha256-<hex>` index of the referrers
+   * of `subject` (read, add, write back: two clients indexing referrers of
+   * one subject at once may lose one, as with every tag schema client).
+   */
+  async #indexReferrer(
+    repo: string,
+    subject: Digest,
+    desc: Descriptor,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    const current = await this.#referrersByTag(repo, subject, signal);
+    if (current.some((d) => d.digest === desc.digest)) return;
+    const index: IndexManifest = {
+      schemaVersion: 2,
+      mediaType: MediaType.OciIndex,
+      manifests: [...current, desc],
+    };
+    await this.putManifest(
+      repo,
+      fallbackTag(subject),
+      Buffer.from(JSON.stringify(index)),
+      MediaType.OciIndex,
+      { signal },
+    );
   }
 
   /** deleteManifest deletes a manifest by digest (or tag where allowed). */
@@ -487,9 +522,11 @@ export class RegistryClient {
     digest: Digest,
     signal: AbortSignal | undefined,
   ): Promise<Descriptor[]> {
-    const tag = `${digest.slice(0, digest.indexOf(':'))}-${digestHex(digest)}`;
     try {
-      const m = await this.getManifest(repo, tag, { signal, accept: [MediaType.OciIndex] });
+      const m = await this.getManifest(repo, fallbackTag(digest), {
+        signal,
+        accept: [MediaType.OciIndex],
+      });
       const index = JSON.parse(m.bytes.toString('utf8')) as IndexManifest;
       return [...index.manifests];
     } catch (err) {
@@ -497,4 +534,54 @@ export class RegistryClient {
       throw err;
     }
   }
+}
+
+/** fallbackTag is the tag the referrers tag schema keeps the index of `subject`'s referrers under. */
+function fallbackTag(subject: Digest): string {
+  return `${subject.slice(0, subject.indexOf(':'))}-${digestHex(subject)}`;
+}
+
+/**
+ * referrerOf reads the `subject` of an image manifest or index and the
+ * descriptor a referrers index lists it with (its `artifactType`, else its
+ * config's media type, and its annotations); undefined without a subject.
+ */
+function referrerOf(
+  bytes: Uint8Array,
+  mediaType: MediaTypeString,
+  digest: Digest,
+): { subject: Digest; descriptor: Descriptor } | undefined {
+  let m: {
+    subject?: { digest?: unknown };
+    artifactType?: unknown;
+    config?: { mediaType?: unknown };
+    annotations?: unknown;
+  };
+  try {
+    m = JSON.parse(Buffer.from(bytes).toString('utf8')) as typeof m;
+  } catch {
+    return undefined;
+  }
+  const subject = m.subject?.digest;
+  if (typeof subject !== 'string' || !isDigest(subject)) return undefined;
+  const artifactType =
+    typeof m.artifactType === 'string'
+      ? m.artifactType
+      : typeof m.config?.mediaType === 'string'
+        ? m.config.mediaType
+        : undefined;
+  const annotations =
+    typeof m.annotations === 'object' && m.annotations !== null
+      ? (m.annotations as Record<string, string>)
+      : undefined;
+  return {
+    subject,
+    descriptor: {
+      mediaType,
+      digest,
+      size: bytes.length,
+      ...(artifactType === undefined ? {} : { artifactType }),
+      ...(annotations === undefined ? {} : { annotations }),
+    },
+  };
 }

@@ -4,11 +4,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   MediaType,
   appendLayers,
+  copy,
   digestOf,
   emptyImage,
   imageIndex,
   isImageIndex,
   layerFromBytes,
+  memoryTarget,
   withConfig,
   type Image,
   type ImageIndex,
@@ -20,7 +22,7 @@ import {
   startDistributionRegistry,
   type DistributionRegistry,
 } from '@lading/testing';
-import { RegistryClient, pull, write, writeIndex } from '../src/index.js';
+import { RegistryClient, pull, registryTarget, write, writeIndex } from '../src/index.js';
 import { CountingSource, asTar } from './helpers.js';
 
 describe('core images, real stream layers and indexes against the CNCF registry', () => {
@@ -156,5 +158,55 @@ describe('core images, real stream layers and indexes against the CNCF registry'
       [],
     );
     expect(await client.referrers('refs/app', digestOf('none'))).toEqual([]);
+  });
+
+  it('indexes a pushed manifest with a subject under the tag schema, once, where the registry has no referrers API', async () => {
+    const client = new RegistryClient(reg.host);
+    const subject = appendLayers(emptyImage(), layerFromBytes(Buffer.from('signed')));
+    const pushed = await write(`${reg.host}/refs/copied:1`, subject).done;
+    const empty = Buffer.from('{}');
+    const artifact = (n: number) =>
+      Buffer.from(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: MediaType.OciManifest,
+          config: { mediaType: 'application/vnd.example.sbom', digest: digestOf(empty), size: 2 },
+          layers: [{ mediaType: MediaType.OciEmpty, digest: digestOf(empty), size: 2 }],
+          subject: { mediaType: pushed.mediaType, digest: pushed.digest, size: pushed.size },
+          annotations: { n: String(n) },
+        }),
+      );
+    const s = await client.openUpload('refs/copied');
+    await s.upload(Readable.from([empty]));
+    const src = memoryTarget();
+    await src.push(
+      { mediaType: MediaType.OciEmpty, digest: digestOf(empty), size: 2 },
+      Readable.from([empty]),
+    );
+    const expected = [];
+    for (const n of [1, 2]) {
+      const bytes = artifact(n);
+      const desc = {
+        mediaType: MediaType.OciManifest,
+        digest: digestOf(bytes),
+        size: bytes.length,
+      };
+      await src.push(desc, Readable.from([bytes]));
+      // copy() puts the manifest by digest; the registry (CNCF 2.8) answers no OCI-Subject
+      await copy(src, desc.digest, registryTarget(`${reg.host}/refs/copied`), undefined);
+      expected.push({
+        ...desc,
+        artifactType: 'application/vnd.example.sbom',
+        annotations: { n: String(n) },
+      });
+    }
+    // again: no second entry
+    await client.putManifest(
+      'refs/copied',
+      expected[0]!.digest,
+      artifact(1),
+      MediaType.OciManifest,
+    );
+    expect(await client.referrers('refs/copied', pushed.digest)).toEqual(expected);
   });
 });
