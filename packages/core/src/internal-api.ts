@@ -5,6 +5,7 @@
  * @packageDocumentation
  */
 export { childrenToWrite } from './image.js';
+export { formatCreated } from './mutate/config.js';
 export { manifestAccept } from './media-types.js';
 export { deferredStream } from './compression.js';
 export { encodeTarHeader, tarPadding, tarTrailer } from './tar-header.js';

@@ -53,6 +53,7 @@ describe('@lading/core entry points', () => {
       'deferredStream',
       'encodeTarHeader',
       'evalWorkerExecArgv',
+      'formatCreated',
       'incompressible',
       'isVerified',
       'libdeflateModule',

@@ -360,6 +360,28 @@ describe('withCreated / withPlatform / withAnnotations', () => {
     await validateImage(img);
   });
 
+  it('with history: false sets config.created only, keeping the history dates of a base', async () => {
+    const base = withCreated(
+      appendLayers(emptyImage(), layerFromBytes(Buffer.from('a'))),
+      new Date('2024-05-01T00:00:00Z'),
+    );
+    const img = withCreated(
+      appendLayers(base, {
+        layer: layerFromBytes(Buffer.from('b')),
+        history: { created: '1970-01-01T00:00:00Z', created_by: 'top' },
+      }),
+      0,
+      { history: false },
+    );
+    const cfg = await img.configFile();
+    expect(cfg.created).toBe('1970-01-01T00:00:00Z');
+    expect(cfg.history?.map((h) => h.created)).toEqual([
+      '2024-05-01T00:00:00Z',
+      '1970-01-01T00:00:00Z',
+    ]);
+    await validateImage(img);
+  });
+
   it('replaces every platform field, dropping a stale variant', async () => {
     const arm = withPlatform(emptyImage(), { architecture: 'arm64', os: 'linux', variant: 'v8' });
     const amd = withPlatform(arm, { architecture: 'amd64', os: 'linux' });

@@ -9,6 +9,7 @@ import {
   type ConfigPatch,
   type Image,
 } from '@lading/core';
+import { formatCreated } from '@lading/core/internal';
 import { layerFromDirectory } from '@lading/layers';
 import type { Stats } from 'node:fs';
 import { realpath, stat } from 'node:fs/promises';
@@ -243,6 +244,7 @@ async function addLayers(
   // The range per compression is checked by the layer (INVALID_ARGUMENT).
   const level = intOption(ctx, 'level', 0, 22, levelText);
   const workers = intOption(ctx, 'workers', 1, 64);
+  const created = formatCreated(epoch * 1000);
   let image = base;
   for (const { dir, dest } of layers) {
     if (!(await isDirectory(dir))) throw new UsageError(`${dir} is not a directory`);
@@ -258,11 +260,13 @@ async function addLayers(
     });
     image = appendLayers(image, {
       layer,
-      history: { created_by: `lading ${command} --layer :${dest}` },
+      history: { created_by: `lading ${command} --layer :${dest}`, created },
     });
   }
   image = withConfig(image, configPatch(ctx));
-  image = withCreated(image, new Date(epoch * 1000));
+  // The config's date and the new layers' history entries; a base's
+  // history keeps its own dates.
+  image = withCreated(image, new Date(epoch * 1000), { history: false });
   const annotations = keyValues(list(ctx, 'annotation'), 'annotation');
   if (Object.keys(annotations).length > 0) image = withAnnotations(image, annotations);
   return image;

@@ -357,16 +357,24 @@ export function withAnnotations(
 /**
  * withCreated returns a new lazy image whose config `created` and every
  * history entry's `created` are `date` (as ggcr's `mutate.Time` does for
- * the config). A number is milliseconds since the epoch.
+ * the config); with `history: false`, the config's only (a base image's
+ * history keeps its dates when layers are added on top, as BuildKit and
+ * crane keep them). A number is milliseconds since the epoch.
  * @throws INVALID_ARGUMENT for an invalid date.
  */
-export function withCreated(base: Image, date: Date | string | number): Image {
+export function withCreated(
+  base: Image,
+  date: Date | string | number,
+  options: { readonly history?: boolean } = {},
+): Image {
   checkImage(base);
   const created = formatCreated(date);
+  const history = options.history !== false;
   return new MutatedImage(base, {
     config: (cfg) => {
       cfg.created = created;
-      if (cfg.history !== undefined) cfg.history = cfg.history.map((h) => ({ ...h, created }));
+      if (history && cfg.history !== undefined)
+        cfg.history = cfg.history.map((h) => ({ ...h, created }));
     },
   });
 }
