@@ -5,6 +5,7 @@ import {
   MAX_MANIFEST_SIZE,
   copy,
   fetchVerified,
+  fileSystemError,
   isImageIndex,
   parseConfigFile,
   parseManifest,
@@ -25,8 +26,16 @@ import {
   type Target,
   DescribedLayer,
 } from '@lading/core';
-import { deferredStream } from '@lading/core/internal';
-import { pull, writeAny, type RemoteOptions, type WriteResult } from '@lading/remote';
+import { stat } from 'node:fs/promises';
+import { checkOutputFile, deferredStream } from '@lading/core/internal';
+import { ociLayout } from '@lading/layout';
+import {
+  checkPushPermission,
+  pull,
+  writeAny,
+  type RemoteOptions,
+  type WriteResult,
+} from '@lading/remote';
 import { parseLocation, type Location } from './transports.js';
 import { abandoning, openTarget, type OpenedTarget } from './commands/common.js';
 
@@ -296,6 +305,49 @@ async function writeOne(
 }
 
 /**
+ * checkDestinations makes sure, before anything is written, that every
+ * destination but the first can take the image, so that a command with
+ * several does not tag one and then fail on another: a docker archive's
+ * directory must exist, an OCI layout must be one lading can write (or not
+ * be there yet), and a registry must accept a push (an upload session is
+ * opened and cancelled, as `auth check` does). The first destination needs
+ * no check: a failure there writes nothing elsewhere.
+ * @throws what the failing check throws
+ */
+async function checkDestinations(
+  texts: readonly string[],
+  options: RemoteOptions,
+  signal: AbortSignal,
+): Promise<void> {
+  await Promise.all(
+    texts.slice(1).map(async (text) => {
+      const location = parseLocation(text);
+      switch (location.kind) {
+        case 'docker-archive':
+          await checkOutputFile(location.file);
+          return;
+        case 'oci': {
+          const st = await stat(location.dir).catch(() => undefined);
+          if (st === undefined) return;
+          if (!st.isDirectory()) {
+            throw fileSystemError(
+              Object.assign(new Error('not a directory'), { code: 'ENOTDIR' }),
+              location.dir,
+              'cannot write the OCI layout',
+            );
+          }
+          // (index() refuses another layout version and a broken index.json)
+          await ociLayout(location.dir).index({ signal });
+          return;
+        }
+        case 'registry':
+          await checkPushPermission(location.reference, { ...options, signal });
+      }
+    }),
+  );
+}
+
+/**
  * writeTo writes `content` to the first location and then points every other
  * location at the same manifest: within one repository that is a manifest
  * PUT only; elsewhere a copy that skips or mounts what is already there.
@@ -315,6 +367,7 @@ export async function writeTo(
     readable <= 0 ? [...texts] : [texts[readable] ?? '', ...texts.filter((_, i) => i !== readable)];
   const [first, ...rest] = order;
   if (first === undefined) throw new LadingError(ErrorCode.InvalidArgument, 'no destination');
+  if (order.length > 1) await checkDestinations(order, options, signal);
   const { descriptor, opened } = await writeOne(parseLocation(first), content, options, how);
   // Every location opened so far: committed at the end, or on a failure
   // abandoned (a docker archive's spooled layers must not stay in /tmp).

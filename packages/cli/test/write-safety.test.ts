@@ -1,15 +1,21 @@
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRegistry, memoryStorage, type Registry } from '@lading/registry';
+import { freePort } from '@lading/testing';
 import { lading } from './helpers.js';
 
 let work: string;
+let registry: Registry;
+let host: string;
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'lading-write-safety-'));
+  registry = createRegistry({ storage: memoryStorage() });
+  host = new URL((await registry.listen({ host: '127.0.0.1', port: 0 })).url).host;
   for (const name of ['a', 'b', 'c']) {
     await mkdir(join(work, name));
     await writeFile(join(work, name, `${name}.txt`), `${name}\n`);
@@ -17,6 +23,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  await registry.close();
   await rm(work, { recursive: true, force: true });
 });
 
@@ -70,5 +77,55 @@ describe('writing into a docker archive that holds other images', () => {
       0,
     );
     expect((await lading('ls', `docker-archive:${file}`)).stdout).toBe('x:1\n');
+  });
+});
+
+describe('several destinations', () => {
+  it('writes none when one of them cannot take the image', async () => {
+    expect((await lading('build', join(work, 'a'), `${host}/t/app:1`, '-q')).code).toBe(0);
+    const file = join(work, 'a-file');
+    await writeFile(file, 'not a layout');
+    const closed = `127.0.0.1:${String(await freePort())}`;
+    const cases: { argv: string[]; code: number; absent: string }[] = [
+      {
+        argv: [
+          'mutate',
+          `${host}/t/app:1`,
+          '-t',
+          `${host}/t/app:mv1`,
+          '-t',
+          `docker-archive:${join(work, 'no/such/dir/x.tar')}:a/b:1`,
+          '--env',
+          'MOVED=1',
+        ],
+        code: 1,
+        absent: `${host}/t/app:mv1`,
+      },
+      {
+        argv: [
+          'build',
+          join(work, 'b'),
+          '-t',
+          `${host}/t/b:1`,
+          '-t',
+          `${closed}/t/b:1`,
+          '--insecure',
+        ],
+        code: 5,
+        absent: `${host}/t/b:1`,
+      },
+      {
+        argv: ['build', join(work, 'c'), '-t', `${host}/t/c:1`, '-t', `oci:${file}:c`],
+        code: 1,
+        absent: `${host}/t/c:1`,
+      },
+    ];
+    for (const c of cases) {
+      const r = await lading(...c.argv, '-q');
+      expect(r.code, c.argv.join(' ')).toBe(c.code);
+      expect(r.stderr.split('\n').filter(Boolean).length).toBeLessThanOrEqual(2);
+      expect((await lading('digest', c.absent)).code, c.absent).toBe(4);
+    }
+    expect(await readFile(file, 'utf8')).toBe('not a layout');
   });
 });
