@@ -8,8 +8,20 @@ import type { Descriptor, Platform } from './wire.js';
  * @throws INVALID_ARGUMENT
  */
 export function parsePlatform(text: string): Platform {
-  const parts = text.split('/');
-  const [os, architecture, variant] = parts;
+  // Lower case, and an architecture's alias as its GOARCH name (x86_64 →
+  // amd64, aarch64 → arm64; armhf → arm/v7, armel → arm/v6), as containerd
+  // parses platforms: what is written into a config is the spec's spelling.
+  const parts = text.toLowerCase().split('/');
+  const [os, alias, given] = parts;
+  const architecture = alias === undefined ? undefined : (archAliases[alias] ?? alias);
+  const variant =
+    given !== undefined && given !== ''
+      ? given
+      : alias === 'armhf'
+        ? 'v7'
+        : alias === 'armel'
+          ? 'v6'
+          : undefined;
   if (
     parts.length > 3 ||
     os === undefined ||

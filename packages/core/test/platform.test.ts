@@ -35,6 +35,29 @@ function loader(t: MemoryTarget) {
   };
 }
 
+describe('parsePlatform', () => {
+  it('writes the spec spelling: lower case, GOARCH names for aliases', () => {
+    expect(parsePlatform('LINUX/AMD64')).toEqual({ os: 'linux', architecture: 'amd64' });
+    expect(parsePlatform('linux/x86_64')).toEqual({ os: 'linux', architecture: 'amd64' });
+    expect(parsePlatform('linux/aarch64')).toEqual({ os: 'linux', architecture: 'arm64' });
+    expect(parsePlatform('linux/armhf')).toEqual({
+      os: 'linux',
+      architecture: 'arm',
+      variant: 'v7',
+    });
+    expect(parsePlatform('Linux/ARM/V6')).toEqual({
+      os: 'linux',
+      architecture: 'arm',
+      variant: 'v6',
+    });
+    expect(parsePlatform('windows/amd64')).toEqual({ os: 'windows', architecture: 'amd64' });
+    for (const bad of ['linux', 'linux/', '/amd64', 'a/b/c/d'])
+      expect(() => parsePlatform(bad)).toThrow(
+        expect.objectContaining({ code: 'INVALID_ARGUMENT' }),
+      );
+  });
+});
+
 describe('platformMatches', () => {
   it.each([
     ['linux/arm64', p('linux/arm64/v8'), true],
