@@ -82,6 +82,7 @@ class BuiltIndex extends EncodedIndex implements ImageIndex {
         : child.configFile().then(platformOf),
     ]);
     const descriptor: Descriptor = { mediaType: child.mediaType, digest, size };
+    if (entry.artifactType !== undefined) descriptor.artifactType = entry.artifactType;
     if (entry.annotations !== undefined) descriptor.annotations = { ...entry.annotations };
     if (platform !== undefined) descriptor.platform = structuredClone(platform);
     return isImageIndex(child)

@@ -69,4 +69,6 @@ export type IndexEntryInput = {
   readonly image: Image | ImageIndex;
   readonly platform?: Platform;
   readonly annotations?: Readonly<Record<string, string>>;
+  /** artifactType of the entry's descriptor (an artifact's, as its manifest says). */
+  readonly artifactType?: string;
 };

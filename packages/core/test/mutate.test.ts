@@ -766,6 +766,17 @@ describe('imageIndex', () => {
     );
   });
 
+  it("keeps an entry's artifactType in its descriptor", async () => {
+    const sbom = emptyImage();
+    const index = imageIndex([
+      { image: sbom, artifactType: 'application/vnd.example.sbom', annotations: { k: 'v' } },
+    ]);
+    const [entry] = (await index.indexManifest()).manifests;
+    expect(entry?.artifactType).toBe('application/vnd.example.sbom');
+    expect(entry?.annotations).toEqual({ k: 'v' });
+    await validateImage(index);
+  });
+
   it('rejects an entry without an image with INVALID_ARGUMENT', () => {
     expect(() => imageIndex([{} as never])).toThrow(
       expect.objectContaining({ code: 'INVALID_ARGUMENT' }),

@@ -477,11 +477,18 @@ export class OciLayout implements Target, BlobWriter, SinkOpener {
     }, options);
   }
 
-  /** untag removes every `index.json` entry named `ref`; resolves whether one existed. */
+  /**
+   * untag removes every `index.json` entry named `ref`, or for a digest
+   * every entry of that manifest, named or not; resolves whether one
+   * existed.
+   */
   async untag(ref: string, options: IoOptions = {}): Promise<boolean> {
     let removed = false;
+    const byDigest = isDigest(ref);
     await this.#updateIndex((index) => {
-      const manifests = index.manifests.filter((d) => d.annotations?.[refNameAnnotation] !== ref);
+      const manifests = index.manifests.filter((d) =>
+        byDigest ? d.digest !== ref : d.annotations?.[refNameAnnotation] !== ref,
+      );
       removed = manifests.length !== index.manifests.length;
       return { ...index, manifests };
     }, options);

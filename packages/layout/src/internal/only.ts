@@ -2,7 +2,7 @@ import { ErrorCode, LocalPathError, type Descriptor } from '@lading/core';
 
 /**
  * onlyImage returns the single manifest of a location read without a tag or
- * digest (as skopeo does). It fails with NOT_FOUND when the location holds
+ * digest (as skopeo does), however many names it has. It fails with NOT_FOUND when the location holds
  * none, and with INVALID_ARGUMENT, listing the names (else digests) to
  * choose from, when it holds several: the reference, not the location, is
  * what needs fixing.
@@ -13,18 +13,22 @@ export function onlyImage(
   path: string,
   names: (d: Descriptor) => readonly string[],
 ): Descriptor {
-  const [first, ...rest] = manifests;
-  if (first !== undefined && rest.length === 0) return first;
+  const [first] = manifests;
   if (first === undefined) {
     throw new LocalPathError(ErrorCode.NotFound, `${where} holds no image`, path);
   }
-  const listed = manifests.map((d) => {
-    const n = names(d);
-    return n.length > 0 ? n.join(', ') : d.digest;
-  });
+  // One image under several names (index.json entries) is still one image.
+  const images = new Map<string, string[]>();
+  for (const d of manifests) {
+    const seen = images.get(d.digest) ?? [];
+    for (const n of names(d)) if (!seen.includes(n)) seen.push(n);
+    images.set(d.digest, seen);
+  }
+  if (images.size === 1) return first;
+  const listed = [...images].map(([digest, n]) => (n.length > 0 ? n.join(', ') : digest));
   throw new LocalPathError(
     ErrorCode.InvalidArgument,
-    `${where} holds ${manifests.length} images; name one: ${listed.join('; ')}`,
+    `${where} holds ${String(images.size)} images; name one: ${listed.join('; ')}`,
     path,
   );
 }
