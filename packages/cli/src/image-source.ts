@@ -36,7 +36,8 @@ import {
   type RemoteOptions,
   type WriteResult,
 } from '@lading/remote';
-import { parseLocation, type Location } from './transports.js';
+import { UsageError } from './exit.js';
+import { namesDigest, parseLocation, type Location } from './transports.js';
 import { abandoning, openTarget, type OpenedTarget } from './commands/common.js';
 
 // Images and indexes read from any Target (an OCI layout or docker archive):
@@ -359,6 +360,13 @@ export async function writeTo(
   how: WriteToOptions,
 ): Promise<Written> {
   const { progress, signal } = how;
+  // What is written is named by its tag: its digest is not known before.
+  for (const text of texts)
+    if (namesDigest(parseLocation(text)))
+      throw new UsageError(
+        `${text} names a digest: a new image is written under a tag`,
+        'give HOST/REPO:TAG, oci:DIR:TAG or docker-archive:FILE:NAME:TAG',
+      );
   // A docker archive being written cannot be read back before it is
   // closed: write a registry or layout first and copy from it; archives
   // alone are each written in full.

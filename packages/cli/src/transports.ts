@@ -1,4 +1,4 @@
-import { isLadingError, parseDigest } from '@lading/core';
+import { isDigest, isLadingError, parseDigest } from '@lading/core';
 import { UsageError } from './exit.js';
 
 /** Location is where an image is read from or written to. */
@@ -46,11 +46,33 @@ export function parseLocation(text: string): Location {
   return { kind: 'registry', reference: text };
 }
 
+/**
+ * refuseArchiveForIndex refuses, before any blob moves, to write an index
+ * to a docker archive, which holds single-platform images only.
+ * @throws UsageError
+ */
+export function refuseArchiveForIndex(destinations: readonly string[], why: string): void {
+  const archive = destinations.find((d) => parseLocation(d).kind === 'docker-archive');
+  if (archive !== undefined)
+    throw new UsageError(
+      `${archive}: a docker archive holds single-platform images, and ${why}`,
+      'write the index to a registry or oci:DIR:TAG; lading cp SRC --platform OS/ARCH docker-archive:… copies one image of it',
+    );
+}
+
 // The names a layout's index may hold (org.opencontainers.image.ref.name,
 // image-layout spec): components of letters and digits joined by one of
 // - . _ : @ + (or --), separated by '/'.
 const ociComponent = '[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*';
 const ociRefName = new RegExp(`^${ociComponent}(?:/${ociComponent})*$`);
+
+/**
+ * isOciRefName tells whether `name` is one an OCI layout's index may hold
+ * as `org.opencontainers.image.ref.name` (what `oci:DIR:TAG` accepts).
+ */
+export function isOciRefName(name: string): boolean {
+  return ociRefName.test(name);
+}
 
 // A docker image reference as `docker load` reads RepoTags: an optional
 // registry host, lowercase path components, an optional tag.
@@ -93,4 +115,11 @@ function splitPathTag(
     return { path: rest, tag: undefined, digest: false };
   const tag = rest.slice(i + 1);
   return { path: rest.slice(0, i), tag: tag === '' ? undefined : tag, digest: false };
+}
+
+/** namesDigest says whether a location names a manifest by digest. */
+export function namesDigest(location: Location): boolean {
+  if (location.kind !== 'registry') return location.tag !== undefined && isDigest(location.tag);
+  // A digest follows the last '@' (a password's '@' comes before the host).
+  return /@[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/.test(location.reference);
 }

@@ -355,6 +355,17 @@ describe('local locations', () => {
     );
     expect(r.stderr.split('\n')[1]).toMatch(/^hint: name one image in the location: oci:DIR:TAG/);
     expect(r.stderr).not.toContain('lading ls');
+    // One image under two names is one image; a third name groups with its image.
+    const one = join(work, 'one-image-two-tags');
+    const built = await lading('build', app, `oci:${one}:a`, '-t', `oci:${one}:b`, '-q');
+    expect(built.code, built.stderr).toBe(0);
+    const d = await lading('digest', `oci:${one}`);
+    expect(d.stderr).toBe('');
+    expect(d.stdout.trim()).toBe(built.stdout.trim().split('\n').pop());
+    expect((await lading('tag', `oci:${layout}:v1`, 'v1b')).code).toBe(0);
+    expect((await lading('digest', `oci:${layout}`)).stderr.split('\n')[0]).toBe(
+      `lading: the OCI layout ${layout} holds 2 images; name one: v1, v1b; v2`,
+    );
   });
 
   it('says what is missing, with a local hint, for a missing layout or archive', async () => {

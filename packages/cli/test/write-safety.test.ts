@@ -128,4 +128,14 @@ describe('several destinations', () => {
     }
     expect(await readFile(file, 'utf8')).toBe('not a layout');
   });
+
+  it('refuses a destination named by digest before anything is built or sent', async () => {
+    const digest = `sha256:${'a'.repeat(64)}`;
+    for (const dst of [`${host}/t/d@${digest}`, `oci:${join(work, 'dl')}@${digest}`]) {
+      const r = await lading('build', join(work, 'a'), dst);
+      expect(r.code, dst).toBe(2);
+      expect(r.stderr).toContain('names a digest: a new image is written under a tag');
+    }
+    expect((await lading('ls', `${host}/t/d`)).code).toBe(4);
+  });
 });

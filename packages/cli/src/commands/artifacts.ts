@@ -27,7 +27,7 @@ import {
 import { RegistryClient } from '@lading/remote';
 import { UsageError } from '../exit.js';
 import { openSource } from '../image-source.js';
-import { parseLocation } from '../transports.js';
+import { parseLocation, refuseArchiveForIndex } from '../transports.js';
 import {
   keyValues,
   list,
@@ -64,6 +64,7 @@ async function entriesOf(content: Image | ImageIndex): Promise<IndexEntryInput[]
       image: child.kind === 'image' ? child.image : child.index,
       ...(d.platform === undefined ? {} : { platform: d.platform }),
       ...(d.annotations === undefined ? {} : { annotations: d.annotations }),
+      ...(d.artifactType === undefined ? {} : { artifactType: d.artifactType }),
     };
   });
 }
@@ -116,6 +117,7 @@ export const index: Command = {
     const sources = ctx.positionals.slice(2);
     if (sources.length === 0) throw new UsageError('missing SRC', `lading index ${sub} DST SRC...`);
     parseLocation(dst);
+    refuseArchiveForIndex([dst], `index ${sub} writes an index`);
     const options = await remoteOptions(ctx);
     let annotations = keyValues(list(ctx, 'annotation'), 'annotation');
     const entries: IndexEntryInput[] = [];

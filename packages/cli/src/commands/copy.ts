@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
-import { ProgressEmitter, copy } from '@lading/core';
+import { ProgressEmitter, copy, isDigest } from '@lading/core';
+import { OciLayout } from '@lading/layout';
 import { RegistryTarget } from '@lading/remote';
 import { UsageError } from '../exit.js';
 import { parseLocation, type Location } from '../transports.js';
@@ -76,8 +77,8 @@ async function copyBetween(ctx: CommandContext, srcText: string, dstText: string
   progress?.on('progress', ctx.out.progress);
   let skipped = 0;
   let mounted = 0;
-  const root = await writing(dst, () =>
-    copy(src.target, srcRef, dst.target, dstRef, {
+  const root = await writing(dst, async () => {
+    const root = await copy(src.target, srcRef, dst.target, dstRef, {
       signal: ctx.signal,
       concurrency: jobs,
       ...(progress === undefined ? {} : { progress }),
@@ -88,8 +89,17 @@ async function copyBetween(ctx: CommandContext, srcText: string, dstText: string
         mounted++;
       },
       ...(platform === undefined ? {} : { platform }),
-    }),
-  );
+    });
+    // copy tags nothing for a digest: a layout DST that names no tag gets an
+    // untagged index.json entry (as skopeo writes), or its image would be
+    // unreachable (and gone at the next gc).
+    if (dst.target instanceof OciLayout && dst.ref === undefined && isDigest(dstRef)) {
+      const listed = await dst.target.list({ signal: ctx.signal });
+      if (!listed.some((d) => d.digest === root.digest))
+        await dst.target.tag(root, root.digest, { signal: ctx.signal });
+    }
+    return root;
+  });
   const stored = await storedAs(dstText, root, dstOptions, ctx.signal);
   ctx.out.result(
     {

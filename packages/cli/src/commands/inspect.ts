@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import {
   ErrorCode,
   LadingError,
@@ -150,7 +152,7 @@ export const config: Command = {
 };
 
 const lsUsage =
-  'Usage: lading ls REPOSITORY\n\nLists the tags of a registry repository (host/name), of an oci:DIR layout,\nor the names in a docker-archive:FILE.';
+  'Usage: lading ls REPOSITORY\n\nLists the tags of a registry repository (host/name, or docker://host/name), of\nan oci:DIR layout, or the names in a docker-archive:FILE. It takes no tag or digest.';
 /** ls is `lading ls`. */
 export const ls: Command = {
   positionals: 1,
@@ -164,16 +166,28 @@ export const ls: Command = {
         throw new UsageError(`ls lists a whole ${location.kind}: drop the tag`, lsUsage);
       const opened = openTarget(location, await remoteOptions(ctx), 'read');
       const t = opened.target;
-      const names =
-        t instanceof OciLayout
-          ? await t.tags({ signal: ctx.signal })
-          : t instanceof DockerArchive
-            ? (await t.images({ signal: ctx.signal })).flatMap((i) => i.repoTags)
-            : [];
+      let names: string[] = [];
+      if (t instanceof OciLayout && location.kind === 'oci') {
+        const entries = await t.list({ signal: ctx.signal });
+        // A missing layout lists as an empty index: resolving in it throws
+        // the NOT_FOUND "no OCI layout at DIR" that digest and the others give.
+        if (entries.length === 0 && !existsSync(join(location.dir, 'index.json')))
+          await t.resolve('', { signal: ctx.signal });
+        names = await t.tags({ signal: ctx.signal });
+      } else if (t instanceof DockerArchive)
+        names = (await t.images({ signal: ctx.signal })).flatMap((i) => i.repoTags);
       ctx.out.result({ location: text, tags: names }, names.map((n) => sanitize(n)).join('\n'));
       return;
     }
-    const ref = parseRef(text);
+    // parseRef defaults the tag to latest: look at the text. A ':' after the
+    // last '/' is a tag (one before it, a port); an '@' a digest.
+    const last = location.reference.slice(location.reference.lastIndexOf('/') + 1);
+    if (last.includes(':') || last.includes('@'))
+      throw new UsageError(
+        `ls lists a whole repository: drop the ${last.includes('@') ? 'digest' : 'tag'}`,
+        lsUsage,
+      );
+    const ref = parseRef(location.reference);
     const slash = ref.repo.indexOf('/');
     const client = new RegistryClient(ref.repo.slice(0, slash), await remoteOptions(ctx));
     const tags = await client.listTags(ref.repo.slice(slash + 1), { signal: ctx.signal });

@@ -3,6 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import {
   ErrorCode,
   LadingError,
+  MediaType,
   copy,
   fetchVerified,
   imageIndex,
@@ -32,9 +33,16 @@ import { RegistryClient } from '@lading/remote';
 import { UsageError } from '../exit.js';
 import { openSource, pickImage } from '../image-source.js';
 import { reportWrite } from './report-write.js';
-import { parseLocation } from '../transports.js';
+import {
+  isOciRefName,
+  namesDigest,
+  parseLocation,
+  refuseArchiveForIndex,
+  type Location,
+} from '../transports.js';
 import { configPatch } from './build.js';
 import {
+  flag,
   keyValues,
   list,
   now,
@@ -49,16 +57,51 @@ import {
 } from './common.js';
 import type { Command, CommandContext } from './types.js';
 
+// A registry tag (distribution spec): at most 128 characters.
 const bareTag = /^[\w][\w.-]{0,127}$/;
 
 // ------------------------------------------------------------------- tag
 
 const tagUsage = `Usage: lading tag SRC TAG...
 
-Points more tags at the manifest SRC names. A TAG is a bare tag (same
-repository or layout) or any location; no blob moves within a registry:
-within one repository it is a manifest PUT, across repositories blobs are
-mounted.`;
+Points more tags at the manifest SRC names. A TAG without a '/' (and not
+oci:… or docker-archive:…) is a bare tag in SRC's repository or layout;
+anything else is a location. No blob moves within a registry: within one
+repository it is a manifest PUT, across repositories blobs are mounted.`;
+
+/** isBareTag says whether a TAG argument of `tag` means a tag beside SRC, not a location. */
+function isBareTag(text: string): boolean {
+  return !text.includes('/') && !text.startsWith('oci:') && !text.startsWith('docker-archive:');
+}
+
+/**
+ * checkBareTag refuses a bare tag that SRC's kind of target cannot hold, or
+ * that lading would not read back: a registry tag, or in a layout a name of
+ * the image-layout reference-name grammar. A docker archive is never
+ * tagged in place (it is a tar file, opened for reading).
+ * @throws UsageError
+ */
+function checkBareTag(t: string, src: Location): void {
+  if (src.kind === 'docker-archive')
+    throw new UsageError(
+      `a docker archive is not tagged in place (${JSON.stringify(t)})`,
+      'copy it under the new name instead: lading cp docker-archive:FILE:NAME docker-archive:OTHER.tar:NAME:TAG',
+    );
+  if (src.kind === 'oci') {
+    // No ':' either: oci:DIR:A:B reads as the tag B of the layout DIR:A.
+    if (!isOciRefName(t) || t.includes(':'))
+      throw new UsageError(
+        `not a valid tag: ${JSON.stringify(t)}`,
+        'a layout tag is letters and digits with one of . _ - @ + between them (OCI image layout)',
+      );
+    return;
+  }
+  if (!bareTag.test(t))
+    throw new UsageError(
+      `not a valid tag: ${JSON.stringify(t)}`,
+      'a tag is up to 128 letters, digits, _ . and -, not starting with . or -; a location has a / (host/repo:tag) or oci:/docker-archive:',
+    );
+}
 
 /** tag is `lading tag SRC TAG…`. */
 export const tag: Command = {
@@ -68,15 +111,23 @@ export const tag: Command = {
     const srcText = positional(ctx, 0, 'SRC', tagUsage);
     const tags = ctx.positionals.slice(1);
     if (tags.length === 0) throw new UsageError('missing TAG', 'lading tag SRC TAG...');
+    const srcLocation = parseLocation(srcText);
+    // Every TAG is checked before anything is written.
+    const locations = new Map<string, Location>();
+    for (const t of tags) {
+      if (isBareTag(t)) checkBareTag(t, srcLocation);
+      else locations.set(t, parseLocation(t));
+    }
     const options = await remoteOptions(ctx);
-    const src = openTarget(parseLocation(srcText), options, 'read');
+    const src = openTarget(srcLocation, options, 'read');
     const desc = await src.target.resolve(src.readRef, { signal: ctx.signal });
     const done: string[] = [];
     for (const t of tags) {
-      if (bareTag.test(t) && !t.includes(':')) {
+      const location = locations.get(t);
+      if (location === undefined) {
         await src.target.tag(desc, t, { signal: ctx.signal });
       } else {
-        const dst = openTarget(parseLocation(t), options, 'write');
+        const dst = openTarget(location, options, 'write');
         await writing(dst, () =>
           copy(src.target, desc.digest, dst.target, dst.ref ?? 'latest', {
             signal: ctx.signal,
@@ -85,7 +136,10 @@ export const tag: Command = {
       }
       done.push(t);
     }
-    ctx.out.result({ digest: desc.digest, tags: done }, `${done.join('\n')}\n${desc.digest}`);
+    ctx.out.result(
+      { digest: desc.digest, tags: done },
+      flag(ctx, 'quiet') ? desc.digest : `${done.join('\n')}\n${desc.digest}`,
+    );
   },
 };
 
@@ -95,7 +149,34 @@ const deleteUsage = `Usage: lading delete LOCATION
 
 Deletes the manifest LOCATION names: in a registry by digest (every tag
 pointing at it goes too; blobs are left to the registry's garbage
-collection); in an OCI layout the tag (or every tag of a @digest).`;
+collection); in an OCI layout the tag (or every tag of a @digest; with
+neither, of the layout's only image).`;
+
+/**
+ * untagLayout removes from a layout's index.json the names that point at
+ * `digest`: `ref` alone when the location named a tag, else every entry of
+ * the manifest, named or not.
+ * @throws NOT_FOUND when no index.json entry points at `digest`
+ */
+async function untagLayout(
+  layout: OciLayout,
+  label: string,
+  ref: string | undefined,
+  digest: Digest,
+  signal: AbortSignal,
+): Promise<void> {
+  if (ref !== undefined && !isDigest(ref)) {
+    await layout.untag(ref, { signal });
+    return;
+  }
+  // A manifest blob that no index.json entry names is not in the layout
+  // as far as its readers go: nothing to delete.
+  if (!(await layout.untag(digest, { signal })))
+    throw Object.assign(
+      new LadingError(ErrorCode.NotFound, `no index.json entry of ${label} points at ${digest}`),
+      { hint: `lading ls ${label} lists the names it holds` },
+    );
+}
 
 /** del is `lading delete LOCATION`. */
 export const del: Command = {
@@ -107,7 +188,10 @@ export const del: Command = {
     const location = parseLocation(text);
     const options = await remoteOptions(ctx);
     const opened = openTarget(location, options, 'read');
-    const desc = await opened.target.resolve(opened.ref ?? 'latest', { signal: ctx.signal });
+    if (location.kind === 'docker-archive')
+      throw new LadingError(ErrorCode.Unsupported, `cannot delete from ${opened.label}`);
+    // A tagless layout means its only image, as for every other verb.
+    const desc = await opened.target.resolve(opened.readRef, { signal: ctx.signal });
     if (location.kind === 'registry') {
       const r = parseRef(location.reference);
       const slash = r.repo.indexOf('/');
@@ -117,19 +201,14 @@ export const del: Command = {
         { signal: ctx.signal },
       );
     } else if (opened.target instanceof OciLayout) {
-      const layout = opened.target;
-      const refs =
-        opened.ref !== undefined && !isDigest(opened.ref)
-          ? [opened.ref]
-          : await layout.tags({ signal: ctx.signal });
-      for (const ref of refs) {
-        const d = await layout.resolve(ref, { signal: ctx.signal });
-        if (d.digest === desc.digest) await layout.untag(ref, { signal: ctx.signal });
-      }
+      await untagLayout(opened.target, opened.label, opened.ref, desc.digest, ctx.signal);
     } else {
       throw new LadingError(ErrorCode.Unsupported, `cannot delete from ${opened.label}`);
     }
-    ctx.out.result({ deleted: text, digest: desc.digest }, `deleted ${text} (${desc.digest})`);
+    ctx.out.result(
+      { deleted: text, digest: desc.digest },
+      flag(ctx, 'quiet') ? desc.digest : `deleted ${text} (${desc.digest})`,
+    );
   },
 };
 
@@ -256,9 +335,13 @@ Options:
   --annotation K=V          manifest annotation, repeatable
   --platform OS/ARCH[/VARIANT]  set the image's platform (not for an index)`;
 
-function mutator(ctx: CommandContext): (image: Image) => Image {
+/**
+ * mutator is the edit the options ask for, applied to one image; `annotate`
+ * false leaves out --annotation (which goes on an index, not its images).
+ */
+function mutator(ctx: CommandContext, annotate: boolean): (image: Image) => Image {
   const patch = configPatch(ctx);
-  const annotations = keyValues(list(ctx, 'annotation'), 'annotation');
+  const annotations = annotate ? keyValues(list(ctx, 'annotation'), 'annotation') : {};
   const platformText = str(ctx, 'platform');
   const platform = platformText === undefined ? undefined : parsePlatform(platformText);
   return (image) => {
@@ -269,22 +352,64 @@ function mutator(ctx: CommandContext): (image: Image) => Image {
   };
 }
 
+// What buildx writes on an index entry that describes another entry (its
+// attestation manifest): the kind, and the digest of the image described.
+const referenceType = 'vnd.docker.reference.type';
+const referenceDigest = 'vnd.docker.reference.digest';
+
+/**
+ * isAttached tells an index entry that is about another one (a buildx
+ * attestation, `unknown/unknown`) or an artifact from a runnable image:
+ * its config is not an image config, or its descriptor says so.
+ */
+async function isAttached(d: Descriptor, image: Image): Promise<boolean> {
+  if (d.annotations?.[referenceType] !== undefined || d.artifactType !== undefined) return true;
+  if (d.platform?.os === 'unknown' && d.platform.architecture === 'unknown') return true;
+  const m = await image.manifest();
+  if (m.artifactType !== undefined) return true;
+  return (
+    m.config.mediaType !== MediaType.OciConfig && m.config.mediaType !== MediaType.DockerConfig
+  );
+}
+
+/**
+ * mutateIndex applies `edit` to every runnable image of `index` (nested
+ * indexes included). Attestations and artifacts are kept as they are, and
+ * their `vnd.docker.reference.digest` follows the image they describe to
+ * its new digest. `annotations` go on this index only.
+ */
 async function mutateIndex(
   index: ImageIndex,
   edit: (image: Image) => Image,
   annotations: Record<string, string>,
 ): Promise<ImageIndex> {
-  const entries = [];
+  const moved = new Map<string, Digest>();
+  const edited: { d: Descriptor; image: Image | ImageIndex }[] = [];
   for (const child of await index.children()) {
     const d = child.descriptor;
-    entries.push({
-      image: child.kind === 'image' ? edit(child.image) : await mutateIndex(child.index, edit, {}),
-      ...(d.platform === undefined ? {} : { platform: d.platform }),
-      ...(d.annotations === undefined ? {} : { annotations: d.annotations }),
-    });
+    let image: Image | ImageIndex;
+    if (child.kind === 'index') image = await mutateIndex(child.index, edit, {});
+    else if (await isAttached(d, child.image)) image = child.image;
+    else image = edit(child.image);
+    if (image !== (child.kind === 'index' ? child.index : child.image))
+      moved.set(d.digest, await image.digest());
+    edited.push({ d, image });
   }
-  const own = (await index.indexManifest()).annotations ?? {};
-  return imageIndex(entries, { annotations: { ...own, ...annotations } });
+  const entries = edited.map(({ d, image }) => {
+    const about = d.annotations?.[referenceDigest];
+    const to = about === undefined ? undefined : moved.get(about);
+    const own = to === undefined ? d.annotations : { ...d.annotations, [referenceDigest]: to };
+    return {
+      image,
+      ...(d.platform === undefined ? {} : { platform: d.platform }),
+      ...(own === undefined ? {} : { annotations: own }),
+      ...(d.artifactType === undefined ? {} : { artifactType: d.artifactType }),
+    };
+  });
+  // Only annotations there were or given: an empty "annotations" would
+  // change the index's digest for nothing.
+  const merged = { ...(await index.indexManifest()).annotations, ...annotations };
+  return imageIndex(entries, Object.keys(merged).length > 0 ? { annotations: merged } : {});
 }
 
 /** mutate is `lading mutate SRC [-t DST]…`. */
@@ -306,16 +431,28 @@ export const mutate: Command = {
     const start = now();
     const srcText = positional(ctx, 0, 'SRC', mutateUsage);
     const destinations = [...ctx.positionals.slice(1), ...list(ctx, 'tag')];
-    if (destinations.length === 0) destinations.push(srcText);
-    const edit = mutator(ctx);
+    const inPlace = destinations.length === 0;
+    if (inPlace) destinations.push(srcText);
+    // A manifest named by digest cannot be rewritten: the edit has another
+    // digest. Refused before anything is read or uploaded.
+    for (const text of destinations)
+      if (namesDigest(parseLocation(text)))
+        throw new UsageError(
+          inPlace
+            ? 'SRC names a digest, which cannot be rewritten; give a destination with -t'
+            : `${text} names a digest, which the edited manifest cannot have; give a tag`,
+          'lading mutate SRC@sha256:… -t HOST/REPO:TAG (or oci:DIR:TAG)',
+        );
+    const edit = mutator(ctx, true);
     const options = await remoteOptions(ctx);
     const { content } = await openSource(srcText, options, ctx.signal);
     let result: Image | ImageIndex;
     if (isImageIndex(content)) {
       if (str(ctx, 'platform') !== undefined)
         throw new UsageError('--platform sets the platform of an image, and SRC is an index');
+      refuseArchiveForIndex(destinations, 'SRC is an index');
       const annotations = keyValues(list(ctx, 'annotation'), 'annotation');
-      result = await mutateIndex(content, (image) => edit(image), annotations);
+      result = await mutateIndex(content, mutator(ctx, false), annotations);
     } else result = edit(content);
     await reportWrite(ctx, result, destinations, options, start);
   },
@@ -498,9 +635,12 @@ export const validate: Command = {
         `${problems.length} bad descriptor(s); ${first.path} ${first.digest}: ${first.error}`,
       );
     }
+    // --quiet: the exit code is the answer.
     ctx.out.result(
       { location: text, digest: root.digest, valid: true, ...counts, seconds: seconds(start) },
-      `${text}: valid (${counts.manifests} manifests, ${counts.blobs} blobs, ${seconds(start)} s)`,
+      flag(ctx, 'quiet')
+        ? ''
+        : `${text}: valid (${counts.manifests} manifests, ${counts.blobs} blobs, ${seconds(start)} s)`,
     );
   },
 };
