@@ -96,6 +96,40 @@ describe('extract into a directory that holds files', () => {
     }
   });
 
+  it('never reaches outside through a symlink that replaced a directory it made', async () => {
+    const outside = await dirs.make();
+    await writeFile(join(outside, 'precious'), 'not the extract’s');
+    await mkdir(join(outside, 'sub'));
+    for (const steps of [
+      // a directory made, filled, then replaced by a symlink out of the tree
+      [
+        { name: 'd/', type: 'directory' as const },
+        { name: 'd/precious', body: 'layer' },
+        { name: 'd/sub/', type: 'directory' as const },
+        { name: 'd', type: 'symlink' as const, linkname: outside },
+      ],
+      // a directory made, filled, whited out, then made again as a file
+      [
+        { name: 'd/', type: 'directory' as const },
+        { name: 'd/x', body: 'x' },
+        { name: '.wh.d', body: '' },
+        { name: 'd', body: 'now a file' },
+      ],
+    ]) {
+      const root = await userTree();
+      const before = await snapshot(root);
+      const tar = await makeTar([...steps, { name: '../escape', body: 'fails' }]);
+      const err = await extract([layerFromBytes(tar)], root).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(isLadingError(err, 'UNSAFE_PATH')).toBe(true);
+      expect((err as Error).message).not.toContain('could not be restored');
+      expect(await snapshot(root)).toEqual(before);
+      expect((await readdir(outside)).sort()).toEqual(['precious', 'sub']);
+    }
+  });
+
   it('puts everything back when aborted', async () => {
     const root = await userTree();
     const before = await snapshot(root);

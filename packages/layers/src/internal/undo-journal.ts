@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Stats } from 'node:fs';
-import { chmod, lchown, lutimes, mkdir, rename, rm } from 'node:fs/promises';
+import { chmod, cp, lchown, lutimes, mkdir, readdir, realpath, rename, rm } from 'node:fs/promises';
+import { ErrorCode, LadingError } from '@lading/core';
 import { dirname, join } from 'node:path';
 import { fsPath, lstatOrUndefined, shown } from './byte-paths.js';
 
@@ -72,9 +73,14 @@ export class UndoJournal {
    * is deleted, what was there before is moved aside.
    */
   async remove(abs: string): Promise<void> {
-    if (lstatOrUndefined(abs) === undefined) return;
+    const st = lstatOrUndefined(abs);
+    if (st === undefined) return;
     if (this.#made.has(abs)) {
+      // (made again later, it is a new step: rollback undoes the steps in
+      // exactly the reverse order, so no path it touches has changed kind
+      // since the step it undoes)
       await rm(fsPath(abs), { recursive: true, force: true });
+      this.#made.delete(abs);
       return;
     }
     this.#noteParent(abs);
@@ -82,8 +88,25 @@ export class UndoJournal {
     this.#ready ??= mkdir(fsPath(this.#dir), { mode: 0o700 }).then(() => undefined);
     await this.#ready;
     const aside = join(this.#dir, String(this.#asides++));
-    await rename(fsPath(abs), fsPath(aside));
+    await move(abs, aside, st);
     this.#steps.push({ kind: 'moved', abs, aside });
+  }
+
+  /**
+   * where tells whether the directory holding `abs` is really where `abs`
+   * says, inside the root (no symlink on the way): `here`; `gone` when it
+   * does not exist; `elsewhere` otherwise.
+   */
+  async #where(abs: string): Promise<'here' | 'gone' | 'elsewhere'> {
+    const parent = dirname(abs);
+    if (parent !== this.#root && !parent.startsWith(`${this.#root}/`)) return 'elsewhere';
+    try {
+      return (await realpath(fsPath(parent), { encoding: 'latin1' })) === parent
+        ? 'here'
+        : 'elsewhere';
+    } catch (err) {
+      return (err as { code?: unknown }).code === 'ENOENT' ? 'gone' : 'elsewhere';
+    }
   }
 
   /** noteDirectory notes the metadata of the directory `abs` before the extract changes it. */
@@ -101,9 +124,21 @@ export class UndoJournal {
     });
   }
 
-  /** commit deletes what was set aside: the extract is done. */
+  /**
+   * commit deletes what was set aside: the extract is done.
+   * @throws IO when it cannot (the journal directory stays; the error names it)
+   */
   async commit(): Promise<void> {
-    if (this.#ready !== undefined) await rm(fsPath(this.#dir), { recursive: true, force: true });
+    if (this.#ready === undefined) return;
+    try {
+      await removeAll(this.#dir);
+    } catch (err) {
+      throw new LadingError(
+        ErrorCode.Io,
+        `the extract is complete, but what it replaced could not be deleted: it is in ${shown(this.#dir)}`,
+        { cause: err },
+      );
+    }
   }
 
   /**
@@ -120,16 +155,27 @@ export class UndoJournal {
           await restore(step);
           continue;
         }
-        const path = fsPath(step.abs);
-        await rm(path, { recursive: true, force: true });
-        if (step.kind === 'moved') await rename(fsPath(step.aside), path);
+        // Never through a symlink: the parent must be the directory it was
+        // (a path changed by something the journal did not see is left).
+        // What was made under a directory already undone is gone with it.
+        const where = await this.#where(step.abs);
+        if (where === 'gone' && step.kind === 'made') continue;
+        if (where !== 'here') {
+          complete = false;
+          continue;
+        }
+        await rm(fsPath(step.abs), { recursive: true, force: true });
+        if (step.kind === 'moved') {
+          const st = lstatOrUndefined(step.aside);
+          if (st !== undefined) await move(step.aside, step.abs, st);
+        }
       } catch {
         complete = false;
       }
     }
     if (!complete) return shown(this.#dir);
     if (this.#ready !== undefined) {
-      await rm(fsPath(this.#dir), { recursive: true, force: true });
+      await removeAll(this.#dir);
       // (removing the journal moved the root's times once more)
       const root = this.#steps.find((s) => s.kind === 'meta' && s.abs === this.#root);
       if (root?.kind === 'meta') await restore(root).catch(() => undefined);
@@ -145,4 +191,60 @@ async function restore(step: Extract<Step, { kind: 'meta' }>): Promise<void> {
   if (process.getuid?.() === 0) await lchown(path, step.uid, step.gid);
   await chmod(path, step.mode);
   await lutimes(path, step.atime, step.mtime);
+}
+
+/**
+ * move renames `from` to `to` (`st` is `from`'s lstat). A directory without
+ * write permission cannot change parents (its `..` entry changes): it is
+ * made writable for the rename and given its mode back. Across file systems
+ * (a mount point inside the destination) it is copied, then deleted.
+ */
+async function move(from: string, to: string, st: Stats): Promise<void> {
+  const locked = st.isDirectory() && (st.mode & 0o200) === 0;
+  if (locked) await chmod(fsPath(from), (st.mode & 0o7777) | 0o200);
+  try {
+    await rename(fsPath(from), fsPath(to));
+  } catch (err) {
+    const source = fsPath(from);
+    const target = fsPath(to);
+    // (cp takes text paths: a name that is not ASCII stays where it is)
+    if (
+      (err as { code?: unknown }).code !== 'EXDEV' ||
+      typeof source !== 'string' ||
+      typeof target !== 'string'
+    ) {
+      if (locked) await chmod(source, st.mode & 0o7777).catch(() => undefined);
+      throw err;
+    }
+    await cp(source, target, {
+      recursive: true,
+      verbatimSymlinks: true,
+      preserveTimestamps: true,
+      errorOnExist: true,
+      force: false,
+    });
+    await removeAll(from);
+  }
+  if (locked) await chmod(fsPath(to), st.mode & 0o7777);
+}
+
+/**
+ * removeAll deletes a tree; when a directory without write permission keeps
+ * its entries from being unlinked, every directory is made writable first.
+ */
+async function removeAll(path: string): Promise<void> {
+  try {
+    await rm(fsPath(path), { recursive: true, force: true });
+    return;
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    if (code !== 'EACCES' && code !== 'EPERM') throw err;
+  }
+  const open = async (p: string): Promise<void> => {
+    if (lstatOrUndefined(p)?.isDirectory() !== true) return;
+    await chmod(fsPath(p), 0o700);
+    for (const name of await readdir(fsPath(p), { encoding: 'latin1' })) await open(join(p, name));
+  };
+  await open(path);
+  await rm(fsPath(path), { recursive: true, force: true });
 }
