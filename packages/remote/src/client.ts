@@ -90,6 +90,8 @@ export class RegistryClient {
   readonly registry: string;
   /** @internal */
   readonly transport: Transport;
+  /** #indexing chains the tag schema updates per repository and subject (see #indexReferrer). */
+  readonly #indexing = new Map<string, Promise<void>>();
 
   constructor(registry: string, options: RemoteOptions = {}) {
     this.registry = registry;
@@ -435,6 +437,26 @@ export class RegistryClient {
    * one subject at once may lose one, as with every tag schema client).
    */
   async #indexReferrer(
+    repo: string,
+    subject: Digest,
+    desc: Descriptor,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    // One at a time per subject in this client: copy() pushes the
+    // referrers of one subject side by side, and each rewrites the index.
+    const key = `${repo}@${subject}`;
+    const before = this.#indexing.get(key) ?? Promise.resolve();
+    const mine = before.then(() => this.#addReferrer(repo, subject, desc, signal));
+    const settled = mine.catch(() => undefined);
+    this.#indexing.set(key, settled);
+    try {
+      await mine;
+    } finally {
+      if (this.#indexing.get(key) === settled) this.#indexing.delete(key);
+    }
+  }
+
+  async #addReferrer(
     repo: string,
     subject: Digest,
     desc: Descriptor,

@@ -297,6 +297,31 @@ describe('copy() retries a blob transfer cut short (fake registry)', () => {
   });
 });
 
+describe('nested retries (fake registry)', () => {
+  it('gives a blob GET that keeps failing retries + 1 tries in all, not retries squared', async () => {
+    const f = await fake();
+    const data = randomBytes(10_000);
+    const image = testImage([layerFromBytes(data, { compression: 'none' })]);
+    await write(`${f.host}/cp/fail:1`, image, fast).done;
+    const layer = await (await image.layers())[0]!.digest();
+    let gets = 0;
+    f.faults.unshift((req, res) => {
+      if (req.method !== 'GET' || !req.url!.endsWith(layer)) return false;
+      gets++;
+      res.writeHead(503).end();
+      return true;
+    });
+    const err = await copy(
+      registryTarget(`${f.host}/cp/fail`, fast),
+      '1',
+      memoryTarget(),
+      'x',
+    ).catch((e: unknown) => e);
+    expect(isLadingError(err, 'REGISTRY_ERROR')).toBe(true);
+    expect(gets).toBe(fast.retry.retries + 1);
+  });
+});
+
 describe('chunked uploads that cannot resume (fake registry)', () => {
   // The second PATCH of the first upload loses everything the session had.
   function loseUpload(f: FakeRegistry): void {

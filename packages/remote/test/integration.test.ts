@@ -208,5 +208,15 @@ describe('core images, real stream layers and indexes against the CNCF registry'
       MediaType.OciManifest,
     );
     expect(await client.referrers('refs/copied', pushed.digest)).toEqual(expected);
+    // Several at once through one client (as copy() pushes an index's
+    // children): none is lost.
+    const more = [3, 4, 5, 6, 7, 8].map(artifact);
+    await Promise.all(
+      more.map((b) => client.putManifest('refs/copied', digestOf(b), b, MediaType.OciManifest)),
+    );
+    const listed = await client.referrers('refs/copied', pushed.digest);
+    expect(listed.map((d) => d.digest).sort()).toEqual(
+      [...expected.map((d) => d.digest), ...more.map((b) => digestOf(b))].sort(),
+    );
   });
 });

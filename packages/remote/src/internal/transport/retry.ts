@@ -59,6 +59,13 @@ export function isTemporary(err: unknown): boolean {
   );
 }
 
+/**
+ * exhausted holds the errors a withRetry gave up on after its retries: an
+ * enclosing withRetry (copy()'s per blob around a request that retries
+ * itself) does not multiply them.
+ */
+const exhausted = new WeakSet<object>();
+
 /** OnRetry hears about each retry before its backoff. */
 export type OnRetry = (attempt: number, delayMs: number, err: unknown) => void;
 
@@ -66,7 +73,8 @@ export type OnRetry = (attempt: number, delayMs: number, err: unknown) => void;
  * withRetry runs a whole request sequence again on temporary failures
  * (408/429/5xx, connection resets) with exponential backoff and jitter,
  * honouring Retry-After. The sequence's own requests are never retried
- * inside it.
+ * inside it. A failure that an inner withRetry already retried to its limit
+ * is not retried again here (so nested retries add up, not multiply).
  */
 export async function withRetry<T>(
   policy: RetryPolicy,
@@ -78,7 +86,12 @@ export async function withRetry<T>(
     try {
       return await fn(attempt);
     } catch (err) {
-      if (attempt >= policy.retries || !isTemporary(err) || signal?.aborted === true) throw err;
+      const spent = typeof err === 'object' && err !== null && exhausted.has(err);
+      if (attempt >= policy.retries || spent || !isTemporary(err) || signal?.aborted === true) {
+        if (attempt > 0 && typeof err === 'object' && err !== null && isTemporary(err))
+          exhausted.add(err);
+        throw err;
+      }
       const backoff = Math.min(policy.maxDelayMs, policy.minDelayMs * 2 ** attempt);
       const jittered = backoff / 2 + Math.random() * (backoff / 2);
       const after = err instanceof RegistryError ? err.retryAfterMs : undefined;
