@@ -70,6 +70,18 @@ describe('writing into a docker archive that holds other images', () => {
     }
   });
 
+  it('does not keep an untagged copy of the image it writes (an archive skopeo made)', async () => {
+    const layout = join(work, 'sk-layout');
+    const file = join(work, 'sk.tar');
+    expect((await lading('build', join(work, 'a'), `oci:${layout}:1`, '-q')).code).toBe(0);
+    const skopeo = promisify(execFile);
+    await skopeo('skopeo', ['copy', '-q', `oci:${layout}:1`, `docker-archive:${file}`]);
+    expect((await lading('cp', `oci:${layout}:1`, `docker-archive:${file}:c:1`)).code).toBe(0);
+    const { stdout } = await skopeo('tar', ['-xOf', file, 'manifest.json']);
+    const entries = JSON.parse(stdout) as { RepoTags: string[] | null }[];
+    expect(entries.map((e) => e.RepoTags)).toEqual([['c:1']]);
+  });
+
   it('replaces a file that is not an archive, as before', async () => {
     const file = join(work, 'not-an-archive.tar');
     await writeFile(file, 'just text');

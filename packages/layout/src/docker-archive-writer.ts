@@ -12,6 +12,7 @@ import {
   VerifyingStream,
   copy,
   createDecompressor,
+  fetchVerified,
   digestOf,
   isDigest,
   isImageManifestMediaType,
@@ -310,6 +311,10 @@ export class DockerArchiveWriter extends DockerArchive {
         const tags = image.repoTags.map(normalizeRepoTag).filter((t) => !this.#tags.has(t));
         // (an image whose every tag is taken is the one replaced)
         if (image.repoTags.length > 0 && tags.length === 0) continue;
+        // An untagged image whose config this writer holds is the one it
+        // writes (its manifest may differ: an archive keeps Docker types).
+        if (image.repoTags.length === 0 && this.#small.has(await configOf(reader, image, options)))
+          continue;
         const [first, ...more] = tags;
         await copy(reader, image.manifest.digest, this, first, options);
         for (const t of more) await this.tag(image.manifest, t, options);
@@ -328,4 +333,15 @@ export class DockerArchiveWriter extends DockerArchive {
     this.#layers.clear();
     this.#small.clear();
   }
+}
+
+/** configOf reads the config digest of an archive's image. */
+async function configOf(
+  reader: DockerArchiveReader,
+  image: ArchiveImage,
+  options: IoOptions,
+): Promise<Digest> {
+  const raw = await fetchVerified(reader, image.manifest, options);
+  return (JSON.parse(Buffer.from(raw).toString('utf8')) as { config: { digest: Digest } }).config
+    .digest;
 }
