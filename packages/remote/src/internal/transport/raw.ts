@@ -1,10 +1,8 @@
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { request } from './undici.js';
-import { AbortedError, isLadingError, throwIfAborted } from '@lading/core';
-import { RegistryError } from '../../errors.js';
-import { isNetworkError } from './retry.js';
-import type { SendResponse } from './response.js';
+import { throwIfAborted } from '@lading/core';
+import { requestFailure, type SendResponse } from './response.js';
 
 /** Body is what a request may carry. */
 export type Body = string | Buffer | Uint8Array | Readable | null;
@@ -64,15 +62,7 @@ export function rawSender(conn: Connection): RawSend {
         redirected: false,
       };
     } catch (err) {
-      if (signal?.aborted === true) throw new AbortedError(signal.reason);
-      if (isLadingError(err)) throw err;
-      throw new RegistryError({
-        method,
-        url,
-        cause: err,
-        temporary: isNetworkError(err),
-        message: `request failed: ${err instanceof Error ? err.message : String(err)}`,
-      });
+      throw requestFailure(err, method, url, signal, 'request failed');
     }
   };
 }

@@ -65,15 +65,18 @@ export async function readWhole(
 }
 
 /**
- * bodyError types a failure to read a response body: ABORTED when `signal`
- * fired, a LadingError as it is, anything else a RegistryError (NETWORK,
- * temporary for a dropped connection or a body timeout).
+ * requestFailure types a request that failed before its answer was read
+ * whole (`what` says where: "request failed", "reading the response
+ * failed"): ABORTED when `signal` fired, a LadingError as it is, anything
+ * else a RegistryError (NETWORK, temporary for a dropped connection or a
+ * timeout).
  */
-export function bodyError(
+export function requestFailure(
   err: unknown,
+  method: string,
   url: URL | string,
-  signal?: AbortSignal,
-  method = 'GET',
+  signal: AbortSignal | undefined,
+  what: string,
 ): Error {
   if (signal?.aborted === true) return new AbortedError(signal.reason);
   if (isLadingError(err)) return err;
@@ -82,8 +85,18 @@ export function bodyError(
     url: new URL(url),
     cause: err,
     temporary: isNetworkError(err),
-    message: `reading the response failed: ${err instanceof Error ? err.message : String(err)}`,
+    message: `${what}: ${err instanceof Error ? err.message : String(err)}`,
   });
+}
+
+/** bodyError is {@link requestFailure} for a response body that failed while it was read. */
+export function bodyError(
+  err: unknown,
+  url: URL | string,
+  signal?: AbortSignal,
+  method = 'GET',
+): Error {
+  return requestFailure(err, method, url, signal, 'reading the response failed');
 }
 
 /** specErrors picks the distribution spec's `errors[]` out of a parsed error body. */
