@@ -191,8 +191,8 @@ async function fileDescriptor(
 
 /**
  * addToFallbackIndex records `desc` in the `sha256-<hex>` index of referrers
- * of `subject`: what registries without the referrers API (and OCI layouts)
- * are read through. Read-modify-write: concurrent attaches may race.
+ * of `subject` in an OCI layout, which is read through it (a registry's
+ * putManifest does the same where the registry lacks the referrers API). Read-modify-write: concurrent attaches may race.
  */
 async function addToFallbackIndex(
   target: Target,
@@ -316,12 +316,13 @@ export const attach: Command = {
           desc.mediaType,
           { signal },
         );
-        // OCI-Subject in the answer: the registry indexes referrers itself.
+        // OCI-Subject in the answer: the registry indexes referrers itself;
+        // without it putManifest has added the artifact to the tag schema index.
         apiHandled = put.subject !== undefined;
       } else {
         await opened.target.push(desc, Readable.from([bytes]), { signal });
+        await addToFallbackIndex(opened.target, subject.digest, desc, signal);
       }
-      if (!apiHandled) await addToFallbackIndex(opened.target, subject.digest, desc, signal);
       return { subject, desc, apiHandled };
     });
     ctx.out.result(
