@@ -205,6 +205,46 @@ function sha256(bytes: Buffer): string {
   return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 }
 
+/**
+ * variants reads the only image of an OCI layout and returns it, with
+ * `store`, which writes a variant of it under tag NAME: its config with
+ * other diff_ids, and other layers if given; every blob under its own
+ * digest (an image that contradicts itself, not bytes changed on the way).
+ */
+async function variants(layout: string) {
+  const blobPath = (d: string) => join(layout, 'blobs', 'sha256', d.slice(7));
+  const index = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8')) as {
+    manifests: { digest: string; size: number; annotations?: Record<string, string> }[];
+  };
+  const top = index.manifests[0]!;
+  const manifest = JSON.parse(await readFile(blobPath(top.digest), 'utf8')) as Manifest;
+  const config = JSON.parse(await readFile(blobPath(manifest.config.digest), 'utf8')) as {
+    rootfs: { diff_ids: string[] };
+  };
+  const store = async (name: string, diffIds: string[], layers = manifest.layers) => {
+    const c = Buffer.from(
+      JSON.stringify({ ...config, rootfs: { ...config.rootfs, diff_ids: diffIds } }),
+    );
+    await writeFile(blobPath(sha256(c)), c);
+    const m = Buffer.from(
+      JSON.stringify({
+        ...manifest,
+        config: { ...manifest.config, digest: sha256(c), size: c.length },
+        layers,
+      }),
+    );
+    await writeFile(blobPath(sha256(m)), m);
+    index.manifests.push({
+      ...top,
+      digest: sha256(m),
+      size: m.length,
+      annotations: { 'org.opencontainers.image.ref.name': name },
+    });
+    await writeFile(join(layout, 'index.json'), JSON.stringify(index));
+  };
+  return { blobPath, manifest, config, store };
+}
+
 async function tarNames(file: string): Promise<string[]> {
   const { stdout } = await run('tar', ['-tf', file]);
   return stdout.split('\n').filter(Boolean).sort();
@@ -404,39 +444,7 @@ describe('lading everyday verbs', () => {
   it('export checks the config: its digest, a diff_id per layer, each layer against its diff_id', async () => {
     const layout = join(work, 'export-config-layout');
     expect((await lading('build', one, `oci:${layout}:v1`)).code).toBe(0);
-    const blobPath = (d: string) => join(layout, 'blobs', 'sha256', d.slice(7));
-    const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-    const index = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8')) as {
-      manifests: { digest: string; size: number; annotations?: Record<string, string> }[];
-    };
-    const top = index.manifests[0]!;
-    const manifest = JSON.parse(await readFile(blobPath(top.digest), 'utf8')) as {
-      config: { digest: string; size: number };
-    };
-    const config = JSON.parse(await readFile(blobPath(manifest.config.digest), 'utf8')) as {
-      rootfs: { diff_ids: string[] };
-    };
-    // Store a variant of the config (and a manifest for it) under tag NAME.
-    const variant = async (name: string, diffIds: string[]) => {
-      const c = Buffer.from(
-        JSON.stringify({ ...config, rootfs: { ...config.rootfs, diff_ids: diffIds } }),
-      );
-      await writeFile(blobPath(sha(c)), c);
-      const m = Buffer.from(
-        JSON.stringify({
-          ...manifest,
-          config: { ...manifest.config, digest: sha(c), size: c.length },
-        }),
-      );
-      await writeFile(blobPath(sha(m)), m);
-      index.manifests.push({
-        ...top,
-        digest: sha(m),
-        size: m.length,
-        annotations: { 'org.opencontainers.image.ref.name': name },
-      });
-      await writeFile(join(layout, 'index.json'), JSON.stringify(index));
-    };
+    const { blobPath, manifest, config, store: variant } = await variants(layout);
     await variant('zeros', [`sha256:${'0'.repeat(64)}`]);
     await variant('none', []);
     const zeros = await lading('export', `oci:${layout}:zeros`, join(work, 'zeros.tar'));
@@ -487,6 +495,44 @@ describe('lading everyday verbs', () => {
       [other.digest, victim.digest].sort(),
     );
     expect(JSON.parse(both.stderr)).toMatchObject({ code: 'INVALID_MANIFEST' });
+  });
+
+  it('validate decompresses each layer against its diff_id; --fast checks digests only', async () => {
+    const layout = join(work, 'validate-diffid-layout');
+    expect(
+      (await lading('build', '--layer', one, '--layer', two, '-t', `oci:${layout}:v1`)).code,
+    ).toBe(0);
+    const { blobPath, manifest, config, store } = await variants(layout);
+    const good = await ladingJson<{ valid: boolean; blobs: number; diffIds: number }>(
+      'validate',
+      `oci:${layout}:v1`,
+    );
+    expect(good).toMatchObject({ valid: true, blobs: 3, diffIds: 2 });
+    // Only decompressing finds these.
+    const [first, second] = config.rootfs.diff_ids as [string, string];
+    await store('swapped', [second, first]);
+    const swapped = await lading('validate', `oci:${layout}:swapped`, '--json');
+    expect(swapped.code).toBe(1);
+    const report = JSON.parse(swapped.stdout) as { problems: { path: string; error: string }[] };
+    expect(report.problems.map((p) => p.path)).toEqual(['$.layers[0]', '$.layers[1]']);
+    expect(report.problems[0]!.error).toBe(
+      `diff_id digest mismatch: expected ${second}, got ${first}`,
+    );
+    expect((await lading('validate', '--fast', `oci:${layout}:swapped`)).code).toBe(0);
+    // A gzip layer with bytes after its last member, under its own digest.
+    const layer = manifest.layers[1]!;
+    const trailing = Buffer.concat([await readFile(blobPath(layer.digest)), Buffer.from('junk')]);
+    await writeFile(blobPath(sha256(trailing)), trailing);
+    await store('trailing', config.rootfs.diff_ids, [
+      manifest.layers[0]!,
+      { ...layer, digest: sha256(trailing), size: trailing.length },
+    ]);
+    const bad = await lading('validate', `oci:${layout}:trailing`);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(
+      /^lading: 1 bad descriptor\(s\); \$\.layers\[1\] sha256:\w+: the layer does not decompress/,
+    );
+    expect((await lading('validate', '--fast', `oci:${layout}:trailing`)).code).toBe(0);
   });
 });
 
