@@ -26,7 +26,7 @@ import {
 import { createRegistry, filesystemStorage, type Registry } from '@lading/registry';
 import { ociLayout } from '@lading/layout';
 import { registryTarget } from '@lading/remote';
-import { filesTar } from '@lading/testing';
+import { filesTar, recordingProxy } from '@lading/testing';
 import { lading } from './helpers.js';
 
 function stored(tar: Buffer): Buffer {
@@ -135,6 +135,29 @@ describe('lading pull REF DIR (verify before apply)', () => {
     }
     expect((await snapshot(join(parent, 'full')))?.['keep/mine.txt']).toBeDefined();
     expect(await leftovers(parent)).toEqual([]);
+  });
+
+  it('asks for the rest of a layer whose connection is cut mid-body, and unpacks it whole', async () => {
+    const [first] = await pushTwoLayers('verify/cut');
+    let cuts = 0;
+    const proxy = await recordingProxy(`http://${host}`, {
+      cut: (req) =>
+        req.method === 'GET' && req.path.endsWith(first!) && cuts++ === 0 ? 60_000 : undefined,
+    });
+    try {
+      const dir = join(work, 'cut');
+      const r = await lading('pull', `${proxy.host}/verify/cut:v1`, dir);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      const tree = await snapshot(dir);
+      expect(tree?.['app/one.txt']).toBe(`f:644:${Buffer.from('layer one\n').toString('base64')}`);
+      expect(tree?.['app/two.txt']).toBe(`f:644:${Buffer.from('layer two\n').toString('base64')}`);
+      const gets = proxy.requests.filter((q) => q.method === 'GET' && q.path.endsWith(first!));
+      expect(gets.map((q) => q.headers.range)).toEqual([undefined, 'bytes=60000-']);
+      expect(gets[1]!.status).toBe(206);
+    } finally {
+      await proxy.close();
+    }
   });
 
   it('puts a non-empty DIR back when a verified layer is refused while it is applied', async () => {

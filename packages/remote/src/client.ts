@@ -2,7 +2,6 @@
 // (~460 lines): splitting it would scatter the API that users read in one
 // place; listing, manifest reading and blob location already live beside it.
 import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import {
   DigestMismatchError,
   ErrorCode,
@@ -24,7 +23,6 @@ import { manifestAccept, markVerified } from '@lading/core/internal';
 import { RegistryError } from './errors.js';
 import type { Transport } from './internal/transport/index.js';
 import {
-  bodyError,
   drain,
   errorFromResponse,
   header,
@@ -32,7 +30,7 @@ import {
 } from './internal/transport/index.js';
 import { listReferrers, paginate, strings } from './listing.js';
 import { readManifest, type FetchedManifest } from './internal/manifest.js';
-import { followBlob, skipTo } from './internal/blob-read.js';
+import { feedResuming, followBlob, skipTo } from './internal/blob-read.js';
 import { sessionOf, type RemoteSession } from './session.js';
 import { BlobUpload } from './upload.js';
 
@@ -196,14 +194,11 @@ export class RegistryClient {
     // The verifier is the stream handed out (as a layout's fetch does): a
     // failing body destroys it with the body's error, and destroying it
     // stops the body. No further stage: each one costs every chunk a hop.
+    // A connection that drops mid-body is asked again for the rest; when
+    // that fails too, the stream fails with a temporary NETWORK error (so
+    // copy() fetches the blob again), not undici's own.
     const verify = new VerifyingStream({ digest, size: options.size }, 'blob');
-    // A connection that drops mid-body fails the stream with a temporary
-    // NETWORK error (so copy() fetches the blob again), not undici's own:
-    // this listener runs before pipeline's, and a stream keeps its first error.
-    res.body.once('error', (err: unknown) => {
-      if (!verify.destroyed) verify.destroy(bodyError(err, res.url, options.signal));
-    });
-    pipeline(res.body, verify).catch(() => undefined);
+    feedResuming(this.transport, repo, digest, res, verify, options.signal);
     return options.size === undefined
       ? verify
       : markVerified(verify, { digest, size: options.size });

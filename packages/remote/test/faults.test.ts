@@ -297,6 +297,141 @@ describe('copy() retries a blob transfer cut short (fake registry)', () => {
   });
 });
 
+describe('blob GET cut mid-body (fake registry)', () => {
+  /**
+   * cutting makes the GETs of `digest` send `keep(n)` bytes (n the GET's
+   * number, from 1) of what they answer, then drop the connection; a
+   * `Range: bytes=N-` GET is answered 206 from N when `ranges` is true,
+   * else with the whole blob (200). Returns the Range headers seen.
+   */
+  function cutting(
+    f: FakeRegistry,
+    digest: string,
+    data: Buffer,
+    keep: (n: number) => number | undefined,
+    ranges = true,
+  ): (string | undefined)[] {
+    const seen: (string | undefined)[] = [];
+    f.faults.unshift((req, res) => {
+      if (req.method !== 'GET' || !req.url!.endsWith(digest)) return false;
+      const range = req.headers.range;
+      seen.push(range);
+      const from = ranges && range !== undefined ? Number(/^bytes=(\d+)-$/.exec(range)![1]) : 0;
+      const body = data.subarray(from);
+      res.writeHead(from > 0 ? 206 : 200, {
+        'content-length': String(body.length),
+        ...(from > 0 ? { 'content-range': `bytes ${from}-${data.length - 1}/${data.length}` } : {}),
+      });
+      const k = keep(seen.length);
+      if (k === undefined) {
+        res.end(body);
+        return true;
+      }
+      res.flushHeaders();
+      res.write(body.subarray(0, k));
+      setTimeout(() => res.socket?.destroy(), 20);
+      return true;
+    });
+    return seen;
+  }
+
+  async function pushed(f: FakeRegistry, data: Buffer): Promise<string> {
+    const image = testImage([layerFromBytes(data, { compression: 'none' })]);
+    await write(`${f.host}/re/get:1`, image, fast).done;
+    return (await image.layers())[0]!.digest();
+  }
+
+  it('asks for the rest (Range) and hands out the whole verified blob', async () => {
+    const f = await fake();
+    const data = randomBytes(1_000_000);
+    const digest = await pushed(f, data);
+    const seen = cutting(f, digest, data, (n) => (n === 1 ? 100_000 : undefined));
+    const client = new RegistryClient(f.host, fast);
+    const got = await buffer(
+      await client.getBlob('re/get', digest as never, { size: data.length }),
+    );
+    expect(got.equals(data)).toBe(true);
+    expect(seen[0]).toBeUndefined();
+    expect(seen[1]).toMatch(/^bytes=\d+-$/);
+    expect(Number(/\d+/.exec(seen[1]!)![0])).toBeGreaterThan(0);
+    expect(seen.length).toBe(2);
+  });
+
+  it('reads past what it has when the registry ignores the range', async () => {
+    const f = await fake();
+    const data = randomBytes(1_000_000);
+    const digest = await pushed(f, data);
+    const seen = cutting(f, digest, data, (n) => (n === 1 ? 300_000 : undefined), false);
+    const client = new RegistryClient(f.host, fast);
+    const got = await buffer(await client.getBlob('re/get', digest as never));
+    expect(got.equals(data)).toBe(true);
+    expect(seen.length).toBe(2);
+  });
+
+  it('goes on as long as each connection brings bytes, beyond the retry count', async () => {
+    const f = await fake();
+    const data = randomBytes(2_000_000);
+    const digest = await pushed(f, data);
+    const seen = cutting(f, digest, data, (n) => (n <= 6 ? 200_000 : undefined));
+    const client = new RegistryClient(f.host, fast);
+    const got = await buffer(await client.getBlob('re/get', digest as never));
+    expect(got.equals(data)).toBe(true);
+    expect(seen.length).toBe(7);
+    expect(seen.length).toBeGreaterThan(fast.retry.retries + 1);
+  });
+
+  it('fails NETWORK after `retries` attempts that bring nothing, and at once without retries', async () => {
+    const f = await fake();
+    const data = randomBytes(1_000_000);
+    const digest = await pushed(f, data);
+    const seen = cutting(f, digest, data, (n) => (n === 1 ? 100_000 : 0));
+    const client = new RegistryClient(f.host, fast);
+    const err = await buffer(await client.getBlob('re/get', digest as never)).catch(
+      (e: unknown) => e,
+    );
+    expect(isLadingError(err, 'NETWORK')).toBe(true);
+    expect(seen.length).toBe(1 + fast.retry.retries + 1);
+    seen.length = 0;
+    const once = new RegistryClient(f.host, { ...fast, retry: false });
+    const err2 = await buffer(await once.getBlob('re/get', digest as never)).catch(
+      (e: unknown) => e,
+    );
+    expect(isLadingError(err2, 'NETWORK')).toBe(true);
+    expect(seen.length).toBe(1);
+  });
+
+  it('refuses a 206 that starts elsewhere than asked', async () => {
+    const f = await fake();
+    const data = randomBytes(500_000);
+    const digest = await pushed(f, data);
+    let gets = 0;
+    f.faults.unshift((req, res) => {
+      if (req.method !== 'GET' || !req.url!.endsWith(digest)) return false;
+      if (++gets === 1) {
+        res.writeHead(200, { 'content-length': String(data.length) });
+        res.write(data.subarray(0, 100_000));
+        setTimeout(() => res.socket?.destroy(), 20);
+      } else {
+        res.writeHead(206, {
+          'content-length': String(data.length),
+          'content-range': `bytes 0-${data.length - 1}/${data.length}`,
+        });
+        res.end(data);
+      }
+      return true;
+    });
+    const client = new RegistryClient(f.host, fast);
+    const err = await buffer(await client.getBlob('re/get', digest as never)).catch(
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(RegistryError);
+    expect((err as RegistryError).message).toMatch(
+      /asked for the blob from byte \d+, got Content-Range "bytes 0-/,
+    );
+    expect(gets).toBe(2);
+  });
+});
+
 describe('nested retries (fake registry)', () => {
   it('gives a blob GET that keeps failing retries + 1 tries in all, not retries squared', async () => {
     const f = await fake();
@@ -441,7 +576,12 @@ describe('transport errors and retries (fake registry)', () => {
    * cutOnce makes the first GET of each path that passes `match` send 5
    * bytes of its body, then drop the connection; it answers how many it cut.
    */
-  function cutOnce(f: FakeRegistry, match: (path: string) => boolean): () => number {
+  /** cutOnce drops the first GET of each path `match` takes after its first bytes (`head`). */
+  function cutOnce(
+    f: FakeRegistry,
+    match: (path: string) => boolean,
+    head: (path: string) => string | Buffer = () => '{"tag',
+  ): () => number {
     const cut = new Set<string>();
     // (first: before any fault that answers the same paths)
     f.faults.unshift((req, res) => {
@@ -449,7 +589,7 @@ describe('transport errors and retries (fake registry)', () => {
       if (req.method !== 'GET' || !match(path) || cut.has(path)) return false;
       cut.add(path);
       res.writeHead(200, { 'content-length': '1000', 'content-type': 'application/json' });
-      res.write('{"tag');
+      res.write(head(path));
       setTimeout(() => res.socket?.destroy(), 20);
       return true;
     });
@@ -466,9 +606,12 @@ describe('transport errors and retries (fake registry)', () => {
       return true;
     });
     const config = (await image.manifest()).config.digest;
+    // (the config's GET is cut after its own first bytes: it is asked for the rest)
+    const rawConfig = Buffer.from(await image.rawConfig());
     const cuts = cutOnce(
       f,
       (p) => p.endsWith('/manifests/1') || p.endsWith('/tags/list') || p.endsWith(config),
+      (p) => (p.endsWith(config) ? rawConfig.subarray(0, 5) : '{"tag'),
     );
     const client = new RegistryClient(f.host, fast);
     expect((await client.getManifest('mid/body', '1')).digest).toBe(await image.digest());

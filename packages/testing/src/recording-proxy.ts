@@ -57,6 +57,12 @@ export interface RecordingProxyOptions {
    * Tests use it to keep a request pending until another has been seen.
    */
   readonly hold?: (req: RecordedRequest) => Promise<unknown> | undefined;
+  /**
+   * cut runs as each request arrives: a number makes the proxy pass on that
+   * many bytes of the upstream's response body, then drop the connection
+   * (a connection cut mid-body); undefined passes the whole answer.
+   */
+  readonly cut?: (req: RecordedRequest) => number | undefined;
 }
 
 /**
@@ -92,6 +98,7 @@ export async function recordingProxy(
       responseTime: undefined,
     };
     requests.push(rec);
+    const cutAt = options.cut?.(rec);
     const forward = (): void => {
       const out = httpRequest(
         {
@@ -107,7 +114,15 @@ export async function recordingProxy(
           rec.status = upRes.statusCode;
           rec.responseHeaders = { ...upRes.headers };
           res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+          res.flushHeaders();
           upRes.on('data', (b: Buffer) => {
+            if (cutAt !== undefined && rec.responseBytes + b.length >= cutAt) {
+              res.write(b.subarray(0, cutAt - rec.responseBytes));
+              rec.responseBytes = cutAt;
+              upRes.destroy();
+              setTimeout(() => res.socket?.destroy(), 20);
+              return;
+            }
             rec.responseBytes += b.length;
             res.write(b);
           });

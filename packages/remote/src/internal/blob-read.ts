@@ -1,6 +1,15 @@
-import { Readable } from 'node:stream';
+import { Readable, type Writable } from 'node:stream';
 import type { Digest } from '@lading/core';
-import { discard, drain, header, type Transport } from './transport/index.js';
+import { RegistryError } from '../errors.js';
+import {
+  bodyError,
+  discard,
+  drain,
+  header,
+  isTemporary,
+  type SendResponse,
+  type Transport,
+} from './transport/index.js';
 
 async function* skipGen(
   body: Readable,
@@ -70,4 +79,106 @@ export async function followBlob(
   );
   await drain(res.body);
   return res.url.toString();
+}
+
+/**
+ * feedResuming pipes a whole blob's body into `into` (the verifier handed
+ * to the reader) and ends it. When the connection drops mid-body, it asks
+ * the registry again for the rest (`Range: bytes=N-`, N the bytes already
+ * passed on) and goes on from there, as skopeo and containerd do; a
+ * registry that ignores the range is read past the first N bytes. Each
+ * attempt that brings no byte counts against the transport's retries, so
+ * a blob keeps coming as long as every connection brings some of it
+ * (`retry: false` asks for nothing again). A failure after the retries, or
+ * one that is not temporary, destroys `into` with the (typed) error.
+ * Destroying `into` stops the body.
+ */
+export function feedResuming(
+  t: Transport,
+  repo: string,
+  digest: Digest,
+  first: SendResponse,
+  into: Writable,
+  signal: AbortSignal | undefined,
+): void {
+  let received = 0;
+  let fruitless = 0;
+  let body: Readable = first.body;
+  into.once('close', () => {
+    body.destroy();
+  });
+  const attach = (res: SendResponse, stream: Readable): void => {
+    body = stream;
+    if (into.destroyed) {
+      stream.destroy();
+      return;
+    }
+    let got = 0;
+    stream.pipe(into, { end: false });
+    stream.on('data', (c: Buffer) => {
+      received += c.length;
+      got += c.length;
+    });
+    stream.once('end', () => {
+      into.end();
+    });
+    stream.once('error', (err: unknown) => {
+      stream.unpipe(into);
+      if (into.destroyed) return;
+      const typed = bodyError(err, res.url, signal);
+      fruitless = got > 0 ? 0 : fruitless + 1;
+      if (
+        signal?.aborted === true ||
+        !isTemporary(typed) ||
+        t.retry.retries === 0 ||
+        fruitless > t.retry.retries
+      ) {
+        into.destroy(typed);
+        return;
+      }
+      rest(t, repo, digest, received, signal).then(
+        (next) => {
+          attach(next.res, next.body);
+        },
+        (e: unknown) => {
+          into.destroy(e instanceof Error ? e : typed);
+        },
+      );
+    });
+  };
+  attach(first, first.body);
+}
+
+/** rest asks for a blob's bytes from `from` on (a 200 is read past them). */
+async function rest(
+  t: Transport,
+  repo: string,
+  digest: Digest,
+  from: number,
+  signal: AbortSignal | undefined,
+): Promise<{ res: SendResponse; body: Readable }> {
+  const res = await t.exchange(
+    {
+      method: 'GET',
+      url: `/v2/${repo}/blobs/${digest}`,
+      headers: { range: `bytes=${from}-` },
+      scopes: [`repository:${repo}:pull`],
+      signal,
+      followRedirects: true,
+    },
+    (r) => r.status === 200 || r.status === 206,
+  );
+  if (res.status === 200) return { res, body: skipTo(res.body, from, undefined) };
+  const start = /^bytes (\d+)-/.exec(header(res.headers, 'content-range') ?? '')?.[1];
+  if (start === undefined || Number(start) !== from) {
+    discard(res.body);
+    throw new RegistryError({
+      method: 'GET',
+      url: res.url.toString(),
+      status: res.status,
+      temporary: false,
+      message: `asked for the blob from byte ${from}, got Content-Range ${JSON.stringify(header(res.headers, 'content-range') ?? '')}`,
+    });
+  }
+  return { res, body: res.body };
 }
