@@ -691,6 +691,12 @@ describe('lading index, attach and discover', () => {
       const config = await lading('config', subject.replace(/:v1$/, `@${a.digest}`), '--json');
       expect(config.code, config.stderr).toBe(0);
       expect(JSON.parse(config.stdout)).toEqual({});
+      // A deleted referrer is no longer discovered (the tag schema index
+      // is rewritten without it where there is no referrers API).
+      const gone = await lading('delete', subject.replace(/:v1$/, `@${a.digest}`));
+      expect(gone.code, gone.stderr).toBe(0);
+      const left = await ladingJson<{ referrers: { digest: string }[] }>('discover', subject);
+      expect(left.referrers.map((r) => r.digest)).toEqual([b.digest]);
     }
   });
 });

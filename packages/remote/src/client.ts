@@ -88,7 +88,7 @@ export class RegistryClient {
   readonly registry: string;
   /** @internal */
   readonly transport: Transport;
-  /** #indexing chains the tag schema updates per repository and subject (see #indexReferrer). */
+  /** #indexing chains the tag schema updates per repository and subject (see #serialized). */
   readonly #indexing = new Map<string, Promise<void>>();
 
   constructor(registry: string, options: RemoteOptions = {}) {
@@ -422,26 +422,21 @@ export class RegistryClient {
     if (subject !== undefined) return { digest, subject };
     const referrer = referrerOf(bytes, mediaType, digest);
     if (referrer !== undefined)
-      await this.#indexReferrer(repo, referrer.subject, referrer.descriptor, options.signal);
+      await this.#serialized(repo, referrer.subject, () =>
+        this.#addReferrer(repo, referrer.subject, referrer.descriptor, options.signal),
+      );
     return { digest };
   }
 
   /**
-   * indexReferrer adds `desc` to the `sha256-<hex>` index of the referrers
-   * of `subject` (read, add, write back: two clients indexing referrers of
-   * one subject at once may lose one, as with every tag schema client).
+   * serialized runs `update` of the tag schema index of `subject` after
+   * the updates of it this client has begun: copy() pushes the referrers
+   * of one subject side by side, and each rewrites the index.
    */
-  async #indexReferrer(
-    repo: string,
-    subject: Digest,
-    desc: Descriptor,
-    signal: AbortSignal | undefined,
-  ): Promise<void> {
-    // One at a time per subject in this client: copy() pushes the
-    // referrers of one subject side by side, and each rewrites the index.
+  async #serialized(repo: string, subject: Digest, update: () => Promise<void>): Promise<void> {
     const key = `${repo}@${subject}`;
     const before = this.#indexing.get(key) ?? Promise.resolve();
-    const mine = before.then(() => this.#addReferrer(repo, subject, desc, signal));
+    const mine = before.then(update);
     const settled = mine.catch(() => undefined);
     this.#indexing.set(key, settled);
     try {
@@ -451,6 +446,11 @@ export class RegistryClient {
     }
   }
 
+  /**
+   * addReferrer adds `desc` to the `sha256-<hex>` index of the referrers
+   * of `subject` (read, add, write back: two clients indexing referrers of
+   * one subject at once may lose one, as with every tag schema client).
+   */
   async #addReferrer(
     repo: string,
     subject: Digest,
@@ -458,12 +458,76 @@ export class RegistryClient {
     signal: AbortSignal | undefined,
   ): Promise<void> {
     const current = await this.#referrersByTag(repo, subject, signal);
-    if (current.some((d) => d.digest === desc.digest)) return;
-    const index: IndexManifest = {
-      schemaVersion: 2,
-      mediaType: MediaType.OciIndex,
-      manifests: [...current, desc],
-    };
+    if (!current.some((d) => d.digest === desc.digest))
+      await this.#putFallback(repo, subject, [...current, desc], signal);
+  }
+
+  /**
+   * deleteManifest deletes a manifest by digest (or tag where allowed). A
+   * manifest deleted by digest that has a `subject`, in a registry without
+   * the referrers API, is also taken out of its subject's `sha256-<hex>`
+   * tag schema index, which is written back without it (an empty index
+   * when it was the last), as the distribution spec asks of clients.
+   */
+  async deleteManifest(repo: string, reference: string, options: IoOptions = {}): Promise<void> {
+    const referrer = isDigest(reference)
+      ? await this.#referrerIn(repo, reference, options.signal)
+      : undefined;
+    await this.#deleteManifest(repo, reference, options.signal);
+    if (referrer !== undefined)
+      await this.#serialized(repo, referrer.subject, () =>
+        this.#dropReferrer(repo, referrer.subject, reference as Digest, options.signal),
+      );
+  }
+
+  /** referrerIn reads the manifest `digest` for its subject; undefined when it has none or cannot be read. */
+  async #referrerIn(
+    repo: string,
+    digest: Digest,
+    signal: AbortSignal | undefined,
+  ): Promise<{ subject: Digest } | undefined> {
+    try {
+      const m = await this.getManifest(repo, digest, { signal });
+      return referrerOf(m.bytes, m.mediaType, digest);
+    } catch (err) {
+      // The DELETE says what is wrong (NOT_FOUND, DENIED, …).
+      if (signal?.aborted === true) throw err;
+      return undefined;
+    }
+  }
+
+  /** dropReferrer takes `digest` out of the tag schema index of `subject`, unless the registry has the referrers API. */
+  async #dropReferrer(
+    repo: string,
+    subject: Digest,
+    digest: Digest,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    const api = await this.transport.exchange(
+      {
+        method: 'GET',
+        url: `/v2/${repo}/referrers/${subject}`,
+        headers: { accept: MediaType.OciIndex },
+        scopes: this.#pull(repo),
+        signal,
+      },
+      (r) => r.status === 200 || r.status === 404,
+    );
+    await drain(api.body);
+    if (api.status === 200) return;
+    const current = await this.#referrersByTag(repo, subject, signal);
+    const kept = current.filter((d) => d.digest !== digest);
+    if (kept.length !== current.length) await this.#putFallback(repo, subject, kept, signal);
+  }
+
+  /** putFallback puts `manifests` as the tag schema index of the referrers of `subject`. */
+  async #putFallback(
+    repo: string,
+    subject: Digest,
+    manifests: Descriptor[],
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    const index: IndexManifest = { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests };
     await this.putManifest(
       repo,
       fallbackTag(subject),
@@ -473,14 +537,17 @@ export class RegistryClient {
     );
   }
 
-  /** deleteManifest deletes a manifest by digest (or tag where allowed). */
-  async deleteManifest(repo: string, reference: string, options: IoOptions = {}): Promise<void> {
+  async #deleteManifest(
+    repo: string,
+    reference: string,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
     const res = await this.transport.exchange(
       {
         method: 'DELETE',
         url: `/v2/${repo}/manifests/${reference}`,
         scopes: [`repository:${repo}:delete`, `repository:${repo}:pull,push`],
-        signal: options.signal,
+        signal,
       },
       (r) => r.status === 202 || r.status === 200 || r.status === 204,
     );

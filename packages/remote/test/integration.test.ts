@@ -25,6 +25,26 @@ import {
 import { RegistryClient, pull, registryTarget, write, writeIndex } from '../src/index.js';
 import { CountingSource, asTar } from './helpers.js';
 
+const empty = Buffer.from('{}');
+
+/** sigArtifact is an artifact manifest of `subject`: the empty config and one empty layer. */
+function sigArtifact(
+  subject: { mediaType: string; digest: string; size: number },
+  annotations?: Record<string, string>,
+): Buffer {
+  return Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MediaType.OciManifest,
+      artifactType: 'application/vnd.example.sig',
+      config: { mediaType: MediaType.OciEmpty, digest: digestOf(empty), size: 2 },
+      layers: [{ mediaType: MediaType.OciEmpty, digest: digestOf(empty), size: 2 }],
+      subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size },
+      ...(annotations === undefined ? {} : { annotations }),
+    }),
+  );
+}
+
 describe('core images, real stream layers and indexes against the CNCF registry', () => {
   let reg: DistributionRegistry;
   beforeAll(async () => {
@@ -128,19 +148,9 @@ describe('core images, real stream layers and indexes against the CNCF registry'
     const client = new RegistryClient(reg.host);
     const subject = appendLayers(emptyImage(), layerFromBytes(Buffer.from('subject')));
     const pushed = await write(`${reg.host}/refs/app:1`, subject).done;
-    const empty = Buffer.from('{}');
     const s = await client.openUpload('refs/app');
     await s.upload(Readable.from([empty]));
-    const artifact = Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: MediaType.OciManifest,
-        artifactType: 'application/vnd.example.sig',
-        config: { mediaType: MediaType.OciEmpty, digest: digestOf(empty), size: 2 },
-        layers: [{ mediaType: MediaType.OciEmpty, digest: digestOf(empty), size: 2 }],
-        subject: { mediaType: pushed.mediaType, digest: pushed.digest, size: pushed.size },
-      }),
-    );
+    const artifact = sigArtifact(pushed);
     await client.putManifest('refs/app', digestOf(artifact), artifact, MediaType.OciManifest);
     const referrer = {
       mediaType: MediaType.OciManifest,
@@ -164,7 +174,6 @@ describe('core images, real stream layers and indexes against the CNCF registry'
     const client = new RegistryClient(reg.host);
     const subject = appendLayers(emptyImage(), layerFromBytes(Buffer.from('signed')));
     const pushed = await write(`${reg.host}/refs/copied:1`, subject).done;
-    const empty = Buffer.from('{}');
     const artifact = (n: number) =>
       Buffer.from(
         JSON.stringify({
@@ -218,5 +227,33 @@ describe('core images, real stream layers and indexes against the CNCF registry'
     expect(listed.map((d) => d.digest).sort()).toEqual(
       [...expected.map((d) => d.digest), ...more.map((b) => digestOf(b))].sort(),
     );
+  });
+
+  it('takes a deleted referrer out of the tag schema index, where the registry has no referrers API', async () => {
+    const client = new RegistryClient(reg.host);
+    const subject = appendLayers(emptyImage(), layerFromBytes(Buffer.from('deleted referrers')));
+    const pushed = await write(`${reg.host}/refs/deleted:1`, subject).done;
+    const s = await client.openUpload('refs/deleted');
+    await s.upload(Readable.from([empty]));
+    const artifacts = [1, 2].map((n) => sigArtifact(pushed, { n: String(n) }));
+    for (const a of artifacts)
+      await client.putManifest('refs/deleted', digestOf(a), a, MediaType.OciManifest);
+    const [one, two] = artifacts.map((a) => digestOf(a));
+    const listed = async () =>
+      (await client.referrers('refs/deleted', pushed.digest)).map((d) => d.digest);
+    expect(await listed()).toEqual([one, two]);
+    await client.deleteManifest('refs/deleted', one!);
+    expect(await listed()).toEqual([two]);
+    await client.deleteManifest('refs/deleted', two!);
+    expect(await listed()).toEqual([]);
+    // The last one leaves an empty index under the tag, and the subject stays.
+    const tag = `sha256-${pushed.digest.slice('sha256:'.length)}`;
+    const index = await client.getManifest('refs/deleted', tag);
+    expect(JSON.parse(index.bytes.toString('utf8'))).toMatchObject({ manifests: [] });
+    expect((await client.getManifest('refs/deleted', '1')).digest).toBe(pushed.digest);
+    // Deleting the subject itself (no subject of its own) touches no index.
+    await client.deleteManifest('refs/deleted', pushed.digest);
+    const gone = await client.getManifest('refs/deleted', pushed.digest).catch((e: unknown) => e);
+    expect((gone as { code?: string }).code).toBe('NOT_FOUND');
   });
 });

@@ -190,14 +190,17 @@ async function fileDescriptor(
 }
 
 /**
- * addToFallbackIndex records `desc` in the `sha256-<hex>` index of referrers
- * of `subject` in an OCI layout, which is read through it (a registry's
- * putManifest does the same where the registry lacks the referrers API). Read-modify-write: concurrent attaches may race.
+ * editFallbackIndex rewrites the `sha256-<hex>` index of the referrers of
+ * `subject` in an OCI layout, which is read through it (a registry's
+ * putManifest and deleteManifest do the same where the registry lacks the
+ * referrers API): `edit` gets its manifests (none when it is absent) and
+ * answers the new list, or undefined to leave it as it is.
+ * Read-modify-write: concurrent writers may race.
  */
-async function addToFallbackIndex(
+export async function editFallbackIndex(
   target: Target,
   subject: Digest,
-  desc: Descriptor,
+  edit: (manifests: readonly Descriptor[]) => Descriptor[] | undefined,
   signal: AbortSignal,
 ): Promise<void> {
   const tag = fallbackTag(subject);
@@ -214,9 +217,9 @@ async function addToFallbackIndex(
   } catch (err) {
     if (!isLadingError(err, ErrorCode.NotFound)) throw err;
   }
-  if (current.manifests.some((m) => m.digest === desc.digest)) return;
-  const next: IndexManifest = { ...current, manifests: [...current.manifests, desc] };
-  const bytes = Buffer.from(JSON.stringify(next));
+  const manifests = edit(current.manifests);
+  if (manifests === undefined) return;
+  const bytes = Buffer.from(JSON.stringify({ ...current, manifests }));
   const indexDesc: Descriptor = {
     mediaType: MediaType.OciIndex,
     digest: digestOf(bytes),
@@ -321,7 +324,12 @@ export const attach: Command = {
         apiHandled = put.subject !== undefined;
       } else {
         await opened.target.push(desc, Readable.from([bytes]), { signal });
-        await addToFallbackIndex(opened.target, subject.digest, desc, signal);
+        await editFallbackIndex(
+          opened.target,
+          subject.digest,
+          (m) => (m.some((d) => d.digest === desc.digest) ? undefined : [...m, desc]),
+          signal,
+        );
       }
       return { subject, desc, apiHandled };
     });

@@ -37,6 +37,7 @@ import { DockerArchive, OciLayout } from '@lading/layout';
 import { RegistryClient } from '@lading/remote';
 import { UsageError } from '../exit.js';
 import { openSource, pickImage } from '../image-source.js';
+import { editFallbackIndex } from './artifacts.js';
 import { reportWrite } from './report-write.js';
 import {
   isOciRefName,
@@ -155,32 +156,69 @@ const deleteUsage = `Usage: lading delete LOCATION
 Deletes the manifest LOCATION names: in a registry by digest (every tag
 pointing at it goes too; blobs are left to the registry's garbage
 collection); in an OCI layout the tag (or every tag of a @digest; with
-neither, of the layout's only image).`;
+neither, of the layout's only image). A referrer deleted by digest leaves
+its subject's sha256-<hex> tag schema index too.`;
 
 /**
  * untagLayout removes from a layout's index.json the names that point at
- * `digest`: `ref` alone when the location named a tag, else every entry of
- * the manifest, named or not.
- * @throws NOT_FOUND when no index.json entry points at `digest`
+ * `desc`: `ref` alone when the location named a tag, else every entry of
+ * the manifest, named or not (and a referrer leaves the tag schema index
+ * of its subject).
+ * @throws NOT_FOUND when no index.json entry points at `desc`
  */
 async function untagLayout(
   layout: OciLayout,
   label: string,
   ref: string | undefined,
-  digest: Digest,
+  desc: Descriptor,
   signal: AbortSignal,
 ): Promise<void> {
   if (ref !== undefined && !isDigest(ref)) {
     await layout.untag(ref, { signal });
     return;
   }
-  // A manifest blob that no index.json entry names is not in the layout
-  // as far as its readers go: nothing to delete.
-  if (!(await layout.untag(digest, { signal })))
+  const bytes = await fetchVerified(layout, desc, { signal }).catch((err: unknown) => {
+    if (signal.aborted) throw err;
+    return undefined;
+  });
+  const untagged = await layout.untag(desc.digest, { signal });
+  // A referrer leaves its subject's tag schema index too (in a layout
+  // that index may be all that names it), as in a registry without the
+  // referrers API.
+  const subject = bytes === undefined ? undefined : subjectOf(bytes);
+  const referrer = { dropped: false };
+  if (subject !== undefined)
+    await editFallbackIndex(
+      layout,
+      subject,
+      (m) => {
+        if (!m.some((d) => d.digest === desc.digest)) return undefined;
+        referrer.dropped = true;
+        return m.filter((d) => d.digest !== desc.digest);
+      },
+      signal,
+    );
+  // A manifest blob that nothing names is not in the layout as far as
+  // its readers go: nothing to delete.
+  if (!untagged && !referrer.dropped)
     throw Object.assign(
-      new LadingError(ErrorCode.NotFound, `no index.json entry of ${label} points at ${digest}`),
+      new LadingError(
+        ErrorCode.NotFound,
+        `no index.json entry of ${label} points at ${desc.digest}`,
+      ),
       { hint: `lading ls ${label} lists the names it holds` },
     );
+}
+
+/** subjectOf is the digest of a manifest's `subject`, when it has one. */
+function subjectOf(bytes: Uint8Array): Digest | undefined {
+  try {
+    const m = JSON.parse(Buffer.from(bytes).toString('utf8')) as { subject?: { digest?: unknown } };
+    const d = m.subject?.digest;
+    return typeof d === 'string' && isDigest(d) ? d : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** del is `lading delete LOCATION`. */
@@ -206,7 +244,7 @@ export const del: Command = {
         { signal: ctx.signal },
       );
     } else if (opened.target instanceof OciLayout) {
-      await untagLayout(opened.target, opened.label, opened.ref, desc.digest, ctx.signal);
+      await untagLayout(opened.target, opened.label, opened.ref, desc, ctx.signal);
     } else {
       throw new LadingError(ErrorCode.Unsupported, `cannot delete from ${opened.label}`);
     }
