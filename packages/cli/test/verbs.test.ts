@@ -699,4 +699,54 @@ describe('lading index, attach and discover', () => {
       expect(left.referrers.map((r) => r.digest)).toEqual([b.digest]);
     }
   });
+
+  it('cp -r copies the referrers, and theirs, between registries and layouts', async () => {
+    const sig = join(work, 'r-sig.txt');
+    await writeFile(sig, 'signature');
+    const sbom = join(work, 'r-sbom.json');
+    await writeFile(sbom, '{"sbom":1}');
+    const src = `${cncf.host}/verbs/rsrc:v1`;
+    expect((await lading('build', one, src)).code).toBe(0);
+    const s = await ladingJson<{ digest: string }>(
+      'attach',
+      src,
+      '--artifact-type',
+      'application/vnd.example.sig',
+      sig,
+    );
+    // an SBOM of the signature: a referrer of a referrer
+    const b = await ladingJson<{ digest: string }>(
+      'attach',
+      `${cncf.host}/verbs/rsrc@${s.digest}`,
+      '--artifact-type',
+      'application/spdx+json',
+      sbom,
+    );
+    const referrers = async (loc: string) =>
+      (await ladingJson<{ referrers: { digest: string }[] }>('discover', loc)).referrers.map(
+        (r) => r.digest,
+      );
+    const layout = join(work, 'r-layout');
+    const hops = [
+      [src, `${host}/verbs/rdst:v1`, `${host}/verbs/rdst@${s.digest}`],
+      [`${host}/verbs/rdst:v1`, `oci:${layout}:v1`, `oci:${layout}@${s.digest}`],
+      [`oci:${layout}:v1`, `${cncf.host}/verbs/rback:v1`, `${cncf.host}/verbs/rback@${s.digest}`],
+    ] as const;
+    for (const [from, to, sigAt] of hops) {
+      const r = await ladingJson<{ referrers: number }>('cp', '-r', from, to);
+      expect(r.referrers, `${from} → ${to}`).toBe(2);
+      expect(await referrers(to), to).toEqual([s.digest]);
+      expect(await referrers(sigAt), sigAt).toEqual([b.digest]);
+    }
+    // Without -r, none; into a docker archive, refused before anything is read.
+    const plain = `${cncf.host}/verbs/rplain:v1`;
+    expect((await lading('cp', `oci:${layout}:v1`, plain)).code).toBe(0);
+    expect(await referrers(plain)).toEqual([]);
+    const archive = await lading('cp', '-r', src, `docker-archive:${join(work, 'r.tar')}:a:1`);
+    expect(archive.code).toBe(2);
+    expect(archive.stderr).toContain('cannot hold referrers');
+    const unpack = await lading('pull', '-r', src, join(work, 'r-dir'));
+    expect(unpack.code).toBe(2);
+    expect(unpack.stderr).toContain('pull into oci:DIR to keep them');
+  });
 });

@@ -12,8 +12,10 @@ import {
   digestOf,
   fetchVerified,
   formatPlatform,
+  copy,
   imageIndex,
   isImageIndex,
+  parseManifest,
   isLadingError,
   platformMatches,
   type Descriptor,
@@ -22,9 +24,10 @@ import {
   type ImageIndex,
   type IndexEntryInput,
   type IndexManifest,
+  type CopyOptions,
   type Target,
 } from '@lading/core';
-import { RegistryClient } from '@lading/remote';
+import { RegistryClient, RegistryTarget } from '@lading/remote';
 import { UsageError } from '../exit.js';
 import { openSource } from '../image-source.js';
 import { parseLocation, refuseArchiveForIndex } from '../transports.js';
@@ -340,6 +343,78 @@ export const attach: Command = {
   },
 };
 
+/**
+ * referrersIn lists the manifests whose subject is `subject` in a registry
+ * (its referrers API, else the tag schema) or in an OCI layout (the tag
+ * schema index that attach and cp --referrers keep there).
+ */
+export async function referrersIn(
+  target: Target,
+  subject: Digest,
+  signal: AbortSignal,
+  artifactType?: string,
+): Promise<Descriptor[]> {
+  if (target instanceof RegistryTarget)
+    return target.client.referrers(target.repository, subject, {
+      signal,
+      ...(artifactType === undefined ? {} : { artifactType }),
+    });
+  try {
+    const root = await target.resolve(fallbackTag(subject), { signal });
+    const idx = JSON.parse(
+      Buffer.from(await fetchVerified(target, root, { signal })).toString('utf8'),
+    ) as IndexManifest;
+    return idx.manifests.filter(
+      (m) => artifactType === undefined || m.artifactType === artifactType,
+    );
+  } catch (err) {
+    if (!isLadingError(err, ErrorCode.NotFound)) throw err;
+    return [];
+  }
+}
+
+/**
+ * copyReferrers copies the referrers of `root` (and of the manifests of an
+ * index root), and theirs in turn, from `src` to `dst`, each by digest: a
+ * registry indexes them itself or by the tag schema (putManifest), a
+ * layout gets each added to its subject's tag schema index. Resolves how
+ * many were copied.
+ */
+export async function copyReferrers(
+  src: Target,
+  dst: Target,
+  root: Descriptor,
+  options: CopyOptions & { readonly signal: AbortSignal },
+): Promise<number> {
+  const { signal } = options;
+  const subjects: Digest[] = [root.digest];
+  const parsed = parseManifest(
+    Buffer.from(await fetchVerified(dst, root, { signal })),
+    root.mediaType,
+  );
+  if (parsed.kind === 'index') for (const m of parsed.manifest.manifests) subjects.push(m.digest);
+  const seen = new Set<string>(subjects);
+  let copied = 0;
+  // (the loop also visits the subjects pushed while it runs)
+  for (const subject of subjects) {
+    for (const r of await referrersIn(src, subject, signal)) {
+      if (seen.has(r.digest)) continue;
+      seen.add(r.digest);
+      await copy(src, r.digest, dst, r.digest, options);
+      if (!(dst instanceof RegistryTarget))
+        await editFallbackIndex(
+          dst,
+          subject,
+          (m) => (m.some((d) => d.digest === r.digest) ? undefined : [...m, r]),
+          signal,
+        );
+      copied++;
+      subjects.push(r.digest);
+    }
+  }
+  return copied;
+}
+
 const discoverUsage = `Usage: lading discover SUBJECT [--artifact-type TYPE]
 
 Lists the artifacts whose subject is the manifest SUBJECT names: through the
@@ -359,29 +434,7 @@ export const discover: Command = {
     const opened = openTarget(location, options, 'read');
     const { signal } = ctx;
     const subject = await opened.target.resolve(opened.readRef, { signal });
-    let found: Descriptor[];
-    if (location.kind === 'registry') {
-      const r = parseRef(location.reference);
-      const slash = r.repo.indexOf('/');
-      found = await new RegistryClient(r.repo.slice(0, slash), options).referrers(
-        r.repo.slice(slash + 1),
-        subject.digest,
-        { signal, ...(artifactType === undefined ? {} : { artifactType }) },
-      );
-    } else {
-      found = [];
-      try {
-        const root = await opened.target.resolve(fallbackTag(subject.digest), { signal });
-        const idx = JSON.parse(
-          Buffer.from(await fetchVerified(opened.target, root, { signal })).toString('utf8'),
-        ) as IndexManifest;
-        found = idx.manifests.filter(
-          (m) => artifactType === undefined || m.artifactType === artifactType,
-        );
-      } catch (err) {
-        if (!isLadingError(err, ErrorCode.NotFound)) throw err;
-      }
-    }
+    const found = await referrersIn(opened.target, subject.digest, signal, artifactType);
     ctx.out.result(
       { subject: subject.digest, referrers: found },
       found.map((d) => `${d.digest} ${d.artifactType ?? d.mediaType}`).join('\n'),

@@ -28,6 +28,8 @@ mounted. Re-running an interrupted copy finishes it.
 Options:
   --platform OS/ARCH[/VARIANT]  copy one platform out of an index
   --all                         copy every platform (the default)
+  -r, --referrers               copy the artifacts that refer to the image
+                                (signatures, SBOMs; theirs too) as well
   --jobs N                      transfers in flight (default 4)
   --src-username U, --src-password P | --src-password-stdin
                                 credentials for SRC only
@@ -75,10 +77,14 @@ async function copyBetween(ctx: CommandContext, srcText: string, dstText: string
   const shown = ctx.out.mode === 'tty' || ctx.out.mode === 'plain';
   const progress = shown ? new ProgressEmitter() : undefined;
   progress?.on('progress', ctx.out.progress);
+  const withReferrers = flag(ctx, 'referrers');
+  if (withReferrers && dstLoc.kind === 'docker-archive')
+    throw new UsageError('a docker archive cannot hold referrers: drop --referrers');
   let skipped = 0;
   let mounted = 0;
+  let referrers = 0;
   const root = await writing(dst, async () => {
-    const root = await copy(src.target, srcRef, dst.target, dstRef, {
+    const options = {
       signal: ctx.signal,
       concurrency: jobs,
       ...(progress === undefined ? {} : { progress }),
@@ -88,8 +94,16 @@ async function copyBetween(ctx: CommandContext, srcText: string, dstText: string
       onMounted: () => {
         mounted++;
       },
+    };
+    const root = await copy(src.target, srcRef, dst.target, dstRef, {
+      ...options,
       ...(platform === undefined ? {} : { platform }),
     });
+    if (withReferrers) {
+      // Loaded here: a plain cp does not need it.
+      const { copyReferrers } = await import('./artifacts.js');
+      referrers = await copyReferrers(src.target, dst.target, root, options);
+    }
     // copy tags nothing for a digest: a layout DST that names no tag gets an
     // untagged index.json entry (as skopeo writes), or its image would be
     // unreachable (and gone at the next gc).
@@ -110,16 +124,18 @@ async function copyBetween(ctx: CommandContext, srcText: string, dstText: string
       size: stored.size,
       skipped,
       mounted,
+      ...(withReferrers ? { referrers } : {}),
       seconds: seconds(start),
     },
     flag(ctx, 'quiet')
       ? stored.digest
-      : `${dstText}\n${stored.digest} (${seconds(start)} s, ${skipped} skipped, ${mounted} mounted)`,
+      : `${dstText}\n${stored.digest} (${seconds(start)} s, ${skipped} skipped, ${mounted} mounted${withReferrers ? `, ${referrers} referrers` : ''})`,
   );
 }
 
 const cpOptions = {
   platform: { type: 'string' },
+  referrers: { type: 'boolean', short: 'r' },
   all: { type: 'boolean' },
   jobs: { type: 'string' },
   'src-username': { type: 'string' },
@@ -175,7 +191,8 @@ pull leaves DEST as it was: an absent or empty DEST gets nothing; in a
 non-empty one, what the pull replaced or deleted is put back (it is moved
 aside while the pull runs, into a hidden .lading-undo-* directory in DEST).
 --preserve-owners (as root) restores the tar's owners and keeps
-setuid/setgid bits, which are cleared otherwise.`;
+setuid/setgid bits, which are cleared otherwise. -r/--referrers (into
+oci:DIR only) copies the image's referrers too, as lading cp -r does.`;
 
 /**
  * looksLikeRegistry says whether a pull DEST reads as a registry reference:
@@ -209,6 +226,11 @@ export const pull: Command = {
       throw new UsageError(
         `pull unpacks into a directory; ${JSON.stringify(dest)} looks like a registry reference`,
         'lading cp REF DEST copies to a registry (./DEST for a directory of that name)',
+      );
+    if (flag(ctx, 'referrers'))
+      throw new UsageError(
+        '--referrers keeps artifacts: pull into oci:DIR to keep them',
+        pullUsage,
       );
     const start = now();
     const options = await remoteOptions(ctx);
