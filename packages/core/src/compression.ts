@@ -73,17 +73,65 @@ export function sniffCompression(head: Uint8Array): LayerCompression {
  */
 export function createDecompressor(kind: 'gzip' | 'zstd'): Transform {
   // 1 MiB output chunks: fewer, larger writes for whoever reads the tar.
-  if (kind === 'gzip') return zlib.createGunzip({ chunkSize: 1024 * 1024 });
+  if (kind === 'gzip') return strictGzip(zlib.createGunzip({ chunkSize: 1024 * 1024 }));
   if (typeof zz.createZstdDecompress !== 'function') throw zstdUnsupported('read a zstd layer');
   return strictZstd(zz.createZstdDecompress({ chunkSize: 1024 * 1024 }));
+}
+
+/** gzipGarbage is the error for data after the last gzip member that is not zero padding. */
+function gzipGarbage(): Error {
+  return Object.assign(new Error('data after the last gzip member'), { code: 'Z_DATA_ERROR' });
+}
+
+/**
+ * strictGzip makes Node's gunzip refuse data after the last member that is
+ * not all zeros, as GNU gzip and Go's reader do. Node stops at a zero byte
+ * after a member, ends its readable side at once and drops the rest,
+ * garbage included. Here that early end is held back until the input has
+ * ended, and what Node consumed (`bytesWritten`) must cover the last
+ * non-zero byte it was given, in whichever chunk it came.
+ */
+function strictGzip(d: zlib.Gunzip): Transform {
+  let total = 0;
+  let lastNonZero = -1;
+  let finishing = false;
+  const push = d.push.bind(d);
+  d.push = (chunk: unknown, encoding?: BufferEncoding) =>
+    chunk === null && !finishing ? false : push(chunk, encoding);
+  const checked =
+    (callback: (err?: Error | null, data?: unknown) => void) =>
+    (err?: Error | null, data?: unknown) => {
+      if (!err && lastNonZero >= d.bytesWritten) callback(gzipGarbage());
+      else callback(err, data);
+    };
+  const transform = d._transform.bind(d);
+  const flush = d._flush.bind(d);
+  d._transform = (chunk: Buffer, encoding, callback) => {
+    for (let i = chunk.length - 1; i >= 0; i--) {
+      if (chunk[i] !== 0) {
+        lastNonZero = total + i;
+        break;
+      }
+    }
+    total += chunk.length;
+    transform(chunk, encoding, checked(callback));
+  };
+  d._flush = (callback) => {
+    flush(
+      checked((err, data) => {
+        finishing = true;
+        callback(err, data);
+      }),
+    );
+  };
+  return d;
 }
 
 /**
  * strictZstd makes Node's zstd decompressor refuse bytes after the last
  * frame, as the zstd tool and Go's decoders do (Node drops them): every
  * chunk is followed through {@link ZstdFrames} before it is decompressed.
- * A gzip stream needs no such check: Node's gunzip already refuses data
- * after the last member, except zero padding, which GNU gzip also accepts.
+ * (Gzip gets {@link strictGzip}.)
  */
 function strictZstd(d: Transform): Transform {
   const frames = new ZstdFrames();
@@ -165,7 +213,15 @@ export function layerTarStream(compressed: Readable, mediaType: string): Readabl
 
 /** decompressSync is {@link createDecompressor} for bytes in memory (small layers). */
 export function decompressSync(kind: 'gzip' | 'zstd', bytes: Uint8Array): Buffer {
-  if (kind === 'gzip') return zlib.gunzipSync(bytes);
+  if (kind === 'gzip') {
+    const { buffer, engine } = zlib.gunzipSync(bytes, { info: true }) as unknown as {
+      buffer: Buffer;
+      engine: zlib.Gunzip;
+    };
+    for (let i = bytes.length - 1; i >= engine.bytesWritten; i--)
+      if (bytes[i] !== 0) throw gzipGarbage();
+    return buffer;
+  }
   if (typeof zz.zstdDecompressSync !== 'function') throw zstdUnsupported('read a zstd layer');
   const frames = new ZstdFrames();
   frames.scan(bytes);

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { inflateRawSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { RawDeflater, blockGzipSync } from '../src/internal-api.js';
-import { decompressSync } from '../src/compression.js';
+import { createDecompressor, decompressSync } from '../src/compression.js';
 import { text } from './text.js';
 
 describe('RawDeflater (libdeflate, WebAssembly)', () => {
@@ -56,6 +56,45 @@ describe('blockGzipSync', () => {
         i = out.indexOf(Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]), i + 1);
       }
       expect(members).toBe(Math.max(1, Math.ceil(input.length / (1024 * 1024))));
+    }
+  });
+});
+
+describe('decompressSync and createDecompressor (gzip)', () => {
+  it('read past zero padding after the last member, and refuse anything else after it', async () => {
+    const gz = blockGzipSync(text(3 * 1024 * 1024), 1);
+    const read = (bytes: Buffer) =>
+      new Promise<string>((resolve) => {
+        const d = createDecompressor('gzip');
+        let n = 0;
+        d.on('data', (c: Buffer) => {
+          n += c.length;
+        });
+        d.on('error', (e: Error & { code?: string }) => {
+          resolve(`${e.code ?? ''}: ${e.message}`);
+        });
+        d.on('end', () => {
+          resolve(String(n));
+        });
+        // In 64 KiB writes, as from a socket: the garbage lands in a later
+        // chunk than the zero byte Node stops at.
+        for (let at = 0; at < bytes.length; at += 65536) d.write(bytes.subarray(at, at + 65536));
+        d.end();
+      });
+    const size = String(3 * 1024 * 1024);
+    expect(await read(gz)).toBe(size);
+    expect(await read(Buffer.concat([gz, Buffer.alloc(100_000)]))).toBe(size);
+    expect(decompressSync('gzip', Buffer.concat([gz, Buffer.alloc(512)])).length).toBe(
+      3 * 1024 * 1024,
+    );
+    for (const tail of [
+      Buffer.from('\0junk'),
+      Buffer.concat([Buffer.alloc(100_000), Buffer.from('junk')]),
+    ]) {
+      expect(await read(Buffer.concat([gz, tail]))).toMatch(/^Z_DATA_ERROR: /);
+      expect(() => decompressSync('gzip', Buffer.concat([gz, tail]))).toThrow(
+        'data after the last gzip member',
+      );
     }
   });
 });

@@ -632,6 +632,12 @@ describe('validateImage', () => {
     const cases: { mediaType: string; blob: Buffer }[] = [
       { mediaType: MediaType.OciLayerGzip, blob: Buffer.from('not gzip at all') },
       { mediaType: MediaType.OciLayerGzip, blob: Buffer.concat([gz, Buffer.from('junk')]) },
+      // Node's gunzip stops at a zero byte after a member and drops the rest
+      { mediaType: MediaType.OciLayerGzip, blob: Buffer.concat([gz, Buffer.from('\0junk')]) },
+      {
+        mediaType: MediaType.OciLayerGzip,
+        blob: Buffer.concat([gz, Buffer.alloc(600), Buffer.from('junk')]),
+      },
     ];
     if (zstdAvailable()) {
       const zs = (zlib as unknown as { zstdCompressSync: (b: Buffer) => Buffer }).zstdCompressSync(
