@@ -533,6 +533,17 @@ describe('lading everyday verbs', () => {
       /^lading: 1 bad descriptor\(s\); \$\.layers\[1\] sha256:\w+: the layer does not decompress/,
     );
     expect((await lading('validate', '--fast', `oci:${layout}:trailing`)).code).toBe(0);
+    // A blob damaged in storage is a digest mismatch, not a layer that
+    // does not decompress (it fails to decompress before its digest is known).
+    const victim = blobPath(manifest.layers[0]!.digest);
+    const damaged = await readFile(victim);
+    damaged[Math.floor(damaged.length / 2)]! ^= 0xff;
+    await writeFile(victim, damaged);
+    const broken = await lading('validate', `oci:${layout}:v1`, '--json');
+    expect(broken.code).toBe(1);
+    const found = JSON.parse(broken.stdout) as { problems: { path: string; error: string }[] };
+    expect(found.problems[0]).toMatchObject({ path: '$.layers[0]' });
+    expect(found.problems[0]!.error).toMatch(/digest mismatch/);
   });
 });
 

@@ -198,7 +198,7 @@ export class RegistryClient {
     // that fails too, the stream fails with a temporary NETWORK error (so
     // copy() fetches the blob again), not undici's own.
     const verify = new VerifyingStream({ digest, size: options.size }, 'blob');
-    feedResuming(this.transport, repo, digest, res, verify, options.signal);
+    feedResuming(this.transport, repo, digest, res, verify, options.signal, options.size);
     return options.size === undefined
       ? verify
       : markVerified(verify, { digest, size: options.size });
@@ -474,10 +474,21 @@ export class RegistryClient {
       ? await this.#referrerIn(repo, reference, options.signal)
       : undefined;
     await this.#deleteManifest(repo, reference, options.signal);
-    if (referrer !== undefined)
+    if (referrer === undefined) return;
+    try {
       await this.#serialized(repo, referrer.subject, () =>
         this.#dropReferrer(repo, referrer.subject, reference as Digest, options.signal),
       );
+    } catch (err) {
+      if (options.signal?.aborted === true || !(err instanceof LadingError)) throw err;
+      // Deleted, so a second delete cannot read the subject any more: say
+      // what is left to mend.
+      throw new LadingError(
+        err.code,
+        `${reference} was deleted, but the referrers index ${fallbackTag(referrer.subject)} still lists it: ${err.message}`,
+        { cause: err },
+      );
+    }
   }
 
   /** referrerIn reads the manifest `digest` for its subject; undefined when it has none or cannot be read. */

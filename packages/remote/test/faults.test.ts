@@ -400,6 +400,51 @@ describe('blob GET cut mid-body (fake registry)', () => {
     expect(seen.length).toBe(1);
   });
 
+  it('gives a blob whose every connection drops before a byte retries + 1 GETs in all, under copy() too', async () => {
+    const f = await fake();
+    const data = randomBytes(300_000);
+    const digest = await pushed(f, data);
+    const seen = cutting(f, digest, data, () => 0);
+    const err = await copy(
+      registryTarget(`${f.host}/re/get`, fast),
+      '1',
+      memoryTarget(),
+      'x',
+    ).catch((e: unknown) => e);
+    expect(isLadingError(err, 'NETWORK')).toBe(true);
+    expect(seen.length).toBe(fast.retry.retries + 1);
+  });
+
+  it('ends a body cut after its last byte: nothing to ask for (size known), or a 416 for the rest', async () => {
+    const f = await fake();
+    const data = randomBytes(400_000);
+    const digest = await pushed(f, data);
+    const ranges: (string | undefined)[] = [];
+    f.faults.unshift((req, res) => {
+      if (req.method !== 'GET' || !req.url!.endsWith(digest)) return false;
+      const range = req.headers.range;
+      ranges.push(range);
+      if (range === `bytes=${data.length}-`) {
+        res.writeHead(416, { 'content-range': `bytes */${data.length}` }).end();
+        return true;
+      }
+      // chunked, all bytes, then dropped before the last chunk
+      res.writeHead(200);
+      res.write(data);
+      setTimeout(() => res.socket?.destroy(), 20);
+      return true;
+    });
+    const client = new RegistryClient(f.host, fast);
+    const sized = await buffer(
+      await client.getBlob('re/get', digest as never, { size: data.length }),
+    );
+    expect(sized.equals(data)).toBe(true);
+    expect(ranges).toEqual([undefined]);
+    const unsized = await buffer(await client.getBlob('re/get', digest as never));
+    expect(unsized.equals(data)).toBe(true);
+    expect(ranges).toEqual([undefined, undefined, `bytes=${data.length}-`]);
+  });
+
   it('refuses a 206 that starts elsewhere than asked', async () => {
     const f = await fake();
     const data = randomBytes(500_000);

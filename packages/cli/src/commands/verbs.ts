@@ -641,7 +641,12 @@ async function checkLayer(
     if (decompress === undefined) await pipeline(fetched, tar, sink(), { signal });
     else await pipeline(fetched, decompress, tar, sink(), { signal });
   } catch (err) {
-    throw decompressionError(err, 'the layer');
+    const typed = decompressionError(err, 'the layer');
+    if (typed === err || signal.aborted) throw err;
+    // A blob damaged in storage fails to decompress before its end, where
+    // its digest is checked: read it again to its end, and report that.
+    await drain(await target.fetch(desc, { signal }), signal);
+    throw typed;
   }
   if (tar.digest !== diffId)
     throw new DigestMismatchError(diffId, tar.digest ?? '', 'diff_id', { diffId: true });

@@ -1,12 +1,15 @@
 import { Readable, type Writable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Digest } from '@lading/core';
 import { RegistryError } from '../errors.js';
 import {
+  backoffMs,
   bodyError,
   discard,
   drain,
   header,
   isTemporary,
+  markExhausted,
   type SendResponse,
   type Transport,
 } from './transport/index.js';
@@ -32,7 +35,12 @@ async function* skipGen(
  * server that ignored a Range request.
  */
 export function skipTo(body: Readable, start: number, end: number | undefined): Readable {
-  return Readable.from(skipGen(body, start, end), { objectMode: false });
+  const out = Readable.from(skipGen(body, start, end), { objectMode: false });
+  // Destroyed before its first read, the generator never ran: close the body here.
+  out.once('close', () => {
+    if (!body.destroyed) body.destroy();
+  });
+  return out;
 }
 
 /**
@@ -100,6 +108,7 @@ export function feedResuming(
   first: SendResponse,
   into: Writable,
   signal: AbortSignal | undefined,
+  size?: number,
 ): void {
   let received = 0;
   let fruitless = 0;
@@ -125,6 +134,12 @@ export function feedResuming(
     stream.once('error', (err: unknown) => {
       stream.unpipe(into);
       if (into.destroyed) return;
+      // Cut after its last byte (a chunked body before its last chunk):
+      // nothing to ask for; the verifier has the last word.
+      if (size !== undefined && received === size) {
+        into.end();
+        return;
+      }
       const typed = bodyError(err, res.url, signal);
       fruitless = got > 0 ? 0 : fruitless + 1;
       if (
@@ -133,23 +148,33 @@ export function feedResuming(
         t.retry.retries === 0 ||
         fruitless > t.retry.retries
       ) {
+        // Asked again already: an enclosing retry does not start over.
+        if (fruitless > 0) markExhausted(typed);
         into.destroy(typed);
         return;
       }
-      rest(t, repo, digest, received, signal).then(
-        (next) => {
-          attach(next.res, next.body);
-        },
-        (e: unknown) => {
-          into.destroy(e instanceof Error ? e : typed);
-        },
-      );
+      // An attempt that brought nothing waits, as a retry does.
+      const wait = fruitless === 0 ? 0 : backoffMs(t.retry, fruitless - 1);
+      sleep(wait, undefined, signal === undefined ? {} : { signal })
+        .then(() => rest(t, repo, digest, received, signal))
+        .then(
+          (next) => {
+            attach(next.res, next.body);
+          },
+          (e: unknown) => {
+            if (signal?.aborted === true) into.destroy(bodyError(e, res.url, signal));
+            else into.destroy(e instanceof Error ? e : typed);
+          },
+        );
     });
   };
   attach(first, first.body);
 }
 
-/** rest asks for a blob's bytes from `from` on (a 200 is read past them). */
+/**
+ * rest asks for a blob's bytes from `from` on: a 200 is read past them, a
+ * 416 saying the blob is `from` bytes long is an empty rest.
+ */
 async function rest(
   t: Transport,
   repo: string,
@@ -166,9 +191,15 @@ async function rest(
       signal,
       followRedirects: true,
     },
-    (r) => r.status === 200 || r.status === 206,
+    (r) => r.status === 200 || r.status === 206 || r.status === 416,
   );
   if (res.status === 200) return { res, body: skipTo(res.body, from, undefined) };
+  if (res.status === 416) {
+    await drain(res.body);
+    // `bytes */N`: the blob is N bytes long; from N on there is nothing.
+    const whole = /^bytes \*\/(\d+)$/.exec(header(res.headers, 'content-range') ?? '')?.[1];
+    if (whole !== undefined && Number(whole) === from) return { res, body: Readable.from([]) };
+  }
   const start = /^bytes (\d+)-/.exec(header(res.headers, 'content-range') ?? '')?.[1];
   if (start === undefined || Number(start) !== from) {
     discard(res.body);

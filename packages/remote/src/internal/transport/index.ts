@@ -11,5 +11,5 @@ export {
   readWhole,
 } from './response.js';
 export type { Headers, SendResponse } from './response.js';
-export { isTemporary, withRetry } from './retry.js';
+export { backoffMs, isTemporary, markExhausted, withRetry } from './retry.js';
 export type { RetryOptions, RetryPolicy } from './retry.js';

@@ -66,6 +66,21 @@ export function isTemporary(err: unknown): boolean {
  */
 const exhausted = new WeakSet<object>();
 
+/**
+ * markExhausted records that `err` ended retries of its own (a blob read
+ * that asked again for its rest until it gave up): an enclosing withRetry
+ * does not start them over.
+ */
+export function markExhausted(err: unknown): void {
+  if (typeof err === 'object' && err !== null) exhausted.add(err);
+}
+
+/** backoffMs is the delay before retry `attempt` (from 0): exponential, with jitter. */
+export function backoffMs(policy: RetryPolicy, attempt: number): number {
+  const backoff = Math.min(policy.maxDelayMs, policy.minDelayMs * 2 ** attempt);
+  return backoff / 2 + Math.random() * (backoff / 2);
+}
+
 /** OnRetry hears about each retry before its backoff. */
 export type OnRetry = (attempt: number, delayMs: number, err: unknown) => void;
 
@@ -92,8 +107,7 @@ export async function withRetry<T>(
           exhausted.add(err);
         throw err;
       }
-      const backoff = Math.min(policy.maxDelayMs, policy.minDelayMs * 2 ** attempt);
-      const jittered = backoff / 2 + Math.random() * (backoff / 2);
+      const jittered = backoffMs(policy, attempt);
       const after = err instanceof RegistryError ? err.retryAfterMs : undefined;
       const delay = Math.min(policy.maxDelayMs * 6, Math.max(jittered, after ?? 0));
       onRetry?.(attempt + 1, delay, err);
