@@ -749,9 +749,11 @@ describe('lading index, attach and discover', () => {
       expect(await referrers(to), to).toEqual([s.digest]);
       expect(await referrers(sigAt), sigAt).toEqual([b.digest]);
     }
-    // Without -r, none; into a docker archive, refused before anything is read.
+    // Without -r, none; the layout read without a tag is still its one
+    // image (its referrers indexes are not images).
     const plain = `${cncf.host}/verbs/rplain:v1`;
-    expect((await lading('cp', `oci:${layout}:v1`, plain)).code).toBe(0);
+    const tagless = await lading('cp', `oci:${layout}`, plain);
+    expect(tagless.code, tagless.stderr).toBe(0);
     expect(await referrers(plain)).toEqual([]);
     const archive = await lading('cp', '-r', src, `docker-archive:${join(work, 'r.tar')}:a:1`);
     expect(archive.code).toBe(2);
@@ -759,5 +761,14 @@ describe('lading index, attach and discover', () => {
     const unpack = await lading('pull', '-r', src, join(work, 'r-dir'));
     expect(unpack.code).toBe(2);
     expect(unpack.stderr).toContain('pull into oci:DIR to keep them');
+    // A referrer the tag schema index still lists but the registry lost
+    // (deleted behind the index's back) is named as such.
+    const del = await fetch(`http://${cncf.host}/v2/verbs/rsrc/manifests/${b.digest}`, {
+      method: 'DELETE',
+    });
+    expect(del.status).toBe(202);
+    const stale = await lading('cp', '-r', src, `oci:${join(work, 'r-stale')}:v1`);
+    expect(stale.code).toBe(4);
+    expect(stale.stderr).toContain(`${b.digest}, listed as a referrer of ${s.digest}, is missing`);
   });
 });

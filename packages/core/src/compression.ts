@@ -101,7 +101,8 @@ function strictGzip(d: zlib.Gunzip): Transform {
   const checked =
     (callback: (err?: Error | null, data?: unknown) => void) =>
     (err?: Error | null, data?: unknown) => {
-      if (!err && lastNonZero >= d.bytesWritten) callback(gzipGarbage());
+      // (destroyed mid-chunk, zlib answers without having consumed it)
+      if (!err && !d.destroyed && lastNonZero >= d.bytesWritten) callback(gzipGarbage());
       else callback(err, data);
     };
   const transform = d._transform.bind(d);

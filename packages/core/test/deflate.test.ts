@@ -2,6 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { inflateRawSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { RawDeflater, blockGzipSync } from '../src/internal-api.js';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { createDecompressor, decompressSync } from '../src/compression.js';
 import { text } from './text.js';
 
@@ -96,5 +98,22 @@ describe('decompressSync and createDecompressor (gzip)', () => {
         'data after the last gzip member',
       );
     }
+  });
+
+  it('is not "data after the last member" when its reader destroys it mid-stream', async () => {
+    const gz = blockGzipSync(text(8 * 1024 * 1024), 1);
+    const d = createDecompressor('gzip');
+    const err = await pipeline(
+      Readable.from([gz]),
+      d,
+      new Writable({
+        write(_c, _e, cb) {
+          d.destroy();
+          cb();
+        },
+      }),
+    ).catch((e: unknown) => e);
+    expect((err as { code?: string }).code).not.toBe('Z_DATA_ERROR');
+    expect((err as { code?: string }).code).toBe('ERR_STREAM_PREMATURE_CLOSE');
   });
 });

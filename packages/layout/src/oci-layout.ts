@@ -16,6 +16,7 @@ import {
   digestAlgorithm,
   isDigest,
   isLadingError,
+  isIndexMediaType,
   isManifestMediaType,
   MAX_MANIFEST_SIZE,
   successorsOf,
@@ -52,6 +53,19 @@ export interface OciLayoutOptions {
   readonly lockTimeoutMs?: number;
   /** staleLockMs is the age after which a lock left by a dead process is broken; default 15 s. */
   readonly staleLockMs?: number;
+}
+
+/**
+ * isReferrersIndex says whether an index.json entry is the referrers tag
+ * schema's index of a subject: an image index named `<alg>-<hex>`.
+ */
+function isReferrersIndex(d: Descriptor): boolean {
+  const name = d.annotations?.[refNameAnnotation];
+  return (
+    name !== undefined &&
+    /^(?:sha256-[0-9a-f]{64}|sha512-[0-9a-f]{128})$/.test(name) &&
+    isIndexMediaType(d.mediaType)
+  );
 }
 
 /** GcResult reports what {@link OciLayout.gc} removed. */
@@ -257,10 +271,18 @@ export class OciLayout implements Target, BlobWriter, SinkOpener {
     const manifests = await this.list(options);
     if (manifests.length === 0) await this.#mustExist();
     if (ref === '') {
-      const one = onlyImage(manifests, `the OCI layout ${this.dir}`, this.dir, (d) => {
-        const n = d.annotations?.[refNameAnnotation];
-        return n === undefined ? [] : [n];
-      });
+      // The referrers tag schema's indexes (`sha256-<hex>`, written by
+      // attach and cp -r) are not images of the layout.
+      const images = manifests.filter((d) => !isReferrersIndex(d));
+      const one = onlyImage(
+        images.length > 0 ? images : manifests,
+        `the OCI layout ${this.dir}`,
+        this.dir,
+        (d) => {
+          const n = d.annotations?.[refNameAnnotation];
+          return n === undefined ? [] : [n];
+        },
+      );
       return withoutRefName(one);
     }
     const hit = isDigest(ref)

@@ -397,20 +397,39 @@ export async function copyReferrers(
   let copied = 0;
   // (the loop also visits the subjects pushed while it runs)
   for (const subject of subjects) {
+    const added: Descriptor[] = [];
     for (const r of await referrersIn(src, subject, signal)) {
       if (seen.has(r.digest)) continue;
       seen.add(r.digest);
-      await copy(src, r.digest, dst, r.digest, options);
-      if (!(dst instanceof RegistryTarget))
-        await editFallbackIndex(
-          dst,
-          subject,
-          (m) => (m.some((d) => d.digest === r.digest) ? undefined : [...m, r]),
-          signal,
+      try {
+        await copy(src, r.digest, dst, r.digest, options);
+      } catch (err) {
+        if (!isLadingError(err, ErrorCode.NotFound)) throw err;
+        // A stale entry of a tag schema index, say: name it as what it is.
+        throw Object.assign(
+          new LadingError(
+            ErrorCode.NotFound,
+            `${r.digest}, listed as a referrer of ${subject}, is missing from the source`,
+            { cause: err },
+          ),
+          { hint: 'copy without -r, or remove it from the referrers index' },
         );
+      }
+      added.push(r);
       copied++;
       subjects.push(r.digest);
     }
+    // One rewrite of a layout's index per subject, not one per referrer.
+    if (added.length > 0 && !(dst instanceof RegistryTarget))
+      await editFallbackIndex(
+        dst,
+        subject,
+        (m) => {
+          const missing = added.filter((r) => !m.some((d) => d.digest === r.digest));
+          return missing.length === 0 ? undefined : [...m, ...missing];
+        },
+        signal,
+      );
   }
   return copied;
 }
