@@ -6,7 +6,9 @@
  */
 export { childrenToWrite } from './image.js';
 export { formatCreated } from './mutate/config.js';
-export { manifestAccept } from './media-types.js';
+export { isLayerMediaType, manifestAccept } from './media-types.js';
+export { isReferrersTag, referrersTag } from './referrers-tag.js';
+export { discardSink } from './sink.js';
 export { deferredStream } from './compression.js';
 export { encodeTarHeader, tarPadding, tarTrailer } from './tar-header.js';
 export type { TarHeader, TarName, TarType } from './tar-header.js';

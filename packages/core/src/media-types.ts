@@ -44,6 +44,14 @@ export function isDockerMediaType(mt: string | undefined): boolean {
   return mt?.startsWith('application/vnd.docker.') === true;
 }
 
+/**
+ * isLayerMediaType tells the blobs of a filesystem layer (a tar, any
+ * compression; OCI and Docker, foreign and non-distributable included).
+ */
+export function isLayerMediaType(mt: string): boolean {
+  return mt.includes('.layer.') || mt.includes('.rootfs.');
+}
+
 /** isGzipLayerMediaType tells whether layers of this type are gzip-compressed. */
 export function isGzipLayerMediaType(mt: string | undefined): boolean {
   return mt !== undefined && (mt.endsWith('+gzip') || mt.endsWith('.tar.gzip'));

@@ -27,12 +27,11 @@ import {
   type IoOptions,
   type MediaTypeString,
 } from '@lading/core';
-import { checkOutputFile, decompressionError } from '@lading/core/internal';
+import { checkOutputFile, decompressionError, isLayerMediaType } from '@lading/core/internal';
 import { DockerArchive, normalizeRepoTag, type ArchiveImage } from './docker-archive.js';
 import { DockerArchiveReader } from './docker-archive-reader.js';
 import { closed, notFound, wrongMode } from './internal/archive-errors.js';
 import {
-  isLayerMediaType,
   planArchive,
   writeArchiveFile,
   type SmallBlob,

@@ -31,7 +31,7 @@ import {
   type SinkOpener,
   type Target,
 } from '@lading/core';
-import { isVerified, makeDirectory } from '@lading/core/internal';
+import { isReferrersTag, isVerified, makeDirectory } from '@lading/core/internal';
 import { withFileLock } from './internal/lock.js';
 import { onlyImage } from './internal/only.js';
 import { blobParts, codeOf, readSmall } from './internal/layout-files.js';
@@ -61,11 +61,7 @@ export interface OciLayoutOptions {
  */
 function isReferrersIndex(d: Descriptor): boolean {
   const name = d.annotations?.[refNameAnnotation];
-  return (
-    name !== undefined &&
-    /^(?:sha256-[0-9a-f]{64}|sha512-[0-9a-f]{128})$/.test(name) &&
-    isIndexMediaType(d.mediaType)
-  );
+  return name !== undefined && isReferrersTag(name) && isIndexMediaType(d.mediaType);
 }
 
 /** GcResult reports what {@link OciLayout.gc} removed. */

@@ -19,7 +19,7 @@ import {
   type IoOptions,
   type MediaTypeString,
 } from '@lading/core';
-import { manifestAccept, markVerified } from '@lading/core/internal';
+import { manifestAccept, markVerified, referrersTag } from '@lading/core/internal';
 import { RegistryError } from './errors.js';
 import type { Transport } from './internal/transport/index.js';
 import {
@@ -485,7 +485,7 @@ export class RegistryClient {
       // what is left to mend.
       throw new LadingError(
         err.code,
-        `${reference} was deleted, but the referrers index ${fallbackTag(referrer.subject)} still lists it: ${err.message}`,
+        `${reference} was deleted, but the referrers index ${referrersTag(referrer.subject)} still lists it: ${err.message}`,
         { cause: err },
       );
     }
@@ -541,7 +541,7 @@ export class RegistryClient {
     const index: IndexManifest = { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests };
     await this.putManifest(
       repo,
-      fallbackTag(subject),
+      referrersTag(subject),
       Buffer.from(JSON.stringify(index)),
       MediaType.OciIndex,
       { signal },
@@ -618,7 +618,7 @@ export class RegistryClient {
     signal: AbortSignal | undefined,
   ): Promise<Descriptor[]> {
     try {
-      const m = await this.getManifest(repo, fallbackTag(digest), {
+      const m = await this.getManifest(repo, referrersTag(digest), {
         signal,
         accept: [MediaType.OciIndex],
       });
@@ -629,11 +629,6 @@ export class RegistryClient {
       throw err;
     }
   }
-}
-
-/** fallbackTag is the tag the referrers tag schema keeps the index of `subject`'s referrers under. */
-function fallbackTag(subject: Digest): string {
-  return `${subject.slice(0, subject.indexOf(':'))}-${digestHex(subject)}`;
 }
 
 /**

@@ -1,14 +1,13 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { Readable, Writable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   ErrorCode,
   HashingStream,
   LadingError,
   MediaType,
-  digestHex,
   digestOf,
   fetchVerified,
   formatPlatform,
@@ -27,6 +26,7 @@ import {
   type CopyOptions,
   type Target,
 } from '@lading/core';
+import { discardSink, referrersTag } from '@lading/core/internal';
 import { RegistryClient, RegistryTarget } from '@lading/remote';
 import { UsageError } from '../exit.js';
 import { openSource } from '../image-source.js';
@@ -159,11 +159,6 @@ const emptyConfig: Descriptor = {
   data: 'e30=',
 };
 
-/** fallbackTag is the tag the referrers tag schema keeps an index of referrers under. */
-function fallbackTag(subject: Digest): string {
-  return `${subject.slice(0, subject.indexOf(':'))}-${digestHex(subject)}`;
-}
-
 async function fileDescriptor(
   file: string,
   mediaType: string,
@@ -173,15 +168,7 @@ async function fileDescriptor(
   if (st?.isFile() !== true) throw new UsageError(`${file} is not a file`);
   // One pass to hash (never the whole file in memory), one to upload.
   const hasher = new HashingStream();
-  await pipeline(
-    createReadStream(file, { signal }),
-    hasher,
-    new Writable({
-      write: (_c, _e, cb) => {
-        cb();
-      },
-    }),
-  );
+  await pipeline(createReadStream(file, { signal }), hasher, discardSink());
   const digest = hasher.digest;
   if (digest === undefined) throw new LadingError(ErrorCode.Io, `${file} was not read to its end`);
   return {
@@ -189,6 +176,14 @@ async function fileDescriptor(
     digest,
     size: hasher.size,
     annotations: { 'org.opencontainers.image.title': basename(file) },
+  };
+}
+
+/** adding is the edit of {@link editFallbackIndex} that adds those of `added` it does not list. */
+function adding(added: readonly Descriptor[]) {
+  return (manifests: readonly Descriptor[]): Descriptor[] | undefined => {
+    const missing = added.filter((r) => !manifests.some((d) => d.digest === r.digest));
+    return missing.length === 0 ? undefined : [...manifests, ...missing];
   };
 }
 
@@ -206,7 +201,7 @@ export async function editFallbackIndex(
   edit: (manifests: readonly Descriptor[]) => Descriptor[] | undefined,
   signal: AbortSignal,
 ): Promise<void> {
-  const tag = fallbackTag(subject);
+  const tag = referrersTag(subject);
   let current: IndexManifest = {
     schemaVersion: 2,
     mediaType: MediaType.OciIndex,
@@ -327,12 +322,7 @@ export const attach: Command = {
         apiHandled = put.subject !== undefined;
       } else {
         await opened.target.push(desc, Readable.from([bytes]), { signal });
-        await editFallbackIndex(
-          opened.target,
-          subject.digest,
-          (m) => (m.some((d) => d.digest === desc.digest) ? undefined : [...m, desc]),
-          signal,
-        );
+        await editFallbackIndex(opened.target, subject.digest, adding([desc]), signal);
       }
       return { subject, desc, apiHandled };
     });
@@ -360,7 +350,7 @@ export async function referrersIn(
       ...(artifactType === undefined ? {} : { artifactType }),
     });
   try {
-    const root = await target.resolve(fallbackTag(subject), { signal });
+    const root = await target.resolve(referrersTag(subject), { signal });
     const idx = JSON.parse(
       Buffer.from(await fetchVerified(target, root, { signal })).toString('utf8'),
     ) as IndexManifest;
@@ -421,15 +411,7 @@ export async function copyReferrers(
     }
     // One rewrite of a layout's index per subject, not one per referrer.
     if (added.length > 0 && !(dst instanceof RegistryTarget))
-      await editFallbackIndex(
-        dst,
-        subject,
-        (m) => {
-          const missing = added.filter((r) => !m.some((d) => d.digest === r.digest));
-          return missing.length === 0 ? undefined : [...m, ...missing];
-        },
-        signal,
-      );
+      await editFallbackIndex(dst, subject, adding(added), signal);
   }
   return copied;
 }

@@ -1,4 +1,4 @@
-import { Readable, type Transform, Writable } from 'node:stream';
+import { Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   ErrorCode,
@@ -31,7 +31,12 @@ import {
   type Layer,
   type Target,
 } from '@lading/core';
-import { decompressionError, writeOutputFile } from '@lading/core/internal';
+import {
+  decompressionError,
+  discardSink,
+  isLayerMediaType,
+  writeOutputFile,
+} from '@lading/core/internal';
 import { flatten } from '@lading/layers';
 import { DockerArchive, OciLayout } from '@lading/layout';
 import { RegistryClient } from '@lading/remote';
@@ -587,17 +592,9 @@ interface ValidateCounts {
   unchecked: number;
 }
 
-function sink(): Writable {
-  return new Writable({
-    write(_c: Buffer, _e, cb) {
-      cb();
-    },
-  });
-}
-
 async function drain(stream: Readable, signal: AbortSignal): Promise<void> {
   // Reading to the end is what makes the stream verify digest and size.
-  await pipeline(stream, sink(), { signal });
+  await pipeline(stream, discardSink(), { signal });
 }
 
 /**
@@ -606,7 +603,7 @@ async function drain(stream: Readable, signal: AbortSignal): Promise<void> {
  * compression it does not read), whose diff_id is then not checked.
  */
 function tarLayerKind(mt: string): LayerCompression | undefined {
-  if (!mt.includes('.layer.') && !mt.includes('.rootfs.')) return undefined;
+  if (!isLayerMediaType(mt)) return undefined;
   const kind = layerCompressionOf(mt);
   if (kind !== 'none') return kind;
   return mt.endsWith('.tar') ? 'none' : undefined;
@@ -630,7 +627,7 @@ async function checkLayer(
   try {
     if (kind === 'gzip' || kind === 'zstd') decompress = createDecompressor(kind);
   } catch (err) {
-    if (!isLadingError(err) || err.code !== ErrorCode.Unsupported) throw err;
+    if (!isLadingError(err, ErrorCode.Unsupported)) throw err;
     await drain(await target.fetch(desc, { signal }), signal);
     counts.unchecked++;
     return;
@@ -638,8 +635,8 @@ async function checkLayer(
   const tar = new HashingStream(diffId.startsWith('sha512:') ? 'sha512' : 'sha256');
   const fetched = await target.fetch(desc, { signal });
   try {
-    if (decompress === undefined) await pipeline(fetched, tar, sink(), { signal });
-    else await pipeline(fetched, decompress, tar, sink(), { signal });
+    if (decompress === undefined) await pipeline(fetched, tar, discardSink(), { signal });
+    else await pipeline(fetched, decompress, tar, discardSink(), { signal });
   } catch (err) {
     const typed = decompressionError(err, 'the layer');
     if (typed === err || signal.aborted) throw err;
@@ -662,10 +659,10 @@ async function validateNode(
   counts: ValidateCounts,
   fast: boolean,
 ): Promise<void> {
-  const fail = (err: unknown, where = path): void => {
+  const fail = (err: unknown, where = path, digest = desc.digest): void => {
     problems.push({
       path: where,
-      digest: desc.digest,
+      digest,
       error: err instanceof Error ? err.message : String(err),
     });
   };
@@ -744,11 +741,7 @@ async function validateNode(
         counts.blobs++;
       } catch (err) {
         if (signal.aborted) throw err;
-        problems.push({
-          path: where,
-          digest: layer.digest,
-          error: err instanceof Error ? err.message : String(err),
-        });
+        fail(err, where, layer.digest);
       }
     }
   } catch (err) {

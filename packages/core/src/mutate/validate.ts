@@ -1,4 +1,3 @@
-import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { isDeepStrictEqual } from 'node:util';
 import { HashingStream, digestOf, type Digest } from '../digest.js';
@@ -16,6 +15,7 @@ import { createDecompressor, decompressionError, layerCompressionOf } from '../c
 import { MediaType } from '../media-types.js';
 import { parseConfigFile, parseImageManifest, parseIndexManifest } from '../parse.js';
 import type { IoOptions } from '../target.js';
+import { discardSink } from '../sink.js';
 
 /** ValidateOptions configure {@link validateImage}. */
 export interface ValidateOptions extends IoOptions {
@@ -27,14 +27,6 @@ function invalid(code: ErrorCode, message: string): LadingError {
   return new LadingError(code, message);
 }
 
-function sink(): Writable {
-  return new Writable({
-    write(_chunk, _encoding, callback) {
-      callback();
-    },
-  });
-}
-
 type Hashed = { digest: Digest; size: number; diffId: Digest };
 
 /** hashLayer reads the compressed stream once, hashing it and (decompressed) the tar. */
@@ -44,9 +36,16 @@ async function hashLayer(layer: Layer, signal: AbortSignal | undefined): Promise
   const opts = signal === undefined ? {} : { signal };
   const kind = layerCompressionOf(layer.mediaType);
   if (kind !== 'none') {
-    await pipeline(layer.compressed(), compressed, createDecompressor(kind), tar, sink(), opts);
+    await pipeline(
+      layer.compressed(),
+      compressed,
+      createDecompressor(kind),
+      tar,
+      discardSink(),
+      opts,
+    );
   } else {
-    await pipeline(layer.compressed(), compressed, sink(), opts);
+    await pipeline(layer.compressed(), compressed, discardSink(), opts);
   }
   const digest = compressed.digest;
   if (digest === undefined) throw invalid(ErrorCode.Io, 'layer stream ended without a digest');
@@ -58,7 +57,7 @@ async function hashLayer(layer: Layer, signal: AbortSignal | undefined): Promise
   ) {
     // Neither compressed nor a plain tar type we know: hash what the layer says is its tar.
     const second = new HashingStream();
-    await pipeline(layer.uncompressed(), second, sink(), opts);
+    await pipeline(layer.uncompressed(), second, discardSink(), opts);
     diffId = second.digest;
   }
   if (diffId === undefined) throw invalid(ErrorCode.Io, 'layer tar ended without a digest');

@@ -9,7 +9,7 @@ import {
   type Digest,
   type Hasher,
 } from '@lading/core';
-import { decompressionError, deferred, markDigesting } from '@lading/core/internal';
+import { decompressionError, deferred, discardSink, markDigesting } from '@lading/core/internal';
 import { gzipTransform, type ResolvedCompression } from '../compression.js';
 import { TarCheck } from './tar-check.js';
 
@@ -265,13 +265,5 @@ export function toReadable(source: Readable | AsyncIterable<Uint8Array>): Readab
 
 /** drain reads a stream to its end, discarding the bytes. */
 export async function drain(stream: Readable, signal?: AbortSignal): Promise<void> {
-  await pipeline(
-    stream,
-    new Writable({
-      write(_c, _e, cb) {
-        cb();
-      },
-    }),
-    signal === undefined ? {} : { signal },
-  );
+  await pipeline(stream, discardSink(), signal === undefined ? {} : { signal });
 }

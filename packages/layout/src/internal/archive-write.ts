@@ -20,7 +20,7 @@ import type {
   IoOptions,
   MediaTypeString,
 } from '@lading/core';
-import { tarPadding, tarTrailer, writeOutputFile } from '@lading/core/internal';
+import { isLayerMediaType, tarPadding, tarTrailer, writeOutputFile } from '@lading/core/internal';
 import { refNameAnnotation } from '../oci-layout.js';
 import { jsonOf, notFound } from './archive-errors.js';
 import { tarEntry, tarHeader } from './tar.js';
@@ -51,11 +51,6 @@ function fullName(repoTag: string): string {
     repoTag.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost');
   if (hasHost) return repoTag;
   return repoTag.includes('/') ? `docker.io/${repoTag}` : `docker.io/library/${repoTag}`;
-}
-
-/** isLayerMediaType tells the blobs an archive stores as layer.tar files (tar layers, any compression). */
-export function isLayerMediaType(mt: string): boolean {
-  return mt.includes('.layer.') || mt.includes('.rootfs.');
 }
 
 function hasSubject(bytes: Uint8Array): boolean {

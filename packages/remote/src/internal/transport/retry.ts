@@ -103,8 +103,7 @@ export async function withRetry<T>(
     } catch (err) {
       const spent = typeof err === 'object' && err !== null && exhausted.has(err);
       if (attempt >= policy.retries || spent || !isTemporary(err) || signal?.aborted === true) {
-        if (attempt > 0 && typeof err === 'object' && err !== null && isTemporary(err))
-          exhausted.add(err);
+        if (attempt > 0 && isTemporary(err)) markExhausted(err);
         throw err;
       }
       const jittered = backoffMs(policy, attempt);
